@@ -1,0 +1,34 @@
+# Borne: `make demo` runs the virtual site, `make test` runs every test, `make bench` prints figures.
+# Each target installs what it needs: the virtual environment, Python packages and system packages.
+
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+SYSTEM_PACKAGES := mosquitto:mosquitto
+
+.PHONY: demo test bench lint vectors clean
+
+$(INSTALLED): pyproject.toml scripts/bootstrap
+	scripts/bootstrap $(SYSTEM_PACKAGES)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
+demo: $(INSTALLED)
+	$(VENV)/bin/borne demo
+
+test: $(INSTALLED) lint
+	$(PYTHON) -m pytest
+
+lint: $(INSTALLED)
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+
+bench: $(INSTALLED)
+	$(PYTHON) -m bench
+
+vectors: $(INSTALLED)
+	$(VENV)/bin/borne codec vectors
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .hypothesis

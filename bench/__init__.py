@@ -1,0 +1,1 @@
+"""`make bench`: Borne's figures printed side by side with their baselines."""

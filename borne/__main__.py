@@ -1,0 +1,5 @@
+import sys
+
+from borne.cli import main
+
+sys.exit(main())

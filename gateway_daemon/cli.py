@@ -1,0 +1,152 @@
+"""`borne gateway …` and `borne device …`: run the daemon, configure it, see its state, register devices."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from pathlib import Path
+
+from payload_codec import derive_device_keys
+from payload_codec.keyfile import load_site_keys
+from payload_codec.schema import TELEMETRY_FIELDS
+
+from . import logs
+from .config import EXAMPLE, ConfigError, load_config
+from .daemon import Gateway
+from .registry import Device, Registry, RegistryError
+from .state import GatewayState
+
+DEFAULT_CONFIG = Path("/etc/borne/gateway.toml")
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    gateway = commands.add_parser("gateway", help="run and inspect the gateway daemon")
+    actions = gateway.add_subparsers(dest="action", required=True, metavar="ACTION")
+    run = actions.add_parser("run", help="run the daemon in the foreground (systemd starts it so)")
+    run.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help=f"configuration file (default {DEFAULT_CONFIG})"
+    )
+    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument("--log-json", action="store_true", help="one JSON object a line, for log shippers")
+    run.set_defaults(run=_run)
+    config = actions.add_parser("config", help="print the configuration")
+    config.add_argument("--example", action="store_true", required=True, help="a complete commented example")
+    config.set_defaults(run=lambda args: print(EXAMPLE, end="") or 0)
+    status = actions.add_parser("status", help="devices last seen, signal, battery, lost frames, outbox depth")
+    status.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    status.set_defaults(run=_status)
+
+    device = commands.add_parser("device", help="register and list devices")
+    device_actions = device.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = device_actions.add_parser("add", help="register a device; its keys derive from the site key file")
+    add.add_argument("device_id", type=lambda text: int(text, 0), help="device id, 0-65535")
+    add.add_argument("--name", required=True, help="short name, becomes the MQTT topic level (a-z, 0-9, -, _)")
+    add.add_argument("--site", required=True, help="site name, becomes the MQTT topic level")
+    add.add_argument("--facility", default="", help="free text: school, gym, town hall…")
+    add.add_argument("--keys", type=Path, required=True, help="site key file (master_key)")
+    add.add_argument("--battery", action="store_true", help="runs on battery (Home Assistant expires its values)")
+    add.add_argument("--report-interval", type=int, default=300, help="seconds between telemetry reports")
+    add.add_argument("--sensors", default="", help=f"comma-separated: {','.join(f.name for f in TELEMETRY_FIELDS)}")
+    add.add_argument("--nfc", action="store_true", help="has a badge reader")
+    add.add_argument("--registry", type=Path, default=Path("/etc/borne/devices.toml"))
+    add.set_defaults(run=_device_add)
+    listing = device_actions.add_parser("list", help="list registered devices (keys shortened)")
+    listing.add_argument("--registry", type=Path, default=Path("/etc/borne/devices.toml"))
+    listing.set_defaults(run=_device_list)
+    remove = device_actions.add_parser("remove", help="unregister a device")
+    remove.add_argument("device_id", type=lambda text: int(text, 0))
+    remove.add_argument("--registry", type=Path, default=Path("/etc/borne/devices.toml"))
+    remove.set_defaults(run=_device_remove)
+
+
+def _run(args: argparse.Namespace) -> int:
+    logs.configure(args.log_level, args.log_json)
+    config = load_config(args.config)
+    gateway = Gateway(config)
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for stop in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(stop, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await gateway.run()
+
+    asyncio.run(main())
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    registry = Registry.load(Path(config.gateway.registry_file))
+    state = GatewayState(Path(config.gateway.state_file), config.gateway.max_outbox_events)
+    now = time.time()
+    print(
+        f"{'device':>6}  {'name':<20} {'last seen':>10} {'RSSI':>6} {'SNR':>6} {'battery':>8} {'frames':>7} {'lost':>5}"
+    )
+    for seen in state.devices():
+        device = registry.get(seen.device_id)
+        name = f"{device.site}/{device.name}" if device else "(unregistered)"
+        ago = "never" if seen.last_seen is None else f"{now - seen.last_seen:.0f} s ago"
+        battery = "-" if seen.battery_mv is None else f"{seen.battery_mv} mV"
+        print(
+            f"{seen.device_id:>6}  {name:<20} {ago:>10} {seen.rssi_dbm or 0:>6.0f} {seen.snr_db or 0:>6.1f} "
+            f"{battery:>8} {seen.frames:>7} {seen.lost_frames:>5}"
+        )
+    print(f"outbox: {state.depth()} events waiting for the broker; dropped: {state.dropped() or 'none'}")
+    state.close()
+    return 0
+
+
+def _device_add(args: argparse.Namespace) -> int:
+    registry = Registry.load(args.registry)
+    site_keys = load_site_keys(args.keys)
+    if site_keys.master_key is None:
+        print(f"error: {args.keys} has no master_key to derive the device's keys from", file=sys.stderr)
+        return 1
+    sensors = tuple(name for name in args.sensors.split(",") if name)
+    registry.add(
+        Device(
+            device_id=args.device_id,
+            name=args.name,
+            site=args.site,
+            facility=args.facility,
+            keys=derive_device_keys(site_keys.master_key, args.device_id),
+            battery=args.battery,
+            report_interval_s=args.report_interval,
+            sensors=sensors,
+            nfc=args.nfc,
+        )
+    )
+    registry.save(args.registry)
+    print(f"registered device {args.device_id} as {args.site}/{args.name}; send SIGHUP to running gateways")
+    return 0
+
+
+def _device_list(args: argparse.Namespace) -> int:
+    registry = Registry.load(args.registry)
+    for device in sorted(registry.devices.values(), key=lambda d: d.device_id):
+        flags = ", ".join(filter(None, ["battery" if device.battery else "", "nfc" if device.nfc else ""]))
+        print(
+            f"{device.device_id:>6}  {device.site}/{device.name:<24} {device.facility:<12} key {device.redacted_key()}"
+            f"  {','.join(device.sensors) or '-'}  {flags}"
+        )
+    return 0
+
+
+def _device_remove(args: argparse.Namespace) -> int:
+    registry = Registry.load(args.registry)
+    if registry.devices.pop(args.device_id, None) is None:
+        print(f"error: device {args.device_id} is not registered in {args.registry}", file=sys.stderr)
+        return 1
+    registry.save(args.registry)
+    print(f"removed device {args.device_id}; send SIGHUP to running gateways")
+    return 0
+
+
+ERRORS = (ConfigError, RegistryError)

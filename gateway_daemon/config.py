@@ -1,0 +1,202 @@
+"""The gateway's one configuration file (TOML).
+
+`EXAMPLE` is both the documentation printed by `borne gateway config --example` and
+the source of every default: a key missing from a user's file takes the value shown
+there, and a key the example does not have is an error, so a typo never passes
+silently.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+EXAMPLE = """\
+# Borne gateway configuration. Every key is shown with its default value.
+
+[gateway]
+# This gateway's name in MQTT topics and messages (a-z, 0-9, - and _).
+name = "gateway"
+# Counters and the outbox (SQLite). Keep it on storage that survives a reboot.
+state_file = "/var/lib/borne/state.db"
+# The device registry, written by `borne device add`; several gateways may share it.
+registry_file = "/etc/borne/devices.toml"
+# Copies of one frame heard by several sources within this window are published once.
+dedup_window_ms = 200
+# Events kept while the broker is away (a 50-node site makes about 15,000 a day);
+# when full, telemetry and status are dropped before check-ins, and counted.
+max_outbox_events = 500000
+# The largest jump ahead of a device's frame counter accepted (frames lost in a row).
+max_counter_gap = 16384
+
+[radio]
+# ACKs start this long after the end of the uplink, in the node's receive window.
+ack_delay_ms = 1000
+# ACKs go out in the 869.4-869.65 MHz sub-band, where 10 % duty cycle is allowed.
+ack_frequency_hz = 869525000
+ack_tx_power_dbm = 14
+
+[serial]
+# The bridge board's serial port, e.g. "/dev/ttyUSB0"; empty: no bridge board.
+port = ""
+baudrate = 115200
+
+[udp]
+# A Semtech UDP packet forwarder (SX1302 concentrator). The protocol has no
+# authentication: keep it on loopback unless the forwarder runs on another host.
+enabled = false
+host = "127.0.0.1"
+port = 1700
+
+[mqtt]
+host = "localhost"
+port = 1883
+# Credentials; empty: anonymous.
+username = ""
+password = ""
+# TLS to the broker; ca_file empty: the system's trusted authorities.
+tls = false
+ca_file = ""
+# Topics: <prefix>/<site>/<device>/{checkin,telemetry,status}, <prefix>/gateway/<name>/...
+topic_prefix = "borne"
+# Empty: "borne-<gateway name>". Must be unique on the broker.
+client_id = ""
+# How often the gateway publishes its counters on <prefix>/gateway/<name>/stats.
+stats_interval_s = 60
+
+[home_assistant]
+# Publish MQTT discovery configs so Home Assistant finds every device by itself.
+enabled = true
+discovery_prefix = "homeassistant"
+
+[metrics]
+# Prometheus metrics at http://<host>:<port>/metrics; port 0: off.
+host = "127.0.0.1"
+port = 0
+"""
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class GatewaySection:
+    name: str
+    state_file: str
+    registry_file: str
+    dedup_window_ms: int
+    max_outbox_events: int
+    max_counter_gap: int
+
+
+@dataclass(frozen=True)
+class RadioSection:
+    ack_delay_ms: int
+    ack_frequency_hz: int
+    ack_tx_power_dbm: int
+
+
+@dataclass(frozen=True)
+class SerialSection:
+    port: str
+    baudrate: int
+
+
+@dataclass(frozen=True)
+class UdpSection:
+    enabled: bool
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class MqttSection:
+    host: str
+    port: int
+    username: str
+    password: str
+    tls: bool
+    ca_file: str
+    topic_prefix: str
+    client_id: str
+    stats_interval_s: int
+
+
+@dataclass(frozen=True)
+class HomeAssistantSection:
+    enabled: bool
+    discovery_prefix: str
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Config:
+    gateway: GatewaySection
+    radio: RadioSection
+    serial: SerialSection
+    udp: UdpSection
+    mqtt: MqttSection
+    home_assistant: HomeAssistantSection
+    metrics: MetricsSection
+
+
+_SECTIONS: dict[str, type] = {
+    "gateway": GatewaySection,
+    "radio": RadioSection,
+    "serial": SerialSection,
+    "udp": UdpSection,
+    "mqtt": MqttSection,
+    "home_assistant": HomeAssistantSection,
+    "metrics": MetricsSection,
+}
+
+
+def parse_config(text: str, where: str = "configuration") -> Config:
+    """A Config from TOML text: the example's defaults overlaid with what `text` sets."""
+    defaults = tomllib.loads(EXAMPLE)
+    try:
+        given = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{where}: not valid TOML: {error}") from None
+    unknown = set(given) - set(_SECTIONS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown section(s) {', '.join(sorted(unknown))}; known: {', '.join(_SECTIONS)}")
+    sections: dict[str, Any] = {}
+    for name, section_class in _SECTIONS.items():
+        values = dict(defaults[name])
+        overrides = given.get(name, {})
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"{where}: [{name}] must be a table")
+        for key, value in overrides.items():
+            if key not in values:
+                raise ConfigError(f"{where}: unknown key {name}.{key}; known: {', '.join(values)}")
+            if type(value) is not type(values[key]):
+                expected = type(values[key]).__name__
+                raise ConfigError(f"{where}: {name}.{key} must be a {expected}, got {value!r}")
+            values[key] = value
+        sections[name] = section_class(**values)
+    return _check(Config(**sections), where)
+
+
+def _check(config: Config, where: str) -> Config:
+    if not 0 < config.gateway.max_counter_gap <= 0x8000:
+        raise ConfigError(f"{where}: gateway.max_counter_gap must be from 1 to 32768")
+    if config.gateway.max_outbox_events < 1000:
+        raise ConfigError(f"{where}: gateway.max_outbox_events below 1000 cannot ride out a broker outage")
+    return config
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; `borne gateway config --example > {path}` writes one") from None
+    return parse_config(text, str(path))

@@ -1,0 +1,184 @@
+"""The MQTT side: the outbox drained at QoS 1, gateway state, stats, diagnostics, discovery.
+
+The outbox is the source of truth: an event leaves it only when the broker's PUBACK
+came back, so a broker outage or a daemon crash costs nothing but a redelivery under
+the same event id. Each connection uses a fresh client: paho's in-memory session
+would only add a second, unbounded copy of what the outbox already keeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiomqtt
+
+from .config import Config
+from .home_assistant import discovery_messages
+from .pipeline import Pipeline
+from .registry import Registry
+from .state import GatewayState, OutboxEvent
+
+log = logging.getLogger(__name__)
+
+IN_FLIGHT = 20  # QoS 1 messages awaiting PUBACK at once (mosquitto's default window)
+PUBLISH_TIMEOUT_S = 10.0
+MAX_BACKOFF_S = 30.0
+
+
+async def send(client: aiomqtt.Client, topic: str, payload: str, qos: int = 1, retain: bool = False) -> None:
+    """Publish; for QoS 1 this returns once the broker's PUBACK arrived."""
+    await client.publish(topic, payload, qos=qos, retain=retain, timeout=PUBLISH_TIMEOUT_S)
+
+
+class _QuietAboutInFlight(logging.Filter):
+    # aiomqtt warns past 10 publishes awaiting their PUBACK; we keep IN_FLIGHT on purpose.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pending publish calls" not in record.getMessage()
+
+
+MQTT_LOG = logging.getLogger("gateway_daemon.mqtt.client")
+MQTT_LOG.addFilter(_QuietAboutInFlight())
+
+
+class Publisher:
+    """Keeps a connection to the broker and empties the outbox into it."""
+
+    def __init__(
+        self,
+        config: Config,
+        state: GatewayState,
+        pipeline: Pipeline,
+        registry: Callable[[], Registry],
+        extra_stats: Callable[[], dict[str, Any]] = dict,
+    ) -> None:
+        self.config = config
+        self.state = state
+        self.pipeline = pipeline
+        self.registry = registry
+        self.extra_stats = extra_stats
+        self.connected = False
+        self.published = 0
+        self.reconnects = 0
+        self.started = time.time()
+        self._wake = asyncio.Event()
+        gateway = config.gateway.name
+        self.topic_base = f"{config.mqtt.topic_prefix}/gateway/{gateway}"
+
+    def wake(self) -> None:
+        """Something new is waiting: an accepted event or a rejected input."""
+        self._wake.set()
+
+    def _client(self) -> aiomqtt.Client:
+        mqtt = self.config.mqtt
+        tls_context = None
+        if mqtt.tls:
+            tls_context = ssl.create_default_context(cafile=mqtt.ca_file or None)
+        return aiomqtt.Client(
+            mqtt.host,
+            mqtt.port,
+            username=mqtt.username or None,
+            password=mqtt.password or None,
+            identifier=mqtt.client_id or f"borne-{self.config.gateway.name}",
+            will=aiomqtt.Will(f"{self.topic_base}/state", "offline", qos=1, retain=True),
+            tls_context=tls_context,
+            max_queued_outgoing_messages=IN_FLIGHT * 5,
+            logger=MQTT_LOG,
+            timeout=PUBLISH_TIMEOUT_S,
+        )
+
+    async def run(self) -> None:
+        """Connect, publish, and reconnect with backoff forever; returns only when cancelled."""
+        backoff = 1.0
+        while True:
+            try:
+                async with self._client() as client:
+                    self.connected = True
+                    backoff = 1.0
+                    log.info("connected to MQTT broker %s:%s", self.config.mqtt.host, self.config.mqtt.port)
+                    await self._session(client)
+            except* aiomqtt.MqttError as errors:
+                log.warning(
+                    "MQTT broker %s:%s unreachable or lost (%s); retrying in %.0f s",
+                    self.config.mqtt.host,
+                    self.config.mqtt.port,
+                    errors.exceptions[0],
+                    backoff,
+                )
+            except* Exception:  # a bug must not end publishing: the outbox keeps everything meanwhile
+                log.exception("MQTT publishing failed; reconnecting in %.0f s", backoff)
+            self.connected = False
+            self.reconnects += 1
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        await send(client, f"{self.topic_base}/state", "online", retain=True)
+        ha = self.config.home_assistant
+        if ha.enabled:
+            await client.subscribe(f"{ha.discovery_prefix}/status")
+            await self._announce(client)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._drain(client))
+            tasks.create_task(self._stats_loop(client))
+            if ha.enabled:
+                tasks.create_task(self._listen(client))
+
+    async def _announce(self, client: aiomqtt.Client) -> None:
+        devices = list(self.registry().devices.values())
+        ha = self.config.home_assistant
+        for topic, payload in discovery_messages(
+            devices, self.config.gateway.name, self.config.mqtt.topic_prefix, ha.discovery_prefix
+        ):
+            await send(client, topic, payload, retain=True)
+
+    async def _listen(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            if message.payload == b"online":  # Home Assistant restarted: it wants the configs again
+                await self._announce(client)
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._publish_diagnostics(client)
+            batch = self.state.pending(IN_FLIGHT)
+            if batch:
+                await asyncio.gather(*(self._publish(client, event) for event in batch))
+                continue
+            self._wake.clear()
+            if not self.state.pending(1) and not self.pipeline.diagnostics:
+                await self._wake.wait()
+
+    async def _publish(self, client: aiomqtt.Client, event: OutboxEvent) -> None:
+        await send(client, event.topic, event.payload)
+        self.state.delivered(event.seq)
+        self.published += 1
+
+    async def _publish_diagnostics(self, client: aiomqtt.Client) -> None:
+        # Diagnostics are best effort (QoS 0): they are counted in stats whatever happens.
+        while self.pipeline.diagnostics:
+            diagnostic = self.pipeline.diagnostics.popleft()
+            await send(client, f"{self.topic_base}/rejected", json.dumps(diagnostic.to_json()), qos=0)
+
+    async def _stats_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            await send(client, f"{self.topic_base}/stats", json.dumps(self.stats()), qos=0)
+            await asyncio.sleep(self.config.mqtt.stats_interval_s)
+
+    def stats(self) -> dict[str, Any]:
+        """Every counter an operator needs at 3 a.m., as published on the stats topic."""
+        return {
+            "gateway": self.config.gateway.name,
+            "uptime_s": round(time.time() - self.started),
+            "pipeline": dict(self.pipeline.counters),
+            "rejected": dict(self.pipeline.rejected),
+            "outbox_depth": self.state.depth(),
+            "outbox_dropped": self.state.dropped(),
+            "mqtt_published": self.published,
+            "mqtt_reconnects": self.reconnects,
+            **self.extra_stats(),
+        }

@@ -1,0 +1,233 @@
+"""From a heard frame to events in the outbox, whichever source heard it.
+
+    reception → envelope → dedup window → registry → counter + MIC → decode
+              → outbox commit (with the counter) → ACK on the best path heard
+
+Nothing a source hands in can raise out of here: every refusal is counted by reason
+and queued for the diagnostics topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from payload_codec import CodecError, Frame, SealedEnvelope, build_frame, open_envelope, read_envelope
+from payload_codec.schema import FLAG_ACK_REQUESTED, FLAG_TIME_REQUESTED
+
+from .config import Config
+from .events import events_of, iso_time
+from .registry import Device, Registry
+from .sources import Downlink, Reception, Rejected, Source, TransmitError
+from .state import GatewayState, frame_hash
+
+log = logging.getLogger(__name__)
+
+LATE_COPY_S = 1.0  # beyond the ACK delay: a copy heard later than that is the node trying again
+MAX_REACKS = 8  # re-ACKs of one retransmitted frame: an echo, not a way to drain our duty cycle
+MAX_DIAGNOSTICS = 1000
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """A refused input, as published on `<prefix>/gateway/<name>/rejected`."""
+
+    reason: str
+    source: str
+    detail: str
+    raw: bytes
+    time: float
+    device_id: int | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "reason": self.reason,
+            "source": self.source,
+            "detail": self.detail,
+            "raw_hex": self.raw.hex(),
+            "time": iso_time(self.time),
+            "device_id": self.device_id,
+        }
+
+
+class Pipeline:
+    """Turns Receptions into outbox events; `wake_publisher` says there is something to publish."""
+
+    def __init__(
+        self,
+        config: Config,
+        registry: Registry,
+        state: GatewayState,
+        sources: list[Source],
+        wake_publisher: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.state = state
+        self.sources = sources
+        self.wake_publisher = wake_publisher
+        self.clock = clock
+        self.counters: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()
+        self.diagnostics: deque[Diagnostic] = deque(maxlen=MAX_DIAGNOSTICS)
+        self._collecting: dict[bytes, list[Reception]] = {}
+        self._recent: dict[bytes, float] = {}
+        self._reacks: Counter[bytes] = Counter()
+        self._tasks: set[asyncio.Task] = set()
+
+    # --- what sources call -----------------------------------------------------------
+    async def deliver(self, reception: Reception) -> None:
+        """A frame heard by a source: collect its copies for the dedup window, then process."""
+        self.counters["receptions"] += 1
+        envelope = read_envelope(reception.frame)
+        if isinstance(envelope, CodecError):
+            await self.reject(Rejected(reception.source, envelope.reason, envelope.detail, reception.frame))
+            return
+        key = reception.frame
+        if key in self._collecting:
+            self._collecting[key].append(reception)
+            self.counters["copies_merged"] += 1
+            return
+        self._forget_old_frames()
+        if key in self._recent:
+            # A copy from a slower path, too late for the window: already handled.
+            self.counters["late_duplicates"] += 1
+            return
+        self._collecting[key] = [reception]
+        task = asyncio.create_task(self._process_after_window(key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def reject(self, rejected: Rejected, device_id: int | None = None) -> None:
+        """Count a refused input and queue it for the diagnostics topic."""
+        self.rejected[rejected.reason] += 1
+        if len(self.diagnostics) == self.diagnostics.maxlen:
+            self.counters["diagnostics_dropped"] += 1
+        self.diagnostics.append(
+            Diagnostic(rejected.reason, rejected.source, rejected.detail, rejected.raw[:300], self.clock(), device_id)
+        )
+        log.info("rejected %s from %s: %s", rejected.reason, rejected.source, rejected.detail)
+        self.wake_publisher()
+
+    async def drain(self) -> None:
+        """Wait for the frames still in their dedup window (on shutdown, and in tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # --- processing -------------------------------------------------------------------
+    async def _process_after_window(self, key: bytes) -> None:
+        await asyncio.sleep(self.config.gateway.dedup_window_ms / 1000)
+        receptions = self._collecting.pop(key)
+        self._recent[key] = self.clock()
+        try:
+            await self._process(receptions)
+        except Exception:  # a bug here must cost one frame, never the daemon
+            log.exception("processing a frame from %s failed", receptions[0].source)
+            self.counters["processing_errors"] += 1
+
+    async def _process(self, receptions: list[Reception]) -> None:
+        best = max(receptions, key=lambda r: r.snr_db)
+        raw = best.frame
+        envelope = read_envelope(raw)
+        assert not isinstance(envelope, CodecError)  # checked on delivery
+        device = self.registry.get(envelope.device_id)
+        if device is None:
+            await self._refuse(best, CodecError("unknown_device", f"device {envelope.device_id} is not registered"))
+            return
+        stored = self.state.last_counter(device.device_id)
+        if stored is not None and envelope.counter16 == stored[0] & 0xFFFF and frame_hash(raw) == stored[1]:
+            await self._retransmission(device, stored[0], best, envelope)
+            return
+        frame = open_envelope(
+            envelope, device.keys, None if stored is None else stored[0], self.config.gateway.max_counter_gap
+        )
+        if isinstance(frame, CodecError):
+            await self._refuse(best, frame, device.device_id)
+            return
+        events = events_of(frame, device, receptions, self.config.gateway.name, self.config.mqtt.topic_prefix)
+        accepted = self.state.accept(
+            device.device_id,
+            frame.counter,
+            raw,
+            events,
+            seen_at=best.received_at,
+            rssi_dbm=best.rssi_dbm,
+            snr_db=best.snr_db,
+            battery_mv=frame.fields.get("battery_mv") if frame.msg_type == "telemetry" else None,
+        )
+        if not accepted:  # another process sharing the state took it first
+            await self._refuse(best, CodecError("replay", "counter already accepted"), device.device_id)
+            return
+        self.counters[f"accepted_{frame.msg_type}"] += 1
+        self.counters["events"] += len(events)
+        self.wake_publisher()
+        if frame.ack_requested:
+            await self._ack(device, frame, best)
+
+    async def _retransmission(self, device: Device, counter: int, best: Reception, envelope: SealedEnvelope) -> None:
+        """The same bytes as the last frame accepted from this device.
+
+        A node that asked for an ACK and did not hear it sends its frame again: ACK it
+        once more and publish nothing. Any other copy (no ACK asked, or asked too often)
+        is a replay. The bytes are those accepted before, so their MIC was verified then.
+        """
+        key = frame_hash(best.frame)
+        self._reacks[key] += 1
+        if not envelope.flags & FLAG_ACK_REQUESTED or self._reacks[key] > MAX_REACKS:
+            await self._refuse(
+                best, CodecError("replay", f"copy of the last frame accepted (counter {counter})"), device.device_id
+            )
+            return
+        self.counters["retransmissions"] += 1
+        await self._send_ack(device, counter, bool(envelope.flags & FLAG_TIME_REQUESTED), best)
+
+    async def _ack(self, device: Device, frame: Frame, best: Reception) -> None:
+        await self._send_ack(device, frame.counter, frame.time_requested, best)
+
+    async def _send_ack(self, device: Device, counter: int, time_requested: bool, best: Reception) -> None:
+        fields = {"acked_counter16": counter & 0xFFFF}
+        if time_requested:
+            fields["gateway_time"] = int(self.clock())
+        downlink_counter = self.state.next_downlink_counter(device.device_id)
+        frame = build_frame("ack", device.device_id, downlink_counter, fields, device.keys)
+        radio = self.config.radio
+        downlink = Downlink(
+            frame=frame,
+            answers=best,
+            delay_us=radio.ack_delay_ms * 1000,
+            frequency_hz=radio.ack_frequency_hz,
+            spreading_factor=best.spreading_factor,
+            bandwidth_hz=best.bandwidth_hz,
+            tx_power_dbm=radio.ack_tx_power_dbm,
+        )
+        source = self._source_of(best)
+        if source is None:
+            self.counters["acks_without_path"] += 1
+            return
+        try:
+            await source.transmit(downlink)
+            self.counters["acks_sent"] += 1
+        except TransmitError as error:
+            self.counters[f"acks_failed_{error.reason}"] += 1
+            log.warning("ACK to device %s via %s failed: %s", device.device_id, source.name, error)
+
+    def _source_of(self, reception: Reception) -> Source | None:
+        for source in self.sources:
+            if reception.source == source.name or reception.source.startswith(source.name + ":"):
+                return source
+        return None
+
+    async def _refuse(self, reception: Reception, error: CodecError, device_id: int | None = None) -> None:
+        await self.reject(Rejected(reception.source, error.reason, error.detail, reception.frame), device_id)
+
+    def _forget_old_frames(self) -> None:
+        horizon = self.clock() - self.config.radio.ack_delay_ms / 1000 - LATE_COPY_S
+        for key in [key for key, seen in self._recent.items() if seen < horizon]:
+            del self._recent[key]
+        if len(self._reacks) > 10_000:  # one entry per retransmitted frame: keep it bounded
+            self._reacks.clear()

@@ -1,0 +1,221 @@
+"""The gateway's durable state in one SQLite file: frame counters and the outbox.
+
+A frame is accepted in one transaction that stores the device's new counter and
+puts its events in the outbox, so a crash can neither publish an event whose
+counter is not stored (a replay could then slip in) nor store a counter whose
+events are lost. WAL with synchronous=FULL: a commit that returned survives power
+loss. Calls are synchronous on the event loop on purpose: at LoRa rates (a few
+frames a second) a commit costs far less than the radio time between frames, and
+one connection on one thread needs no locking.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# The order the outbox drops events in when full: telemetry and status first, check-ins last.
+DROP_ORDER = ("telemetry", "status", "checkin")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    device_id INTEGER PRIMARY KEY,
+    last_counter INTEGER NOT NULL,
+    last_frame_hash BLOB NOT NULL,
+    next_downlink_counter INTEGER NOT NULL DEFAULT 0,
+    first_counter INTEGER NOT NULL,
+    frames INTEGER NOT NULL DEFAULT 0,
+    last_seen REAL,
+    rssi_dbm REAL,
+    snr_db REAL,
+    battery_mv INTEGER
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_kind ON outbox (kind, seq);
+CREATE TABLE IF NOT EXISTS dropped (
+    reason TEXT PRIMARY KEY,
+    count INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    """One MQTT message waiting for its PUBACK; `event_id` is stable across retries."""
+
+    event_id: str
+    kind: str  # checkin, telemetry, status
+    topic: str
+    payload: str
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    device_id: int
+    last_counter: int
+    frames: int
+    first_counter: int
+    last_seen: float | None
+    rssi_dbm: float | None
+    snr_db: float | None
+    battery_mv: int | None
+
+    @property
+    def lost_frames(self) -> int:
+        """Frames the counter says were sent but never accepted here (lost on air or refused)."""
+        return max(self.last_counter - self.first_counter + 1 - self.frames, 0)
+
+
+def frame_hash(frame: bytes) -> bytes:
+    return hashlib.blake2b(frame, digest_size=16).digest()
+
+
+class GatewayState:
+    """Counters and outbox; `max_outbox` bounds the outbox, dropping by DROP_ORDER."""
+
+    def __init__(self, path: Path, max_outbox: int = 500_000) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.max_outbox = max_outbox
+        self._db = sqlite3.connect(path, isolation_level=None)  # transactions are explicit
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- counters ----------------------------------------------------------------------
+    def last_counter(self, device_id: int) -> tuple[int, bytes] | None:
+        """The last accepted counter of a device and the hash of that frame, if any."""
+        row = self._db.execute(
+            "SELECT last_counter, last_frame_hash FROM devices WHERE device_id = ?", (device_id,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def accept(
+        self,
+        device_id: int,
+        counter: int,
+        frame: bytes,
+        events: list[OutboxEvent],
+        *,
+        seen_at: float,
+        rssi_dbm: float,
+        snr_db: float,
+        battery_mv: int | None = None,
+    ) -> bool:
+        """Store the new counter and queue the events, atomically; False if the counter is not newer.
+
+        The `last_counter < ?` guard makes a second gateway process sharing the file,
+        or a race, refuse what the first one already accepted.
+        """
+        with self._transaction():
+            updated = self._db.execute(
+                "UPDATE devices SET last_counter = ?, last_frame_hash = ?, frames = frames + 1, last_seen = ?,"
+                " rssi_dbm = ?, snr_db = ?, battery_mv = COALESCE(?, battery_mv)"
+                " WHERE device_id = ? AND last_counter < ?",
+                (counter, frame_hash(frame), seen_at, rssi_dbm, snr_db, battery_mv, device_id, counter),
+            ).rowcount
+            if not updated:
+                if self.last_counter(device_id) is not None:
+                    return False
+                self._db.execute(
+                    "INSERT INTO devices (device_id, last_counter, last_frame_hash, first_counter, frames, last_seen,"
+                    " rssi_dbm, snr_db, battery_mv) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?)",
+                    (device_id, counter, frame_hash(frame), counter, seen_at, rssi_dbm, snr_db, battery_mv),
+                )
+            self._db.executemany(
+                "INSERT OR IGNORE INTO outbox (event_id, kind, topic, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+                [(e.event_id, e.kind, e.topic, e.payload, seen_at) for e in events],
+            )
+            self._enforce_bound()
+        return True
+
+    def next_downlink_counter(self, device_id: int) -> int:
+        """A downlink counter never used before for this device, stored before it is used."""
+        with self._transaction():
+            self._db.execute(
+                "UPDATE devices SET next_downlink_counter = next_downlink_counter + 1 WHERE device_id = ?",
+                (device_id,),
+            )
+            row = self._db.execute(
+                "SELECT next_downlink_counter FROM devices WHERE device_id = ?", (device_id,)
+            ).fetchone()
+        if row is None:
+            raise KeyError(f"device {device_id} has sent nothing yet")
+        return row[0] - 1
+
+    def devices(self) -> list[DeviceState]:
+        rows = self._db.execute(
+            "SELECT device_id, last_counter, frames, first_counter, last_seen, rssi_dbm, snr_db, battery_mv"
+            " FROM devices ORDER BY device_id"
+        ).fetchall()
+        return [DeviceState(*row) for row in rows]
+
+    # --- outbox ------------------------------------------------------------------------
+    def pending(self, limit: int = 100) -> list[OutboxEvent]:
+        """The oldest events waiting for the broker, in the order they were accepted."""
+        rows = self._db.execute(
+            "SELECT event_id, kind, topic, payload, seq FROM outbox ORDER BY seq LIMIT ?", (limit,)
+        ).fetchall()
+        return [OutboxEvent(*row) for row in rows]
+
+    def delivered(self, seq: int) -> None:
+        """Forget an event the broker acknowledged."""
+        self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+
+    def depth(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+
+    def dropped(self) -> dict[str, int]:
+        """What the bounded outbox had to drop, by reason, since the file was created."""
+        return dict(self._db.execute("SELECT reason, count FROM dropped").fetchall())
+
+    def _enforce_bound(self) -> None:
+        excess = self.depth() - self.max_outbox
+        for kind in DROP_ORDER:
+            if excess <= 0:
+                return
+            removed = self._db.execute(
+                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE kind = ? ORDER BY seq LIMIT ?)",
+                (kind, excess),
+            ).rowcount
+            if removed:
+                self._db.execute(
+                    "INSERT INTO dropped (reason, count) VALUES (?, ?)"
+                    " ON CONFLICT (reason) DO UPDATE SET count = count + excluded.count",
+                    (f"outbox_full_{kind}", removed),
+                )
+            excess -= removed
+
+    def _transaction(self):
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on any error: the write lock is taken up front."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind, error, trace) -> None:
+        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,50 @@
+"""Borne's wire contract: air frames, the bridge's serial records, keys and counters.
+
+Everything that crosses the air or the bridge's USB link is defined here and only
+here; the firmware's encoder and the exported JavaScript are held to it by the
+shared vectors in `payload_codec/vectors/`.
+"""
+
+from .counter import MAX_COUNTER_GAP, resolve_counter
+from .crypto import (
+    DOWN,
+    UP,
+    DeviceKeys,
+    badge_token,
+    derive_badge_key,
+    derive_device_keys,
+)
+from .errors import REASONS, CodecError
+from .frame import (
+    Frame,
+    SealedEnvelope,
+    build_frame,
+    open_envelope,
+    open_frame,
+    read_envelope,
+)
+from .messages import decode_body, encode_body
+from .schema import MESSAGE_TYPES, TYPE_BY_NAME
+
+__all__ = [
+    "DOWN",
+    "MAX_COUNTER_GAP",
+    "MESSAGE_TYPES",
+    "REASONS",
+    "TYPE_BY_NAME",
+    "UP",
+    "CodecError",
+    "DeviceKeys",
+    "Frame",
+    "SealedEnvelope",
+    "badge_token",
+    "build_frame",
+    "decode_body",
+    "derive_badge_key",
+    "derive_device_keys",
+    "encode_body",
+    "open_envelope",
+    "open_frame",
+    "read_envelope",
+    "resolve_counter",
+]

@@ -1,0 +1,527 @@
+"""The shared test vectors: generated here, checked by every runtime, never edited by hand.
+
+`borne codec vectors` writes them to `payload_codec/vectors/`; the tests regenerate
+them and fail if the files differ, so a change of the contract shows in review as a
+change of these files. All keys are test keys derived from TEST_MASTER_KEY.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+from cobs import cobs
+
+from . import airtime, bridge_link
+from .crypto import DOWN, UP, badge_token, derive_badge_key, derive_device_keys
+from .frame import build_frame, seal_body
+from .messages import encode_body
+from .schema import (
+    AGE_MAX_S,
+    AGE_SECONDS_LIMIT,
+    CONFIG_FIELDS,
+    DIRECTIONS,
+    FLAG_ACK_REQUESTED,
+    MAX_CHECKINS,
+    MAX_FRAME_SIZE,
+    RESET_CAUSES,
+    TAG_TYPES,
+    TELEMETRY_FIELDS,
+    TYPE_BY_CODE,
+    TYPE_BY_NAME,
+    VERSION,
+)
+
+VECTORS_DIR = Path(__file__).parent / "vectors"
+TEST_MASTER_KEY = bytes(range(16))
+DEVICE_ID = 0x0102
+TEST_UIDS = ("04a1b2c3", "04a1b2c3d4e5f6", "04a1b2c3d4e5f6071829")
+
+
+def _keys_json(device_id: int) -> dict[str, str]:
+    keys = derive_device_keys(TEST_MASTER_KEY, device_id)
+    return {"mic_key": keys.mic_key.hex(), "enc_key": keys.enc_key.hex()}
+
+
+def _frame_case(
+    name: str,
+    msg_type: str,
+    fields: dict,
+    counter: int,
+    *,
+    device_id: int = DEVICE_ID,
+    encrypt: bool | None = None,
+    ack_requested: bool = False,
+    time_requested: bool = False,
+    last_counter: int | None = None,
+) -> dict[str, Any]:
+    kind = TYPE_BY_NAME[msg_type]
+    keys = derive_device_keys(TEST_MASTER_KEY, device_id)
+    frame = build_frame(
+        msg_type,
+        device_id,
+        counter,
+        fields,
+        keys,
+        encrypt=encrypt,
+        ack_requested=ack_requested,
+        time_requested=time_requested,
+    )
+    encrypted = kind.encrypted_by_default if encrypt is None else encrypt
+    return {
+        "name": name,
+        "direction": "up" if kind.direction == UP else "down",
+        "type": msg_type,
+        "fport": kind.code,
+        "device_id": device_id,
+        "counter": counter,
+        "last_counter": last_counter,
+        "flags": {"encrypted": encrypted, "ack_requested": ack_requested, "time_requested": time_requested},
+        "fields": fields,
+        "body_hex": encode_body(msg_type, fields).hex(),
+        "frame_hex": frame.hex(),
+        "size": len(frame),
+        "valid": True,
+        "error": None,
+        "keys": _keys_json(device_id),
+    }
+
+
+def _checkin(index: int, age_s: int, uid: str = TEST_UIDS[1]) -> dict[str, Any]:
+    badge_key = derive_badge_key(TEST_MASTER_KEY)
+    uid_bytes = bytes.fromhex(uid)
+    # Vary the badge per event so a batch is not one token repeated.
+    uid_bytes = uid_bytes[:-1] + bytes([(uid_bytes[-1] + index) & 0xFF])
+    return {
+        "badge_token": badge_token(badge_key, uid_bytes).hex(),
+        "tag_type": TAG_TYPES[index % len(TAG_TYPES)],
+        "direction": DIRECTIONS[index % len(DIRECTIONS)],
+        "uid_length": len(uid_bytes),
+        "age_s": age_s,
+    }
+
+
+def checkin_cases() -> list[dict]:
+    cases = [
+        _frame_case(
+            f"checkin_batch_{n}",
+            "checkin",
+            {"checkins": [_checkin(i, 5 + 17 * i) for i in range(n)]},
+            1000 + n,
+            ack_requested=True,
+        )
+        for n in range(1, MAX_CHECKINS + 1)
+    ]
+    cases.append(_frame_case("checkin_plain", "checkin", {"checkins": [_checkin(3, 42)]}, 2001, encrypt=False))
+    cases.append(
+        _frame_case(
+            "checkin_time_requested",
+            "checkin",
+            {"checkins": [_checkin(1, 0)]},
+            2002,
+            ack_requested=True,
+            time_requested=True,
+        )
+    )
+    for index, tag_type in enumerate(TAG_TYPES):
+        cases.append(
+            _frame_case(f"checkin_tag_{tag_type}", "checkin", {"checkins": [_checkin(index, 1)]}, 2100 + index)
+        )
+    for uid in TEST_UIDS:
+        event = _checkin(0, 60, uid)
+        cases.append(
+            _frame_case(f"checkin_uid_{len(uid) // 2}_bytes", "checkin", {"checkins": [event]}, 2200 + len(uid))
+        )
+    ages = [
+        0,
+        AGE_SECONDS_LIMIT - 1,
+        AGE_SECONDS_LIMIT,
+        AGE_SECONDS_LIMIT + 60,
+        AGE_SECONDS_LIMIT + 894 * 60,
+        AGE_MAX_S,
+    ]
+    for age in ages:
+        cases.append(
+            _frame_case(f"checkin_age_{age}s", "checkin", {"checkins": [_checkin(2, age)]}, 2300 + ages.index(age))
+        )
+    cases.append(
+        _frame_case(
+            "checkin_counter_above_16_bits",
+            "checkin",
+            {"checkins": [_checkin(4, 9)]},
+            0x0001_0005,
+            last_counter=0x0000_FFF0,
+        )
+    )
+    return cases
+
+
+TELEMETRY_SAMPLE = {
+    "temperature_c": 21.53,
+    "humidity_pct": 45.5,
+    "pressure_hpa": 1013.2,
+    "co2_ppm": 612,
+    "voc_index": 100,
+    "meter_pulses": 123456,
+    "battery_mv": 3700,
+}
+
+
+def telemetry_cases() -> list[dict]:
+    five = {
+        name: TELEMETRY_SAMPLE[name]
+        for name in ("temperature_c", "humidity_pct", "pressure_hpa", "co2_ppm", "battery_mv")
+    }
+    cases = [
+        _frame_case("telemetry_5_values", "telemetry", five, 3000),
+        _frame_case("telemetry_all_fields", "telemetry", TELEMETRY_SAMPLE, 3001),
+        _frame_case("telemetry_encrypted", "telemetry", five, 3002, encrypt=True),
+        _frame_case(
+            "telemetry_low_extremes",
+            "telemetry",
+            {
+                "temperature_c": -327.68,
+                "humidity_pct": 0.0,
+                "pressure_hpa": 0.0,
+                "co2_ppm": 0,
+                "voc_index": 0,
+                "meter_pulses": 0,
+                "battery_mv": 2000,
+            },
+            3003,
+        ),
+        _frame_case(
+            "telemetry_high_extremes",
+            "telemetry",
+            {
+                "temperature_c": 327.67,
+                "humidity_pct": 100.0,
+                "pressure_hpa": 6553.5,
+                "co2_ppm": 65535,
+                "voc_index": 500,
+                "meter_pulses": 0xFFFFFFFF,
+                "battery_mv": 4550,
+            },
+            3004,
+        ),
+    ]
+    for bit, field in enumerate(TELEMETRY_FIELDS):
+        cases.append(
+            _frame_case(
+                f"telemetry_only_{field.name}", "telemetry", {field.name: TELEMETRY_SAMPLE[field.name]}, 3100 + bit
+            )
+        )
+    return cases
+
+
+def status_cases() -> list[dict]:
+    cases = []
+    for index, cause in enumerate(RESET_CAUSES):
+        fields = {
+            "firmware": f"1.{index}.{index * 3}",
+            "uptime_s": 3600 * index + 7,
+            "reset_cause": cause,
+            "sensor_faults": [f.name for bit, f in enumerate(TELEMETRY_FIELDS) if (index >> bit) & 1],
+            "queue_depth": index * 2,
+            "checkins_dropped": index // 3,
+            "radio_errors": index,
+            "reader_errors": 2 * index,
+            "duty_cycle_deferrals": 5 * index,
+        }
+        cases.append(_frame_case(f"status_reset_{cause}", "status", fields, 4000 + index))
+    return cases
+
+
+def ack_cases() -> list[dict]:
+    return [
+        _frame_case("ack_plain", "ack", {"acked_counter16": 1001}, 1),
+        _frame_case("ack_with_time", "ack", {"acked_counter16": 2002, "gateway_time": 1796083200}, 2),
+        _frame_case("ack_counter_wrapped", "ack", {"acked_counter16": 0x0005}, 0x0001_0003, last_counter=0x0000_FFFF),
+        _frame_case("ack_encrypted", "ack", {"acked_counter16": 7}, 4, encrypt=True),
+    ]
+
+
+CONFIG_SAMPLE = {
+    "report_interval_s": 300,
+    "status_interval_s": 3600,
+    "spreading_factor": 9,
+    "tx_power_dbm": 14,
+    "badge_retap_s": 10,
+    "checkin_direction": "in",
+    "reboot": True,
+}
+
+
+def config_cases() -> list[dict]:
+    cases = [_frame_case("config_all_fields", "config", CONFIG_SAMPLE, 10)]
+    for bit, field in enumerate(CONFIG_FIELDS):
+        cases.append(
+            _frame_case(f"config_only_{field.name}", "config", {field.name: CONFIG_SAMPLE[field.name]}, 20 + bit)
+        )
+    cases.append(_frame_case("config_negative_power", "config", {"tx_power_dbm": -9}, 30))
+    return cases
+
+
+def _error_case(
+    name: str,
+    error: str,
+    frame: bytes,
+    *,
+    direction: int = UP,
+    last_counter: int | None = None,
+    keys_device: int | None = DEVICE_ID,
+    body: bytes | None = None,
+    fport: int | None = None,
+) -> dict:
+    return {
+        "name": name,
+        "direction": "up" if direction == UP else "down",
+        "type": None if fport is None else TYPE_BY_CODE[fport].name,
+        "fport": fport,
+        "device_id": None,
+        "counter": None,
+        "last_counter": last_counter,
+        "flags": None,
+        "fields": None,
+        "body_hex": None if body is None else body.hex(),
+        "frame_hex": frame.hex(),
+        "size": len(frame),
+        "valid": False,
+        "error": error,
+        "keys": None if keys_device is None else _keys_json(keys_device),
+    }
+
+
+def error_cases() -> list[dict]:
+    keys = derive_device_keys(TEST_MASTER_KEY, DEVICE_ID)
+    five = {
+        name: TELEMETRY_SAMPLE[name]
+        for name in ("temperature_c", "humidity_pct", "pressure_hpa", "co2_ppm", "battery_mv")
+    }
+    good = build_frame("telemetry", DEVICE_ID, 500, five, keys)
+    checkin = build_frame("checkin", DEVICE_ID, 501, {"checkins": [_checkin(0, 3)]}, keys)
+    telemetry, status, ack = TYPE_BY_NAME["telemetry"], TYPE_BY_NAME["status"], TYPE_BY_NAME["ack"]
+    flipped = bytearray(good)
+    flipped[6] ^= 0x01
+
+    def sealed(kind, body: bytes, flags: int = 0) -> bytes:
+        return seal_body(kind, flags, DEVICE_ID, 600, body, keys)
+
+    cases = [
+        _error_case("truncated_below_envelope", "truncated", good[:9]),
+        _error_case("too_long_frame", "too_long", good[:5] + bytes(MAX_FRAME_SIZE)),
+        _error_case("unknown_version", "unknown_version", bytes([(VERSION + 1) << 6 | good[0] & 0x3F]) + good[1:]),
+        _error_case("unknown_type_code_0", "unknown_type", bytes([VERSION << 6 | 0 << 3]) + good[1:]),
+        _error_case("unknown_type_code_7", "unknown_type", bytes([VERSION << 6 | 7 << 3]) + good[1:]),
+        _error_case(
+            "downlink_heard_as_uplink",
+            "wrong_direction",
+            build_frame("ack", DEVICE_ID, 9, {"acked_counter16": 1}, keys),
+        ),
+        _error_case("uplink_heard_as_downlink", "wrong_direction", good, direction=DOWN),
+        _error_case("unknown_device", "unknown_device", good, keys_device=None),
+        _error_case("bad_mic_bit_flip", "bad_mic", bytes(flipped)),
+        _error_case("bad_mic_wrong_key", "bad_mic", good, keys_device=DEVICE_ID + 1),
+        _error_case("bad_mic_truncated_body", "bad_mic", checkin[:12] + checkin[-4:]),
+        _error_case("replay_same_counter", "replay", good, last_counter=500),
+        _error_case("replay_older_counter", "replay", good, last_counter=510),
+        _error_case("counter_gap_too_far", "counter_gap", good, last_counter=500 - 16385),
+        _error_case(
+            "bad_length_checkin", "bad_length", sealed(TYPE_BY_NAME["checkin"], bytes(12)), body=bytes(12), fport=1
+        ),
+        _error_case("bad_length_status", "bad_length", sealed(status, bytes(18)), body=bytes(18), fport=3),
+        _error_case("bad_length_bitmap", "bad_length", sealed(telemetry, b"\x01\x00"), body=b"\x01\x00", fport=2),
+        _error_case("bad_value_humidity", "bad_value", sealed(telemetry, b"\x02\xc9"), body=b"\x02\xc9", fport=2),
+        _error_case("bad_value_empty_bitmap", "bad_value", sealed(telemetry, b"\x00"), body=b"\x00", fport=2),
+        _error_case("unknown_field_reserved_bit", "unknown_field", sealed(telemetry, b"\x80"), body=b"\x80", fport=2),
+        _error_case(
+            "bad_value_direction_code",
+            "bad_value",
+            sealed(TYPE_BY_NAME["checkin"], b"\xc0" + bytes(10)),
+            body=b"\xc0" + bytes(10),
+            fport=1,
+        ),
+        _error_case(
+            "bad_value_downlink_flags",
+            "bad_value",
+            seal_body(ack, FLAG_ACK_REQUESTED, DEVICE_ID, 5, b"\x01\x00", keys),
+            direction=DOWN,
+        ),
+        _error_case(
+            "bad_length_ack",
+            "bad_length",
+            seal_body(ack, 0, DEVICE_ID, 5, b"\x01\x00\x00", keys),
+            direction=DOWN,
+            body=b"\x01\x00\x00",
+            fport=4,
+        ),
+    ]
+    return cases
+
+
+def bridge_link_cases() -> list[dict]:
+    keys = derive_device_keys(TEST_MASTER_KEY, DEVICE_ID)
+    frame = build_frame("telemetry", DEVICE_ID, 77, {"temperature_c": 19.5, "co2_ppm": 840}, keys).hex()
+    radio = {"frequency_hz": 868_100_000, "spreading_factor": 9, "bandwidth_hz": 125_000, "coding_rate": 5}
+    records = [
+        ("received", {**radio, "rssi_dbm": -97, "snr_db": 6.25, "timestamp_us": 4_000_123_456, "frame": frame}),
+        ("received", {**radio, "rssi_dbm": -121, "snr_db": -14.75, "timestamp_us": 0, "frame": frame}),
+        (
+            "transmit",
+            {
+                "tx_id": 1,
+                **radio,
+                "frequency_hz": 869_525_000,
+                "tx_power_dbm": 14,
+                "timing": "at_timestamp",
+                "timestamp_us": 4_001_123_456,
+                "frame": frame,
+            },
+        ),
+        (
+            "transmit",
+            {"tx_id": 65535, **radio, "tx_power_dbm": -4, "timing": "immediate", "timestamp_us": 0, "frame": frame},
+        ),
+        ("transmit_result", {"tx_id": 1, "result": "sent", "airtime_us": 185_344}),
+        ("transmit_result", {"tx_id": 2, "result": "duty_cycle", "airtime_us": 0}),
+        (
+            "heartbeat",
+            {
+                "link_version": bridge_link.LINK_VERSION,
+                "firmware_major": 1,
+                "firmware_minor": 0,
+                "firmware_patch": 2,
+                "uptime_s": 86_400,
+                "received": 1234,
+                "transmitted": 56,
+                "radio_errors": 1,
+                "records_dropped": 0,
+            },
+        ),
+        ("log", {"level": "warning", "text": "radio: receive timeout, restarting"}),
+        ("log", {"level": "info", "text": "température 21 °C"}),
+    ]
+    cases = [
+        {
+            "name": f"{kind}_{index}",
+            "kind": kind,
+            "fields": fields,
+            "record_hex": bridge_link.encode_record(kind, fields).hex(),
+            "valid": True,
+            "error": None,
+        }
+        for index, (kind, fields) in enumerate(records)
+    ]
+    good = bridge_link.encode_record(*records[4])
+    corrupted = bytearray(good)
+    corrupted[3] ^= 0x10
+    invalid = [
+        ("bad_crc", bytes(corrupted)),
+        ("bad_cobs", b"\x00\x05\x01\x02\x00"),
+        ("unknown_record", _raw_record(b"\x7f\x01\x02")),
+        ("truncated", _raw_record(b"\x03\x01")),
+        ("truncated", b"\x00\x02\x01\x00"),
+        ("bad_value", _raw_record(b"\x03\x01\x00\x63\x00\x00\x00\x00")),
+        ("bad_length", _raw_record(b"\x01" + bytes.fromhex("a0be3d330948e80100059fff1800000000"))),
+        ("too_long", b"\x00" + b"\xff" * (bridge_link.MAX_ENCODED_SIZE + 1) + b"\x00"),
+    ]
+    cases += [
+        {
+            "name": f"invalid_{error}_{index}",
+            "kind": None,
+            "fields": None,
+            "record_hex": raw.hex(),
+            "valid": False,
+            "error": error,
+        }
+        for index, (error, raw) in enumerate(invalid)
+    ]
+    return cases
+
+
+def _raw_record(body: bytes) -> bytes:
+    """A record with a correct CRC and COBS around any body, valid or not."""
+    return b"\x00" + cobs.encode(body + struct.pack("<H", binascii.crc_hqx(body, 0xFFFF))) + b"\x00"
+
+
+def key_cases() -> list[dict]:
+    return [
+        {
+            "master_key": TEST_MASTER_KEY.hex(),
+            "device_id": device_id,
+            **_keys_json(device_id),
+            "badge_key": derive_badge_key(TEST_MASTER_KEY).hex(),
+        }
+        for device_id in (0, 1, DEVICE_ID, 0xFFFF)
+    ]
+
+
+def badge_token_cases() -> list[dict]:
+    badge_key = derive_badge_key(TEST_MASTER_KEY)
+    uids = [*TEST_UIDS, "00000000", "ffffffffffffff"]
+    return [
+        {"badge_key": badge_key.hex(), "uid_hex": uid, "token_hex": badge_token(badge_key, bytes.fromhex(uid)).hex()}
+        for uid in uids
+    ]
+
+
+def airtime_cases() -> list[dict]:
+    return [
+        {
+            "payload_size": size,
+            "spreading_factor": sf,
+            "bandwidth_hz": 125_000,
+            "coding_rate": 5,
+            "time_on_air_ms": round(airtime.time_on_air_ms(size, sf), 3),
+        }
+        for size in (11, 13, 18, 20, 22, 31, 51, 185)
+        for sf in range(7, 13)
+    ]
+
+
+def all_vector_files() -> dict[str, dict]:
+    """Every vector file, by file name, as it must be on disk."""
+    note = "Generated by `borne codec vectors` from payload_codec; do not edit by hand."
+    frames = {
+        "uplink_checkin.json": checkin_cases(),
+        "uplink_telemetry.json": telemetry_cases(),
+        "uplink_status.json": status_cases(),
+        "downlink_ack.json": ack_cases(),
+        "downlink_config.json": config_cases(),
+        "invalid_frames.json": error_cases(),
+    }
+    files = {
+        name: {"note": note, "master_key": TEST_MASTER_KEY.hex(), "cases": cases} for name, cases in frames.items()
+    }
+    files["bridge_link.json"] = {"note": note, "cases": bridge_link_cases()}
+    files["keys.json"] = {"note": note, "cases": key_cases()}
+    files["badge_tokens.json"] = {"note": note, "cases": badge_token_cases()}
+    files["airtime.json"] = {"note": note, "cases": airtime_cases()}
+    return files
+
+
+def render(content: dict) -> str:
+    return json.dumps(content, indent=1, ensure_ascii=False) + "\n"
+
+
+def write_vectors(directory: Path = VECTORS_DIR) -> list[Path]:
+    """Write every vector file; returns the paths written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, content in all_vector_files().items():
+        path = directory / name
+        path.write_text(render(content), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def stale_vectors(directory: Path = VECTORS_DIR) -> list[str]:
+    """Names of the vector files that are missing or differ from what the codec generates."""
+    return [
+        name
+        for name, content in all_vector_files().items()
+        if not (directory / name).exists() or (directory / name).read_text(encoding="utf-8") != render(content)
+    ]

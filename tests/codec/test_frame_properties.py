@@ -1,0 +1,165 @@
+"""Properties of the air frames, for every message type.
+
+Round trips hold for every valid message; whatever is done to a valid frame, the
+codec answers with one of its error values and never with another exception.
+"""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from payload_codec import (
+    DOWN,
+    MESSAGE_TYPES,
+    UP,
+    CodecError,
+    build_frame,
+    decode_body,
+    derive_device_keys,
+    encode_body,
+    open_frame,
+    read_envelope,
+)
+from payload_codec.errors import FRAME_REASONS
+
+from .strategies import FIELDS_BY_TYPE
+
+KEYS = derive_device_keys(bytes(range(16)), 0x0102)
+OTHER_KEYS = derive_device_keys(bytes(range(1, 17)), 0x0102)
+TYPES = [kind.name for kind in MESSAGE_TYPES]
+DIRECTION = {kind.name: kind.direction for kind in MESSAGE_TYPES}
+
+
+@st.composite
+def frames(draw, msg_type=None):
+    """A valid frame with what a receiver needs to open it."""
+    msg_type = msg_type or draw(st.sampled_from(TYPES))
+    fields = draw(FIELDS_BY_TYPE[msg_type])
+    last = draw(st.none() | st.integers(0, 0xFFFF_0000))
+    counter = draw(st.integers(0, 0xFFFF)) if last is None else last + draw(st.integers(1, 16384))
+    uplink = DIRECTION[msg_type] == UP
+    options = {
+        "encrypt": draw(st.booleans()),
+        "ack_requested": uplink and draw(st.booleans()),
+        "time_requested": uplink and draw(st.booleans()),
+    }
+    raw = build_frame(msg_type, 0x0102, counter, fields, KEYS, **options)
+    return msg_type, fields, counter, last, raw
+
+
+def _open(raw, last, msg_type, keys=KEYS):
+    return open_frame(raw, keys, last, DIRECTION[msg_type])
+
+
+@pytest.mark.parametrize("msg_type", TYPES)
+@given(data=st.data())
+def test_parse_of_build_is_identity(msg_type, data):
+    msg_type, fields, counter, last, raw = data.draw(frames(msg_type))
+    frame = _open(raw, last, msg_type)
+    assert not isinstance(frame, CodecError), frame
+    assert (frame.fields, frame.counter, frame.msg_type) == (fields, counter, msg_type)
+
+
+@pytest.mark.parametrize("msg_type", TYPES)
+@given(data=st.data())
+def test_build_of_parse_is_identity_on_bodies(msg_type, data):
+    body = encode_body(msg_type, data.draw(FIELDS_BY_TYPE[msg_type]))
+    assert encode_body(msg_type, decode_body(msg_type, body)) == body
+
+
+@given(frames(), st.data())
+def test_any_bit_flip_is_refused(frame, data):
+    msg_type, _, _, last, raw = frame
+    bit = data.draw(st.integers(0, len(raw) * 8 - 1))
+    flipped = bytearray(raw)
+    flipped[bit // 8] ^= 1 << (bit % 8)
+    result = _open(bytes(flipped), last, msg_type)
+    assert isinstance(result, CodecError) and result.reason in FRAME_REASONS
+
+
+@pytest.mark.parametrize("msg_type", TYPES)
+def test_every_single_bit_flip_of_a_frame_is_refused(msg_type):
+    example = {
+        "checkin": {
+            "checkins": [{"badge_token": "00" * 8, "tag_type": "ntag", "direction": "in", "uid_length": 7, "age_s": 3}]
+            * 3
+        },
+        "telemetry": {"temperature_c": 20.0, "co2_ppm": 500},
+        "status": {"firmware": "1.0.0", "uptime_s": 60},
+        "ack": {"acked_counter16": 12, "gateway_time": 1_800_000_000},
+        "config": {"report_interval_s": 300, "reboot": True},
+    }[msg_type]
+    raw = build_frame(msg_type, 0x0102, 70_000, example, KEYS)
+    for bit in range(len(raw) * 8):
+        flipped = bytearray(raw)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        assert isinstance(_open(bytes(flipped), 69_999, msg_type), CodecError), f"bit {bit} flipped was accepted"
+
+
+@given(frames(), st.integers(1, 40))
+def test_truncated_frame_is_refused(frame, cut):
+    msg_type, _, _, last, raw = frame
+    assert isinstance(_open(raw[:-cut], last, msg_type), CodecError)
+
+
+@given(frames(), st.binary(min_size=1, max_size=40))
+def test_extended_frame_is_refused(frame, tail):
+    msg_type, _, _, last, raw = frame
+    assert isinstance(_open(raw + tail, last, msg_type), CodecError)
+
+
+@given(frames())
+def test_frame_under_another_key_is_refused_as_forged(frame):
+    msg_type, _, _, last, raw = frame
+    result = _open(raw, last, msg_type, keys=OTHER_KEYS)
+    assert isinstance(result, CodecError) and result.reason == "bad_mic"
+
+
+@given(frames(), st.integers(0, 100))
+def test_replayed_frame_is_refused(frame, later):
+    msg_type, _, counter, _, raw = frame
+    result = _open(raw, counter + later, msg_type)
+    assert isinstance(result, CodecError) and result.reason == "replay"
+
+
+@given(st.binary(max_size=300), st.sampled_from([UP, DOWN]))
+def test_random_bytes_give_only_codec_errors(raw, direction):
+    result = open_frame(raw, KEYS, None, direction)
+    assert isinstance(result, CodecError) and result.reason in FRAME_REASONS
+
+
+@given(st.sampled_from(TYPES), st.binary(max_size=250))
+def test_random_bodies_give_fields_or_codec_errors(msg_type, body):
+    result = decode_body(msg_type, body)
+    assert isinstance(result, (dict, CodecError))
+    if isinstance(result, dict):
+        assert encode_body(msg_type, result) == body
+
+
+@given(frames())
+def test_envelope_needs_no_key_and_names_the_sender(frame):
+    msg_type, _, counter, _, raw = frame
+    envelope = read_envelope(raw, DIRECTION[msg_type])
+    assert (envelope.device_id, envelope.counter16, envelope.msg_type.name) == (0x0102, counter & 0xFFFF, msg_type)
+
+
+def test_builder_refuses_fields_it_cannot_carry():
+    for msg_type, fields in [
+        ("telemetry", {"temperature_c": 400.0}),
+        ("telemetry", {"humidity_pct": 100.5}),
+        ("telemetry", {"wind_kmh": 3}),
+        ("telemetry", {}),
+        ("checkin", {"checkins": []}),
+        ("checkin", {"checkins": [{"badge_token": "zz", "uid_length": 7, "age_s": 1}]}),
+        ("config", {"spreading_factor": 13}),
+        ("status", {"firmware": "1.2", "uptime_s": 5}),
+        ("ack", {"acked_counter16": 70_000}),
+    ]:
+        with pytest.raises(CodecError) as refused:
+            build_frame(msg_type, 1, 1, fields, KEYS)
+        assert refused.value.reason in {"bad_value", "unknown_field"}, fields
+
+
+def test_downlinks_cannot_request_acks():
+    with pytest.raises(CodecError):
+        build_frame("ack", 1, 1, {"acked_counter16": 1}, KEYS, ack_requested=True)

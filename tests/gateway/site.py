@@ -1,0 +1,83 @@
+"""A gateway wired to simulated receivers, a registry and a real broker, for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+
+from gateway_daemon.config import parse_config
+from gateway_daemon.daemon import Gateway
+from gateway_daemon.registry import Device, Registry
+from gateway_daemon.sources import SimulatedRadio
+from payload_codec import derive_device_keys
+from payload_codec.vectorgen import DEVICE_ID, TEST_MASTER_KEY
+
+SCHEMAS = Path(__file__).parents[2] / "docs" / "mqtt"
+
+
+def schema(name: str) -> dict:
+    return json.loads((SCHEMAS / f"{name}.schema.json").read_text(encoding="utf-8"))
+
+
+def write_registry(path: Path, device_ids=(DEVICE_ID,)) -> Registry:
+    registry = Registry(
+        {
+            device_id: Device(
+                device_id=device_id,
+                name=f"door-{device_id}",
+                site="ecole-jaures",
+                facility="school",
+                keys=derive_device_keys(TEST_MASTER_KEY, device_id),
+                battery=True,
+                sensors=("temperature_c", "co2_ppm"),
+                nfc=True,
+            )
+            for device_id in device_ids
+        }
+    )
+    registry.save(path)
+    return registry
+
+
+def config_text(directory: Path, broker_port: int, metrics_port: int = 0, **gateway) -> str:
+    extra = "".join(f"{key} = {json.dumps(value)}\n" for key, value in gateway.items())
+    return (
+        f'[gateway]\nname = "gw-test"\nstate_file = "{directory / "state.db"}"\n'
+        f'registry_file = "{directory / "devices.toml"}"\ndedup_window_ms = 100\n{extra}'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\nstats_interval_s = 1\n'
+        f"[metrics]\nport = {metrics_port}\n"
+    )
+
+
+class Site:
+    """A running gateway with two simulated receivers (`radio`, `radio2`)."""
+
+    def __init__(self, directory: Path, broker_port: int, **gateway) -> None:
+        self.directory = directory
+        if not (directory / "devices.toml").exists():
+            write_registry(directory / "devices.toml")
+        self.config = parse_config(config_text(directory, broker_port, **gateway))
+        self.radio = SimulatedRadio("sim")
+        self.radio2 = SimulatedRadio("sim2")
+        self.gateway = Gateway(self.config, sources=[self.radio, self.radio2])
+        self._task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> Site:
+        self._task = asyncio.create_task(self.gateway.run())
+        return self
+
+    async def settle(self) -> None:
+        """Wait until every frame heard so far went through the pipeline."""
+        async with asyncio.timeout(10):
+            await self.radio.delivered()
+            await self.radio2.delivered()
+            await self.gateway.pipeline.drain()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.settle()
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task

@@ -1,0 +1,61 @@
+"""The configuration file and the device registry: defaults, clear errors, keys kept private."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gateway_daemon.config import EXAMPLE, ConfigError, parse_config
+from gateway_daemon.registry import Registry, RegistryError
+
+from .site import write_registry
+
+
+def test_the_example_is_the_defaults():
+    assert parse_config("") == parse_config(EXAMPLE)
+    assert parse_config("").mqtt.port == 1883
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[mqtt]\nhots = 'x'\n", "unknown key mqtt.hots"),
+        ("[udp]\nenabled = 1\n", "udp.enabled must be a bool"),
+        ("[radios]\n", "unknown section(s) radios"),
+        ("[gateway]\nmax_counter_gap = 0\n", "max_counter_gap"),
+        ("[gateway\n", "not valid TOML"),
+    ],
+)
+def test_config_errors_say_what_to_fix(text, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_config(text)
+
+
+def test_registry_round_trips_and_is_private(tmp_path):
+    path = tmp_path / "devices.toml"
+    written = write_registry(path, device_ids=(1, 2))
+    assert Registry.load(path).devices == written.devices
+    assert os.stat(path).st_mode & 0o077 == 0
+
+
+def test_registry_refuses_a_name_that_cannot_be_a_topic_level(tmp_path):
+    path = tmp_path / "devices.toml"
+    write_registry(path)
+    path.write_text(path.read_text().replace('name = "door-258"', 'name = "door/258"'))
+    with pytest.raises(RegistryError, match="MQTT topic level"):
+        Registry.load(path)
+
+
+def test_device_list_never_prints_a_key_in_full(tmp_path):
+    path = tmp_path / "devices.toml"
+    registry = write_registry(path)
+    listing = subprocess.run(
+        [sys.executable, "-m", "borne", "device", "list", "--registry", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    key = registry.devices[258].keys.mic_key.hex()
+    assert key[:4] in listing and key not in listing

@@ -1,0 +1,209 @@
+"""The gateway end to end on a real broker: what goes in on air comes out on MQTT, once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import jsonschema
+import pytest
+
+from hil_tests.broker import free_port
+from payload_codec import DOWN, build_frame, derive_device_keys, open_frame
+from payload_codec.vectorgen import DEVICE_ID, TEST_MASTER_KEY
+
+from ..codec.vectors import frame_cases
+from .conftest import Subscriber
+from .site import Site, schema
+
+KEYS = derive_device_keys(TEST_MASTER_KEY, DEVICE_ID)
+UPLINKS = sorted(
+    (case for case in frame_cases() if case["valid"] and case["direction"] == "up"), key=lambda case: case["counter"]
+)
+
+
+def telemetry(counter: int, temperature: float = 20.5) -> bytes:
+    return build_frame("telemetry", DEVICE_ID, counter, {"temperature_c": temperature, "co2_ppm": 600}, KEYS)
+
+
+def checkin(counter: int, *, ack: bool = True, time_requested: bool = False, count: int = 1) -> bytes:
+    events = [
+        {"badge_token": f"{i:016x}", "tag_type": "ntag", "direction": "in", "uid_length": 7, "age_s": 10}
+        for i in range(count)
+    ]
+    return build_frame(
+        "checkin", DEVICE_ID, counter, {"checkins": events}, KEYS, ack_requested=ack, time_requested=time_requested
+    )
+
+
+def event_ids(subscriber: Subscriber, kind: str) -> list[str]:
+    return [payload["event_id"] for payload in subscriber.on(f"/{kind}")]
+
+
+async def test_every_uplink_vector_comes_out_on_its_topic_and_validates(tmp_path, broker):
+    async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port) as site:
+        expected = 0
+        for case in UPLINKS:
+            if case["last_counter"] is not None:  # a counter past 16 bits: the gateway must know the one before
+                site.gateway.state.accept(DEVICE_ID, case["last_counter"], b"seed", [], seen_at=0, rssi_dbm=0, snr_db=0)
+            site.radio.hear(bytes.fromhex(case["frame_hex"]))
+            await site.settle()
+            expected += len(case["fields"]["checkins"]) if case["type"] == "checkin" else 1
+        await subscriber.wait_for(
+            lambda: sum(len(subscriber.on(f"/{k}")) for k in ("checkin", "telemetry", "status")) >= expected
+        )
+        for kind in ("checkin", "telemetry", "status"):
+            for message in subscriber.messages:
+                if str(message.topic) == f"borne/ecole-jaures/door-{DEVICE_ID}/{kind}":
+                    jsonschema.validate(json.loads(message.payload), schema(kind))
+        by_counter = {payload["counter"]: payload for payload in subscriber.on("/telemetry")}
+        for case in UPLINKS:
+            if case["type"] == "telemetry":
+                published = by_counter[case["counter"]]
+                assert {k: published[k] for k in case["fields"]} == case["fields"]
+        assert site.gateway.pipeline.rejected == {}
+
+
+async def test_checkin_is_acked_after_commit_with_the_time_when_asked(tmp_path, broker):
+    async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port) as site:
+        site.radio.hear(checkin(7, time_requested=True))
+        await site.settle()
+        assert len(site.radio.sent) == 1
+        ack = open_frame(site.radio.sent[0].frame, KEYS, None, DOWN)
+        assert (
+            ack.fields["acked_counter16"] == 7
+            and abs(ack.fields["gateway_time"] - site.radio.sent[0].answers.received_at) < 5
+        )
+        assert site.radio.sent[0].frequency_hz == 869_525_000 and site.radio.sent[0].delay_us == 1_000_000
+        assert site.gateway.state.pending(10) or event_ids(subscriber, "checkin") == ["258:7:0"]
+        await subscriber.wait_for(lambda: event_ids(subscriber, "checkin") == ["258:7:0"])
+
+
+async def test_same_frame_from_two_receivers_is_published_once_with_both_receptions(tmp_path, broker):
+    async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port) as site:
+        frame = checkin(11, count=2)
+        site.radio.hear(frame, snr_db=2.0)
+        site.radio2.hear(frame, snr_db=9.5)
+        await site.settle()
+        await subscriber.wait_for(lambda: len(subscriber.on("/checkin")) == 2)
+        await asyncio.sleep(0.3)
+        published = subscriber.on("/checkin")
+        assert [p["event_id"] for p in published] == ["258:11:0", "258:11:1"]
+        assert sorted(r["source"] for r in published[0]["receptions"]) == ["sim", "sim2"]
+        # The ACK goes out once, through the receiver that heard the node best.
+        assert (len(site.radio.sent), len(site.radio2.sent)) == (0, 1)
+
+
+async def test_retransmission_of_the_last_frame_is_acked_again_not_republished(tmp_path, broker):
+    async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port) as site:
+        frame = checkin(20)
+        site.radio.hear(frame)
+        await site.settle()
+        site.gateway.pipeline._recent.clear()  # the node retries after its receive window closed
+        site.radio.hear(frame)
+        await site.settle()
+        assert len(site.radio.sent) == 2
+        await subscriber.wait_for(lambda: len(subscriber.on("/checkin")) >= 1)
+        await asyncio.sleep(0.3)
+        assert event_ids(subscriber, "checkin") == ["258:20:0"]
+        assert site.gateway.pipeline.counters["retransmissions"] == 1
+
+
+@pytest.mark.parametrize(
+    ("attack", "reason"),
+    [
+        ("replay", "replay"),
+        ("forged_mic", "bad_mic"),
+        ("unknown_device", "unknown_device"),
+        ("counter_far_ahead", "counter_gap"),
+    ],
+)
+async def test_attacks_are_refused_counted_and_reported(tmp_path, broker, attack, reason):
+    async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port) as site:
+        site.radio.hear(telemetry(100))
+        await site.settle()
+        site.gateway.pipeline._recent.clear()
+        bad = {
+            "replay": telemetry(99),
+            "forged_mic": telemetry(101)[:-1] + bytes([telemetry(101)[-1] ^ 0xFF]),
+            "unknown_device": build_frame(
+                "telemetry", 999, 1, {"co2_ppm": 1}, derive_device_keys(TEST_MASTER_KEY, 999)
+            ),
+            "counter_far_ahead": telemetry(100 + 20_000),
+        }[attack]
+        site.radio.hear(bad)
+        await site.settle()
+        assert site.gateway.pipeline.rejected[reason] == 1
+        await subscriber.wait_for(lambda: subscriber.on("/rejected"))
+        report = subscriber.on("/rejected")[0]
+        jsonschema.validate(report, schema("rejected"))
+        assert report["reason"] == reason and report["raw_hex"] == bad.hex()
+        await subscriber.wait_for(lambda: any(s["rejected"].get(reason) for s in subscriber.on("/stats")))
+        assert len(subscriber.on("/telemetry")) == 1
+
+
+async def test_replays_are_refused_after_a_gateway_restart(tmp_path, broker):
+    older, last = telemetry(300), telemetry(301)
+    async with Site(tmp_path, broker.port) as site:
+        site.radio.hear(older)
+        site.radio.hear(last)
+        await site.settle()
+    async with Site(tmp_path, broker.port) as site:
+        site.radio.hear(older)
+        site.radio.hear(last)
+        await site.settle()
+        assert site.gateway.pipeline.rejected["replay"] == 2
+
+
+async def test_broker_outage_loses_no_event(tmp_path, broker):
+    async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port) as site:
+        for counter in range(1, 11):
+            site.radio.hear(checkin(counter, ack=False))
+        await site.settle()
+        await subscriber.wait_for(lambda: len(event_ids(subscriber, "checkin")) == 10)
+        broker.stop()
+        for counter in range(11, 51):
+            site.radio.hear(checkin(counter, ack=False))
+        await site.settle()
+        assert site.gateway.state.depth() == 40
+        broker.start()
+        expected = {f"258:{c}:0" for c in range(1, 51)}
+        await subscriber.wait_for(lambda: expected <= set(event_ids(subscriber, "checkin")), timeout=45)
+        assert site.gateway.state.depth() == 0
+
+
+async def test_gateway_state_is_retained_online_and_discovery_is_published(tmp_path, broker):
+    async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port):
+        await subscriber.wait_for(
+            lambda: any(str(m.topic).endswith("/tag/borne_258/config") for m in subscriber.messages)
+        )
+        state = [m for m in subscriber.messages if str(m.topic) == "borne/gateway/gw-test/state"]
+        assert state[-1].payload == b"online"
+        sensor = json.loads(
+            next(m.payload for m in subscriber.messages if str(m.topic).endswith("borne_258/temperature_c/config"))
+        )
+        assert sensor["device_class"] == "temperature" and sensor["unit_of_measurement"] == "°C"
+        assert sensor["expire_after"] == 900
+        for stats in subscriber.on("/stats"):
+            jsonschema.validate(stats, schema("stats"))
+
+
+async def test_prometheus_metrics_are_served_when_a_port_is_set(tmp_path, broker):
+    port = free_port()
+    async with Site(tmp_path, broker.port, metrics_port=port) as site:
+        site.radio.hear(telemetry(5))
+        site.radio.hear(telemetry(5)[:-1] + b"\x00")
+        await site.settle()
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    break
+                except OSError:
+                    await asyncio.sleep(0.05)
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            text = (await reader.read()).decode()
+        assert text.startswith("HTTP/1.1 200 OK")
+        assert 'borne_pipeline_total{what="accepted_telemetry"} 1.0' in text
+        assert 'borne_device_rssi_dbm{device="258"} -80.0' in text
+        assert "borne_outbox_depth" in text

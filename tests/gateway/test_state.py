@@ -1,0 +1,67 @@
+"""The durable state: counters and outbox commit together, and the outbox is bounded by policy."""
+
+from gateway_daemon.state import GatewayState, OutboxEvent
+
+
+def event(n: int, kind: str) -> OutboxEvent:
+    return OutboxEvent(f"1:{n}", kind, f"borne/s/d/{kind}", "{}")
+
+
+def accept(state: GatewayState, counter: int, *events: OutboxEvent) -> bool:
+    return state.accept(1, counter, counter.to_bytes(4, "little"), list(events), seen_at=0.0, rssi_dbm=-90, snr_db=5)
+
+
+def test_counter_and_events_are_stored_together_and_survive_reopening(tmp_path):
+    state = GatewayState(tmp_path / "state.db")
+    assert accept(state, 10, event(10, "checkin"))
+    state.close()
+    reopened = GatewayState(tmp_path / "state.db")
+    assert reopened.last_counter(1)[0] == 10
+    assert [e.event_id for e in reopened.pending()] == ["1:10"]
+
+
+def test_an_older_counter_is_not_accepted_even_by_a_second_process(tmp_path):
+    first, second = GatewayState(tmp_path / "state.db"), GatewayState(tmp_path / "state.db")
+    assert accept(first, 10)
+    assert not accept(second, 10, event(10, "telemetry"))
+    assert second.depth() == 0
+
+
+def test_delivered_events_leave_the_outbox_in_order(tmp_path):
+    state = GatewayState(tmp_path / "state.db")
+    for counter in range(1, 6):
+        accept(state, counter, event(counter, "telemetry"))
+    pending = state.pending(3)
+    assert [e.event_id for e in pending] == ["1:1", "1:2", "1:3"]
+    state.delivered(pending[0].seq)
+    assert [e.event_id for e in state.pending(2)] == ["1:2", "1:3"]
+
+
+def test_a_full_outbox_drops_telemetry_before_checkins_and_counts_it(tmp_path):
+    state = GatewayState(tmp_path / "state.db", max_outbox=4)
+    accept(state, 1, event(1, "checkin"))
+    accept(state, 2, event(2, "telemetry"))
+    accept(state, 3, event(3, "status"))
+    accept(state, 4, event(4, "checkin"))
+    accept(state, 5, event(5, "checkin"), event(50, "checkin"))
+    assert sorted(e.event_id for e in state.pending()) == ["1:1", "1:4", "1:5", "1:50"]
+    assert state.dropped() == {"outbox_full_telemetry": 1, "outbox_full_status": 1}
+    accept(state, 6, event(6, "checkin"))
+    assert state.dropped()["outbox_full_checkin"] == 1
+    assert [e.event_id for e in state.pending()] == ["1:4", "1:5", "1:50", "1:6"]
+
+
+def test_downlink_counters_are_never_reused(tmp_path):
+    state = GatewayState(tmp_path / "state.db")
+    accept(state, 1)
+    assert [state.next_downlink_counter(1) for _ in range(3)] == [0, 1, 2]
+    state.close()
+    assert GatewayState(tmp_path / "state.db").next_downlink_counter(1) == 3
+
+
+def test_lost_frames_are_estimated_from_counter_gaps(tmp_path):
+    state = GatewayState(tmp_path / "state.db")
+    for counter in (5, 6, 9, 10):
+        accept(state, counter)
+    (device,) = state.devices()
+    assert (device.frames, device.lost_frames) == (4, 2)
