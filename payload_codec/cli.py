@@ -11,6 +11,7 @@ from typing import Any
 from . import vectorgen
 from .crypto import DOWN, UP
 from .errors import CodecError
+from .export_js import export_js
 from .frame import build_frame, open_envelope, read_envelope
 from .keyfile import SiteKeys, load_site_keys, readable_by_others
 from .messages import decode_body
@@ -48,6 +49,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     vectors.add_argument("--out", type=Path, default=vectorgen.VECTORS_DIR, help="folder to write them to")
     vectors.add_argument("--check", action="store_true", help="only report files that differ; exit 1 if any")
     vectors.set_defaults(run=_vectors)
+
+    export_js = actions.add_parser("export-js", help="print the TS013 JavaScript payload formatter")
+    export_js.set_defaults(run=_export_js)
 
 
 def _load_keys(path: Path | None) -> SiteKeys | None:
@@ -149,6 +153,11 @@ def _vectors(args: argparse.Namespace) -> int:
     for path in vectorgen.write_vectors(args.out):
         cases = len(json.loads(path.read_text(encoding="utf-8"))["cases"])
         print(f"wrote {path} ({cases} cases)")
+    return 0
+
+
+def _export_js(args: argparse.Namespace) -> int:
+    sys.stdout.write(export_js())
     return 0
 
 

@@ -9,6 +9,7 @@ type as FPort. Decoded values are in the units their names carry (`temperature_c
 from __future__ import annotations
 
 import functools
+import math
 import struct
 from typing import Any
 
@@ -77,7 +78,7 @@ def _check_size(msg_type: str, size: int) -> CodecError | None:
     elif msg_type == "ack" and size not in ACK_SIZES:
         return CodecError("bad_length", f"ACK body is 2 or 6 bytes, got {size}")
     elif size == 0:
-        return CodecError("truncated", f"{msg_type} body is empty")
+        return CodecError("bad_length", f"{msg_type} body is empty")
     return None
 
 
@@ -101,9 +102,20 @@ def _require(fields: Fields, key: str, what: str) -> Any:
 
 
 def _whole(value: Any, low: int, high: int, what: str) -> int:
+    # 3.0 is whole: JSON and JavaScript do not tell it from 3.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise CodecError("bad_value", f"{what} must be a whole number from {low} to {high}, got {value!r}")
     return value
+
+
+def _no_unknown(fields: Any, known: set[str], what: str) -> None:
+    if not isinstance(fields, dict):
+        raise CodecError("bad_value", f"{what} must be an object of fields, got {fields!r}")
+    unknown = set(fields) - known
+    if unknown:
+        raise CodecError("unknown_field", f"{what} has no field {', '.join(sorted(unknown))}")
 
 
 # --- check-in ------------------------------------------------------------------------------
@@ -120,12 +132,17 @@ def age_from_raw(raw: int) -> int:
     return AGE_SECONDS_LIMIT + (raw - AGE_SECONDS_LIMIT) * 60
 
 
+_CHECKIN_KEYS = {"badge_token", "tag_type", "direction", "uid_length", "age_s"}
+
+
 def _checkins_to_raw(fields: Fields) -> tuple[dict, int]:
+    _no_unknown(fields, {"checkins"}, "a check-in frame")
     checkins = _require(fields, "checkins", "a check-in frame")
     if not isinstance(checkins, list) or not 1 <= len(checkins) <= MAX_CHECKINS:
         raise CodecError("bad_value", f"a check-in frame holds 1 to {MAX_CHECKINS} check-ins")
     events = []
     for event in checkins:
+        _no_unknown(event, _CHECKIN_KEYS, "a check-in")
         token = _require(event, "badge_token", "a check-in")
         try:
             token_bytes = bytes.fromhex(token)
@@ -160,7 +177,7 @@ def _checkins_from_raw(raw: Any) -> Fields:
 
 # --- presence-bitmap bodies (telemetry, config) ------------------------------------------
 @functools.cache
-def _field_range(field: BitmapField) -> tuple[int, int]:
+def field_range(field: BitmapField) -> tuple[int, int]:
     size = field.fmt.sizeof()
     signed = field.fmt.fmtstr[-1].islower()  # struct format: b/h/i signed, B/H/I unsigned
     low, high = (-(1 << (8 * size - 1)), (1 << (8 * size - 1)) - 1) if signed else (0, (1 << (8 * size)) - 1)
@@ -170,10 +187,12 @@ def _field_range(field: BitmapField) -> tuple[int, int]:
 def _value_to_raw(field: BitmapField, value: Any) -> int:
     if field.enum:
         return _code_of(field.enum, value, field.name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise CodecError("bad_value", f"{field.name} must be a number, got {value!r}")
+    if field.divisor == 1 and value != int(value):
+        raise CodecError("bad_value", f"{field.name} must be a whole number, got {value!r}")
     raw = round(value * field.divisor) if field.divisor > 1 else round((value - field.offset) / field.step)
-    low, high = _field_range(field)
+    low, high = field_range(field)
     if not low <= raw <= high:
         lowest, highest = _raw_to_value(field, low), _raw_to_value(field, high)
         raise CodecError("bad_value", f"{field.name} must be from {lowest} to {highest}, got {value!r}")
@@ -181,7 +200,7 @@ def _value_to_raw(field: BitmapField, value: Any) -> int:
 
 
 def _raw_to_value(field: BitmapField, raw: int) -> Any:
-    low, high = _field_range(field)
+    low, high = field_range(field)
     if not low <= raw <= high:
         raise CodecError("bad_value", f"{field.name} raw value {raw} is outside {low}..{high}")
     if field.enum:
@@ -190,14 +209,12 @@ def _raw_to_value(field: BitmapField, raw: int) -> Any:
 
 
 def _bitmap_to_raw(table: tuple[BitmapField, ...], fields: Fields, what: str) -> tuple[dict, int]:
-    unknown = set(fields) - {f.name for f in table}
-    if unknown:
-        raise CodecError("unknown_field", f"{what} has no field {', '.join(sorted(unknown))}")
+    _no_unknown(fields, {f.name for f in table}, what)
     raw: dict[str, Any] = {"present": 0}
     for bit, field in enumerate(table):
         value = fields.get(field.name)
         if field.fmt is None:
-            if value not in (None, False, True):
+            if value is not None and not isinstance(value, bool):
                 raise CodecError("bad_value", f"{field.name} is true or absent, got {value!r}")
             if value:
                 raw["present"] |= 1 << bit
@@ -229,6 +246,7 @@ _STATUS_COUNTERS = ("queue_depth", "checkins_dropped", "radio_errors", "reader_e
 
 
 def _status_to_raw(fields: Fields) -> tuple[dict, int]:
+    _no_unknown(fields, {"firmware", "uptime_s", "reset_cause", "sensor_faults", *_STATUS_COUNTERS}, "a status frame")
     version = str(_require(fields, "firmware", "a status frame")).split(".")
     if len(version) != 3 or not all(part.isdigit() and int(part) < 256 for part in version):
         raise CodecError("bad_value", f"firmware must read MAJOR.MINOR.PATCH, each 0-255, got {fields['firmware']!r}")
@@ -263,9 +281,7 @@ def _status_from_raw(raw: Any) -> Fields:
 
 # --- ACK -----------------------------------------------------------------------------------
 def _ack_to_raw(fields: Fields) -> tuple[dict, int]:
-    unknown = set(fields) - {"acked_counter16", "gateway_time"}
-    if unknown:
-        raise CodecError("unknown_field", f"an ACK has no field {', '.join(sorted(unknown))}")
+    _no_unknown(fields, {"acked_counter16", "gateway_time"}, "an ACK")
     acked = _whole(_require(fields, "acked_counter16", "an ACK"), 0, 0xFFFF, "acked_counter16")
     time = fields.get("gateway_time")
     if time is not None:

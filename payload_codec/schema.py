@@ -137,6 +137,9 @@ def bitmap_schema(fields: tuple[BitmapField, ...]) -> Struct:
     return Struct("present" / Int8ul, *present, Terminated)
 
 
+# Bit 7 is reserved: a table that outgrows seven fields needs the second bitmap byte first.
+assert len(TELEMETRY_FIELDS) <= 7 and len(CONFIG_FIELDS) <= 7, "presence bitmaps hold seven fields"
+
 TelemetryBody = bitmap_schema(TELEMETRY_FIELDS)
 ConfigBody = bitmap_schema(CONFIG_FIELDS)
 

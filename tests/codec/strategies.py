@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from payload_codec.messages import _field_range
+from payload_codec.messages import field_range
 from payload_codec.schema import (
     AGE_MAX_S,
     AGE_SECONDS_LIMIT,
@@ -38,7 +38,7 @@ checkin_fields = st.fixed_dictionaries({"checkins": st.lists(checkin, min_size=1
 def _value(field: BitmapField) -> st.SearchStrategy:
     if field.fmt is None:
         return st.just(True)
-    low, high = _field_range(field)
+    low, high = field_range(field)
     raws = st.integers(low, high)
     if field.enum:
         return raws.filter(lambda raw: raw < len(field.enum)).map(lambda raw: field.enum[raw])

@@ -154,6 +154,11 @@ def test_builder_refuses_fields_it_cannot_carry():
         ("config", {"spreading_factor": 13}),
         ("status", {"firmware": "1.2", "uptime_s": 5}),
         ("ack", {"acked_counter16": 70_000}),
+        ("config", {"report_interval_s": float("nan")}),
+        ("config", {"report_interval_s": 300.4}),
+        ("config", {"reboot": 1}),
+        ("status", {"firmware": "1.0.0", "uptime_s": 5, "bogus": 1}),
+        ("checkin", {"checkins": ["not an event"]}),
     ]:
         with pytest.raises(CodecError) as refused:
             build_frame(msg_type, 1, 1, fields, KEYS)
