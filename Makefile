@@ -4,6 +4,7 @@
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+NODE_INSTALLED := node_modules/.package-lock.json
 SYSTEM_PACKAGES := mosquitto:mosquitto
 
 .PHONY: demo test bench lint vectors clean
@@ -14,10 +15,15 @@ $(INSTALLED): pyproject.toml scripts/bootstrap
 	$(PYTHON) -m pip install --quiet -e '.[test,bench]'
 	touch $@
 
-demo: $(INSTALLED)
+# The real MicroPython VM for the virtual board, pinned by package-lock.json.
+$(NODE_INSTALLED): package.json package-lock.json $(INSTALLED)
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: $(INSTALLED) $(NODE_INSTALLED)
 	$(VENV)/bin/borne demo
 
-test: $(INSTALLED) lint
+test: $(INSTALLED) $(NODE_INSTALLED) lint
 	$(PYTHON) -m pytest
 
 lint: $(INSTALLED)

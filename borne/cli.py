@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from gateway_daemon import cli as gateway_cli
+from hil_tests.virtual_board import __main__ as virtual_board
 from payload_codec import cli as codec_cli
 from payload_codec.keyfile import KeyFileError
 
@@ -28,6 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     codec_cli.add_commands(commands)
     gateway_cli.add_commands(commands)
+    sim = commands.add_parser("sim", help="the virtual rig: simulated boards")
+    sim_actions = sim.add_subparsers(dest="action", required=True, metavar="ACTION")
+    board = sim_actions.add_parser(
+        "board", help="run one virtual board on a pty", description=virtual_board.DESCRIPTION
+    )
+    virtual_board.add_arguments(board)
+    board.set_defaults(run=virtual_board.run)
     demo = commands.add_parser("demo", help="run the virtual site (not built yet)")
     demo.set_defaults(run=_demo)
     return parser

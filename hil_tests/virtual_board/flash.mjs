@@ -1,0 +1,99 @@
+// The board's flash, kept in a directory of the host so that it outlives the VM (a reset re-creates
+// the VM, as an ESP32 reboot clears RAM but not flash). frozen/flashfs.py mounts it at '/'.
+//
+// Every function is synchronous and returns a negative errno on failure: an exception thrown by a
+// JavaScript function called from MicroPython aborts the whole VM instead of reaching Python.
+// File contents cross as hex strings: Python bytes reach JavaScript as a proxy read element by
+// element, while strings are copied at once, and hexlify/Buffer are fast on both sides.
+import fs from "node:fs";
+import path from "node:path";
+
+// MicroPython's errno numbers (Linux's), whatever the host's are.
+const ERRNO = {
+  EPERM: 1, ENOENT: 2, EIO: 5, EBADF: 9, EACCES: 13, EEXIST: 17, ENOTDIR: 20, EISDIR: 21,
+  EINVAL: 22, ENOSPC: 28, ENOTEMPTY: 39,
+};
+const S_IFDIR = 0x4000;
+const S_IFREG = 0x8000;
+const OPEN_FLAGS = { r: "r", w: "w", a: "a", x: "wx", "r+": "r+", "w+": "w+", "a+": "a+", "x+": "wx+" };
+
+function failure(error) {
+  return -(ERRNO[error.code] ?? ERRNO.EIO);
+}
+
+function attempt(operation) {
+  try {
+    return operation();
+  } catch (error) {
+    return failure(error);
+  }
+}
+
+// [type, size] as littlefs reports them: directories have size 0.
+function entry(stats) {
+  return stats.isDirectory() ? [S_IFDIR, 0] : [S_IFREG, stats.size];
+}
+
+export function hostFlash(root) {
+  fs.mkdirSync(root, { recursive: true });
+  // Board paths are absolute ('/lib/x.py'); normalising under '/' keeps '..' inside the root.
+  const host = (boardPath) => path.join(root, path.posix.normalize("/" + boardPath));
+  const files = new Map(); // fd -> {position, append}
+
+  return {
+    stat: (p) => attempt(() => {
+      const s = fs.statSync(host(p));
+      return JSON.stringify([...entry(s), Math.floor(s.mtimeMs / 1000)]);
+    }),
+    listdir: (p) => attempt(() => JSON.stringify(
+      fs.readdirSync(host(p)).map((name) => [name, ...entry(fs.statSync(path.join(host(p), name)))]),
+    )),
+    mkdir: (p) => attempt(() => (fs.mkdirSync(host(p)), 0)),
+    rmdir: (p) => attempt(() => (fs.rmdirSync(host(p)), 0)),
+    remove: (p) => attempt(() => {
+      if (fs.statSync(host(p)).isDirectory()) return -ERRNO.EISDIR;
+      fs.unlinkSync(host(p));
+      return 0;
+    }),
+    rename: (from, to) => attempt(() => (fs.renameSync(host(from), host(to)), 0)),
+    open: (p, mode) => attempt(() => {
+      const flags = OPEN_FLAGS[mode.replace(/[bt]/g, "")];
+      if (flags === undefined) return -ERRNO.EINVAL;
+      if (fs.existsSync(host(p)) && fs.statSync(host(p)).isDirectory()) return -ERRNO.EISDIR;
+      const fd = fs.openSync(host(p), flags);
+      files.set(fd, { position: 0, append: flags.startsWith("a") });
+      return fd;
+    }),
+    // count < 0 reads to the end of the file.
+    read: (fd, count) => attempt(() => {
+      const file = files.get(fd);
+      if (file === undefined) return -ERRNO.EBADF;
+      const size = count < 0 ? Math.max(fs.fstatSync(fd).size - file.position, 0) : count;
+      const buffer = new Uint8Array(size);
+      const got = fs.readSync(fd, buffer, 0, size, file.position);
+      file.position += got;
+      return Buffer.from(buffer.buffer, 0, got).toString("hex");
+    }),
+    write: (fd, hex) => attempt(() => {
+      const data = Buffer.from(hex, "hex");
+      const file = files.get(fd);
+      if (file === undefined) return -ERRNO.EBADF;
+      const position = file.append ? fs.fstatSync(fd).size : file.position;
+      const written = fs.writeSync(fd, data, 0, data.length, position);
+      file.position = position + written;
+      return written;
+    }),
+    seek: (fd, offset, whence) => attempt(() => {
+      const file = files.get(fd);
+      if (file === undefined) return -ERRNO.EBADF;
+      const base = [0, file.position, fs.fstatSync(fd).size][whence];
+      if (base === undefined || base + offset < 0) return -ERRNO.EINVAL;
+      file.position = base + offset;
+      return file.position;
+    }),
+    close: (fd) => attempt(() => {
+      if (files.delete(fd)) fs.closeSync(fd);
+      return 0;
+    }),
+  };
+}

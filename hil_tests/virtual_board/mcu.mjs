@@ -1,0 +1,178 @@
+// The virtual board's microcontroller: the real MicroPython VM (its WebAssembly port) booting like
+// an ESP32, its console on stdin/stdout, which board.py connects to a pty. A reset ends this process
+// with a code that tells board.py how to boot the next one: a fresh VM over the same flash.
+//
+//   node mcu.mjs --flash DIR [--reset-cause N] [--repl friendly|raw] [--soft-reboot] [--unique-id HEX]
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+
+import { hostFlash } from "./flash.mjs";
+
+// Mirrored in board.py.
+const EXIT_SOFT_REBOOT_FRIENDLY = 40;
+const EXIT_SOFT_REBOOT_RAW = 41;
+const EXIT_MACHINE_RESET = 42;
+const EXIT_NOT_INSTALLED = 43;
+
+const RAW_REPL_BANNER = "raw REPL; CTRL-B to exit\r\n";
+const FRIENDLY_REPL_BANNER = 'Type "help()" for more information.\r\n';
+const RAW_PASTE_REQUEST = [0x05, 0x41, 0x01]; // Ctrl-E 'A' Ctrl-A
+const RAW_PASTE_WINDOW = 1024;
+
+const { values: options } = parseArgs({
+  options: {
+    flash: { type: "string" },
+    "reset-cause": { type: "string", default: "1" },
+    repl: { type: "string", default: "friendly" },
+    "soft-reboot": { type: "boolean", default: false },
+    "unique-id": { type: "string", default: "240ac4000001" },
+  },
+});
+
+process.on("uncaughtException", (error) => {
+  // Node would print the offending line of the minified VM: one line of the message is enough.
+  fs.writeSync(2, `virtual board: ${error.stack?.split("\n").slice(0, 3).join("\n") ?? error}\n`);
+  process.exit(1);
+});
+
+let loadMicroPython;
+try {
+  ({ loadMicroPython } = await import("@micropython/micropython-webassembly-pyscript"));
+} catch {
+  fs.writeSync(2, "virtual board: the MicroPython VM is missing: run `npm install` at the root of the repository\n");
+  process.exit(EXIT_NOT_INSTALLED);
+}
+
+// The console: what the VM prints, batched into few writes; fs.writeSync keeps the order with exit().
+const console_ = {
+  pending: [],
+  muted: false,
+  tail: "",
+  repl: options.repl,
+  swallow: "", // output to drop if it comes next
+  put(bytes) {
+    for (const byte of bytes) this.track(byte);
+    if (this.muted) return;
+    while (this.swallow && bytes.length && bytes[0] === this.swallow.charCodeAt(0)) {
+      this.swallow = this.swallow.slice(1);
+      bytes = bytes.slice(1);
+    }
+    this.swallow = bytes.length ? "" : this.swallow;
+    this.pending.push(...bytes);
+    // Flush soon, or now if Python is busy printing and the event loop will not come back soon.
+    if (this.pending.length === bytes.length) setImmediate(() => this.flush());
+    else if (this.pending.length >= 4096) this.flush();
+  },
+  // The REPL's mode decides what a soft reboot runs; its banners say when it changes.
+  track(byte) {
+    this.tail = (this.tail + String.fromCharCode(byte)).slice(-40);
+    if (this.tail.endsWith(RAW_REPL_BANNER)) this.repl = "raw";
+    else if (this.tail.endsWith(FRIENDLY_REPL_BANNER)) this.repl = "friendly";
+  },
+  flush() {
+    if (this.pending.length) fs.writeSync(1, Buffer.from(this.pending));
+    this.pending = [];
+  },
+};
+
+// The VM ends with this process; board.py boots the next one as `code` says.
+function end(code) {
+  console_.flush();
+  process.exit(code);
+}
+
+function softReboot() {
+  end(console_.repl === "raw" ? EXIT_SOFT_REBOOT_RAW : EXIT_SOFT_REBOOT_FRIENDLY);
+}
+
+const mp = await loadMicroPython({
+  stdout: (bytes) => console_.put(bytes),
+  stderr: (bytes) => console_.put(bytes),
+  linebuffer: false,
+});
+
+mp.registerJsModule("_board", {
+  flash: hostFlash(options.flash),
+  reset_cause: Number(options["reset-cause"]),
+  unique_id: options["unique-id"],
+  reset: () => end(EXIT_MACHINE_RESET),
+});
+
+// Our frozen modules (MicroPython sources an ESP32 would have in its firmware) go into the VM's
+// Emscripten filesystem, are imported, and stay in sys.modules once the flash replaces it at '/'.
+const frozen = path.join(path.dirname(fileURLToPath(import.meta.url)), "frozen");
+mp.FS.mkdir("/frozen");
+const modules = fs.readdirSync(frozen).filter((name) => name.endsWith(".py"));
+for (const name of modules) mp.FS.writeFile(`/frozen/${name}`, fs.readFileSync(path.join(frozen, name)));
+mp.runPython(`import sys
+sys.path.append("/frozen")
+import ${modules.map((name) => name.slice(0, -3)).join(", ")}
+sys.path.remove("/frozen")
+_boot.start()`);
+
+if (options["soft-reboot"]) console_.put(Buffer.from("MPY: soft reboot\r\n"));
+const boot = mp.pyimport("_boot");
+if (boot.run_script("boot.py") || (options.repl === "friendly" && boot.run_script("main.py"))) softReboot();
+
+// A board that reboots in raw REPL shows the raw REPL's banner, not the friendly one first.
+console_.muted = options.repl === "raw";
+mp.replInit();
+if (options.repl === "raw") await mp.replProcessCharWithAsyncify(0x01);
+console_.muted = false;
+if (options.repl === "raw") console_.put(Buffer.from(`${RAW_REPL_BANNER}>`));
+
+// The console's input, one byte at a time: the event-driven REPL must finish a byte before the next.
+const input = [];
+let feeding = false;
+let heldRequest = 0; // how many bytes of a raw-paste request have arrived
+let pasted = null; // the code of a raw paste being received
+
+// Raw-paste mode (what mpremote uses with a real board: no 10 ms pauses between 256-byte chunks) needs
+// the REPL to wait for more input in the middle of a byte, which this REPL cannot. So the paste is
+// gathered here, with its flow control, then typed into the plain raw REPL, whose "OK" is not part
+// of the paste protocol's answer. (A control byte inside the code would act as one: mpremote sends none.)
+async function receive(byte) {
+  if (pasted !== null) {
+    if (byte !== 0x04) {
+      pasted.push(byte);
+      if (pasted.length % RAW_PASTE_WINDOW === 0) console_.put([0x01]); // room for one more window
+      return;
+    }
+    const code = pasted;
+    pasted = null;
+    console_.put([0x04]);
+    console_.swallow = "OK";
+    for (const b of code) await type(b);
+    await type(0x04);
+    return;
+  }
+  if (console_.repl === "raw" && byte === RAW_PASTE_REQUEST[heldRequest]) {
+    if (++heldRequest === RAW_PASTE_REQUEST.length) {
+      heldRequest = 0;
+      pasted = [];
+      console_.put([0x52, 0x01, RAW_PASTE_WINDOW & 0xff, RAW_PASTE_WINDOW >> 8]); // "R\x01" and the window
+    }
+    return;
+  }
+  for (const b of [...RAW_PASTE_REQUEST.slice(0, heldRequest), byte]) await type(b);
+  heldRequest = 0;
+}
+
+async function type(byte) {
+  if (await mp.replProcessCharWithAsyncify(byte)) softReboot();
+}
+
+async function feed() {
+  if (feeding) return;
+  feeding = true;
+  while (input.length) await receive(input.shift());
+  feeding = false;
+}
+
+process.stdin.on("data", (chunk) => {
+  input.push(...chunk);
+  feed();
+});
+process.stdin.on("end", () => end(0));

@@ -1,0 +1,24 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+from hil_tests.virtual_board import VirtualBoard, VirtualBoardError, check_vm_installed
+from hil_tests.virtual_board import board as board_module
+
+
+def test_a_missing_node_says_to_install_node() -> None:
+    with pytest.raises(VirtualBoardError, match=r"Node\.js"):
+        check_vm_installed(node="no-such-node-binary")
+
+
+def test_a_missing_vm_package_says_to_run_npm_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(board_module, "VM_PACKAGE", tmp_path / "absent")
+    with pytest.raises(VirtualBoardError, match="npm install"):
+        check_vm_installed(node=sys.executable)  # any program that exists stands in for node
+
+
+def test_the_board_refuses_to_replace_a_file_that_is_not_its_port(tmp_path: Path) -> None:
+    (tmp_path / "ttyUSB0").write_text("not a pty")
+    with pytest.raises(VirtualBoardError, match="not a link to a pty"), VirtualBoard(tmp_path / "ttyUSB0", tmp_path):
+        pass
