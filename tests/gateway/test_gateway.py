@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 
 import jsonschema
 import pytest
@@ -14,7 +15,7 @@ from payload_codec.vectorgen import DEVICE_ID, TEST_MASTER_KEY
 
 from ..codec.vectors import frame_cases
 from .conftest import Subscriber
-from .site import Site, schema
+from .site import Site, config_text, schema
 
 KEYS = derive_device_keys(TEST_MASTER_KEY, DEVICE_ID)
 UPLINKS = sorted(
@@ -208,3 +209,23 @@ async def test_prometheus_metrics_are_served_when_a_port_is_set(tmp_path, broker
         assert 'borne_pipeline_total{what="accepted_telemetry"} 1.0' in text
         assert 'borne_device_rssi_dbm{device="258"} -80.0' in text
         assert "borne_outbox_depth" in text
+
+
+async def test_status_command_shows_devices_signal_battery_losses_and_outbox(tmp_path, broker):
+    async with Site(tmp_path, broker.port) as site:
+        for counter in (1, 2, 5):  # frames 3 and 4 never arrive
+            site.radio.hear(
+                build_frame("telemetry", DEVICE_ID, counter, {"battery_mv": 3650}, KEYS), rssi_dbm=-97, snr_db=4.5
+            )
+        await site.settle()
+    config = tmp_path / "gateway.toml"
+    config.write_text(config_text(tmp_path, broker.port))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "borne", "gateway", "status", "--config", str(config), stdout=asyncio.subprocess.PIPE
+    )
+    output = (await process.communicate())[0].decode()
+    assert process.returncode == 0
+    (line,) = [line for line in output.splitlines() if line.strip().startswith("258")]
+    assert "ecole-jaures/door-258" in line and "-97" in line and "3650 mV" in line
+    assert line.split()[-2:] == ["3", "2"]  # frames heard, frames lost
+    assert "outbox:" in output
