@@ -51,7 +51,13 @@ class Gateway:
         self.publisher.wake()
 
     def _source_stats(self) -> dict:
-        return {"sources": {source.name: dict(getattr(source, "stats", {})) for source in self.sources}}
+        sources = {}
+        for source in self.sources:
+            stats = dict(getattr(source, "stats", {}))
+            if getattr(source, "heartbeat", None) is not None:  # the bridge board's own counters
+                stats["heartbeat"] = source.heartbeat
+            sources[source.name] = stats
+        return {"sources": sources}
 
     def reload_registry(self) -> None:
         """Re-read the registry (SIGHUP); a broken file keeps the one already loaded."""

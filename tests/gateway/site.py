@@ -10,7 +10,7 @@ from pathlib import Path
 from gateway_daemon.config import parse_config
 from gateway_daemon.daemon import Gateway
 from gateway_daemon.registry import Device, Registry
-from gateway_daemon.sources import SimulatedRadio
+from gateway_daemon.sources import SimulatedRadio, Source
 from payload_codec import derive_device_keys
 from payload_codec.vectorgen import DEVICE_ID, TEST_MASTER_KEY
 
@@ -54,14 +54,14 @@ def config_text(directory: Path, broker_port: int, metrics_port: int = 0, **gate
 class Site:
     """A running gateway with two simulated receivers (`radio`, `radio2`)."""
 
-    def __init__(self, directory: Path, broker_port: int, **gateway) -> None:
+    def __init__(self, directory: Path, broker_port: int, extra_sources: tuple[Source, ...] = (), **gateway) -> None:
         self.directory = directory
         if not (directory / "devices.toml").exists():
             write_registry(directory / "devices.toml")
         self.config = parse_config(config_text(directory, broker_port, **gateway))
         self.radio = SimulatedRadio("sim")
         self.radio2 = SimulatedRadio("sim2")
-        self.gateway = Gateway(self.config, sources=[self.radio, self.radio2])
+        self.gateway = Gateway(self.config, sources=[self.radio, self.radio2, *extra_sources])
         self._task: asyncio.Task | None = None
 
     async def __aenter__(self) -> Site:

@@ -1,0 +1,318 @@
+"""The bridge board on USB serial: records of `payload_codec.bridge_link` both ways.
+
+The port is opened without resetting the board (see `open_without_reset`), read through
+pyserial-asyncio-fast, and reopened whenever it vanishes, for as long as the daemon runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import termios
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import serial
+import serial_asyncio_fast
+
+from payload_codec.bridge_link import DELIMITER, LINK_VERSION, Record, RecordStream, encode_record
+from payload_codec.errors import CodecError
+
+from .base import Deliver, Downlink, Reception, Reject, Rejected, Source, TransmitError
+
+log = logging.getLogger(__name__)
+
+CODING_RATE = 5  # 4/5, what every Borne node listens with
+CLOSE_WAIT_S = 1.0  # how long a closing port may take before we stop waiting for it
+
+
+def open_without_reset(port: str, baudrate: int) -> serial.Serial:
+    """Open `port` leaving DTR and RTS deasserted, so that an ESP32's auto-reset circuit stays quiet.
+
+    Linux raises DTR and RTS together whenever a serial tty is opened (tty_port_block_til_ready;
+    no open flag prevents it). That state is harmless: the ESP32's two-transistor circuit resets
+    or selects the bootloader only when exactly one line is asserted. pyserial's open() then
+    applies its DTR setting before its RTS setting, so asking for both False would pass through
+    "RTS alone": EN low, a reset pulse. Clearing RTS first (DTR alone only holds IO0 low, which
+    matters at reset time only), then DTR, never gets there.
+    HUPCL is cleared too, so that closing the port never changes the lines either.
+    Raises serial.SerialException (an OSError) when the port cannot be opened.
+    """
+    link = serial.Serial()  # unopened: every setting below applies at open()
+    link.port = port
+    link.baudrate = baudrate
+    link.exclusive = True  # a second daemon or a forgotten `screen` fails here, with a clear error
+    link.timeout = 0
+    link.write_timeout = 0
+    link.dtr = True  # already raised by the kernel: no change
+    link.rts = False
+    link.open()
+    try:
+        _deassert_dtr(link)
+        attributes = termios.tcgetattr(link.fd)
+        attributes[2] &= ~termios.HUPCL
+        termios.tcsetattr(link.fd, termios.TCSANOW, attributes)
+    except (OSError, termios.error) as error:
+        link.close()
+        raise serial.SerialException(f"could not configure {port}: {error}") from error
+    return link
+
+
+def _deassert_dtr(link: serial.Serial) -> None:
+    try:
+        link.dtr = False
+    except OSError as error:
+        # A pty, or a port without modem lines, refuses the ioctl; pyserial's own open() ignores it so too.
+        if error.errno not in (errno.EINVAL, errno.ENOTTY):
+            raise
+
+
+class _PortLost(Exception):
+    """The open port stopped working: unplugged, or the board reset its USB."""
+
+
+class _Link(asyncio.Protocol):
+    """What pyserial-asyncio-fast reads, queued for the bridge's reading task; `None` marks the end."""
+
+    def __init__(self) -> None:
+        self.chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.error: Exception | None = None
+        self.closed = asyncio.Event()
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.put_nowait(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.error = exc
+        self.chunks.put_nowait(None)
+        self.closed.set()
+
+
+class SerialBridge(Source):
+    """The bridge board on a serial port, e.g. `/dev/serial/by-id/usb-…` or `/dev/ttyUSB0`.
+
+    `run` reads records forever and reopens the port `reopen_delay_s` after it vanishes;
+    `transmit` sends a downlink timed on the bridge's clock and waits `transmit_timeout_s`
+    for the bridge's answer. `stats` holds the counters, `heartbeat` the last heartbeat.
+    """
+
+    def __init__(
+        self,
+        port: str,
+        baudrate: int = 115200,
+        reopen_delay_s: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        transmit_timeout_s: float = 3.0,
+    ) -> None:
+        self.port = port
+        self.baudrate = baudrate
+        self.reopen_delay_s = reopen_delay_s
+        self.clock = clock
+        self.transmit_timeout_s = transmit_timeout_s
+        self.name = f"bridge:{port}"
+        self.heartbeat: dict[str, Any] | None = None  # last heartbeat's fields, plus `seen_at` (clock)
+        self.stats: dict[str, Any] = {
+            "records": 0,  # records that decoded, of every kind
+            "frames": 0,  # receptions delivered
+            "rejected": Counter(),  # by codec reason
+            "reconnects": 0,  # opens that ended an outage
+            "transmits": Counter(),  # by result: sent, duty_cycle, …, no_answer, disconnected
+            "late_results": 0,  # transmit results nobody waited for any more
+        }
+        self._transport: asyncio.Transport | None = None
+        self._pending: dict[int, asyncio.Future[str]] = {}
+        self._next_tx_id = 0
+        self._outage_since: float | None = None
+
+    @property
+    def connected(self) -> bool:
+        """Whether the port is open now."""
+        return self._transport is not None
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the port was opened again after it was lost or could not be opened."""
+        return self.stats["reconnects"]
+
+    async def run(self, deliver: Deliver, reject: Reject) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                link = await loop.run_in_executor(None, open_without_reset, self.port, self.baudrate)
+            except Exception as error:
+                self._outage(
+                    f"cannot open the port ({error}). Check that the bridge board is plugged in, that the path "
+                    "exists (prefer /dev/serial/by-id/…), that the daemon's user is in the dialout group and that "
+                    "no other program (a serial console, ModemManager) holds the port"
+                )
+            else:
+                try:
+                    await self._serve(link, deliver, reject)
+                except Exception as error:
+                    self._outage(
+                        f"lost the port ({error}). Check the bridge board's USB cable and power supply; "
+                        "`dmesg` shows whether the USB device disconnected"
+                    )
+            await asyncio.sleep(self.reopen_delay_s)
+
+    async def transmit(self, downlink: Downlink) -> None:
+        """Send `downlink` through the bridge at its reception's timestamp plus `delay_us`.
+
+        Raises TransmitError with the bridge's result (too_late, duty_cycle, …), `no_answer`
+        when the bridge says nothing in time, or `disconnected` when the port is down.
+        """
+        try:
+            await self._transmit(downlink)
+        except TransmitError as error:
+            self.stats["transmits"][error.reason] += 1
+            raise
+        self.stats["transmits"]["sent"] += 1
+
+    # --- one session of an open port ------------------------------------------------------
+
+    async def _serve(self, link: serial.Serial, deliver: Deliver, reject: Reject) -> None:
+        # connection_for_serial wraps the Serial we opened; create_serial_connection cannot be told
+        # about DTR/RTS (Serial() takes no such arguments) and would open with both asserted.
+        try:
+            transport, protocol = await serial_asyncio_fast.connection_for_serial(
+                asyncio.get_running_loop(), _Link, link
+            )
+        except BaseException:
+            link.close()
+            raise
+        assert isinstance(protocol, _Link)
+        self._transport = transport
+        self._opened()
+        try:
+            transport.write(DELIMITER)  # ends whatever half record the board's reader holds
+            records = RecordStream()
+            while True:
+                chunk = await protocol.chunks.get()
+                if chunk is None:
+                    raise _PortLost(protocol.error or "the port closed")
+                for item in records.feed(chunk):
+                    try:
+                        await self._handle(item, chunk, deliver, reject)
+                    except Exception:  # the pipeline's bug must not cost us the port
+                        log.exception("%s: handing on a %s failed", self.name, getattr(item, "kind", "rejection"))
+        finally:
+            self._transport = None
+            for answer in self._pending.values():
+                if not answer.done():
+                    answer.set_exception(TransmitError("disconnected", f"{self.port} closed"))
+            if not transport.is_closing():
+                transport.abort()
+            with contextlib.suppress(TimeoutError):  # so that a stopped bridge has let go of the port
+                async with asyncio.timeout(CLOSE_WAIT_S):
+                    await protocol.closed.wait()
+
+    async def _handle(self, item: Record | CodecError, chunk: bytes, deliver: Deliver, reject: Reject) -> None:
+        if isinstance(item, CodecError):
+            self.stats["rejected"][item.reason] += 1
+            # The stream does not say which bytes made the bad record: give what was read with it.
+            await reject(Rejected(source=self.name, reason=item.reason, detail=item.detail, raw=chunk))
+            return
+        self.stats["records"] += 1
+        fields = item.fields
+        match item.kind:
+            case "received":
+                self.stats["frames"] += 1
+                await deliver(
+                    Reception(
+                        frame=bytes.fromhex(fields["frame"]),
+                        source=self.name,
+                        received_at=self.clock(),
+                        frequency_hz=fields["frequency_hz"],
+                        spreading_factor=fields["spreading_factor"],
+                        bandwidth_hz=fields["bandwidth_hz"],
+                        rssi_dbm=float(fields["rssi_dbm"]),
+                        snr_db=fields["snr_db"],
+                        timestamp_us=fields["timestamp_us"],
+                    )
+                )
+            case "transmit_result":
+                answer = self._pending.get(fields["tx_id"])
+                if answer is None or answer.done():
+                    self.stats["late_results"] += 1
+                    log.info(
+                        "%s: result %s for transmit %d came too late", self.name, fields["result"], fields["tx_id"]
+                    )
+                else:
+                    answer.set_result(fields["result"])
+            case "heartbeat":
+                last_version = self.heartbeat["link_version"] if self.heartbeat else None
+                if fields["link_version"] not in (LINK_VERSION, last_version):  # said once, not every heartbeat
+                    log.warning(
+                        "%s: the bridge firmware speaks link version %d, this gateway %d: update the one behind",
+                        self.name,
+                        fields["link_version"],
+                        LINK_VERSION,
+                    )
+                self.heartbeat = {**fields, "seen_at": self.clock()}
+            case "log":
+                log.log(logging.getLevelName(fields["level"].upper()), "%s: %s", self.name, fields["text"])
+            case _:  # a `transmit` record: only the gateway sends those
+                self.stats["rejected"]["unexpected_record"] += 1
+                await reject(Rejected(self.name, "unexpected_record", f"the bridge sent a {item.kind} record", chunk))
+
+    async def _transmit(self, downlink: Downlink) -> None:
+        if downlink.answers.source != self.name:
+            # Its timestamp is on another receiver's clock: the bridge would send at a random time.
+            raise TransmitError("bad_request", f"answers a reception from {downlink.answers.source}")
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            raise TransmitError("disconnected", f"{self.port} is not open")
+        tx_id, self._next_tx_id = self._next_tx_id, (self._next_tx_id + 1) % 65536
+        try:
+            record = encode_record(
+                "transmit",
+                {
+                    "tx_id": tx_id,
+                    "frequency_hz": downlink.frequency_hz,
+                    "spreading_factor": downlink.spreading_factor,
+                    "bandwidth_hz": downlink.bandwidth_hz,
+                    "coding_rate": CODING_RATE,
+                    "tx_power_dbm": downlink.tx_power_dbm,
+                    "timing": "at_timestamp",
+                    "timestamp_us": (downlink.answers.timestamp_us + downlink.delay_us) % 2**32,
+                    "frame": downlink.frame.hex(),
+                },
+            )
+        except CodecError as error:
+            raise TransmitError("bad_request", error.detail) from None
+        answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._pending[tx_id] = answer
+        try:
+            transport.write(record)
+            async with asyncio.timeout(self.transmit_timeout_s):
+                result = await answer
+        except TimeoutError:
+            raise TransmitError(
+                "no_answer", f"the bridge did not answer within {self.transmit_timeout_s:g} s"
+            ) from None
+        finally:
+            del self._pending[tx_id]
+        if result != "sent":
+            raise TransmitError(result)
+
+    # --- outages ---------------------------------------------------------------------------
+
+    def _outage(self, what: str) -> None:
+        # Once per outage at warning level; the retries after it only at debug level.
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            log.warning("%s: %s; retrying every %g s", self.name, what, self.reopen_delay_s)
+        else:
+            log.debug("%s: still down: %s", self.name, what)
+
+    def _opened(self) -> None:
+        if self._outage_since is None:
+            log.info("%s: bridge board connected", self.name)
+        else:
+            self.stats["reconnects"] += 1
+            log.warning("%s: bridge board back after %.1f s down", self.name, time.monotonic() - self._outage_since)
+            self._outage_since = None
