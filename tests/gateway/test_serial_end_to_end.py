@@ -63,13 +63,13 @@ async def test_every_uplink_vector_through_the_serial_bridge(tmp_path, broker):
     board = BridgeBoard(tmp_path / "ttyUSB0")
     bridge = SerialBridge(str(tmp_path / "ttyUSB0"))
     async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port, extra_sources=(bridge,)) as site:
-        await _until(lambda: bridge.connected)  # opening the port flushes what was written before
+        await until(lambda: bridge.connected)  # opening the port flushes what was written before
         expected = set()
         for case in UPLINKS:
             if case["last_counter"] is not None:
                 site.gateway.state.accept(258, case["last_counter"], b"seed", [], seen_at=0, rssi_dbm=0, snr_db=0)
             board.hear(bytes.fromhex(case["frame_hex"]))
-            await _until(lambda counter=case["counter"]: last_counter(site) == counter)
+            await until(lambda counter=case["counter"]: last_counter(site) == counter)
             if case["type"] == "checkin":
                 expected |= {f"258:{case['counter']}:{i}" for i in range(len(case["fields"]["checkins"]))}
             else:
@@ -85,7 +85,7 @@ async def test_ack_goes_back_through_the_bridge_in_the_receive_window(tmp_path, 
     board = BridgeBoard(tmp_path / "ttyUSB0")
     bridge = SerialBridge(str(tmp_path / "ttyUSB0"))
     async with Site(tmp_path, broker.port, extra_sources=(bridge,)):
-        await _until(lambda: bridge.connected)
+        await until(lambda: bridge.connected)
         board.hear(checkin(40, time_requested=True))
         (request,) = [r for r in await board.read_records() if r.kind == "transmit"]
         assert request.fields["timing"] == "at_timestamp"
@@ -95,7 +95,7 @@ async def test_ack_goes_back_through_the_bridge_in_the_receive_window(tmp_path, 
         assert ack.fields["acked_counter16"] == 40 and "gateway_time" in ack.fields
         os.write(board.master, encode_record("transmit_result", {"tx_id": request.fields["tx_id"], "result": "sent",
                                                                    "airtime_us": 185_000}))  # fmt: skip
-        await _until(lambda: bridge.stats["transmits"]["sent"] == 1)
+        await until(lambda: bridge.stats["transmits"]["sent"] == 1)
         board.unplug()
 
 
@@ -103,16 +103,16 @@ async def test_garbage_and_an_unplugged_bridge_lose_no_frame(tmp_path, broker):
     board = BridgeBoard(tmp_path / "ttyUSB0")
     bridge = SerialBridge(str(tmp_path / "ttyUSB0"), reopen_delay_s=0.2)
     async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port, extra_sources=(bridge,)) as site:
-        await _until(lambda: bridge.connected)
+        await until(lambda: bridge.connected)
         board.garbage(os.urandom(300))
         board.hear(checkin(1, ack=False))
         board.garbage(b"\x00\x07garbage\x00")
         board.hear(checkin(2, ack=False))
-        await _until(lambda: last_counter(site) == 2)
+        await until(lambda: last_counter(site) == 2)
         board.unplug()
-        await _until(lambda: not bridge.connected)
+        await until(lambda: not bridge.connected)
         board = BridgeBoard(tmp_path / "ttyUSB0")  # plugged in again
-        await _until(lambda: bridge.connected, timeout=10)
+        await until(lambda: bridge.connected, timeout=10)
         board.hear(checkin(3, ack=False))
         await subscriber.wait_for(lambda: {"258:1:0", "258:2:0", "258:3:0"} <= set(event_ids(subscriber, "checkin")))
         assert sum(site.gateway.pipeline.rejected.values()) >= 1
@@ -125,7 +125,7 @@ def last_counter(site: Site) -> int | None:
     return None if stored is None else stored[0]
 
 
-async def _until(condition, timeout: float = 10.0) -> None:
+async def until(condition, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.02)
