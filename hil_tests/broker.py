@@ -33,13 +33,18 @@ class Broker:
     Persistence keeps subscribers' sessions across a restart, as a production broker would.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, listener_settings: str = "", password_file: Path | None = None) -> None:
+        """`listener_settings`: mosquitto lines for the listener (e.g. TLS certificates);
+        `password_file`: a mosquitto_passwd file, which also turns anonymous access off."""
         self.port = free_port()
         self.config = directory / "mosquitto.conf"
+        access = (
+            f"password_file {password_file}\nallow_anonymous false\n" if password_file else "allow_anonymous true\n"
+        )
         # `user root` keeps mosquitto from dropping to a user that cannot write into `directory`
         # when run as root (it is ignored otherwise).
         self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nuser root\n"
+            f"listener {self.port} 127.0.0.1\n{listener_settings}{access}user root\n"
             f"persistence true\npersistence_location {directory}/\nmax_queued_messages 100000\n"
         )
         self.log = directory / "mosquitto.log"

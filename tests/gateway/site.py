@@ -41,12 +41,12 @@ def write_registry(path: Path, device_ids=(DEVICE_ID,)) -> Registry:
     return registry
 
 
-def config_text(directory: Path, broker_port: int, metrics_port: int = 0, **gateway) -> str:
+def config_text(directory: Path, broker_port: int, metrics_port: int = 0, mqtt: str = "", **gateway) -> str:
     extra = "".join(f"{key} = {json.dumps(value)}\n" for key, value in gateway.items())
     return (
         f'[gateway]\nname = "gw-test"\nstate_file = "{directory / "state.db"}"\n'
         f'registry_file = "{directory / "devices.toml"}"\ndedup_window_ms = 100\n{extra}'
-        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\nstats_interval_s = 1\n'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\nstats_interval_s = 1\n{mqtt}'
         f"[metrics]\nport = {metrics_port}\n"
     )
 
@@ -54,11 +54,13 @@ def config_text(directory: Path, broker_port: int, metrics_port: int = 0, **gate
 class Site:
     """A running gateway with two simulated receivers (`radio`, `radio2`)."""
 
-    def __init__(self, directory: Path, broker_port: int, extra_sources: tuple[Source, ...] = (), **gateway) -> None:
+    def __init__(
+        self, directory: Path, broker_port: int, extra_sources: tuple[Source, ...] = (), mqtt: str = "", **gateway
+    ) -> None:
         self.directory = directory
         if not (directory / "devices.toml").exists():
             write_registry(directory / "devices.toml")
-        self.config = parse_config(config_text(directory, broker_port, **gateway))
+        self.config = parse_config(config_text(directory, broker_port, mqtt=mqtt, **gateway))
         self.radio = SimulatedRadio("sim")
         self.radio2 = SimulatedRadio("sim2")
         self.gateway = Gateway(self.config, sources=[self.radio, self.radio2, *extra_sources])

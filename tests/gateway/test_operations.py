@@ -1,0 +1,141 @@
+"""Running the gateway as an operator does: TLS and passwords, systemd, SIGHUP, last will, Home Assistant."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import os
+import signal
+import socket
+import ssl
+import subprocess
+
+import aiomqtt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from gateway_daemon.registry import Device, Registry
+from hil_tests.broker import Broker, free_port
+from hil_tests.packet_forwarder import PacketForwarder
+from payload_codec import build_frame, derive_device_keys
+from payload_codec.vectorgen import TEST_MASTER_KEY
+
+from .conftest import Subscriber
+from .site import Site, config_text, write_registry
+from .test_udp_end_to_end import Daemon
+
+
+def _certificate(subject: str, key, issuer_key, issuer_name, *, ca: bool) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(issuer_name or x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _write_tls_files(directory):
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = _certificate("borne test CA", ca_key, ca_key, None, ca=True)
+    server = _certificate("localhost", server_key, ca_key, ca.subject, ca=False)
+    pem = serialization.Encoding.PEM
+    (directory / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (directory / "server.pem").write_bytes(server.public_bytes(pem))
+    (directory / "server.key").write_bytes(
+        server_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return directory / "ca.pem"
+
+
+async def test_tls_and_a_password_are_configuration_not_code(tmp_path):
+    ca_file = _write_tls_files(tmp_path)
+    passwords = tmp_path / "passwords"
+    passwords.touch()
+    subprocess.run(["mosquitto_passwd", "-b", str(passwords), "gateway", "s3cret"], check=True, timeout=30)
+    subprocess.run(["mosquitto_passwd", "-b", str(passwords), "reader", "r3ader"], check=True, timeout=30)
+    tls = f"cafile {ca_file}\ncertfile {tmp_path / 'server.pem'}\nkeyfile {tmp_path / 'server.key'}\n"
+    with Broker(tmp_path, listener_settings=tls, password_file=passwords) as broker:
+        mqtt = f'username = "gateway"\npassword = "s3cret"\ntls = true\nca_file = "{ca_file}"\n'
+        context = ssl.create_default_context(cafile=str(ca_file))
+        reader = aiomqtt.Client("127.0.0.1", broker.port, username="reader", password="r3ader", tls_context=context)
+        async with reader, Site(tmp_path, broker.port, mqtt=mqtt):
+            await reader.subscribe("borne/gateway/gw-test/state")
+            async with asyncio.timeout(15):
+                async for message in reader.messages:
+                    assert message.payload == b"online"
+                    break
+
+
+async def test_systemd_readiness_watchdog_sighup_and_last_will(tmp_path, broker):
+    write_registry(tmp_path / "devices.toml")
+    udp_port = free_port()
+    config = tmp_path / "gateway.toml"
+    config.write_text(config_text(tmp_path, broker.port) + f"[udp]\nenabled = true\nport = {udp_port}\n")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.setblocking(False)
+    os.environ.update(NOTIFY_SOCKET=str(tmp_path / "notify"), WATCHDOG_USEC="200000")
+    daemon = Daemon(config)
+    try:
+        async with Subscriber(broker.port) as subscriber:
+            await daemon.start()
+            messages = await _notifications(notify, until={"READY=1", "WATCHDOG=1"})
+            assert {"READY=1", "WATCHDOG=1"} <= messages
+
+            # A device registered while the daemon runs is heard once SIGHUP reloads the registry.
+            registry = Registry.load(tmp_path / "devices.toml")
+            registry.add(Device(600, "door-600", "ecole-jaures", "school", derive_device_keys(TEST_MASTER_KEY, 600)))
+            registry.save(tmp_path / "devices.toml")
+            daemon.process.send_signal(signal.SIGHUP)
+            await asyncio.sleep(0.5)
+            forwarder = await PacketForwarder.connect(udp_port)
+            frame = build_frame("telemetry", 600, 1, {"co2_ppm": 700}, derive_device_keys(TEST_MASTER_KEY, 600))
+            forwarder.hear(frame)
+            await subscriber.wait_for(lambda: any(p["device_id"] == 600 for p in subscriber.on("/telemetry")))
+            forwarder.close()
+
+            # Killed without a goodbye, the gateway is marked offline by its last will.
+            await daemon.kill()
+            state = "borne/gateway/gw-test/state"
+            await subscriber.wait_for(
+                lambda: [m.payload for m in subscriber.messages if str(m.topic) == state][-1:] == [b"offline"]
+            )
+    finally:
+        os.environ.pop("NOTIFY_SOCKET")
+        os.environ.pop("WATCHDOG_USEC")
+        notify.close()
+        await daemon.stop()
+
+
+async def _notifications(notify: socket.socket, until: set[str]) -> set[str]:
+    seen: set[str] = set()
+    async with asyncio.timeout(15):
+        while not until <= seen:
+            try:
+                seen.add(notify.recv(100).decode())
+            except BlockingIOError:
+                await asyncio.sleep(0.05)
+    return seen
+
+
+async def test_home_assistant_coming_online_gets_the_discovery_again(tmp_path, broker):
+    async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port):
+        configs = lambda: [m for m in subscriber.messages if str(m.topic).endswith("/config")]  # noqa: E731
+        await subscriber.wait_for(lambda: len(configs()) >= 6)
+        await asyncio.sleep(0.3)
+        first = len(configs())
+        async with aiomqtt.Client("127.0.0.1", broker.port) as home_assistant:
+            await home_assistant.publish("homeassistant/status", "online")
+        await subscriber.wait_for(lambda: len(configs()) >= 2 * first)
