@@ -8,6 +8,8 @@ silently.
 
 from __future__ import annotations
 
+import logging
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +78,9 @@ discovery_prefix = "homeassistant"
 host = "127.0.0.1"
 port = 0
 """
+
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(Exception):
@@ -199,4 +204,7 @@ def load_config(path: Path) -> Config:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file; `borne gateway config --example > {path}` writes one") from None
-    return parse_config(text, str(path))
+    config = parse_config(text, str(path))
+    if config.mqtt.password and path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH):
+        log.warning("%s holds the MQTT password and other users can read it: chmod 600 %s", path, path)
+    return config
