@@ -59,3 +59,21 @@ def test_device_list_never_prints_a_key_in_full(tmp_path):
     ).stdout
     key = registry.devices[258].keys.mic_key.hex()
     assert key[:4] in listing and key not in listing
+
+
+def test_json_logs_are_one_object_a_line():
+    import json
+    import logging
+
+    from gateway_daemon.logs import JsonLines
+
+    record = logging.LogRecord(
+        "gateway_daemon.pipeline", logging.WARNING, __file__, 1, "ACK to %s failed", (258,), None
+    )
+    line = JsonLines().format(record)
+    assert json.loads(line) | {"time": "t"} == {
+        "time": "t",
+        "level": "warning",
+        "logger": "gateway_daemon.pipeline",
+        "message": "ACK to 258 failed",
+    }

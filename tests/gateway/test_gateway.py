@@ -37,6 +37,21 @@ def checkin(counter: int, *, ack: bool = True, time_requested: bool = False, cou
     )
 
 
+def assert_published_as_documented(subscriber: Subscriber) -> None:
+    """Every event is on its device's topic and valid against its JSON Schema."""
+    events = [m for m in subscriber.messages if str(m.topic).rsplit("/", 1)[-1] in ("checkin", "telemetry", "status")]
+    assert events
+    for message in events:
+        payload = json.loads(message.payload)
+        kind = str(message.topic).rsplit("/", 1)[-1]
+        assert (
+            str(message.topic)
+            == f"borne/{payload['site']}/{payload['device']}/{kind}"
+            == f"borne/ecole-jaures/door-{DEVICE_ID}/{kind}"
+        )
+        jsonschema.validate(payload, schema(kind))
+
+
 def event_ids(subscriber: Subscriber, kind: str) -> list[str]:
     return [payload["event_id"] for payload in subscriber.on(f"/{kind}")]
 
@@ -53,10 +68,7 @@ async def test_every_uplink_vector_comes_out_on_its_topic_and_validates(tmp_path
         await subscriber.wait_for(
             lambda: sum(len(subscriber.on(f"/{k}")) for k in ("checkin", "telemetry", "status")) >= expected
         )
-        for kind in ("checkin", "telemetry", "status"):
-            for message in subscriber.messages:
-                if str(message.topic) == f"borne/ecole-jaures/door-{DEVICE_ID}/{kind}":
-                    jsonschema.validate(json.loads(message.payload), schema(kind))
+        assert_published_as_documented(subscriber)
         by_counter = {payload["counter"]: payload for payload in subscriber.on("/telemetry")}
         for case in UPLINKS:
             if case["type"] == "telemetry":

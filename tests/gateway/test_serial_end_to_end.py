@@ -14,7 +14,7 @@ from payload_codec.bridge_link import Record, RecordStream, encode_record
 
 from .conftest import Subscriber
 from .site import Site
-from .test_gateway import KEYS, UPLINKS, checkin, event_ids
+from .test_gateway import KEYS, UPLINKS, assert_published_as_documented, checkin, event_ids
 
 RADIO = {"frequency_hz": 868_100_000, "spreading_factor": 9, "bandwidth_hz": 125_000, "coding_rate": 5}
 
@@ -77,6 +77,7 @@ async def test_every_uplink_vector_through_the_serial_bridge(tmp_path, broker):
         published = lambda: {p["event_id"] for kind in ("checkin", "telemetry", "status") for p in subscriber.on(kind)}  # noqa: E731
         await subscriber.wait_for(lambda: expected <= published())
         assert all(p["receptions"][0]["source"] == bridge.name for p in subscriber.on("/telemetry"))
+        assert_published_as_documented(subscriber)
         assert site.gateway.pipeline.rejected == {}
         board.unplug()
 

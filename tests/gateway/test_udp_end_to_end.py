@@ -16,7 +16,7 @@ from payload_codec import DOWN, open_frame
 
 from .conftest import Subscriber
 from .site import Site, config_text
-from .test_gateway import KEYS, UPLINKS, checkin, event_ids
+from .test_gateway import KEYS, UPLINKS, assert_published_as_documented, checkin, event_ids
 from .test_serial_end_to_end import BridgeBoard, last_counter, until
 
 
@@ -35,6 +35,7 @@ async def test_every_uplink_vector_through_a_packet_forwarder(tmp_path, broker):
         kinds = ("checkin", "telemetry", "status")
         await subscriber.wait_for(lambda: expected <= {p["event_id"] for k in kinds for p in subscriber.on(k)})
         assert all(p["receptions"][0]["source"].startswith("udp:") for p in subscriber.on("/telemetry"))
+        assert_published_as_documented(subscriber)
         assert site.gateway.pipeline.rejected == {}
         forwarder.close()
 
