@@ -16,7 +16,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from payload_codec import CodecError, Frame, SealedEnvelope, build_frame, open_envelope, read_envelope
+from payload_codec import CodecError, SealedEnvelope, build_frame, open_envelope, read_envelope
 from payload_codec.schema import FLAG_ACK_REQUESTED, FLAG_TIME_REQUESTED
 
 from .config import Config
@@ -167,7 +167,7 @@ class Pipeline:
         self.counters["events"] += len(events)
         self.wake_publisher()
         if frame.ack_requested:
-            await self._ack(device, frame, best)
+            await self._send_ack(device, frame.counter, frame.time_requested, best)
 
     async def _retransmission(self, device: Device, counter: int, best: Reception, envelope: SealedEnvelope) -> None:
         """The same bytes as the last frame accepted from this device.
@@ -185,9 +185,6 @@ class Pipeline:
             return
         self.counters["retransmissions"] += 1
         await self._send_ack(device, counter, bool(envelope.flags & FLAG_TIME_REQUESTED), best)
-
-    async def _ack(self, device: Device, frame: Frame, best: Reception) -> None:
-        await self._send_ack(device, frame.counter, frame.time_requested, best)
 
     async def _send_ack(self, device: Device, counter: int, time_requested: bool, best: Reception) -> None:
         fields = {"acked_counter16": counter & 0xFFFF}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,7 +214,3 @@ class _Transaction:
 
     def __exit__(self, kind, error, trace) -> None:
         self._db.execute("COMMIT" if kind is None else "ROLLBACK")
-
-
-def now() -> float:
-    return time.time()
