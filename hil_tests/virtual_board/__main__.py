@@ -31,7 +31,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--flash", type=Path, default=default_flash(), help="host directory of the board's files (default: %(default)s)"
     )
-    parser.add_argument("--blank", action="store_true", help="erase the flash first, like a freshly flashed board")
+    parser.add_argument(
+        "--state",
+        type=Path,
+        help="host directory of the board's NVS partition and RTC memory (default: FLASH.state beside the flash)",
+    )
+    parser.add_argument(
+        "--blank", action="store_true", help="erase the flash and NVS first, like a freshly erased board"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,12 +51,15 @@ def run(args: argparse.Namespace) -> int:
     """Power the board on and keep it running until SIGINT or SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    if args.blank and args.flash.exists():
-        shutil.rmtree(args.flash)
+    state = args.state or args.flash.with_name(args.flash.name + ".state")
+    if args.blank:
+        for directory in (args.flash, state):
+            if directory.exists():
+                shutil.rmtree(directory)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        with VirtualBoard(args.pty, args.flash) as board:
+        with VirtualBoard(args.pty, args.flash, state=state) as board:
             print(f"virtual board on {board.port}, flash in {board.flash}; Ctrl-C to power it off", file=sys.stderr)
             stop.wait()
     except VirtualBoardError as error:

@@ -2,19 +2,29 @@
 // an ESP32, its console on stdin/stdout, which board.py connects to a pty. A reset ends this process
 // with a code that tells board.py how to boot the next one: a fresh VM over the same flash.
 //
-//   node mcu.mjs --flash DIR [--reset-cause N] [--repl friendly|raw] [--soft-reboot] [--unique-id HEX]
+//   node mcu.mjs --flash DIR --state DIR [--reset-cause N] [--repl friendly|raw] [--soft-reboot]
+//                [--unique-id HEX] [--inputs JSON] [--control FD] [--events FD]
+//
+// Beside the console, two pipes link the board to the host (board.py), which plays the world
+// around the chip: --control brings what the host sets (input pin levels, ADC voltages) as JSON
+// lines, each answered by "ack SEQ" once applied; --events carries what the host must know
+// ("wdt TIMEOUT_MS", "feed", "sleep MS", "pin N LEVEL"), one line each.
 import fs from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
+import { aes } from "./aes.mjs";
 import { hostFlash } from "./flash.mjs";
+import { hostNvs } from "./nvs.mjs";
 
 // Mirrored in board.py.
 const EXIT_SOFT_REBOOT_FRIENDLY = 40;
 const EXIT_SOFT_REBOOT_RAW = 41;
 const EXIT_MACHINE_RESET = 42;
 const EXIT_NOT_INSTALLED = 43;
+const EXIT_DEEPSLEEP = 44;
 
 const RAW_REPL_BANNER = "raw REPL; CTRL-B to exit\r\n";
 const FRIENDLY_REPL_BANNER = 'Type "help()" for more information.\r\n';
@@ -24,6 +34,10 @@ const RAW_PASTE_WINDOW = 1024;
 const { values: options } = parseArgs({
   options: {
     flash: { type: "string" },
+    state: { type: "string" },
+    inputs: { type: "string", default: '{"pins": {}, "adc": {}}' },
+    control: { type: "string" },
+    events: { type: "string" },
     "reset-cause": { type: "string", default: "1" },
     repl: { type: "string", default: "friendly" },
     "soft-reboot": { type: "boolean", default: false },
@@ -93,11 +107,73 @@ const mp = await loadMicroPython({
   linebuffer: false,
 });
 
+// What the board tells the host: a synchronous write, so that it is out before an exit that follows.
+function emit(line) {
+  if (options.events === undefined) return 0;
+  try {
+    fs.writeSync(Number(options.events), `${line}\n`);
+  } catch {
+    // the host stopped listening: it is powering the board off
+  }
+  return 0;
+}
+
+// The levels the host drives on input pins and the voltages on ADC pins, as the host last set them.
+const inputs = JSON.parse(options.inputs);
+let onPinChange = null; // machine.py's handler of a level the host changed: (pin, old, new)
+
+function control(message) {
+  if ("pin" in message) {
+    const old = inputs.pins[message.pin] ?? -1;
+    inputs.pins[message.pin] = message.level ?? -1;
+    try {
+      onPinChange?.(message.pin, old, inputs.pins[message.pin]);
+    } catch (error) {
+      fs.writeSync(2, `virtual board: pin handler failed: ${error}\n`);
+    }
+  }
+  if ("adc" in message) inputs.adc[message.adc] = message.uv;
+  emit(`ack ${message.seq}`);
+}
+
+if (options.control !== undefined) {
+  let pending = "";
+  new net.Socket({ fd: Number(options.control), readable: true, writable: false }).on("data", (chunk) => {
+    const lines = (pending + chunk.toString()).split("\n");
+    pending = lines.pop();
+    for (const line of lines) if (line) control(JSON.parse(line));
+  });
+}
+
+// RTC slow memory: kept by the host in a file that board.py removes when the power goes.
+fs.mkdirSync(options.state, { recursive: true });
+const rtcMemory = path.join(options.state, "rtc_memory.bin");
+
 mp.registerJsModule("_board", {
   flash: hostFlash(options.flash),
+  nvs: hostNvs(path.join(options.state, "nvs.json")),
+  aes,
   reset_cause: Number(options["reset-cause"]),
   unique_id: options["unique-id"],
   reset: () => end(EXIT_MACHINE_RESET),
+  deepsleep: (ms) => {
+    emit(`sleep ${ms}`);
+    end(EXIT_DEEPSLEEP);
+  },
+  wdt: (timeoutMs) => emit(`wdt ${timeoutMs}`),
+  wdt_feed: () => emit("feed"),
+  rtc_memory_read: () => (fs.existsSync(rtcMemory) ? fs.readFileSync(rtcMemory).toString("hex") : ""),
+  rtc_memory_write: (hex) => {
+    fs.writeFileSync(rtcMemory, Buffer.from(hex, "hex"));
+    return 0;
+  },
+  pin_input: (pin) => inputs.pins[pin] ?? -1, // -1: the host does not drive it
+  pin_output: (pin, level) => emit(`pin ${pin} ${level}`), // level -1: the board does not drive it
+  on_pin_change: (handler) => {
+    onPinChange = handler;
+    return 0;
+  },
+  adc_input: (pin) => inputs.adc[pin] ?? 0,
 });
 
 // Our frozen modules (MicroPython sources an ESP32 would have in its firmware) go into the VM's

@@ -1,5 +1,9 @@
-# The part of ESP32's `machine` that the installer's tools use: mpremote's `reset` shortcut runs
-# `machine.reset()`. The simulated peripherals (Pin, I2C, SPI, ADC, WDT, RTC) belong here too.
+# ESP32's `machine`, as far as the firmware and the installer's tools use it. The world outside
+# the chip is the host's (board.py): it drives input pins and ADC voltages, runs the watchdog's
+# clock, keeps RTC memory while the power is on, and wakes the board from deep sleep.
+import sys
+from binascii import hexlify
+
 import _board
 
 PWRON_RESET = 1
@@ -7,6 +11,8 @@ HARD_RESET = 2
 WDT_RESET = 3
 DEEPSLEEP_RESET = 4
 SOFT_RESET = 5
+
+_RTC_MEMORY_MAX = 2048  # bytes of RTC slow memory MicroPython gives to RTC.memory() on ESP32
 
 
 def reset():
@@ -27,3 +33,188 @@ def unique_id():
 
 def freq():
     return 160_000_000
+
+
+def deepsleep(time_ms=0):
+    """Power down until `time_ms` have passed (0: until reset); the board then boots with DEEPSLEEP_RESET."""
+    _board.deepsleep(time_ms)  # the host ends the VM: this call does not return
+
+
+class Pin:
+    IN = 1
+    OUT = 3
+    OPEN_DRAIN = 7
+    PULL_DOWN = 1
+    PULL_UP = 2
+    IRQ_RISING = 1
+    IRQ_FALLING = 2
+    WAKE_LOW = 4
+    WAKE_HIGH = 5
+
+    def __init__(self, id, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
+        if not isinstance(id, int) or not 0 <= id < 49:
+            raise ValueError("invalid pin")
+        self._id = id
+        _pads.setdefault(id, _Pad())
+        self.init(mode, pull, value=value)
+
+    def init(self, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
+        pad = _pads[self._id]
+        if value is not None:
+            pad.latch = 1 if value else 0
+        if pull != -1:
+            pad.pull = pull
+        if mode != -1:
+            pad.mode = mode
+        _report_output(self._id)
+
+    def value(self, x=None):
+        if x is None:
+            return _level(self._id, _board.pin_input(self._id))
+        _pads[self._id].latch = 1 if x else 0
+        _report_output(self._id)
+        return None
+
+    def __call__(self, x=None):
+        return self.value(x)
+
+    def on(self):
+        self.value(1)
+
+    def off(self):
+        self.value(0)
+
+    def irq(self, handler=None, trigger=IRQ_FALLING | IRQ_RISING, *, wake=None, hard=False):
+        """Call handler(pin) on the edges in `trigger` of the level the host drives."""
+        pad = _pads[self._id]
+        pad.pin = self
+        pad.handler = handler
+        pad.trigger = trigger if handler is not None else 0
+        return _PinIRQ(pad)
+
+    def __repr__(self):
+        return f"Pin({self._id})"
+
+
+class _Pad:
+    """The state of one GPIO, shared by every Pin object of it, as the hardware has one pad."""
+
+    def __init__(self):
+        self.mode = None  # unconfigured: an input
+        self.pull = None
+        self.latch = 0
+        self.handler = None
+        self.trigger = 0
+        self.pin = None  # the Pin its IRQ handler is given
+
+
+class _PinIRQ:
+    def __init__(self, pad):
+        self._pad = pad
+
+    def trigger(self, trigger=None):
+        if trigger is not None:
+            self._pad.trigger = trigger
+        return self._pad.trigger
+
+
+_pads = {}
+
+
+def _driven_by_board(pad):
+    return pad.mode == Pin.OUT or (pad.mode == Pin.OPEN_DRAIN and pad.latch == 0)
+
+
+def _level(pin, host_level):
+    """What the pad reads, given the level the host drives on it (-1: none)."""
+    pad = _pads.get(pin) or _Pad()
+    if _driven_by_board(pad):
+        return pad.latch
+    if host_level >= 0:
+        return host_level
+    return 1 if pad.pull == Pin.PULL_UP else 0  # a floating input reads low
+
+
+def _report_output(pin):
+    pad = _pads[pin]
+    _board.pin_output(pin, pad.latch if _driven_by_board(pad) else -1)
+
+
+def _host_changed_pin(pin, old, new):
+    # Called by mcu.mjs when the host drives a new level: run the IRQ handler of a matching edge.
+    pad = _pads.get(pin)
+    if pad is None or pad.handler is None:
+        return
+    before, after = _level(pin, old), _level(pin, new)
+    edge = Pin.IRQ_RISING if after > before else Pin.IRQ_FALLING if after < before else 0
+    if edge & pad.trigger:
+        try:
+            pad.handler(pad.pin)
+        except Exception as e:  # as MicroPython reports an error in a scheduled IRQ handler
+            print("Uncaught exception in IRQ callback handler")
+            sys.print_exception(e)
+
+
+_board.on_pin_change(_host_changed_pin)
+
+
+class ADC:
+    ATTN_0DB = 0
+    ATTN_2_5DB = 1
+    ATTN_6DB = 2
+    ATTN_11DB = 3
+    # Full-scale voltage of each attenuation (ESP-IDF's figures for the ESP32), in microvolts.
+    _FULL_SCALE_UV = (1_100_000, 1_500_000, 2_200_000, 3_900_000)
+
+    def __init__(self, pin, *, atten=None):
+        if not isinstance(pin, Pin):
+            raise ValueError("expecting a pin")
+        self._pin = pin._id
+        self._atten = self.ATTN_0DB
+        if atten is not None:
+            self.atten(atten)
+
+    def atten(self, atten):
+        if atten not in (0, 1, 2, 3):
+            raise ValueError("invalid atten")
+        self._atten = atten
+
+    def read_uv(self):
+        """The voltage the host set on the pin, in microvolts, clipped to the attenuation's range."""
+        return max(0, min(_board.adc_input(self._pin), self._FULL_SCALE_UV[self._atten]))
+
+    def read_u16(self):
+        return self.read_uv() * 65535 // self._FULL_SCALE_UV[self._atten]
+
+    def read(self):
+        return self.read_uv() * 4095 // self._FULL_SCALE_UV[self._atten]
+
+
+class WDT:
+    """The watchdog: reset the board unless fed within `timeout` ms. It cannot be stopped."""
+
+    def __init__(self, id=0, timeout=5000):
+        if id != 0:
+            raise ValueError(f"WDT({id}) doesn't exist")
+        if timeout < 1:
+            raise ValueError("WDT timeout too short")
+        _board.wdt(timeout)  # the host's clock runs it, and a soft reset leaves it running
+
+    def feed(self):
+        _board.wdt_feed()
+
+
+class RTC:
+    def __init__(self, id=0):
+        pass
+
+    def memory(self, data=None):
+        """RTC slow memory: kept through resets and deep sleep, lost when the power goes."""
+        if data is None:
+            return bytes.fromhex(_board.rtc_memory_read())
+        if isinstance(data, str):
+            data = data.encode()
+        if len(data) > _RTC_MEMORY_MAX:
+            raise ValueError("buffer too long")
+        _board.rtc_memory_write(hexlify(data).decode())
+        return None

@@ -1,0 +1,81 @@
+# ESP32's `cryptolib` (MicroPython's extmod/modcryptolib.c), with AES computed by the host.
+# ESP32 builds enable ECB and CBC, not CTR (MICROPY_PY_CRYPTOLIB_CTR), nor the MODE_* constants.
+# Arguments are checked in the order, and with the errors, of modcryptolib.c.
+from binascii import hexlify, unhexlify
+
+import _board
+
+_MODE_ECB = 1
+_MODE_CBC = 2
+_ENCRYPTING = 1
+_DECRYPTING = 2
+
+
+def _read_buffer(obj):
+    if isinstance(obj, str):
+        return obj.encode()
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return bytes(obj)
+    raise TypeError("object with buffer protocol required")
+
+
+class aes:  # MicroPython's name
+    def __init__(self, *args, **kwargs):
+        # MicroPython's constructor takes positional arguments only: aes(key, mode[, IV]).
+        if kwargs:
+            raise TypeError("function doesn't take keyword arguments")
+        if len(args) < 2:
+            raise TypeError(f"function missing {2 - len(args)} required positional arguments")
+        if len(args) > 3:
+            raise TypeError(f"function expected at most 3 arguments, got {len(args)}")
+        key, mode = args[0], args[1]
+        iv = args[2] if len(args) > 2 else None
+        if not isinstance(mode, int):
+            raise TypeError(f"can't convert {type(mode).__name__} to int")
+        if mode not in (_MODE_ECB, _MODE_CBC):
+            raise ValueError("mode")
+        key = _read_buffer(key)
+        if len(key) not in (16, 32):
+            raise ValueError("key")
+        if iv is not None:
+            iv = _read_buffer(iv)
+            if len(iv) != 16:
+                raise ValueError("IV")
+        elif mode == _MODE_CBC:
+            raise ValueError("IV")
+        self._key = hexlify(key).decode()
+        self._mode = mode
+        self._iv = iv or bytes(16)  # CBC's chaining value, carried from one call to the next
+        self._direction = None  # the first call fixes it: the key schedule differs
+
+    def encrypt(self, in_buf, out_buf=None):
+        return self._process(in_buf, out_buf, _ENCRYPTING)
+
+    def decrypt(self, in_buf, out_buf=None):
+        return self._process(in_buf, out_buf, _DECRYPTING)
+
+    def _process(self, in_buf, out_buf, direction):
+        data = _read_buffer(in_buf)
+        if len(data) % 16:
+            raise ValueError("blksize % 16")
+        if out_buf is not None:
+            if isinstance(out_buf, (bytes, str)) or not isinstance(out_buf, (bytearray, memoryview)):
+                raise TypeError("object with buffer protocol required")
+            if len(out_buf) < len(data):
+                raise ValueError("output too small")
+        if self._direction is None:
+            self._direction = direction
+        elif self._direction != direction:
+            raise ValueError("can't encrypt & decrypt")
+        result = _board.aes(
+            self._key, self._mode, hexlify(self._iv).decode(), hexlify(data).decode(), direction == _ENCRYPTING
+        )
+        if isinstance(result, int):
+            raise OSError(-result)
+        result = unhexlify(result)
+        if self._mode == _MODE_CBC and data:
+            self._iv = (result if direction == _ENCRYPTING else data)[-16:]
+        if out_buf is None:
+            return result
+        out_buf[: len(result)] = result
+        return out_buf

@@ -1,0 +1,68 @@
+# The part of ESP32's `esp32` module that the firmware uses: NVS, kept by the host (nvs.mjs).
+# Errors are ESP32's: OSError(-esp_err_t, name), e.g. OSError(-4354, 'ESP_ERR_NVS_NOT_FOUND') for a
+# missing key, as MicroPython's check_esp_err raises them.
+import json
+from binascii import hexlify, unhexlify
+
+from _board import nvs as _nvs
+
+_ERROR_NAMES = {
+    -0x1102: "ESP_ERR_NVS_NOT_FOUND",
+    -0x1105: "ESP_ERR_NVS_NOT_ENOUGH_SPACE",
+    -0x1109: "ESP_ERR_NVS_KEY_TOO_LONG",
+    -0x110C: "ESP_ERR_NVS_INVALID_LENGTH",
+}
+_ESP_ERR_NVS_INVALID_LENGTH = -0x110C
+
+
+def _check(result):
+    if isinstance(result, int) and result < 0:
+        raise OSError(result, _ERROR_NAMES.get(result, "ESP_FAIL"))
+    return result
+
+
+def _key(key):
+    if not isinstance(key, str):
+        raise TypeError(f"can't convert '{type(key).__name__}' object to str implicitly")
+    return key
+
+
+class NVS:
+    """Non-volatile storage of one namespace; writes last only once commit() is called."""
+
+    def __init__(self, namespace):
+        self._namespace = _key(namespace)
+        _check(_nvs.open(self._namespace))
+
+    def set_i32(self, key, value):
+        if not isinstance(value, int):
+            raise TypeError(f"can't convert {type(value).__name__} to int")
+        if not -0x80000000 <= value <= 0x7FFFFFFF:
+            raise OverflowError("overflow converting long int to machine word")
+        _check(_nvs.set(self._namespace, _key(key), "i32", value))
+
+    def get_i32(self, key):
+        return json.loads(_check(_nvs.get(self._namespace, _key(key), "i32")))
+
+    def set_blob(self, key, value):
+        if isinstance(value, str):
+            value = value.encode()
+        elif not isinstance(value, (bytes, bytearray, memoryview)):
+            raise TypeError("object with buffer protocol required")
+        _check(_nvs.set(self._namespace, _key(key), "blob", hexlify(value).decode()))
+
+    def get_blob(self, key, buffer):
+        """Copy the blob into `buffer` (which must be large enough); return its length."""
+        if not isinstance(buffer, (bytearray, memoryview)):
+            raise TypeError("object with buffer protocol required")
+        blob = unhexlify(json.loads(_check(_nvs.get(self._namespace, _key(key), "blob"))))
+        if len(blob) > len(buffer):
+            _check(_ESP_ERR_NVS_INVALID_LENGTH)
+        buffer[: len(blob)] = blob
+        return len(blob)
+
+    def erase_key(self, key):
+        _check(_nvs.erase(self._namespace, _key(key)))
+
+    def commit(self):
+        _check(_nvs.commit(self._namespace))
