@@ -328,7 +328,12 @@ def error_cases() -> list[dict]:
         _error_case("bad_mic_truncated_body", "bad_mic", checkin[:12] + checkin[-4:]),
         _error_case("replay_same_counter", "replay", good, last_counter=500),
         _error_case("replay_older_counter", "replay", good, last_counter=510),
-        _error_case("counter_gap_too_far", "counter_gap", good, last_counter=500 - 16385),
+        _error_case(
+            "counter_gap_too_far",
+            "counter_gap",
+            build_frame("telemetry", DEVICE_ID, 20_000, five, keys),
+            last_counter=100,
+        ),
         _error_case(
             "bad_length_checkin", "bad_length", sealed(TYPE_BY_NAME["checkin"], bytes(12)), body=bytes(12), fport=1
         ),

@@ -1,0 +1,1 @@
+# Borne node and bridge firmware. The wire contract is payload_codec's, rebuilt for MicroPython.

@@ -1,0 +1,67 @@
+"""The firmware in the real MicroPython VM: deploy it with mpremote, run every call at once."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hil_tests.virtual_board import VirtualBoard, VirtualBoardError, check_vm_installed
+from tests.firmware.cases import all_calls, dump
+
+FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
+RUNNER = Path(__file__).with_name("board_runner.py")
+VM_RUN_TIMEOUT_S = 300  # every call in one run; typically a few seconds
+
+
+def firmware_files() -> list[Path]:
+    return sorted(path for path in FIRMWARE.rglob("*.py") if "__pycache__" not in path.parts)
+
+
+def _run_mpremote(port: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "mpremote", "connect", str(port), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=VM_RUN_TIMEOUT_S)
+
+
+@pytest.fixture(scope="session")
+def board_answers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """The firmware's answer to every call of `cases.all_calls()`, by id, from one VM run."""
+    try:
+        check_vm_installed()
+    except VirtualBoardError as error:
+        pytest.skip(f"firmware tests need the virtual board: {error}")
+    work = tmp_path_factory.mktemp("firmware_vm")
+    stage = work / "stage"
+    shutil.copytree(FIRMWARE / "borne", stage / "borne", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (work / "calls.json").write_text(dump(all_calls()), encoding="utf-8")
+    with VirtualBoard(work / "tty", work / "flash") as board:
+        done = _run_mpremote(
+            board.port,
+            *("fs", "cp", "-r", str(stage / "borne"), ":"),
+            *("+", "fs", "cp", str(work / "calls.json"), ":calls.json"),
+            *("+", "run", str(RUNNER)),
+        )
+    if done.returncode != 0 or "\nDONE " not in "\n" + done.stdout:
+        pytest.fail(f"the firmware run in the VM failed (exit {done.returncode}):\n{done.stdout[-3000:]}{done.stderr}")
+    answers = {}
+    for line in done.stdout.splitlines():
+        if line.startswith("R "):
+            _, call_id, answer = line.split(" ", 2)
+            answers[call_id] = json.loads(answer)
+    return answers
+
+
+@pytest.fixture
+def answer_of(board_answers: dict[str, dict]):
+    """The firmware's answer to one call; fails with the VM's error if the call raised."""
+
+    def lookup(call_id: str):
+        answer = board_answers[call_id]
+        assert "error" not in answer, f"{call_id} raised in the VM: {answer['error']}"
+        return answer["ok"]
+
+    return lookup
