@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway_daemon.sources import Downlink, Reception, Rejected, TransmitError
+from gateway_daemon.sources import Downlink, Reception, TransmitError
 from gateway_daemon.sources.semtech_udp import (
     PULL_ACK,
     PULL_DATA,
@@ -33,6 +33,8 @@ from gateway_daemon.sources.semtech_udp import (
     parse_datagram,
     reception_from_rxpk,
 )
+
+from .recording import RecordingPipeline
 
 EUI = bytes.fromhex("0016c001ff10a235")
 SOURCE = "udp:0016c001ff10a235"
@@ -129,29 +131,12 @@ class Forwarder:
         self.down.close()
 
 
-class Pipeline:
-    """Stands in for the gateway's pipeline: keeps what the source hands on."""
-
-    def __init__(self) -> None:
-        self.receptions: asyncio.Queue[Reception] = asyncio.Queue()
-        self.rejected: asyncio.Queue[Rejected] = asyncio.Queue()
-
-    async def deliver(self, reception: Reception) -> None:
-        await self.receptions.put(reception)
-
-    async def reject(self, rejected: Rejected) -> None:
-        await self.rejected.put(rejected)
-
-    def rejected_so_far(self) -> list[Rejected]:
-        return [self.rejected.get_nowait() for _ in range(self.rejected.qsize())]
-
-
 @contextlib.asynccontextmanager
 async def running(
-    pipeline: Pipeline | None = None, **options: Any
-) -> AsyncIterator[tuple[SemtechUdp, Pipeline, Forwarder]]:
+    pipeline: RecordingPipeline | None = None, **options: Any
+) -> AsyncIterator[tuple[SemtechUdp, RecordingPipeline, Forwarder]]:
     source = SemtechUdp(port=0, clock=lambda: NOW, **options)
-    pipeline = pipeline or Pipeline()
+    pipeline = pipeline or RecordingPipeline()
     task = asyncio.create_task(source.run(pipeline.deliver, pipeline.reject))
     forwarder: Forwarder | None = None
     try:
@@ -202,7 +187,7 @@ async def test_the_gateways_stat_report_is_kept_under_its_eui() -> None:
 
 
 async def test_a_pipeline_that_fails_does_not_stop_the_source() -> None:
-    class Failing(Pipeline):
+    class Failing(RecordingPipeline):
         async def deliver(self, reception: Reception) -> None:
             if reception.timestamp_us == 1:
                 raise RuntimeError("a bug in the pipeline")

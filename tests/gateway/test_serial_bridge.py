@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 import serial.serialposix
 
-from gateway_daemon.sources import Downlink, Reception, Rejected, TransmitError
+from gateway_daemon.sources import Downlink, Reception, TransmitError
 from gateway_daemon.sources.serial_bridge import SerialBridge, open_without_reset
 from payload_codec.bridge_link import DELIMITER, Record, RecordStream, encode_record
+
+from .recording import RecordingPipeline
 
 NOW = 1_700_000_000.5
 FRAME = bytes.fromhex("4801020304aabbccdd")
@@ -93,20 +95,6 @@ class Board:
             self._records.append(item)
 
 
-class Pipeline:
-    """Stands in for the gateway's pipeline: keeps what the bridge hands on."""
-
-    def __init__(self) -> None:
-        self.receptions: asyncio.Queue[Reception] = asyncio.Queue()
-        self.rejected: asyncio.Queue[Rejected] = asyncio.Queue()
-
-    async def deliver(self, reception: Reception) -> None:
-        await self.receptions.put(reception)
-
-    async def reject(self, rejected: Rejected) -> None:
-        await self.rejected.put(rejected)
-
-
 @pytest.fixture
 def board(tmp_path: Path):
     board = Board(tmp_path / "ttyUSB0")
@@ -124,8 +112,8 @@ def missing_board(tmp_path: Path):
 
 
 @contextlib.asynccontextmanager
-async def running(bridge: SerialBridge) -> AsyncIterator[Pipeline]:
-    pipeline = Pipeline()
+async def running(bridge: SerialBridge) -> AsyncIterator[RecordingPipeline]:
+    pipeline = RecordingPipeline()
     task = asyncio.create_task(bridge.run(pipeline.deliver, pipeline.reject))
     try:
         yield pipeline
