@@ -139,13 +139,12 @@ class Pipeline:
         if device is None:
             await self._refuse(best, CodecError("unknown_device", f"device {envelope.device_id} is not registered"))
             return
-        stored = self.state.last_counter(device.device_id)
-        if stored is not None and envelope.counter16 == stored[0] & 0xFFFF and frame_hash(raw) == stored[1]:
-            await self._retransmission(device, stored[0], best, envelope)
+        accepted_before = self.state.accepted_counter(device.device_id, raw)
+        if accepted_before is not None:
+            await self._retransmission(device, accepted_before, best, envelope)
             return
-        frame = open_envelope(
-            envelope, device.keys, None if stored is None else stored[0], self.config.gateway.max_counter_gap
-        )
+        last = self.state.last_counter(device.device_id)
+        frame = open_envelope(envelope, device.keys, last, self.config.gateway.max_counter_gap)
         if isinstance(frame, CodecError):
             await self._refuse(best, frame, device.device_id)
             return
@@ -170,7 +169,7 @@ class Pipeline:
             await self._send_ack(device, frame.counter, frame.time_requested, best)
 
     async def _retransmission(self, device: Device, counter: int, best: Reception, envelope: SealedEnvelope) -> None:
-        """The same bytes as the last frame accepted from this device.
+        """The same bytes as a frame recently accepted from this device.
 
         A node that asked for an ACK and did not hear it sends its frame again: ACK it
         once more and publish nothing. Any other copy (no ACK asked, or asked too often)

@@ -16,6 +16,9 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+# Accepted frames remembered per device, so that a node resending one it got no ACK for is
+# ACKed again rather than refused, even after it sent telemetry in between.
+RECENT_FRAMES = 16
 # The order the outbox drops events in when full: telemetry and status first, check-ins last.
 DROP_ORDER = ("telemetry", "status", "checkin")
 
@@ -23,7 +26,6 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
     device_id INTEGER PRIMARY KEY,
     last_counter INTEGER NOT NULL,
-    last_frame_hash BLOB NOT NULL,
     next_downlink_counter INTEGER NOT NULL DEFAULT 0,
     first_counter INTEGER NOT NULL,
     frames INTEGER NOT NULL DEFAULT 0,
@@ -32,6 +34,13 @@ CREATE TABLE IF NOT EXISTS devices (
     snr_db REAL,
     battery_mv INTEGER
 );
+CREATE TABLE IF NOT EXISTS recent_frames (
+    device_id INTEGER NOT NULL,
+    counter INTEGER NOT NULL,
+    frame_hash BLOB NOT NULL,
+    PRIMARY KEY (device_id, counter)
+);
+CREATE INDEX IF NOT EXISTS recent_frames_hash ON recent_frames (device_id, frame_hash);
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id TEXT NOT NULL UNIQUE,
@@ -96,12 +105,17 @@ class GatewayState:
         self._db.close()
 
     # --- counters ----------------------------------------------------------------------
-    def last_counter(self, device_id: int) -> tuple[int, bytes] | None:
-        """The last accepted counter of a device and the hash of that frame, if any."""
+    def last_counter(self, device_id: int) -> int | None:
+        """The last counter accepted from a device, if any."""
+        row = self._db.execute("SELECT last_counter FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+        return None if row is None else row[0]
+
+    def accepted_counter(self, device_id: int, frame: bytes) -> int | None:
+        """The counter of this very frame if it is one of the device's recently accepted frames."""
         row = self._db.execute(
-            "SELECT last_counter, last_frame_hash FROM devices WHERE device_id = ?", (device_id,)
+            "SELECT counter FROM recent_frames WHERE device_id = ? AND frame_hash = ?", (device_id, frame_hash(frame))
         ).fetchone()
-        return None if row is None else (row[0], row[1])
+        return None if row is None else row[0]
 
     def accept(
         self,
@@ -122,19 +136,28 @@ class GatewayState:
         """
         with self._transaction():
             updated = self._db.execute(
-                "UPDATE devices SET last_counter = ?, last_frame_hash = ?, frames = frames + 1, last_seen = ?,"
+                "UPDATE devices SET last_counter = ?, frames = frames + 1, last_seen = ?,"
                 " rssi_dbm = ?, snr_db = ?, battery_mv = COALESCE(?, battery_mv)"
                 " WHERE device_id = ? AND last_counter < ?",
-                (counter, frame_hash(frame), seen_at, rssi_dbm, snr_db, battery_mv, device_id, counter),
+                (counter, seen_at, rssi_dbm, snr_db, battery_mv, device_id, counter),
             ).rowcount
             if not updated:
                 if self.last_counter(device_id) is not None:
                     return False
                 self._db.execute(
-                    "INSERT INTO devices (device_id, last_counter, last_frame_hash, first_counter, frames, last_seen,"
-                    " rssi_dbm, snr_db, battery_mv) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?)",
-                    (device_id, counter, frame_hash(frame), counter, seen_at, rssi_dbm, snr_db, battery_mv),
+                    "INSERT INTO devices (device_id, last_counter, first_counter, frames, last_seen,"
+                    " rssi_dbm, snr_db, battery_mv) VALUES (?, ?, ?, 1, ?, ?, ?, ?)",
+                    (device_id, counter, counter, seen_at, rssi_dbm, snr_db, battery_mv),
                 )
+            self._db.execute(
+                "INSERT INTO recent_frames (device_id, counter, frame_hash) VALUES (?, ?, ?)",
+                (device_id, counter, frame_hash(frame)),
+            )
+            self._db.execute(
+                "DELETE FROM recent_frames WHERE device_id = ? AND counter <= ("
+                " SELECT counter FROM recent_frames WHERE device_id = ? ORDER BY counter DESC LIMIT 1 OFFSET ?)",
+                (device_id, device_id, RECENT_FRAMES),
+            )
             self._db.executemany(
                 "INSERT OR IGNORE INTO outbox (event_id, kind, topic, payload, created_at) VALUES (?, ?, ?, ?, ?)",
                 [(e.event_id, e.kind, e.topic, e.payload, seen_at) for e in events],

@@ -107,6 +107,21 @@ async def test_same_frame_from_two_receivers_is_published_once_with_both_recepti
         assert (len(site.radio.sent), len(site.radio2.sent)) == (0, 1)
 
 
+async def test_a_checkin_resent_after_telemetry_is_acked_again_not_republished(tmp_path, broker):
+    async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port) as site:
+        frame = checkin(30)
+        site.radio.hear(frame)
+        site.radio.hear(telemetry(31))  # the node reported meanwhile; the ACK of 30 was lost
+        await site.settle()
+        site.gateway.pipeline._recent.clear()
+        site.radio.hear(frame)
+        await site.settle()
+        assert len(site.radio.sent) == 2
+        await subscriber.wait_for(lambda: len(subscriber.on("/telemetry")) == 1)
+        assert event_ids(subscriber, "checkin") == ["258:30:0"]
+        assert site.gateway.pipeline.rejected == {}
+
+
 async def test_retransmission_of_the_last_frame_is_acked_again_not_republished(tmp_path, broker):
     async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port) as site:
         frame = checkin(20)

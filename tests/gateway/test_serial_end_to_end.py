@@ -122,8 +122,7 @@ async def test_garbage_and_an_unplugged_bridge_lose_no_frame(tmp_path, broker):
 
 
 def last_counter(site: Site) -> int | None:
-    stored = site.gateway.state.last_counter(258)
-    return None if stored is None else stored[0]
+    return site.gateway.state.last_counter(258)
 
 
 async def until(condition, timeout: float = 10.0) -> None:

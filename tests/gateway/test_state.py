@@ -16,7 +16,7 @@ def test_counter_and_events_are_stored_together_and_survive_reopening(tmp_path):
     assert accept(state, 10, event(10, "checkin"))
     state.close()
     reopened = GatewayState(tmp_path / "state.db")
-    assert reopened.last_counter(1)[0] == 10
+    assert reopened.last_counter(1) == 10
     assert [e.event_id for e in reopened.pending()] == ["1:10"]
 
 
@@ -65,3 +65,11 @@ def test_lost_frames_are_estimated_from_counter_gaps(tmp_path):
         accept(state, counter)
     (device,) = state.devices()
     assert (device.frames, device.lost_frames) == (4, 2)
+
+
+def test_the_last_sixteen_accepted_frames_are_recognised_when_resent(tmp_path):
+    state = GatewayState(tmp_path / "state.db")
+    for counter in range(1, 21):
+        accept(state, counter)
+    frame = lambda counter: counter.to_bytes(4, "little")  # noqa: E731 (what `accept` stores)
+    assert [state.accepted_counter(1, frame(c)) for c in (4, 5, 20)] == [None, 5, 20]
