@@ -1,0 +1,316 @@
+"""What the node keeps through resets and power cuts, run by the real MicroPython VM on the virtual
+board: the frame counter (borne/counter.py), the check-in queue and its frame in flight
+(borne/checkin_queue.py), and the retry delays (borne/backoff.py).
+
+The firmware and persistence_runner.py are copied to a board once with mpremote; each test boots
+a board of its own over a copy of that flash, so NVS and files start empty.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from hil_tests.virtual_board import VirtualBoard, VirtualBoardError, check_vm_installed
+from tests.firmware.conftest import FIRMWARE
+
+RUNNER = Path(__file__).with_name("persistence_runner.py")
+STEP = 64  # borne.counter.STEP
+RECORD = 24  # bytes of a journal record, borne.checkin_queue
+COMPACT_AFTER = 512  # borne.checkin_queue.COMPACT_AFTER
+MPREMOTE_TIMEOUT_S = 120
+OPEN = "from persistence_runner import *\n"
+
+
+@pytest.fixture(scope="session")
+def deployed_flash(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A board's flash holding `borne/` and the runner, copied there by the real mpremote."""
+    try:
+        check_vm_installed()
+    except VirtualBoardError as error:
+        pytest.skip(f"firmware tests need the virtual board: {error}")
+    work = tmp_path_factory.mktemp("persistence_deploy")
+    stage = work / "stage"
+    shutil.copytree(FIRMWARE / "borne", stage / "borne", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    with VirtualBoard(work / "tty", work / "flash") as board:
+        command = [sys.executable, "-m", "mpremote", "connect", str(board.port)]
+        command += ["fs", "cp", "-r", str(stage / "borne"), ":", "+", "fs", "cp", str(RUNNER), ":"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=MPREMOTE_TIMEOUT_S)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return work / "flash"
+
+
+@pytest.fixture
+def board(deployed_flash: Path, tmp_path: Path) -> Iterator[VirtualBoard]:
+    flash = tmp_path / "flash"
+    shutil.copytree(deployed_flash, flash)
+    with VirtualBoard(tmp_path / "tty", flash) as vb:
+        yield vb
+
+
+def answer(board: VirtualBoard, code: str, **kwargs) -> dict:
+    """Run `code` on the board after importing the runner; the JSON of its last `J` line."""
+    output = board.exec(OPEN + code, **kwargs)
+    lines = [line for line in output.splitlines() if line.startswith("J ")]
+    assert lines, output
+    return json.loads(lines[-1][2:])
+
+
+def take_counters(board: VirtualBoard, count: int, *, soft_reset: bool = False) -> list[int]:
+    code = f"from borne.counter import FrameCounter\nc = FrameCounter()\nprint('J', [c.next() for _ in range({count})])"
+    output = board.exec(code, soft_reset=soft_reset)
+    return json.loads(output.split("J ", 1)[1])
+
+
+# The frame counter.
+
+
+def test_counters_strictly_increase_across_soft_resets_resets_and_power_cycles(board: VirtualBoard) -> None:
+    rng = random.Random(2024)
+    cuts = sorted(rng.sample(range(1, 100), 10))
+    used: list[int] = []
+    soft = False
+    for index, (start, end) in enumerate(zip([0, *cuts], [*cuts, 100], strict=True)):
+        used += take_counters(board, end - start, soft_reset=soft)
+        soft = False
+        kind = index % 3
+        if kind == 0:
+            soft = True  # the next exec soft-resets first, as mpremote does
+        elif kind == 1:
+            board.reset()
+        else:
+            board.power_cycle()
+    assert len(used) == 100
+    assert all(a < b for a, b in pairwise(used))
+    assert max(b - a for a, b in pairwise(used)) <= STEP  # a reboot skips at most STEP
+
+
+def test_the_counter_commits_to_nvs_once_every_step_frames(board: VirtualBoard) -> None:
+    code = (
+        "from borne.counter import FrameCounter\nc = FrameCounter()\nn = [0]\ncommit = c._nvs.commit\n"
+        "def counting():\n    n[0] += 1\n    commit()\n"
+        "c._nvs.commit = counting\nused = [c.next() for _ in range(200)]\nprint('J', n[0], used[-1])"
+    )
+    commits, last = map(int, board.exec(code).split("J ", 1)[1].split())
+    assert (commits, last) == (4, 199)  # at 0, 64, 128 and 192
+
+
+def test_a_counter_is_never_reused_when_power_is_cut_between_the_nvs_write_and_its_commit(
+    board: VirtualBoard,
+) -> None:
+    last_used = take_counters(board, 64)[-1]  # `c` stays in the VM: its next() must commit a new bound
+    with pytest.raises(TimeoutError):
+        board.exec("def hang():\n    while True:\n        pass\nc._nvs.commit = hang\nc.next()", timeout=3)
+    board.power_cycle()  # in the middle of commit(): the new bound was written, not committed
+    after = take_counters(board, 3)
+    assert last_used == 63
+    assert after[0] > last_used and after == sorted(set(after))
+
+
+def test_a_refused_commit_returns_no_counter_and_loses_none(board: VirtualBoard) -> None:
+    code = (
+        "from borne.counter import FrameCounter\nc = FrameCounter()\nused = [c.next() for _ in range(64)]\n"
+        "def fail():\n    raise OSError(-1, 'ESP_FAIL')\n"
+        "c._nvs.commit = fail\n"
+        "try:\n    used.append(c.next())\nexcept OSError:\n    pass\nprint('J', used[-1])"
+    )
+    last_used = int(board.exec(code).split("J ", 1)[1])
+    board.power_cycle()
+    assert last_used == 63 and take_counters(board, 1) == [64]
+
+
+def test_the_last_accepted_downlink_counter_survives_a_power_cycle(board: VirtualBoard) -> None:
+    code = "from borne.counter import FrameCounter\nc = FrameCounter()\nprint('J', c.downlink)\n"
+    assert board.exec(code + "c.accept_downlink(70000)").split("J ", 1)[1].strip() == "None"
+    board.power_cycle()
+    assert board.exec(code).split("J ", 1)[1].strip() == "70000"
+
+
+# The check-in queue.
+
+
+def test_the_queue_keeps_every_unacknowledged_event_across_power_cycles(board: VirtualBoard) -> None:
+    rng = random.Random(7)
+    model: list[int] = []
+    pushed = 0
+    code = "try:\n    q\nexcept NameError:\n    q = queue(64)\n"
+    for _ in range(40):
+        action = rng.choice(("push", "push", "ack", "power"))
+        if action == "power":
+            board.power_cycle()
+            continue
+        if action == "push":
+            count = rng.randint(1, 4)
+            state = answer(board, code + f"push(q, {pushed}, {count})\nreport(q)")
+            model += range(pushed, pushed + count)
+            pushed += count
+        else:
+            count = rng.randint(0, 3)
+            state = answer(board, code + f"q.ack({count})\nreport(q)")
+            del model[:count]
+        assert state["events"] == model
+    board.power_cycle()
+    state = answer(board, "report(queue(64))")
+    assert state["events"] == model and state["dropped"] == 0
+    assert state["tags"] == [i & 0xFF for i in model]
+
+
+def test_a_torn_last_record_loses_at_most_that_event(board: VirtualBoard) -> None:
+    answer(board, "q = queue()\npush(q, 0, 5)\nreport(q)")
+    board.exec("f = open('/q.log', 'ab')\nf.write(b'P\\x05\\x00\\x00\\x00\\x00\\x05\\x00\\x00')\nf.close()")
+    board.power_cycle()
+    assert answer(board, "q = queue()\nreport(q)")["events"] == [0, 1, 2, 3, 4]
+    answer(board, "push(q, 5, 2)\nreport(q)")  # appended after the torn bytes were cleared away
+    board.power_cycle()
+    assert answer(board, "report(queue())")["events"] == [0, 1, 2, 3, 4, 5, 6]
+
+
+def test_a_power_cut_in_the_middle_of_a_journal_write_loses_only_that_event(board: VirtualBoard) -> None:
+    answer(board, "q = queue()\npush(q, 0, 4)\nreport(q)")
+    code = (
+        "import borne.checkin_queue as m\nreal_open = open\n"
+        "class Torn:\n"
+        "    def __init__(self, f):\n        self.f = f\n"
+        "    def __enter__(self):\n        return self\n"
+        "    def __exit__(self, *exc):\n        self.f.close()\n"
+        "    def write(self, data):\n        self.f.write(bytes(data)[:10])\n"
+        "        while True:\n            pass\n"
+        "m.open = lambda path, mode: Torn(real_open(path, mode))\n"
+        "push(q, 4, 1)\n"
+    )
+    with pytest.raises(TimeoutError):
+        board.exec(OPEN + code, timeout=3)
+    board.power_cycle()  # 10 of the record's 24 bytes reached the flash
+    assert (board.flash / "q.log").stat().st_size % RECORD == 10
+    assert answer(board, "q = queue()\nreport(q)")["events"] == [0, 1, 2, 3]
+    answer(board, "push(q, 5, 1)\nreport(q)")
+    board.power_cycle()
+    assert answer(board, "report(queue())")["events"] == [0, 1, 2, 3, 5]
+
+
+def test_a_damaged_record_loses_only_its_event(board: VirtualBoard) -> None:
+    answer(board, "q = queue()\npush(q, 0, 6)\nreport(q)")
+    log = board.flash / "q.log"
+    data = bytearray(log.read_bytes())
+    data[3 * RECORD + 8] ^= 0xFF  # the third push (record 0 is the first boot)
+    log.write_bytes(bytes(data))
+    board.power_cycle()
+    state = answer(board, "q = queue()\nreport(q)")
+    assert state["events"] == [0, 1, 3, 4, 5]
+    answer(board, "push(q, 6, 1)\nreport(q)")
+    board.power_cycle()
+    assert answer(board, "report(queue())")["events"] == [0, 1, 3, 4, 5, 6]
+
+
+def test_a_full_queue_evicts_the_oldest_event_and_counts_it(board: VirtualBoard) -> None:
+    state = answer(board, "q = queue(8)\npush(q, 0, 12)\nreport(q)")
+    assert (state["depth"], state["dropped"], state["events"]) == (8, 4, list(range(4, 12)))
+    board.power_cycle()
+    state = answer(board, "report(queue(8))")
+    assert (state["depth"], state["dropped"], state["events"]) == (8, 4, list(range(4, 12)))
+
+
+def test_a_full_queue_keeps_the_events_in_flight(board: VirtualBoard) -> None:
+    code = "q = queue(8)\npush(q, 0, 8)\nq.send(b'frame', 1234, 3)\npush(q, 8, 2)\nreport(q)"
+    expected = [0, 1, 2, 5, 6, 7, 8, 9]
+    state = answer(board, code)
+    assert (state["events"], state["dropped"], state["flight_events"]) == (expected, 2, 3)
+    board.power_cycle()
+    state = answer(board, "q = queue(8)\nreport(q)")
+    assert (state["events"], state["dropped"], state["flight_counter"]) == (expected, 2, 1234)
+    state = answer(board, "q.ack(q.flight_events)\nreport(q)")
+    assert state["events"] == [5, 6, 7, 8, 9] and state["flight"] is None
+
+
+def test_a_queue_all_in_flight_refuses_a_new_event_and_counts_it(board: VirtualBoard) -> None:
+    state = answer(board, "q = queue(4)\npush(q, 0, 4)\nq.send(b'frame', 9, 4)\npush(q, 4, 1)\nreport(q)")
+    assert (state["events"], state["dropped"]) == ([0, 1, 2, 3], 1)
+    board.power_cycle()
+    state = answer(board, "report(queue(4))")
+    assert (state["events"], state["dropped"]) == ([0, 1, 2, 3], 1)
+
+
+def test_one_event_appends_one_record_and_the_journal_stays_bounded(board: VirtualBoard) -> None:
+    log = board.flash / "q.log"
+    answer(board, "q = queue()\npush(q, 0, 1)\nreport(q)")
+    before = log.stat().st_size
+    answer(board, "push(q, 1, 1)\nreport(q)")
+    assert log.stat().st_size - before == RECORD
+    sizes = answer(
+        board,
+        "import os\nsizes = []\n"
+        "for i in range(300):\n    push(q, 2 + 3 * i, 3)\n    q.ack(3)\n    sizes.append(os.stat('/q.log')[6])\n"
+        "report(q, sizes=sizes)",
+        timeout=120,
+    )
+    assert sizes["events"] == [900, 901]  # first in, first out
+    assert max(sizes["sizes"]) <= (COMPACT_AFTER + 1) * RECORD
+
+
+def test_the_frame_in_flight_is_resent_byte_identical_after_a_power_cycle(board: VirtualBoard) -> None:
+    send = (
+        "from borne.crypto import DeviceKeys\nfrom borne.frame import Uplink\nfrom borne.counter import FrameCounter\n"
+        "up = Uplink(7, DeviceKeys(bytes(range(16)), bytes(range(16, 32))))\nc = FrameCounter()\n"
+        "q = queue()\npush(q, 0, 5, now_s=2)\nn = q.batch(up.add_checkin, 16, 9)\n"
+        "counter = c.next()\nq.send(up.seal_checkins(counter), counter, n)\nreport(q)"
+    )
+    sent = answer(board, send)
+    assert sent["flight_events"] == 5 and sent["flight"] is not None
+    board.power_cycle()
+    again = answer(board, "q = queue()\npush(q, 5, 2)\nreport(q)")
+    assert (again["flight"], again["flight_counter"]) == (sent["flight"], sent["flight_counter"])
+    assert again["events"] == list(range(7))
+    done = answer(board, "q.ack(q.flight_events)\nreport(q)")
+    assert done["flight"] is None and done["events"] == [5, 6]
+    board.power_cycle()
+    after = answer(board, "report(queue())")
+    assert after["flight"] is None and after["events"] == [5, 6]
+
+
+def test_a_frame_acked_just_before_a_power_cut_is_not_resent(board: VirtualBoard) -> None:
+    answer(board, "q = queue()\npush(q, 0, 4)\nq.send(b'frame', 77, 2)\nreport(q)")
+    fly = (board.flash / "q.fly").read_bytes()
+    answer(board, "q.ack(2)\nreport(q)")
+    (board.flash / "q.fly").write_bytes(fly)  # the ACK was journaled, the power went before the removal
+    board.power_cycle()
+    state = answer(board, "report(queue())")
+    assert state["flight"] is None and state["events"] == [2, 3]
+
+
+def test_ages_are_exact_within_a_boot_and_a_lower_bound_after_a_power_cut(board: VirtualBoard) -> None:
+    state = answer(board, "q = queue()\npush(q, 0, 1, now_s=10)\nq.ack(0, now_s=40)\nreport(q, now_s=25)")
+    assert state["ages"] == [15] and state["exact"] == [True]
+    board.power_cycle()
+    state = answer(board, "q = queue()\npush(q, 1, 1, now_s=6)\nreport(q, now_s=8)")
+    # Event 0: 30 s of the last boot known (up to its last record at 40 s), 8 s of this one.
+    assert state["ages"] == [38, 2] and state["exact"] == [False, True]
+
+
+# Retry delays.
+
+
+def test_backoff_delays_stay_within_their_ceiling_which_doubles_up_to_the_cap(board: VirtualBoard) -> None:
+    code = (
+        "import random\nfrom borne import backoff\nrandom.seed(1)\nrows = []\n"
+        "for attempt in range(14):\n"
+        "    d = [backoff.delay_ms(attempt) for _ in range(200)]\n"
+        "    rows.append([backoff.ceiling_ms(attempt), min(d), max(d), sum(d) // len(d),"
+        " all(isinstance(x, int) for x in d)])\n"
+        "print('J', json.dumps(rows))"
+    )
+    rows = json.loads(board.exec(OPEN + code, timeout=60).split("J ", 1)[1])
+    ceilings = [row[0] for row in rows]
+    assert ceilings == [min(2000 << attempt, 600_000) for attempt in range(14)]
+    for ceiling, low, high, mean, integers in rows:
+        assert integers and 0 <= low <= high <= ceiling
+        assert 0.35 * ceiling <= mean <= 0.65 * ceiling  # uniform: the mean grows with the ceiling
+    means = [row[3] for row in rows]
+    assert all(a < b for a, b in pairwise(means[:9]))
