@@ -161,6 +161,8 @@ class VirtualBoard:
         self._pins: dict[int, int] = {}
         self._adc: dict[int, int] = {}
         self._outputs: dict[int, int] = {}  # levels the board drives
+        self._air: dict[str, float] = {}  # what the board's sensors measure (i2c_bus.py has the defaults)
+        self._i2c: dict[str, dict] = {}  # the chips on the I2C lines, by "SDA/SCL/ADDRESS"
         self._changed = threading.Condition()  # guards the above, the VM's control pipe, and acks
         self._sent = self._acked = 0
         # Watchdog (which only a soft reboot leaves running) and deep sleep, on the host's clock.
@@ -237,6 +239,52 @@ class VirtualBoard:
             self._adc[pin] = int(microvolts)
         self._tell_vm({"adc": pin, "uv": int(microvolts)})
 
+    def wire_i2c(self, kind: str, address: int, *, sda: int, scl: int, **state: object) -> None:
+        """Wire a chip to the I2C lines on GPIOs `sda` and `scl`: `kind` is "bme280", "scd4x" or "pn532".
+
+        `state` is the model's, e.g. `interval_ms=0` for an SCD4x that measures without waiting 5 s."""
+        with self._changed:
+            self._i2c[f"{sda}/{scl}/{address}"] = {"kind": kind, "answering": True, "corrupt": 0, **state}
+        self._tell_i2c()
+
+    def unwire_i2c(self, address: int) -> None:
+        """Take the chip at `address` off its I2C lines."""
+        with self._changed:
+            del self._i2c[self._i2c_key(address)]
+        self._tell_i2c()
+
+    def set_air(
+        self,
+        *,
+        temperature_c: float | None = None,
+        humidity_pct: float | None = None,
+        pressure_hpa: float | None = None,
+        co2_ppm: int | None = None,
+    ) -> None:
+        """Set what the board's environmental sensors measure; None leaves a quantity as it is."""
+        given = {"temperature_c": temperature_c, "humidity_pct": humidity_pct, "pressure_hpa": pressure_hpa}
+        given["co2_ppm"] = co2_ppm
+        with self._changed:
+            self._air.update({name: value for name, value in given.items() if value is not None})
+        self._tell_i2c()
+
+    def present_badge(self, uid: bytes, tag_type: str = "mifare_classic", *, address: int = 0x24) -> None:
+        """Hold a badge (UID of 4, 7 or 10 bytes; a tag type of payload_codec's TAG_TYPES) at the reader."""
+        self._set_i2c_state(address, badge={"uid": uid.hex(), "tag_type": tag_type})
+
+    def remove_badge(self, *, address: int = 0x24) -> None:
+        self._set_i2c_state(address, badge=None)
+
+    def silence_i2c(self, address: int, silent: bool = True) -> None:
+        """Make the chip at `address` stop answering (no ACK, as when unpowered or unplugged), or answer again."""
+        self._set_i2c_state(address, answering=not silent)
+
+    def corrupt_next_answer(self, address: int) -> None:
+        """Damage the checksum of the next answer of the chip at `address` (PN532 frame DCS, SCD4x CRC)."""
+        with self._changed:
+            corrupted = self._i2c[self._i2c_key(address)]["corrupt"]
+        self._set_i2c_state(address, corrupt=corrupted + 1)
+
     def pin_output(self, pin: int) -> int | None:
         """The level the board drives on GPIO `pin` (a `Pin` in OUT mode), or None if it drives none."""
         with self._changed:
@@ -296,7 +344,27 @@ class VirtualBoard:
         if not done.wait(_REQUEST_TIMEOUT_S):
             raise VirtualBoardError(f"the board did not {action} within {_REQUEST_TIMEOUT_S} s")
 
-    def _tell_vm(self, message: dict[str, int | None]) -> None:
+    def _i2c_key(self, address: int) -> str:
+        keys = [key for key in self._i2c if key.endswith(f"/{address}")]
+        if len(keys) != 1:
+            raise ValueError(f"{len(keys)} chips are wired at I2C address {address:#04x}: expected one")
+        return keys[0]
+
+    def _set_i2c_state(self, address: int, **state: object) -> None:
+        with self._changed:
+            self._i2c[self._i2c_key(address)].update(state)
+        self._tell_i2c()
+
+    def _i2c_description(self) -> str:
+        return json.dumps({"air": self._air, "devices": self._i2c}, sort_keys=True)
+
+    def _tell_i2c(self) -> None:
+        # The VM has no message of its own for it: the description rides on the pin key "i2c".
+        with self._changed:
+            description = self._i2c_description()
+        self._tell_vm({"pin": "i2c", "level": description})
+
+    def _tell_vm(self, message: dict[str, int | str | None]) -> None:
         """Send a change of the outside world to the running VM; wait until it has applied it."""
         with self._changed:
             if self._mcu is None:
@@ -321,7 +389,8 @@ class VirtualBoard:
         control_out, control_in = os.pipe()
         events_out, events_in = os.pipe()
         with self._changed:
-            inputs = json.dumps({"pins": self._pins, "adc": self._adc})
+            pins: dict[int | str, int | str] = {**self._pins, "i2c": self._i2c_description()}
+            inputs = json.dumps({"pins": pins, "adc": self._adc})
             command = [self.node, str(MCU), "--flash", str(self.flash), "--state", str(self.state)]
             command += ["--reset-cause", str(reset_cause), "--repl", repl, "--unique-id", self.unique_id.hex()]
             command += ["--inputs", inputs, "--control", str(control_out), "--events", str(events_in)]

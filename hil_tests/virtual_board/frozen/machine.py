@@ -5,6 +5,7 @@ import sys
 from binascii import hexlify
 
 import _board
+import i2c_bus
 
 PWRON_RESET = 1
 HARD_RESET = 2
@@ -142,6 +143,9 @@ def _report_output(pin):
 
 def _host_changed_pin(pin, old, new):
     # Called by mcu.mjs when the host drives a new level: run the IRQ handler of a matching edge.
+    if pin == "i2c":  # not a pin: the host's description of the chips on the I2C lines
+        i2c_bus.configure(new)
+        return
     pad = _pads.get(pin)
     if pad is None or pad.handler is None:
         return
@@ -156,6 +160,7 @@ def _host_changed_pin(pin, old, new):
 
 
 _board.on_pin_change(_host_changed_pin)
+i2c_bus.configure(_board.pin_input("i2c"), booting=True)
 
 
 class ADC:
@@ -218,3 +223,68 @@ class RTC:
             raise ValueError("buffer too long")
         _board.rtc_memory_write(hexlify(data).decode())
         return None
+
+
+_ENODEV = 19  # what ESP32's I2C raises when nothing ACKs (ESP_FAIL)
+_I2C_DEFAULT_PINS = ((18, 19), (25, 26))  # (scl, sda) of I2C(0) and I2C(1) on ESP32
+
+
+class SoftI2C:
+    """An I2C controller on two GPIOs; its transfers reach the chips the host wired to those pins."""
+
+    def __init__(self, scl, sda, *, freq=400000, timeout=50000):
+        self.init(scl, sda, freq=freq, timeout=timeout)
+
+    def init(self, scl, sda, *, freq=400000, timeout=50000):
+        self._scl = scl._id if isinstance(scl, Pin) else Pin(scl)._id
+        self._sda = sda._id if isinstance(sda, Pin) else Pin(sda)._id
+
+    def _chip(self, addr):
+        chip = i2c_bus.device(self._sda, self._scl, addr)
+        if chip is None:
+            raise OSError(_ENODEV)
+        return chip
+
+    def scan(self):
+        return i2c_bus.addresses(self._sda, self._scl)
+
+    def writeto(self, addr, buf, stop=True):
+        if not self._chip(addr).write(bytes(buf)):
+            raise OSError(_ENODEV)
+        return len(buf)
+
+    def writevto(self, addr, vector, stop=True):
+        return self.writeto(addr, b"".join(bytes(b) for b in vector), stop)
+
+    def readfrom_into(self, addr, buf, stop=True):
+        data = self._chip(addr).read(len(buf))
+        if data is None:
+            raise OSError(_ENODEV)
+        buf[:] = data
+
+    def readfrom(self, addr, nbytes, stop=True):
+        buf = bytearray(nbytes)
+        self.readfrom_into(addr, buf, stop)
+        return bytes(buf)
+
+    def writeto_mem(self, addr, memaddr, buf, *, addrsize=8):
+        self.writeto(addr, memaddr.to_bytes(addrsize // 8, "big") + bytes(buf))
+
+    def readfrom_mem_into(self, addr, memaddr, buf, *, addrsize=8):
+        self.writeto(addr, memaddr.to_bytes(addrsize // 8, "big"), False)
+        self.readfrom_into(addr, buf)
+
+    def readfrom_mem(self, addr, memaddr, nbytes, *, addrsize=8):
+        buf = bytearray(nbytes)
+        self.readfrom_mem_into(addr, memaddr, buf, addrsize=addrsize)
+        return bytes(buf)
+
+
+class I2C(SoftI2C):
+    """ESP32's hardware I2C: `I2C(id, *, scl, sda, freq, timeout)`, id 0 or 1, pins default to the port's."""
+
+    def __init__(self, id, *, scl=None, sda=None, freq=400000, timeout=50000):
+        if id not in (0, 1):
+            raise ValueError(f"I2C({id}) doesn't exist")
+        default_scl, default_sda = _I2C_DEFAULT_PINS[id]
+        super().__init__(default_scl if scl is None else scl, default_sda if sda is None else sda, freq=freq)

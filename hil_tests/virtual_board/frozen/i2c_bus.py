@@ -1,0 +1,82 @@
+# The chips wired to the board's I2C lines, as the host (board.py) describes them. machine.I2C and
+# SoftI2C find here the devices on their SDA/SCL pins and run each transfer against their models.
+#
+# The host sends its whole description as one JSON string (on the control pipe, under the pin key
+# "i2c"): {"air": {"temperature_c", "humidity_pct", "pressure_hpa", "co2_ppm"},
+#          "devices": {"SDA/SCL/ADDR": {"kind", "answering", "corrupt", ...kind's state}}}.
+# "corrupt" counts the answers the host asked to damage since power-on; a VM that boots takes it as
+# already served, so a reset does not replay a fault.
+import json
+
+air = {"temperature_c": 21.0, "humidity_pct": 45.0, "pressure_hpa": 1013.25, "co2_ppm": 420}
+_devices = {}  # (sda, scl, address) -> model
+_description = None
+
+
+def configure(description, booting=False):
+    """Apply the host's description (a JSON string); models of chips still wired keep their state."""
+    global _description
+    # Imported here: the chips' modules build on Chip, below.
+    from bme280_chip import BME280
+    from pn532_chip import PN532
+    from scd4x_chip import SCD4x
+
+    kinds = {"bme280": BME280, "scd4x": SCD4x, "pn532": PN532}
+    if not isinstance(description, str) or description == _description:
+        return
+    _description = description
+    world = json.loads(description)
+    air.update(world.get("air", {}))
+    wired = {}
+    for key, state in world.get("devices", {}).items():
+        sda, scl, address = (int(part) for part in key.split("/"))
+        model = _devices.get((sda, scl, address))
+        if model is None or type(model) is not kinds[state["kind"]]:
+            model = kinds[state["kind"]](air)
+            model.served = state.get("corrupt", 0) if booting else 0
+        model.answering = state.get("answering", True)
+        model.corrupt_next += max(state.get("corrupt", 0) - model.served, 0)
+        model.served = max(model.served, state.get("corrupt", 0))
+        model.configure(state)
+        wired[(sda, scl, address)] = model
+    _devices.clear()
+    _devices.update(wired)
+
+
+def device(sda, scl, address):
+    """The model that ACKs `address` on these lines, or None (no chip there, or one that is silent)."""
+    model = _devices.get((sda, scl, address))
+    return model if model is not None and model.answering else None
+
+
+def addresses(sda, scl):
+    return sorted(a for (d, c, a), model in _devices.items() if (d, c) == (sda, scl) and model.answering)
+
+
+class Chip:
+    """What every model shares: ACKs its address unless silenced; damages answers the host asked to."""
+
+    answering = True
+    corrupt_next = 0  # answers to damage, as the host asked
+    served = 0
+
+    def __init__(self, air):
+        self.air = air  # shared with every chip: what the host set
+
+    def configure(self, state):
+        pass
+
+    def take_corruption(self):
+        """True if this answer is to be damaged (once per fault the host asked for)."""
+        if self.corrupt_next:
+            self.corrupt_next -= 1
+            return True
+        return False
+
+    def write(self, data):
+        """A write transfer: the bytes after the address. False if the chip NACKs them."""
+        return True
+
+    def read(self, n):
+        """A read transfer of `n` bytes, or None if the chip NACKs it."""
+        return bytes(n)
