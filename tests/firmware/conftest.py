@@ -18,6 +18,24 @@ RUNNER = Path(__file__).with_name("board_runner.py")
 VM_RUN_TIMEOUT_S = 300  # every call in one run; typically a few seconds
 
 
+def require_vm(what: str) -> None:
+    """Skip, saying what to install, when Node or the MicroPython VM is missing."""
+    try:
+        check_vm_installed()
+    except VirtualBoardError as error:
+        pytest.skip(f"{what} need the virtual board: {error}")
+
+
+def deploy(board: VirtualBoard, work: Path, *then: str) -> subprocess.CompletedProcess[str]:
+    """Copy `firmware/borne` to the board with the real mpremote, as an installer does.
+
+    `then` continues the same mpremote command line (e.g. "+", "fs", "cp", FILE, ":").
+    """
+    stage = work / "stage"
+    shutil.copytree(FIRMWARE / "borne", stage / "borne", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return _run_mpremote(board.port, "fs", "cp", "-r", str(stage / "borne"), ":", *then)
+
+
 def firmware_files() -> list[Path]:
     return sorted(path for path in FIRMWARE.rglob("*.py") if "__pycache__" not in path.parts)
 
@@ -30,21 +48,11 @@ def _run_mpremote(port: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="session")
 def board_answers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     """The firmware's answer to every call of `cases.all_calls()`, by id, from one VM run."""
-    try:
-        check_vm_installed()
-    except VirtualBoardError as error:
-        pytest.skip(f"firmware tests need the virtual board: {error}")
+    require_vm("firmware tests")
     work = tmp_path_factory.mktemp("firmware_vm")
-    stage = work / "stage"
-    shutil.copytree(FIRMWARE / "borne", stage / "borne", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (work / "calls.json").write_text(dump(all_calls()), encoding="utf-8")
     with VirtualBoard(work / "tty", work / "flash") as board:
-        done = _run_mpremote(
-            board.port,
-            *("fs", "cp", "-r", str(stage / "borne"), ":"),
-            *("+", "fs", "cp", str(work / "calls.json"), ":calls.json"),
-            *("+", "run", str(RUNNER)),
-        )
+        done = deploy(board, work, "+", "fs", "cp", str(work / "calls.json"), ":calls.json", "+", "run", str(RUNNER))
     if done.returncode != 0 or "\nDONE " not in "\n" + done.stdout:
         pytest.fail(f"the firmware run in the VM failed (exit {done.returncode}):\n{done.stdout[-3000:]}{done.stderr}")
     answers = {}

@@ -7,21 +7,16 @@ each test sets the world (air, badge, faults) from the host and runs the real dr
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from hil_tests.virtual_board import VirtualBoard, VirtualBoardError, check_vm_installed
+from hil_tests.virtual_board import VirtualBoard
+from tests.firmware.conftest import deploy, require_vm
 
-FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 SDA, SCL = 21, 22
 BME280, SCD4X, PN532 = 0x76, 0x62, 0x24
 ENODEV, EIO = 19, 5
-MPREMOTE_TIMEOUT_S = 60
 
 SETUP = f"""
 import json
@@ -43,20 +38,11 @@ def attempt(call):
 @pytest.fixture(scope="module")
 def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VirtualBoard]:
     """One virtual board for the module, with the drivers deployed by mpremote."""
-    try:
-        check_vm_installed()
-    except VirtualBoardError as error:
-        pytest.skip(f"driver tests need the virtual board: {error}")
+    require_vm("driver tests")
     work = tmp_path_factory.mktemp("drivers_vm")
-    stage = work / "borne"
-    (stage / "drivers").mkdir(parents=True)
-    shutil.copy(FIRMWARE / "borne" / "__init__.py", stage)
-    for source in (FIRMWARE / "borne" / "drivers").glob("*.py"):
-        shutil.copy(source, stage / "drivers")
     with VirtualBoard(work / "tty", work / "flash") as board:
-        command = [sys.executable, "-m", "mpremote", "connect", str(board.port), "fs", "cp", "-r", str(stage), ":"]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=MPREMOTE_TIMEOUT_S)
-        assert done.returncode == 0, f"deploying the drivers failed:\n{done.stdout}{done.stderr}"
+        done = deploy(board, work)
+        assert done.returncode == 0, f"deploying the firmware failed:\n{done.stdout}{done.stderr}"
         yield board
 
 

@@ -11,39 +11,29 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
-from hil_tests.virtual_board import VirtualBoard, VirtualBoardError, check_vm_installed
-from tests.firmware.conftest import FIRMWARE
+from hil_tests.virtual_board import VirtualBoard
+from tests.firmware.conftest import deploy, require_vm
 
 RUNNER = Path(__file__).with_name("persistence_runner.py")
 STEP = 64  # borne.counter.STEP
 RECORD = 24  # bytes of a journal record, borne.checkin_queue
 COMPACT_AFTER = 512  # borne.checkin_queue.COMPACT_AFTER
-MPREMOTE_TIMEOUT_S = 120
 OPEN = "from persistence_runner import *\n"
 
 
 @pytest.fixture(scope="session")
 def deployed_flash(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A board's flash holding `borne/` and the runner, copied there by the real mpremote."""
-    try:
-        check_vm_installed()
-    except VirtualBoardError as error:
-        pytest.skip(f"firmware tests need the virtual board: {error}")
+    require_vm("firmware tests")
     work = tmp_path_factory.mktemp("persistence_deploy")
-    stage = work / "stage"
-    shutil.copytree(FIRMWARE / "borne", stage / "borne", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     with VirtualBoard(work / "tty", work / "flash") as board:
-        command = [sys.executable, "-m", "mpremote", "connect", str(board.port)]
-        command += ["fs", "cp", "-r", str(stage / "borne"), ":", "+", "fs", "cp", str(RUNNER), ":"]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=MPREMOTE_TIMEOUT_S)
+        done = deploy(board, work, "+", "fs", "cp", str(RUNNER), ":")
     assert done.returncode == 0, done.stdout + done.stderr
     return work / "flash"
 
