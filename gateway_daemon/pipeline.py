@@ -75,7 +75,7 @@ class Pipeline:
         self.counters: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         self.diagnostics: deque[Diagnostic] = deque(maxlen=MAX_DIAGNOSTICS)
-        self._collecting: dict[bytes, list[Reception]] = {}
+        self._collecting: dict[bytes, tuple[SealedEnvelope, list[Reception]]] = {}
         self._recent: dict[bytes, float] = {}
         self._reacks: Counter[bytes] = Counter()
         self._tasks: set[asyncio.Task] = set()
@@ -90,7 +90,7 @@ class Pipeline:
             return
         key = reception.frame
         if key in self._collecting:
-            self._collecting[key].append(reception)
+            self._collecting[key][1].append(reception)
             self.counters["copies_merged"] += 1
             return
         self._forget_old_frames()
@@ -98,7 +98,7 @@ class Pipeline:
             # A copy from a slower path, too late for the window: already handled.
             self.counters["late_duplicates"] += 1
             return
-        self._collecting[key] = [reception]
+        self._collecting[key] = (envelope, [reception])
         task = asyncio.create_task(self._process_after_window(key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -122,19 +122,17 @@ class Pipeline:
     # --- processing -------------------------------------------------------------------
     async def _process_after_window(self, key: bytes) -> None:
         await asyncio.sleep(self.config.gateway.dedup_window_ms / 1000)
-        receptions = self._collecting.pop(key)
+        envelope, receptions = self._collecting.pop(key)
         self._recent[key] = self.clock()
         try:
-            await self._process(receptions)
+            await self._process(envelope, receptions)
         except Exception:  # a bug here must cost one frame, never the daemon
             log.exception("processing a frame from %s failed", receptions[0].source)
             self.counters["processing_errors"] += 1
 
-    async def _process(self, receptions: list[Reception]) -> None:
+    async def _process(self, envelope: SealedEnvelope, receptions: list[Reception]) -> None:
         best = max(receptions, key=lambda r: r.snr_db)
         raw = best.frame
-        envelope = read_envelope(raw)
-        assert not isinstance(envelope, CodecError)  # checked on delivery
         device = self.registry.get(envelope.device_id)
         if device is None:
             await self._refuse(best, CodecError("unknown_device", f"device {envelope.device_id} is not registered"))
@@ -213,10 +211,7 @@ class Pipeline:
             log.warning("ACK to device %s via %s failed: %s", device.device_id, source.name, error)
 
     def _source_of(self, reception: Reception) -> Source | None:
-        for source in self.sources:
-            if reception.source == source.name or reception.source.startswith(source.name + ":"):
-                return source
-        return None
+        return next((source for source in self.sources if source.heard(reception)), None)
 
     async def _refuse(self, reception: Reception, error: CodecError, device_id: int | None = None) -> None:
         await self.reject(Rejected(reception.source, error.reason, error.detail, reception.frame), device_id)

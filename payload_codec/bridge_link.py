@@ -146,6 +146,11 @@ def encode_record(kind: str, fields: dict[str, Any]) -> bytes:
         body = bytes([code]) + _COMPILED[code].build(_to_raw(fields))
     except (ConstructError, struct.error, KeyError, ValueError, TypeError) as error:
         raise CodecError("bad_value", f"{kind}: {error}") from None
+    return frame_record(body)
+
+
+def frame_record(body: bytes) -> bytes:
+    """`type | fields` with its CRC-16, COBS-encoded between two delimiters, whatever the body holds."""
     return DELIMITER + cobs.encode(body + struct.pack("<H", binascii.crc_hqx(body, 0xFFFF))) + DELIMITER
 
 

@@ -12,7 +12,7 @@ from . import vectorgen
 from .crypto import DOWN, UP
 from .errors import CodecError
 from .export_js import export_js
-from .frame import build_frame, open_envelope, read_envelope
+from .frame import SealedEnvelope, build_frame, open_envelope, read_envelope
 from .keyfile import SiteKeys, load_site_keys, readable_by_others
 from .messages import decode_body
 from .schema import FLAG_ENCRYPTED, TYPE_BY_NAME
@@ -83,7 +83,7 @@ def _decode(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_unverified(envelope: Any) -> int:
+def _print_unverified(envelope: SealedEnvelope) -> int:
     print("warning: MIC not checked; pass --keys FILE to verify and decrypt", file=sys.stderr)
     result: dict[str, Any] = {
         "type": envelope.msg_type.name,

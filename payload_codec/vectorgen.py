@@ -7,13 +7,9 @@ change of these files. All keys are test keys derived from TEST_MASTER_KEY.
 
 from __future__ import annotations
 
-import binascii
 import json
-import struct
 from pathlib import Path
 from typing import Any
-
-from cobs import cobs
 
 from . import airtime, bridge_link
 from .crypto import DOWN, UP, badge_token, derive_badge_key, derive_device_keys
@@ -426,11 +422,11 @@ def bridge_link_cases() -> list[dict]:
     invalid = [
         ("bad_crc", bytes(corrupted)),
         ("bad_cobs", b"\x00\x05\x01\x02\x00"),
-        ("unknown_record", _raw_record(b"\x7f\x01\x02")),
-        ("truncated", _raw_record(b"\x03\x01")),
+        ("unknown_record", bridge_link.frame_record(b"\x7f\x01\x02")),
+        ("truncated", bridge_link.frame_record(b"\x03\x01")),
         ("truncated", b"\x00\x02\x01\x00"),
-        ("bad_value", _raw_record(b"\x03\x01\x00\x63\x00\x00\x00\x00")),
-        ("bad_length", _raw_record(b"\x01" + bytes.fromhex("a0be3d330948e80100059fff1800000000"))),
+        ("bad_value", bridge_link.frame_record(b"\x03\x01\x00\x63\x00\x00\x00\x00")),
+        ("bad_length", bridge_link.frame_record(b"\x01" + bytes.fromhex("a0be3d330948e80100059fff1800000000"))),
         ("too_long", b"\x00" + b"\xff" * (bridge_link.MAX_ENCODED_SIZE + 1) + b"\x00"),
     ]
     cases += [
@@ -445,11 +441,6 @@ def bridge_link_cases() -> list[dict]:
         for index, (error, raw) in enumerate(invalid)
     ]
     return cases
-
-
-def _raw_record(body: bytes) -> bytes:
-    """A record with a correct CRC and COBS around any body, valid or not."""
-    return b"\x00" + cobs.encode(body + struct.pack("<H", binascii.crc_hqx(body, 0xFFFF))) + b"\x00"
 
 
 def key_cases() -> list[dict]:

@@ -84,6 +84,11 @@ class Source(abc.ABC):
     async def run(self, deliver: Deliver, reject: Reject) -> None:
         """Hand every frame heard to `deliver` and everything unusable to `reject`, forever."""
 
+    def heard(self, reception: Reception) -> bool:
+        """Whether this source heard `reception`: its name is the reception's source, or prefixes it
+        (a UDP source named "udp" hears "udp:<gateway EUI>")."""
+        return reception.source == self.name or reception.source.startswith(self.name + ":")
+
     @abc.abstractmethod
     async def transmit(self, downlink: Downlink) -> None:
         """Send a downlink on this path; raises TransmitError if it cannot go out."""

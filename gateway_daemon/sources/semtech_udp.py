@@ -463,8 +463,8 @@ class SemtechUdp(Source):
         inbox.put_nowait(item)
 
     async def _transmit(self, downlink: Downlink) -> None:
-        kind, _, gateway_eui = downlink.answers.source.partition(":")
-        if kind != self.name or not gateway_eui:
+        gateway_eui = downlink.answers.source.partition(":")[2]
+        if not self.heard(downlink.answers) or not gateway_eui:
             # Its timestamp is on another receiver's clock: the concentrator would send at a random time.
             raise TransmitError("bad_request", f"answers a reception from {downlink.answers.source}")
         transport, address = self._transport, self._downlink_paths.get(gateway_eui)

@@ -260,7 +260,7 @@ class SerialBridge(Source):
                 await reject(Rejected(self.name, "unexpected_record", f"the bridge sent a {item.kind} record", chunk))
 
     async def _transmit(self, downlink: Downlink) -> None:
-        if downlink.answers.source != self.name:
+        if not self.heard(downlink.answers):
             # Its timestamp is on another receiver's clock: the bridge would send at a random time.
             raise TransmitError("bad_request", f"answers a reception from {downlink.answers.source}")
         transport = self._transport

@@ -51,6 +51,12 @@ def config_text(directory: Path, broker_port: int, metrics_port: int = 0, mqtt: 
     )
 
 
+async def until(condition, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
 class Site:
     """A running gateway with two simulated receivers (`radio`, `radio2`)."""
 
@@ -69,6 +75,24 @@ class Site:
     async def __aenter__(self) -> Site:
         self._task = asyncio.create_task(self.gateway.run())
         return self
+
+    def last_counter(self) -> int | None:
+        return self.gateway.state.last_counter(DEVICE_ID)
+
+    async def feed(self, cases: list[dict], hear) -> set[str]:
+        """Hear each uplink vector through `hear`, waiting for each to be accepted; the event ids due.
+
+        A vector whose counter is past 16 bits needs the gateway to know the counter before it.
+        """
+        due: set[str] = set()
+        for case in cases:
+            if case["last_counter"] is not None:
+                self.gateway.state.accept(DEVICE_ID, case["last_counter"], b"seed", [], seen_at=0, rssi_dbm=0, snr_db=0)
+            hear(bytes.fromhex(case["frame_hex"]))
+            await until(lambda counter=case["counter"]: self.last_counter() == counter)
+            checkins = len(case["fields"]["checkins"]) if case["type"] == "checkin" else 0
+            due |= {f"{DEVICE_ID}:{case['counter']}:{i}" for i in range(checkins)} or {f"{DEVICE_ID}:{case['counter']}"}
+        return due
 
     async def settle(self) -> None:
         """Wait until every frame heard so far went through the pipeline."""

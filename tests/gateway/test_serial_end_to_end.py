@@ -13,7 +13,7 @@ from payload_codec import DOWN, open_frame
 from payload_codec.bridge_link import Record, RecordStream, encode_record
 
 from .conftest import Subscriber
-from .site import Site
+from .site import Site, until
 from .test_gateway import KEYS, UPLINKS, assert_published_as_documented, checkin, event_ids
 
 RADIO = {"frequency_hz": 868_100_000, "spreading_factor": 9, "bandwidth_hz": 125_000, "coding_rate": 5}
@@ -64,16 +64,7 @@ async def test_every_uplink_vector_through_the_serial_bridge(tmp_path, broker):
     bridge = SerialBridge(str(tmp_path / "ttyUSB0"))
     async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port, extra_sources=(bridge,)) as site:
         await until(lambda: bridge.connected)  # opening the port flushes what was written before
-        expected = set()
-        for case in UPLINKS:
-            if case["last_counter"] is not None:
-                site.gateway.state.accept(258, case["last_counter"], b"seed", [], seen_at=0, rssi_dbm=0, snr_db=0)
-            board.hear(bytes.fromhex(case["frame_hex"]))
-            await until(lambda counter=case["counter"]: last_counter(site) == counter)
-            if case["type"] == "checkin":
-                expected |= {f"258:{case['counter']}:{i}" for i in range(len(case["fields"]["checkins"]))}
-            else:
-                expected.add(f"258:{case['counter']}")
+        expected = await site.feed(UPLINKS, board.hear)
         published = lambda: {p["event_id"] for kind in ("checkin", "telemetry", "status") for p in subscriber.on(kind)}  # noqa: E731
         await subscriber.wait_for(lambda: expected <= published())
         assert all(p["receptions"][0]["source"] == bridge.name for p in subscriber.on("/telemetry"))
@@ -109,7 +100,7 @@ async def test_garbage_and_an_unplugged_bridge_lose_no_frame(tmp_path, broker):
         board.hear(checkin(1, ack=False))
         board.garbage(b"\x00\x07garbage\x00")
         board.hear(checkin(2, ack=False))
-        await until(lambda: last_counter(site) == 2)
+        await until(lambda: site.last_counter() == 2)
         board.unplug()
         await until(lambda: not bridge.connected)
         board = BridgeBoard(tmp_path / "ttyUSB0")  # plugged in again
@@ -119,13 +110,3 @@ async def test_garbage_and_an_unplugged_bridge_lose_no_frame(tmp_path, broker):
         assert sum(site.gateway.pipeline.rejected.values()) >= 1
         assert set(site.gateway.pipeline.rejected) <= {"bad_cobs", "bad_crc", "too_long", "truncated", "unknown_record"}
         board.unplug()
-
-
-def last_counter(site: Site) -> int | None:
-    return site.gateway.state.last_counter(258)
-
-
-async def until(condition, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)

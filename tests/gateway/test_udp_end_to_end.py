@@ -15,23 +15,16 @@ from hil_tests.packet_forwarder import PacketForwarder
 from payload_codec import DOWN, open_frame
 
 from .conftest import Subscriber
-from .site import Site, config_text
+from .site import Site, config_text, until
 from .test_gateway import KEYS, UPLINKS, assert_published_as_documented, checkin, event_ids
-from .test_serial_end_to_end import BridgeBoard, last_counter, until
+from .test_serial_end_to_end import BridgeBoard
 
 
 async def test_every_uplink_vector_through_a_packet_forwarder(tmp_path, broker):
     udp = SemtechUdp(port=0)
     async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port, extra_sources=(udp,)) as site:
         forwarder = await PacketForwarder.connect(await udp.started())
-        expected = set()
-        for case in UPLINKS:
-            if case["last_counter"] is not None:
-                site.gateway.state.accept(258, case["last_counter"], b"seed", [], seen_at=0, rssi_dbm=0, snr_db=0)
-            forwarder.hear(bytes.fromhex(case["frame_hex"]))
-            await until(lambda counter=case["counter"]: last_counter(site) == counter)
-            count = len(case["fields"]["checkins"]) if case["type"] == "checkin" else 0
-            expected |= {f"258:{case['counter']}:{i}" for i in range(count)} or {f"258:{case['counter']}"}
+        expected = await site.feed(UPLINKS, forwarder.hear)
         kinds = ("checkin", "telemetry", "status")
         await subscriber.wait_for(lambda: expected <= {p["event_id"] for k in kinds for p in subscriber.on(k)})
         assert all(p["receptions"][0]["source"].startswith("udp:") for p in subscriber.on("/telemetry"))
