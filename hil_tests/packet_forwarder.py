@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import struct
+from collections.abc import Callable
 
 PUSH_DATA, PUSH_ACK, PULL_DATA, PULL_RESP, PULL_ACK, TX_ACK = range(6)
 _HEADER = struct.Struct(">BHB")
@@ -22,6 +23,7 @@ class PacketForwarder(asyncio.DatagramProtocol):
     def __init__(self, gateway_eui: bytes = bytes.fromhex("0016c001ff10a235")) -> None:
         self.gateway_eui = gateway_eui
         self.downlinks: asyncio.Queue[bytes] = asyncio.Queue()
+        self.on_txpk: Callable[[dict], None] | None = None  # given every txpk whole, as a radio would be
         self.acks: dict[int, asyncio.Event] = {}
         self.clock_us = 0
         self._transport: asyncio.DatagramTransport | None = None
@@ -49,14 +51,24 @@ class PacketForwarder(asyncio.DatagramProtocol):
         """Open (or keep open) the downlink path, as forwarders do every few seconds."""
         self._send(PULL_DATA)
 
-    def hear(self, frame: bytes, rssi: int = -95, lsnr: float = 7.5, datr: str = "SF9BW125") -> int:
-        """Push one frame as heard now; returns the PUSH_DATA's token."""
-        self.clock_us = (self.clock_us + 3_000_000) & 0xFFFFFFFF
+    def hear(
+        self,
+        frame: bytes,
+        rssi: int = -95,
+        lsnr: float = 7.5,
+        datr: str = "SF9BW125",
+        *,
+        freq_mhz: float = 868.1,
+        tmst: int | None = None,
+    ) -> int:
+        """Push one frame as heard now (at `tmst` on the concentrator's µs clock, if given; else 3 s
+        after the last one); returns the PUSH_DATA's token."""
+        self.clock_us = (self.clock_us + 3_000_000) & 0xFFFFFFFF if tmst is None else tmst
         rxpk = {
             "tmst": self.clock_us,
             "chan": 0,
             "rfch": 0,
-            "freq": 868.1,
+            "freq": freq_mhz,
             "stat": 1,
             "modu": "LORA",
             "datr": datr,
@@ -84,6 +96,8 @@ class PacketForwarder(asyncio.DatagramProtocol):
             txpk = json.loads(data[4:])["txpk"]
             self._send_tx_ack(token)
             self.downlinks.put_nowait(base64.b64decode(txpk["data"]))
+            if self.on_txpk is not None:
+                self.on_txpk(txpk)
 
     def _send_tx_ack(self, token: int) -> None:
         assert self._transport is not None

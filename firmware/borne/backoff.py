@@ -24,7 +24,13 @@ def ceiling_ms(attempt, base_ms=BASE_MS, cap_ms=CAP_MS):
 
 def delay_ms(attempt, base_ms=BASE_MS, cap_ms=CAP_MS):
     """A random wait in [0, ceiling_ms(attempt)] before retry `attempt`."""
-    span = ceiling_ms(attempt, base_ms, cap_ms) + 1
+    return uniform_ms(ceiling_ms(attempt, base_ms, cap_ms))
+
+
+def uniform_ms(span_ms):
+    """A random whole number of milliseconds in [0, span_ms]: also the jitter of periodic reports,
+    so that nodes powered on together do not send together ever after."""
+    span = span_ms + 1
     # Rejection keeps the draw uniform: take the smallest power of two above span, redraw beyond it.
     bits = 1
     while 1 << bits < span:

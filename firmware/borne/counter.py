@@ -28,13 +28,17 @@ _NOT_FOUND = const(-0x1102)  # ESP_ERR_NVS_NOT_FOUND
 class FrameCounter:
     """The 32-bit uplink counter and the last accepted downlink counter of one node."""
 
-    def __init__(self, namespace="borne", step=STEP):
+    def __init__(self, namespace="borne", step=STEP, resume_at=None):
+        """`resume_at`: the next counter kept in RTC memory over a deep sleep, which spares a
+        jump of up to `step` at each wake; ignored unless it lies under the stored bound."""
         self._nvs = esp32.NVS(namespace)
         self._step = step
         self._buf = bytearray(4)  # the one buffer of every NVS read and write
         bound = self._read(_UP_KEY)
         self._next = 0 if bound is None else bound
         self._bound = self._next  # nothing may be used before a new bound is committed
+        if bound is not None and resume_at is not None and bound - step <= resume_at < bound:
+            self._next = resume_at  # counters from it up to the bound are unused, and still allowed
         self.downlink = self._read(_DOWN_KEY)  # None until the first downlink is accepted
 
     @property

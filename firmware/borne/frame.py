@@ -79,6 +79,10 @@ _RESERVED_BIT = const(0x80)  # announces a second bitmap byte, in a later versio
 MAX_COUNTER_GAP = const(16384)  # LoRaWAN 1.0's MAX_FCNT_GAP
 
 
+# payload_codec's TAG_TYPES: a check-in carries the index of its badge's type.
+TAG_TYPES = ("unknown", "mifare_classic", "mifare_ultralight", "ntag", "mifare_desfire", "mifare_plus", "iso14443_4")
+
+
 def checkin_tag(direction, tag_type, uid_length):
     """The tag byte of a check-in: direction 0-2, tag type 0-6, UID length 4, 7 or 10."""
     return direction << 6 | tag_type << 2 | (0 if uid_length == 4 else 1 if uid_length == 7 else 2)

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from hil_tests.virtual_board.board import VirtualBoard, VirtualBoardError
+from hil_tests.virtual_board.medium import RadioMedium
 
 
 def default_flash() -> Path:
@@ -59,7 +60,12 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        with VirtualBoard(args.pty, args.flash, state=state) as board:
+        # Its radio chip (the provisioned profile's) is alone on a medium: what it sends, nobody hears.
+        chip = getattr(args, "radio_chip", None) or "sx1276"
+        with (
+            RadioMedium() as medium,
+            VirtualBoard(args.pty, args.flash, state=state, radio=chip, medium=medium) as board,
+        ):
             print(f"virtual board on {board.port}, flash in {board.flash}; Ctrl-C to power it off", file=sys.stderr)
             stop.wait()
     except VirtualBoardError as error:

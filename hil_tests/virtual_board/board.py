@@ -28,8 +28,12 @@ import time
 import tty
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import serial
+
+if TYPE_CHECKING:
+    from hil_tests.virtual_board.medium import RadioMedium
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,7 @@ _PANIC_PAUSE_S = 0.5  # keeps a VM that crashes at boot from spinning
 _MAX_UNREAD = 1 << 16  # console output held for a slow reader, beyond which it is dropped
 _REQUEST_TIMEOUT_S = 10  # for the pump to act on reset() or power_cycle()
 _ACK_TIMEOUT_S = 5  # for the VM to apply a pin level or ADC voltage (it may be busy or rebooting)
+_RADIO_EVENT_AGE_S = 1  # older radio events are taken as of when they are read
 _RAW_REPL_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
 _WDT_MESSAGE = b"\r\nE (0) task_wdt: Task watchdog got triggered: mpy_machine_wdt was not fed in time\r\n"
 
@@ -134,6 +139,9 @@ class VirtualBoard:
 
     `state` (default: beside `flash`, named `<flash>.state`) holds the NVS partition and, while the
     board has power, its RTC memory.
+
+    `radio` is the LoRa chip micropython-lib's `lora` finds on the board: "sx1276", "sx1262" or None;
+    a board on a `medium` (a `RadioMedium` shared with other boards) has an SX1276 unless told.
     """
 
     def __init__(
@@ -144,12 +152,20 @@ class VirtualBoard:
         state: str | os.PathLike[str] | None = None,
         unique_id: bytes = b"\x24\x0a\xc4\x00\x00\x01",
         node: str = "node",
+        radio: str | None = None,
+        medium: RadioMedium | None = None,
     ) -> None:
         self.port = Path(port)
         self.flash = Path(flash)
         self.state = Path(state) if state is not None else self.flash.with_name(self.flash.name + ".state")
         self.unique_id = unique_id
         self.node = node
+        if radio is None and medium is not None:
+            radio = "sx1276"
+        if radio not in (None, "sx1276", "sx1262"):
+            raise ValueError(f"radio {radio!r}: the virtual board has an 'sx1276', an 'sx1262' or None")
+        self.radio = radio
+        self.medium = medium
         self.boots = 0  # VMs started so far: each reset adds one
         self._reset_cause = PWRON_RESET  # kept by a soft reboot, as ESP32's hardware keeps it
         self._master = self._slave = -1
@@ -163,6 +179,7 @@ class VirtualBoard:
         self._outputs: dict[int, int] = {}  # levels the board drives
         self._air: dict[str, float] = {}  # what the board's sensors measure (i2c_bus.py has the defaults)
         self._i2c: dict[str, dict] = {}  # the chips on the I2C lines, by "SDA/SCL/ADDRESS"
+        self._spi: dict[str, dict] = {}  # the chips on SPI lines, by "SCK/MOSI/MISO/CS"
         self._changed = threading.Condition()  # guards the above, the VM's control pipe, and acks
         self._sent = self._acked = 0
         # Watchdog (which only a soft reboot leaves running) and deep sleep, on the host's clock.
@@ -268,27 +285,61 @@ class VirtualBoard:
             self._air.update({name: value for name, value in given.items() if value is not None})
         self._tell_i2c()
 
-    def present_badge(self, uid: bytes, tag_type: str = "mifare_classic", *, address: int = 0x24) -> None:
-        """Hold a badge (UID of 4, 7 or 10 bytes; a tag type of payload_codec's TAG_TYPES) at the reader."""
-        self._set_i2c_state(address, badge={"uid": uid.hex(), "tag_type": tag_type})
+    def wire_spi(self, kind: str, *, cs: int, sck: int, mosi: int, miso: int, **state: object) -> None:
+        """Wire a chip to the SPI lines on GPIOs `sck`, `mosi`, `miso`, selected by GPIO `cs` low: `kind`
+        is "mfrc522".
 
-    def remove_badge(self, *, address: int = 0x24) -> None:
-        self._set_i2c_state(address, badge=None)
+        `state` is the model's: `reset=GPIO` for the MFRC522's NRSTPD line (held low, the chip is
+        powered down; unwired, it is always on), `version=0x91` for another VersionReg."""
+        with self._changed:
+            for key in [key for key in self._spi if key.endswith(f"/{cs}")]:
+                del self._spi[key]  # one chip per chip-select line
+            self._spi[f"{sck}/{mosi}/{miso}/{cs}"] = {"kind": kind, "answering": True, "corrupt": 0, **state}
+        self._tell_spi()
+
+    def unwire_spi(self, cs: int) -> None:
+        """Take the chip selected by GPIO `cs` off its SPI lines."""
+        with self._changed:
+            del self._spi[self._spi_key(cs)]
+        self._tell_spi()
+
+    def silence_spi(self, cs: int, silent: bool = True) -> None:
+        """Unpower the SPI chip selected by GPIO `cs` (it hears nothing, MISO floats), or power it again:
+        then it starts from its reset state, as a chip plugged back in does."""
+        self._set_chip_state(None, cs, answering=not silent)
+
+    def present_badge(
+        self, uid: bytes, tag_type: str = "mifare_classic", *, address: int = 0x24, cs: int | None = None
+    ) -> None:
+        """Hold a badge (UID of 4, 7 or 10 bytes; a tag type of payload_codec's TAG_TYPES) at the reader:
+        the PN532 at I2C `address`, or, given `cs`, the SPI reader (MFRC522) that GPIO `cs` selects."""
+        self._set_chip_state(address, cs, badge={"uid": uid.hex(), "tag_type": tag_type})
+
+    def remove_badge(self, *, address: int = 0x24, cs: int | None = None) -> None:
+        self._set_chip_state(address, cs, badge=None)
 
     def silence_i2c(self, address: int, silent: bool = True) -> None:
         """Make the chip at `address` stop answering (no ACK, as when unpowered or unplugged), or answer again."""
         self._set_i2c_state(address, answering=not silent)
 
-    def corrupt_next_answer(self, address: int) -> None:
-        """Damage the checksum of the next answer of the chip at `address` (PN532 frame DCS, SCD4x CRC)."""
+    def corrupt_next_answer(self, address: int | None = None, *, cs: int | None = None) -> None:
+        """Damage the next answer of the I2C chip at `address` (PN532 frame DCS, SCD4x and SHT4x CRC), or
+        of the SPI chip that GPIO `cs` selects (MFRC522: the badge's next UID or SAK, which its BCC or
+        CRC_A then gives away)."""
         with self._changed:
-            corrupted = self._i2c[self._i2c_key(address)]["corrupt"]
-        self._set_i2c_state(address, corrupt=corrupted + 1)
+            corrupted = self._chip(address, cs)["corrupt"]
+        self._set_chip_state(address, cs, corrupt=corrupted + 1)
 
     def pin_output(self, pin: int) -> int | None:
         """The level the board drives on GPIO `pin` (a `Pin` in OUT mode), or None if it drives none."""
         with self._changed:
             return self._outputs.get(pin)
+
+    def radio_receive(self, payload: bytes, rssi_dbm: float, snr_db: float, *, valid_crc: bool = True) -> None:
+        """Bring a LoRa frame to the board's antenna: its modem takes it if it is receiving (not
+        sending). A bad CRC counts in the modem's `crc_errors` instead. The medium calls this."""
+        snr_x4 = max(-128, min(round(snr_db * 4), 127))  # the chips report SNR in dB x 4, signed 8-bit
+        self._tell_vm({"radio": payload.hex(), "rssi": round(rssi_dbm), "snr": snr_x4, "crc": valid_crc})
 
     def exec(self, code: str, timeout: float = 30, *, soft_reset: bool = False) -> str:
         """Run `code` through the board's raw REPL, as `mpremote exec` does, and return what it printed.
@@ -355,6 +406,37 @@ class VirtualBoard:
             self._i2c[self._i2c_key(address)].update(state)
         self._tell_i2c()
 
+    def _spi_key(self, cs: int) -> str:
+        keys = [key for key in self._spi if key.endswith(f"/{cs}")]
+        if not keys:
+            raise ValueError(f"no SPI chip is wired with its chip select on GPIO {cs}")
+        return keys[0]
+
+    def _chip(self, address: int | None, cs: int | None) -> dict:
+        """The state of the I2C chip at `address`, or, given `cs`, of the SPI chip that GPIO `cs` selects."""
+        if cs is not None:
+            return self._spi[self._spi_key(cs)]
+        if address is None:
+            raise ValueError("say which chip: an I2C address or an SPI chip select")
+        return self._i2c[self._i2c_key(address)]
+
+    def _set_chip_state(self, address: int | None, cs: int | None, **state: object) -> None:
+        with self._changed:
+            self._chip(address, cs).update(state)
+        if cs is None:
+            self._tell_i2c()
+        else:
+            self._tell_spi()
+
+    def _spi_description(self) -> str:
+        return json.dumps({"devices": self._spi}, sort_keys=True)
+
+    def _tell_spi(self) -> None:
+        # As for I2C: the description rides on the pin key "spi".
+        with self._changed:
+            description = self._spi_description()
+        self._tell_vm({"pin": "spi", "level": description})
+
     def _i2c_description(self) -> str:
         return json.dumps({"air": self._air, "devices": self._i2c}, sort_keys=True)
 
@@ -390,12 +472,15 @@ class VirtualBoard:
         events_out, events_in = os.pipe()
         with self._changed:
             pins: dict[int | str, int | str] = {**self._pins, "i2c": self._i2c_description()}
+            pins["spi"] = self._spi_description()
             inputs = json.dumps({"pins": pins, "adc": self._adc})
             command = [self.node, str(MCU), "--flash", str(self.flash), "--state", str(self.state)]
             command += ["--reset-cause", str(reset_cause), "--repl", repl, "--unique-id", self.unique_id.hex()]
             command += ["--inputs", inputs, "--control", str(control_out), "--events", str(events_in)]
             if soft_reboot:
                 command.append("--soft-reboot")
+            if self.radio is not None:
+                command += ["--radio", self.radio]
             # A session of its own: Ctrl-C in the terminal powers off the board, not just its VM.
             process = subprocess.Popen(
                 command,
@@ -444,6 +529,24 @@ class VirtualBoard:
                 with self._changed:
                     self._acked = max(self._acked, int(arguments[0]))
                     self._changed.notify_all()
+            elif kind == "radio" and self.medium is not None:
+                self._radio_event(line)
+
+    def _radio_event(self, line: str) -> None:
+        """Hand the medium what lora.py reported: "radio rx NS SETTINGS", "radio idle NS" or
+        "radio tx NS HEX SETTINGS", NS being when, in ns of the monotonic clock."""
+        assert self.medium is not None
+        _, state, ns, *rest = line.split(" ", 3)
+        now = time.monotonic()
+        at = int(ns) / 1e9
+        at = at if now - _RADIO_EVENT_AGE_S < at <= now else now  # as late as the pipe was read, at worst
+        if state == "rx":
+            self.medium.board_listens(self, json.loads(rest[0]), at)
+        elif state == "idle":
+            self.medium.board_listens(self, None, at)
+        elif state == "tx":
+            payload, settings = rest[0].split(" ", 1)
+            self.medium.board_transmits(self, bytes.fromhex(payload), json.loads(settings), at)
 
     def _reboot_after(self, exit_code: int) -> None:
         """Boot the next VM as the ending one asked; a crash reboots like an ESP32 panic does."""
@@ -503,13 +606,17 @@ class VirtualBoard:
         """Pump bytes between the port and the VM's console until closed; reboot the VM when it must."""
         to_mcu = bytearray()
         to_port = bytearray()
+        port_closed_at = None  # when the port was last found with nobody holding it
         with selectors.DefaultSelector() as selector:
             while not self._stopping.is_set():
                 if self._serve_requests() or self._run_timers(to_port):
                     to_mcu.clear()  # what arrived during the reboot is lost, as on a UART
                 mcu = self._mcu
-                port_events = selectors.EVENT_READ | (selectors.EVENT_WRITE if to_port else 0)
-                selector.register(self._master, port_events, "port")
+                # A port nobody holds signals POLLHUP at once: look at it again only after _POLL_S,
+                # and meanwhile keep serving the VM (its radio, pins and watchdog cannot wait).
+                if port_closed_at is None or time.monotonic() - port_closed_at >= _POLL_S:
+                    port_events = selectors.EVENT_READ | (selectors.EVENT_WRITE if to_port else 0)
+                    selector.register(self._master, port_events, "port")
                 if mcu is not None:
                     selector.register(mcu.stdout, selectors.EVENT_READ, "console out")
                     selector.register(mcu.events, selectors.EVENT_READ, "events")
@@ -520,8 +627,8 @@ class VirtualBoard:
                     selector.unregister(key.fileobj)
                 for key, events in ready:
                     if key.data == "port":
-                        if not self._exchange_with_port(events, to_mcu, to_port):
-                            time.sleep(_POLL_S)  # nobody has the port open: no busy loop on POLLHUP
+                        open_ = self._exchange_with_port(events, to_mcu, to_port)
+                        port_closed_at = None if open_ else time.monotonic()
                     elif key.data == "events":
                         self._handle_events()
                     elif key.data == "console out":

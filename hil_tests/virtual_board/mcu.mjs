@@ -42,6 +42,7 @@ const { values: options } = parseArgs({
     repl: { type: "string", default: "friendly" },
     "soft-reboot": { type: "boolean", default: false },
     "unique-id": { type: "string", default: "240ac4000001" },
+    radio: { type: "string", default: "" }, // the LoRa chip: "sx1276", "sx1262", or none
   },
 });
 
@@ -121,6 +122,7 @@ function emit(line) {
 // The levels the host drives on input pins and the voltages on ADC pins, as the host last set them.
 const inputs = JSON.parse(options.inputs);
 let onPinChange = null; // machine.py's handler of a level the host changed: (pin, old, new)
+let onRadioFrame = null; // lora.py's handler of a frame the host delivers: (hex, rssi, snr, crc_ok)
 
 function control(message) {
   if ("pin" in message) {
@@ -133,6 +135,13 @@ function control(message) {
     }
   }
   if ("adc" in message) inputs.adc[message.adc] = message.uv;
+  if ("radio" in message) {
+    try {
+      onRadioFrame?.(message.radio, message.rssi, message.snr, message.crc);
+    } catch (error) {
+      fs.writeSync(2, `virtual board: radio handler failed: ${error}\n`);
+    }
+  }
   emit(`ack ${message.seq}`);
 }
 
@@ -149,7 +158,48 @@ if (options.control !== undefined) {
 fs.mkdirSync(options.state, { recursive: true });
 const rtcMemory = path.join(options.state, "rtc_memory.bin");
 
+// machine.Timer: callbacks on Node's clock, by handle.
+const timers = new Map();
+let nextTimer = 0;
+const hostTimers = {
+  timer_start: (periodMs, periodic, callback) => {
+    const handle = nextTimer++;
+    const fire = () => {
+      if (!periodic) timers.delete(handle);
+      try {
+        callback();
+      } catch (error) {
+        fs.writeSync(2, `virtual board: timer callback failed: ${error}\n`);
+      }
+    };
+    timers.set(handle, periodic ? setInterval(fire, periodMs) : setTimeout(fire, periodMs));
+    return handle;
+  },
+  timer_stop: (handle) => {
+    clearTimeout(timers.get(handle)); // clears an interval too
+    timers.delete(handle);
+    return 0;
+  },
+};
+
+// While main.py runs, it holds the console: no REPL; input waits for its sys.stdin; Ctrl-C stops it.
+const mainConsole = {
+  held: false,
+  interruptChar: 0x03,
+};
+
 mp.registerJsModule("_board", {
+  ...hostTimers,
+  kbd_intr: (char) => {
+    mainConsole.interruptChar = char;
+    return 0;
+  },
+  release_console: () => {
+    // main.py's task has ended: the REPL starts, after the Python call that told us returns.
+    if (mainConsole.held) setImmediate(startRepl);
+    mainConsole.held = false;
+    return 0;
+  },
   flash: hostFlash(options.flash),
   nvs: hostNvs(path.join(options.state, "nvs.json")),
   aes,
@@ -174,6 +224,18 @@ mp.registerJsModule("_board", {
     return 0;
   },
   adc_input: (pin) => inputs.adc[pin] ?? 0,
+  // The LoRa modem (lora.py): its receive settings as JSON ("": not receiving), its transmissions,
+  // stamped in ns of the monotonic clock, which board.py reads too (the pipe may be read late).
+  radio_chip: options.radio,
+  radio_state: (settings) => {
+    const now = process.hrtime.bigint();
+    return emit(settings ? `radio rx ${now} ${settings}` : `radio idle ${now}`);
+  },
+  radio_transmit: (hex, settings) => emit(`radio tx ${process.hrtime.bigint()} ${hex} ${settings}`),
+  on_radio_frame: (handler) => {
+    onRadioFrame = handler;
+    return 0;
+  },
 });
 
 // Our frozen modules (MicroPython sources an ESP32 would have in its firmware) go into the VM's
@@ -191,13 +253,30 @@ _boot.start()`);
 if (options["soft-reboot"]) console_.put(Buffer.from("MPY: soft reboot\r\n"));
 const boot = mp.pyimport("_boot");
 if (boot.run_script("boot.py") || (options.repl === "friendly" && boot.run_script("main.py"))) softReboot();
+mainConsole.held = options.repl === "friendly" && boot.holds_console();
 
-// A board that reboots in raw REPL shows the raw REPL's banner, not the friendly one first.
-console_.muted = options.repl === "raw";
-mp.replInit();
-if (options.repl === "raw") await mp.replProcessCharWithAsyncify(0x01);
-console_.muted = false;
-if (options.repl === "raw") console_.put(Buffer.from(`${RAW_REPL_BANNER}>`));
+async function startRepl() {
+  // A board that reboots in raw REPL shows the raw REPL's banner, not the friendly one first.
+  console_.muted = options.repl === "raw";
+  mp.replInit();
+  if (options.repl === "raw") await mp.replProcessCharWithAsyncify(0x01);
+  console_.muted = false;
+  if (options.repl === "raw") console_.put(Buffer.from(`${RAW_REPL_BANNER}>`));
+  feed(); // what arrived for the REPL meanwhile
+}
+
+// Input for main.py, up to a Ctrl-C, which ends main.py's task and starts the REPL.
+function giveToMain() {
+  const stop = mainConsole.interruptChar < 0 ? -1 : input.indexOf(mainConsole.interruptChar);
+  const taken = input.splice(0, stop < 0 ? input.length : stop);
+  if (taken.length) boot.console_input(Buffer.from(taken).toString("hex"));
+  if (stop < 0) return false;
+  input.shift();
+  mainConsole.held = false;
+  boot.interrupt();
+  console_.put(Buffer.from("KeyboardInterrupt\r\n"));
+  return true;
+}
 
 // The console's input, one byte at a time: the event-driven REPL must finish a byte before the next.
 const input = [];
@@ -243,9 +322,16 @@ async function type(byte) {
 async function feed() {
   if (feeding) return;
   feeding = true;
-  while (input.length) await receive(input.shift());
+  while (input.length) {
+    if (mainConsole.held) {
+      if (!giveToMain()) break;
+      await startRepl();
+    } else await receive(input.shift());
+  }
   feeding = false;
 }
+
+if (!mainConsole.held) await startRepl();
 
 process.stdin.on("data", (chunk) => {
   input.push(...chunk);

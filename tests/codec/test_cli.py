@@ -111,11 +111,6 @@ def test_vectors_check_names_a_stale_file(tmp_path):
     assert result.returncode == 1 and "downlink_ack.json" in result.stderr
 
 
-def test_demo_says_it_is_not_built_yet():
-    result = borne("demo")
-    assert result.returncode != 0 and "not built yet" in result.stderr
-
-
 def test_export_js_prints_the_formatter():
     result = borne("codec", "export-js", check=True)
     assert "function decodeUplink(input)" in result.stdout

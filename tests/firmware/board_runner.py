@@ -3,9 +3,10 @@
 # vectors and payload_codec, and judges the answers: this side only runs the firmware.
 import gc
 import json
+import struct
 from binascii import hexlify, unhexlify
 
-from borne import airtime, crypto, frame
+from borne import airtime, badges, crypto, frame, link
 
 _keys = {}
 
@@ -152,7 +153,52 @@ def _allocations(call, keys):
     return answers
 
 
+def record(call):
+    # A serial record as the bridge reads it, then framed again as the bridge writes one.
+    reader = link.Reader()
+    n = 0
+    for byte in unhexlify(call["record"]):
+        n = reader.feed(byte) or n
+    answer = {"n": n, "damaged": reader.damaged}
+    if n:
+        writer = link.Writer()
+        writer.record[:n] = reader.record[:n]
+        answer["reframed"] = _hex(writer.frame(n))
+        if reader.record[0] == link.TRANSMIT and n >= link.TRANSMIT_SIZE:
+            fields = list(struct.unpack_from(link.TRANSMIT_LAYOUT, reader.record))
+            fields.append(_hex(reader.record[link.TRANSMIT_SIZE : n]))  # MicroPython has no [*a, b]
+            answer["transmit"] = fields
+    return answer
+
+
+def pack(call):
+    # A record the bridge builds from its fields: a layout of borne.link, then the frame, if any.
+    writer = link.Writer()
+    layout = getattr(link, call["layout"])
+    struct.pack_into(layout, writer.record, 0, *call["values"])
+    size = struct.calcsize(layout)
+    tail = unhexlify(call["tail"])
+    writer.record[size : size + len(tail)] = tail
+    return _hex(writer.frame(size + len(tail)))
+
+
+def presentations(call):
+    # Polls of a badge reader ("seen", token, ms) or ("empty",): which ones are new check-ins.
+    door = badges.Presentations(call["retap_ms"])
+    answers = []
+    for step in call["steps"]:
+        if step[0] == "seen":
+            answers.append(door.seen(unhexlify(step[1]), step[2]))
+        else:
+            door.empty()
+            answers.append(None)
+    return answers
+
+
 OPS = {
+    "record": record,
+    "pack": pack,
+    "presentations": presentations,
     "checkin": checkin,
     "telemetry": telemetry,
     "status": status,

@@ -11,6 +11,7 @@ import random
 from typing import Any
 
 from payload_codec import DOWN, DeviceKeys
+from payload_codec.bridge_link import TX_RESULTS
 from payload_codec.frame import build_frame, open_frame
 from payload_codec.schema import CONFIG_FIELDS, DIRECTIONS, RESET_CAUSES, TAG_TYPES, TELEMETRY_FIELDS, UID_LENGTHS
 from tests.codec.vectors import known_answers, load
@@ -187,7 +188,64 @@ def all_calls() -> list[dict]:
             "ack_frame": load("downlink_ack.json")[0]["frame_hex"],
         }
     )
+    for case in load("bridge_link.json"):
+        calls.append({"id": f"record/{case['name']}", "op": "record", "record": case["record_hex"]})
+        packed = bridge_record_values(case)
+        if packed is not None:
+            calls.append({"id": f"pack/{case['name']}", "op": "pack", **packed})
+    for name, (retap_ms, steps, _) in PRESENTATIONS.items():
+        calls.append({"id": f"presentations/{name}", "op": "presentations", "retap_ms": retap_ms, "steps": steps})
     return calls
+
+
+def bridge_record_values(case: dict) -> dict | None:
+    """The values the bridge packs (a layout of borne.link) for a record it sends; None for others."""
+    if not case["valid"]:
+        return None
+    f = case["fields"]
+    if case["kind"] == "received":
+        values = [1, f["frequency_hz"], f["spreading_factor"], f["bandwidth_hz"], f["coding_rate"], f["rssi_dbm"]]
+        values += [round(f["snr_db"] * 4), f["timestamp_us"]]
+        return {"layout": "RECEIVED_LAYOUT", "values": values, "tail": f["frame"]}
+    if case["kind"] == "transmit_result":
+        values = [3, f["tx_id"], TX_RESULTS.index(f["result"]), f["airtime_us"]]
+        return {"layout": "RESULT_LAYOUT", "values": values, "tail": ""}
+    if case["kind"] == "heartbeat":
+        names = ("link_version", "firmware_major", "firmware_minor", "firmware_patch", "uptime_s", "received")
+        names += ("transmitted", "radio_errors", "records_dropped")
+        return {"layout": "HEARTBEAT_LAYOUT", "values": [4, *(f[name] for name in names)], "tail": ""}
+    return None  # transmit requests come from the gateway; the bridge sends no log record
+
+
+# Badge polls: (retap delay ms, steps, the check-ins expected: True, False, or None for an empty poll).
+A, B = "a1a1a1a1a1a1a1a1", "b2b2b2b2b2b2b2b2"
+PRESENTATIONS = {
+    "a_badge_held_on_the_reader_is_one_checkin": (
+        10_000,
+        [["seen", A, 0], ["seen", A, 150], ["seen", A, 300], ["seen", A, 5_000]],
+        [True, False, False, False],
+    ),
+    "a_retap_within_the_delay_is_not_a_checkin": (
+        10_000,
+        [["seen", A, 0], ["empty"], ["empty"], ["empty"], ["seen", A, 2_000]],
+        [True, None, None, None, False],
+    ),
+    "a_retap_after_the_delay_is_a_checkin": (
+        10_000,
+        [["seen", A, 0], ["empty"], ["empty"], ["empty"], ["seen", A, 10_000]],
+        [True, None, None, None, True],
+    ),
+    "a_missed_poll_does_not_end_a_presentation": (
+        0,
+        [["seen", A, 0], ["empty"], ["seen", A, 300], ["empty"], ["empty"], ["seen", A, 900]],
+        [True, None, False, None, None, False],
+    ),
+    "another_badge_is_a_checkin_at_once": (
+        10_000,
+        [["seen", A, 0], ["seen", B, 150], ["seen", A, 300]],
+        [True, True, False],
+    ),
+}
 
 
 # Duty cycle: g1 (868.1 MHz) allows 1 %, g3 (869.525 MHz) 10 %. Steps: (what, frequency, µs, now ms).

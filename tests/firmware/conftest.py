@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,33 @@ def answer_of(board_answers: dict[str, dict]):
         return answer["ok"]
 
     return lookup
+
+
+# Run on the board before a driver test's calls: a badge read as JSON, an OSError as its errno.
+DRIVER_HELPERS = """
+import json
+from binascii import hexlify
+def badge(reader):
+    found = reader.read_badge()
+    return found and [hexlify(found[0]).decode(), found[1]]
+def attempt(call):
+    try:
+        return {"ok": call()}
+    except OSError as e:
+        return {"errno": e.errno, "message": str(e)}
+"""
+
+
+def board_with_firmware(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[VirtualBoard]:
+    """One virtual board with `borne/` deployed by mpremote: a module's fixture."""
+    require_vm(f"{name} tests")
+    work = tmp_path_factory.mktemp(name)
+    with VirtualBoard(work / "tty", work / "flash") as board:
+        done = deploy(board, work)
+        assert done.returncode == 0, f"deploying the firmware failed:\n{done.stdout}{done.stderr}"
+        yield board
+
+
+def run_on(board: VirtualBoard, expression: str) -> object:
+    """Evaluate `expression` on the board and return its value, through JSON."""
+    return json.loads(board.exec(f"print(json.dumps({expression}))").strip())

@@ -6,44 +6,32 @@ each test sets the world (air, badge, faults) from the host and runs the real dr
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
 
 from hil_tests.virtual_board import VirtualBoard
-from tests.firmware.conftest import deploy, require_vm
+from tests.firmware.conftest import DRIVER_HELPERS, board_with_firmware
+from tests.firmware.conftest import run_on as run
 
 SDA, SCL = 21, 22
 BME280, SCD4X, PN532 = 0x76, 0x62, 0x24
 ENODEV, EIO = 19, 5
 
-SETUP = f"""
-import json
-from binascii import hexlify
+SETUP = (
+    DRIVER_HELPERS
+    + f"""
 from machine import I2C, Pin
 from borne.drivers import bme280, pn532, scd4x
 i2c = I2C(0, scl=Pin({SCL}), sda=Pin({SDA}))
-def badge(reader):
-    found = reader.read_badge()
-    return found and [hexlify(found[0]).decode(), found[1]]
-def attempt(call):
-    try:
-        return {{"ok": call()}}
-    except OSError as e:
-        return {{"errno": e.errno, "message": str(e)}}
 """
+)
 
 
 @pytest.fixture(scope="module")
 def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VirtualBoard]:
     """One virtual board for the module, with the drivers deployed by mpremote."""
-    require_vm("driver tests")
-    work = tmp_path_factory.mktemp("drivers_vm")
-    with VirtualBoard(work / "tty", work / "flash") as board:
-        done = deploy(board, work)
-        assert done.returncode == 0, f"deploying the firmware failed:\n{done.stdout}{done.stderr}"
-        yield board
+    yield from board_with_firmware(tmp_path_factory, "drivers_vm")
 
 
 @pytest.fixture
@@ -54,11 +42,6 @@ def board(vm: VirtualBoard) -> VirtualBoard:
     vm.set_air(temperature_c=21.0, humidity_pct=45.0, pressure_hpa=1013.25, co2_ppm=420)
     vm.exec(SETUP)
     return vm
-
-
-def run(board: VirtualBoard, expression: str) -> object:
-    """Evaluate `expression` on the board (after SETUP) and return its value, through JSON."""
-    return json.loads(board.exec(f"print(json.dumps({expression}))").strip())
 
 
 def test_scan_lists_the_addresses_of_the_chips_on_the_lines(board: VirtualBoard) -> None:

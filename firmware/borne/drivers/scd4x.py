@@ -4,6 +4,8 @@ import time
 
 from micropython import const
 
+from borne.drivers.sensirion import crc8
+
 _CMD_START_PERIODIC = const(0x21B1)
 _CMD_READ_MEASUREMENT = const(0xEC05)
 _CMD_DATA_READY = const(0xE4B8)
@@ -12,16 +14,6 @@ _STOP_MS = const(500)  # the sensor ignores commands this long after a stop
 _COMMAND_MS = const(1)  # execution time of a read command before its answer can be read
 
 ADDRESS = const(0x62)
-
-
-def crc8(data):
-    """Sensirion's CRC-8: polynomial 0x31, init 0xFF, no final XOR."""
-    crc = 0xFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc << 1 ^ 0x31 if crc & 0x80 else crc << 1) & 0xFF
-    return crc
 
 
 class SCD4x:

@@ -4,16 +4,57 @@ import asyncio
 import os
 import sys
 
+import _board
+import _console
 import vfs
 from flashfs import HostFlash
 
 import __main__
 
+_main_task = None  # the task of asyncio.run() called by main.py, while it runs
+
 
 def _run(main):
     # This port's asyncio has no run(): its tasks run on Node's event loop, which is already running.
-    # So run() starts the task and returns at once; unlike on a board, the REPL stays reachable.
-    return asyncio.create_task(main)
+    # So run() starts the task and returns at once. If main.py called it, mcu.mjs then keeps the REPL
+    # off and gives the console to main.py until Ctrl-C or the end of the task, as a board does.
+    global _main_task
+    task = asyncio.create_task(_holding(main))
+    if _main_task is None:
+        _main_task = task
+    return task
+
+
+async def _holding(main):
+    global _main_task
+    try:
+        return await main
+    finally:
+        if _main_task is asyncio.current_task():
+            _main_task = None
+            if _console.held:
+                _console.held = False
+                _board.release_console()  # mcu.mjs starts the REPL
+
+
+def holds_console():
+    """After main.py: True if it left a task running, which then holds the console."""
+    _console.held = _main_task is not None
+    return _console.held
+
+
+def console_input(hex_data):
+    """Bytes (in hex) that arrived on the console while main.py holds it."""
+    _console.uart_input.receive(bytes.fromhex(hex_data))
+
+
+def interrupt():
+    """Ctrl-C while main.py holds the console: its task ends; mcu.mjs starts the REPL."""
+    global _main_task
+    _console.held = False
+    if _main_task is not None:
+        _main_task.cancel()  # asyncio.run() would raise KeyboardInterrupt: its task sees CancelledError
+        _main_task = None
 
 
 def start():

@@ -20,27 +20,36 @@ def configure(description, booting=False):
     from bme280_chip import BME280
     from pn532_chip import PN532
     from scd4x_chip import SCD4x
+    from sht4x_chip import SHT4x
 
-    kinds = {"bme280": BME280, "scd4x": SCD4x, "pn532": PN532}
+    kinds = {"bme280": BME280, "scd4x": SCD4x, "pn532": PN532, "sht4x": SHT4x}
     if not isinstance(description, str) or description == _description:
         return
     _description = description
     world = json.loads(description)
     air.update(world.get("air", {}))
+    wired = rewire(_devices, kinds, world.get("devices", {}), booting)
+    _devices.clear()
+    _devices.update(wired)
+
+
+def rewire(models, kinds, described, booting):
+    """The models of the chips the host describes ("SDA/SCL/ADDRESS" or "SCK/MOSI/MISO/CS" -> state),
+    keyed by tuples of ints, each kept from `models` if still wired there. Shared with spi_bus."""
     wired = {}
-    for key, state in world.get("devices", {}).items():
-        sda, scl, address = (int(part) for part in key.split("/"))
-        model = _devices.get((sda, scl, address))
+    for name, state in described.items():
+        key = tuple(int(part) for part in name.split("/"))
+        model = models.get(key)
         if model is None or type(model) is not kinds[state["kind"]]:
             model = kinds[state["kind"]](air)
             model.served = state.get("corrupt", 0) if booting else 0
         model.answering = state.get("answering", True)
-        model.corrupt_next += max(state.get("corrupt", 0) - model.served, 0)
-        model.served = max(model.served, state.get("corrupt", 0))
+        corrupt = state.get("corrupt", 0)  # the host's count, which starts again when it rewires the chip
+        model.corrupt_next += max(corrupt - model.served, 0)
+        model.served = corrupt
         model.configure(state)
-        wired[(sda, scl, address)] = model
-    _devices.clear()
-    _devices.update(wired)
+        wired[key] = model
+    return wired
 
 
 def device(sda, scl, address):

@@ -6,6 +6,7 @@ from binascii import hexlify
 
 import _board
 import i2c_bus
+import spi_bus
 
 PWRON_RESET = 1
 HARD_RESET = 2
@@ -139,12 +140,16 @@ def _level(pin, host_level):
 def _report_output(pin):
     pad = _pads[pin]
     _board.pin_output(pin, pad.latch if _driven_by_board(pad) else -1)
+    spi_bus.line(pin, _level(pin, _board.pin_input(pin)))  # a chip select, or a chip's reset line
 
 
 def _host_changed_pin(pin, old, new):
     # Called by mcu.mjs when the host drives a new level: run the IRQ handler of a matching edge.
     if pin == "i2c":  # not a pin: the host's description of the chips on the I2C lines
         i2c_bus.configure(new)
+        return
+    if pin == "spi":  # the same for the chips on SPI lines
+        spi_bus.configure(new)
         return
     pad = _pads.get(pin)
     if pad is None or pad.handler is None:
@@ -161,6 +166,7 @@ def _host_changed_pin(pin, old, new):
 
 _board.on_pin_change(_host_changed_pin)
 i2c_bus.configure(_board.pin_input("i2c"), booting=True)
+spi_bus.configure(_board.pin_input("spi"), booting=True)
 
 
 class ADC:
@@ -207,6 +213,39 @@ class WDT:
 
     def feed(self):
         _board.wdt_feed()
+
+
+class Timer:
+    """A hardware timer: its callback runs at `period` ms (once, or every period) whatever Python does."""
+
+    ONE_SHOT = 0
+    PERIODIC = 1
+
+    def __init__(self, id, **kwargs):
+        self._id = id
+        self._handle = -1
+        if kwargs:
+            self.init(**kwargs)
+
+    def init(self, *, mode=PERIODIC, period=-1, freq=-1, callback=None):
+        self.deinit()
+        if freq > 0:
+            period = 1000 // freq
+        if period < 1:
+            raise ValueError("period must be positive")
+
+        def fire():
+            if mode == Timer.ONE_SHOT:
+                self._handle = -1
+            if callback is not None:
+                callback(self)
+
+        self._handle = _board.timer_start(period, mode == Timer.PERIODIC, fire)
+
+    def deinit(self):
+        if self._handle >= 0:
+            _board.timer_stop(self._handle)
+            self._handle = -1
 
 
 class RTC:
@@ -288,3 +327,73 @@ class I2C(SoftI2C):
             raise ValueError(f"I2C({id}) doesn't exist")
         default_scl, default_sda = _I2C_DEFAULT_PINS[id]
         super().__init__(default_scl if scl is None else scl, default_sda if sda is None else sda, freq=freq)
+
+
+_SPI_DEFAULT_PINS = {1: (14, 13, 12), 2: (18, 23, 19)}  # (sck, mosi, miso) of HSPI and VSPI on ESP32
+
+
+def _pin_id(pin):
+    return pin._id if isinstance(pin, Pin) else Pin(pin)._id
+
+
+def _bit_reversed(byte):
+    out = 0
+    for _ in range(8):
+        out = out << 1 | byte & 1
+        byte >>= 1
+    return out
+
+
+class SPI:
+    """ESP32's hardware SPI, `SPI(id, baudrate, *, polarity, phase, bits, firstbit, sck, mosi, miso)`,
+    id 1 (HSPI) or 2 (VSPI), pins default to the port's. Full duplex: every byte written clocks one in
+    from the chips the host wired to the pins (spi_bus.py) whose chip select the board holds low."""
+
+    MSB = 0
+    LSB = 1
+
+    def __init__(
+        self, id, baudrate=500000, *, polarity=0, phase=0, bits=8, firstbit=MSB, sck=None, mosi=None, miso=None
+    ):
+        if id not in _SPI_DEFAULT_PINS:
+            raise ValueError("SPI ID must be either HSPI(1) or VSPI(2)")
+        default_sck, default_mosi, default_miso = _SPI_DEFAULT_PINS[id]
+        self._config = [baudrate, polarity, phase, bits, firstbit, default_sck, default_mosi, default_miso]
+        self.init(sck=sck, mosi=mosi, miso=miso)
+
+    def init(
+        self, baudrate=None, *, polarity=None, phase=None, bits=None, firstbit=None, sck=None, mosi=None, miso=None
+    ):
+        """Change the settings given; the others stay as they were."""
+        for i, new in enumerate((baudrate, polarity, phase, bits, firstbit, sck, mosi, miso)):
+            if new is not None:
+                self._config[i] = new if i < 5 else _pin_id(new)
+        self._on = True
+
+    def deinit(self):
+        self._on = False
+
+    def _transfer(self, out):
+        if not self._on:
+            raise OSError("transfer on deinitialized SPI")
+        baudrate, polarity, phase, bits, firstbit, sck, mosi, miso = self._config
+        lsb_first = firstbit == self.LSB
+        if lsb_first:
+            out = bytes(_bit_reversed(b) for b in out)
+        idle = 0xFF if _level(miso, _board.pin_input(miso)) else 0x00  # what a MISO nobody drives reads
+        answer = spi_bus.transfer(sck, mosi, miso, (baudrate, polarity, phase, bits), bytes(out), idle)
+        return bytes(_bit_reversed(b) for b in answer) if lsb_first else answer
+
+    def write(self, buf):
+        self._transfer(buf)
+
+    def read(self, nbytes, write=0x00):
+        return bytes(self._transfer(bytes((write,)) * nbytes))
+
+    def readinto(self, buf, write=0x00):
+        buf[:] = self._transfer(bytes((write,)) * len(buf))
+
+    def write_readinto(self, write_buf, read_buf):
+        if len(write_buf) != len(read_buf):
+            raise ValueError("buffers must be the same length")
+        read_buf[:] = self._transfer(write_buf)

@@ -5,6 +5,7 @@
 # InListPassiveTarget (106 kbps type A) finds the badge the host presents, if any, at once: as the
 # chip does with MxRtyPassiveActivation below 0xFF (no endless wait is modelled).
 from i2c_bus import Chip
+from iso14443a import card
 
 ACK = b"\x00\x00\xff\x00\xff\x00"
 ERROR_FRAME = b"\x00\x00\xff\x01\xff\x7f\x81\x00"  # application-level error: syntax error in the frame
@@ -16,18 +17,7 @@ _RF_CONFIGURATION = 0x32
 _IN_LIST_PASSIVE_TARGET = 0x4A
 _IN_RELEASE = 0x52
 
-# Tag type -> (SENS_RES/ATQA as the PN532 sends it, SEL_RES/SAK), per NXP AN10833. The UID size
-# bits (ATQA bits 7..6) are set from the UID's length. A DESFire also answers RATS: its ATS.
-TAGS = {
-    "mifare_classic": (0x0004, 0x08),
-    "mifare_ultralight": (0x0044, 0x00),
-    "ntag": (0x0044, 0x00),
-    "mifare_desfire": (0x0344, 0x20),
-    "mifare_plus": (0x0004, 0x20),
-    "iso14443_4": (0x0004, 0x20),
-}
 _DESFIRE_ATS = b"\x06\x75\x77\x81\x02\x80"
-_UID_SIZE_BITS = {4: 0x00, 7: 0x40, 10: 0x80}
 
 
 def information_frame(data, damaged=False):
@@ -46,13 +36,7 @@ class PN532(Chip):
 
     def configure(self, state):
         badge = state.get("badge")
-        if badge is None:
-            self.badge = None
-            return
-        uid = bytes.fromhex(badge["uid"])
-        atqa, sak = TAGS[badge["tag_type"]]
-        atqa = badge.get("atqa", atqa & ~0xC0 | _UID_SIZE_BITS[len(uid)])
-        self.badge = (uid, atqa, badge.get("sak", sak))
+        self.badge = None if badge is None else card(badge)
 
     def write(self, data):
         data = bytes(data)

@@ -1,0 +1,102 @@
+"""Board profiles: `boards/<name>.json`, one per supported board (pins, radio chip, power quirks).
+
+The profile's keys are what the firmware reads from config.json's "board"; `sources` and
+`shared_gpio` are for people and stay on the laptop. `boards/profile.schema.json` is the schema;
+`pin_problems` adds what a schema cannot say: which GPIOs exist and what each can do.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+BOARDS_DIR = Path(__file__).resolve().parents[1] / "boards"
+SCHEMA_FILE = BOARDS_DIR / "profile.schema.json"
+DOCUMENTATION_KEYS = ("sources", "shared_gpio")  # not copied to the board
+
+# GPIOs per microcontroller, from Espressif's datasheets. ESP32: 6-11 belong to the SPI flash,
+# 34-39 have no output driver and no pull resistors. ESP32-S3: 26-32 belong to the flash.
+_GPIOS = {
+    "esp32": frozenset({*range(0, 6), *range(12, 20), 21, 22, 23, 25, 26, 27, *range(32, 40)}),
+    "esp32s3": frozenset({*range(0, 22), *range(33, 49)}),
+}
+_INPUT_ONLY = {"esp32": frozenset(range(34, 40)), "esp32s3": frozenset()}
+_ADC = {
+    "esp32": frozenset({0, 2, 4, 12, 13, 14, 15, 25, 26, 27, *range(32, 40)}),
+    "esp32s3": frozenset(range(1, 21)),
+}
+# Pins the ESP32 drives (outputs and I2C's open-drain lines); the rest only read.
+_DRIVEN = frozenset(
+    {"radio.sck", "radio.mosi", "radio.cs", "radio.reset", "nfc_spi.sck", "nfc_spi.mosi", "nfc_spi.cs"}
+    | {"nfc_spi.reset", "i2c.sda", "i2c.scl", "led", "vext"}
+)
+
+
+class BoardError(Exception):
+    """A board name or profile that cannot be used; the message says what to do."""
+
+
+def profile_names() -> list[str]:
+    """The names of the profiles in boards/, sorted."""
+    return sorted(path.stem for path in BOARDS_DIR.glob("*.json") if path != SCHEMA_FILE)
+
+
+def load_profile(name: str) -> dict[str, Any]:
+    """The profile `name`, whole (with its sources); BoardError if unknown or its pins are wrong."""
+    path = BOARDS_DIR / f"{name}.json"
+    if name not in profile_names():
+        known = ", ".join(profile_names()) or f"none: is {BOARDS_DIR} there?"
+        raise BoardError(f"unknown board {name!r}; known boards: {known} (`borne board profiles` describes them)")
+    try:
+        profile = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise BoardError(f"{path}: cannot read it as JSON: {error}") from None
+    problems = pin_problems(profile)
+    if problems:
+        raise BoardError(f"{path}: " + "; ".join(problems))
+    return profile
+
+
+def for_board(profile: dict[str, Any]) -> dict[str, Any]:
+    """The profile as the firmware gets it: without the keys meant for people."""
+    return {key: value for key, value in profile.items() if key not in DOCUMENTATION_KEYS}
+
+
+def gpio_uses(profile: dict[str, Any]) -> dict[int, list[str]]:
+    """Which functions use each GPIO, e.g. {18: ["radio.cs"], 25: ["led"]}."""
+    uses: dict[int, list[str]] = {}
+
+    def use(pin: object, function: str) -> None:
+        if isinstance(pin, int) and not isinstance(pin, bool):
+            uses.setdefault(pin, []).append(function)
+
+    for section in ("radio", "i2c", "nfc_spi"):
+        for key, value in (profile.get(section) or {}).items():
+            if key not in ("chip", "spi_id", "id", "dio3_tcxo_mv", "tx_ant", "max_power_dbm"):
+                use(value, f"{section}.{key}")
+    for section in ("led", "battery", "vext"):
+        use((profile.get(section) or {}).get("pin"), section)
+    for key in ("button", "pulse"):
+        use(profile.get(key), key)
+    return uses
+
+
+def pin_problems(profile: dict[str, Any]) -> list[str]:
+    """What is wrong with the profile's GPIOs: shared without a reason, absent, or unable to do their job."""
+    mcu = profile.get("mcu")
+    if mcu not in _GPIOS:
+        return [f"mcu must be one of {', '.join(_GPIOS)}, not {mcu!r}"]
+    shared_on_purpose = {int(pin) for pin in profile.get("shared_gpio", {})}
+    problems = []
+    for pin, functions in sorted(gpio_uses(profile).items()):
+        if len(functions) > 1 and pin not in shared_on_purpose:
+            problems.append(f"GPIO{pin} is used by {' and '.join(functions)}: say why in shared_gpio, or move one")
+        if pin not in _GPIOS[mcu]:
+            problems.append(f"{', '.join(functions)}: GPIO{pin} is not a usable GPIO of an {mcu}")
+        elif pin in _INPUT_ONLY[mcu] and _DRIVEN.intersection(functions):
+            problems.append(f"{', '.join(functions)}: GPIO{pin} of an {mcu} is input only")
+    battery = profile.get("battery")
+    if battery and battery.get("pin") not in _ADC[mcu]:
+        problems.append(f"battery: GPIO{battery.get('pin')} of an {mcu} has no ADC")
+    return problems

@@ -1,0 +1,179 @@
+"""`borne demo`: a virtual town hall, live.
+
+Boards running the real firmware in the real MicroPython VM (two doors with badge readers, a
+meeting room with a BME280 and an SCD41, a bridge board), a radio medium between them, the real
+gateway daemon reading the bridge over its pty, and mosquitto. Visitors badge in and out; the
+room's air changes; what the gateway publishes is printed as it arrives on MQTT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiomqtt
+
+from hil_tests.broker import BrokerMissing
+from hil_tests.virtual_board import VirtualBoardError
+from hil_tests.virtual_site import NodeSpec, VirtualSite
+
+NODES = (
+    NodeSpec(101, "entrance", nfc="pn532", direction="in"),
+    NodeSpec(102, "exit", nfc="pn532", direction="out"),
+    NodeSpec(201, "meeting-room", sensors=("bme280", "scd4x"), telemetry_s=20, status_s=120),
+)
+RADIO = {"sf": 7}  # the shortest airtime: a demo's minute holds many frames within the duty cycle
+VISITORS = [bytes([0x04, 0x10 + i, 0x2A, 0x3B, 0x4C, 0x5D, 0x60 + i]) for i in range(8)]
+BADGE_HELD_S = 0.8
+DRAIN_S = 20  # at the end, how long to wait for check-ins still on their way
+TELEMETRY_UNITS = {
+    "temperature_c": "°C",
+    "humidity_pct": "%",
+    "pressure_hpa": "hPa",
+    "co2_ppm": "ppm",
+    "voc_index": "VOC",
+    "meter_pulses": "pulses",
+    "battery_mv": "mV",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--duration", type=float, default=0, help="stop after this many seconds (default: Ctrl-C)")
+    parser.add_argument(
+        "--work", type=Path, help="where the boards' flash, the state and logs go (default: a temp dir)"
+    )
+    parser.add_argument(
+        "--visit-every", type=float, default=6.0, help="seconds between visitors (default: %(default)s)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="the medium's and the visitors' randomness")
+
+
+def run(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as stack:
+        work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="borne-demo-")))
+        try:
+            return asyncio.run(_demo(work, args))
+        except (BrokerMissing, VirtualBoardError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+
+
+async def _demo(work: Path, args: argparse.Namespace) -> int:
+    say(f"setting up the virtual site in {work}")
+    site = VirtualSite(work, NODES, radio=RADIO, seed=args.seed)
+    await asyncio.to_thread(site.start)
+    try:
+        say(f"mosquitto on 127.0.0.1:{site.mqtt_port}; gateway log: {site.gateway_log}")
+        for name, board in site.boards.items():
+            say(f"board {name}: console on {board.port} (mpremote connect {board.port})")
+        say("the nodes boot, then visitors badge in; Ctrl-C stops" if not args.duration else "running")
+        stop = asyncio.Event()
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(signal_number, stop.set)
+        tally = Tally()
+        rng = random.Random(args.seed)
+        printer = asyncio.create_task(_print_mqtt(site.mqtt_port, tally))
+        world = [asyncio.create_task(job) for job in (_visitors(site, rng, args, tally), _weather(site, rng))]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), args.duration or None)
+        for task in world:
+            task.cancel()
+        await asyncio.gather(*world, return_exceptions=True)
+        say("stopping: waiting for the last check-ins to be published")
+        deadline = time.monotonic() + DRAIN_S
+        while tally.published["checkin"] < tally.presented and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        printer.cancel()
+        await asyncio.gather(printer, return_exceptions=True)
+        say(tally.summary(site.medium.stats))
+    finally:
+        await asyncio.to_thread(site.stop)
+    return 0
+
+
+def say(text: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')}  {text}", flush=True)
+
+
+class Tally:
+    def __init__(self) -> None:
+        self.presented = 0
+        self.published: dict[str, int] = {"checkin": 0, "telemetry": 0, "status": 0}
+
+    def summary(self, medium: dict[str, int]) -> str:
+        counts = ", ".join(f"{n} {kind}" for kind, n in self.published.items())
+        radio = ", ".join(f"{n} {what}" for what, n in medium.items())
+        return f"badges presented: {self.presented}; published: {counts}; radio: {radio}"
+
+
+async def _visitors(site: VirtualSite, rng: random.Random, args: argparse.Namespace, tally: Tally) -> None:
+    await asyncio.sleep(8)  # the nodes boot and say their status first
+    doors = [spec.name for spec in NODES if spec.nfc]
+    while True:
+        # Visitors in turn: a badge comes back after the others, past the readers' re-tap delay.
+        door, badge = rng.choice(doors), VISITORS[tally.presented % len(VISITORS)]
+        say(f"a visitor presents a badge at {door}")
+        await asyncio.to_thread(site.present_badge, door, badge)
+        tally.presented += 1
+        await asyncio.sleep(BADGE_HELD_S)
+        await asyncio.to_thread(site.remove_badge, door)
+        await asyncio.sleep(args.visit_every * rng.uniform(0.5, 1.5))
+
+
+async def _weather(site: VirtualSite, rng: random.Random) -> None:
+    """People in the meeting room: CO2 rises, then the window opens."""
+    co2 = 450.0
+    while True:
+        co2 = 450 if co2 > 1400 else co2 + rng.uniform(40, 120)
+        temperature = 20.5 + (co2 - 450) / 500
+        await asyncio.to_thread(site.set_air, "meeting-room", co2_ppm=int(co2), temperature_c=round(temperature, 2))
+        await asyncio.sleep(10)
+
+
+async def _print_mqtt(port: int, tally: Tally) -> None:
+    while True:
+        try:
+            async with aiomqtt.Client("127.0.0.1", port) as client:
+                await client.subscribe("borne/#", qos=1)
+                async for message in client.messages:
+                    _show(str(message.topic), message.payload, tally)
+        except aiomqtt.MqttError:
+            await asyncio.sleep(1)  # the broker is starting
+
+
+def _show(topic: str, payload: object, tally: Tally) -> None:
+    kind = topic.rsplit("/", 1)[-1]
+    text = payload.decode(errors="replace") if isinstance(payload, bytes) else str(payload)
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = text
+    if not isinstance(data, dict):
+        if kind == "state":
+            say(f"GATEWAY    {topic.split('/')[-2]} is {data}")
+        return
+    if kind in tally.published:
+        tally.published[kind] += 1
+    where = f"{data.get('site')}/{data.get('device')}"
+    rssi = data.get("receptions", [{}])[0].get("rssi_dbm") if data.get("receptions") else None
+    radio = f"  (RSSI {rssi} dBm)" if rssi is not None else ""
+    if kind == "checkin":
+        say(f"CHECK-IN   {where}: badge {data['badge_token']} {data['direction']}, {data['age_s']} s ago{radio}")
+    elif kind == "telemetry":
+        values = ", ".join(f"{data[name]} {unit}" for name, unit in TELEMETRY_UNITS.items() if name in data)
+        say(f"TELEMETRY  {where}: {values}{radio}")
+    elif kind == "status":
+        say(
+            f"STATUS     {where}: up {data['uptime_s']} s, reset {data['reset_cause']}, "
+            f"queue {data['queue_depth']}, radio errors {data['radio_errors']}{radio}"
+        )
+    elif kind == "rejected":
+        say(f"REJECTED   {data.get('reason')}: {data.get('detail', '')}")

@@ -1,0 +1,129 @@
+"""The firmware's start: configuration, safe mode, watchdog, and the role the board plays.
+
+A boot that does not reach HEALTHY_AFTER_MS of running counts as a crash; after MAX_CRASHES in a
+row (counted in RTC memory, so a power cycle starts afresh) the board stays in safe mode: the
+firmware does not start and the REPL is left to the installer, with the last error in /crash.txt.
+Holding the board's button at reset gives safe mode too, and so does a configuration error.
+"""
+
+import asyncio
+import sys
+import time
+
+import machine
+from micropython import const
+
+from borne import config as board_config
+from borne import retained, watchdog
+
+FIRMWARE_VERSION = (0, 4, 0)
+MAX_CRASHES = const(3)
+HEALTHY_AFTER_MS = const(120000)
+CRASH_LOG = "/crash.txt"
+RESET_CRASH = const(7)  # payload_codec's RESET_CAUSES: the previous boot ended in a crash
+
+_stopped_once = False
+
+
+class Uptime:
+    """Seconds since boot, past the wrap of ticks_ms (about 6 days): read it at least daily."""
+
+    def __init__(self):
+        self._ms = 0
+        self._ticks = time.ticks_ms()
+
+    def seconds(self):
+        now = time.ticks_ms()
+        self._ms += time.ticks_diff(now, self._ticks)
+        self._ticks = now
+        return self._ms // 1000
+
+
+def start():
+    """What main.py runs: the configured role until Ctrl-C; safe mode if the board must not run it."""
+    crashes = retained.load().get("crashes", 0)
+    try:
+        config = board_config.load()
+    except board_config.ConfigError as error:
+        return _safe_mode(f"the configuration is wrong: {error}")
+    if crashes >= MAX_CRASHES:
+        return _safe_mode(f"{crashes} crashes in a row; the last error is in {CRASH_LOG}")
+    button = config["board"].get("button")
+    if button is not None and machine.Pin(button, machine.Pin.IN, machine.Pin.PULL_UP).value() == 0:
+        return _safe_mode("the button was held at reset")
+    retained.update(crashes=crashes + 1)
+    try:
+        asyncio.run(_main(config))
+    except KeyboardInterrupt:
+        _stopped()
+
+
+def reset_cause():
+    """The reset cause to report (payload_codec's RESET_CAUSES): machine's, or crash."""
+    state = retained.load()
+    if state.pop("crashed", False):
+        retained.save(state)
+        return RESET_CRASH
+    return machine.reset_cause()
+
+
+def clear_crashes():
+    """Leave safe mode at the next reset (the installer fixed what made the firmware crash)."""
+    retained.update(crashes=0)
+
+
+async def _main(config):
+    watchdog.arm()
+    try:
+        if config["role"] == "node":
+            from borne.node import Node
+
+            role = Node(config).run()
+        else:
+            from borne.bridge import Bridge
+
+            role = Bridge(config).run()
+        await asyncio.gather(role, _keep_watchdog_fed(), _healthy_after())
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, seen from inside the loop
+        _stopped()
+    except Exception as error:
+        _crash(error)
+
+
+async def _keep_watchdog_fed():
+    while True:
+        watchdog.feed()
+        await asyncio.sleep_ms(1000)
+
+
+async def _healthy_after():
+    await asyncio.sleep_ms(HEALTHY_AFTER_MS)
+    retained.update(crashes=0)
+
+
+def _crash(error):
+    print("borne: crashed; restarting")
+    sys.print_exception(error)
+    try:
+        with open(CRASH_LOG, "w") as f:
+            sys.print_exception(error, f)
+    except OSError:
+        pass  # a full or broken flash must not stop the reset
+    retained.update(crashed=True)
+    machine.reset()
+
+
+def _stopped():
+    global _stopped_once
+    if _stopped_once:
+        return
+    _stopped_once = True
+    watchdog.hold()
+    print("borne: stopped; the REPL is free (machine.reset() starts the firmware again)")
+
+
+def _safe_mode(why):
+    watchdog.hold()
+    print(f"borne: SAFE MODE: {why}.")
+    print("borne: the firmware is not running; mpremote can reach the board.")
+    print("borne: fix it, then power-cycle, or run: import borne.app; borne.app.clear_crashes(); machine.reset()")

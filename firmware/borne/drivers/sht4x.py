@@ -1,0 +1,54 @@
+# Sensirion SHT4x (SHT40/41/45) temperature and humidity sensor on I2C. Each command is one byte; the
+# answer is two 16-bit words, each followed by its CRC-8. The sensor NACKs while it measures.
+import time
+
+from micropython import const
+
+from borne.drivers.sensirion import crc8
+
+_CMD_MEASURE_HIGH_PRECISION = const(0xFD)
+_CMD_SERIAL_NUMBER = const(0x89)
+_CMD_SOFT_RESET = const(0x94)
+_MEASURE_MS = const(10)  # high precision takes 8.3 ms at most
+_COMMAND_MS = const(1)  # serial number and soft reset
+
+ADDRESS = const(0x44)  # SHT4x-A; the -B and -C variants answer at 0x45 and 0x46
+
+
+class SHT4x:
+    """An SHT4x on `i2c`. A sensor that does not answer raises OSError(ENODEV); an answer whose CRC
+    does not match raises OSError(EIO)."""
+
+    def __init__(self, i2c, address=ADDRESS):
+        self._i2c = i2c
+        self._address = address
+        self._command = bytearray(1)
+        self._answer = bytearray(6)
+
+    def _exchange(self, command, wait_ms):
+        """Send a command, wait for it, then read its two words, checking each CRC."""
+        self._command[0] = command
+        self._i2c.writeto(self._address, self._command)
+        time.sleep_ms(wait_ms)
+        a = self._answer
+        self._i2c.readfrom_into(self._address, a)
+        if crc8(memoryview(a)[0:2]) != a[2] or crc8(memoryview(a)[3:5]) != a[5]:
+            raise OSError(5, "SHT4x bad CRC")  # EIO
+        return a
+
+    def read(self):
+        """Measure once, with high precision: (temperature in °C, relative humidity in %, 0 to 100)."""
+        a = self._exchange(_CMD_MEASURE_HIGH_PRECISION, _MEASURE_MS)
+        temperature = -45 + 175 * (a[0] << 8 | a[1]) / 65535
+        humidity = -6 + 125 * (a[3] << 8 | a[4]) / 65535
+        return temperature, min(max(humidity, 0.0), 100.0)  # the datasheet says to crop it so
+
+    def serial_number(self):
+        a = self._exchange(_CMD_SERIAL_NUMBER, _COMMAND_MS)
+        return a[0] << 24 | a[1] << 16 | a[3] << 8 | a[4]
+
+    def reset(self):
+        """Soft reset: back to the state after power-on."""
+        self._command[0] = _CMD_SOFT_RESET
+        self._i2c.writeto(self._address, self._command)
+        time.sleep_ms(_COMMAND_MS)

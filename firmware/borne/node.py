@@ -1,0 +1,298 @@
+"""Role node: badges and sensors at a door or in a room, sent over LoRa.
+
+Tasks, one job each, on one asyncio loop:
+  _badges     polls the reader; a new presentation goes into the check-in queue (on flash)
+  _checkins   sends the queue's oldest events in one frame and waits for its ACK in the receive
+              window; without one, retries the same bytes after a backoff with jitter
+  _telemetry  every telemetry_s, the sensors' readings (not acknowledged)
+  _status     at boot and every status_s: uptime, reset cause, queue, faults, counters
+A battery node without NFC does one telemetry (and status when due) per wake and deep-sleeps.
+"""
+
+import asyncio
+import time
+
+import machine
+from micropython import const
+
+from borne import app, backoff, retained
+from borne import config as board_config
+from borne.airtime import max_frame_size
+from borne.badges import Presentations
+from borne.checkin_queue import CheckinQueue
+from borne.counter import FrameCounter
+from borne.crypto import DeviceKeys, badge_token
+from borne.frame import (
+    ACK,
+    BADGE_RETAP_S,
+    CHECKIN_DIRECTION,
+    REBOOT,
+    REPORT_INTERVAL_S,
+    SPREADING_FACTOR,
+    STATUS_INTERVAL_S,
+    TAG_TYPES,
+    TX_POWER_DBM,
+    Downlink,
+    Uplink,
+    checkin_tag,
+    max_checkins,
+)
+from borne.radio import Radio
+from borne.sensors import Sensors
+
+POLL_MS = const(150)  # badge reader polls: a tap lasts a few hundred ms
+RX_EARLY_MS = const(100)  # the receive window opens this much before the ACK is due
+RX_LATE_MS = const(200)  # and stays open this much after its end
+_ACK_SIZE = const(15)  # the longest ACK on air: with the gateway's time
+STATUS_AFTER_BOOT_MS = const(3000)  # plus up to as much again, at random
+JITTER_PCT = const(10)  # each report interval varies by up to this much, at random
+
+
+class Led:
+    def __init__(self, spec):
+        self._pin = None
+        if spec:
+            self._on = 1 if spec.get("active_high", True) else 0
+            self._pin = machine.Pin(spec["pin"], machine.Pin.OUT, value=1 - self._on)
+
+    def flash(self, ms=200):
+        if self._pin is not None:
+            self._flashing = asyncio.create_task(self._flash(self._pin, ms))
+
+    async def _flash(self, pin, ms):
+        pin.value(self._on)
+        await asyncio.sleep_ms(ms)
+        pin.value(1 - self._on)
+
+
+class Node:
+    def __init__(self, config):
+        self.config = config
+        board = config["board"]
+        vext = board.get("vext")
+        if vext:
+            machine.Pin(vext["pin"], machine.Pin.OUT, value=vext["on"])  # powers the sensors and the LNA
+        self.reset_cause = app.reset_cause()
+        self.uptime = app.Uptime()
+        keys = config["keys"]
+        device_keys = DeviceKeys(bytes.fromhex(keys["mic"]), bytes.fromhex(keys["enc"]))
+        device_id = config["device_id"]
+        self.uplink = Uplink(device_id, device_keys)
+        self.downlink = Downlink(device_id, device_keys)
+        resume_at = None
+        if self.reset_cause == machine.DEEPSLEEP_RESET:
+            resume_at = retained.load().get("counter")
+        self.counter = FrameCounter(resume_at=resume_at)
+        self.radio = Radio(board["radio"], config["radio"])
+        self.led = Led(board.get("led"))
+        i2c = board.get("i2c")
+        self._i2c = None
+        if i2c:
+            self._i2c = machine.I2C(i2c["id"], sda=machine.Pin(i2c["sda"]), scl=machine.Pin(i2c["scl"]), freq=100000)
+        self.sensors = Sensors(config.get("sensors", []), board, self._i2c)
+        self.reader_errors = 0
+        self.rejected_downlinks = 0
+        nfc = config.get("nfc")
+        self.queue = None
+        if nfc:
+            self.queue = CheckinQueue()
+            self.badge_key = bytes.fromhex(keys["badge"])
+            self.direction = board_config.DIRECTIONS.index(nfc["direction"])
+            self.presentations = Presentations(nfc["retap_s"] * 1000)
+            self._reader = None
+            self._waiting = asyncio.Event()  # set when the queue has something to send
+
+    async def run(self):
+        if self.config["deep_sleep"]:
+            return await self._report_and_sleep()
+        tasks = [self._status()]
+        if self.config.get("sensors"):
+            tasks.append(self._telemetry())
+        if self.queue is not None:
+            tasks.append(self._badges(self.queue))
+            tasks.append(self._checkins(self.queue))
+        await asyncio.gather(*tasks)
+
+    # Check-ins.
+
+    def _open_reader(self):
+        board, nfc = self.config["board"], self.config["nfc"]
+        if nfc["reader"] == "pn532":
+            from borne.drivers.pn532 import PN532
+
+            return PN532(self._i2c)
+        from borne.drivers.mfrc522 import MFRC522
+
+        spi_pins = board["nfc_spi"]
+        spi = machine.SPI(
+            spi_pins["spi_id"],
+            baudrate=1000000,
+            sck=machine.Pin(spi_pins["sck"]),
+            mosi=machine.Pin(spi_pins["mosi"]),
+            miso=machine.Pin(spi_pins["miso"]),
+        )
+        reset = spi_pins.get("reset")
+        return MFRC522(spi, machine.Pin(spi_pins["cs"]), reset=None if reset is None else machine.Pin(reset))
+
+    async def _badges(self, queue):
+        while True:
+            try:
+                if self._reader is None:
+                    self._reader = self._open_reader()
+                badge = self._reader.read_badge()
+                if badge is None:
+                    self.presentations.empty()
+                else:
+                    self._check_in(queue, badge[0], badge[1])
+                badge = None  # the UID is forgotten at once
+            except OSError:  # says nothing of the badge
+                self.reader_errors += 1
+                self._reader = None  # opened again at the next poll: it may have been unplugged
+            await asyncio.sleep_ms(POLL_MS)
+
+    def _check_in(self, queue, uid, tag_type):
+        token = badge_token(self.badge_key, uid)
+        tag = checkin_tag(self.direction, TAG_TYPES.index(tag_type), len(uid))
+        if self.presentations.seen(token) and queue.push(tag, token, self.uptime.seconds()):
+            self.led.flash()
+            self._waiting.set()
+
+    async def _checkins(self, queue):
+        attempt = 0
+        while True:
+            if queue.flight is None and not queue.depth:
+                self._waiting.clear()
+                await self._waiting.wait()
+                continue
+            async with self.radio.lock:
+                if queue.flight is None:
+                    counter = self.counter.next()
+                    limit = max_checkins(max_frame_size(self.radio.sf))
+                    n = queue.batch(self.uplink.add_checkin, limit, self.uptime.seconds())
+                    queue.send(self.uplink.seal_checkins(counter), counter, n)
+                acked = await self._send_for_ack(queue.flight, queue.flight_counter)
+            if acked:
+                queue.ack(queue.flight_events, self.uptime.seconds())
+                attempt = 0
+            else:
+                await asyncio.sleep_ms(backoff.delay_ms(attempt))
+                attempt += 1
+
+    async def _send_for_ack(self, frame, counter):
+        """Send a frame that asks for an ACK; True if the gateway ACKed it in the receive window."""
+        radio = self.radio
+        try:
+            sent_at = await radio.send(frame)
+        except (OSError, RuntimeError):
+            radio.errors += 1
+            return False
+        radio_config = self.config["radio"]
+        opens = time.ticks_add(sent_at, radio_config["ack_delay_ms"] - RX_EARLY_MS)
+        length = RX_EARLY_MS + radio.airtime_us(_ACK_SIZE) // 1000 + RX_LATE_MS
+        try:
+            received = await radio.receive_window(opens, radio_config["ack_freq_khz"], length)
+        except (OSError, RuntimeError):
+            radio.errors += 1
+            return False
+        return received is not None and self._take_downlink(received, counter)
+
+    def _take_downlink(self, frame, counter):
+        """Check a downlink; act on a config; True if it is the ACK of uplink `counter`."""
+        down = self.downlink
+        if down.read(frame, self.counter.downlink) is not None:
+            self.rejected_downlinks += 1
+            return False
+        self.counter.accept_downlink(down.counter)
+        if down.kind == ACK:
+            return down.acked_counter16 == counter & 0xFFFF
+        self._configure(down.config)
+        return False
+
+    def _configure(self, values):
+        """Apply a config downlink, and keep it in the configuration file for the next boots."""
+        config = self.config
+        intervals = config["intervals"]
+        if values[REPORT_INTERVAL_S] is not None:
+            intervals["telemetry_s"] = values[REPORT_INTERVAL_S]
+        if values[STATUS_INTERVAL_S] is not None:
+            intervals["status_s"] = values[STATUS_INTERVAL_S]
+        if values[SPREADING_FACTOR] is not None:
+            config["radio"]["sf"] = values[SPREADING_FACTOR]
+            self.radio.set_sf(values[SPREADING_FACTOR])
+        if values[TX_POWER_DBM] is not None:
+            config["radio"]["output_power"] = values[TX_POWER_DBM]
+            self.radio.set_power(values[TX_POWER_DBM])
+        nfc = config.get("nfc")
+        if nfc and values[BADGE_RETAP_S] is not None:
+            nfc["retap_s"] = values[BADGE_RETAP_S]
+            self.presentations.retap_ms = values[BADGE_RETAP_S] * 1000
+        if nfc and values[CHECKIN_DIRECTION] is not None:
+            nfc["direction"] = board_config.DIRECTIONS[values[CHECKIN_DIRECTION]]
+            self.direction = values[CHECKIN_DIRECTION]
+        board_config.save(config)
+        if values[REBOOT]:
+            machine.reset()
+
+    # Telemetry and status.
+
+    async def _telemetry(self):
+        await asyncio.sleep_ms(backoff.uniform_ms(STATUS_AFTER_BOOT_MS))  # not with every node powered on with it
+        while True:
+            await self._send_telemetry()
+            await asyncio.sleep_ms(_jittered(self.config["intervals"]["telemetry_s"] * 1000))
+
+    async def _status(self):
+        await asyncio.sleep_ms(STATUS_AFTER_BOOT_MS + backoff.uniform_ms(STATUS_AFTER_BOOT_MS))
+        while True:
+            await self._send_status()
+            await asyncio.sleep_ms(_jittered(self.config["intervals"]["status_s"] * 1000))
+
+    async def _send_telemetry(self):
+        values = self.sensors.read()
+        for value in values:
+            if value is not None:
+                break
+        else:
+            return  # every sensor failed: the status frame says which
+        async with self.radio.lock:
+            await self._send(self.uplink.telemetry(self.counter.next(), values))
+
+    async def _send_status(self):
+        queue = self.queue
+        async with self.radio.lock:
+            frame = self.uplink.status(
+                self.counter.next(),
+                app.FIRMWARE_VERSION,
+                self.uptime.seconds(),
+                self.reset_cause,
+                queue_depth=queue.depth if queue else 0,
+                checkins_dropped=queue.dropped if queue else 0,
+                sensor_faults=self.sensors.faults,
+                radio_errors=self.radio.errors,
+                reader_errors=self.reader_errors,
+                duty_cycle_deferrals=self.radio.deferrals,
+            )
+            await self._send(frame)
+
+    async def _send(self, frame):
+        try:
+            await self.radio.send(frame)
+        except (OSError, RuntimeError):
+            self.radio.errors += 1
+
+    async def _report_and_sleep(self):
+        intervals = self.config["intervals"]
+        wakes = retained.load().get("wakes", 0) if self.reset_cause == machine.DEEPSLEEP_RESET else 0
+        await self._send_telemetry()
+        if wakes % max(1, intervals["status_s"] // intervals["telemetry_s"]) == 0:
+            await self._send_status()
+        # A report sent is a healthy boot: a node that sleeps never runs long enough to say so otherwise.
+        retained.update(counter=self.counter.peek, wakes=wakes + 1, crashes=0)
+        machine.deepsleep(intervals["telemetry_s"] * 1000)
+
+
+def _jittered(interval_ms):
+    """`interval_ms`, give or take JITTER_PCT at random: frames of nodes on the same period drift
+    apart instead of colliding at every report (they are not acknowledged, so a collision loses them)."""
+    spread = interval_ms * JITTER_PCT // 100
+    return interval_ms - spread + backoff.uniform_ms(2 * spread)

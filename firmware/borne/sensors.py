@@ -1,0 +1,110 @@
+"""The node's configured sensors, read into one telemetry frame's values.
+
+A sensor that is missing or fails is a fault for this reading (its bits in `faults`, which the
+status frame carries), never a crash; a missing one is looked for again at every reading, so a
+sensor plugged in later is found.
+"""
+
+from borne.frame import BATTERY_MV, CO2_PPM, HUMIDITY_PCT, METER_PULSES, PRESSURE_HPA, TEMPERATURE_C
+
+_BIT_T = 1 << TEMPERATURE_C
+_BIT_H = 1 << HUMIDITY_PCT
+_BIT_P = 1 << PRESSURE_HPA
+_QUANTITIES = 7  # the telemetry fields, TEMPERATURE_C … BATTERY_MV
+
+
+def _bme280(bus):
+    from borne.drivers.bme280 import BME280
+
+    return BME280(bus)
+
+
+def _scd4x(bus):
+    from borne.drivers.scd4x import SCD4x
+
+    sensor = SCD4x(bus)
+    sensor.start()
+    return sensor
+
+
+def _sht4x(bus):
+    from borne.drivers.sht4x import SHT4x
+
+    return SHT4x(bus)
+
+
+class Sensors:
+    def __init__(self, names, board, i2c):
+        self.names = names
+        self._i2c = i2c  # the board's sensor bus, shared with a PN532
+        self._drivers: dict = {}  # name -> driver, once it answered
+        self._co2 = None  # the SCD4x's last sample: it measures every 5 s, on its own
+        self.values = [None] * _QUANTITIES
+        self.faults = 0  # telemetry bitmap of the quantities whose sensor failed at the last reading
+        if "battery" in names and board.get("battery"):
+            from borne.drivers.battery import Battery
+
+            self._drivers["battery"] = Battery(board["battery"]["pin"], board["battery"]["ratio"])
+        if "pulse" in names and board.get("pulse") is not None:
+            from borne.drivers.pulse import PulseCounter
+
+            self._drivers["pulse"] = PulseCounter(board["pulse"])
+
+    def _driver(self, name, make):
+        driver = self._drivers.get(name)
+        if driver is None:
+            driver = self._drivers[name] = make(self._i2c)  # OSError if it does not answer
+        return driver
+
+    def read(self):
+        """Read every configured sensor: `values` (None where nothing was measured) and `faults`."""
+        values = self.values
+        for i in range(_QUANTITIES):
+            values[i] = None
+        faults = 0
+        names = self.names
+        # Temperature and humidity from the most precise sensor that has them: SHT4x, BME280, SCD4x.
+        if "scd4x" in names:
+            try:
+                scd = self._driver("scd4x", _scd4x)
+                if scd.data_ready():
+                    self._co2 = scd.read()
+            except OSError:
+                self._drivers.pop("scd4x", None)
+                self._co2 = None
+                faults |= 1 << CO2_PPM
+            if self._co2 is not None:
+                values[CO2_PPM] = self._co2[0]
+                values[TEMPERATURE_C] = self._co2[1] / 100
+                values[HUMIDITY_PCT] = self._co2[2] / 100
+        if "bme280" in names:
+            try:
+                t, h, p = self._driver("bme280", _bme280).read()
+                values[TEMPERATURE_C] = t / 100
+                values[HUMIDITY_PCT] = h / 100
+                values[PRESSURE_HPA] = p / 100
+            except OSError:
+                self._drivers.pop("bme280", None)
+                faults |= _BIT_T | _BIT_H | _BIT_P
+        if "sht4x" in names:
+            try:
+                values[TEMPERATURE_C], values[HUMIDITY_PCT] = self._driver("sht4x", _sht4x).read()
+            except OSError:
+                self._drivers.pop("sht4x", None)
+                faults |= _BIT_T | _BIT_H
+        for name, bit in (("battery", BATTERY_MV), ("pulse", METER_PULSES)):
+            if name not in names:
+                continue
+            driver = self._drivers.get(name)
+            if driver is None:
+                faults |= 1 << bit  # the board profile has no such input
+            elif name == "battery":
+                values[bit] = driver.millivolts()
+            else:
+                values[bit] = driver.count
+        # A quantity another sensor did measure is not a fault.
+        for i in range(_QUANTITIES):
+            if values[i] is not None:
+                faults &= ~(1 << i)
+        self.faults = faults
+        return values

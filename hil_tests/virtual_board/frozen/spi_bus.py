@@ -1,0 +1,89 @@
+# The chips wired to the board's SPI lines, as the host (board.py) describes them. machine.SPI clocks
+# its bytes through here: a chip on the transfer's SCK/MOSI/MISO pins takes part while the level on
+# its chip-select pin is low. machine tells this module every level the board drives or releases.
+#
+# The host sends its whole description as one JSON string (on the control pipe, under the pin key
+# "spi"): {"devices": {"SCK/MOSI/MISO/CS": {"kind", "answering", "corrupt", ...kind's state}}}, with
+# "answering" and "corrupt" as on I2C (i2c_bus.py). A chip that is not answering is unpowered: it
+# neither hears MOSI nor drives MISO.
+import json
+
+import i2c_bus
+
+_devices = {}  # (sck, mosi, miso, cs) -> model
+_levels = {}  # GPIO -> the level the board last set on it
+_description = None
+
+
+def configure(description, booting=False):
+    """Apply the host's description (a JSON string); models of chips still wired keep their state."""
+    global _description
+    from mfrc522_chip import MFRC522  # here: the chips' modules build on Chip, below
+
+    if not isinstance(description, str) or description == _description:
+        return
+    _description = description
+    described = json.loads(description).get("devices", {})
+    wired = i2c_bus.rewire(_devices, {"mfrc522": MFRC522}, described, booting)
+    _devices.clear()
+    _devices.update(wired)
+
+
+def level(pin):
+    """The level on GPIO `pin` as the board left it (one it never set floats low)."""
+    return _levels.get(pin, 0)
+
+
+def line(pin, new):
+    """The level on GPIO `pin` is now `new`: a falling chip select starts a transaction."""
+    if level(pin) == new:
+        return
+    _levels[pin] = new
+    for (_, _, _, cs), model in _devices.items():
+        if cs == pin:
+            if not new:
+                model.select()
+        else:
+            model.line(pin, new)
+
+
+def transfer(sck, mosi, miso, settings, out, idle):
+    """What MISO carries while the bytes `out` go out on MOSI, most significant bit first.
+
+    `settings` is (baudrate, polarity, phase, bits); a chip clocked otherwise than it expects hears
+    nothing it understands and stays silent. Bytes nobody drives read `idle`."""
+    chips = [
+        model
+        for (c, o, i, cs), model in _devices.items()
+        if (c, o, i) == (sck, mosi, miso) and not level(cs) and model.answering and model.understands(*settings)
+    ]
+    answer = bytearray(len(out))
+    for n, byte in enumerate(out):
+        got = None
+        for chip in chips:
+            driven = chip.exchange(byte)
+            if driven is not None:
+                got = driven if got is None else got & driven  # two chips fighting: low wins
+        answer[n] = idle if got is None else got
+    return answer
+
+
+class Chip(i2c_bus.Chip):
+    """What every SPI chip shares: the SPI mode it expects, and a byte for each byte clocked in."""
+
+    polarity = 0
+    phase = 0
+    max_baudrate = 10_000_000
+
+    def understands(self, baudrate, polarity, phase, bits):
+        return (polarity, phase, bits) == (self.polarity, self.phase, 8) and baudrate <= self.max_baudrate
+
+    def select(self):
+        """Chip select went low: the next byte starts a transaction."""
+
+    def line(self, pin, level):
+        """The board set `level` on GPIO `pin`, which may be a line of this chip (a reset, say)."""
+
+    def exchange(self, byte):
+        """The byte this chip shifts out on MISO while `byte` comes in on MOSI, or None (MISO released)."""
+        return None

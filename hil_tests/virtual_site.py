@@ -1,0 +1,290 @@
+"""A site in a box: virtual boards running the real firmware, a radio medium, the gateway, a broker.
+
+    with VirtualSite(work, [DOOR, ROOM]) as site:
+        site.present_badge("entrance", bytes.fromhex("04a1b2c3"))
+
+Every board is a `VirtualBoard` (the real MicroPython VM) provisioned as `borne board flash`
+provisions a real one, on one `RadioMedium`. A bridge board hears them; the real gateway daemon
+(`borne gateway run`, a process of its own) reads the bridge over its pty, as it reads
+/dev/ttyUSB0 on a Raspberry Pi, and publishes to a real mosquitto on a loopback port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from borne.boards import load_profile
+from borne.provisioning import NodeOptions, build_config, secrets_from_master, stage
+from gateway_daemon.registry import Device, Registry
+from hil_tests.broker import Broker, free_port
+from hil_tests.concentrator import Concentrator
+from hil_tests.mqtt_log import MqttLog
+from hil_tests.virtual_board import RadioMedium, VirtualBoard
+from payload_codec import derive_device_keys
+from payload_codec.vectorgen import TEST_MASTER_KEY
+
+log = logging.getLogger(__name__)
+
+PN532_ADDRESS = 0x24
+BME280_ADDRESS = 0x76
+SCD4X_ADDRESS = 0x62
+SHT4X_ADDRESS = 0x44
+GATEWAY_START_S = 60
+STATS_INTERVAL_S = 5  # the gateway's counters on MQTT: often, on a rig
+_BRIDGE_CONNECTED = "bridge board connected"  # what the gateway logs once it has the bridge's port
+_I2C_CHIPS = {"bme280": BME280_ADDRESS, "scd4x": SCD4X_ADDRESS, "sht4x": SHT4X_ADDRESS}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the site: its id and name in the registry, its board, what it reads."""
+
+    device_id: int
+    name: str
+    board: str = "heltec_v2"
+    nfc: str | None = None  # "pn532" on the I2C bus, or "mfrc522" on the profile's nfc_spi
+    direction: str | None = None  # "in", "out"
+    sensors: tuple[str, ...] = ()
+    telemetry_s: int | None = None
+    status_s: int | None = None
+    facility: str = "town_hall"
+    deep_sleep: bool = False
+    battery_mv: int = 3900  # what the battery input reads (through the profile's divider)
+
+
+class VirtualSite:
+    """Start with `with` (or start()/stop()); boards, gateway and broker stop with it."""
+
+    def __init__(
+        self,
+        work: Path,
+        nodes: Sequence[NodeSpec],
+        *,
+        site: str = "town-hall",
+        radio: dict[str, int | str] | None = None,
+        seed: int = 1,
+        bridge_board: str = "heltec_v2",
+        gateway_log: Path | None = None,
+        record_mqtt: bool = False,
+        concentrator: bool = False,
+    ) -> None:
+        self.work = work
+        self.specs = {spec.name: spec for spec in nodes}
+        self.site = site
+        self.radio = radio or {}
+        self.bridge_board = bridge_board
+        self.medium = RadioMedium(random.Random(seed))
+        (work / "broker").mkdir(parents=True, exist_ok=True)
+        self.broker = Broker(work / "broker")
+        self.boards: dict[str, VirtualBoard] = {}
+        self.gateway: subprocess.Popen[bytes] | None = None
+        self.gateway_log = gateway_log or work / "gateway.log"
+        self.registry_file = work / "devices.toml"
+        self.config_file = work / "gateway.toml"
+        self.record_mqtt = record_mqtt
+        self.udp_port = free_port() if concentrator else None
+        self.concentrator: Concentrator | None = None  # a second path to the gateway, over Semtech UDP
+        self.mqtt: MqttLog | None = None  # with record_mqtt: all published from before the first boot
+
+    def __enter__(self) -> VirtualSite:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def mqtt_port(self) -> int:
+        return self.broker.port
+
+    def start(self) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.broker.start()
+        if self.record_mqtt:
+            self.mqtt = MqttLog(self.broker.port).start()
+        self._write_registry()
+        bridge_config = build_config(load_profile(self.bridge_board), "bridge", self.site, radio=self.radio)
+        bridge = self._board("bridge", bridge_config)
+        bridge.start()
+        self._write_gateway_config(bridge.port)
+        self.start_gateway()  # before the nodes: what they send at boot is not acknowledged
+        if self.udp_port is not None:
+            self.concentrator = Concentrator(self.medium, self.udp_port)
+            self.concentrator.start()
+        for spec in self.specs.values():
+            node = self._board(spec.name, self._node_config(spec))
+            self._wire(spec)  # before power-on, as on a real board: the firmware finds its chips at boot
+            node.start()
+
+    def start_gateway(self) -> None:
+        """Start `borne gateway run`, its output appended to `gateway_log`."""
+        self._log_start = len(self.gateway_log.read_text(errors="replace")) if self.gateway_log.exists() else 0
+        with self.gateway_log.open("ab") as output:
+            command = [sys.executable, "-m", "borne", "gateway", "run", "--config", str(self.config_file)]
+            self.gateway = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        self._wait_for_gateway()
+
+    def _wait_for_gateway(self) -> None:
+        """Until the gateway has the bridge's port open: what the bridge writes before is lost."""
+        deadline = time.monotonic() + GATEWAY_START_S
+        while _BRIDGE_CONNECTED not in self.gateway_log.read_text(errors="replace")[self._log_start :]:
+            assert self.gateway is not None
+            if self.gateway.poll() is not None:
+                raise RuntimeError(f"the gateway stopped (exit {self.gateway.returncode}); see {self.gateway_log}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"the gateway did not open the bridge within {GATEWAY_START_S} s; see {self.gateway_log}"
+                )
+            time.sleep(0.1)
+
+    def stop_gateway(self) -> None:
+        """Stop the gateway as systemd does (SIGTERM), or kill it if it lingers."""
+        if self.gateway is None:
+            return
+        self.gateway.terminate()
+        try:
+            self.gateway.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.gateway.kill()
+            self.gateway.wait()
+        self.gateway = None
+
+    def stop(self) -> None:
+        if self.concentrator is not None:
+            self.concentrator.stop()
+            self.concentrator = None
+        self.stop_gateway()
+        for board in self.boards.values():
+            board.close()
+        self.boards.clear()
+        self.medium.close()
+        if self.mqtt is not None:
+            self.mqtt.stop()
+            self.mqtt = None
+        with contextlib.suppress(Exception):
+            self.broker.stop()
+
+    # What happens at the site.
+
+    def present_badge(self, node: str, uid: bytes, tag_type: str = "mifare_classic") -> None:
+        self.boards[node].present_badge(uid, tag_type, **self._reader(node))
+
+    def remove_badge(self, node: str) -> None:
+        self.boards[node].remove_badge(**self._reader(node))
+
+    def _reader(self, node: str) -> dict[str, int]:
+        spec = self.specs[node]
+        if spec.nfc == "mfrc522":
+            return {"cs": load_profile(spec.board)["nfc_spi"]["cs"]}
+        return {"address": PN532_ADDRESS}
+
+    def set_air(self, node: str, **air: float) -> None:
+        self.boards[node].set_air(**air)
+
+    # Setting it up.
+
+    def _node_config(self, spec: NodeSpec) -> dict:
+        options = NodeOptions(
+            nfc=spec.nfc,
+            direction=spec.direction,
+            sensors=spec.sensors,
+            telemetry_s=spec.telemetry_s,
+            status_s=spec.status_s,
+            deep_sleep=spec.deep_sleep,
+        )
+        secrets = secrets_from_master(TEST_MASTER_KEY, spec.device_id)
+        profile = load_profile(spec.board)
+        return build_config(
+            profile, "node", self.site, device_id=spec.device_id, secrets=secrets, options=options, radio=self.radio
+        )
+
+    def _board(self, name: str, config: dict) -> VirtualBoard:
+        flash = self.work / "boards" / name / "flash"
+        flash.mkdir(parents=True, exist_ok=True)
+        stage(config, flash)
+        unique_id = bytes.fromhex("240ac4") + len(self.boards).to_bytes(3, "big")
+        board = VirtualBoard(
+            self.work / "boards" / name / "tty",
+            flash,
+            radio=config["board"]["radio"]["chip"],
+            medium=self.medium,
+            unique_id=unique_id,
+        )
+        self.boards[name] = board
+        return board
+
+    def _wire(self, spec: NodeSpec) -> None:
+        board = self.boards[spec.name]
+        profile = load_profile(spec.board)
+        i2c = profile["i2c"]
+        for sensor in spec.sensors:
+            if sensor in _I2C_CHIPS:
+                board.wire_i2c(sensor, _I2C_CHIPS[sensor], sda=i2c["sda"], scl=i2c["scl"])
+        if "battery" in spec.sensors:
+            battery = profile["battery"]
+            board.set_adc(battery["pin"], round(spec.battery_mv * 1000 / battery["ratio"]))
+        if spec.nfc == "pn532":
+            board.wire_i2c("pn532", PN532_ADDRESS, sda=i2c["sda"], scl=i2c["scl"])
+        elif spec.nfc == "mfrc522":
+            spi = profile["nfc_spi"]
+            board.wire_spi(
+                "mfrc522", cs=spi["cs"], sck=spi["sck"], mosi=spi["mosi"], miso=spi["miso"], reset=spi["reset"]
+            )
+
+    def _write_registry(self) -> None:
+        registry = Registry({})
+        for spec in self.specs.values():
+            telemetry_fields = {
+                "bme280": ("temperature_c", "humidity_pct", "pressure_hpa"),
+                "scd4x": ("co2_ppm",),
+                "battery": ("battery_mv",),
+            }
+            fields = tuple(f for sensor in spec.sensors for f in telemetry_fields.get(sensor, ()))
+            registry.add(
+                Device(
+                    device_id=spec.device_id,
+                    name=spec.name,
+                    site=self.site,
+                    facility=spec.facility,
+                    keys=derive_device_keys(TEST_MASTER_KEY, spec.device_id),
+                    report_interval_s=spec.telemetry_s or 300,
+                    sensors=fields,
+                    nfc=spec.nfc is not None,
+                    battery=spec.deep_sleep,
+                )
+            )
+        registry.save(self.registry_file)
+
+    def _write_gateway_config(self, bridge_port: Path) -> None:
+        self.config_file.write_text(
+            "\n".join(
+                [
+                    "[gateway]",
+                    'name = "virtual-gateway"',
+                    f'state_file = "{self.work / "state.db"}"',
+                    f'registry_file = "{self.registry_file}"',
+                    "[serial]",
+                    f'port = "{bridge_port}"',
+                    "[mqtt]",
+                    'host = "127.0.0.1"',
+                    f"port = {self.broker.port}",
+                    f"stats_interval_s = {STATS_INTERVAL_S}",
+                    *(["[udp]", "enabled = true", f"port = {self.udp_port}"] if self.udp_port is not None else []),
+                    "",
+                ]
+            ),
+            encoding="utf-8",
+        )
+        self.config_file.chmod(0o600)

@@ -1,0 +1,137 @@
+"""The firmware's start on a provisioned virtual board: safe mode, crash loops, the watchdog and
+mpremote. Each board is provisioned as `borne board flash` does it (boot.py, main.py, borne/,
+config.json) and boots main.py as a real one does.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import serial
+
+from borne.boards import load_profile
+from borne.provisioning import NodeOptions, build_config, secrets_from_master, stage
+from hil_tests.virtual_board import RadioMedium, VirtualBoard
+from payload_codec import derive_device_keys
+from payload_codec.frame import build_frame
+from payload_codec.vectorgen import TEST_MASTER_KEY
+from tests.firmware.conftest import require_vm
+
+BUTTON = 0  # heltec_v2's PRG button
+WATCHDOG_S = 30  # borne.watchdog.TIMEOUT_MS
+
+
+@pytest.fixture(autouse=True)
+def _vm() -> None:
+    require_vm("firmware start tests")
+
+
+def provision(flash: Path, *, with_config: bool = True) -> None:
+    options = NodeOptions(sensors=("bme280",), telemetry_s=60)
+    config = build_config(
+        load_profile("heltec_v2"),
+        "node",
+        "test",
+        device_id=7,
+        secrets=secrets_from_master(TEST_MASTER_KEY, 7),
+        options=options,
+    )
+    stage(config, flash)
+    if not with_config:
+        (flash / "config.json").unlink()
+
+
+def console_during(board: VirtualBoard, action, seconds: float, until: str) -> str:
+    """What the board prints on its console from `action()` on, until `until` shows or `seconds` pass."""
+    output = b""
+    with serial.Serial(str(board.port), 115200, timeout=0.2) as console:
+        action()
+        deadline = time.monotonic() + seconds
+        while until.encode() not in output and time.monotonic() < deadline:
+            output += console.read(4096)
+    return output.decode(errors="replace")
+
+
+def mpremote(board: VirtualBoard, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "mpremote", "connect", str(board.port), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.fixture
+def radioless(tmp_path: Path) -> Iterator[VirtualBoard]:
+    """A node whose radio does not answer: its firmware crashes at every start."""
+    provision(tmp_path / "flash")
+    with VirtualBoard(tmp_path / "tty", tmp_path / "flash", radio=None) as board:
+        yield board
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[VirtualBoard]:
+    provision(tmp_path / "flash")
+    with RadioMedium() as medium, VirtualBoard(tmp_path / "tty", tmp_path / "flash", medium=medium) as board:
+        yield board
+
+
+def test_a_board_without_its_configuration_starts_in_safe_mode_and_says_why(tmp_path):
+    provision(tmp_path / "flash", with_config=False)
+    with VirtualBoard(tmp_path / "tty", tmp_path / "flash") as board:
+        printed = console_during(board, board.reset, 20, "mpremote can reach")
+        assert "SAFE MODE: the configuration is wrong: /config.json is missing" in printed
+        assert mpremote(board, "exec", "print(6 * 7)").strip() == "42"
+
+
+def test_a_crash_loop_ends_in_safe_mode_with_the_error_kept(radioless):
+    first_boot = radioless.boots
+    printed = console_during(radioless, radioless.reset, 60, "mpremote can reach")
+    assert "SAFE MODE: 3 crashes in a row" in printed
+    assert printed.count("borne: crashed; restarting") == 3
+    assert radioless.boots == first_boot + 4  # the reset, then three crashes
+    assert "RuntimeError" in mpremote(radioless, "fs", "cat", "crash.txt")
+
+
+def test_a_power_cycle_leaves_safe_mode(radioless):
+    console_during(radioless, radioless.reset, 60, "mpremote can reach")
+    printed = console_during(radioless, radioless.power_cycle, 20, "restarting")
+    assert "borne: crashed; restarting" in printed  # it tries again
+
+
+def test_holding_the_button_at_reset_gives_safe_mode(node):
+    node.set_pin(BUTTON, 0)
+    printed = console_during(node, node.reset, 20, "mpremote can reach")
+    assert "SAFE MODE: the button was held at reset" in printed
+
+
+def test_mpremote_stops_a_running_node_and_the_watchdog_spares_its_session(node):
+    console_during(node, node.reset, 10, "\x00")  # let it start: the firmware arms the watchdog
+    assert "'wdt': 30000" in mpremote(node, "exec", "import borne.retained; print(borne.retained.load())")
+    boots = node.boots
+    time.sleep(WATCHDOG_S + 5)  # longer than the watchdog's timeout: only its timer feeds it now
+    assert node.boots == boots
+    assert mpremote(node, "exec", "print('still here')").strip() == "still here"
+
+
+def test_a_config_downlink_is_applied_at_once_and_kept_for_the_next_boots(node):
+    keys = derive_device_keys(TEST_MASTER_KEY, 7)
+    fields = {"report_interval_s": 120, "spreading_factor": 8, "tx_power_dbm": 10}
+    frame = build_frame("config", 7, 1, fields, keys)
+    code = f"""
+from borne import config
+from borne.node import Node
+node = Node(config.load())
+acked = node._take_downlink(bytes.fromhex("{frame.hex()}"), 0)
+kept = config.load()
+print(acked, node.radio.sf, node.radio.power_dbm, kept["intervals"]["telemetry_s"], kept["radio"]["sf"])
+"""
+    console_during(node, node.reset, 5, "\x00")
+    assert mpremote(node, "exec", code).split() == ["False", "8", "10", "120", "8"]

@@ -1,0 +1,105 @@
+"""Provisioning a virtual board as an installer does: `borne board flash` with the real mpremote; `borne sim board`."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from borne.provisioning import firmware_files
+from hil_tests.virtual_board import VirtualBoard, VirtualBoardError, check_vm_installed
+from payload_codec import derive_badge_key, derive_device_keys
+from payload_codec.vectorgen import TEST_MASTER_KEY
+from tests.provisioning.conftest import MASTER_KEY, READER_ID, SITE, Site
+from tests.virtual_board.conftest import run_mpremote, wait_for
+
+COMMAND_TIMEOUT_S = 120  # a flash takes about ten seconds on the virtual board
+READ_BACK_TIMEOUT_S = 60  # the firmware may be starting, or crashing its way into safe mode, meanwhile
+
+
+@pytest.fixture(autouse=True)
+def virtual_board_tools() -> None:
+    try:
+        check_vm_installed()
+    except VirtualBoardError as error:
+        pytest.skip(str(error))
+
+
+def borne(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "borne", *arguments], capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S
+    )
+
+
+def read_config(port: Path) -> dict:
+    """config.json as the board serves it, read with mpremote once the board lets it in."""
+    answers: list[subprocess.CompletedProcess[str]] = []
+
+    def answered() -> bool:
+        answers.append(run_mpremote(port, "fs", "cat", ":config.json"))
+        return answers[-1].returncode == 0
+
+    wait_for(answered, READ_BACK_TIMEOUT_S)
+    return json.loads(answers[-1].stdout)
+
+
+def firmware_on(flash: Path) -> dict[str, bytes]:
+    return {path: (flash / path).read_bytes() for path in firmware_files() if (flash / path).is_file()}
+
+
+def test_flash_leaves_the_firmware_and_its_configuration_on_the_board(site: Site, tmp_path: Path) -> None:
+    flash = tmp_path / "flash"
+    (flash / "borne").mkdir(parents=True)
+    (flash / "borne" / "removed_since.py").write_text("# a module of an older firmware\n")
+    with VirtualBoard(tmp_path / "ttyBORNE0", flash) as board:
+        done = borne(
+            "board", "flash", "--port", str(board.port), "--board", "heltec_v2", "--role", "node",
+            "--device", str(READER_ID), "--keys", str(site.keys), "--registry", str(site.registry),
+            "--nfc", "pn532", "--direction", "in", "--sensors", "bme280,battery",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        config = read_config(board.port)
+
+    keys = derive_device_keys(MASTER_KEY, READER_ID)
+    assert config["keys"] == {
+        "mic": keys.mic_key.hex(),
+        "enc": keys.enc_key.hex(),
+        "badge": derive_badge_key(MASTER_KEY).hex(),
+    }
+    assert (config["role"], config["site"], config["device_id"]) == ("node", SITE, READER_ID)
+    assert config["board"]["name"] == "heltec_v2"
+    assert config["nfc"] == {"reader": "pn532", "retap_s": 10, "direction": "in"}
+    assert config["sensors"] == ["bme280", "battery"]
+    assert firmware_on(flash) == {path: source.read_bytes() for path, source in firmware_files().items()}
+    assert not (flash / "borne" / "removed_since.py").exists()
+    steps = [line.split()[0] for line in done.stdout.splitlines() if line.startswith("[")]
+    assert steps == [f"[{n}/5]" for n in range(1, 6)]
+    assert not any(key in done.stdout + done.stderr for key in config["keys"].values())
+
+
+def test_sim_board_without_blank_boots_provisioned_with_the_test_configuration(tmp_path: Path) -> None:
+    port, flash = tmp_path / "ttyBORNE0", tmp_path / "flash"
+    command = [sys.executable, "-m", "borne", "sim", "board", "--pty", str(port), "--flash", str(flash)]
+    command += ["--board", "heltec_v3", "--device", "7", "--nfc", "pn532"]
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            wait_for(port.exists)  # the board is powered on once its flash holds what was installed
+        finally:
+            process.send_signal(signal.SIGTERM)
+            _, printed = process.communicate(timeout=10)
+    assert process.returncode == 0, printed
+
+    config = json.loads((flash / "config.json").read_text(encoding="utf-8"))
+    keys = derive_device_keys(TEST_MASTER_KEY, 7)
+    assert (config["role"], config["device_id"], config["board"]["name"]) == ("node", 7, "heltec_v3")
+    assert config["keys"] == {
+        "mic": keys.mic_key.hex(),
+        "enc": keys.enc_key.hex(),
+        "badge": derive_badge_key(TEST_MASTER_KEY).hex(),
+    }
+    assert firmware_on(flash) == {path: source.read_bytes() for path, source in firmware_files().items()}
+    assert "installed in" in printed and "node 7" in printed

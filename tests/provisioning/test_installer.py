@@ -1,0 +1,178 @@
+"""`borne board flash` step by step against a stand-in for mpremote: what it runs, what it says when a step fails."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from borne import installer
+from borne.boards import load_profile
+from borne.installer import Installer, InstallError
+from borne.provisioning import NodeOptions, build_config, secrets_from_master
+from tests.provisioning.conftest import MASTER_KEY, NODE_ID, SITE
+
+PORT = "/dev/ttyUSB0"
+S3 = "LILYGO T3-S3 with ESP32S3"
+
+
+class FakeMpremote:
+    """Answers as mpremote would for a board described by `board`; records every command line."""
+
+    def __init__(
+        self,
+        *,
+        lora_error: str | None = None,
+        classes: Sequence[str] = ("AsyncSX1276", "AsyncSX1262"),
+        machine: str = "Heltec WiFi LoRa 32 with ESP32",
+    ) -> None:
+        self.board: dict[str, Any] = {
+            "version": "1.27.0",
+            "machine": machine,
+            "lora_error": lora_error,
+            "modem_classes": list(classes),
+            "files": [],
+        }
+        self.calls: list[list[str]] = []
+        self.failures: dict[str, subprocess.CompletedProcess[str]] = {}  # by the command's first word
+
+    def __call__(self, arguments: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        arguments = list(arguments)
+        self.calls.append(arguments)
+        command = arguments[2]
+        if command in self.failures:
+            return self.failures[command]
+        stdout = ""
+        if command == "exec" and "BORNE-PROBE" in arguments[3]:
+            stdout = "BORNE-PROBE " + json.dumps(self.board) + "\n"
+        elif command == "exec" and "hasattr(lora" in arguments[3]:
+            stdout = "True\n"
+        return subprocess.CompletedProcess(arguments, 0, stdout, "")
+
+    def commands(self) -> list[str]:
+        return [call[2] for call in self.calls]
+
+
+def node_config(board: str = "heltec_v2") -> dict[str, Any]:
+    return build_config(
+        load_profile(board),
+        "node",
+        SITE,
+        device_id=NODE_ID,
+        secrets=secrets_from_master(MASTER_KEY, NODE_ID),
+        options=NodeOptions(nfc="pn532"),
+    )
+
+
+def install(mpremote: FakeMpremote, config: dict[str, Any] | None = None, **options: Any) -> list[str]:
+    lines: list[str] = []
+    Installer(PORT, report=lines.append, runner=mpremote, **options).install(config or node_config())
+    return lines
+
+
+def test_the_steps_run_in_order_each_with_one_line_of_progress() -> None:
+    mpremote = FakeMpremote()
+    lines = install(mpremote)
+    assert mpremote.commands() == ["exec", "fs", "fs", "reset"]
+    assert [line.split("]")[0] + "]" for line in lines] == [f"[{n}/5]" for n in range(1, 6)]
+    assert "MicroPython 1.27.0 on Heltec WiFi LoRa 32 with ESP32" in lines[0]
+    assert all(call[:2] == ["connect", PORT] for call in mpremote.calls)
+
+
+def test_the_drivers_are_left_alone_when_lora_imports_on_the_board() -> None:
+    mpremote = FakeMpremote()
+    lines = install(mpremote)
+    assert "mip" not in mpremote.commands()
+    assert "lora is on the board, with AsyncSX1276" in lines[1]
+
+
+def test_the_drivers_of_the_boards_chip_are_installed_with_mip_when_lora_does_not_import() -> None:
+    mpremote = FakeMpremote(lora_error="ImportError(\"no module named 'lora'\")", machine=S3)
+    install(mpremote, node_config("heltec_v3"), mip_index="/media/usb/mip-index")
+    mip = next(call for call in mpremote.calls if call[2] == "mip")
+    assert mip[3:] == ["install", "--index", "/media/usb/mip-index", "lora-async", "lora-sx126x"]
+
+
+def test_a_mip_that_cannot_reach_the_index_says_what_to_do() -> None:
+    mpremote = FakeMpremote(lora_error="ImportError(\"no module named 'lora'\")")
+    mpremote.failures["mip"] = subprocess.CompletedProcess(
+        [], 1, "Install lora-async\n", "mpremote: [Errno -3] Temporary failure in name resolution requesting https://…"
+    )
+    with pytest.raises(InstallError) as error:
+        install(mpremote)
+    message = str(error.value)
+    assert "mip could not install lora-async lora-sx127x" in message
+    assert "Temporary failure in name resolution" in message
+    assert "--mip-index" in message
+    assert mpremote.commands()[-1] == "mip"  # nothing copied after a failed step
+
+
+def test_lora_without_the_boards_modem_class_is_a_warning_not_an_install() -> None:
+    mpremote = FakeMpremote(classes=("AsyncSX1276",), machine=S3)
+    lines = install(mpremote, node_config("lilygo_t3s3"))
+    assert "mip" not in mpremote.commands()
+    assert "warning: lora is on the board but has no AsyncSX1262" in lines[1]
+    assert "mip install lora-async lora-sx126x" in lines[1]
+
+
+def test_a_board_that_does_not_answer_says_what_to_check() -> None:
+    mpremote = FakeMpremote()
+    mpremote.failures["exec"] = subprocess.CompletedProcess(
+        [], 1, "", f"mpremote: failed to access {PORT} (it may be in use by another program)"
+    )
+    with pytest.raises(InstallError, match=r"(?s)failed to access.*mpremote connect list"):
+        install(mpremote)
+
+
+def test_a_board_of_another_microcontroller_than_the_profiles_is_refused() -> None:
+    mpremote = FakeMpremote()
+    mpremote.board["machine"] = "Generic ESP32S3 module with ESP32S3"
+    with pytest.raises(
+        InstallError, match=r"is an ESP32S3 \(.*\), and the chosen board profile is for an ESP32: choose the right"
+    ):
+        install(mpremote)
+    assert mpremote.commands() == ["exec"]
+
+
+def test_modules_an_older_firmware_left_are_removed_before_the_copy() -> None:
+    mpremote = FakeMpremote()
+    mpremote.board["files"] = ["boot.py", "borne/app.py", "borne/removed_since.py"]
+    lines = install(mpremote)
+    copy = next(call for call in mpremote.calls if "cp" in call)
+    assert copy[2] == "exec" and copy[4:7] == ["fs", "cp", "-r"]
+    assert "'borne/removed_since.py'" in copy[3] and "borne/app.py" not in copy[3]
+    assert "1 files of an older firmware removed" in lines[2]
+
+
+def test_no_key_is_ever_printed_or_passed_on_a_command_line() -> None:
+    mpremote = FakeMpremote()
+    config = node_config()
+    lines = install(mpremote, config)
+    shown = "\n".join(lines) + "\n".join(" ".join(call) for call in mpremote.calls)
+    assert all(key not in shown for key in config["keys"].values())
+
+
+def test_a_failed_reset_says_the_board_is_installed() -> None:
+    mpremote = FakeMpremote()
+    mpremote.failures["reset"] = subprocess.CompletedProcess([], 1, "", "mpremote: device disconnected")
+    with pytest.raises(InstallError, match="Everything is installed: press the board's reset button"):
+        install(mpremote)
+
+
+def test_a_board_that_is_restarting_is_asked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(installer, "PROBE_PAUSE_S", 0)
+    mpremote = FakeMpremote()
+    refused = subprocess.CompletedProcess([], 1, "", "mpremote.transport.TransportError: could not enter raw repl")
+    answers = iter([refused])
+    real = mpremote.__call__
+
+    def first_refuses(arguments: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        return next(answers, None) or real(arguments, timeout)
+
+    lines: list[str] = []
+    Installer(PORT, report=lines.append, runner=first_refuses).install(node_config())
+    assert "does not let mpremote in yet" in lines[0]
+    assert lines[1].startswith("[1/5] the board answers")

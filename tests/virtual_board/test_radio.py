@@ -1,0 +1,286 @@
+"""The `lora` modem on the virtual board, and the radio medium that carries its frames."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import random
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from hil_tests.virtual_board import BoardExecError, RadioMedium, VirtualBoard
+from payload_codec.airtime import time_on_air_ms
+from tests.virtual_board.conftest import wait_for
+
+CHANNEL_HZ = 868_100_000
+DEFAULT_SNR_X4 = 32  # the medium's default link: -90 dBm, 8 dB
+
+# What firmware does on a Heltec V2 (SX1276) or V3 (SX1262); then helpers that record what happens.
+MODEMS = {
+    "sx1276": "lora.AsyncSX1276(None, Pin(18), dio0=Pin(26), dio1=Pin(35), reset=Pin(14), lora_cfg={})",
+    "sx1262": "lora.AsyncSX1262(None, Pin(8), busy=Pin(13), dio1=Pin(14), reset=Pin(12), "
+    "dio3_tcxo_millivolts=1800, lora_cfg={})",
+}
+HELPERS = """\
+import asyncio, time, lora
+from machine import Pin
+heard = []  # what recv() returned: (payload, rssi, snr), or None
+sent = []  # how long each send() took, in ms
+
+async def listen(timeout_ms):
+    packet = await modem.recv(timeout_ms)
+    heard.append(packet and (bytes(packet), packet.rssi, packet.snr))
+
+async def listen_continuously():
+    async for packet in modem.recv_continuous():
+        heard.append((bytes(packet), packet.rssi, packet.snr))
+    heard.append("stopped")
+
+async def send(payload):
+    started = time.ticks_ms()
+    await modem.send(payload)
+    sent.append(time.ticks_diff(time.ticks_ms(), started))
+"""
+
+
+def start_modem(board: VirtualBoard, chip: str = "sx1276", **lora_cfg: object) -> None:
+    settings = {"freq_khz": CHANNEL_HZ // 1000, "sf": 7, "bw": "125", "coding_rate": 5, **lora_cfg}
+    board.exec(HELPERS + "modem = " + MODEMS[chip].format(repr(settings)))
+
+
+def listen(board: VirtualBoard, medium: RadioMedium, timeout_ms: int | None = 2000) -> None:
+    """Start a recv() on the board; return once the medium knows it listens."""
+    board.exec(f"asyncio.create_task(listen({timeout_ms}))")
+    wait_for(lambda: medium.listening(board) is not None)
+
+
+def send(board: VirtualBoard, payload: bytes) -> None:
+    board.exec(f"asyncio.create_task(send({payload!r}))")
+
+
+def heard(board: VirtualBoard) -> list:
+    return ast.literal_eval(board.exec("print(heard)"))
+
+
+def sent(board: VirtualBoard) -> list[int]:
+    return ast.literal_eval(board.exec("print(sent)"))
+
+
+@pytest.fixture
+def medium() -> Iterator[RadioMedium]:
+    with RadioMedium(random.Random(1)) as medium:
+        yield medium
+
+
+@pytest.fixture
+def boards(board_tools: None, tmp_path: Path, medium: RadioMedium) -> Iterator[Callable[..., VirtualBoard]]:
+    """Make a board on the medium, its modem constructed with `lora_cfg` (868.1 MHz, SF7 by default)."""
+    with contextlib.ExitStack() as stack:
+
+        def make(name: str, chip: str = "sx1276", **lora_cfg: object) -> VirtualBoard:
+            board = VirtualBoard(tmp_path / f"tty{name}", tmp_path / name, radio=chip, medium=medium)
+            stack.enter_context(board)
+            start_modem(board, chip, **lora_cfg)
+            return board
+
+        yield make
+
+
+def test_a_board_receives_another_boards_frame_with_the_links_rssi_and_snr(boards, medium) -> None:
+    sender, receiver = boards("a"), boards("b")
+    medium.set_link(sender, receiver, rssi_dbm=-71, snr_db=6.5)
+    listen(receiver, medium)
+    send(sender, b"hello")
+    wait_for(lambda: heard(receiver) != [])
+    assert heard(receiver) == [(b"hello", -71, 26)]
+
+
+def test_an_sx1262_and_an_sx1276_with_the_same_private_sync_word_hear_each_other(boards, medium) -> None:
+    sender, receiver = boards("a", "sx1262", syncword=0x1424), boards("b", "sx1276", syncword=0x12)
+    listen(receiver, medium)
+    send(sender, b"hello")
+    wait_for(lambda: heard(receiver) != [])
+    assert heard(receiver) == [(b"hello", -90, DEFAULT_SNR_X4)]
+
+
+def test_a_board_on_another_frequency_hears_nothing(boards, medium) -> None:
+    sender, receiver = boards("a"), boards("b", freq_khz=868_300)
+    listen(receiver, medium, timeout_ms=1000)
+    send(sender, b"hello")
+    wait_for(lambda: heard(receiver) != [])
+    assert heard(receiver) == [None]
+
+
+def test_a_board_on_another_spreading_factor_hears_nothing(boards, medium) -> None:
+    sender, receiver = boards("a", sf=7), boards("b", sf=8)
+    listen(receiver, medium, timeout_ms=1000)
+    send(sender, b"hello")
+    wait_for(lambda: heard(receiver) != [])
+    assert heard(receiver) == [None]
+
+
+def test_recv_returns_none_when_its_timeout_passes(boards) -> None:
+    board = boards("a")
+    board.exec("asyncio.create_task(listen(300))")
+    started = time.monotonic()
+    wait_for(lambda: heard(board) != [])
+    assert heard(board) == [None]
+    assert time.monotonic() - started >= 0.3
+
+
+def test_standby_makes_a_pending_recv_return_none(boards, medium) -> None:
+    board = boards("a")
+    listen(board, medium, timeout_ms=None)
+    board.exec("modem.standby()")
+    wait_for(lambda: heard(board) != [])
+    assert heard(board) == [None]
+    assert medium.listening(board) is None
+
+
+def test_recv_continuous_yields_every_frame_until_standby(boards, medium) -> None:
+    board = boards("a")
+    board.exec("asyncio.create_task(listen_continuously())")
+    wait_for(lambda: medium.listening(board) is not None)
+    medium.transmit(b"one", CHANNEL_HZ, 7)
+    wait_for(lambda: len(heard(board)) == 1)
+    medium.transmit(b"two", CHANNEL_HZ, 7)
+    wait_for(lambda: len(heard(board)) == 2)
+    board.exec("modem.standby()")
+    wait_for(lambda: len(heard(board)) == 3)
+    assert [entry if entry == "stopped" else entry[0] for entry in heard(board)] == [b"one", b"two", "stopped"]
+
+
+@pytest.mark.parametrize(("sf", "bw", "payload_size"), [(7, 125, 20), (9, 125, 20), (10, 250, 11), (12, 125, 51)])
+def test_the_modems_time_on_air_is_an1200_13s(boards, sf: int, bw: int, payload_size: int) -> None:
+    board = boards("a", sf=sf, bw=str(bw), preamble_len=8)
+    expected_ms = time_on_air_ms(payload_size, sf, bw * 1000, 5, 8)
+    assert int(board.exec(f"print(modem.get_time_on_air_us({payload_size}))")) / 1000 == pytest.approx(expected_ms)
+
+
+def test_send_returns_when_the_frames_time_on_air_has_passed(boards) -> None:
+    board = boards("a", sf=9)
+    send(board, bytes(20))
+    wait_for(lambda: sent(board) != [])
+    time_on_air = time_on_air_ms(20, 9, 125_000, 5, 12)  # the drivers' default preamble: 12 symbols
+    assert time_on_air <= sent(board)[0] + 1 < time_on_air + 500
+
+
+def test_a_board_does_not_hear_a_frame_while_it_transmits(boards, medium) -> None:
+    board = boards("a", sf=10)
+    listen(board, medium, timeout_ms=5000)
+    send(board, bytes(20))  # about 400 ms on air
+    wait_for(lambda: medium.stats["sent"] == 1)
+    medium.transmit(b"missed", CHANNEL_HZ, 10)
+    wait_for(lambda: sent(board) != [])
+    assert medium.stats["delivered"] == 0
+    assert heard(board) == []
+
+
+def test_a_send_pauses_a_pending_recv_which_then_resumes(boards, medium) -> None:
+    board = boards("a")
+    listen(board, medium, timeout_ms=5000)
+    send(board, b"uplink")
+    wait_for(lambda: sent(board) != [])
+    wait_for(lambda: medium.listening(board) is not None)
+    medium.transmit(b"ack", CHANNEL_HZ, 7)
+    wait_for(lambda: heard(board) != [])
+    assert heard(board) == [(b"ack", -90, DEFAULT_SNR_X4)]
+
+
+def test_two_overlapping_frames_of_equal_strength_are_both_lost(boards, medium) -> None:
+    sender, receiver = boards("a", sf=10), boards("c", sf=10)
+    listen(receiver, medium, timeout_ms=1500)
+    send(sender, bytes(20))  # about 400 ms on air
+    wait_for(lambda: medium.stats["sent"] == 1)
+    medium.transmit(b"intruder", CHANNEL_HZ, 10, sender="intruder")
+    wait_for(lambda: heard(receiver) != [])
+    assert heard(receiver) == [None]
+    assert medium.stats["collided"] == 2
+
+
+def test_a_frame_10_db_stronger_than_the_one_it_overlaps_is_received(boards, medium) -> None:
+    sender, receiver = boards("a", sf=10), boards("c", sf=10)
+    medium.set_link(sender, receiver, rssi_dbm=-60)
+    medium.set_link("intruder", receiver, rssi_dbm=-70)
+    listen(receiver, medium, timeout_ms=1500)
+    send(sender, b"strong")
+    wait_for(lambda: medium.stats["sent"] == 1)
+    medium.transmit(b"weak", CHANNEL_HZ, 10, sender="intruder")
+    wait_for(lambda: heard(receiver) != [])
+    assert heard(receiver) == [(b"strong", -60, DEFAULT_SNR_X4)]
+    wait_for(lambda: medium.stats["collided"] == 1)  # the weak one, once its fate is decided
+
+
+def test_a_board_locked_on_the_first_of_two_colliding_frames_counts_a_crc_error(boards, medium) -> None:
+    sender, receiver = boards("a", sf=10), boards("c", sf=10)
+    listen(receiver, medium, timeout_ms=1500)
+    send(sender, bytes(20))
+    wait_for(lambda: medium.stats["sent"] == 1)
+    medium.transmit(b"intruder", CHANNEL_HZ, 10, sender="intruder")
+    wait_for(lambda: heard(receiver) != [])
+    assert receiver.exec("print(modem.crc_errors)").strip() == "1"
+
+
+def test_a_link_with_total_loss_delivers_nothing(boards, medium) -> None:
+    sender, receiver = boards("a"), boards("b")
+    medium.set_link(sender, receiver, loss=1.0)
+    listen(receiver, medium, timeout_ms=1000)
+    send(sender, b"hello")
+    wait_for(lambda: heard(receiver) != [])
+    assert heard(receiver) == [None]
+    assert medium.stats["lost"] == 1
+
+
+def test_a_frame_below_its_spreading_factors_demodulation_floor_is_lost(boards, medium) -> None:
+    sender, receiver = boards("a", sf=7), boards("b", sf=7)
+    medium.set_link(sender, receiver, snr_db=-10)  # SF7 needs -7.5 dB
+    listen(receiver, medium, timeout_ms=1000)
+    send(sender, b"hello")
+    wait_for(lambda: heard(receiver) != [])
+    assert heard(receiver) == [None]
+
+
+def test_a_concentrator_listener_hears_every_spreading_factor(boards, medium) -> None:
+    frames: list[tuple[bytes, int, int]] = []
+    medium.add_listener(lambda payload, frequency_hz, sf, bw_hz, rssi, snr, end: frames.append((payload, sf, bw_hz)))
+    board = boards("a", sf=7)
+    send(board, b"seven")
+    wait_for(lambda: len(frames) == 1)
+    board.exec("modem.configure({'sf': 9})")
+    send(board, b"nine")
+    wait_for(lambda: len(frames) == 2)
+    assert frames == [(b"seven", 7, 125_000), (b"nine", 9, 125_000)]
+
+
+def test_a_host_transmission_reaches_a_listening_board(boards, medium) -> None:
+    board = boards("a")
+    listen(board, medium)
+    medium.transmit(b"downlink", CHANNEL_HZ, 7, power_dbm=20)  # 6 dB over the links' reference
+    wait_for(lambda: heard(board) != [])
+    assert heard(board) == [(b"downlink", -84, (8 + 6) * 4)]
+
+
+def test_a_key_neither_driver_knows_is_a_config_error(boards) -> None:
+    board = boards("a")
+    code = "try:\n    modem.configure({'spreading_factor': 9})\nexcept lora.ConfigError as e:\n    print(e)"
+    assert board.exec(code).strip() == "Invalid lora_cfg spreading_factor"
+
+
+@pytest.mark.parametrize(
+    ("radio", "chip", "error"),
+    [
+        ("sx1276", "sx1262", "BUSY timeout"),
+        ("sx1262", "sx1276", "Unexpected silicon version"),
+        (None, "sx1276", "Unexpected silicon version"),
+        (None, "sx1262", "BUSY timeout"),
+    ],
+)
+def test_the_class_of_a_chip_the_board_lacks_raises_as_the_real_driver_does(
+    board_tools: None, tmp_path: Path, radio: str | None, chip: str, error: str
+) -> None:
+    board = VirtualBoard(tmp_path / "tty", tmp_path / "flash", radio=radio)
+    with board, pytest.raises(BoardExecError, match=f"RuntimeError: .*{error}"):
+        start_modem(board, chip)
