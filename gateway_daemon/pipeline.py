@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 LATE_COPY_S = 1.0  # beyond the ACK delay: a copy heard later than that is the node trying again
 MAX_REACKS = 8  # re-ACKs of one retransmitted frame: an echo, not a way to drain our duty cycle
+REACK_WINDOW_S = 60  # ... within this long; a node backing off for minutes gets its ACK again
 MAX_DIAGNOSTICS = 1000
 
 
@@ -78,6 +79,7 @@ class Pipeline:
         self._collecting: dict[bytes, tuple[SealedEnvelope, list[Reception]]] = {}
         self._recent: dict[bytes, float] = {}
         self._reacks: Counter[bytes] = Counter()
+        self._reacked_at: dict[bytes, float] = {}
         self._tasks: set[asyncio.Task] = set()
 
     # --- what sources call -----------------------------------------------------------
@@ -174,6 +176,10 @@ class Pipeline:
         is a replay. The bytes are those accepted before, so their MIC was verified then.
         """
         key = frame_hash(best.frame)
+        now = self.clock()
+        if now - self._reacked_at.get(key, now) > REACK_WINDOW_S:
+            self._reacks[key] = 0  # a copy minutes later is a node still waiting, not an echo
+        self._reacked_at[key] = now
         self._reacks[key] += 1
         if not envelope.flags & FLAG_ACK_REQUESTED or self._reacks[key] > MAX_REACKS:
             await self._refuse(
@@ -222,3 +228,4 @@ class Pipeline:
             del self._recent[key]
         if len(self._reacks) > 10_000:  # one entry per retransmitted frame: keep it bounded
             self._reacks.clear()
+            self._reacked_at.clear()

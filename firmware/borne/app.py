@@ -83,11 +83,19 @@ async def _main(config):
             from borne.bridge import Bridge
 
             role = Bridge(config).run()
-        await asyncio.gather(role, _keep_watchdog_fed(), _healthy_after())
+    except Exception as error:  # a board that cannot build its role: its radio does not answer
+        return _crash(error)
+    helpers = [asyncio.create_task(_keep_watchdog_fed()), asyncio.create_task(_healthy_after())]
+    try:
+        await role  # it returns only when Ctrl-C stops it (the bridge reads its console itself)
+        _stopped()
     except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, seen from inside the loop
         _stopped()
     except Exception as error:
         _crash(error)
+    finally:
+        for task in helpers:
+            task.cancel()
 
 
 async def _keep_watchdog_fed():

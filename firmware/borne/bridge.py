@@ -26,8 +26,10 @@ LEAD_MS = const(30)  # the listener stops this long before a transmission, to fr
 EARLIEST_MS = const(5000)  # a request further ahead than this is refused: too_early
 MAX_WAIT_MS = const(-5)  # and one this far behind its time: too_late
 SERIAL_POLL_MS = const(5)  # stdin has no asyncio stream on every port: polled
-INTERRUPT_IDLE_MS = const(200)  # a Ctrl-C in an unfinished record this long idle is a person's
 _CTRL_C = const(0x03)
+_CTRL_E = const(0x05)
+_CR = const(0x0D)
+_BANDWIDTHS_HZ = (125000, 250000, 500000)
 _TICKS_MASK = const(0x3FFFFFFF)  # ticks_us wraps at 2**30: the gateway adds delays modulo 2**32
 
 
@@ -43,17 +45,25 @@ class Bridge:
         self._reader = link.Reader()
         self._requests = []  # transmit requests accepted, waiting for their time: (at_ms, tx_id, record copy)
         self._due = asyncio.Event()
+        self._stop = asyncio.Event()  # mpremote's Ctrl-C, read on the console
         self._uptime = app.Uptime()
         self.received = 0
         self.transmitted = 0
         self.dropped = 0  # records that could not be written to the host
 
     async def run(self):
+        """Relay until a Ctrl-C arrives on the console; then return, leaving the REPL to mpremote."""
         micropython.kbd_intr(-1)
+        tasks = [
+            asyncio.create_task(job) for job in (self._listen(), self._serial(), self._transmit(), self._heartbeat())
+        ]
         try:
-            await asyncio.gather(self._listen(), self._serial(), self._transmit(), self._heartbeat())
+            await self._stop.wait()
         finally:
+            for task in tasks:
+                task.cancel()
             micropython.kbd_intr(_CTRL_C)
+            self.radio.modem.standby()
 
     def _write(self, n):
         try:
@@ -70,10 +80,7 @@ class Bridge:
             async with radio.lock:
                 packet = None
                 if not self._requests:  # else a transmission is about to take the radio
-                    try:
-                        packet = await radio.receive(freq_khz, None)
-                    except (OSError, RuntimeError):
-                        radio.errors += 1
+                    packet = await radio.receive(freq_khz, None)
             if packet is None:
                 await asyncio.sleep_ms(LEAD_MS)  # a transmission stopped us: it takes the radio first
                 continue
@@ -81,6 +88,9 @@ class Bridge:
             self._forward(packet)
 
     def _forward(self, packet):
+        if len(packet) > link.MAX_FRAME:
+            self.dropped += 1  # a stranger's long packet: no frame of ours, and no room in a record
+            return
         ended_us = time.ticks_add(time.ticks_us(), -time.ticks_diff(time.ticks_ms(), packet.ticks_ms) * 1000)
         radio = self.radio
         record = self._writer.record
@@ -110,21 +120,24 @@ class Bridge:
         poll.register(sys.stdin, select.POLLIN)
         stdin = sys.stdin.buffer
         reader = self._reader
-        interrupt = False  # a Ctrl-C in the record being gathered
-        last_byte = time.ticks_ms()
+        # mpremote (and pyboard.py) come in with "\r\x03": the gateway never sends it, since its
+        # records to us all begin with a COBS code and the transmit type, 0x02. Reading stops there:
+        # what follows ("\x01", raw REPL) is left for the REPL.
+        previous = 0
+        only_control = True  # every byte since the last delimiter is a REPL control character
         while True:
             while poll.poll(0):
                 byte = stdin.read(1)[0]
-                last_byte = time.ticks_ms()
-                if byte == _CTRL_C:
-                    interrupt = True
+                if byte == _CTRL_C and previous == _CR and only_control:
+                    self._stop.set()
+                    return
+                only_control = only_control and (byte == _CR or 0 < byte <= _CTRL_E)
+                previous = byte
                 n = reader.feed(byte)
                 if byte == 0:
-                    interrupt = False
+                    only_control = True
                 if n:
                     self._request(n)
-            if interrupt and time.ticks_diff(time.ticks_ms(), last_byte) >= INTERRUPT_IDLE_MS:
-                raise KeyboardInterrupt
             await asyncio.sleep_ms(SERIAL_POLL_MS)
 
     def _request(self, n):
@@ -134,6 +147,8 @@ class Bridge:
         if n < link.TRANSMIT_SIZE + 1:
             return self._result(record[1] | record[2] << 8 if n >= 3 else 0, link.BAD_REQUEST)
         _, tx_id, freq_hz, sf, bw_hz, cr, power, timing, at_us = struct.unpack_from(link.TRANSMIT_LAYOUT, record)
+        if not (7 <= sf <= 12 and bw_hz in _BANDWIDTHS_HZ and 5 <= cr <= 8):
+            return self._result(tx_id, link.BAD_REQUEST)  # settings the modem would refuse
         if self._requests:
             return self._result(tx_id, link.BUSY)  # one ACK at a time: a second one would be late anyway
         delay_ms = 0
@@ -151,7 +166,7 @@ class Bridge:
             return self._result(tx_id, link.BAD_REQUEST)  # outside EU868, or too long for any budget
         at_ms = time.ticks_add(time.ticks_ms(), max(delay_ms, 0))
         cfg = {"freq_khz": freq_hz // 1000, "sf": sf, "bw": _bandwidth(bw_hz), "coding_rate": cr}
-        cfg["output_power"] = power
+        cfg["output_power"] = min(power, self.radio.max_power_dbm)
         self._requests.append((at_ms, tx_id, cfg, bytes(record[link.TRANSMIT_SIZE : n]), airtime))
         self._due.set()
 
@@ -167,18 +182,13 @@ class Bridge:
                     await asyncio.sleep_ms(wait)
                 radio.modem.standby()  # the listener's receive returns None: it gives the radio up
                 async with radio.lock:
-                    result = link.SENT
-                    try:
-                        radio.modem.configure(cfg)
-                        radio.set_sf(radio.sf)  # the listener tunes the uplink channel again
-                        radio.duty.spend(cfg["freq_khz"] * 1000, airtime)
-                        await radio.modem.send(frame, at_ms)
-                        self.transmitted += 1
-                    except (OSError, RuntimeError):
-                        radio.errors += 1
-                        result = link.RADIO_ERROR
+                    sent = await radio.send(frame, cfg["freq_khz"], at_ms, cfg=cfg)
                 self._requests.pop(0)
-                self._result(tx_id, result, airtime if result == link.SENT else 0)
+                if sent is None:
+                    self._result(tx_id, link.RADIO_ERROR)
+                else:
+                    self.transmitted += 1
+                    self._result(tx_id, link.SENT, airtime)
 
     def _result(self, tx_id, result, airtime_us=0):
         struct.pack_into(link.RESULT_LAYOUT, self._writer.record, 0, link.TRANSMIT_RESULT, tx_id, result, airtime_us)

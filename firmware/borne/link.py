@@ -32,7 +32,8 @@ TRANSMIT_LAYOUT = "<BHIBIBbBI"  # type, tx id, frequency, SF, bandwidth, CR, pow
 TRANSMIT_SIZE = const(19)
 RESULT_LAYOUT = "<BHBI"  # type, tx id, result, airtime µs
 HEARTBEAT_LAYOUT = "<BBBBBIIIHH"
-MAX_RECORD = const(1 + 18 + 250 + 2)
+MAX_FRAME = const(250)  # EU868's largest frame (payload_codec's MAX_FRAME_SIZE)
+MAX_RECORD = const(1 + 18 + MAX_FRAME + 2)
 _MAX_ENCODED = const(MAX_RECORD + MAX_RECORD // 254 + 2)
 
 
@@ -126,6 +127,8 @@ class Reader:
                 size += 1
             at = end
             if code != 0xFF and at < n:
+                if size >= MAX_RECORD:
+                    return 0  # longer than any record: garbage
                 record[size] = 0
                 size += 1
         return size

@@ -41,7 +41,7 @@ from borne.radio import Radio
 from borne.sensors import Sensors
 
 POLL_MS = const(150)  # badge reader polls: a tap lasts a few hundred ms
-RX_EARLY_MS = const(100)  # the receive window opens this much before the ACK is due
+RX_EARLY_MS = const(200)  # the receive window opens this much before the ACK is due (a reader poll may hold the loop)
 RX_LATE_MS = const(200)  # and stays open this much after its end
 _ACK_SIZE = const(15)  # the longest ACK on air: with the gateway's time
 STATUS_AFTER_BOOT_MS = const(3000)  # plus up to as much again, at random
@@ -136,24 +136,32 @@ class Node:
 
     async def _badges(self, queue):
         while True:
+            badge = None
             try:
                 if self._reader is None:
                     self._reader = self._open_reader()
                 badge = self._reader.read_badge()
                 if badge is None:
                     self.presentations.empty()
-                else:
-                    self._check_in(queue, badge[0], badge[1])
-                badge = None  # the UID is forgotten at once
             except OSError:  # says nothing of the badge
                 self.reader_errors += 1
                 self._reader = None  # opened again at the next poll: it may have been unplugged
+            if badge is not None:
+                self._check_in(queue, badge[0], badge[1])
+                badge = None  # the UID is forgotten at once
             await asyncio.sleep_ms(POLL_MS)
 
     def _check_in(self, queue, uid, tag_type):
         token = badge_token(self.badge_key, uid)
         tag = checkin_tag(self.direction, TAG_TYPES.index(tag_type), len(uid))
-        if self.presentations.seen(token) and queue.push(tag, token, self.uptime.seconds()):
+        if not self.presentations.seen(token):
+            return
+        try:
+            queued = queue.push(tag, token, self.uptime.seconds())
+        except OSError:  # the flash refused the write: the check-in is lost, and said so in status
+            queue.dropped += 1
+            return
+        if queued:
             self.led.flash()
             self._waiting.set()
 
@@ -181,20 +189,24 @@ class Node:
     async def _send_for_ack(self, frame, counter):
         """Send a frame that asks for an ACK; True if the gateway ACKed it in the receive window."""
         radio = self.radio
-        try:
-            sent_at = await radio.send(frame)
-        except (OSError, RuntimeError):
-            radio.errors += 1
+        sent_at = await radio.send(frame)
+        if sent_at is None:
             return False
         radio_config = self.config["radio"]
         opens = time.ticks_add(sent_at, radio_config["ack_delay_ms"] - RX_EARLY_MS)
-        length = RX_EARLY_MS + radio.airtime_us(_ACK_SIZE) // 1000 + RX_LATE_MS
-        try:
-            received = await radio.receive_window(opens, radio_config["ack_freq_khz"], length)
-        except (OSError, RuntimeError):
-            radio.errors += 1
-            return False
-        return received is not None and self._take_downlink(received, counter)
+        closes = time.ticks_add(opens, RX_EARLY_MS + radio.airtime_us(_ACK_SIZE) // 1000 + RX_LATE_MS)
+        delay = time.ticks_diff(opens, time.ticks_ms())
+        if delay > 0:
+            await asyncio.sleep_ms(delay)
+        while True:  # another node's ACK may come first on the ACK channel: ours may follow it
+            left = time.ticks_diff(closes, time.ticks_ms())
+            if left <= 0:
+                return False
+            received = await radio.receive(radio_config["ack_freq_khz"], left)
+            if received is None:
+                return False
+            if self._take_downlink(received, counter):
+                return True
 
     def _take_downlink(self, frame, counter):
         """Check a downlink; act on a config; True if it is the ACK of uplink `counter`."""
@@ -247,7 +259,14 @@ class Node:
             await self._send_status()
             await asyncio.sleep_ms(_jittered(self.config["intervals"]["status_s"] * 1000))
 
+    def _checkin_in_flight(self):
+        # A frame with a newer counter would make the gateway take the retries of the check-in
+        # frame waiting for its ACK as replays: telemetry and status wait for that ACK.
+        return self.queue is not None and self.queue.flight is not None
+
     async def _send_telemetry(self):
+        if self._checkin_in_flight():
+            return
         values = self.sensors.read()
         for value in values:
             if value is not None:
@@ -258,6 +277,8 @@ class Node:
             await self._send(self.uplink.telemetry(self.counter.next(), values))
 
     async def _send_status(self):
+        if self._checkin_in_flight():
+            return
         queue = self.queue
         async with self.radio.lock:
             frame = self.uplink.status(
@@ -275,10 +296,7 @@ class Node:
             await self._send(frame)
 
     async def _send(self, frame):
-        try:
-            await self.radio.send(frame)
-        except (OSError, RuntimeError):
-            self.radio.errors += 1
+        await self.radio.send(frame)  # not acknowledged; a modem error is counted in radio.errors
 
     async def _report_and_sleep(self):
         intervals = self.config["intervals"]
@@ -288,7 +306,9 @@ class Node:
             await self._send_status()
         # A report sent is a healthy boot: a node that sleeps never runs long enough to say so otherwise.
         retained.update(counter=self.counter.peek, wakes=wakes + 1, crashes=0)
-        machine.deepsleep(intervals["telemetry_s"] * 1000)
+        self.radio.modem.sleep()  # a radio left in standby would draw a hundred times the ESP32's sleep
+        # RAM's duty-cycle budget does not survive the sleep: sleep long enough for what was spent (1 %).
+        machine.deepsleep(max(intervals["telemetry_s"] * 1000, self.radio.air_us // 10))
 
 
 def _jittered(interval_ms):

@@ -13,6 +13,8 @@ from micropython import const
 from borne.airtime import DutyCycle, time_on_air_us
 
 _SPI_BAUD = const(2000000)
+MAX_FAULTS = const(10)  # modem errors in a row before the board resets
+_TX_SLACK_MS = const(1000)  # beyond the frame's time on air, before a send counts as failed
 
 
 def make_modem(board_radio, lora_cfg):
@@ -54,8 +56,8 @@ class Radio:
 
     def __init__(self, board_radio, radio_config):
         self.config = radio_config
-        self._max_power_dbm = board_radio.get("max_power_dbm") or 14
-        self.power_dbm = min(radio_config["output_power"], self._max_power_dbm)
+        self.max_power_dbm = board_radio.get("max_power_dbm") or 14
+        self.power_dbm = min(radio_config["output_power"], self.max_power_dbm)
         self.sf = radio_config["sf"]
         self.bw_hz = int(float(radio_config["bw"]) * 1000)
         self._cfgs = {}  # lora_cfg by channel (kHz)
@@ -65,6 +67,8 @@ class Radio:
         self.duty = DutyCycle()
         self.deferrals = 0
         self.errors = 0
+        self._faults = 0  # modem errors since the last call that worked
+        self.air_us = 0  # time on air spent since boot
 
     def _lora_cfg(self, freq_khz):
         """The modem settings for `freq_khz`, made once per channel: retuning allocates nothing."""
@@ -86,7 +90,7 @@ class Radio:
 
     def set_power(self, dbm):
         """A new transmit power (a config downlink), within what the board allows: from the next frame on."""
-        self.power_dbm = min(dbm, self._max_power_dbm)
+        self.power_dbm = min(dbm, self.max_power_dbm)
         self.set_sf(self.sf)
 
     def set_sf(self, sf):
@@ -104,10 +108,25 @@ class Radio:
             self.modem.configure(self._lora_cfg(freq_khz))
             self._freq_khz = freq_khz
 
-    async def send(self, frame, freq_khz=None, tx_at_ms=None):
-        """Transmit `frame` once the sub-band's duty cycle allows it; returns ticks_ms at its end.
+    def _failed(self):
+        """A modem call raised: count it, put the modem back in standby (a receive cut short leaves
+        it refusing configure()), and after MAX_FAULTS in a row raise, so that the board resets."""
+        self.errors += 1
+        self._faults += 1
+        self._freq_khz = None
+        try:
+            self.modem.standby()
+        except Exception as error:  # a modem this broken is what the reset below is for
+            print("borne: radio standby failed:", error)
+        if self._faults >= MAX_FAULTS:
+            raise RuntimeError(f"the radio failed {MAX_FAULTS} times in a row")
 
-        Call with `lock` held. ValueError if the frame can never fit the sub-band's budget.
+    async def send(self, frame, freq_khz=None, tx_at_ms=None, cfg=None):
+        """Transmit `frame` once the sub-band's duty cycle allows it; ticks_ms at its end, or None if
+        the modem failed (counted in `errors`).
+
+        `cfg` replaces the channel's settings for this frame (a bridge's transmit request). Call with
+        `lock` held. ValueError if the frame can never fit the sub-band's budget.
         """
         freq_khz = freq_khz or self.config["freq_khz"]
         airtime = self.airtime_us(len(frame))
@@ -115,18 +134,31 @@ class Radio:
         if wait:
             self.deferrals += 1
             await asyncio.sleep_ms(wait)
-        self._tune(freq_khz)
-        self.duty.spend(freq_khz * 1000, airtime)
-        return await self.modem.send(frame, tx_at_ms)
+        late_ms = max(time.ticks_diff(tx_at_ms, time.ticks_ms()), 0) if tx_at_ms is not None else 0
+        try:
+            if cfg is None:
+                self._tune(freq_khz)
+            else:
+                self.modem.configure(cfg)
+                self._freq_khz = None  # the next use tunes the channel again
+            self.duty.spend(freq_khz * 1000, airtime)
+            self.air_us += airtime
+            # The modem waits for TX_DONE without end if it never comes: a deadline does not.
+            sent = await asyncio.wait_for_ms(self.modem.send(frame, tx_at_ms), late_ms + airtime // 1000 + _TX_SLACK_MS)
+        except (TimeoutError, OSError, RuntimeError, ValueError, KeyError):
+            self._failed()
+            return None
+        self._faults = 0
+        return sent
 
     async def receive(self, freq_khz, timeout_ms):
-        """The next frame heard on `freq_khz` within `timeout_ms`, or None. Call with `lock` held."""
-        self._tune(freq_khz)
-        return await self.modem.recv(timeout_ms)
-
-    async def receive_window(self, opens_ms, freq_khz, length_ms):
-        """Listen from ticks_ms `opens_ms` for `length_ms` (a node's window for its ACK)."""
-        delay = time.ticks_diff(opens_ms, time.ticks_ms())
-        if delay > 0:
-            await asyncio.sleep_ms(delay)
-        return await self.receive(freq_khz, length_ms)
+        """The next frame heard on `freq_khz` within `timeout_ms`, or None (also if the modem failed).
+        Call with `lock` held."""
+        try:
+            self._tune(freq_khz)
+            packet = await self.modem.recv(timeout_ms)
+        except (OSError, RuntimeError, ValueError):
+            self._failed()
+            return None
+        self._faults = 0
+        return packet

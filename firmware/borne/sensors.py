@@ -23,8 +23,17 @@ def _scd4x(bus):
     from borne.drivers.scd4x import SCD4x
 
     sensor = SCD4x(bus)
+    _stop(sensor)  # after a warm reset it may still be measuring, and would refuse to start
     sensor.start()
     return sensor
+
+
+def _stop(scd4x):
+    try:
+        scd4x.stop()
+    except OSError:
+        return False  # it was not measuring: the stop is NACKed
+    return True
 
 
 def _sht4x(bus):

@@ -195,8 +195,13 @@ mp.registerJsModule("_board", {
     return 0;
   },
   release_console: () => {
-    // main.py's task has ended: the REPL starts, after the Python call that told us returns.
-    if (mainConsole.held) setImmediate(startRepl);
+    // main.py's task has ended: the REPL starts, after the Python call that told us returns, and
+    // reads what main.py left unread.
+    if (mainConsole.held)
+      setImmediate(() => {
+        input.unshift(...Buffer.from(boot.console_leftover(), "hex"));
+        startRepl();
+      });
     mainConsole.held = false;
     return 0;
   },

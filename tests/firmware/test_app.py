@@ -135,3 +135,11 @@ print(acked, node.radio.sf, node.radio.power_dbm, kept["intervals"]["telemetry_s
 """
     console_during(node, node.reset, 5, "\x00")
     assert mpremote(node, "exec", code).split() == ["False", "8", "10", "120", "8"]
+
+
+def test_mpremote_reaches_a_running_bridge_whose_console_carries_the_serial_link(tmp_path):
+    # The bridge reads its console itself, with Ctrl-C turned off; mpremote's "\r\x03" still stops it.
+    stage(build_config(load_profile("heltec_v2"), "bridge", "test"), tmp_path / "flash")
+    with RadioMedium() as medium, VirtualBoard(tmp_path / "tty", tmp_path / "flash", medium=medium) as bridge:
+        console_during(bridge, bridge.reset, 5, "\x00")  # its heartbeat records, meanwhile
+        assert mpremote(bridge, "exec", "print('reached')").strip() == "reached"

@@ -3,6 +3,7 @@
 import asyncio
 import os
 import sys
+from binascii import hexlify
 
 import _board
 import _console
@@ -46,6 +47,11 @@ def holds_console():
 def console_input(hex_data):
     """Bytes (in hex) that arrived on the console while main.py holds it."""
     _console.uart_input.receive(bytes.fromhex(hex_data))
+
+
+def console_leftover():
+    """What main.py left unread on the console (in hex): the REPL reads it next, as on a board."""
+    return hexlify(_console.uart_input.read()).decode()
 
 
 def interrupt():
