@@ -3,12 +3,14 @@
 // with a code that tells board.py how to boot the next one: a fresh VM over the same flash.
 //
 //   node mcu.mjs --flash DIR --state DIR [--reset-cause N] [--repl friendly|raw] [--soft-reboot]
-//                [--unique-id HEX] [--inputs JSON] [--control FD] [--events FD]
+//                [--unique-id HEX] [--inputs JSON] [--control FD] [--events FD] [--radio sx1276|sx1262]
 //
 // Beside the console, two pipes link the board to the host (board.py), which plays the world
-// around the chip: --control brings what the host sets (input pin levels, ADC voltages) as JSON
-// lines, each answered by "ack SEQ" once applied; --events carries what the host must know
-// ("wdt TIMEOUT_MS", "feed", "sleep MS", "pin N LEVEL"), one line each.
+// around the chip: --control brings what the host sets (input pin levels, ADC voltages, the I2C and
+// SPI chips, frames the radio hears) as JSON lines, each answered by "ack SEQ" once applied;
+// --events carries what the host must know ("wdt TIMEOUT_MS", "feed", "sleep MS", "pin N LEVEL",
+// "radio rx|idle|tx ..."), one line each. A main.py that called asyncio.run() holds the console
+// until its task ends or Ctrl-C: the REPL starts then, as on a board.
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
