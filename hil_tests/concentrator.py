@@ -12,6 +12,7 @@ import base64
 import threading
 import time
 
+from gateway_daemon.sources.semtech_udp import DATR
 from hil_tests.packet_forwarder import PacketForwarder
 from hil_tests.virtual_board import RadioMedium
 
@@ -90,7 +91,9 @@ class Concentrator:
         if not txpk.get("imme"):
             ahead_us = (txpk["tmst"] - clock_us(now)) % _WRAP
             at = now + (ahead_us if ahead_us < _WRAP // 2 else ahead_us - _WRAP) / 1_000_000
-        sf, bw = txpk["datr"].removeprefix("SF").split("BW")
+        datr = DATR.fullmatch(txpk["datr"])
+        assert datr is not None, f"the gateway sent a txpk with datr {txpk['datr']!r}"
+        sf, bw = datr.groups()
         self.medium.transmit(
             base64.b64decode(txpk["data"]),
             round(txpk["freq"] * 1e6),

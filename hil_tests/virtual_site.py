@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from borne.boards import load_profile
-from borne.provisioning import NodeOptions, build_config, secrets_from_master, stage
+from borne.provisioning import SENSOR_FIELDS, NodeOptions, build_config, secrets_from_master, stage
 from gateway_daemon.registry import Device, Registry
 from hil_tests.broker import Broker, free_port
 from hil_tests.concentrator import Concentrator
@@ -39,7 +39,7 @@ SCD4X_ADDRESS = 0x62
 SHT4X_ADDRESS = 0x44
 GATEWAY_START_S = 60
 STATS_INTERVAL_S = 5  # the gateway's counters on MQTT: often, on a rig
-_BRIDGE_CONNECTED = "bridge board connected"  # what the gateway logs once it has the bridge's port
+_BRIDGE_CONNECTED = b"bridge board connected"  # what the gateway logs once it has the bridge's port
 _I2C_CHIPS = {"bme280": BME280_ADDRESS, "scd4x": SCD4X_ADDRESS, "sht4x": SHT4X_ADDRESS}
 
 
@@ -78,6 +78,7 @@ class VirtualSite:
     ) -> None:
         self.work = work
         self.specs = {spec.name: spec for spec in nodes}
+        self.profiles = {spec.name: load_profile(spec.board) for spec in nodes}  # read once: pins are asked often
         self.site = site
         self.radio = radio or {}
         self.bridge_board = bridge_board
@@ -130,24 +131,28 @@ class VirtualSite:
 
     def start_gateway(self) -> None:
         """Start `borne gateway run`, its output appended to `gateway_log`."""
-        self._log_start = len(self.gateway_log.read_text(errors="replace")) if self.gateway_log.exists() else 0
         with self.gateway_log.open("ab") as output:
+            log_start = output.tell()
             command = [sys.executable, "-m", "borne", "gateway", "run", "--config", str(self.config_file)]
             self.gateway = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-        self._wait_for_gateway()
+        self._wait_for_gateway(log_start)
 
-    def _wait_for_gateway(self) -> None:
+    def _wait_for_gateway(self, log_start: int) -> None:
         """Until the gateway has the bridge's port open: what the bridge writes before is lost."""
+        assert self.gateway is not None
         deadline = time.monotonic() + GATEWAY_START_S
-        while _BRIDGE_CONNECTED not in self.gateway_log.read_text(errors="replace")[self._log_start :]:
-            assert self.gateway is not None
-            if self.gateway.poll() is not None:
-                raise RuntimeError(f"the gateway stopped (exit {self.gateway.returncode}); see {self.gateway_log}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"the gateway did not open the bridge within {GATEWAY_START_S} s; see {self.gateway_log}"
-                )
-            time.sleep(0.1)
+        said = b""
+        with self.gateway_log.open("rb") as log:
+            log.seek(log_start)  # this run of the gateway's lines only
+            while _BRIDGE_CONNECTED not in said:
+                if self.gateway.poll() is not None:
+                    raise RuntimeError(f"the gateway stopped (exit {self.gateway.returncode}); see {self.gateway_log}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"the gateway did not open the bridge within {GATEWAY_START_S} s; see {self.gateway_log}"
+                    )
+                time.sleep(0.1)
+                said += log.read()  # only what was written since the last look
 
     def stop_gateway(self) -> None:
         """Stop the gateway as systemd does (SIGTERM), or kill it if it lingers."""
@@ -187,7 +192,7 @@ class VirtualSite:
     def _reader(self, node: str) -> dict[str, int]:
         spec = self.specs[node]
         if spec.nfc == "mfrc522":
-            return {"cs": load_profile(spec.board)["nfc_spi"]["cs"]}
+            return {"cs": self.profiles[node]["nfc_spi"]["cs"]}
         return {"address": PN532_ADDRESS}
 
     def set_air(self, node: str, **air: float) -> None:
@@ -205,7 +210,7 @@ class VirtualSite:
             deep_sleep=spec.deep_sleep,
         )
         secrets = secrets_from_master(TEST_MASTER_KEY, spec.device_id)
-        profile = load_profile(spec.board)
+        profile = self.profiles[spec.name]
         return build_config(
             profile, "node", self.site, device_id=spec.device_id, secrets=secrets, options=options, radio=self.radio
         )
@@ -227,7 +232,7 @@ class VirtualSite:
 
     def _wire(self, spec: NodeSpec) -> None:
         board = self.boards[spec.name]
-        profile = load_profile(spec.board)
+        profile = self.profiles[spec.name]
         i2c = profile["i2c"]
         for sensor in spec.sensors:
             if sensor in _I2C_CHIPS:
@@ -246,12 +251,7 @@ class VirtualSite:
     def _write_registry(self) -> None:
         registry = Registry({})
         for spec in self.specs.values():
-            telemetry_fields = {
-                "bme280": ("temperature_c", "humidity_pct", "pressure_hpa"),
-                "scd4x": ("co2_ppm",),
-                "battery": ("battery_mv",),
-            }
-            fields = tuple(f for sensor in spec.sensors for f in telemetry_fields.get(sensor, ()))
+            fields = tuple(dict.fromkeys(f for sensor in spec.sensors for f in SENSOR_FIELDS[sensor]))
             registry.add(
                 Device(
                     device_id=spec.device_id,

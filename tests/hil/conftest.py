@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from hil_tests.broker import BrokerMissing, mosquitto_binary
+from hil_tests.mqtt_log import MqttLog
 from hil_tests.virtual_board import VirtualBoardError, check_vm_installed
 from hil_tests.virtual_site import NodeSpec, VirtualSite
+from payload_codec import badge_token, derive_badge_key
+from payload_codec.vectorgen import TEST_MASTER_KEY
+
+BADGE_KEY = derive_badge_key(TEST_MASTER_KEY)
 
 
 def require_site_tools() -> None:
@@ -28,3 +34,16 @@ def running_site(
     require_site_tools()
     with VirtualSite(tmp_path_factory.mktemp(name), nodes, record_mqtt=True, **options) as site:
         yield site
+
+
+def checkins_of(mqtt: MqttLog, uid: bytes, door: str = "entrance") -> list[dict]:
+    """The check-ins published for the badge `uid` at `door`: found by its token, as a consumer does."""
+    token = badge_token(BADGE_KEY, uid).hex()
+    return [c for c in mqtt.on(f"/{door}/checkin") if c["badge_token"] == token]
+
+
+def present(site: VirtualSite, uid: bytes, held_s: float = 0.8, door: str = "entrance") -> None:
+    """Hold the badge `uid` at the reader of `door` for `held_s`, then take it away."""
+    site.present_badge(door, uid)
+    time.sleep(held_s)
+    site.remove_badge(door)

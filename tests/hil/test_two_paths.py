@@ -9,12 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from hil_tests.virtual_site import NodeSpec, VirtualSite
-from payload_codec import badge_token, derive_badge_key
-from payload_codec.vectorgen import TEST_MASTER_KEY
-from tests.hil.conftest import running_site
+from tests.hil.conftest import checkins_of, present, running_site
 
 DOOR = NodeSpec(101, "entrance", nfc="pn532", direction="in")
-BADGE_KEY = derive_badge_key(TEST_MASTER_KEY)
 SETTLED_S = 12  # time for a check-in's ACK and, without one, for its first retries
 
 
@@ -27,13 +24,10 @@ def badge_in(site: VirtualSite, uid: bytes) -> dict:
     """Present `uid` at the entrance; its check-in as published."""
     mqtt = site.mqtt
     assert mqtt is not None
-    token = badge_token(BADGE_KEY, uid).hex()
-    site.present_badge("entrance", uid)
-    time.sleep(0.8)
-    site.remove_badge("entrance")
-    mqtt.wait_for(lambda: [c for c in mqtt.on("/entrance/checkin") if c["badge_token"] == token], 60, "the check-in")
+    present(site, uid)
+    mqtt.wait_for(lambda: checkins_of(mqtt, uid), 60, "the check-in")
     time.sleep(SETTLED_S)
-    (checkin,) = [c for c in mqtt.on("/entrance/checkin") if c["badge_token"] == token]
+    (checkin,) = checkins_of(mqtt, uid)
     return checkin
 
 

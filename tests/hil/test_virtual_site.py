@@ -16,16 +16,13 @@ from borne.boards import load_profile
 from hil_tests.mqtt_log import MqttLog
 from hil_tests.virtual_board import VirtualBoard
 from hil_tests.virtual_site import NodeSpec, VirtualSite
-from payload_codec import badge_token, derive_badge_key
-from payload_codec.vectorgen import TEST_MASTER_KEY
-from tests.hil.conftest import running_site
+from tests.hil.conftest import checkins_of, present, running_site
 
 DOOR = NodeSpec(101, "entrance", nfc="pn532", direction="in", status_s=60)
 SIDE_DOOR = NodeSpec(102, "side-door", nfc="mfrc522", direction="out", status_s=60)
 ROOM = NodeSpec(201, "meeting-room", sensors=("bme280", "scd4x"), telemetry_s=10, status_s=60)
 RADIO = {"sf": 7}
 BOOT_S = 60  # the site's VMs boot on a shared 2-core machine
-BADGE_KEY = derive_badge_key(TEST_MASTER_KEY)
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +34,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VirtualSite]:
 def mqtt(site: VirtualSite) -> MqttLog:
     assert site.mqtt is not None
     return site.mqtt
-
-
-def checkins_of(mqtt: MqttLog, uid: bytes, door: str = "entrance") -> list[dict]:
-    token = badge_token(BADGE_KEY, uid).hex()
-    return [c for c in mqtt.on(f"/{door}/checkin") if c["badge_token"] == token]
-
-
-def present(site: VirtualSite, uid: bytes, held_s: float = 0.8, door: str = "entrance") -> None:
-    site.present_badge(door, uid)
-    time.sleep(held_s)
-    site.remove_badge(door)
 
 
 def test_every_node_reports_its_status_after_boot(site, mqtt):
