@@ -4,7 +4,8 @@
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-NODE_INSTALLED := node_modules/.package-lock.json
+NPM_PROJECT := simulator/virtual_board
+NODE_INSTALLED := $(NPM_PROJECT)/node_modules/.package-lock.json
 SYSTEM_PACKAGES := mosquitto:mosquitto
 
 .PHONY: demo test bench lint vectors clean
@@ -16,8 +17,8 @@ $(INSTALLED): pyproject.toml scripts/bootstrap
 	touch $@
 
 # The real MicroPython VM for the virtual board, pinned by package-lock.json.
-$(NODE_INSTALLED): package.json package-lock.json $(INSTALLED)
-	npm ci --no-audit --no-fund --loglevel=error
+$(NODE_INSTALLED): $(NPM_PROJECT)/package.json $(NPM_PROJECT)/package-lock.json $(INSTALLED)
+	cd $(NPM_PROJECT) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 demo: $(INSTALLED) $(NODE_INSTALLED)
@@ -37,4 +38,4 @@ vectors: $(INSTALLED)
 	$(VENV)/bin/borne codec vectors
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .hypothesis
+	rm -rf $(VENV) $(NPM_PROJECT)/node_modules .pytest_cache .hypothesis

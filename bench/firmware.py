@@ -14,13 +14,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from borne.boards import load_profile
-from borne.provisioning import NodeOptions, build_config, secrets_from_master, stage
-from hil_tests.virtual_board import RadioMedium
-from hil_tests.virtual_board.board import VirtualBoard
-from payload_codec.vectorgen import TEST_MASTER_KEY
+from boards.profiles import load_profile
+from boards.provisioning import FIRMWARE_DIR, NodeOptions, build_config, secrets_from_master, stage
+from simulator.test_keys import TEST_MASTER_KEY
+from simulator.virtual_board import RadioMedium
+from simulator.virtual_board.board import VirtualBoard
 
-FIRMWARE = Path(__file__).resolve().parents[1] / "firmware" / "borne"
+FIRMWARE = FIRMWARE_DIR / "borne"
 ROUNDS = 200
 
 MEASURE = f"""

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import aiomqtt
 
+from boards.registry import Device, Registry
 from gateway_daemon.config import parse_config
 from gateway_daemon.daemon import Gateway
 from gateway_daemon.mqtt import IN_FLIGHT, MQTT_LOG
-from gateway_daemon.registry import Device, Registry
 from gateway_daemon.sources import SimulatedRadio
-from hil_tests.broker import Broker
 from payload_codec import build_frame, derive_device_keys
+from simulator.broker import Broker
 
 FRAMES = 2000
 KEYS = derive_device_keys(bytes(range(16)), 1)

@@ -7,18 +7,18 @@ import json
 import sys
 from pathlib import Path
 
-from hil_tests.virtual_board import __main__ as virtual_board
+from boards import provisioning
+from boards.installer import Installer, InstallError
+from boards.profiles import BoardError, load_profile, profile_names
+from boards.provisioning import NodeOptions, ProvisioningError
 from payload_codec.schema import DIRECTIONS
-from payload_codec.vectorgen import TEST_MASTER_KEY
-
-from . import provisioning
-from .boards import BoardError, load_profile, profile_names
-from .installer import Installer, InstallError
-from .provisioning import NodeOptions, ProvisioningError
+from simulator.provision import DEFAULT_BOARD as SIM_DEFAULT_BOARD
+from simulator.provision import provision_virtual_board
+from simulator.virtual_board import __main__ as virtual_board
+from simulator.virtual_board.board import VirtualBoardError, install_vm
 
 DEFAULT_REGISTRY = Path("/etc/borne/devices.toml")  # as `borne device add`
-SIM_DEFAULT_BOARD = "heltec_v2"
-ERRORS = (BoardError, InstallError, ProvisioningError)
+ERRORS = (BoardError, InstallError, ProvisioningError, VirtualBoardError)
 SIM_DESCRIPTION = (
     f"{virtual_board.DESCRIPTION} Unless --blank, the firmware and a test configuration (keys from the test "
     f"master key, board {SIM_DEFAULT_BOARD} unless --board) are installed on it first."
@@ -160,39 +160,16 @@ def run_sim_board(args: argparse.Namespace) -> int:
         if given:
             options = ", ".join("--" + name.replace("_", "-") for name in given)
             raise ProvisioningError(f"--blank leaves the board erased, with nothing installed: drop {options}")
-        return virtual_board.run(args)
-    provision_virtual_board(args)
+    else:
+        installed = provision_virtual_board(
+            args.flash,
+            board=args.board,
+            role=args.role,
+            device_id=args.device,
+            options=_options(args),
+            radio=_radio(args),
+        )
+        args.radio_chip = installed.radio_chip
+        print(f"installed in {args.flash}: {installed.summary()}", file=sys.stderr)
+    install_vm()
     return virtual_board.run(args)
-
-
-def provision_virtual_board(args: argparse.Namespace) -> list[str]:
-    """Install the firmware and a test configuration into the virtual board's flash directory.
-
-    The configuration comes from `build_config`, as `borne board flash` builds it, with keys derived
-    from the test master key. The files are written straight into the host directory that holds the
-    board's flash, before the board boots: milliseconds, where mpremote takes a second or more per
-    step; `borne board flash` itself is tested against a virtual board over mpremote."""
-    role = args.role or "node"
-    device_id = args.device
-    secrets = None
-    if role == "node":
-        device_id = 1 if device_id is None else device_id
-        secrets = provisioning.secrets_from_master(TEST_MASTER_KEY, device_id)
-    config = provisioning.build_config(
-        load_profile(args.board or SIM_DEFAULT_BOARD),
-        role,
-        provisioning.TEST_SITE,
-        device_id=device_id,
-        secrets=secrets,
-        options=_options(args),
-        radio=_radio(args),
-    )
-    args.radio_chip = config["board"]["radio"]["chip"]  # the virtual board gets the profile's radio
-    args.flash.mkdir(parents=True, exist_ok=True)
-    files = provisioning.stage(config, args.flash)
-    print(
-        f"installed in {args.flash}: {len(files)} files ({', '.join(provisioning.top_level(files))}); "
-        f"{provisioning.summary(config)}" + ("; keys from the test master key" if secrets else ""),
-        file=sys.stderr,
-    )
-    return files

@@ -1,16 +1,16 @@
-"""`borne …`: each part of the project adds its own subcommands here."""
+"""`borne …`: argument parsing only; each subcommand calls into the layer it belongs to."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from boards.keyfile import KeyFileError
 from gateway_daemon import cli as gateway_cli
-from payload_codec import cli as codec_cli
-from payload_codec.keyfile import KeyFileError
+from simulator import demo
 
-from . import __version__, board_cli
-from . import demo as demo_cli
+from . import __version__, board_cli, codec_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,10 +26,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     board_cli.add_sim_options(board)
     board_cli.add_commands(commands)
-    demo = commands.add_parser("demo", help="run the virtual site live", description=demo_cli.__doc__)
-    demo_cli.add_arguments(demo)
-    demo.set_defaults(run=demo_cli.run)
+    add_demo_command(commands)
     return parser
+
+
+def add_demo_command(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("demo", help="run the virtual site live", description=demo.__doc__)
+    defaults = demo.DemoOptions()
+    parser.add_argument(
+        "--duration", type=float, default=defaults.duration_s, help="stop after this many seconds (default: Ctrl-C)"
+    )
+    parser.add_argument(
+        "--work", type=Path, help="where the boards' flash, the state and logs go (default: a temp dir)"
+    )
+    parser.add_argument(
+        "--visit-every",
+        type=float,
+        default=defaults.visit_every_s,
+        help="seconds between visitors (default: %(default)s)",
+    )
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="the medium's and the visitors' randomness")
+    parser.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    return demo.run_demo(demo.DemoOptions(args.duration, args.work, args.visit_every, args.seed))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,14 +10,14 @@ import sys
 import time
 from pathlib import Path
 
+from boards.keyfile import load_site_keys
+from boards.registry import Device, Registry, RegistryError
 from payload_codec import derive_device_keys
-from payload_codec.keyfile import load_site_keys
 from payload_codec.schema import TELEMETRY_FIELDS
 
 from . import logs
 from .config import EXAMPLE, ConfigError, load_config
 from .daemon import Gateway
-from .registry import Device, Registry, RegistryError
 from .state import GatewayState
 
 DEFAULT_CONFIG = Path("/etc/borne/gateway.toml")

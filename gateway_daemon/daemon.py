@@ -7,11 +7,12 @@ import logging
 import signal
 from pathlib import Path
 
+from boards.registry import Registry, RegistryError
+
 from . import systemd
 from .config import Config, ConfigError
 from .mqtt import Publisher
 from .pipeline import Pipeline
-from .registry import Registry, RegistryError
 from .sources import Source
 from .state import GatewayState
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from boards.registry import Device
 from payload_codec import Frame
 
-from .registry import Device
 from .sources import Reception
 from .state import OutboxEvent
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from .registry import Device
+from boards.registry import Device
 
 # Telemetry field → (name, device class, unit, state class, icon)
 SENSORS: dict[str, tuple[str, str | None, str | None, str, str | None]] = {

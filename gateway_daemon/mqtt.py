@@ -18,10 +18,11 @@ from typing import Any
 
 import aiomqtt
 
+from boards.registry import Registry
+
 from .config import Config
 from .home_assistant import discovery_messages
 from .pipeline import Pipeline
-from .registry import Registry
 from .state import GatewayState, OutboxEvent
 
 log = logging.getLogger(__name__)

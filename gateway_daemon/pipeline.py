@@ -16,12 +16,12 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from boards.registry import Device, Registry
 from payload_codec import CodecError, SealedEnvelope, build_frame, open_envelope, read_envelope
 from payload_codec.schema import FLAG_ACK_REQUESTED, FLAG_TIME_REQUESTED
 
 from .config import Config
 from .events import events_of, iso_time
-from .registry import Device, Registry
 from .sources import Downlink, Reception, Rejected, Source, TransmitError
 from .state import GatewayState, frame_hash
 

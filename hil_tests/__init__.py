@@ -1,1 +1,1 @@
-"""End-to-end tests of the whole chain, and the parts of the rig they run on."""
+"""The hardware-in-the-loop suite: scenarios of the whole chain, run against a rig."""

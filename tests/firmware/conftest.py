@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hil_tests.virtual_board import VirtualBoard, VirtualBoardError, check_vm_installed
+from simulator.virtual_board import VirtualBoard, VirtualBoardError, check_vm_installed
 from tests.firmware.cases import all_calls, dump
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import serial
 
-from borne.boards import load_profile
-from borne.provisioning import NodeOptions, build_config, secrets_from_master, stage
-from hil_tests.virtual_board import RadioMedium, VirtualBoard
+from boards.profiles import load_profile
+from boards.provisioning import NodeOptions, build_config, secrets_from_master, stage
 from payload_codec import derive_device_keys
 from payload_codec.frame import build_frame
 from payload_codec.vectorgen import TEST_MASTER_KEY
+from simulator.virtual_board import RadioMedium, VirtualBoard
 from tests.firmware.conftest import require_vm
 
 BUTTON = 0  # heltec_v2's PRG button

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hil_tests.virtual_board import VirtualBoard
+from simulator.virtual_board import VirtualBoard
 from tests.firmware.conftest import DRIVER_HELPERS, board_with_firmware
 from tests.firmware.conftest import run_on as run
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from hil_tests.virtual_board import VirtualBoard
+from simulator.virtual_board import VirtualBoard
 from tests.firmware.conftest import deploy, require_vm
 
 RUNNER = Path(__file__).with_name("persistence_runner.py")

@@ -9,7 +9,7 @@ import json
 import aiomqtt
 import pytest
 
-from hil_tests.broker import Broker, BrokerMissing, mosquitto_binary
+from simulator.broker import Broker, BrokerMissing, mosquitto_binary
 
 
 @pytest.fixture

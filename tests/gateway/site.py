@@ -7,9 +7,9 @@ import contextlib
 import json
 from pathlib import Path
 
+from boards.registry import Device, Registry
 from gateway_daemon.config import parse_config
 from gateway_daemon.daemon import Gateway
-from gateway_daemon.registry import Device, Registry
 from gateway_daemon.sources import SimulatedRadio, Source
 from payload_codec import derive_device_keys
 from payload_codec.vectorgen import DEVICE_ID, TEST_MASTER_KEY

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
+from boards.registry import Registry, RegistryError
 from gateway_daemon.config import EXAMPLE, ConfigError, parse_config
-from gateway_daemon.registry import Registry, RegistryError
 
 from .site import write_registry
 

@@ -9,9 +9,9 @@ import sys
 import jsonschema
 import pytest
 
-from hil_tests.broker import free_port
 from payload_codec import DOWN, build_frame, derive_device_keys, open_frame
 from payload_codec.vectorgen import DEVICE_ID, TEST_MASTER_KEY
+from simulator.broker import free_port
 
 from ..codec.vectors import frame_cases
 from .conftest import Subscriber

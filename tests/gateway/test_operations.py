@@ -17,11 +17,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gateway_daemon.registry import Device, Registry
-from hil_tests.broker import Broker, free_port
-from hil_tests.packet_forwarder import PacketForwarder
+from boards.registry import Device, Registry
 from payload_codec import build_frame, derive_device_keys
 from payload_codec.vectorgen import TEST_MASTER_KEY
+from simulator.broker import Broker, free_port
+from simulator.packet_forwarder import PacketForwarder
 
 from .conftest import Subscriber
 from .site import Site, config_text, write_registry

@@ -10,9 +10,9 @@ import sys
 
 from gateway_daemon.sources.semtech_udp import SemtechUdp
 from gateway_daemon.sources.serial_bridge import SerialBridge
-from hil_tests.broker import free_port
-from hil_tests.packet_forwarder import PacketForwarder
 from payload_codec import DOWN, open_frame
+from simulator.broker import free_port
+from simulator.packet_forwarder import PacketForwarder
 
 from .conftest import Subscriber
 from .site import Site, config_text, until

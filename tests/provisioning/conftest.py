@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway_daemon.registry import Device, Registry
+from boards.registry import Device, Registry
 from payload_codec import derive_device_keys
 
 MASTER_KEY = bytes.fromhex("00112233445566778899aabbccddeeff")

@@ -17,9 +17,9 @@ from unittest import mock
 
 import pytest
 
-from borne import provisioning
-from borne.boards import load_profile
-from borne.provisioning import (
+from boards import provisioning
+from boards.profiles import load_profile
+from boards.provisioning import (
     NodeOptions,
     NodeSecrets,
     ProvisioningError,

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from borne import installer
-from borne.boards import load_profile
-from borne.installer import Installer, InstallError
-from borne.provisioning import NodeOptions, build_config, secrets_from_master
+from boards import installer
+from boards.installer import Installer, InstallError
+from boards.profiles import load_profile
+from boards.provisioning import NodeOptions, build_config, secrets_from_master
 from tests.provisioning.conftest import MASTER_KEY, NODE_ID, SITE
 
 PORT = "/dev/ttyUSB0"

@@ -8,8 +8,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from borne import boards
-from borne.boards import BoardError, gpio_uses, load_profile, pin_problems, profile_names
+from boards import profiles as boards
+from boards.profiles import BoardError, gpio_uses, load_profile, pin_problems, profile_names
 from borne.cli import main
 
 SCHEMA = json.loads(boards.SCHEMA_FILE.read_text(encoding="utf-8"))

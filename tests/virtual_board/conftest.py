@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hil_tests.virtual_board import VirtualBoard, VirtualBoardError, check_vm_installed
+from simulator.virtual_board import VirtualBoard, VirtualBoardError, check_vm_installed
 
 MPREMOTE_TIMEOUT_S = 30
 

@@ -13,7 +13,7 @@ def test_the_command_serves_a_board_until_terminated_and_blank_erases_its_flash(
     port, flash = tmp_path / "ttyBORNE0", tmp_path / "flash"
     flash.mkdir()
     (flash / "old.py").write_text("left by a previous run")
-    command = [sys.executable, "-m", "hil_tests.virtual_board", "--pty", str(port), "--flash", str(flash), "--blank"]
+    command = [sys.executable, "-m", "simulator.virtual_board", "--pty", str(port), "--flash", str(flash), "--blank"]
     with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as board:
         try:
             wait_for(port.exists)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hil_tests.virtual_board import VirtualBoard, VirtualBoardError, check_vm_installed
+from simulator.virtual_board import VirtualBoard, VirtualBoardError, check_vm_installed
 
 # FIPS-197 appendix C and NIST SP 800-38A appendix F: (key, iv or None, plaintext, ciphertext).
 KNOWN_ANSWERS = [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hil_tests.virtual_board import BoardExecError, VirtualBoard
-from hil_tests.virtual_board.board import PWRON_RESET
+from simulator.virtual_board import BoardExecError, VirtualBoard
+from simulator.virtual_board.board import PWRON_RESET
 
 
 def test_exec_returns_what_the_code_printed(board: VirtualBoard) -> None:

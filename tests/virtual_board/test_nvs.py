@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from hil_tests.virtual_board import VirtualBoard
+from simulator.virtual_board import VirtualBoard
 
 NVS = "import esp32\nnvs = esp32.NVS('borne')\n"
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from hil_tests.virtual_board import BoardExecError, RadioMedium, VirtualBoard
 from payload_codec.airtime import time_on_air_ms
+from simulator.virtual_board import BoardExecError, RadioMedium, VirtualBoard
 from tests.virtual_board.conftest import wait_for
 
 CHANNEL_HZ = 868_100_000

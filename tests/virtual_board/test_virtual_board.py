@@ -9,8 +9,8 @@ from pathlib import Path
 import serial
 from mpremote.transport_serial import SerialTransport
 
-from hil_tests.virtual_board import VirtualBoard
-from hil_tests.virtual_board.board import HARD_RESET, SOFT_RESET
+from simulator.virtual_board import VirtualBoard
+from simulator.virtual_board.board import HARD_RESET, SOFT_RESET
 from tests.virtual_board.conftest import run_mpremote, wait_for
 
 Mpremote = Callable[..., str]

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from payload_codec.airtime import time_on_air_ms
 
 if TYPE_CHECKING:
-    from hil_tests.virtual_board.board import VirtualBoard
+    from simulator.virtual_board.board import VirtualBoard
 
 log = logging.getLogger(__name__)
 

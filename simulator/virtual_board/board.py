@@ -23,6 +23,7 @@ import queue
 import selectors
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import tty
@@ -33,13 +34,17 @@ from typing import TYPE_CHECKING
 import serial
 
 if TYPE_CHECKING:
-    from hil_tests.virtual_board.medium import RadioMedium
+    from simulator.virtual_board.medium import RadioMedium
 
 log = logging.getLogger(__name__)
 
 MCU = Path(__file__).with_name("mcu.mjs")
-REPOSITORY = Path(__file__).resolve().parents[2]
-VM_PACKAGE = REPOSITORY / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
+# The VM is an npm package pinned by package.json and package-lock.json beside this file. A checkout
+# installs it here (`make test` runs `npm ci` in this folder); an installed wheel's folder may not be
+# writable, so `install_vm` puts it in the user's cache instead.
+NPM_PROJECT = Path(__file__).parent
+VM_NAME = "@micropython/micropython-webassembly-pyscript"
+NPM_TIMEOUT_S = 600
 
 # Exit codes of mcu.mjs: how the next VM boots.
 EXIT_SOFT_REBOOT_FRIENDLY = 40
@@ -81,12 +86,61 @@ class BoardExecError(Exception):
         self.output = output  # what the code printed before it raised
 
 
+def vm_cache() -> Path:
+    """Where `install_vm` puts the VM when the package's own folder cannot hold it."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "borne" / "micropython-vm"
+
+
+def vm_entry() -> Path | None:
+    """The VM's JavaScript entry point, beside this package (a checkout) or in the user's cache."""
+    for project in (NPM_PROJECT, vm_cache()):
+        entry = project / "node_modules" / VM_NAME / "micropython.mjs"
+        if entry.is_file():
+            return entry
+    return None
+
+
 def check_vm_installed(node: str = "node") -> None:
     """Raise VirtualBoardError, saying what to install, if Node or the MicroPython VM is missing."""
     if shutil.which(node) is None:
         raise VirtualBoardError(f"the virtual board needs Node.js 20 or later: `{node}` is not on PATH")
-    if not (VM_PACKAGE / "micropython.mjs").is_file():
-        raise VirtualBoardError(f"the MicroPython VM is missing: run `npm install` in {REPOSITORY}")
+    if vm_entry() is None:
+        raise VirtualBoardError(
+            f"the MicroPython VM is missing: run `npm ci` in {NPM_PROJECT}, or let `borne sim board` or "
+            f"`borne demo` install it in {vm_cache()} (they need npm)"
+        )
+
+
+def install_vm(node: str = "node") -> None:
+    """Install the pinned MicroPython VM with npm into the user's cache if it is not there yet.
+
+    For an installed `borne`: the package's folder holds the pins (package-lock.json) but may not be
+    writable. Says what it does on stderr: npm takes a while on a first run."""
+    if shutil.which(node) is None or vm_entry() is not None:
+        check_vm_installed(node)
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise VirtualBoardError("the MicroPython VM is missing and npm is not on PATH: install npm (apt install npm)")
+    target = vm_cache()
+    target.mkdir(parents=True, exist_ok=True)
+    for pins in ("package.json", "package-lock.json"):
+        shutil.copyfile(NPM_PROJECT / pins, target / pins)
+    print(f"installing the MicroPython VM ({VM_NAME}) with npm into {target}", file=sys.stderr, flush=True)
+    try:
+        done = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=target,
+            capture_output=True,
+            text=True,
+            timeout=NPM_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        raise VirtualBoardError(f"npm did not finish installing the MicroPython VM in {NPM_TIMEOUT_S} s") from None
+    if done.returncode != 0:
+        raise VirtualBoardError(f"npm could not install the MicroPython VM: {done.stderr.strip()[-500:]}")
+    check_vm_installed(node)
 
 
 class _Mcu:
@@ -481,12 +535,15 @@ class VirtualBoard:
                 command.append("--soft-reboot")
             if self.radio is not None:
                 command += ["--radio", self.radio]
+            entry = vm_entry()
+            if entry is not None:
+                command += ["--vm", str(entry)]
             # A session of its own: Ctrl-C in the terminal powers off the board, not just its VM.
             process = subprocess.Popen(
                 command,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                cwd=REPOSITORY,
+                cwd=NPM_PROJECT,
                 start_new_session=True,
                 pass_fds=(control_out, events_in),
             )
@@ -553,7 +610,7 @@ class VirtualBoard:
         self._handle_events()  # what it said before it ended
         self._halt()
         if exit_code == EXIT_NOT_INSTALLED:
-            log.error("virtual board %s: the MicroPython VM is missing: run `npm install` in %s", self.port, REPOSITORY)
+            log.error("virtual board %s: the MicroPython VM is missing: run `npm ci` in %s", self.port, NPM_PROJECT)
             self._stopping.set()
         elif exit_code in (EXIT_SOFT_REBOOT_FRIENDLY, EXIT_SOFT_REBOOT_RAW):
             # A soft reboot keeps the hardware's reset cause, the REPL's mode, and a running watchdog.

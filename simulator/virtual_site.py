@@ -21,15 +21,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from borne.boards import load_profile
-from borne.provisioning import SENSOR_FIELDS, NodeOptions, build_config, secrets_from_master, stage
-from gateway_daemon.registry import Device, Registry
-from hil_tests.broker import Broker, free_port
-from hil_tests.concentrator import Concentrator
-from hil_tests.mqtt_log import MqttLog
-from hil_tests.virtual_board import RadioMedium, VirtualBoard
+from boards.profiles import load_profile
+from boards.provisioning import SENSOR_FIELDS, NodeOptions, build_config, secrets_from_master, stage
+from boards.registry import Device, Registry
 from payload_codec import derive_device_keys
-from payload_codec.vectorgen import TEST_MASTER_KEY
+from simulator.broker import Broker, free_port
+from simulator.concentrator import Concentrator
+from simulator.mqtt_log import MqttLog
+from simulator.test_keys import TEST_MASTER_KEY
+from simulator.virtual_board import RadioMedium, VirtualBoard
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from hil_tests.broker import BrokerMissing, mosquitto_binary
-from hil_tests.mqtt_log import MqttLog
-from hil_tests.virtual_board import VirtualBoardError, check_vm_installed
-from hil_tests.virtual_site import NodeSpec, VirtualSite
 from payload_codec import badge_token, derive_badge_key
-from payload_codec.vectorgen import TEST_MASTER_KEY
+from simulator.broker import BrokerMissing, mosquitto_binary
+from simulator.mqtt_log import MqttLog
+from simulator.test_keys import TEST_MASTER_KEY
+from simulator.virtual_board import VirtualBoardError, check_vm_installed
+from simulator.virtual_site import NodeSpec, VirtualSite
 
 BADGE_KEY = derive_badge_key(TEST_MASTER_KEY)
 

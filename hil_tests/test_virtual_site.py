@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from borne.boards import load_profile
-from hil_tests.mqtt_log import MqttLog
-from hil_tests.virtual_board import VirtualBoard
-from hil_tests.virtual_site import NodeSpec, VirtualSite
-from tests.hil.conftest import checkins_of, present, running_site
+from boards.profiles import load_profile
+from hil_tests.conftest import checkins_of, present, running_site
+from simulator.mqtt_log import MqttLog
+from simulator.virtual_board import VirtualBoard
+from simulator.virtual_site import NodeSpec, VirtualSite
 
 DOOR = NodeSpec(101, "entrance", nfc="pn532", direction="in", status_s=60)
 SIDE_DOOR = NodeSpec(102, "side-door", nfc="mfrc522", direction="out", status_s=60)

@@ -14,7 +14,7 @@
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 
 import { aes } from "./aes.mjs";
@@ -45,6 +45,7 @@ const { values: options } = parseArgs({
     "soft-reboot": { type: "boolean", default: false },
     "unique-id": { type: "string", default: "240ac4000001" },
     radio: { type: "string", default: "" }, // the LoRa chip: "sx1276", "sx1262", or none
+    vm: { type: "string", default: "" }, // the VM package's micropython.mjs, where board.py found it
   },
 });
 
@@ -56,9 +57,10 @@ process.on("uncaughtException", (error) => {
 
 let loadMicroPython;
 try {
-  ({ loadMicroPython } = await import("@micropython/micropython-webassembly-pyscript"));
+  const vm = options.vm ? pathToFileURL(options.vm).href : "@micropython/micropython-webassembly-pyscript";
+  ({ loadMicroPython } = await import(vm));
 } catch {
-  fs.writeSync(2, "virtual board: the MicroPython VM is missing: run `npm install` at the root of the repository\n");
+  fs.writeSync(2, "virtual board: the MicroPython VM is missing: run `npm ci` in the simulator's virtual_board folder\n");
   process.exit(EXIT_NOT_INSTALLED);
 }
 

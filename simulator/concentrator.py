@@ -13,8 +13,8 @@ import threading
 import time
 
 from gateway_daemon.sources.semtech_udp import DATR
-from hil_tests.packet_forwarder import PacketForwarder
-from hil_tests.virtual_board import RadioMedium
+from simulator.packet_forwarder import PacketForwarder
+from simulator.virtual_board import RadioMedium
 
 PULL_EVERY_S = 5  # how often the forwarder keeps the downlink path open, as real ones do
 _WRAP = 1 << 32

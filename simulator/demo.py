@@ -8,7 +8,6 @@ room's air changes; what the gateway publishes is printed as it arrives on MQTT.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -17,13 +16,14 @@ import signal
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiomqtt
 
-from hil_tests.broker import BrokerMissing
-from hil_tests.virtual_board import VirtualBoardError
-from hil_tests.virtual_site import NodeSpec, VirtualSite
+from simulator.broker import BrokerMissing
+from simulator.virtual_board.board import VirtualBoardError, install_vm
+from simulator.virtual_site import NodeSpec, VirtualSite
 
 NODES = (
     NodeSpec(101, "entrance", nfc="pn532", direction="in"),
@@ -45,45 +45,46 @@ TELEMETRY_UNITS = {
 }
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--duration", type=float, default=0, help="stop after this many seconds (default: Ctrl-C)")
-    parser.add_argument(
-        "--work", type=Path, help="where the boards' flash, the state and logs go (default: a temp dir)"
-    )
-    parser.add_argument(
-        "--visit-every", type=float, default=6.0, help="seconds between visitors (default: %(default)s)"
-    )
-    parser.add_argument("--seed", type=int, default=1, help="the medium's and the visitors' randomness")
+@dataclass(frozen=True)
+class DemoOptions:
+    """How the demo runs: `borne demo`'s options."""
+
+    duration_s: float = 0  # 0: until Ctrl-C
+    work: Path | None = None  # where the boards' flash, the state and logs go (None: a temporary directory)
+    visit_every_s: float = 6.0
+    seed: int = 1  # the medium's and the visitors' randomness
 
 
-def run(args: argparse.Namespace) -> int:
+def run_demo(options: DemoOptions) -> int:
+    """Run the virtual site live until `options.duration_s` or Ctrl-C; 1, with the reason, if it cannot start."""
+    install_vm()
     with contextlib.ExitStack() as stack:
-        work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="borne-demo-")))
+        work = options.work or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="borne-demo-")))
         try:
-            return asyncio.run(_demo(work, args))
+            return asyncio.run(_demo(work, options))
         except (BrokerMissing, VirtualBoardError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
 
 
-async def _demo(work: Path, args: argparse.Namespace) -> int:
+async def _demo(work: Path, options: DemoOptions) -> int:
     say(f"setting up the virtual site in {work}")
-    site = VirtualSite(work, NODES, radio=RADIO, seed=args.seed)
+    site = VirtualSite(work, NODES, radio=RADIO, seed=options.seed)
     await asyncio.to_thread(site.start)
     try:
         say(f"mosquitto on 127.0.0.1:{site.mqtt_port}; gateway log: {site.gateway_log}")
         for name, board in site.boards.items():
             say(f"board {name}: console on {board.port} (mpremote connect {board.port})")
-        say("the nodes boot, then visitors badge in; Ctrl-C stops" if not args.duration else "running")
+        say("the nodes boot, then visitors badge in; Ctrl-C stops" if not options.duration_s else "running")
         stop = asyncio.Event()
         for signal_number in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(signal_number, stop.set)
         tally = Tally()
-        rng = random.Random(args.seed)
+        rng = random.Random(options.seed)
         printer = asyncio.create_task(_print_mqtt(site.mqtt_port, tally))
-        world = [asyncio.create_task(job) for job in (_visitors(site, rng, args, tally), _weather(site, rng))]
+        world = [asyncio.create_task(job) for job in (_visitors(site, rng, options, tally), _weather(site, rng))]
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), args.duration or None)
+            await asyncio.wait_for(stop.wait(), options.duration_s or None)
         for task in world:
             task.cancel()
         await asyncio.gather(*world, return_exceptions=True)
@@ -114,7 +115,7 @@ class Tally:
         return f"badges presented: {self.presented}; published: {counts}; radio: {radio}"
 
 
-async def _visitors(site: VirtualSite, rng: random.Random, args: argparse.Namespace, tally: Tally) -> None:
+async def _visitors(site: VirtualSite, rng: random.Random, options: DemoOptions, tally: Tally) -> None:
     await asyncio.sleep(8)  # the nodes boot and say their status first
     doors = [spec.name for spec in NODES if spec.nfc]
     while True:
@@ -125,7 +126,7 @@ async def _visitors(site: VirtualSite, rng: random.Random, args: argparse.Namesp
         tally.presented += 1
         await asyncio.sleep(BADGE_HELD_S)
         await asyncio.to_thread(site.remove_badge, door)
-        await asyncio.sleep(args.visit_every * rng.uniform(0.5, 1.5))
+        await asyncio.sleep(options.visit_every_s * rng.uniform(0.5, 1.5))
 
 
 async def _weather(site: VirtualSite, rng: random.Random) -> None:

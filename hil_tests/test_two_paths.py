@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from hil_tests.virtual_site import NodeSpec, VirtualSite
-from tests.hil.conftest import checkins_of, present, running_site
+from hil_tests.conftest import checkins_of, present, running_site
+from simulator.virtual_site import NodeSpec, VirtualSite
 
 DOOR = NodeSpec(101, "entrance", nfc="pn532", direction="in")
 SETTLED_S = 12  # time for a check-in's ACK and, without one, for its first retries

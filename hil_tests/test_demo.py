@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from tests.hil.conftest import require_site_tools
+from hil_tests.conftest import require_site_tools
 
 DURATION_S = 40
 

@@ -8,14 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import vectorgen
-from .crypto import DOWN, UP
-from .errors import CodecError
-from .export_js import export_js
-from .frame import SealedEnvelope, build_frame, open_envelope, read_envelope
-from .keyfile import SiteKeys, load_site_keys, readable_by_others
-from .messages import decode_body
-from .schema import FLAG_ENCRYPTED, TYPE_BY_NAME
+from boards.keyfile import SiteKeys, load_site_keys, readable_by_others
+from payload_codec import vectorgen
+from payload_codec.crypto import DOWN, UP
+from payload_codec.errors import CodecError
+from payload_codec.export_js import export_js
+from payload_codec.frame import SealedEnvelope, build_frame, open_envelope, read_envelope
+from payload_codec.messages import decode_body
+from payload_codec.schema import FLAG_ENCRYPTED, TYPE_BY_NAME
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:

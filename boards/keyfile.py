@@ -16,7 +16,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .crypto import KEY_SIZE, DeviceKeys, derive_badge_key, derive_device_keys
+from payload_codec.crypto import KEY_SIZE, DeviceKeys, derive_badge_key, derive_device_keys
 
 
 class KeyFileError(Exception):

@@ -19,6 +19,7 @@ onto a board. `build_config` checks everything a person can get wrong and says w
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -27,16 +28,26 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from gateway_daemon.registry import Device, Registry
+from boards.keyfile import load_site_keys, readable_by_others
+from boards.registry import Device, Registry
 from payload_codec import DeviceKeys, derive_badge_key, derive_device_keys
-from payload_codec.keyfile import load_site_keys, readable_by_others
 from payload_codec.schema import DIRECTIONS
 
-from .boards import for_board
+from .profiles import for_board
 
 CONFIG_VERSION = 1
 CONFIG_FILE = "config.json"
-FIRMWARE_DIR = Path(__file__).resolve().parents[1] / "firmware"
+
+
+def _firmware_dir() -> Path:
+    """firmware/: beside this package in a checkout; in site-packages, as package data, once installed."""
+    spec = importlib.util.find_spec("firmware")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(__file__).resolve().parents[1] / "firmware"
+
+
+FIRMWARE_DIR = _firmware_dir()
 ROLES = ("node", "bridge")
 READERS = ("pn532", "mfrc522")
 
@@ -70,7 +81,6 @@ EU868_SUB_BANDS_KHZ = ((863000, 868000), (868000, 868600), (868700, 869200), (86
 TELEMETRY_S_RANGE = (10, 65535)  # what a config downlink can set (payload_codec CONFIG_FIELDS)
 STATUS_S_RANGE = (60, 65535)
 SF_RANGE = (7, 12)
-TEST_SITE = "virtual-site"
 
 
 class ProvisioningError(Exception):
@@ -296,7 +306,7 @@ def firmware_files(firmware: Path = FIRMWARE_DIR) -> dict[str, Path]:
         if not any(part.startswith(".") or part == "__pycache__" for part in relative.parts):
             files[relative.as_posix()] = path
     if not files:
-        raise ProvisioningError(f"no firmware in {firmware}: run borne from a checkout of the repository")
+        raise ProvisioningError(f"no firmware in {firmware}: reinstall borne: its firmware files are missing")
     return files
 
 

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-BOARDS_DIR = Path(__file__).resolve().parents[1] / "boards"
+BOARDS_DIR = Path(__file__).resolve().parent  # the profiles ship beside this module, as package data
 SCHEMA_FILE = BOARDS_DIR / "profile.schema.json"
 DOCUMENTATION_KEYS = ("sources", "shared_gpio")  # not copied to the board
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from hil_tests.virtual_site import NodeSpec, VirtualSite
-from tests.hil.conftest import running_site
+from hil_tests.conftest import running_site
+from simulator.virtual_site import NodeSpec, VirtualSite
 
 SLEEPER = NodeSpec(301, "garden-shed", sensors=("bme280", "battery"), telemetry_s=10, status_s=60, deep_sleep=True)
 WAKES = 4

@@ -1,4 +1,4 @@
-"""Run a virtual board until interrupted: `python -m hil_tests.virtual_board --pty /tmp/ttyBORNE0`."""
+"""Run a virtual board until interrupted: `python -m simulator.virtual_board --pty /tmp/ttyBORNE0`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import sys
 import threading
 from pathlib import Path
 
-from hil_tests.virtual_board.board import VirtualBoard, VirtualBoardError
-from hil_tests.virtual_board.medium import RadioMedium
+from simulator.virtual_board.board import VirtualBoard, VirtualBoardError
+from simulator.virtual_board.medium import RadioMedium
 
 
 def default_flash() -> Path:
@@ -27,7 +27,7 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `borne sim board` (and of `python -m hil_tests.virtual_board`)."""
+    """The options of `borne sim board` (and of `python -m simulator.virtual_board`)."""
     parser.add_argument("--pty", required=True, type=Path, help="the serial port to create, e.g. /tmp/ttyBORNE0")
     parser.add_argument(
         "--flash", type=Path, default=default_flash(), help="host directory of the board's files (default: %(default)s)"

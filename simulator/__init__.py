@@ -1,0 +1,1 @@
+"""The simulator: virtual ESP32 boards running the real firmware, chip models, the radio medium, a virtual site."""
