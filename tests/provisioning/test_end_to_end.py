@@ -12,7 +12,7 @@ import pytest
 
 from boards.provisioning import firmware_files
 from payload_codec import derive_badge_key, derive_device_keys
-from payload_codec.vectorgen import TEST_MASTER_KEY
+from simulator.test_keys import TEST_MASTER_KEY
 from simulator.virtual_board import VirtualBoard, VirtualBoardError, check_vm_installed
 from tests.provisioning.conftest import MASTER_KEY, READER_ID, SITE, Site
 from tests.virtual_board.conftest import run_mpremote, wait_for
