@@ -11,6 +11,7 @@ enc_key = "…32 hex digits…"
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 import tomllib
 from dataclasses import dataclass, field
@@ -78,3 +79,26 @@ def load_site_keys(path: Path) -> SiteKeys:
 def readable_by_others(path: Path) -> bool:
     """Whether group or others may read the file: keys belong to their owner alone."""
     return bool(os.stat(path).st_mode & (stat.S_IRGRP | stat.S_IROTH))
+
+
+def create_key_file(path: Path) -> None:
+    """Write a new site key file holding a random master key, readable by its owner only.
+
+    Refuses an existing file: every device key of a site derives from its master key, so replacing
+    it would strand every board already flashed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise KeyFileError(
+            f"{path} exists already, and a site's master key is never replaced (every device key derives from "
+            "it): choose another folder, or keep using that file"
+        ) from None
+    with os.fdopen(handle, "w", encoding="utf-8") as file:
+        file.write(
+            "# Borne site keys: keep this file readable by its owner only (chmod 600), and a copy offline.\n"
+            "# Every device key derives from the master key; the badge key too, which turns badge UIDs into tokens.\n"
+            f'master_key = "{secrets.token_bytes(KEY_SIZE).hex()}"\n'
+        )
+        file.flush()
+        os.fsync(file.fileno())

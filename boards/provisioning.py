@@ -31,7 +31,8 @@ from typing import Any
 from boards.keyfile import load_site_keys, readable_by_others
 from boards.registry import Device, Registry
 from payload_codec import DeviceKeys, derive_badge_key, derive_device_keys
-from payload_codec.schema import DIRECTIONS
+from payload_codec.airtime import SUB_BANDS
+from payload_codec.schema import DIRECTIONS, TELEMETRY_FIELDS
 
 from .profiles import for_board
 
@@ -75,9 +76,9 @@ SENSOR_FIELDS = {
     "battery": ("battery_mv",),
     "pulse": ("meter_pulses",),
 }
-# The ETSI sub-bands of EU868 in kHz, as firmware/borne/airtime.py SUB_BANDS: a carrier outside
-# them makes the node's duty-cycle budget refuse every frame.
-EU868_SUB_BANDS_KHZ = ((863000, 868000), (868000, 868600), (868700, 869200), (869400, 869650), (869700, 870000))
+# The ETSI sub-bands of EU868 in kHz, from the wire contract: a carrier outside them makes the
+# node's duty-cycle budget refuse every frame.
+EU868_SUB_BANDS_KHZ = tuple((band.low_hz // 1000, band.high_hz // 1000) for band in SUB_BANDS)
 TELEMETRY_S_RANGE = (10, 65535)  # what a config downlink can set (payload_codec CONFIG_FIELDS)
 STATUS_S_RANGE = (60, 65535)
 SF_RANGE = (7, 12)
@@ -240,19 +241,29 @@ def _intervals(options: NodeOptions) -> dict[str, int]:
     return intervals
 
 
-def registered_node(device_id: int, key_file: Path, registry_file: Path) -> tuple[Device, NodeSecrets]:
-    """The registry's entry for `device_id` and the secrets the site key file gives it.
-
-    Refuses a key file others may read, a device the registry lacks, and keys that differ from the
-    registry's (the gateway would refuse every frame of the board)."""
+def _check_key_file(key_file: Path) -> None:
     if not key_file.exists():
         raise ProvisioningError(f"{key_file}: no such key file; give the site key file with --keys")
     if readable_by_others(key_file):
         raise ProvisioningError(f"{key_file} is readable by others: `chmod 600 {key_file}`, then run this again")
+
+
+def registered_node(
+    device_id: int, key_file: Path, registry_file: Path, pending: Device | None = None
+) -> tuple[Device, NodeSecrets]:
+    """The registry's entry for `device_id` (or `pending`, an entry not saved yet) and the secrets the
+    site key file gives it.
+
+    Refuses a key file others may read, a device the registry lacks, and keys that differ from the
+    registry's (the gateway would refuse every frame of the board)."""
+    _check_key_file(key_file)
     site_keys = load_site_keys(key_file)
-    if not registry_file.exists():
+    if pending is not None:
+        device = pending
+    elif not registry_file.exists():
         raise ProvisioningError(f"{registry_file}: no such registry; give the site's device registry with --registry")
-    device = Registry.load(registry_file).get(device_id)
+    else:
+        device = Registry.load(registry_file).get(device_id)
     if device is None:
         raise ProvisioningError(
             f"device {device_id} is not in {registry_file}: register it first with "
@@ -267,6 +278,66 @@ def registered_node(device_id: int, key_file: Path, registry_file: Path) -> tupl
             "refuse its frames. Use the key file the device was registered with, or register it again"
         )
     return device, NodeSecrets(keys, site_keys.badge_key)
+
+
+def telemetry_fields(sensors: Iterable[str]) -> tuple[str, ...]:
+    """The telemetry fields the chips `sensors` measure, in the wire contract's order.
+
+    Boards are registered and flashed with the same words, the chips wired to them; the registry's
+    fields (what Home Assistant shows) follow from them."""
+    sensors = tuple(sensors)
+    for sensor in sensors:
+        if sensor not in SENSOR_FIELDS:
+            chips = ", ".join(SENSORS)
+            measured_by = [chip for chip, fields in SENSOR_FIELDS.items() if sensor in fields]
+            hint = f" ({sensor} is measured by {', '.join(measured_by)})" if measured_by else ""
+            raise ProvisioningError(
+                f"unknown sensor {sensor!r}: name the chips wired to the board, among {chips}{hint}"
+            )
+    measured = {field for sensor in sensors for field in SENSOR_FIELDS[sensor]}
+    return tuple(field.name for field in TELEMETRY_FIELDS if field.name in measured)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What the registry says of a device besides its keys: `borne device add`'s options."""
+
+    name: str
+    site: str
+    facility: str = ""
+    sensors: tuple[str, ...] = ()  # the chips wired to it, as `borne board flash --sensors` names them
+    nfc: bool = False
+    battery: bool = False
+    report_interval_s: int = INTERVAL_DEFAULTS["telemetry_s"]
+
+
+def register_device(
+    device_id: int, registration: Registration, key_file: Path, registry_file: Path, *, save: bool = True
+) -> Device:
+    """Add `device_id` to the registry with keys derived from the site key file; return its entry.
+
+    RegistryError if the id or the site/name is taken; ProvisioningError for a key file others can
+    read or without a master key. With `save=False`, checks all that and writes nothing."""
+    _check_key_file(key_file)
+    site_keys = load_site_keys(key_file)
+    if site_keys.master_key is None:
+        raise ProvisioningError(f"{key_file} has no master_key to derive device {device_id}'s keys from")
+    registry = Registry.load(registry_file)
+    device = Device(
+        device_id=device_id,
+        name=registration.name,
+        site=registration.site,
+        facility=registration.facility,
+        keys=derive_device_keys(site_keys.master_key, device_id),
+        battery=registration.battery,
+        report_interval_s=registration.report_interval_s,
+        sensors=telemetry_fields(registration.sensors),
+        nfc=registration.nfc,
+    )
+    registry.add(device)
+    if save:
+        registry.save(registry_file)
+    return device
 
 
 def settle_with_registry(device: Device, options: NodeOptions) -> tuple[NodeOptions, list[str]]:

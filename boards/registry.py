@@ -28,7 +28,7 @@ from pathlib import Path
 from payload_codec import DeviceKeys
 from payload_codec.schema import TELEMETRY_FIELDS
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # a device's or a site's name: an MQTT topic level
 
 
 class RegistryError(Exception):
@@ -83,7 +83,7 @@ def _device(device_id: int, entry: dict, where: str) -> Device:
 def check_device(device: Device, where: str) -> None:
     """Raise RegistryError if the device cannot be registered as it is."""
     for name, value in (("name", device.name), ("site", device.site)):
-        if not _NAME.match(value):
+        if not NAME_PATTERN.match(value):
             raise RegistryError(
                 f"{where} {name} {value!r}: use 1-63 of a-z, 0-9, - and _ (it becomes an MQTT topic level)"
             )

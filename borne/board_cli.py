@@ -11,6 +11,7 @@ from boards import provisioning
 from boards.installer import Installer, InstallError
 from boards.profiles import BoardError, load_profile, profile_names
 from boards.provisioning import NodeOptions, ProvisioningError
+from boards.registry import Device
 from payload_codec.schema import DIRECTIONS
 from simulator.provision import DEFAULT_BOARD as SIM_DEFAULT_BOARD
 from simulator.provision import provision_virtual_board
@@ -48,6 +49,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--registry", type=Path, default=DEFAULT_REGISTRY, metavar="DEVICES_TOML", help="default: %(default)s"
     )
     add_node_options(flash)
+    flash.add_argument(
+        "--register",
+        action="store_true",
+        help="add the node to the registry first (with --name, --site, and --facility, --battery if you like), "
+        "as `borne device add` would",
+    )
+    flash.add_argument("--name", help="with --register: the node's name in MQTT topics (a-z, 0-9, - and _)")
+    flash.add_argument("--facility", default="", help="with --register: free text, e.g. school, gym")
+    flash.add_argument("--battery", action="store_true", help="with --register: it runs on a battery")
     flash.add_argument("--mip-index", metavar="URL_OR_DIR", help="where mip gets the radio drivers: a mirror")
     flash.add_argument("--dry-run", action="store_true", help="check and show the configuration; touch no board")
     flash.set_defaults(run=_flash)
@@ -119,7 +129,8 @@ def _flash(args: argparse.Namespace) -> int:
             raise ProvisioningError("a node needs its device id: --device ID, as registered with `borne device add`")
         if args.keys is None:
             raise ProvisioningError("a node needs the site key file (--keys FILE) to derive its keys")
-        device, secrets = provisioning.registered_node(args.device, args.keys, args.registry)
+        pending = _register(args) if args.register else None
+        device, secrets = provisioning.registered_node(args.device, args.keys, args.registry, pending)
         if args.site is not None and args.site != device.site:
             registered = f"device {args.device} is in site {device.site!r} in the registry"
             raise ProvisioningError(f"{registered}, not {args.site!r}: drop --site, or register it again")
@@ -130,6 +141,8 @@ def _flash(args: argparse.Namespace) -> int:
             profile, "node", device.site, device_id=args.device, secrets=secrets, options=options, radio=_radio(args)
         )
     else:
+        if args.register:
+            raise ProvisioningError("a bridge is not in the device registry (it only relays frames): drop --register")
         if args.keys is not None:
             raise ProvisioningError("a bridge carries no keys (the gateway checks the frames): drop --keys")
         config = provisioning.build_config(
@@ -147,6 +160,25 @@ def _flash(args: argparse.Namespace) -> int:
         return 1
     print(f"done. Its console: python -m mpremote connect {args.port} repl (Ctrl-] to leave)")
     return 0
+
+
+def _register(args: argparse.Namespace) -> Device:
+    """`--register`: the node's registry entry, saved unless this is a dry run."""
+    if args.name is None or args.site is None:
+        raise ProvisioningError("--register needs the node's --name and --site: its registry entry is made of them")
+    registration = provisioning.Registration(
+        name=args.name,
+        site=args.site,
+        facility=args.facility,
+        sensors=args.sensors,
+        nfc=args.nfc is not None,
+        battery=args.battery or args.deep_sleep,
+        report_interval_s=args.telemetry_s or provisioning.INTERVAL_DEFAULTS["telemetry_s"],
+    )
+    device = provisioning.register_device(args.device, registration, args.keys, args.registry, save=not args.dry_run)
+    done = "dry run: would register" if args.dry_run else "registered"
+    print(f"{done} device {device.device_id} as {device.site}/{device.name} in {args.registry}")
+    return device
 
 
 _PROVISIONING_OPTIONS = ("board", "role", "device", "nfc", "direction", "sf", "freq_khz", "telemetry_s")

@@ -10,17 +10,19 @@ import sys
 import time
 from pathlib import Path
 
-from boards.keyfile import load_site_keys
-from boards.registry import Device, Registry, RegistryError
-from payload_codec import derive_device_keys
-from payload_codec.schema import TELEMETRY_FIELDS
+from boards import provisioning
+from boards.keyfile import create_key_file
+from boards.registry import NAME_PATTERN, Registry, RegistryError
 
 from . import logs
-from .config import EXAMPLE, ConfigError, load_config
+from .config import EXAMPLE, ConfigError, load_config, site_config
 from .daemon import Gateway
 from .state import GatewayState
 
-DEFAULT_CONFIG = Path("/etc/borne/gateway.toml")
+CONFIG_DIR = Path("/etc/borne")
+DEFAULT_CONFIG = CONFIG_DIR / "gateway.toml"
+DEFAULT_STATE = Path("/var/lib/borne/state.db")  # as the example configuration's
+SITE_FILES = ("site-keys.toml", "devices.toml", "gateway.toml")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -40,6 +42,18 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     status.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     status.set_defaults(run=_status)
 
+    site = commands.add_parser("site", help="a new site: its key file, device registry and gateway configuration")
+    site_actions = site.add_subparsers(dest="action", required=True, metavar="ACTION")
+    init = site_actions.add_parser(
+        "init",
+        help="create a site's key file, an empty registry and a gateway configuration",
+        description="Create, in one folder, the site's key file (a random master key, readable by its owner only), "
+        "an empty device registry and a gateway configuration that names them. Refuses to overwrite any of them.",
+    )
+    init.add_argument("name", help="the site's name, as MQTT topics show it (a-z, 0-9, - and _)")
+    init.add_argument("--dir", type=Path, default=CONFIG_DIR, help="where the three files go (default: %(default)s)")
+    init.set_defaults(run=_site_init)
+
     device = commands.add_parser("device", help="register and list devices")
     device_actions = device.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = device_actions.add_parser("add", help="register a device; its keys derive from the site key file")
@@ -50,7 +64,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     add.add_argument("--keys", type=Path, required=True, help="site key file (master_key)")
     add.add_argument("--battery", action="store_true", help="runs on battery (Home Assistant expires its values)")
     add.add_argument("--report-interval", type=int, default=300, help="seconds between telemetry reports")
-    add.add_argument("--sensors", default="", help=f"comma-separated: {','.join(f.name for f in TELEMETRY_FIELDS)}")
+    add.add_argument(
+        "--sensors",
+        default="",
+        help=f"the chips wired to it, comma-separated, among {','.join(provisioning.SENSORS)} (as `borne board flash`)",
+    )
     add.add_argument("--nfc", action="store_true", help="has a badge reader")
     add.add_argument("--registry", type=Path, default=Path("/etc/borne/devices.toml"))
     add.set_defaults(run=_device_add)
@@ -103,28 +121,52 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _device_add(args: argparse.Namespace) -> int:
-    registry = Registry.load(args.registry)
-    site_keys = load_site_keys(args.keys)
-    if site_keys.master_key is None:
-        print(f"error: {args.keys} has no master_key to derive the device's keys from", file=sys.stderr)
-        return 1
-    sensors = tuple(name for name in args.sensors.split(",") if name)
-    registry.add(
-        Device(
-            device_id=args.device_id,
-            name=args.name,
-            site=args.site,
-            facility=args.facility,
-            keys=derive_device_keys(site_keys.master_key, args.device_id),
-            battery=args.battery,
-            report_interval_s=args.report_interval,
-            sensors=sensors,
-            nfc=args.nfc,
+def _site_init(args: argparse.Namespace) -> int:
+    if not NAME_PATTERN.match(args.name):
+        raise ConfigError(f"site name {args.name!r}: use 1-63 of a-z, 0-9, - and _ (it becomes an MQTT topic level)")
+    folder = args.dir.absolute()
+    keys, registry, config = (folder / name for name in SITE_FILES)
+    existing = [str(path) for path in (keys, registry, config) if path.exists()]
+    if existing:
+        raise ConfigError(
+            f"{', '.join(existing)} exist(s) already: `borne site init` never overwrites a site's files. "
+            "Choose another --dir, or keep using them"
         )
+    state = DEFAULT_STATE if folder == CONFIG_DIR else folder / "state.db"
+    text = site_config(f"{args.name}-gateway", registry, state)
+    create_key_file(keys)
+    Registry({}).save(registry)
+    config.write_text(text, encoding="utf-8")
+    config.chmod(0o600)  # it will hold the MQTT password
+    where = "" if folder == CONFIG_DIR else f" --registry {registry}"
+    print(
+        f"site {args.name}: created in {folder}\n"
+        f"  {keys.name:<16} the master key, readable by you only: keep a copy offline, never on a board\n"
+        f"  {registry.name:<16} the device registry, empty\n"
+        f"  {config.name:<16} the gateway's configuration: set [serial] port or [udp], and [mqtt]\n"
+        "next:\n"
+        f"  borne device add 1 --name entrance --site {args.name} --keys {keys}{where} --nfc\n"
+        f"  borne board flash --port /dev/ttyUSB0 --board heltec_v2 --role node --device 1 --keys {keys}{where} "
+        "--nfc pn532 --direction in\n"
+        f"  borne board flash --port /dev/ttyUSB1 --board heltec_v3 --role bridge --site {args.name}\n"
+        f"  borne gateway run --config {config}"
     )
-    registry.save(args.registry)
-    print(f"registered device {args.device_id} as {args.site}/{args.name}; send SIGHUP to running gateways")
+    return 0
+
+
+def _device_add(args: argparse.Namespace) -> int:
+    registration = provisioning.Registration(
+        name=args.name,
+        site=args.site,
+        facility=args.facility,
+        sensors=tuple(name.strip() for name in args.sensors.split(",") if name.strip()),
+        nfc=args.nfc,
+        battery=args.battery,
+        report_interval_s=args.report_interval,
+    )
+    device = provisioning.register_device(args.device_id, registration, args.keys, args.registry)
+    fields = ", ".join(device.sensors) or "no telemetry"
+    print(f"registered device {args.device_id} as {args.site}/{args.name} ({fields}); send SIGHUP to running gateways")
     return 0
 
 
@@ -149,4 +191,4 @@ def _device_remove(args: argparse.Namespace) -> int:
     return 0
 
 
-ERRORS = (ConfigError, RegistryError)
+ERRORS = (ConfigError, RegistryError, provisioning.ProvisioningError)

@@ -8,6 +8,7 @@ silently.
 
 from __future__ import annotations
 
+import json
 import logging
 import stat
 import tomllib
@@ -197,6 +198,17 @@ def _check(config: Config, where: str) -> Config:
     if config.gateway.max_outbox_events < 1000:
         raise ConfigError(f"{where}: gateway.max_outbox_events below 1000 cannot ride out a broker outage")
     return config
+
+
+def site_config(gateway_name: str, registry_file: Path, state_file: Path) -> str:
+    """The example configuration with this gateway's name and files set: what `borne site init` writes."""
+    text = EXAMPLE
+    for key, value in (("name", gateway_name), ("registry_file", str(registry_file)), ("state_file", str(state_file))):
+        default = f'{key} = "{tomllib.loads(EXAMPLE)["gateway"][key]}"'
+        assert default in text, f"the example configuration lost its {key} line"
+        text = text.replace(default, f"{key} = {json.dumps(value)}", 1)
+    parse_config(text, "the site's gateway configuration")
+    return text
 
 
 def load_config(path: Path) -> Config:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from boards.provisioning import firmware_files
+from boards.registry import Registry
 from payload_codec import derive_badge_key, derive_device_keys
 from simulator.test_keys import TEST_MASTER_KEY
 from simulator.virtual_board import VirtualBoard, VirtualBoardError, check_vm_installed
@@ -103,3 +104,24 @@ def test_sim_board_without_blank_boots_provisioned_with_the_test_configuration(t
     }
     assert firmware_on(flash) == {path: source.read_bytes() for path, source in firmware_files().items()}
     assert "installed in" in printed and "node 7" in printed
+
+
+def test_a_site_from_nothing_one_command_takes_a_board_to_registered_and_installed(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    done = borne("site", "init", "town-hall", "--dir", str(site))
+    assert done.returncode == 0, done.stderr
+    keys, registry = site / "site-keys.toml", site / "devices.toml"
+    with VirtualBoard(tmp_path / "ttyBORNE0", tmp_path / "flash") as board:
+        done = borne(
+            "board", "flash", "--port", str(board.port), "--board", "heltec_v2", "--role", "node", "--device", "101",
+            "--keys", str(keys), "--registry", str(registry), "--register", "--name", "entrance", "--site", "town-hall",
+            "--nfc", "pn532", "--direction", "in", "--sensors", "bme280",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        config = read_config(board.port)
+
+    device = Registry.load(registry).get(101)
+    assert device is not None and (device.site, device.name, device.nfc) == ("town-hall", "entrance", True)
+    assert device.sensors == ("temperature_c", "humidity_pct", "pressure_hpa")
+    assert config["keys"]["mic"] == device.keys.mic_key.hex()
+    assert (config["device_id"], config["site"], config["sensors"]) == (101, "town-hall", ["bme280"])
