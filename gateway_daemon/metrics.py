@@ -123,10 +123,12 @@ def source_metrics(sources: Iterable[Source]) -> Iterator[Metric]:
         if stats.heartbeat is not None and age is not None:
             heartbeat_age.add_metric(label, age)
             beat = stats.heartbeat
-            firmware = f"{beat['firmware_major']}.{beat['firmware_minor']}.{beat['firmware_patch']}"
-            board_info.add_metric(label, {"firmware": firmware, "link_version": str(beat["link_version"])})
-            for field, family in (board_gauges | board_counters).items():
-                family.add_metric(label, beat[field])
+            version = [beat.get(f"firmware_{part}") for part in ("major", "minor", "patch")]
+            firmware = ".".join(str(number) for number in version) if None not in version else "unknown"
+            board_info.add_metric(label, {"firmware": firmware, "link_version": str(beat.get("link_version"))})
+            for field, board_metric in (board_gauges | board_counters).items():
+                if isinstance(beat.get(field), int):  # a scrape must not fail on another link version's heartbeat
+                    board_metric.add_metric(label, beat[field])
     yield from (received, rejected, transmits, reconnects, connected, heartbeat_age)
     yield from kind_counters.values()
     yield from (board_info, *board_gauges.values(), *board_counters.values())
