@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
+from typing import Any
 
 from boards.registry import Registry, RegistryError
 
@@ -17,7 +18,6 @@ from .sources import Source
 from .state import GatewayState
 
 log = logging.getLogger(__name__)
-SOURCE_RESTART_S = 5.0
 
 
 def sources_from(config: Config) -> list[Source]:
@@ -51,14 +51,9 @@ class Gateway:
     def _wake_publisher(self) -> None:
         self.publisher.wake()
 
-    def _source_stats(self) -> dict:
-        sources = {}
-        for source in self.sources:
-            stats = dict(getattr(source, "stats", {}))
-            if getattr(source, "heartbeat", None) is not None:  # the bridge board's own counters
-                stats["heartbeat"] = source.heartbeat
-            sources[source.name] = stats
-        return {"sources": sources}
+    def _source_stats(self) -> dict[str, Any]:
+        """Each source's counters for the stats message, from the statistics Prometheus reads too."""
+        return {"sources": {source.name: source.stats.to_json(source.clock()) for source in self.sources}}
 
     def reload_registry(self) -> None:
         """Re-read the registry (SIGHUP); a broken file keeps the one already loaded."""
@@ -75,7 +70,11 @@ class Gateway:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self.reload_registry)
         tasks = [asyncio.create_task(self.publisher.run(), name="publisher"), asyncio.create_task(self._watchdog())]
-        tasks += [asyncio.create_task(self._keep_running(source), name=source.name) for source in self.sources]
+        # Each source reconnects by itself and counts what it hands on (see sources/base.py).
+        tasks += [
+            asyncio.create_task(source.run(self.pipeline.deliver, self.pipeline.reject), name=source.name)
+            for source in self.sources
+        ]
         if self.config.metrics.port:
             from .metrics import serve_metrics
 
@@ -89,15 +88,6 @@ class Gateway:
             loop.remove_signal_handler(signal.SIGHUP)
             await _stop(tasks)
             self.state.close()
-
-    async def _keep_running(self, source: Source) -> None:
-        # A source survives its own faults; this is the net under a bug in one.
-        while True:
-            try:
-                await source.run(self.pipeline.deliver, self.pipeline.reject)
-            except Exception:
-                log.exception("source %s failed; restarting it in %.0f s", source.name, SOURCE_RESTART_S)
-            await asyncio.sleep(SOURCE_RESTART_S)
 
     async def _watchdog(self) -> None:
         interval = systemd.watchdog_interval_s()

@@ -10,18 +10,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+
+from .sources import Source
 
 if TYPE_CHECKING:
     from .daemon import Gateway
 
+# The bridge board's report of itself, from its heartbeat: field, metric, help. Its counters start
+# again from 0 when the board restarts, which Prometheus' rate() takes for a counter reset.
+BOARD_GAUGES = (("uptime_s", "borne_bridge_board_uptime_seconds", "Seconds since the bridge board started"),)
+BOARD_COUNTERS = (
+    ("received", "borne_bridge_board_frames_received_total", "Frames the bridge board's radio received"),
+    ("transmitted", "borne_bridge_board_frames_transmitted_total", "Frames the bridge board's radio sent"),
+    ("radio_errors", "borne_bridge_board_radio_errors_total", "Errors the bridge board's radio reported"),
+    ("records_dropped", "borne_bridge_board_records_dropped_total", "Records the bridge board could not write to us"),
+)
+
 
 class GatewayCollector:
-    """Every counter of the stats topic, plus per-device signal and freshness."""
+    """Every counter of the stats topic (each source's too), plus per-device signal and freshness."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
@@ -68,6 +80,58 @@ class GatewayCollector:
                 snr.add_metric(label, device.snr_db or 0.0)
             lost.add_metric(label, device.lost_frames)
         yield from (seen, rssi, snr, lost)
+        yield from source_metrics(self.gateway.sources)
+
+
+def source_metrics(sources: Iterable[Source]) -> Iterator[Metric]:
+    """Each source's statistics labelled by its name: the numbers of the stats topic's `sources`."""
+    received = CounterMetricFamily(
+        "borne_source_frames_received_total", "Frames a source handed to the pipeline", labels=["source"]
+    )
+    rejected = CounterMetricFamily(
+        "borne_source_rejected_total", "Inputs a source refused, by reason", labels=["source", "reason"]
+    )
+    transmits = CounterMetricFamily(
+        "borne_source_transmits_total", "Downlinks by result: sent, or why not", labels=["source", "result"]
+    )
+    reconnects = CounterMetricFamily(
+        "borne_source_reconnects_total", "Connections opened again after one was lost or failed", labels=["source"]
+    )
+    connected = GaugeMetricFamily("borne_source_connected", "1 when the source's connection is open", labels=["source"])
+    heartbeat_age = GaugeMetricFamily(
+        "borne_source_heartbeat_age_seconds", "Seconds since the bridge board's last heartbeat", labels=["source"]
+    )
+    kind_counters: dict[str, CounterMetricFamily] = {}
+    board_info = InfoMetricFamily("borne_bridge_board", "The bridge board's firmware and link", labels=["source"])
+    board_gauges = {field: GaugeMetricFamily(name, text, labels=["source"]) for field, name, text in BOARD_GAUGES}
+    board_counters = {field: CounterMetricFamily(name, text, labels=["source"]) for field, name, text in BOARD_COUNTERS}
+    for source in sources:
+        stats, label = source.stats, [source.name]
+        received.add_metric(label, stats.received)
+        for reason, count in stats.rejected.items():
+            rejected.add_metric([source.name, reason], count)
+        for result, count in stats.transmits.items():
+            transmits.add_metric([source.name, result], count)
+        reconnects.add_metric(label, stats.reconnects)
+        connected.add_metric(label, int(stats.connected))
+        for each in stats.kind_counters():
+            family = kind_counters.setdefault(
+                each.metric, CounterMetricFamily(each.metric, each.help, labels=["source"])
+            )
+            family.add_metric(label, each.value)
+        age = stats.heartbeat_age_s(source.clock())
+        if stats.heartbeat is not None and age is not None:
+            heartbeat_age.add_metric(label, age)
+            beat = stats.heartbeat
+            version = [beat.get(f"firmware_{part}") for part in ("major", "minor", "patch")]
+            firmware = ".".join(str(number) for number in version) if None not in version else "unknown"
+            board_info.add_metric(label, {"firmware": firmware, "link_version": str(beat.get("link_version"))})
+            for field, board_metric in (board_gauges | board_counters).items():
+                if isinstance(beat.get(field), int):  # a scrape must not fail on another link version's heartbeat
+                    board_metric.add_metric(label, beat[field])
+    yield from (received, rejected, transmits, reconnects, connected, heartbeat_age)
+    yield from kind_counters.values()
+    yield from (board_info, *board_gauges.values(), *board_counters.values())
 
 
 async def serve_metrics(gateway: Gateway, host: str, port: int) -> None:

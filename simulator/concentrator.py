@@ -8,11 +8,10 @@ gateway sends back (ACKs, at that clock's time plus the receive window's delay) 
 from __future__ import annotations
 
 import asyncio
-import base64
 import threading
 import time
 
-from gateway_daemon.sources.semtech_udp import DATR
+from gateway_daemon.sources.semtech_protocol import Txpk
 from simulator.packet_forwarder import PacketForwarder
 from simulator.virtual_board import RadioMedium
 
@@ -75,34 +74,36 @@ class Concentrator:
     ) -> None:
         # Called from the medium's thread: the forwarder lives in this one's loop.
         self.heard += 1
-        datr = f"SF{sf}BW{bw_hz // 1000}"
         forwarder = self._forwarder
         assert forwarder is not None
         self._loop.call_soon_threadsafe(
             lambda: forwarder.hear(
-                payload, round(rssi_dbm), round(snr_db, 1), datr, freq_mhz=frequency_hz / 1e6, tmst=clock_us(end)
+                payload,
+                rssi_dbm=rssi_dbm,
+                snr_db=snr_db,
+                frequency_hz=frequency_hz,
+                spreading_factor=sf,
+                bandwidth_hz=bw_hz,
+                timestamp_us=clock_us(end),
             )
         )
 
-    def _transmit(self, txpk: dict) -> None:
-        """A PULL_RESP's txpk: on the air at its `tmst` (or at once, for `imme`)."""
+    def _transmit(self, txpk: Txpk) -> None:
+        """A PULL_RESP's txpk: on the air at its timestamp (or at once, when it has none)."""
         now = time.monotonic()
         at = None
-        if not txpk.get("imme"):
-            ahead_us = (txpk["tmst"] - clock_us(now)) % _WRAP
+        if txpk.timestamp_us is not None:
+            ahead_us = (txpk.timestamp_us - clock_us(now)) % _WRAP
             at = now + (ahead_us if ahead_us < _WRAP // 2 else ahead_us - _WRAP) / 1_000_000
-        datr = DATR.fullmatch(txpk["datr"])
-        assert datr is not None, f"the gateway sent a txpk with datr {txpk['datr']!r}"
-        sf, bw = datr.groups()
         self.medium.transmit(
-            base64.b64decode(txpk["data"]),
-            round(txpk["freq"] * 1e6),
-            int(sf),
-            int(bw) * 1000,
-            power_dbm=txpk.get("powe", 14),
+            txpk.frame,
+            txpk.frequency_hz,
+            txpk.spreading_factor,
+            txpk.bandwidth_hz,
+            power_dbm=txpk.tx_power_dbm,
             at_monotonic=at,
-            invert_iq=bool(txpk.get("ipol", False)),
-            crc=not txpk.get("ncrc", False),
+            invert_iq=txpk.invert_iq,
+            crc=txpk.crc,
             sender="concentrator",
         )
         self.sent += 1

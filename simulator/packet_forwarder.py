@@ -1,20 +1,29 @@
 """A Semtech UDP packet forwarder as the rig plays it: frames heard go up, downlinks come back.
 
-It speaks protocol version 2 to a gateway daemon on loopback: PUSH_DATA with one rxpk per
-frame, PULL_DATA to open the downlink path, TX_ACK for each PULL_RESP it takes.
+It speaks the gateway's own `semtech_protocol` to a gateway daemon on loopback: PUSH_DATA with
+one rxpk per frame, PULL_DATA to open the downlink path, TX_ACK for each PULL_RESP it takes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
+import logging
 import os
-import struct
 from collections.abc import Callable
 
-PUSH_DATA, PUSH_ACK, PULL_DATA, PULL_RESP, PULL_ACK, TX_ACK = range(6)
-_HEADER = struct.Struct(">BHB")
+from gateway_daemon.sources.semtech_protocol import (
+    PullData,
+    PullResp,
+    PushAck,
+    PushData,
+    Refused,
+    TxAck,
+    Txpk,
+    parse_from_server,
+    rxpk_of,
+)
+
+log = logging.getLogger(__name__)
 
 
 class PacketForwarder(asyncio.DatagramProtocol):
@@ -23,7 +32,7 @@ class PacketForwarder(asyncio.DatagramProtocol):
     def __init__(self, gateway_eui: bytes = bytes.fromhex("0016c001ff10a235")) -> None:
         self.gateway_eui = gateway_eui
         self.downlinks: asyncio.Queue[bytes] = asyncio.Queue()
-        self.on_txpk: Callable[[dict], None] | None = None  # given every txpk whole, as a radio would be
+        self.on_txpk: Callable[[Txpk], None] | None = None  # given every txpk whole, as a radio would be
         self.acks: dict[int, asyncio.Event] = {}
         self.clock_us = 0
         self._transport: asyncio.DatagramTransport | None = None
@@ -41,45 +50,36 @@ class PacketForwarder(asyncio.DatagramProtocol):
         if self._transport is not None:
             self._transport.close()
 
-    def _send(self, identifier: int, body: bytes = b"") -> int:
-        token = int.from_bytes(os.urandom(2), "big")
-        assert self._transport is not None
-        self._transport.sendto(_HEADER.pack(2, token, identifier) + self.gateway_eui + body)
-        return token
-
     def pull(self) -> None:
         """Open (or keep open) the downlink path, as forwarders do every few seconds."""
-        self._send(PULL_DATA)
+        self.send_raw(PullData(_token(), self.gateway_eui.hex()).encode())
 
     def hear(
         self,
         frame: bytes,
-        rssi: int = -95,
-        lsnr: float = 7.5,
-        datr: str = "SF9BW125",
         *,
-        freq_mhz: float = 868.1,
-        tmst: int | None = None,
+        rssi_dbm: float = -95,
+        snr_db: float = 7.5,
+        frequency_hz: int = 868_100_000,
+        spreading_factor: int = 9,
+        bandwidth_hz: int = 125_000,
+        timestamp_us: int | None = None,
     ) -> int:
-        """Push one frame as heard now (at `tmst` on the concentrator's µs clock, if given; else 3 s
-        after the last one); returns the PUSH_DATA's token."""
-        self.clock_us = (self.clock_us + 3_000_000) & 0xFFFFFFFF if tmst is None else tmst
-        rxpk = {
-            "tmst": self.clock_us,
-            "chan": 0,
-            "rfch": 0,
-            "freq": freq_mhz,
-            "stat": 1,
-            "modu": "LORA",
-            "datr": datr,
-            "codr": "4/5",
-            "rssi": rssi,
-            "lsnr": lsnr,
-            "size": len(frame),
-            "data": base64.b64encode(frame).decode(),
-        }
-        token = self._send(PUSH_DATA, json.dumps({"rxpk": [rxpk]}).encode())
+        """Push one frame as heard now (at `timestamp_us` on the concentrator's µs clock, if given;
+        else 3 s after the last one); returns the PUSH_DATA's token."""
+        self.clock_us = (self.clock_us + 3_000_000) & 0xFFFFFFFF if timestamp_us is None else timestamp_us
+        rxpk = rxpk_of(
+            frame,
+            timestamp_us=self.clock_us,
+            frequency_hz=frequency_hz,
+            spreading_factor=spreading_factor,
+            bandwidth_hz=bandwidth_hz,
+            rssi_dbm=rssi_dbm,
+            snr_db=snr_db,
+        )
+        token = _token()
         self.acks[token] = asyncio.Event()
+        self.send_raw(PushData(token, self.gateway_eui.hex(), [rxpk]).encode())
         return token
 
     def send_raw(self, datagram: bytes) -> None:
@@ -87,19 +87,26 @@ class PacketForwarder(asyncio.DatagramProtocol):
         self._transport.sendto(datagram)
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
-        if len(data) < 4:
+        try:
+            packet = parse_from_server(data)
+        except Refused as refused:
+            log.warning("packet forwarder: refused a datagram from the gateway: %s", refused)
             return
-        _, token, identifier = _HEADER.unpack_from(data)
-        if identifier == PUSH_ACK and token in self.acks:
-            self.acks[token].set()
-        elif identifier == PULL_RESP:
-            txpk = json.loads(data[4:])["txpk"]
-            self._send_tx_ack(token)
-            self.downlinks.put_nowait(base64.b64decode(txpk["data"]))
-            if self.on_txpk is not None:
-                self.on_txpk(txpk)
+        match packet:
+            case PushAck() if packet.token in self.acks:
+                self.acks[packet.token].set()
+            case PullResp():
+                try:
+                    txpk = Txpk.from_json(packet.txpk)
+                except Refused as refused:
+                    # As lora_pkt_fwd does with a txpk it cannot read: no TX_ACK, the server times out.
+                    log.warning("packet forwarder: downlink aborted: %s", refused)
+                    return
+                self.send_raw(TxAck(packet.token, self.gateway_eui.hex()).encode())
+                self.downlinks.put_nowait(txpk.frame)
+                if self.on_txpk is not None:
+                    self.on_txpk(txpk)
 
-    def _send_tx_ack(self, token: int) -> None:
-        assert self._transport is not None
-        body = json.dumps({"txpk_ack": {"error": "NONE"}}).encode()
-        self._transport.sendto(_HEADER.pack(2, token, TX_ACK) + self.gateway_eui + body)
+
+def _token() -> int:
+    return int.from_bytes(os.urandom(2), "big")

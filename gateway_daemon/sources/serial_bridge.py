@@ -12,9 +12,8 @@ import errno
 import logging
 import termios
 import time
-from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
 import serial
 import serial_asyncio_fast
@@ -22,7 +21,7 @@ import serial_asyncio_fast
 from payload_codec.bridge_link import DELIMITER, LINK_VERSION, Record, RecordStream, encode_record
 from payload_codec.errors import CodecError
 
-from .base import Deliver, Downlink, Reception, Reject, Rejected, Source, TransmitError
+from .base import Deliver, Downlink, Reception, Reject, Rejected, Source, SourceStats, TransmitError, counter
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +70,22 @@ def _deassert_dtr(link: serial.Serial) -> None:
             raise
 
 
-class _PortLost(Exception):
+class _PortLost(ConnectionError):
     """The open port stopped working: unplugged, or the board reset its USB."""
 
 
 class _Link(asyncio.Protocol):
-    """What pyserial-asyncio-fast reads, queued for the bridge's reading task; `None` marks the end."""
+    """An open port: what pyserial-asyncio-fast reads, queued for the bridge's reading task; `None` marks the end."""
 
     def __init__(self) -> None:
         self.chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.transport: asyncio.Transport | None = None
         self.error: Exception | None = None
         self.closed = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         self.chunks.put_nowait(data)
@@ -92,13 +96,26 @@ class _Link(asyncio.Protocol):
         self.closed.set()
 
 
-class SerialBridge(Source):
+@dataclass
+class BridgeStats(SourceStats):
+    """A bridge's counters: those of every source, and the serial link's own. `heartbeat` holds
+    the board's last heartbeat record: its firmware, uptime and its own counters."""
+
+    records: int = counter("borne_bridge_records_total", "Records read from the bridge board, of every kind")
+    late_results: int = counter(
+        "borne_bridge_late_results_total", "Transmit results that came after their downlink gave up"
+    )
+
+
+class SerialBridge(Source[_Link]):
     """The bridge board on a serial port, e.g. `/dev/serial/by-id/usb-…` or `/dev/ttyUSB0`.
 
     `run` reads records forever and reopens the port `reopen_delay_s` after it vanishes;
     `transmit` sends a downlink timed on the bridge's clock and waits `transmit_timeout_s`
-    for the bridge's answer. `stats` holds the counters, `heartbeat` the last heartbeat.
+    for the bridge's answer. `stats` holds the counters and the board's last heartbeat.
     """
+
+    stats: BridgeStats
 
     def __init__(
         self,
@@ -108,73 +125,18 @@ class SerialBridge(Source):
         clock: Callable[[], float] = time.time,
         transmit_timeout_s: float = 3.0,
     ) -> None:
+        super().__init__(f"bridge:{port}", BridgeStats(), reconnect_delay_s=reopen_delay_s, clock=clock)
         self.port = port
         self.baudrate = baudrate
-        self.reopen_delay_s = reopen_delay_s
-        self.clock = clock
         self.transmit_timeout_s = transmit_timeout_s
-        self.name = f"bridge:{port}"
-        self.heartbeat: dict[str, Any] | None = None  # last heartbeat's fields, plus `seen_at` (clock)
-        self.stats: dict[str, Any] = {
-            "records": 0,  # records that decoded, of every kind
-            "frames": 0,  # receptions delivered
-            "rejected": Counter(),  # by codec reason
-            "reconnects": 0,  # opens that ended an outage
-            "transmits": Counter(),  # by result: sent, duty_cycle, …, no_answer, disconnected
-            "late_results": 0,  # transmit results nobody waited for any more
-        }
         self._transport: asyncio.Transport | None = None
         self._pending: dict[int, asyncio.Future[str]] = {}
         self._next_tx_id = 0
-        self._outage_since: float | None = None
-
-    @property
-    def connected(self) -> bool:
-        """Whether the port is open now."""
-        return self._transport is not None
-
-    @property
-    def reconnects(self) -> int:
-        """How many times the port was opened again after it was lost or could not be opened."""
-        return self.stats["reconnects"]
-
-    async def run(self, deliver: Deliver, reject: Reject) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                link = await loop.run_in_executor(None, open_without_reset, self.port, self.baudrate)
-            except Exception as error:
-                self._outage(
-                    f"cannot open the port ({error}). Check that the bridge board is plugged in, that the path "
-                    "exists (prefer /dev/serial/by-id/…), that the daemon's user is in the dialout group and that "
-                    "no other program (a serial console, ModemManager) holds the port"
-                )
-            else:
-                try:
-                    await self._serve(link, deliver, reject)
-                except Exception as error:
-                    self._outage(
-                        f"lost the port ({error}). Check the bridge board's USB cable and power supply; "
-                        "`dmesg` shows whether the USB device disconnected"
-                    )
-            await asyncio.sleep(self.reopen_delay_s)
-
-    async def transmit(self, downlink: Downlink) -> None:
-        """Send `downlink` through the bridge at its reception's timestamp plus `delay_us`.
-
-        Raises TransmitError with the bridge's result (too_late, duty_cycle, …), `no_answer`
-        when the bridge says nothing in time, or `disconnected` when the port is down.
-        """
-        try:
-            await self._transmit(downlink)
-        except TransmitError as error:
-            self.stats["transmits"][error.reason] += 1
-            raise
-        self.stats["transmits"]["sent"] += 1
 
     # --- one session of an open port ------------------------------------------------------
 
-    async def _serve(self, link: serial.Serial, deliver: Deliver, reject: Reject) -> None:
+    async def _connect(self) -> _Link:
+        link = await asyncio.get_running_loop().run_in_executor(None, open_without_reset, self.port, self.baudrate)
         # connection_for_serial wraps the Serial we opened; create_serial_connection cannot be told
         # about DTR/RTS (Serial() takes no such arguments) and would open with both asserted.
         try:
@@ -186,41 +148,52 @@ class SerialBridge(Source):
             raise
         assert isinstance(protocol, _Link)
         self._transport = transport
-        self._opened()
-        try:
-            transport.write(DELIMITER)  # ends whatever half record the board's reader holds
-            records = RecordStream()
-            while True:
-                chunk = await protocol.chunks.get()
-                if chunk is None:
-                    raise _PortLost(protocol.error or "the port closed")
-                for item in records.feed(chunk):
-                    try:
-                        await self._handle(item, chunk, deliver, reject)
-                    except Exception:  # the pipeline's bug must not cost us the port
-                        log.exception("%s: handing on a %s failed", self.name, getattr(item, "kind", "rejection"))
-        finally:
-            self._transport = None
-            for answer in self._pending.values():
-                if not answer.done():
-                    answer.set_exception(TransmitError("disconnected", f"{self.port} closed"))
-            if not transport.is_closing():
-                transport.abort()
-            with contextlib.suppress(TimeoutError):  # so that a stopped bridge has let go of the port
-                async with asyncio.timeout(CLOSE_WAIT_S):
-                    await protocol.closed.wait()
+        transport.write(DELIMITER)  # ends whatever half record the board's reader holds
+        log.info("%s: bridge board connected", self.name)
+        return protocol
+
+    async def _serve(self, link: _Link, deliver: Deliver, reject: Reject) -> None:
+        records = RecordStream()
+        while True:
+            chunk = await link.chunks.get()
+            if chunk is None:
+                raise _PortLost(link.error or "the port closed")
+            for item in records.feed(chunk):
+                await self._handle(item, chunk, deliver, reject)
+
+    async def _disconnect(self, link: _Link) -> None:
+        self._transport = None
+        for answer in self._pending.values():
+            if not answer.done():
+                answer.set_exception(TransmitError("disconnected", f"{self.port} closed"))
+        if link.transport is not None and not link.transport.is_closing():
+            link.transport.abort()
+        with contextlib.suppress(TimeoutError):  # so that a stopped bridge has let go of the port
+            async with asyncio.timeout(CLOSE_WAIT_S):
+                await link.closed.wait()
+
+    def _cannot_connect(self, error: Exception) -> str:
+        return (
+            f"cannot open the port ({error}). Check that the bridge board is plugged in, that the path "
+            "exists (prefer /dev/serial/by-id/…), that the daemon's user is in the dialout group and that "
+            "no other program (a serial console, ModemManager) holds the port"
+        )
+
+    def _lost(self, error: Exception) -> str:
+        return (
+            f"lost the port ({error}). Check the bridge board's USB cable and power supply; "
+            "`dmesg` shows whether the USB device disconnected"
+        )
 
     async def _handle(self, item: Record | CodecError, chunk: bytes, deliver: Deliver, reject: Reject) -> None:
         if isinstance(item, CodecError):
-            self.stats["rejected"][item.reason] += 1
             # The stream does not say which bytes made the bad record: give what was read with it.
             await reject(Rejected(source=self.name, reason=item.reason, detail=item.detail, raw=chunk))
             return
-        self.stats["records"] += 1
+        self.stats.records += 1
         fields = item.fields
         match item.kind:
             case "received":
-                self.stats["frames"] += 1
                 await deliver(
                     Reception(
                         frame=bytes.fromhex(fields["frame"]),
@@ -237,14 +210,14 @@ class SerialBridge(Source):
             case "transmit_result":
                 answer = self._pending.get(fields["tx_id"])
                 if answer is None or answer.done():
-                    self.stats["late_results"] += 1
+                    self.stats.late_results += 1
                     log.info(
                         "%s: result %s for transmit %d came too late", self.name, fields["result"], fields["tx_id"]
                     )
                 else:
                     answer.set_result(fields["result"])
             case "heartbeat":
-                last_version = self.heartbeat["link_version"] if self.heartbeat else None
+                last_version = self.stats.heartbeat["link_version"] if self.stats.heartbeat else None
                 if fields["link_version"] not in (LINK_VERSION, last_version):  # said once, not every heartbeat
                     log.warning(
                         "%s: the bridge firmware speaks link version %d, this gateway %d: update the one behind",
@@ -252,17 +225,18 @@ class SerialBridge(Source):
                         fields["link_version"],
                         LINK_VERSION,
                     )
-                self.heartbeat = {**fields, "seen_at": self.clock()}
+                self.stats.heartbeat, self.stats.heartbeat_at = fields, self.clock()
             case "log":
                 log.log(logging.getLevelName(fields["level"].upper()), "%s: %s", self.name, fields["text"])
             case _:  # a `transmit` record: only the gateway sends those
-                self.stats["rejected"]["unexpected_record"] += 1
                 await reject(Rejected(self.name, "unexpected_record", f"the bridge sent a {item.kind} record", chunk))
 
-    async def _transmit(self, downlink: Downlink) -> None:
-        if not self.heard(downlink.answers):
-            # Its timestamp is on another receiver's clock: the bridge would send at a random time.
-            raise TransmitError("bad_request", f"answers a reception from {downlink.answers.source}")
+    async def _send(self, downlink: Downlink) -> None:
+        """Send `downlink` through the bridge at its reception's timestamp plus `delay_us`.
+
+        Raises TransmitError with the bridge's result (too_late, duty_cycle, …), `no_answer`
+        when the bridge says nothing in time, or `disconnected` when the port is down.
+        """
         transport = self._transport
         if transport is None or transport.is_closing():
             raise TransmitError("disconnected", f"{self.port} is not open")
@@ -298,21 +272,3 @@ class SerialBridge(Source):
             del self._pending[tx_id]
         if result != "sent":
             raise TransmitError(result)
-
-    # --- outages ---------------------------------------------------------------------------
-
-    def _outage(self, what: str) -> None:
-        # Once per outage at warning level; the retries after it only at debug level.
-        if self._outage_since is None:
-            self._outage_since = time.monotonic()
-            log.warning("%s: %s; retrying every %g s", self.name, what, self.reopen_delay_s)
-        else:
-            log.debug("%s: still down: %s", self.name, what)
-
-    def _opened(self) -> None:
-        if self._outage_since is None:
-            log.info("%s: bridge board connected", self.name)
-        else:
-            self.stats["reconnects"] += 1
-            log.warning("%s: bridge board back after %.1f s down", self.name, time.monotonic() - self._outage_since)
-            self._outage_since = None

@@ -9,12 +9,12 @@ from collections.abc import Callable
 from .base import Deliver, Downlink, Reception, Reject, Source
 
 
-class SimulatedRadio(Source):
+class SimulatedRadio(Source[None]):
     """A receiver on a simulated medium. `hear` puts a frame on the air as this receiver
     heard it; downlinks are handed to `on_transmit` (the medium) and kept in `sent`."""
 
     def __init__(self, name: str = "sim", on_transmit: Callable[[Downlink], None] | None = None) -> None:
-        self.name = name
+        super().__init__(name)
         self.on_transmit = on_transmit
         self.sent: list[Downlink] = []
         self._air: asyncio.Queue[Reception] = asyncio.Queue()
@@ -47,7 +47,10 @@ class SimulatedRadio(Source):
         self._air.put_nowait(reception)
         return reception
 
-    async def run(self, deliver: Deliver, reject: Reject) -> None:
+    async def _connect(self) -> None:
+        """The air is always there."""
+
+    async def _serve(self, connection: None, deliver: Deliver, reject: Reject) -> None:
         while True:
             reception = await self._air.get()
             try:
@@ -59,7 +62,7 @@ class SimulatedRadio(Source):
         """Wait until every frame heard so far has been handed to the pipeline."""
         await self._air.join()
 
-    async def transmit(self, downlink: Downlink) -> None:
+    async def _send(self, downlink: Downlink) -> None:
         self.sent.append(downlink)
         if self.on_transmit is not None:
             self.on_transmit(downlink)

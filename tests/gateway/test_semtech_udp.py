@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway_daemon.sources import Downlink, Reception, TransmitError
-from gateway_daemon.sources.semtech_udp import (
+from gateway_daemon.sources.semtech_protocol import (
     PULL_ACK,
     PULL_DATA,
     PULL_RESP,
@@ -28,11 +28,11 @@ from gateway_daemon.sources.semtech_udp import (
     PullData,
     PushData,
     Refused,
-    SemtechUdp,
     TxAck,
-    parse_datagram,
+    parse_from_forwarder,
     reception_from_rxpk,
 )
+from gateway_daemon.sources.semtech_udp import SemtechUdp
 
 from .recording import RecordingPipeline
 
@@ -163,8 +163,8 @@ async def test_push_data_is_acked_with_its_token_and_each_rxpk_is_heard_or_rejec
         rejected = await pipeline.rejected.get()
     assert (rejected.source, rejected.reason) == (SOURCE, "crc_failed")
     assert json.loads(rejected.raw)["stat"] == -1
-    assert source.stats["receptions"] == 1
-    assert source.stats["rejected"] == {"crc_failed": 1}
+    assert source.stats.received == 1
+    assert source.stats.rejected == {"crc_failed": 1}
 
 
 async def test_a_bad_rxpk_costs_only_itself() -> None:
@@ -183,7 +183,7 @@ async def test_the_gateways_stat_report_is_kept_under_its_eui() -> None:
         forwarder.send_up(push_data(2, stat=report))
         await forwarder.heard_up()
     assert source.gateway_stats == {EUI.hex(): report | {"received_at": NOW}}
-    assert source.stats["push_data"] == 1
+    assert source.stats.push_data == 1
 
 
 async def test_a_pipeline_that_fails_does_not_stop_the_source() -> None:
@@ -293,14 +293,14 @@ async def test_malformed_datagrams_are_rejected_unanswered_and_the_source_keeps_
     assert [(r.reason, r.raw) for r in rejected] == [(reason, data[:512]) for data, reason in MALFORMED]
     assert {r.source for r in rejected} == {"udp"}
     assert all(r.detail.startswith("from 127.0.0.1:") for r in rejected)
-    assert source.stats["datagrams"] == len(MALFORMED) + 1
-    assert sum(source.stats["rejected"].values()) == len(MALFORMED)
+    assert source.stats.datagrams == len(MALFORMED) + 1
+    assert sum(source.stats.rejected.values()) == len(MALFORMED)
 
 
 def test_an_oversized_datagram_is_refused_unread() -> None:
     # IPv4 cannot carry it, so only the parser sees it.
     with pytest.raises(Refused) as refused:
-        parse_datagram(push_data(1, rxpk=[]) + b" " * 65_500)
+        parse_from_forwarder(push_data(1, rxpk=[]) + b" " * 65_500)
     assert refused.value.reason == "oversized"
 
 
@@ -328,13 +328,13 @@ RXPK_ENTRY = st.fixed_dictionaries(
 @given(st.binary(max_size=64))
 def test_parsing_any_bytes_gives_a_packet_or_a_refusal(data: bytes) -> None:
     with contextlib.suppress(Refused):
-        assert isinstance(parse_datagram(data), PushData | PullData | TxAck)
+        assert isinstance(parse_from_forwarder(data), PushData | PullData | TxAck)
 
 
 @given(st.sampled_from([PUSH_DATA, TX_ACK]), st.dictionaries(st.sampled_from(["rxpk", "stat", "txpk_ack"]), JSON))
 def test_parsing_any_json_body_gives_a_packet_or_a_refusal(identifier: int, body: dict[str, Any]) -> None:
     with contextlib.suppress(Refused):
-        assert isinstance(parse_datagram(datagram(identifier, 1, json.dumps(body).encode())), PushData | TxAck)
+        assert isinstance(parse_from_forwarder(datagram(identifier, 1, json.dumps(body).encode())), PushData | TxAck)
 
 
 @given(st.one_of(RXPK_ENTRY, JSON))
@@ -352,7 +352,7 @@ async def test_pull_data_is_acked_with_its_token() -> None:
     async with running() as (source, _, forwarder), asyncio.timeout(5):
         forwarder.send_down(datagram(PULL_DATA, 0xA55A))
         assert await forwarder.heard_down() == bytes([2, 0xA5, 0x5A, PULL_ACK])
-    assert source.stats["pull_data"] == 1
+    assert source.stats.pull_data == 1
 
 
 @pytest.mark.parametrize(
@@ -385,7 +385,7 @@ async def test_a_downlink_goes_as_pull_resp_to_the_pulling_socket_and_returns_on
             "data": base64.b64encode(ACK).decode(),
         }
     }
-    assert source.stats["transmits"] == {"sent": 1}
+    assert source.stats.transmits == {"sent": 1}
 
 
 @pytest.mark.parametrize(
@@ -401,7 +401,7 @@ async def test_a_downlink_the_forwarder_refuses_raises_its_error(error: str, rea
         with pytest.raises(TransmitError) as failed:
             await sending
     assert failed.value.reason == reason
-    assert source.stats["transmits"] == {reason: 1}
+    assert source.stats.transmits == {reason: 1}
 
 
 async def test_a_downlink_without_tx_ack_fails_with_no_tx_ack() -> None:
@@ -421,7 +421,7 @@ async def test_a_tx_ack_with_another_token_does_not_confirm_the_downlink() -> No
         with pytest.raises(TransmitError) as failed:
             await sending
     assert failed.value.reason == "no_tx_ack"
-    assert source.stats["late_tx_acks"] == 1
+    assert source.stats.late_tx_acks == 1
 
 
 async def test_a_downlink_before_any_pull_data_fails_with_no_downlink_path() -> None:

@@ -211,7 +211,7 @@ async def test_a_received_record_becomes_a_reception_with_its_radio_metadata(boa
         snr_db=-7.5,
         timestamp_us=17,
     )
-    assert (bridge.stats["records"], bridge.stats["frames"]) == (1, 1)
+    assert (bridge.stats.records, bridge.stats.received) == (1, 1)
 
 
 async def test_garbage_and_corrupted_records_are_rejected_and_the_records_around_them_arrive(board: Board) -> None:
@@ -227,7 +227,7 @@ async def test_garbage_and_corrupted_records_are_rejected_and_the_records_around
 
     assert frames == [b"\x01", b"\x03"]
     assert reasons == ["bad_cobs", "bad_crc"]
-    assert bridge.stats["rejected"] == {"bad_cobs": 1, "bad_crc": 1}
+    assert bridge.stats.rejected == {"bad_cobs": 1, "bad_crc": 1}
 
 
 async def test_a_rejected_record_names_the_bridge_and_says_why(board: Board) -> None:
@@ -273,7 +273,7 @@ async def test_heartbeats_are_kept_with_the_time_they_were_seen(board: Board) ->
         board.send(encode_record("heartbeat", beat) + received())
         await pipeline.receptions.get()  # records are handled in order: the heartbeat is in
 
-    assert bridge.heartbeat == {**beat, "seen_at": NOW}
+    assert (bridge.stats.heartbeat, bridge.stats.heartbeat_at) == (beat, NOW)
 
 
 async def test_the_boards_log_lines_go_to_logging_at_their_level(board: Board, caplog) -> None:
@@ -313,7 +313,7 @@ async def test_a_downlink_goes_out_as_a_transmit_record_timed_on_the_bridge_cloc
             "frame": "6001020304",
         },
     )
-    assert bridge.stats["transmits"] == {"sent": 1}
+    assert bridge.stats.transmits == {"sent": 1}
 
 
 async def test_each_downlink_gets_the_next_tx_id(board: Board) -> None:
@@ -339,7 +339,7 @@ async def test_a_downlink_the_bridge_refuses_raises_its_reason(board: Board) -> 
             await sending
 
     assert refused.value.reason == "duty_cycle"
-    assert bridge.stats["transmits"] == {"duty_cycle": 1}
+    assert bridge.stats.transmits == {"duty_cycle": 1}
 
 
 async def test_a_downlink_the_bridge_does_not_answer_fails_with_no_answer(board: Board) -> None:
@@ -352,7 +352,7 @@ async def test_a_downlink_the_bridge_does_not_answer_fails_with_no_answer(board:
         await pipeline.receptions.get()  # records are handled in order: the late answer is in
 
     assert unanswered.value.reason == "no_answer"
-    assert bridge.stats["late_results"] == 1
+    assert bridge.stats.late_results == 1
 
 
 async def test_a_downlink_while_the_port_is_down_fails_with_disconnected(tmp_path: Path) -> None:
@@ -401,7 +401,7 @@ async def test_an_unplugged_board_is_reopened_when_it_comes_back(board: Board, c
         reception = await pipeline.receptions.get()
 
     assert reception.frame == FRAME
-    assert bridge.reconnects == 1
+    assert bridge.stats.reconnects == 1
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2, warnings  # the loss once, however many retries, then the return
     assert "lost" in warnings[0] and "USB cable" in warnings[0]
@@ -420,4 +420,4 @@ async def test_a_port_that_is_missing_at_start_is_opened_once_it_appears(missing
 
     (missing, _back) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "cannot open" in missing and "dialout" in missing
-    assert bridge.reconnects == 1
+    assert bridge.stats.reconnects == 1

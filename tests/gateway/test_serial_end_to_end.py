@@ -87,7 +87,7 @@ async def test_ack_goes_back_through_the_bridge_in_the_receive_window(tmp_path, 
         assert ack.fields["acked_counter16"] == 40 and "gateway_time" in ack.fields
         os.write(board.master, encode_record("transmit_result", {"tx_id": request.fields["tx_id"], "result": "sent",
                                                                    "airtime_us": 185_000}))  # fmt: skip
-        await until(lambda: bridge.stats["transmits"]["sent"] == 1)
+        await until(lambda: bridge.stats.transmits["sent"] == 1)
         board.unplug()
 
 
