@@ -1,8 +1,8 @@
 # micropython-lib's LoRa modem API (packages lora, lora-async, lora-sx127x, lora-sx126x) on the
 # virtual board's simulated radio. The host (the board's Antenna in peripherals.py, and medium.py)
 # carries each transmission to the boards listening on the same channel, with the time on air, loss,
-# collisions, RSSI and SNR the tests set. Which chip the board has is the host's choice; the other chip's class raises as its
-# real driver does when nothing answers, so that firmware can probe.
+# collisions, RSSI and SNR the tests set. Which chip the board has is the host's choice; the other
+# chip's class raises as its real driver does when nothing answers, so that firmware can probe.
 #
 # Differences from the drivers: no SPI traffic; the async API only (as when lora-sync is not
 # installed), without the low-level start_recv/poll_recv/prepare_send API; a key of lora_cfg that
