@@ -1,18 +1,19 @@
 // The virtual board's microcontroller: the real MicroPython VM (its WebAssembly port) booting like
-// an ESP32, its console on stdin/stdout, which board.py connects to a pty. A reset ends this process
-// with a code that tells board.py how to boot the next one: a fresh VM over the same flash.
+// an ESP32, its console on stdin/stdout, which the host (console.py) connects to a pty. A reset ends
+// this process with a code that tells the host (power.py) how to boot the next one: a fresh VM over
+// the same flash.
 //
 //   node mcu.mjs --flash DIR --state DIR [--reset-cause N] [--repl friendly|raw] [--soft-reboot]
-//                [--unique-id HEX] [--world JSON] [--control FD] [--events FD] [--radio sx1276|sx1262]
+//                [--unique-id HEX] [--world LINES] [--control FD] [--events FD] [--radio sx1276|sx1262]
 //
-// Beside the console, two pipes link the board to the host (board.py), which plays the world
-// around the chip; messages.py has every message that travels on them, as one line of JSON whose
-// "type" names its kind. --control brings the control messages (pin_level, adc_voltage, i2c_chips,
-// spi_chips, radio_frame), each answered by an "ack" event with its "seq" once applied; --world
-// holds the lines of the control messages that describe the world at power-on. --events carries what the host
-// must know (ack, wdt_start, wdt_feed, deep_sleep, pin_output, radio_receiving, radio_idle,
-// radio_transmitting). A main.py that called asyncio.run() holds the console until its task ends or
-// Ctrl-C: the REPL starts then, as on a board.
+// Beside the console, two pipes link the board to the host (board.py and its parts), which plays
+// the world around the chip; messages.py has every message that travels on them, as one line of
+// JSON whose "type" names its kind. --control brings the control messages (pin_level, adc_voltage,
+// i2c_chips, spi_chips, radio_frame), each answered by an "ack" event with its "seq" once applied;
+// --world holds the lines of the control messages that describe the world at power-on. --events
+// carries what the host must know (ack, wdt_start, wdt_feed, deep_sleep, pin_output,
+// radio_receiving, radio_idle, radio_transmitting). A main.py that called asyncio.run() holds the
+// console until its task ends or Ctrl-C: the REPL starts then, as on a board.
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
@@ -23,7 +24,7 @@ import { aes } from "./aes.mjs";
 import { hostFlash } from "./flash.mjs";
 import { hostNvs } from "./nvs.mjs";
 
-// Mirrored in board.py.
+// Mirrored in mcu.py.
 const EXIT_SOFT_REBOOT_FRIENDLY = 40;
 const EXIT_SOFT_REBOOT_RAW = 41;
 const EXIT_MACHINE_RESET = 42;
@@ -47,7 +48,7 @@ const { values: options } = parseArgs({
     "soft-reboot": { type: "boolean", default: false },
     "unique-id": { type: "string", default: "240ac4000001" },
     radio: { type: "string", default: "" }, // the LoRa chip: "sx1276", "sx1262", or none
-    vm: { type: "string", default: "" }, // the VM package's micropython.mjs, where board.py found it
+    vm: { type: "string", default: "" }, // the VM package's micropython.mjs, where mcu.py found it
   },
 });
 
@@ -98,7 +99,7 @@ const console_ = {
   },
 };
 
-// The VM ends with this process; board.py boots the next one as `code` says.
+// The VM ends with this process; power.py boots the next one as `code` says.
 function end(code) {
   console_.flush();
   process.exit(code);
@@ -176,7 +177,7 @@ if (options.control !== undefined) {
 // CLOCK_MONOTONIC in ns, as Python's time.monotonic() reads it (a double: within a few ns for years).
 const now = () => Number(process.hrtime.bigint());
 
-// RTC slow memory: kept by the host in a file that board.py removes when the power goes.
+// RTC slow memory: kept by the host in a file that power.py removes when the power goes.
 fs.mkdirSync(options.state, { recursive: true });
 const rtcMemory = path.join(options.state, "rtc_memory.bin");
 
@@ -253,8 +254,8 @@ mp.registerJsModule("_board", {
     handlers[type] = handler;
     return 0;
   },
-  // The LoRa modem (lora.py): its settings as JSON, stamped in ns of the monotonic clock, which
-  // board.py reads too (the pipe may be read late).
+  // The LoRa modem (lora.py): its settings as JSON, stamped in ns of the monotonic clock, which the
+  // host reads too (the pipe may be read late).
   radio_chip: options.radio,
   radio_receiving: (settings) => emit("radio_receiving", { at_ns: now(), settings: JSON.parse(settings) }),
   radio_idle: () => emit("radio_idle", { at_ns: now() }),

@@ -1,5 +1,5 @@
-# The chips wired to the board's I2C lines, as the host (board.py) describes them. machine.I2C and
-# SoftI2C find here the devices on their SDA/SCL pins and run each transfer against their models.
+# The chips wired to the board's I2C lines, as the host (peripherals.py) describes them. machine.I2C
+# and SoftI2C find here the devices on their SDA/SCL pins and run each transfer against their models.
 #
 # The host describes them all in each i2c_chips control message (messages.py's I2cChips):
 # {"chips": [{"kind", "sda", "scl", "address", "answering", "corrupt", "state"}], "air": {...}}.

@@ -1,5 +1,5 @@
 # ESP32's `machine`, as far as the firmware and the installer's tools use it. The world outside
-# the chip is the host's (board.py): it drives input pins and ADC voltages, runs the watchdog's
+# the chip is the host's (board.py and its parts): it drives input pins and ADC voltages, runs the watchdog's
 # clock, keeps RTC memory while the power is on, and wakes the board from deep sleep.
 import sys
 from binascii import hexlify

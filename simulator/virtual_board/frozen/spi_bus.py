@@ -1,6 +1,7 @@
-# The chips wired to the board's SPI lines, as the host (board.py) describes them. machine.SPI clocks
-# its bytes through here: a chip on the transfer's SCK/MOSI/MISO pins takes part while the level on
-# its chip-select pin is low. machine tells this module every level the board drives or releases.
+# The chips wired to the board's SPI lines, as the host (peripherals.py) describes them. machine.SPI
+# clocks its bytes through here: a chip on the transfer's SCK/MOSI/MISO pins takes part while the
+# level on its chip-select pin is low. machine tells this module every level the board drives or
+# releases.
 #
 # The host describes them all in each spi_chips control message (messages.py's SpiChips):
 # {"chips": [{"kind", "sck", "mosi", "miso", "cs", "answering", "corrupt", "state"}]}, with
