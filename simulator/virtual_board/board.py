@@ -294,6 +294,10 @@ class VirtualBoard:
             elif not self.power.handle(event):
                 self.peripherals.handle(event)
 
+    def _pump_events(self, events: int, mcu: Mcu | None) -> bool:
+        self._handle_events()
+        return True
+
     def _run(self) -> None:
         """Pump bytes between the port and the VM's console until closed; reboot the VM when it must."""
         with selectors.DefaultSelector() as selector:
@@ -303,15 +307,13 @@ class VirtualBoard:
                 mcu = self.power.mcu
                 self.console.watch(selector, mcu)
                 if mcu is not None:
-                    selector.register(mcu.events, selectors.EVENT_READ, None)
+                    selector.register(mcu.events, selectors.EVENT_READ, self._pump_events)
                 ready = selector.select(_POLL_S)
                 for key in list(selector.get_map().values()):
                     selector.unregister(key.fileobj)
                 for key, events in ready:
-                    pump: Callable[[int, Mcu | None], bool] | None = key.data
-                    if pump is None:
-                        self._handle_events()
-                    elif not pump(events, mcu):
+                    pump: Callable[[int, Mcu | None], bool] = key.data
+                    if not pump(events, mcu):
                         assert mcu is not None
                         exit_code = mcu.process.wait()
                         self._handle_events()  # what it said before it ended
