@@ -1,16 +1,19 @@
 // The virtual board's microcontroller: the real MicroPython VM (its WebAssembly port) booting like
-// an ESP32, its console on stdin/stdout, which board.py connects to a pty. A reset ends this process
-// with a code that tells board.py how to boot the next one: a fresh VM over the same flash.
+// an ESP32, its console on stdin/stdout, which the host (console.py) connects to a pty. A reset ends
+// this process with a code that tells the host (power.py) how to boot the next one: a fresh VM over
+// the same flash.
 //
 //   node mcu.mjs --flash DIR --state DIR [--reset-cause N] [--repl friendly|raw] [--soft-reboot]
-//                [--unique-id HEX] [--inputs JSON] [--control FD] [--events FD] [--radio sx1276|sx1262]
+//                [--unique-id HEX] [--world LINES] [--control FD] [--events FD] [--radio sx1276|sx1262]
 //
-// Beside the console, two pipes link the board to the host (board.py), which plays the world
-// around the chip: --control brings what the host sets (input pin levels, ADC voltages, the I2C and
-// SPI chips, frames the radio hears) as JSON lines, each answered by "ack SEQ" once applied;
-// --events carries what the host must know ("wdt TIMEOUT_MS", "feed", "sleep MS", "pin N LEVEL",
-// "radio rx|idle|tx ..."), one line each. A main.py that called asyncio.run() holds the console
-// until its task ends or Ctrl-C: the REPL starts then, as on a board.
+// Beside the console, two pipes link the board to the host (board.py and its parts), which plays
+// the world around the chip; messages.py has every message that travels on them, as one line of
+// JSON whose "type" names its kind. --control brings the control messages (pin_level, adc_voltage,
+// i2c_chips, spi_chips, radio_frame), each answered by an "ack" event with its "seq" once applied;
+// --world holds the lines of the control messages that describe the world at power-on. --events
+// carries what the host must know (ack, wdt_start, wdt_feed, deep_sleep, pin_output,
+// radio_receiving, radio_idle, radio_transmitting). A main.py that called asyncio.run() holds the
+// console until its task ends or Ctrl-C: the REPL starts then, as on a board.
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
@@ -21,7 +24,7 @@ import { aes } from "./aes.mjs";
 import { hostFlash } from "./flash.mjs";
 import { hostNvs } from "./nvs.mjs";
 
-// Mirrored in board.py.
+// Mirrored in mcu.py.
 const EXIT_SOFT_REBOOT_FRIENDLY = 40;
 const EXIT_SOFT_REBOOT_RAW = 41;
 const EXIT_MACHINE_RESET = 42;
@@ -37,7 +40,7 @@ const { values: options } = parseArgs({
   options: {
     flash: { type: "string" },
     state: { type: "string" },
-    inputs: { type: "string", default: '{"pins": {}, "adc": {}}' },
+    world: { type: "string", default: "" },
     control: { type: "string" },
     events: { type: "string" },
     "reset-cause": { type: "string", default: "1" },
@@ -45,7 +48,7 @@ const { values: options } = parseArgs({
     "soft-reboot": { type: "boolean", default: false },
     "unique-id": { type: "string", default: "240ac4000001" },
     radio: { type: "string", default: "" }, // the LoRa chip: "sx1276", "sx1262", or none
-    vm: { type: "string", default: "" }, // the VM package's micropython.mjs, where board.py found it
+    vm: { type: "string", default: "" }, // the VM package's micropython.mjs, where mcu.py found it
   },
 });
 
@@ -96,7 +99,7 @@ const console_ = {
   },
 };
 
-// The VM ends with this process; board.py boots the next one as `code` says.
+// The VM ends with this process; power.py boots the next one as `code` says.
 function end(code) {
   console_.flush();
   process.exit(code);
@@ -112,53 +115,69 @@ const mp = await loadMicroPython({
   linebuffer: false,
 });
 
-// What the board tells the host: a synchronous write, so that it is out before an exit that follows.
-function emit(line) {
+// An event for the host: a synchronous write, so that it is out before an exit that follows.
+function emit(type, body = {}) {
   if (options.events === undefined) return 0;
   try {
-    fs.writeSync(Number(options.events), `${line}\n`);
+    fs.writeSync(Number(options.events), `${JSON.stringify({ type, ...body })}\n`);
   } catch {
     // the host stopped listening: it is powering the board off
   }
   return 0;
 }
 
-// The levels the host drives on input pins and the voltages on ADC pins, as the host last set them.
-const inputs = JSON.parse(options.inputs);
-let onPinChange = null; // machine.py's handler of a level the host changed: (pin, old, new)
-let onRadioFrame = null; // lora.py's handler of a frame the host delivers: (hex, rssi, snr, crc_ok)
+// The world outside the chip as the host last set it: the levels it drives on input pins (-1: none),
+// the voltages on ADC pins, and the last message of every other type (the chips on the buses).
+const world = { pins: {}, adc: {}, last: {} };
+const handlers = {}; // the frozen modules' handlers of control messages, by type (_board.on_control)
 
-function control(message) {
-  if ("pin" in message) {
-    const old = inputs.pins[message.pin] ?? -1;
-    inputs.pins[message.pin] = message.level ?? -1;
+// Each control message updates the world, and gives its handler (if any) these arguments. The chips
+// on the buses go to Python as the line that described them, whose numbers JavaScript would change.
+const controls = {
+  pin_level: ({ pin, level }) => {
+    const old = world.pins[pin] ?? -1;
+    world.pins[pin] = level ?? -1;
+    return [pin, old, world.pins[pin]];
+  },
+  adc_voltage: ({ pin, microvolts }) => {
+    world.adc[pin] = microvolts;
+    return [pin, microvolts];
+  },
+  i2c_chips: (message, line) => [(world.last.i2c_chips = line)],
+  spi_chips: (message, line) => [(world.last.spi_chips = line)],
+  radio_frame: ({ payload, rssi_dbm, snr_x4, crc_ok }) => [payload, rssi_dbm, snr_x4, crc_ok],
+};
+
+function control(line) {
+  const { type, seq, ...message } = JSON.parse(line);
+  const apply = controls[type];
+  if (apply === undefined) fs.writeSync(2, `virtual board: unknown control message ${type}\n`);
+  else {
+    const args = apply(message, line);
     try {
-      onPinChange?.(message.pin, old, inputs.pins[message.pin]);
+      handlers[type]?.(...args);
     } catch (error) {
-      fs.writeSync(2, `virtual board: pin handler failed: ${error}\n`);
+      fs.writeSync(2, `virtual board: ${type} handler failed: ${error}\n`);
     }
   }
-  if ("adc" in message) inputs.adc[message.adc] = message.uv;
-  if ("radio" in message) {
-    try {
-      onRadioFrame?.(message.radio, message.rssi, message.snr, message.crc);
-    } catch (error) {
-      fs.writeSync(2, `virtual board: radio handler failed: ${error}\n`);
-    }
-  }
-  emit(`ack ${message.seq}`);
+  if (seq !== undefined) emit("ack", { seq });
 }
+
+for (const line of options.world.split("\n")) if (line) control(line); // before any handler exists
 
 if (options.control !== undefined) {
   let pending = "";
   new net.Socket({ fd: Number(options.control), readable: true, writable: false }).on("data", (chunk) => {
     const lines = (pending + chunk.toString()).split("\n");
     pending = lines.pop();
-    for (const line of lines) if (line) control(JSON.parse(line));
+    for (const line of lines) if (line) control(line);
   });
 }
 
-// RTC slow memory: kept by the host in a file that board.py removes when the power goes.
+// CLOCK_MONOTONIC in ns, as Python's time.monotonic() reads it (a double: within a few ns for years).
+const now = () => Number(process.hrtime.bigint());
+
+// RTC slow memory: kept by the host in a file that power.py removes when the power goes.
 fs.mkdirSync(options.state, { recursive: true });
 const rtcMemory = path.join(options.state, "rtc_memory.bin");
 
@@ -216,35 +235,32 @@ mp.registerJsModule("_board", {
   unique_id: options["unique-id"],
   reset: () => end(EXIT_MACHINE_RESET),
   deepsleep: (ms) => {
-    emit(`sleep ${ms}`);
+    emit("deep_sleep", { ms });
     end(EXIT_DEEPSLEEP);
   },
-  wdt: (timeoutMs) => emit(`wdt ${timeoutMs}`),
-  wdt_feed: () => emit("feed"),
+  wdt: (timeoutMs) => emit("wdt_start", { timeout_ms: timeoutMs }),
+  wdt_feed: () => emit("wdt_feed"),
   rtc_memory_read: () => (fs.existsSync(rtcMemory) ? fs.readFileSync(rtcMemory).toString("hex") : ""),
   rtc_memory_write: (hex) => {
     fs.writeFileSync(rtcMemory, Buffer.from(hex, "hex"));
     return 0;
   },
-  pin_input: (pin) => inputs.pins[pin] ?? -1, // -1: the host does not drive it
-  pin_output: (pin, level) => emit(`pin ${pin} ${level}`), // level -1: the board does not drive it
-  on_pin_change: (handler) => {
-    onPinChange = handler;
+  // The world outside the chip: what the host drives, and the handlers of what it changes.
+  pin_input: (pin) => world.pins[pin] ?? -1, // -1: the host does not drive it
+  pin_output: (pin, level) => emit("pin_output", { pin, level: level < 0 ? null : level }), // -1: released
+  adc_input: (pin) => world.adc[pin] ?? 0,
+  last_control: (type) => world.last[type] ?? "", // the last message of that type as JSON, or ""
+  on_control: (type, handler) => {
+    handlers[type] = handler;
     return 0;
   },
-  adc_input: (pin) => inputs.adc[pin] ?? 0,
-  // The LoRa modem (lora.py): its receive settings as JSON ("": not receiving), its transmissions,
-  // stamped in ns of the monotonic clock, which board.py reads too (the pipe may be read late).
+  // The LoRa modem (lora.py): its settings as JSON, stamped in ns of the monotonic clock, which the
+  // host reads too (the pipe may be read late).
   radio_chip: options.radio,
-  radio_state: (settings) => {
-    const now = process.hrtime.bigint();
-    return emit(settings ? `radio rx ${now} ${settings}` : `radio idle ${now}`);
-  },
-  radio_transmit: (hex, settings) => emit(`radio tx ${process.hrtime.bigint()} ${hex} ${settings}`),
-  on_radio_frame: (handler) => {
-    onRadioFrame = handler;
-    return 0;
-  },
+  radio_receiving: (settings) => emit("radio_receiving", { at_ns: now(), settings: JSON.parse(settings) }),
+  radio_idle: () => emit("radio_idle", { at_ns: now() }),
+  radio_transmitting: (hex, settings) =>
+    emit("radio_transmitting", { at_ns: now(), payload: hex, settings: JSON.parse(settings) }),
 });
 
 // Our frozen modules (MicroPython sources an ESP32 would have in its firmware) go into the VM's

@@ -39,12 +39,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from payload_codec.airtime import time_on_air_ms
 
 if TYPE_CHECKING:
     from simulator.virtual_board.board import VirtualBoard
+    from simulator.virtual_board.messages import RadioSettings
 
 log = logging.getLogger(__name__)
 
@@ -202,19 +203,19 @@ class RadioMedium:
 
     # Called by VirtualBoard with what its VM's modem reports, and when (`time.monotonic()`'s clock).
 
-    def board_listens(self, board: VirtualBoard, settings: dict[str, Any] | None, at: float) -> None:
-        """The board's modem listens with `settings` (lora.py's JSON) from `at` on, or not at all (None)."""
-        modulation = None if settings is None else _modulation(settings, settings["invert_iq_rx"])
+    def board_listens(self, board: VirtualBoard, settings: RadioSettings | None, at: float) -> None:
+        """The board's modem listens with `settings` from `at` on, or not at all (None)."""
+        modulation = None if settings is None else _modulation(settings, settings.invert_iq_rx)
         with self._changed:
             self._listening.setdefault(board, []).append(_Listening(modulation, at, board.boots))
 
-    def board_transmits(self, board: VirtualBoard, payload: bytes, settings: dict[str, Any], at: float) -> None:
-        """The board's modem sends `payload` with `settings` (lora.py's JSON) from `at` on.
+    def board_transmits(self, board: VirtualBoard, payload: bytes, settings: RadioSettings, at: float) -> None:
+        """The board's modem sends `payload` with `settings` from `at` on.
 
         It does not listen meanwhile: if it receives after, it says so again."""
-        modulation = _modulation(settings, settings["invert_iq_tx"])
-        power, coding_rate, preamble_len = settings["output_power"], settings["coding_rate"], settings["preamble_len"]
-        frame = self._frame(payload, board, modulation, power, at, coding_rate, preamble_len, settings["crc_en"])
+        modulation = _modulation(settings, settings.invert_iq_tx)
+        power, coding_rate, preamble_len = settings.output_power, settings.coding_rate, settings.preamble_len
+        frame = self._frame(payload, board, modulation, power, at, coding_rate, preamble_len, settings.crc_en)
         with self._changed:
             self._listening.setdefault(board, []).append(_Listening(None, at, board.boots))
             self._put_on_air(frame)
@@ -336,12 +337,6 @@ class RadioMedium:
             del states[:current]
 
 
-def _modulation(settings: dict[str, Any], invert_iq: bool) -> Modulation:
-    return Modulation(
-        settings["freq_hz"],
-        settings["sf"],
-        settings["bw_hz"],
-        settings["syncword"],
-        invert_iq,
-        settings["implicit_header"],
-    )
+def _modulation(settings: RadioSettings, invert_iq: bool) -> Modulation:
+    s = settings
+    return Modulation(s.freq_hz, s.sf, s.bw_hz, s.syncword, invert_iq, s.implicit_header)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from simulator.virtual_board import VirtualBoard, VirtualBoardError, check_vm_installed
-from simulator.virtual_board import board as board_module
+from simulator.virtual_board import mcu as mcu_module
 
 
 def test_a_missing_node_says_to_install_node() -> None:
@@ -13,7 +13,7 @@ def test_a_missing_node_says_to_install_node() -> None:
 
 
 def test_a_missing_vm_package_says_to_run_npm_ci(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(board_module, "NPM_PROJECT", tmp_path / "absent")
+    monkeypatch.setattr(mcu_module, "NPM_PROJECT", tmp_path / "absent")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with pytest.raises(VirtualBoardError, match="npm ci"):
         check_vm_installed(node=sys.executable)  # any program that exists stands in for node

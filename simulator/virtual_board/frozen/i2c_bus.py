@@ -1,21 +1,23 @@
-# The chips wired to the board's I2C lines, as the host (board.py) describes them. machine.I2C and
-# SoftI2C find here the devices on their SDA/SCL pins and run each transfer against their models.
+# The chips wired to the board's I2C lines, as the host (peripherals.py) describes them. machine.I2C
+# and SoftI2C find here the devices on their SDA/SCL pins and run each transfer against their models.
 #
-# The host sends its whole description as one JSON string (on the control pipe, under the pin key
-# "i2c"): {"air": {"temperature_c", "humidity_pct", "pressure_hpa", "co2_ppm"},
-#          "devices": {"SDA/SCL/ADDR": {"kind", "answering", "corrupt", ...kind's state}}}.
-# "corrupt" counts the answers the host asked to damage since power-on; a VM that boots takes it as
-# already served, so a reset does not replay a fault.
+# The host describes them all in each i2c_chips control message (messages.py's I2cChips):
+# {"chips": [{"kind", "sda", "scl", "address", "answering", "corrupt", "state"}], "air": {...}}.
+# "corrupt" counts the answers the host asked to damage since it wired the chip; a VM that boots
+# takes it as already served, so a reset does not replay a fault.
 import json
+
+import _board
 
 air = {"temperature_c": 21.0, "humidity_pct": 45.0, "pressure_hpa": 1013.25, "co2_ppm": 420}
 _devices = {}  # (sda, scl, address) -> model
-_description = None
+_described = None
 
 
-def configure(description, booting=False):
-    """Apply the host's description (a JSON string); models of chips still wired keep their state."""
-    global _description
+def configure(line, booting=False):
+    """Apply the host's i2c_chips message (its JSON line, or "": none yet); models of chips still
+    wired keep their state."""
+    global _described
     # Imported here: the chips' modules build on Chip, below.
     from bme280_chip import BME280
     from pn532_chip import PN532
@@ -23,31 +25,35 @@ def configure(description, booting=False):
     from sht4x_chip import SHT4x
 
     kinds = {"bme280": BME280, "scd4x": SCD4x, "pn532": PN532, "sht4x": SHT4x}
-    if not isinstance(description, str) or description == _description:
+    if not line:
         return
-    _description = description
-    world = json.loads(description)
-    air.update(world.get("air", {}))
-    wired = rewire(_devices, kinds, world.get("devices", {}), booting)
+    message = json.loads(line)
+    described = (message["chips"], message["air"])
+    if described == _described:
+        return
+    _described = described
+    air.update(message["air"])
+    wired = rewire(_devices, kinds, message["chips"], ("sda", "scl", "address"), booting)
     _devices.clear()
     _devices.update(wired)
 
 
-def rewire(models, kinds, described, booting):
-    """The models of the chips the host describes ("SDA/SCL/ADDRESS" or "SCK/MOSI/MISO/CS" -> state),
-    keyed by tuples of ints, each kept from `models` if still wired there. Shared with spi_bus."""
+def rewire(models, kinds, chips, wiring, booting):
+    """The models of the chips the host describes, keyed by the tuple of their `wiring` fields (the
+    pins and address that say where a chip sits), each kept from `models` if still wired there.
+    Shared with spi_bus."""
     wired = {}
-    for name, state in described.items():
-        key = tuple(int(part) for part in name.split("/"))
+    for chip in chips:
+        key = tuple(chip[field] for field in wiring)
         model = models.get(key)
-        if model is None or type(model) is not kinds[state["kind"]]:
-            model = kinds[state["kind"]](air)
-            model.served = state.get("corrupt", 0) if booting else 0
-        model.answering = state.get("answering", True)
-        corrupt = state.get("corrupt", 0)  # the host's count, which starts again when it rewires the chip
+        if model is None or type(model) is not kinds[chip["kind"]]:
+            model = kinds[chip["kind"]](air)
+            model.served = chip["corrupt"] if booting else 0
+        model.answering = chip["answering"]
+        corrupt = chip["corrupt"]  # the host's count, which starts again when it rewires the chip
         model.corrupt_next += max(corrupt - model.served, 0)
         model.served = corrupt
-        model.configure(state)
+        model.configure(chip["state"])
         wired[key] = model
     return wired
 
@@ -89,3 +95,6 @@ class Chip:
     def read(self, n):
         """A read transfer of `n` bytes, or None if the chip NACKs it."""
         return bytes(n)
+
+
+_board.on_control("i2c_chips", configure)

@@ -1,8 +1,8 @@
 # micropython-lib's LoRa modem API (packages lora, lora-async, lora-sx127x, lora-sx126x) on the
-# virtual board's simulated radio. The host (board.py, medium.py) carries each transmission to the
-# boards listening on the same channel, with the time on air, loss, collisions, RSSI and SNR the
-# tests set. Which chip the board has is the host's choice; the other chip's class raises as its
-# real driver does when nothing answers, so that firmware can probe.
+# virtual board's simulated radio. The host (the board's Antenna in peripherals.py, and medium.py)
+# carries each transmission to the boards listening on the same channel, with the time on air, loss,
+# collisions, RSSI and SNR the tests set. Which chip the board has is the host's choice; the other
+# chip's class raises as its real driver does when nothing answers, so that firmware can probe.
 #
 # Differences from the drivers: no SPI traffic; the async API only (as when lora-sync is not
 # installed), without the low-level start_recv/poll_recv/prepare_send API; a key of lora_cfg that
@@ -100,7 +100,7 @@ class _Modem:
         self._syncword = 0x12
         self._output_power = 14
         self._invert_iq = [False, False]  # rx, tx
-        self._settings = None  # the above as JSON, for the host
+        self._settings = None  # the above as JSON (messages.py's RadioSettings), for the host
         self.crc_errors = 0
         self.rx_crc_error = False  # True: recv returns packets with a bad CRC too (crc_error set)
         self._rx = False  # as in BaseModem: False, True (no timeout) or the ticks_ms deadline
@@ -190,13 +190,13 @@ class _Modem:
     def _listen(self):
         if self._ant_sw:
             self._ant_sw.rx()
-        _board.radio_state(self._settings)
+        _board.radio_receiving(self._settings)
 
     def _end_recv(self):
         self._rx = False
         if self._ant_sw:
             self._ant_sw.idle()
-        _board.radio_state("")
+        _board.radio_idle()
 
     def _take(self, payload_hex, rssi, snr, crc_ok):
         # A frame the host delivered while this modem receives.
@@ -259,7 +259,7 @@ class _Modem:
         self._tx = True
         if self._ant_sw:
             self._ant_sw.tx(self._tx_arg())
-        _board.radio_transmit(hexlify(packet).decode(), self._settings)
+        _board.radio_transmitting(hexlify(packet).decode(), self._settings)
         await asyncio.sleep_ms((self.get_time_on_air_us(len(packet)) + 999) // 1000)
         if not self._tx:
             return False  # standby() or sleep() ended it
@@ -368,10 +368,10 @@ class AsyncSX1261(_SX126x):
 
 
 def _host_frame(payload_hex, rssi, snr, crc_ok):
-    # Called by mcu.mjs with a frame the host delivers; a radio that is not receiving misses it.
+    # The handler of the host's radio_frame messages; a radio that is not receiving misses the frame.
     modem = _modem
     if modem is not None and modem._rx is not False and not modem._tx:
         modem._take(payload_hex, rssi, snr, crc_ok)
 
 
-_board.on_radio_frame(_host_frame)
+_board.on_control("radio_frame", _host_frame)

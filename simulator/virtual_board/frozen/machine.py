@@ -1,5 +1,5 @@
 # ESP32's `machine`, as far as the firmware and the installer's tools use it. The world outside
-# the chip is the host's (board.py): it drives input pins and ADC voltages, runs the watchdog's
+# the chip is the host's (board.py and its parts): it drives input pins and ADC voltages, runs the watchdog's
 # clock, keeps RTC memory while the power is on, and wakes the board from deep sleep.
 import sys
 from binascii import hexlify
@@ -144,13 +144,7 @@ def _report_output(pin):
 
 
 def _host_changed_pin(pin, old, new):
-    # Called by mcu.mjs when the host drives a new level: run the IRQ handler of a matching edge.
-    if pin == "i2c":  # not a pin: the host's description of the chips on the I2C lines
-        i2c_bus.configure(new)
-        return
-    if pin == "spi":  # the same for the chips on SPI lines
-        spi_bus.configure(new)
-        return
+    # The handler of the host's pin_level messages: run the IRQ handler of a matching edge.
     pad = _pads.get(pin)
     if pad is None or pad.handler is None:
         return
@@ -164,9 +158,10 @@ def _host_changed_pin(pin, old, new):
             sys.print_exception(e)
 
 
-_board.on_pin_change(_host_changed_pin)
-i2c_bus.configure(_board.pin_input("i2c"), booting=True)
-spi_bus.configure(_board.pin_input("spi"), booting=True)
+_board.on_control("pin_level", _host_changed_pin)
+# The chips wired at power-on; here, since the chips' modules import the buses' modules.
+i2c_bus.configure(_board.last_control("i2c_chips"), booting=True)
+spi_bus.configure(_board.last_control("spi_chips"), booting=True)
 
 
 class ADC:

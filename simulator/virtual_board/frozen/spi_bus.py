@@ -1,30 +1,35 @@
-# The chips wired to the board's SPI lines, as the host (board.py) describes them. machine.SPI clocks
-# its bytes through here: a chip on the transfer's SCK/MOSI/MISO pins takes part while the level on
-# its chip-select pin is low. machine tells this module every level the board drives or releases.
+# The chips wired to the board's SPI lines, as the host (peripherals.py) describes them. machine.SPI
+# clocks its bytes through here: a chip on the transfer's SCK/MOSI/MISO pins takes part while the
+# level on its chip-select pin is low. machine tells this module every level the board drives or
+# releases.
 #
-# The host sends its whole description as one JSON string (on the control pipe, under the pin key
-# "spi"): {"devices": {"SCK/MOSI/MISO/CS": {"kind", "answering", "corrupt", ...kind's state}}}, with
+# The host describes them all in each spi_chips control message (messages.py's SpiChips):
+# {"chips": [{"kind", "sck", "mosi", "miso", "cs", "answering", "corrupt", "state"}]}, with
 # "answering" and "corrupt" as on I2C (i2c_bus.py). A chip that is not answering is unpowered: it
 # neither hears MOSI nor drives MISO.
 import json
 
+import _board
 import i2c_bus
 
 _devices = {}  # (sck, mosi, miso, cs) -> model
 _levels = {}  # GPIO -> the level the board last set on it
-_description = None
+_described = None
 
 
-def configure(description, booting=False):
-    """Apply the host's description (a JSON string); models of chips still wired keep their state."""
-    global _description
+def configure(line, booting=False):
+    """Apply the host's spi_chips message (its JSON line, or "": none yet); models of chips still
+    wired keep their state."""
+    global _described
     from mfrc522_chip import MFRC522  # here: the chips' modules build on Chip, below
 
-    if not isinstance(description, str) or description == _description:
+    if not line:
         return
-    _description = description
-    described = json.loads(description).get("devices", {})
-    wired = i2c_bus.rewire(_devices, {"mfrc522": MFRC522}, described, booting)
+    described = json.loads(line)["chips"]
+    if described == _described:
+        return
+    _described = described
+    wired = i2c_bus.rewire(_devices, {"mfrc522": MFRC522}, described, ("sck", "mosi", "miso", "cs"), booting)
     _devices.clear()
     _devices.update(wired)
 
@@ -87,3 +92,6 @@ class Chip(i2c_bus.Chip):
     def exchange(self, byte):
         """The byte this chip shifts out on MISO while `byte` comes in on MOSI, or None (MISO released)."""
         return None
+
+
+_board.on_control("spi_chips", configure)

@@ -1,0 +1,150 @@
+"""The board's USB serial port: a pty linked at a path of your choice, the bytes pumped between it and
+the VM's console, and the raw REPL as `mpremote exec` drives it.
+
+Opening or closing the port does not reset the board, and what it prints while nobody has the port
+open is lost, as on a real one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import time
+import tty
+from pathlib import Path
+
+import serial
+
+from simulator.virtual_board.mcu import Mcu, VirtualBoardError
+
+_POLL_S = 0.05
+_MAX_UNREAD = 1 << 16  # console output held for a slow reader, beyond which it is dropped
+RAW_REPL_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
+
+
+class BoardExecError(Exception):
+    """Code run by `VirtualBoard.exec` raised on the board; the message is MicroPython's traceback."""
+
+    def __init__(self, traceback: str, output: str) -> None:
+        super().__init__(traceback)
+        self.traceback = traceback
+        self.output = output  # what the code printed before it raised
+
+
+class Console:
+    """The pty at `port` and the bytes on their way between it and the VM's console (stdin/stdout)."""
+
+    def __init__(self, port: Path) -> None:
+        self.port = port
+        self._master = -1
+        self._to_mcu = bytearray()
+        self._to_port = bytearray()
+        self._port_closed_at: float | None = None  # when the port was last found with nobody holding it
+
+    def open(self) -> None:
+        """Create the pty and link it at `port`."""
+        if self.port.is_symlink() and os.readlink(self.port).startswith("/dev/pts/"):
+            self.port.unlink()  # left by a board that was not closed
+        elif self.port.exists() or self.port.is_symlink():
+            raise VirtualBoardError(f"{self.port} exists and is not a link to a pty: choose another --pty path")
+        self._master, slave = os.openpty()
+        tty.setraw(slave)  # no echo, no line editing: bytes pass as on a serial line
+        self.port.symlink_to(os.ttyname(slave))
+        # Only clients hold the slave open, so the master sees when nobody listens (POLLHUP).
+        os.close(slave)
+        os.set_blocking(self._master, False)
+
+    def close(self) -> None:
+        """Remove the port."""
+        if self._master >= 0:
+            os.close(self._master)
+            self._master = -1
+        with contextlib.suppress(FileNotFoundError):
+            self.port.unlink()
+
+    def show(self, text: bytes) -> None:
+        """Print what the board's ROM prints (the VM never sees it), such as the watchdog's message."""
+        self._to_port += text
+
+    def drop_input(self) -> None:
+        """Lose what arrived for the VM, as a UART does while its chip reboots or sleeps."""
+        self._to_mcu.clear()
+
+    def watch(self, selector: selectors.BaseSelector, mcu: Mcu | None) -> None:
+        """Register what is to be pumped now: the port, and the console of the running VM, if any."""
+        # A port nobody holds signals POLLHUP at once: look at it again only after _POLL_S, and
+        # meanwhile keep serving the VM (its radio, pins and watchdog cannot wait).
+        if self._port_closed_at is None or time.monotonic() - self._port_closed_at >= _POLL_S:
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self._to_port else 0)
+            selector.register(self._master, events, self.pump_port)
+        if mcu is not None:
+            selector.register(mcu.stdout, selectors.EVENT_READ, self.pump_output)
+            if self._to_mcu:
+                selector.register(mcu.stdin, selectors.EVENT_WRITE, self.pump_input)
+
+    def pump_port(self, events: int, mcu: Mcu | None) -> bool:
+        """Move bytes over the pty; what the VM printed is dropped while nobody has the port open."""
+        try:
+            if events & selectors.EVENT_READ:
+                self._to_mcu += os.read(self._master, 4096)
+            if events & selectors.EVENT_WRITE and self._to_port:
+                del self._to_port[: os.write(self._master, self._to_port)]
+        except BlockingIOError:
+            pass
+        except OSError:  # EIO: the last client closed the port
+            self._to_port.clear()
+            self._port_closed_at = time.monotonic()
+            return True
+        self._port_closed_at = None
+        return True
+
+    def pump_output(self, events: int, mcu: Mcu | None) -> bool:
+        """Take what the VM printed; False when its console closed: the VM has ended."""
+        assert mcu is not None
+        output = os.read(mcu.stdout, 4096)
+        if not output:
+            return False
+        self._to_port += output
+        del self._to_port[:-_MAX_UNREAD]
+        return True
+
+    def pump_input(self, events: int, mcu: Mcu | None) -> bool:
+        """Give the VM what arrived on the port."""
+        assert mcu is not None
+        with contextlib.suppress(BlockingIOError, BrokenPipeError):
+            del self._to_mcu[: os.write(mcu.stdin, self._to_mcu)]
+        return True
+
+    def exec(self, code: str, timeout: float = 30, *, soft_reset: bool = False) -> str:
+        """Run `code` through the board's raw REPL, as `mpremote exec` does, and return what it printed.
+
+        With `soft_reset`, the board soft-resets first (fresh Python state, boot.py runs, main.py
+        does not), as mpremote does unless told `resume`. Raises BoardExecError, carrying the
+        traceback, if the code raised; TimeoutError if it did not finish within `timeout` seconds.
+        Leaves the board in the friendly REPL. Nobody else may have the port open meanwhile."""
+        deadline = time.monotonic() + timeout
+
+        def read_until(console: serial.Serial, marker: bytes) -> bytes:
+            console.timeout = max(deadline - time.monotonic(), 0)
+            data = console.read_until(marker)
+            if not data.endswith(marker):
+                console.write(b"\x03\x02")  # interrupt the code, if it yields, and leave the raw REPL
+                printed = data.decode(errors="replace")
+                raise TimeoutError(f"the board did not finish within {timeout} s; it printed: {printed!r}")
+            return data[: -len(marker)]
+
+        with serial.Serial(str(self.port), 115200, timeout=timeout) as console:
+            console.write(b"\r\x03\x03\x01")  # interrupt the friendly REPL's input, enter the raw REPL
+            read_until(console, RAW_REPL_BANNER)
+            if soft_reset:
+                console.write(b"\x04")
+                read_until(console, RAW_REPL_BANNER)
+            console.write((code or "pass").encode() + b"\x04")  # an empty one would soft-reset
+            read_until(console, b"OK")
+            output = read_until(console, b"\x04").decode(errors="replace")
+            error = read_until(console, b"\x04>").decode(errors="replace")
+            console.write(b"\x02")  # back to the friendly REPL, from which a soft reset runs main.py
+        if error:
+            raise BoardExecError(error, output)
+        return output
