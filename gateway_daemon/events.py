@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 from boards.registry import Device
-from payload_codec import Frame
+from payload_codec import CheckinBatch, Frame
+from payload_codec.messages import JsonObject
 
 from .sources import Reception
 from .state import OutboxEvent
@@ -40,15 +42,27 @@ def events_of(
         "counter": frame.counter,
         "receptions": [r.metadata() for r in receptions],
     }
-    topic = device_topic(prefix, device, frame.msg_type)
-    if frame.msg_type == "checkin":
-        events = []
-        for index, checkin in enumerate(frame.fields["checkins"]):
-            event_id = f"{device.device_id}:{frame.counter}:{index}"
-            # The node has no clock: the event happened age_s before the frame was heard.
-            payload = {"event_id": event_id, "time": iso_time(heard_at - checkin["age_s"]), **checkin, **common}
-            events.append(OutboxEvent(event_id, "checkin", topic, json.dumps(payload, ensure_ascii=False)))
-        return events
-    event_id = f"{device.device_id}:{frame.counter}"
-    payload = {"event_id": event_id, "time": iso_time(heard_at), **frame.fields, **common}
-    return [OutboxEvent(event_id, frame.msg_type, topic, json.dumps(payload, ensure_ascii=False))]
+    kind = frame.msg_type
+    topic = device_topic(prefix, device, kind)
+    message = frame.message
+    if isinstance(message, CheckinBatch):
+        # The node has no clock: each check-in happened its age_s before the frame was heard.
+        return [
+            _event(
+                f"{device.device_id}:{frame.counter}:{index}",
+                kind,
+                topic,
+                heard_at - checkin.age_s,
+                checkin.to_json(),
+                common,
+            )
+            for index, checkin in enumerate(message.checkins)
+        ]
+    return [_event(f"{device.device_id}:{frame.counter}", kind, topic, heard_at, message.to_json(), common)]
+
+
+def _event(
+    event_id: str, kind: str, topic: str, time: float, fields: JsonObject, common: dict[str, Any]
+) -> OutboxEvent:
+    payload = {"event_id": event_id, "time": iso_time(time), **fields, **common}
+    return OutboxEvent(event_id, kind, topic, json.dumps(payload, ensure_ascii=False))
