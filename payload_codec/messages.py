@@ -20,7 +20,7 @@ import math
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from construct import ConstructError
 
@@ -47,6 +47,7 @@ from .schema import (
 )
 
 JsonObject = dict[str, Any]
+T = TypeVar("T")
 
 
 # --- check-in ------------------------------------------------------------------------------
@@ -307,7 +308,7 @@ def _check_size(msg_type: str, size: int) -> CodecError | None:
 
 
 # --- enumerations and checks ---------------------------------------------------------------
-def _name_of(names: tuple[str, ...], code: int, what: str) -> str:
+def _name_of(names: tuple[T, ...], code: int, what: str) -> T:
     if code >= len(names):
         raise CodecError("bad_value", f"{what} code {code} is not one of {len(names)} known")
     return names[code]
