@@ -1,7 +1,9 @@
 """What an accepted frame becomes on MQTT: one message per event, with a stable id.
 
-Topics: `<prefix>/<site>/<device>/{checkin,telemetry,status}`. Every message names
-the gateway that heard it and carries every reception's metadata; `event_id`
+Topics: `<prefix>/<site>/<device>/{checkin,telemetry,status}`. A message holds its
+event id and time, then the JSON form of the typed message (one `Checkin` of a batch,
+a `Telemetry`, a `Status`), then where it was heard: it names the gateway that heard
+it and carries every reception's metadata; `event_id`
 (`<device id>:<counter>[:<index>]`) is the same whichever gateway publishes it, so
 consumers of a clustered broker drop what two gateways both heard.
 """
@@ -10,7 +12,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
 
 from boards.registry import Device
 from payload_codec import CheckinBatch, Frame
@@ -42,27 +43,24 @@ def events_of(
         "counter": frame.counter,
         "receptions": [r.metadata() for r in receptions],
     }
-    kind = frame.msg_type
-    topic = device_topic(prefix, device, kind)
+    frame_id = f"{device.device_id}:{frame.counter}"
     message = frame.message
+    events: list[tuple[str, float, JsonObject]]  # event id, when it happened, the message's fields
     if isinstance(message, CheckinBatch):
         # The node has no clock: each check-in happened its age_s before the frame was heard.
-        return [
-            _event(
-                f"{device.device_id}:{frame.counter}:{index}",
-                kind,
-                topic,
-                heard_at - checkin.age_s,
-                checkin.to_json(),
-                common,
-            )
+        events = [
+            (f"{frame_id}:{index}", heard_at - checkin.age_s, checkin.to_json())
             for index, checkin in enumerate(message.checkins)
         ]
-    return [_event(f"{device.device_id}:{frame.counter}", kind, topic, heard_at, message.to_json(), common)]
-
-
-def _event(
-    event_id: str, kind: str, topic: str, time: float, fields: JsonObject, common: dict[str, Any]
-) -> OutboxEvent:
-    payload = {"event_id": event_id, "time": iso_time(time), **fields, **common}
-    return OutboxEvent(event_id, kind, topic, json.dumps(payload, ensure_ascii=False))
+    else:
+        events = [(frame_id, heard_at, message.to_json())]
+    topic = device_topic(prefix, device, frame.msg_type)
+    return [
+        OutboxEvent(
+            event_id,
+            frame.msg_type,
+            topic,
+            json.dumps({"event_id": event_id, "time": iso_time(happened_at), **fields, **common}, ensure_ascii=False),
+        )
+        for event_id, happened_at, fields in events
+    ]
