@@ -20,7 +20,7 @@ from gateway_daemon.config import parse_config
 from gateway_daemon.daemon import Gateway
 from gateway_daemon.mqtt import IN_FLIGHT, MQTT_LOG
 from gateway_daemon.sources import SimulatedRadio
-from payload_codec import build_frame, derive_device_keys
+from payload_codec import Telemetry, build_frame, derive_device_keys
 from simulator.broker import Broker
 
 FRAMES = 2000
@@ -47,8 +47,7 @@ async def _through_gateway(directory: Path, port: int) -> tuple[float, int]:
     radio = SimulatedRadio()
     gateway = Gateway(config, sources=[radio])
     frames = [
-        build_frame("telemetry", 1, n, {"temperature_c": 20.0, "co2_ppm": 400 + n % 100}, KEYS)
-        for n in range(1, FRAMES + 1)
+        build_frame(Telemetry(temperature_c=20.0, co2_ppm=400 + n % 100), 1, n, KEYS) for n in range(1, FRAMES + 1)
     ]
     running = asyncio.create_task(gateway.run())
     await asyncio.sleep(0.5)  # connected

@@ -14,7 +14,7 @@ from payload_codec.crypto import DOWN, UP
 from payload_codec.errors import CodecError
 from payload_codec.export_js import export_js
 from payload_codec.frame import SealedEnvelope, build_frame, open_envelope, read_envelope
-from payload_codec.messages import decode_body
+from payload_codec.messages import decode_body, message_from_json
 from payload_codec.schema import FLAG_ENCRYPTED, TYPE_BY_NAME
 
 
@@ -96,10 +96,10 @@ def _print_unverified(envelope: SealedEnvelope) -> int:
     if result["encrypted"]:
         result["body_hex"] = envelope.body.hex()
     else:
-        fields = decode_body(envelope.msg_type.name, envelope.body)
-        if isinstance(fields, CodecError):
-            return _refuse(fields)
-        result["fields"] = fields
+        message = decode_body(envelope.msg_type.name, envelope.body)
+        if isinstance(message, CodecError):
+            return _refuse(message)
+        result["fields"] = message.to_json()
     _print_json(result)
     return 0
 
@@ -126,10 +126,9 @@ def _encode(args: argparse.Namespace) -> int:
         return 2
     try:
         frame = build_frame(
-            args.type,
+            message_from_json(args.type, fields),
             args.device,
             args.counter,
-            fields,
             device_keys,
             encrypt=args.encrypt,
             ack_requested=args.ack_requested,

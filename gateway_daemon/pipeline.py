@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from boards.registry import Device, Registry
-from payload_codec import CodecError, SealedEnvelope, build_frame, open_envelope, read_envelope
+from payload_codec import Ack, CodecError, SealedEnvelope, Telemetry, build_frame, open_envelope, read_envelope
 from payload_codec.schema import FLAG_ACK_REQUESTED, FLAG_TIME_REQUESTED
 
 from .config import Config
@@ -157,7 +157,7 @@ class Pipeline:
             seen_at=best.received_at,
             rssi_dbm=best.rssi_dbm,
             snr_db=best.snr_db,
-            battery_mv=frame.fields.get("battery_mv") if frame.msg_type == "telemetry" else None,
+            battery_mv=frame.message.battery_mv if isinstance(frame.message, Telemetry) else None,
         )
         if not accepted:  # another process sharing the state took it first
             await self._refuse(best, CodecError("replay", "counter already accepted"), device.device_id)
@@ -190,11 +190,9 @@ class Pipeline:
         await self._send_ack(device, counter, bool(envelope.flags & FLAG_TIME_REQUESTED), best)
 
     async def _send_ack(self, device: Device, counter: int, time_requested: bool, best: Reception) -> None:
-        fields = {"acked_counter16": counter & 0xFFFF}
-        if time_requested:
-            fields["gateway_time"] = int(self.clock())
+        ack = Ack(acked_counter16=counter & 0xFFFF, gateway_time=int(self.clock()) if time_requested else None)
         downlink_counter = self.state.next_downlink_counter(device.device_id)
-        frame = build_frame("ack", device.device_id, downlink_counter, fields, device.keys)
+        frame = build_frame(ack, device.device_id, downlink_counter, device.keys)
         radio = self.config.radio
         downlink = Downlink(
             frame=frame,

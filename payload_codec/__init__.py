@@ -2,7 +2,9 @@
 
 Everything that crosses the air or the bridge's USB link is defined here and only
 here; the firmware's encoder and the exported JavaScript are held to it by the
-shared vectors in `payload_codec/vectors/`.
+shared vectors in `payload_codec/vectors/`. Each air message is a frozen dataclass
+(`CheckinBatch` of `Checkin`s, `Telemetry`, `Status`, `Ack`, `Config`) with a JSON
+form, `to_json()`/`from_json()`: the vectors' "fields".
 """
 
 from .counter import MAX_COUNTER_GAP, resolve_counter
@@ -23,7 +25,18 @@ from .frame import (
     open_frame,
     read_envelope,
 )
-from .messages import decode_body, encode_body
+from .messages import (
+    Ack,
+    Checkin,
+    CheckinBatch,
+    Config,
+    Message,
+    Status,
+    Telemetry,
+    decode_body,
+    encode_body,
+    message_from_json,
+)
 from .schema import MESSAGE_TYPES, TYPE_BY_NAME
 
 __all__ = [
@@ -33,16 +46,24 @@ __all__ = [
     "REASONS",
     "TYPE_BY_NAME",
     "UP",
+    "Ack",
+    "Checkin",
+    "CheckinBatch",
     "CodecError",
+    "Config",
     "DeviceKeys",
     "Frame",
+    "Message",
     "SealedEnvelope",
+    "Status",
+    "Telemetry",
     "badge_token",
     "build_frame",
     "decode_body",
     "derive_badge_key",
     "derive_device_keys",
     "encode_body",
+    "message_from_json",
     "open_envelope",
     "open_frame",
     "read_envelope",

@@ -17,7 +17,7 @@ from construct import GreedyBytes, Int8ul, Int16ul, Struct
 from .counter import MAX_COUNTER_GAP, resolve_counter
 from .crypto import DOWN, MIC_SIZE, UP, DeviceKeys, compute_mic, crypt_body, mic_matches
 from .errors import CodecError
-from .messages import Fields, decode_body, encode_body
+from .messages import JsonObject, Message, decode_body, encode_body
 from .schema import (
     ENVELOPE_SIZE,
     FLAG_ACK_REQUESTED,
@@ -25,7 +25,6 @@ from .schema import (
     FLAG_TIME_REQUESTED,
     MAX_FRAME_SIZE,
     TYPE_BY_CODE,
-    TYPE_BY_NAME,
     UPLINK_ONLY_FLAGS,
     VERSION,
     MessageType,
@@ -58,20 +57,26 @@ class SealedEnvelope:
         return self.msg_type.direction
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Frame:
-    """A verified, decrypted and decoded frame."""
+    """A verified, decrypted and decoded frame: the message and what its envelope said."""
 
-    msg_type: str
-    direction: int
+    message: Message
     device_id: int
     counter: int
     encrypted: bool
     ack_requested: bool
     time_requested: bool
-    fields: Fields
 
-    def to_json(self) -> dict:
+    @property
+    def msg_type(self) -> str:
+        return self.message.msg_type.name
+
+    @property
+    def direction(self) -> int:
+        return self.message.msg_type.direction
+
+    def to_json(self) -> JsonObject:
         return {
             "type": self.msg_type,
             "direction": "up" if self.direction == UP else "down",
@@ -80,7 +85,7 @@ class Frame:
             "encrypted": self.encrypted,
             "ack_requested": self.ack_requested,
             "time_requested": self.time_requested,
-            "fields": self.fields,
+            "fields": self.message.to_json(),
         }
 
 
@@ -89,23 +94,22 @@ def header_byte(msg_type: MessageType, flags: int) -> int:
 
 
 def build_frame(
-    msg_type: str,
+    message: Message,
     device_id: int,
     counter: int,
-    fields: Fields,
     keys: DeviceKeys,
     *,
     encrypt: bool | None = None,
     ack_requested: bool = False,
     time_requested: bool = False,
 ) -> bytes:
-    """The bytes on air of a message; `encrypt` defaults to the type's default.
+    """The bytes on air of a message; `encrypt` defaults to its type's default.
 
-    Raises CodecError("bad_value") for fields or options the contract cannot carry.
+    Raises CodecError("bad_value") for values or options the contract cannot carry.
     """
-    kind = TYPE_BY_NAME.get(msg_type)
-    if kind is None:
-        raise CodecError("unknown_type", f"no message type {msg_type!r}; known: {', '.join(TYPE_BY_NAME)}")
+    if not isinstance(message, Message):
+        raise CodecError("unknown_type", f"{message!r} is none of the message classes")
+    kind = message.msg_type
     if not 0 <= device_id <= 0xFFFF:
         raise CodecError("bad_value", f"device id must be 0-65535, got {device_id}")
     if not 0 <= counter <= 0xFFFFFFFF:
@@ -118,7 +122,7 @@ def build_frame(
         | (FLAG_ACK_REQUESTED if ack_requested else 0)
         | (FLAG_TIME_REQUESTED if time_requested else 0)
     )
-    return seal_body(kind, flags, device_id, counter, encode_body(msg_type, fields), keys)
+    return seal_body(kind, flags, device_id, counter, encode_body(message), keys)
 
 
 def seal_body(kind: MessageType, flags: int, device_id: int, counter: int, body: bytes, keys: DeviceKeys) -> bytes:
@@ -177,18 +181,16 @@ def open_envelope(
     body = envelope.body
     if envelope.flags & FLAG_ENCRYPTED:
         body = crypt_body(keys.enc_key, kind.direction, envelope.device_id, counter, body)
-    fields = decode_body(kind.name, body)
-    if isinstance(fields, CodecError):
-        return fields
+    message = decode_body(kind.name, body)
+    if isinstance(message, CodecError):
+        return message
     return Frame(
-        msg_type=kind.name,
-        direction=kind.direction,
+        message=message,
         device_id=envelope.device_id,
         counter=counter,
         encrypted=bool(envelope.flags & FLAG_ENCRYPTED),
         ack_requested=bool(envelope.flags & FLAG_ACK_REQUESTED),
         time_requested=bool(envelope.flags & FLAG_TIME_REQUESTED),
-        fields=fields,
     )
 
 

@@ -1,20 +1,30 @@
-"""Application bodies: decoded fields (JSON-ready dicts) to bytes and back.
+"""Application messages: one frozen dataclass per message type, to bytes and back.
 
 `encode_body` and `decode_body` are the plain application payload inside the
 envelope, the part a LoRaWAN network would carry as FRMPayload with the message
-type as FPort. Decoded values are in the units their names carry (`temperature_c`,
-`age_s`); the exported JavaScript formatter computes them with the same arithmetic.
+type as FPort. Every message has a JSON form, `to_json()` and `from_json()`: the
+"fields" of the shared vectors, what the CLI reads and prints, what the gateway
+publishes. Values are in the units their names carry (`temperature_c`, `age_s`);
+the exported JavaScript formatter computes them with the same arithmetic.
+
+`from_json` checks the shape of its input (an object, known keys, required keys);
+the values are checked against the contract when a message is encoded, so a message
+built in Python is held to the same rules as one read from JSON.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import struct
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
 
 from construct import ConstructError
 
+from .crypto import BADGE_TOKEN_SIZE
 from .errors import CodecError
 from .schema import (
     ACK_SIZES,
@@ -33,24 +43,239 @@ from .schema import (
     TYPE_BY_NAME,
     UID_LENGTHS,
     BitmapField,
+    MessageType,
 )
 
-Fields = dict[str, Any]
+JsonObject = dict[str, Any]
+T = TypeVar("T")
 
 
-def encode_body(msg_type: str, fields: Fields) -> bytes:
-    """The body of a `msg_type` message holding `fields`; raises CodecError on bad fields."""
-    if msg_type not in TYPE_BY_NAME:
+# --- check-in ------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Checkin:
+    """One badge presented at a node's reader.
+
+    `badge_token` is `HMAC-SHA256(site badge key, UID)[:8]`, computed on the node: the
+    UID itself never leaves it. `age_s` is how long the event waited on the node
+    before the frame that carries it; the gateway subtracts it from the reception time.
+    """
+
+    badge_token: bytes
+    tag_type: str = "unknown"  # one of TAG_TYPES
+    direction: str = "none"  # one of DIRECTIONS: what this door's check-ins mean
+    uid_length: int  # bytes of the UID the token was computed from: one of UID_LENGTHS
+    age_s: int
+
+    def to_json(self) -> JsonObject:
+        return {
+            "badge_token": self.badge_token.hex(),
+            "tag_type": self.tag_type,
+            "direction": self.direction,
+            "uid_length": self.uid_length,
+            "age_s": self.age_s,
+        }
+
+    @classmethod
+    def from_json(cls, fields: Any) -> Checkin:
+        """The check-in of a JSON object; raises CodecError if it is not shaped as one."""
+        _no_unknown(fields, _CHECKIN_KEYS, "a check-in")
+        token = _require(fields, "badge_token", "a check-in")
+        try:
+            token_bytes = bytes.fromhex(token)
+        except (TypeError, ValueError):
+            token_bytes = b""
+        if len(token_bytes) != BADGE_TOKEN_SIZE:
+            raise CodecError("bad_value", f"badge_token must be {2 * BADGE_TOKEN_SIZE} hex digits, got {token!r}")
+        return cls(
+            badge_token=token_bytes,
+            tag_type=fields.get("tag_type", "unknown"),
+            direction=fields.get("direction", "none"),
+            uid_length=_require(fields, "uid_length", "a check-in"),
+            age_s=_require(fields, "age_s", "a check-in"),
+        )
+
+
+_CHECKIN_KEYS = {field.name for field in dataclasses.fields(Checkin)}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckinBatch:
+    """The check-ins one frame carries, 1 to MAX_CHECKINS; each is identified by its index here."""
+
+    msg_type: ClassVar[MessageType] = TYPE_BY_NAME["checkin"]
+    checkins: tuple[Checkin, ...]
+
+    def to_json(self) -> JsonObject:
+        return {"checkins": [checkin.to_json() for checkin in self.checkins]}
+
+    @classmethod
+    def from_json(cls, fields: Any) -> CheckinBatch:
+        """The batch of a JSON object `{"checkins": [...]}`; raises CodecError if it is not shaped as one."""
+        _no_unknown(fields, {"checkins"}, "a check-in frame")
+        checkins = _require(fields, "checkins", "a check-in frame")
+        if not isinstance(checkins, list):
+            raise CodecError("bad_value", f"a check-in frame holds 1 to {MAX_CHECKINS} check-ins")
+        return cls(tuple(Checkin.from_json(event) for event in checkins))
+
+
+# --- telemetry and config: presence-bitmap bodies -----------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Telemetry:
+    """One sensor report: the fields the board has, None for the others (TELEMETRY_FIELDS)."""
+
+    msg_type: ClassVar[MessageType] = TYPE_BY_NAME["telemetry"]
+    temperature_c: float | None = None
+    humidity_pct: float | None = None
+    pressure_hpa: float | None = None
+    co2_ppm: int | None = None
+    voc_index: int | None = None
+    meter_pulses: int | None = None
+    battery_mv: int | None = None
+
+    def to_json(self) -> JsonObject:
+        return _bitmap_json(TELEMETRY_FIELDS, self)
+
+    @classmethod
+    def from_json(cls, fields: Any) -> Telemetry:
+        """The report of a JSON object; a key absent or null is a field the board lacks."""
+        return cls(**_bitmap_values_of_json(TELEMETRY_FIELDS, fields, "telemetry"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """A configuration downlink: the settings to change, None for those kept (CONFIG_FIELDS)."""
+
+    msg_type: ClassVar[MessageType] = TYPE_BY_NAME["config"]
+    report_interval_s: int | None = None
+    status_interval_s: int | None = None
+    spreading_factor: int | None = None
+    tx_power_dbm: int | None = None
+    badge_retap_s: int | None = None
+    checkin_direction: str | None = None  # one of DIRECTIONS
+    reboot: bool = False
+
+    def to_json(self) -> JsonObject:
+        return _bitmap_json(CONFIG_FIELDS, self)
+
+    @classmethod
+    def from_json(cls, fields: Any) -> Config:
+        """The downlink of a JSON object; a key absent or null is a setting kept, `reboot` absent is False."""
+        return cls(**_bitmap_values_of_json(CONFIG_FIELDS, fields, "config"))
+
+
+# --- status --------------------------------------------------------------------------------
+_STATUS_COUNTERS = ("queue_depth", "checkins_dropped", "radio_errors", "reader_errors", "duty_cycle_deferrals")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Status:
+    """A node's health: its firmware, why it last reset, and its counters since boot."""
+
+    msg_type: ClassVar[MessageType] = TYPE_BY_NAME["status"]
+    firmware: str  # MAJOR.MINOR.PATCH, each 0-255
+    uptime_s: int
+    reset_cause: str = "unknown"  # one of RESET_CAUSES
+    sensor_faults: tuple[str, ...] = ()  # names of the TELEMETRY_FIELDS whose sensor did not answer
+    queue_depth: int = 0  # check-ins waiting for an ACK
+    checkins_dropped: int = 0  # check-ins lost because the queue was full
+    radio_errors: int = 0
+    reader_errors: int = 0
+    duty_cycle_deferrals: int = 0  # frames held back to respect the duty cycle
+
+    def to_json(self) -> JsonObject:
+        return {
+            "firmware": self.firmware,
+            "uptime_s": self.uptime_s,
+            "reset_cause": self.reset_cause,
+            "sensor_faults": list(self.sensor_faults),
+            "queue_depth": self.queue_depth,
+            "checkins_dropped": self.checkins_dropped,
+            "radio_errors": self.radio_errors,
+            "reader_errors": self.reader_errors,
+            "duty_cycle_deferrals": self.duty_cycle_deferrals,
+        }
+
+    @classmethod
+    def from_json(cls, fields: Any) -> Status:
+        """The status of a JSON object; raises CodecError if it is not shaped as one."""
+        _no_unknown(fields, _STATUS_KEYS, "a status frame")
+        faults = fields.get("sensor_faults", [])
+        if not isinstance(faults, list):
+            raise CodecError("bad_value", f"sensor_faults must be a list of telemetry field names, got {faults!r}")
+        return cls(
+            firmware=_require(fields, "firmware", "a status frame"),
+            uptime_s=_require(fields, "uptime_s", "a status frame"),
+            reset_cause=fields.get("reset_cause", "unknown"),
+            sensor_faults=tuple(faults),
+            **{name: fields.get(name, 0) for name in _STATUS_COUNTERS},
+        )
+
+
+_STATUS_KEYS = {field.name for field in dataclasses.fields(Status)}
+
+
+# --- ACK -----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ack:
+    """The gateway's answer to an uplink that asked for it, with its time if the node asked."""
+
+    msg_type: ClassVar[MessageType] = TYPE_BY_NAME["ack"]
+    acked_counter16: int  # the low 16 bits of the acknowledged uplink's counter
+    gateway_time: int | None = None  # Unix time, seconds
+
+    def to_json(self) -> JsonObject:
+        if self.gateway_time is None:
+            return {"acked_counter16": self.acked_counter16}
+        return {"acked_counter16": self.acked_counter16, "gateway_time": self.gateway_time}
+
+    @classmethod
+    def from_json(cls, fields: Any) -> Ack:
+        """The ACK of a JSON object; `gateway_time` absent or null is an ACK without the time."""
+        _no_unknown(fields, {"acked_counter16", "gateway_time"}, "an ACK")
+        return cls(
+            acked_counter16=_require(fields, "acked_counter16", "an ACK"), gateway_time=fields.get("gateway_time")
+        )
+
+
+Message = CheckinBatch | Telemetry | Status | Ack | Config
+MESSAGE_CLASSES: dict[str, type[Message]] = {
+    cls.msg_type.name: cls for cls in (CheckinBatch, Telemetry, Status, Ack, Config)
+}
+
+
+def _names(items: tuple) -> list[str]:
+    return [item.name for item in items]
+
+
+# The bitmap messages hold their table's fields, in bit order: the table in schema.py is the contract.
+assert _names(dataclasses.fields(Telemetry)) == _names(TELEMETRY_FIELDS), "Telemetry must follow TELEMETRY_FIELDS"
+assert _names(dataclasses.fields(Config)) == _names(CONFIG_FIELDS), "Config must follow CONFIG_FIELDS"
+
+
+def message_from_json(msg_type: str, fields: Any) -> Message:
+    """The `msg_type` message of its JSON form; raises CodecError if the type or the shape is wrong."""
+    cls = MESSAGE_CLASSES.get(msg_type)
+    if cls is None:
         raise CodecError("unknown_type", f"no message type {msg_type!r}; known: {', '.join(TYPE_BY_NAME)}")
-    raw, size = _RAW_FROM_FIELDS[msg_type](fields)
+    return cls.from_json(fields)
+
+
+# --- bytes -----------------------------------------------------------------------------------
+def encode_body(message: Message) -> bytes:
+    """The body of `message`; raises CodecError when a value does not fit the contract."""
+    to_raw = _RAW_OF_MESSAGE.get(type(message))
+    if to_raw is None:
+        raise CodecError("unknown_type", f"{message!r} is none of the message classes {', '.join(TYPE_BY_NAME)}")
+    raw, size = to_raw(message)
+    name = message.msg_type.name
     try:
-        return COMPILED_BODY_SCHEMAS[msg_type].build(raw, size=size)
+        return COMPILED_BODY_SCHEMAS[name].build(raw, size=size)
     except (ConstructError, struct.error) as error:
-        raise CodecError("bad_value", f"{msg_type}: {error}") from None
+        raise CodecError("bad_value", f"{name}: {error}") from None
 
 
-def decode_body(msg_type: str, body: bytes) -> Fields | CodecError:
-    """The fields of a `msg_type` body, or the CodecError that says why it is not one."""
+def decode_body(msg_type: str, body: bytes) -> Message | CodecError:
+    """The `msg_type` message of a body, or the CodecError that says why it is not one."""
     if msg_type not in TYPE_BY_NAME:
         return CodecError("unknown_type", f"no message type {msg_type!r}")
     size_error = _check_size(msg_type, len(body))
@@ -61,7 +286,7 @@ def decode_body(msg_type: str, body: bytes) -> Fields | CodecError:
     except (ConstructError, struct.error):
         return CodecError("bad_length", f"{msg_type} body of {len(body)} bytes does not match its presence bitmap")
     try:
-        return _FIELDS_FROM_RAW[msg_type](raw)
+        return _MESSAGE_OF_RAW[msg_type](raw)
     except CodecError as error:
         return error
 
@@ -82,20 +307,20 @@ def _check_size(msg_type: str, size: int) -> CodecError | None:
     return None
 
 
-# --- enumerations ------------------------------------------------------------------------
-def _name_of(names: tuple[str, ...], code: int, what: str) -> str:
+# --- enumerations and checks ---------------------------------------------------------------
+def _name_of(names: tuple[T, ...], code: int, what: str) -> T:
     if code >= len(names):
         raise CodecError("bad_value", f"{what} code {code} is not one of {len(names)} known")
     return names[code]
 
 
-def _code_of(names: tuple[str, ...], name: Any, what: str) -> int:
+def _code_of(names: tuple[Any, ...], name: Any, what: str) -> int:
     if name not in names:
         raise CodecError("bad_value", f"{what} {name!r} is not one of {', '.join(map(str, names))}")
     return names.index(name)
 
 
-def _require(fields: Fields, key: str, what: str) -> Any:
+def _require(fields: JsonObject, key: str, what: str) -> Any:
     if key not in fields:
         raise CodecError("bad_value", f"{what} needs the field {key!r}")
     return fields[key]
@@ -118,7 +343,7 @@ def _no_unknown(fields: Any, known: set[str], what: str) -> None:
         raise CodecError("unknown_field", f"{what} has no field {', '.join(sorted(unknown))}")
 
 
-# --- check-in ------------------------------------------------------------------------------
+# --- check-in bytes ------------------------------------------------------------------------
 def age_to_raw(age_s: int) -> int:
     """The 2-byte age code: seconds below 32768, then minutes (rounded); saturates at 23.1 days."""
     if age_s < AGE_SECONDS_LIMIT:
@@ -132,50 +357,43 @@ def age_from_raw(raw: int) -> int:
     return AGE_SECONDS_LIMIT + (raw - AGE_SECONDS_LIMIT) * 60
 
 
-_CHECKIN_KEYS = {"badge_token", "tag_type", "direction", "uid_length", "age_s"}
-
-
-def _checkins_to_raw(fields: Fields) -> tuple[dict, int]:
-    _no_unknown(fields, {"checkins"}, "a check-in frame")
-    checkins = _require(fields, "checkins", "a check-in frame")
-    if not isinstance(checkins, list) or not 1 <= len(checkins) <= MAX_CHECKINS:
+def _checkins_to_raw(batch: CheckinBatch) -> tuple[dict, int]:
+    checkins = batch.checkins
+    if not isinstance(checkins, tuple | list) or not 1 <= len(checkins) <= MAX_CHECKINS:
         raise CodecError("bad_value", f"a check-in frame holds 1 to {MAX_CHECKINS} check-ins")
     events = []
     for event in checkins:
-        _no_unknown(event, _CHECKIN_KEYS, "a check-in")
-        token = _require(event, "badge_token", "a check-in")
-        try:
-            token_bytes = bytes.fromhex(token)
-        except (TypeError, ValueError):
-            token_bytes = b""
-        if len(token_bytes) != 8:
-            raise CodecError("bad_value", f"badge_token must be 16 hex digits, got {token!r}")
+        if not isinstance(event, Checkin):
+            raise CodecError("bad_value", f"a check-in frame holds Checkin values, got {event!r}")
+        token = event.badge_token
+        if not isinstance(token, bytes) or len(token) != BADGE_TOKEN_SIZE:
+            raise CodecError("bad_value", f"badge_token must be {BADGE_TOKEN_SIZE} bytes, got {token!r}")
         tag = (
-            _code_of(DIRECTIONS, event.get("direction", "none"), "direction") << 6
-            | _code_of(TAG_TYPES, event.get("tag_type", "unknown"), "tag_type") << 2
-            | _code_of(UID_LENGTHS, _require(event, "uid_length", "a check-in"), "uid_length")
+            _code_of(DIRECTIONS, event.direction, "direction") << 6
+            | _code_of(TAG_TYPES, event.tag_type, "tag_type") << 2
+            | _code_of(UID_LENGTHS, event.uid_length, "uid_length")
         )
-        age_s = _whole(_require(event, "age_s", "a check-in"), 0, AGE_MAX_S, "age_s")
-        events.append({"tag": tag, "badge_token": token_bytes, "age": age_to_raw(age_s)})
+        age_s = _whole(event.age_s, 0, AGE_MAX_S, "age_s")
+        events.append({"tag": tag, "badge_token": token, "age": age_to_raw(age_s)})
     return {"checkins": events}, len(events) * CHECKIN_SIZE
 
 
-def _checkins_from_raw(raw: Any) -> Fields:
-    return {
-        "checkins": [
-            {
-                "badge_token": event.badge_token.hex(),
-                "tag_type": _name_of(TAG_TYPES, (event.tag >> 2) & 0x0F, "tag_type"),
-                "direction": _name_of(DIRECTIONS, event.tag >> 6, "direction"),
-                "uid_length": _name_of(UID_LENGTHS, event.tag & 0x03, "uid_length"),
-                "age_s": age_from_raw(event.age),
-            }
+def _checkins_from_raw(raw: Any) -> CheckinBatch:
+    return CheckinBatch(
+        tuple(
+            Checkin(
+                badge_token=event.badge_token,
+                tag_type=_name_of(TAG_TYPES, (event.tag >> 2) & 0x0F, "tag_type"),
+                direction=_name_of(DIRECTIONS, event.tag >> 6, "direction"),
+                uid_length=_name_of(UID_LENGTHS, event.tag & 0x03, "uid_length"),
+                age_s=age_from_raw(event.age),
+            )
             for event in raw.checkins
-        ]
-    }
+        )
+    )
 
 
-# --- presence-bitmap bodies (telemetry, config) ------------------------------------------
+# --- presence-bitmap bytes (telemetry, config) ---------------------------------------------
 @functools.cache
 def field_range(field: BitmapField) -> tuple[int, int]:
     size = field.fmt.sizeof()
@@ -187,7 +405,7 @@ def field_range(field: BitmapField) -> tuple[int, int]:
 def _value_to_raw(field: BitmapField, value: Any) -> int:
     if field.enum:
         return _code_of(field.enum, value, field.name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise CodecError("bad_value", f"{field.name} must be a number, got {value!r}")
     if field.divisor == 1 and value != int(value):
         raise CodecError("bad_value", f"{field.name} must be a whole number, got {value!r}")
@@ -208,11 +426,26 @@ def _raw_to_value(field: BitmapField, raw: int) -> Any:
     return raw / field.divisor if field.divisor > 1 else field.offset + raw * field.step
 
 
-def _bitmap_to_raw(table: tuple[BitmapField, ...], fields: Fields, what: str) -> tuple[dict, int]:
+def _bitmap_json(table: tuple[BitmapField, ...], message: Telemetry | Config) -> JsonObject:
+    # A flag field (no bytes, e.g. reboot) is in the JSON form only when it is set.
+    fields = {}
+    for field in table:
+        value = getattr(message, field.name)
+        if value is not None and value is not False:
+            fields[field.name] = value
+    return fields
+
+
+def _bitmap_values_of_json(table: tuple[BitmapField, ...], fields: Any, what: str) -> dict[str, Any]:
     _no_unknown(fields, {f.name for f in table}, what)
+    flags = {f.name for f in table if f.fmt is None}
+    return {name: False if name in flags and value is None else value for name, value in fields.items()}
+
+
+def _bitmap_to_raw(table: tuple[BitmapField, ...], message: Telemetry | Config, what: str) -> tuple[dict, int]:
     raw: dict[str, Any] = {"present": 0}
     for bit, field in enumerate(table):
-        value = fields.get(field.name)
+        value = getattr(message, field.name)
         if field.fmt is None:
             if value is not None and not isinstance(value, bool):
                 raise CodecError("bad_value", f"{field.name} is true or absent, got {value!r}")
@@ -228,85 +461,83 @@ def _bitmap_to_raw(table: tuple[BitmapField, ...], fields: Fields, what: str) ->
     return raw, 0
 
 
-def _bitmap_from_raw(table: tuple[BitmapField, ...], raw: Any, what: str) -> Fields:
+def _bitmap_values_of_raw(table: tuple[BitmapField, ...], raw: Any, what: str) -> dict[str, Any]:
     known_bits = (1 << len(table)) - 1
     if raw.present & ~known_bits & 0xFF or raw.present & RESERVED_BITMAP_BIT:
         raise CodecError("unknown_field", f"{what} presence bitmap {raw.present:#04x} names unknown fields")
     if not raw.present:
         raise CodecError("bad_value", f"{what} presence bitmap is empty")
-    fields: Fields = {}
+    values: dict[str, Any] = {}
     for bit, field in enumerate(table):
         if raw.present & (1 << bit):
-            fields[field.name] = True if field.fmt is None else _raw_to_value(field, raw[field.name])
-    return fields
+            values[field.name] = True if field.fmt is None else _raw_to_value(field, raw[field.name])
+    return values
 
 
-# --- status --------------------------------------------------------------------------------
-_STATUS_COUNTERS = ("queue_depth", "checkins_dropped", "radio_errors", "reader_errors", "duty_cycle_deferrals")
-
-
-def _status_to_raw(fields: Fields) -> tuple[dict, int]:
-    _no_unknown(fields, {"firmware", "uptime_s", "reset_cause", "sensor_faults", *_STATUS_COUNTERS}, "a status frame")
-    version = str(_require(fields, "firmware", "a status frame")).split(".")
+# --- status bytes --------------------------------------------------------------------------
+def _status_to_raw(status: Status) -> tuple[dict, int]:
+    version = str(status.firmware).split(".")
     if len(version) != 3 or not all(part.isdigit() and int(part) < 256 for part in version):
-        raise CodecError("bad_value", f"firmware must read MAJOR.MINOR.PATCH, each 0-255, got {fields['firmware']!r}")
+        raise CodecError("bad_value", f"firmware must read MAJOR.MINOR.PATCH, each 0-255, got {status.firmware!r}")
     faults = 0
-    names = [f.name for f in TELEMETRY_FIELDS]
-    for name in fields.get("sensor_faults", []):
-        faults |= 1 << _code_of(tuple(names), name, "sensor_faults entry")
+    names = tuple(f.name for f in TELEMETRY_FIELDS)
+    if not isinstance(status.sensor_faults, tuple | list):
+        raise CodecError("bad_value", f"sensor_faults must be telemetry field names, got {status.sensor_faults!r}")
+    for name in status.sensor_faults:
+        faults |= 1 << _code_of(names, name, "sensor_faults entry")
     raw = {
         "firmware_major": int(version[0]),
         "firmware_minor": int(version[1]),
         "firmware_patch": int(version[2]),
-        "uptime_s": _whole(_require(fields, "uptime_s", "a status frame"), 0, 0xFFFFFFFF, "uptime_s"),
-        "reset_cause": _code_of(RESET_CAUSES, fields.get("reset_cause", "unknown"), "reset_cause"),
+        "uptime_s": _whole(status.uptime_s, 0, 0xFFFFFFFF, "uptime_s"),
+        "reset_cause": _code_of(RESET_CAUSES, status.reset_cause, "reset_cause"),
         "sensor_faults": faults,
     }
     for name in _STATUS_COUNTERS:
-        raw[name] = _whole(fields.get(name, 0), 0, 0xFFFF, name)
+        raw[name] = _whole(getattr(status, name), 0, 0xFFFF, name)
     return raw, STATUS_SIZE
 
 
-def _status_from_raw(raw: Any) -> Fields:
+def _status_from_raw(raw: Any) -> Status:
     if raw.sensor_faults >> len(TELEMETRY_FIELDS):
         raise CodecError("unknown_field", f"sensor_faults {raw.sensor_faults:#04x} names unknown sensors")
-    return {
-        "firmware": f"{raw.firmware_major}.{raw.firmware_minor}.{raw.firmware_patch}",
-        "uptime_s": raw.uptime_s,
-        "reset_cause": _name_of(RESET_CAUSES, raw.reset_cause, "reset_cause"),
-        "sensor_faults": [f.name for bit, f in enumerate(TELEMETRY_FIELDS) if raw.sensor_faults & (1 << bit)],
-        **{name: raw[name] for name in _STATUS_COUNTERS},
-    }
+    return Status(
+        firmware=f"{raw.firmware_major}.{raw.firmware_minor}.{raw.firmware_patch}",
+        uptime_s=raw.uptime_s,
+        reset_cause=_name_of(RESET_CAUSES, raw.reset_cause, "reset_cause"),
+        sensor_faults=tuple(f.name for bit, f in enumerate(TELEMETRY_FIELDS) if raw.sensor_faults & (1 << bit)),
+        queue_depth=raw.queue_depth,
+        checkins_dropped=raw.checkins_dropped,
+        radio_errors=raw.radio_errors,
+        reader_errors=raw.reader_errors,
+        duty_cycle_deferrals=raw.duty_cycle_deferrals,
+    )
 
 
-# --- ACK -----------------------------------------------------------------------------------
-def _ack_to_raw(fields: Fields) -> tuple[dict, int]:
-    _no_unknown(fields, {"acked_counter16", "gateway_time"}, "an ACK")
-    acked = _whole(_require(fields, "acked_counter16", "an ACK"), 0, 0xFFFF, "acked_counter16")
-    time = fields.get("gateway_time")
+# --- ACK bytes -----------------------------------------------------------------------------
+def _ack_to_raw(ack: Ack) -> tuple[dict, int]:
+    acked = _whole(ack.acked_counter16, 0, 0xFFFF, "acked_counter16")
+    time = ack.gateway_time
     if time is not None:
         time = _whole(time, 0, 0xFFFFFFFF, "gateway_time")
     return {"acked_counter16": acked, "gateway_time": time}, ACK_SIZES[time is not None]
 
 
-def _ack_from_raw(raw: Any) -> Fields:
-    fields: Fields = {"acked_counter16": raw.acked_counter16}
-    if raw.gateway_time is not None:
-        fields["gateway_time"] = raw.gateway_time
-    return fields
+def _ack_from_raw(raw: Any) -> Ack:
+    return Ack(acked_counter16=raw.acked_counter16, gateway_time=raw.gateway_time)
 
 
-_RAW_FROM_FIELDS = {
-    "checkin": _checkins_to_raw,
-    "telemetry": lambda fields: _bitmap_to_raw(TELEMETRY_FIELDS, fields, "telemetry"),
-    "status": _status_to_raw,
-    "ack": _ack_to_raw,
-    "config": lambda fields: _bitmap_to_raw(CONFIG_FIELDS, fields, "config"),
+_RAW_OF_MESSAGE: dict[type, Callable[[Any], tuple[dict, int]]] = {
+    CheckinBatch: _checkins_to_raw,
+    Telemetry: lambda message: _bitmap_to_raw(TELEMETRY_FIELDS, message, "telemetry"),
+    Status: _status_to_raw,
+    Ack: _ack_to_raw,
+    Config: lambda message: _bitmap_to_raw(CONFIG_FIELDS, message, "config"),
 }
-_FIELDS_FROM_RAW = {
+_MESSAGE_OF_RAW: dict[str, Callable[[Any], Message]] = {
     "checkin": _checkins_from_raw,
-    "telemetry": lambda raw: _bitmap_from_raw(TELEMETRY_FIELDS, raw, "telemetry"),
+    "telemetry": lambda raw: Telemetry(**_bitmap_values_of_raw(TELEMETRY_FIELDS, raw, "telemetry")),
     "status": _status_from_raw,
     "ack": _ack_from_raw,
-    "config": lambda raw: _bitmap_from_raw(CONFIG_FIELDS, raw, "config"),
+    "config": lambda raw: Config(**_bitmap_values_of_raw(CONFIG_FIELDS, raw, "config")),
 }

@@ -14,7 +14,7 @@ from typing import Any
 from . import airtime, bridge_link
 from .crypto import DOWN, UP, badge_token, derive_badge_key, derive_device_keys
 from .frame import build_frame, seal_body
-from .messages import encode_body
+from .messages import Ack, CheckinBatch, Telemetry, encode_body, message_from_json
 from .schema import (
     AGE_MAX_S,
     AGE_SECONDS_LIMIT,
@@ -56,11 +56,11 @@ def _frame_case(
 ) -> dict[str, Any]:
     kind = TYPE_BY_NAME[msg_type]
     keys = derive_device_keys(TEST_MASTER_KEY, device_id)
+    message = message_from_json(msg_type, fields)
     frame = build_frame(
-        msg_type,
+        message,
         device_id,
         counter,
-        fields,
         keys,
         encrypt=encrypt,
         ack_requested=ack_requested,
@@ -76,8 +76,8 @@ def _frame_case(
         "counter": counter,
         "last_counter": last_counter,
         "flags": {"encrypted": encrypted, "ack_requested": ack_requested, "time_requested": time_requested},
-        "fields": fields,
-        "body_hex": encode_body(msg_type, fields).hex(),
+        "fields": message.to_json(),
+        "body_hex": encode_body(message).hex(),
         "frame_hex": frame.hex(),
         "size": len(frame),
         "valid": True,
@@ -297,8 +297,8 @@ def error_cases() -> list[dict]:
         name: TELEMETRY_SAMPLE[name]
         for name in ("temperature_c", "humidity_pct", "pressure_hpa", "co2_ppm", "battery_mv")
     }
-    good = build_frame("telemetry", DEVICE_ID, 500, five, keys)
-    checkin = build_frame("checkin", DEVICE_ID, 501, {"checkins": [_checkin(0, 3)]}, keys)
+    good = build_frame(Telemetry.from_json(five), DEVICE_ID, 500, keys)
+    checkin = build_frame(CheckinBatch.from_json({"checkins": [_checkin(0, 3)]}), DEVICE_ID, 501, keys)
     telemetry, status, ack = TYPE_BY_NAME["telemetry"], TYPE_BY_NAME["status"], TYPE_BY_NAME["ack"]
     flipped = bytearray(good)
     flipped[6] ^= 0x01
@@ -315,7 +315,7 @@ def error_cases() -> list[dict]:
         _error_case(
             "downlink_heard_as_uplink",
             "wrong_direction",
-            build_frame("ack", DEVICE_ID, 9, {"acked_counter16": 1}, keys),
+            build_frame(Ack.from_json({"acked_counter16": 1}), DEVICE_ID, 9, keys),
         ),
         _error_case("uplink_heard_as_downlink", "wrong_direction", good, direction=DOWN),
         _error_case("unknown_device", "unknown_device", good, keys_device=None),
@@ -327,7 +327,7 @@ def error_cases() -> list[dict]:
         _error_case(
             "counter_gap_too_far",
             "counter_gap",
-            build_frame("telemetry", DEVICE_ID, 20_000, five, keys),
+            build_frame(Telemetry.from_json(five), DEVICE_ID, 20_000, keys),
             last_counter=100,
         ),
         _error_case(
@@ -365,7 +365,7 @@ def error_cases() -> list[dict]:
 
 def bridge_link_cases() -> list[dict]:
     keys = derive_device_keys(TEST_MASTER_KEY, DEVICE_ID)
-    frame = build_frame("telemetry", DEVICE_ID, 77, {"temperature_c": 19.5, "co2_ppm": 840}, keys).hex()
+    frame = build_frame(Telemetry.from_json({"temperature_c": 19.5, "co2_ppm": 840}), DEVICE_ID, 77, keys).hex()
     radio = {"frequency_hz": 868_100_000, "spreading_factor": 9, "bandwidth_hz": 125_000, "coding_rate": 5}
     records = [
         ("received", {**radio, "rssi_dbm": -97, "snr_db": 6.25, "timestamp_us": 4_000_123_456, "frame": frame}),

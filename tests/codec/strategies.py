@@ -1,10 +1,13 @@
-"""Hypothesis strategies for valid messages: every field on its grid, every layout reachable."""
+"""Hypothesis strategies for valid messages: every field on its grid, every layout reachable.
+
+`FIELDS_BY_TYPE` draws the JSON form of a message, `MESSAGES_BY_TYPE` the typed message.
+"""
 
 from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from payload_codec.messages import field_range
+from payload_codec.messages import field_range, message_from_json
 from payload_codec.schema import (
     AGE_MAX_S,
     AGE_SECONDS_LIMIT,
@@ -79,4 +82,8 @@ FIELDS_BY_TYPE = {
     "status": status_fields,
     "ack": ack_fields,
     "config": config_fields,
+}
+MESSAGES_BY_TYPE = {
+    msg_type: fields.map(lambda fields, msg_type=msg_type: message_from_json(msg_type, fields))
+    for msg_type, fields in FIELDS_BY_TYPE.items()
 }

@@ -3,7 +3,8 @@
 Every call runs in one Node process: the vector cases, bodies mutated from them (which
 must get the same fields or the same refusal reason as `decode_body`), and downlink
 fields (which must encode to the same bytes, or be refused for the same reason, as
-`encode_body`). The formatter runs in a bare `vm` context, as network servers run it.
+`encode_body` of the message read from them). The formatter runs in a bare `vm`
+context, as network servers run it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 from construct import Int8ul
 
-from payload_codec import TYPE_BY_NAME, UP, CodecError, decode_body, encode_body
+from payload_codec import TYPE_BY_NAME, UP, CodecError, decode_body, encode_body, message_from_json
 from payload_codec import export_js as export_module
 from payload_codec.export_js import export_js
 from payload_codec.schema import MESSAGE_TYPES, BitmapField
@@ -177,12 +178,12 @@ def outcome(answer: dict) -> tuple[str, Any]:
 
 def python_decoded(msg_type: str, body: bytes) -> tuple[str, Any]:
     result = decode_body(msg_type, body)
-    return ("error", result.reason) if isinstance(result, CodecError) else ("data", typed(result))
+    return ("error", result.reason) if isinstance(result, CodecError) else ("data", typed(result.to_json()))
 
 
 def python_encoded(msg_type: str, fields: dict) -> tuple[str, Any]:
     try:
-        return "bytes", list(encode_body(msg_type, fields))
+        return "bytes", list(encode_body(message_from_json(msg_type, fields)))
     except CodecError as error:
         return "error", error.reason
 

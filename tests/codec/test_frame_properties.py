@@ -4,6 +4,8 @@ Round trips hold for every valid message; whatever is done to a valid frame, the
 codec answers with one of its error values and never with another exception.
 """
 
+import dataclasses
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,17 +14,25 @@ from payload_codec import (
     DOWN,
     MESSAGE_TYPES,
     UP,
+    Ack,
+    Checkin,
+    CheckinBatch,
     CodecError,
+    Config,
+    Message,
+    Status,
+    Telemetry,
     build_frame,
     decode_body,
     derive_device_keys,
     encode_body,
+    message_from_json,
     open_frame,
     read_envelope,
 )
 from payload_codec.errors import FRAME_REASONS
 
-from .strategies import FIELDS_BY_TYPE
+from .strategies import FIELDS_BY_TYPE, MESSAGES_BY_TYPE
 
 KEYS = derive_device_keys(bytes(range(16)), 0x0102)
 OTHER_KEYS = derive_device_keys(bytes(range(1, 17)), 0x0102)
@@ -34,7 +44,7 @@ DIRECTION = {kind.name: kind.direction for kind in MESSAGE_TYPES}
 def frames(draw, msg_type=None):
     """A valid frame with what a receiver needs to open it."""
     msg_type = msg_type or draw(st.sampled_from(TYPES))
-    fields = draw(FIELDS_BY_TYPE[msg_type])
+    message = draw(MESSAGES_BY_TYPE[msg_type])
     last = draw(st.none() | st.integers(0, 0xFFFF_0000))
     counter = draw(st.integers(0, 0xFFFF)) if last is None else last + draw(st.integers(1, 16384))
     uplink = DIRECTION[msg_type] == UP
@@ -43,8 +53,8 @@ def frames(draw, msg_type=None):
         "ack_requested": uplink and draw(st.booleans()),
         "time_requested": uplink and draw(st.booleans()),
     }
-    raw = build_frame(msg_type, 0x0102, counter, fields, KEYS, **options)
-    return msg_type, fields, counter, last, raw
+    raw = build_frame(message, 0x0102, counter, KEYS, **options)
+    return msg_type, message, counter, last, raw
 
 
 def _open(raw, last, msg_type, keys=KEYS):
@@ -54,17 +64,29 @@ def _open(raw, last, msg_type, keys=KEYS):
 @pytest.mark.parametrize("msg_type", TYPES)
 @given(data=st.data())
 def test_parse_of_build_is_identity(msg_type, data):
-    msg_type, fields, counter, last, raw = data.draw(frames(msg_type))
+    msg_type, message, counter, last, raw = data.draw(frames(msg_type))
     frame = _open(raw, last, msg_type)
     assert not isinstance(frame, CodecError), frame
-    assert (frame.fields, frame.counter, frame.msg_type) == (fields, counter, msg_type)
+    assert (frame.message, frame.counter, frame.msg_type) == (message, counter, msg_type)
 
 
 @pytest.mark.parametrize("msg_type", TYPES)
 @given(data=st.data())
 def test_build_of_parse_is_identity_on_bodies(msg_type, data):
-    body = encode_body(msg_type, data.draw(FIELDS_BY_TYPE[msg_type]))
-    assert encode_body(msg_type, decode_body(msg_type, body)) == body
+    body = encode_body(data.draw(MESSAGES_BY_TYPE[msg_type]))
+    assert encode_body(decode_body(msg_type, body)) == body
+
+
+@pytest.mark.parametrize("msg_type", TYPES)
+@given(data=st.data())
+def test_json_form_of_a_message_reads_back_as_the_same_message(msg_type, data):
+    fields = data.draw(FIELDS_BY_TYPE[msg_type])
+    message = message_from_json(msg_type, fields)
+    assert type(message).msg_type.name == msg_type
+    assert message.to_json() == fields
+    # Keys in the order of the message's fields, the order they are published in.
+    assert list(message.to_json()) == [field.name for field in dataclasses.fields(message) if field.name in fields]
+    assert type(message).from_json(message.to_json()) == message
 
 
 @given(frames(), st.data())
@@ -89,7 +111,7 @@ def test_every_single_bit_flip_of_a_frame_is_refused(msg_type):
         "ack": {"acked_counter16": 12, "gateway_time": 1_800_000_000},
         "config": {"report_interval_s": 300, "reboot": True},
     }[msg_type]
-    raw = build_frame(msg_type, 0x0102, 70_000, example, KEYS)
+    raw = build_frame(message_from_json(msg_type, example), 0x0102, 70_000, KEYS)
     for bit in range(len(raw) * 8):
         flipped = bytearray(raw)
         flipped[bit // 8] ^= 1 << (bit % 8)
@@ -129,11 +151,12 @@ def test_random_bytes_give_only_codec_errors(raw, direction):
 
 
 @given(st.sampled_from(TYPES), st.binary(max_size=250))
-def test_random_bodies_give_fields_or_codec_errors(msg_type, body):
+def test_random_bodies_give_messages_or_codec_errors(msg_type, body):
     result = decode_body(msg_type, body)
-    assert isinstance(result, (dict, CodecError))
-    if isinstance(result, dict):
-        assert encode_body(msg_type, result) == body
+    assert isinstance(result, Message | CodecError)
+    if not isinstance(result, CodecError):
+        assert result.msg_type.name == msg_type
+        assert encode_body(result) == body
 
 
 @given(frames())
@@ -161,10 +184,60 @@ def test_builder_refuses_fields_it_cannot_carry():
         ("checkin", {"checkins": ["not an event"]}),
     ]:
         with pytest.raises(CodecError) as refused:
-            build_frame(msg_type, 1, 1, fields, KEYS)
+            build_frame(message_from_json(msg_type, fields), 1, 1, KEYS)
         assert refused.value.reason in {"bad_value", "unknown_field"}, fields
+
+
+TOKEN = bytes(8)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        Telemetry(temperature_c=400.0),
+        Telemetry(humidity_pct=100.5),
+        Telemetry(co2_ppm=True),
+        Telemetry(),
+        CheckinBatch(()),
+        CheckinBatch(tuple(Checkin(badge_token=TOKEN, uid_length=7, age_s=1) for _ in range(17))),
+        CheckinBatch((Checkin(badge_token=bytes(7), uid_length=7, age_s=1),)),
+        CheckinBatch((Checkin(badge_token=TOKEN.hex(), uid_length=7, age_s=1),)),
+        CheckinBatch((Checkin(badge_token=TOKEN, uid_length=8, age_s=1),)),
+        CheckinBatch((Checkin(badge_token=TOKEN, direction="sideways", uid_length=7, age_s=1),)),
+        CheckinBatch((Checkin(badge_token=TOKEN, tag_type="felica", uid_length=7, age_s=1),)),
+        CheckinBatch((Checkin(badge_token=TOKEN, uid_length=7, age_s=-1),)),
+        CheckinBatch(({"badge_token": TOKEN.hex(), "uid_length": 7, "age_s": 1},)),
+        Status(firmware="1.2", uptime_s=5),
+        Status(firmware="1.2.3", uptime_s=5, reset_cause="meteor"),
+        Status(firmware="1.2.3", uptime_s=5, sensor_faults=("wind_kmh",)),
+        Status(firmware="1.2.3", uptime_s=5, queue_depth=65536),
+        Ack(acked_counter16=70_000),
+        Ack(acked_counter16=1, gateway_time=2**32),
+        Config(spreading_factor=13),
+        Config(checkin_direction="sideways"),
+        Config(reboot="yes"),
+        Config(),
+    ],
+    ids=repr,
+)
+def test_builder_refuses_typed_values_the_contract_cannot_carry(message):
+    with pytest.raises(CodecError) as refused:
+        build_frame(message, 1, 1, KEYS)
+    assert refused.value.reason == "bad_value"
+
+
+def test_builder_refuses_what_is_not_a_message():
+    with pytest.raises(CodecError) as refused:
+        build_frame({"acked_counter16": 1}, 1, 1, KEYS)
+    assert refused.value.reason == "unknown_type"
+
+
+def test_json_of_an_unknown_type_is_refused():
+    with pytest.raises(CodecError) as refused:
+        message_from_json("weather", {"temperature_c": 20.0})
+    assert refused.value.reason == "unknown_type"
 
 
 def test_downlinks_cannot_request_acks():
     with pytest.raises(CodecError):
-        build_frame("ack", 1, 1, {"acked_counter16": 1}, KEYS, ack_requested=True)
+        build_frame(Ack(acked_counter16=1), 1, 1, KEYS, ack_requested=True)

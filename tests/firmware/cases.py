@@ -10,7 +10,7 @@ import json
 import random
 from typing import Any
 
-from payload_codec import DOWN, DeviceKeys
+from payload_codec import DOWN, CodecError, DeviceKeys, message_from_json
 from payload_codec.bridge_link import TX_RESULTS
 from payload_codec.frame import build_frame, open_frame
 from payload_codec.schema import CONFIG_FIELDS, DIRECTIONS, RESET_CAUSES, TAG_TYPES, TELEMETRY_FIELDS, UID_LENGTHS
@@ -79,9 +79,9 @@ def codec_verdict(frame_hex: str, keys: dict | None, last_counter: int | None) -
     """What payload_codec makes of a frame read as a downlink, in the firmware's terms."""
     device_keys = None if keys is None else DeviceKeys(bytes.fromhex(keys["mic_key"]), bytes.fromhex(keys["enc_key"]))
     frame = open_frame(bytes.fromhex(frame_hex), device_keys, last_counter, direction=DOWN)
-    if not hasattr(frame, "fields"):
+    if isinstance(frame, CodecError):
         return {"reason": frame.reason}
-    return firmware_view(frame.msg_type, frame.counter, frame.encrypted, frame.fields)
+    return firmware_view(frame.msg_type, frame.counter, frame.encrypted, frame.message.to_json())
 
 
 def firmware_view(msg_type: str, counter: int, encrypted: bool, fields: dict) -> dict:
@@ -119,9 +119,8 @@ def random_downlinks(seed: int = 1) -> list[tuple[str, dict, int | None]]:
                 for field in CONFIG_FIELDS:
                     if rng.random() < 0.4:
                         fields[field.name] = _random_config_value(rng, field)
-        raw = bytearray(
-            build_frame(msg_type, NODE_KEYS["device_id"], counter, fields, device_keys, encrypt=rng.random() < 0.3)
-        )
+        message = message_from_json(msg_type, fields)
+        raw = bytearray(build_frame(message, NODE_KEYS["device_id"], counter, device_keys, encrypt=rng.random() < 0.3))
         if rng.random() < 0.3:  # damage one byte: the MIC must catch it, or an earlier check
             raw[rng.randrange(len(raw))] ^= 1 << rng.randrange(8)
         last = rng.choice([None, counter - 1, counter - rng.randrange(1, 20000), counter, counter + 1])

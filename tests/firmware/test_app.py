@@ -16,7 +16,7 @@ import serial
 
 from boards.profiles import load_profile
 from boards.provisioning import NodeOptions, build_config, secrets_from_master, stage
-from payload_codec import derive_device_keys
+from payload_codec import Config, derive_device_keys
 from payload_codec.frame import build_frame
 from payload_codec.vectorgen import TEST_MASTER_KEY
 from simulator.virtual_board import RadioMedium, VirtualBoard
@@ -123,8 +123,7 @@ def test_mpremote_stops_a_running_node_and_the_watchdog_spares_its_session(node)
 
 def test_a_config_downlink_is_applied_at_once_and_kept_for_the_next_boots(node):
     keys = derive_device_keys(TEST_MASTER_KEY, 7)
-    fields = {"report_interval_s": 120, "spreading_factor": 8, "tx_power_dbm": 10}
-    frame = build_frame("config", 7, 1, fields, keys)
+    frame = build_frame(Config(report_interval_s=120, spreading_factor=8, tx_power_dbm=10), 7, 1, keys)
     code = f"""
 from borne import config
 from borne.node import Node

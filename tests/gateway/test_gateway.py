@@ -9,7 +9,7 @@ import sys
 import jsonschema
 import pytest
 
-from payload_codec import DOWN, build_frame, derive_device_keys, open_frame
+from payload_codec import DOWN, Checkin, CheckinBatch, Telemetry, build_frame, derive_device_keys, open_frame
 from payload_codec.vectorgen import DEVICE_ID, TEST_MASTER_KEY
 from simulator.broker import free_port
 
@@ -24,17 +24,15 @@ UPLINKS = sorted(
 
 
 def telemetry(counter: int, temperature: float = 20.5) -> bytes:
-    return build_frame("telemetry", DEVICE_ID, counter, {"temperature_c": temperature, "co2_ppm": 600}, KEYS)
+    return build_frame(Telemetry(temperature_c=temperature, co2_ppm=600), DEVICE_ID, counter, KEYS)
 
 
 def checkin(counter: int, *, ack: bool = True, time_requested: bool = False, count: int = 1) -> bytes:
-    events = [
-        {"badge_token": f"{i:016x}", "tag_type": "ntag", "direction": "in", "uid_length": 7, "age_s": 10}
+    events = tuple(
+        Checkin(badge_token=i.to_bytes(8, "big"), tag_type="ntag", direction="in", uid_length=7, age_s=10)
         for i in range(count)
-    ]
-    return build_frame(
-        "checkin", DEVICE_ID, counter, {"checkins": events}, KEYS, ack_requested=ack, time_requested=time_requested
     )
+    return build_frame(CheckinBatch(events), DEVICE_ID, counter, KEYS, ack_requested=ack, time_requested=time_requested)
 
 
 def assert_published_as_documented(subscriber: Subscriber) -> None:
@@ -84,8 +82,8 @@ async def test_checkin_is_acked_after_commit_with_the_time_when_asked(tmp_path, 
         assert len(site.radio.sent) == 1
         ack = open_frame(site.radio.sent[0].frame, KEYS, None, DOWN)
         assert (
-            ack.fields["acked_counter16"] == 7
-            and abs(ack.fields["gateway_time"] - site.radio.sent[0].answers.received_at) < 5
+            ack.message.acked_counter16 == 7
+            and abs(ack.message.gateway_time - site.radio.sent[0].answers.received_at) < 5
         )
         assert site.radio.sent[0].frequency_hz == 869_525_000 and site.radio.sent[0].delay_us == 1_000_000
         assert site.gateway.state.pending(10) or event_ids(subscriber, "checkin") == ["258:7:0"]
@@ -154,9 +152,7 @@ async def test_attacks_are_refused_counted_and_reported(tmp_path, broker, attack
         bad = {
             "replay": telemetry(99),
             "forged_mic": telemetry(101)[:-1] + bytes([telemetry(101)[-1] ^ 0xFF]),
-            "unknown_device": build_frame(
-                "telemetry", 999, 1, {"co2_ppm": 1}, derive_device_keys(TEST_MASTER_KEY, 999)
-            ),
+            "unknown_device": build_frame(Telemetry(co2_ppm=1), 999, 1, derive_device_keys(TEST_MASTER_KEY, 999)),
             "counter_far_ahead": telemetry(100 + 20_000),
         }[attack]
         site.radio.hear(bad)
@@ -241,9 +237,7 @@ async def test_prometheus_metrics_are_served_when_a_port_is_set(tmp_path, broker
 async def test_status_command_shows_devices_signal_battery_losses_and_outbox(tmp_path, broker):
     async with Site(tmp_path, broker.port) as site:
         for counter in (1, 2, 5):  # frames 3 and 4 never arrive
-            site.radio.hear(
-                build_frame("telemetry", DEVICE_ID, counter, {"battery_mv": 3650}, KEYS), rssi_dbm=-97, snr_db=4.5
-            )
+            site.radio.hear(build_frame(Telemetry(battery_mv=3650), DEVICE_ID, counter, KEYS), rssi_dbm=-97, snr_db=4.5)
         await site.settle()
     config = tmp_path / "gateway.toml"
     config.write_text(config_text(tmp_path, broker.port))

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from boards.registry import Device, Registry
-from payload_codec import build_frame, derive_device_keys
+from payload_codec import Telemetry, build_frame, derive_device_keys
 from payload_codec.vectorgen import TEST_MASTER_KEY
 from simulator.broker import Broker, free_port
 from simulator.packet_forwarder import PacketForwarder
@@ -101,7 +101,7 @@ async def test_systemd_readiness_watchdog_sighup_and_last_will(tmp_path, broker)
             daemon.process.send_signal(signal.SIGHUP)
             await asyncio.sleep(0.5)
             forwarder = await PacketForwarder.connect(udp_port)
-            frame = build_frame("telemetry", 600, 1, {"co2_ppm": 700}, derive_device_keys(TEST_MASTER_KEY, 600))
+            frame = build_frame(Telemetry(co2_ppm=700), 600, 1, derive_device_keys(TEST_MASTER_KEY, 600))
             forwarder.hear(frame)
             await subscriber.wait_for(lambda: any(p["device_id"] == 600 for p in subscriber.on("/telemetry")))
             forwarder.close()

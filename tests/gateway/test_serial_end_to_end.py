@@ -84,7 +84,7 @@ async def test_ack_goes_back_through_the_bridge_in_the_receive_window(tmp_path, 
         assert request.fields["timestamp_us"] == board.clock_us + 1_000_000
         assert request.fields["frequency_hz"] == 869_525_000
         ack = open_frame(bytes.fromhex(request.fields["frame"]), KEYS, None, DOWN)
-        assert ack.fields["acked_counter16"] == 40 and "gateway_time" in ack.fields
+        assert ack.message.acked_counter16 == 40 and ack.message.gateway_time is not None
         os.write(board.master, encode_record("transmit_result", {"tx_id": request.fields["tx_id"], "result": "sent",
                                                                    "airtime_us": 185_000}))  # fmt: skip
         await until(lambda: bridge.stats.transmits["sent"] == 1)

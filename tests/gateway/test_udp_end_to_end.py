@@ -140,7 +140,7 @@ async def test_daemon_killed_mid_stream_loses_no_acked_checkin(tmp_path, broker)
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(3):
                             ack = open_frame(await forwarder.downlinks.get(), KEYS, None, DOWN)
-                            acked = ack.fields["acked_counter16"] == counter
+                            acked = ack.message.acked_counter16 == counter
                 if kills.get(counter) == "right after its ACK":
                     await daemon.kill()
                     await daemon.start()

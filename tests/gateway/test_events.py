@@ -1,0 +1,104 @@
+"""What an accepted uplink becomes in the outbox: the MQTT payloads, byte for byte."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from boards.registry import Device
+from gateway_daemon.events import events_of
+from gateway_daemon.sources import Reception
+from payload_codec import CodecError, derive_device_keys, open_frame
+from payload_codec.vectorgen import DEVICE_ID, TEST_MASTER_KEY
+
+from ..codec.vectors import direction_of, frame_cases, keys_of
+from .site import schema
+
+DEVICE = Device(
+    device_id=DEVICE_ID,
+    name="door-258",
+    site="ecole-jaures",
+    facility="school",
+    keys=derive_device_keys(TEST_MASTER_KEY, DEVICE_ID),
+)
+HEARD_AT = 1_796_083_200.25
+UPLINKS = [case for case in frame_cases() if case["valid"] and case["direction"] == "up"]
+
+
+def reception(frame: bytes) -> Reception:
+    return Reception(
+        frame=frame,
+        source="sim",
+        received_at=HEARD_AT,
+        frequency_hz=868_100_000,
+        spreading_factor=9,
+        bandwidth_hz=125_000,
+        rssi_dbm=-97.0,
+        snr_db=6.25,
+        timestamp_us=1234,
+    )
+
+
+def outbox_of(case: dict) -> list:
+    raw = bytes.fromhex(case["frame_hex"])
+    frame = open_frame(raw, keys_of(case), case["last_counter"], direction_of(case))
+    assert not isinstance(frame, CodecError), frame
+    return events_of(frame, DEVICE, [reception(raw)], "gw-1", "borne")
+
+
+def case_named(name: str) -> dict:
+    return next(case for case in UPLINKS if case["name"] == name)
+
+
+@pytest.mark.parametrize("case", UPLINKS, ids=lambda case: case["name"])
+def test_an_event_carries_the_vector_fields_byte_for_byte_and_validates(case):
+    events = outbox_of(case)
+    bodies = case["fields"]["checkins"] if case["type"] == "checkin" else [case["fields"]]
+    assert len(events) == len(bodies)
+    for event, fields in zip(events, bodies, strict=True):
+        payload = json.loads(event.payload)
+        expected = {"event_id": payload["event_id"], "time": payload["time"], **fields}
+        expected.update((key, payload[key]) for key in list(payload)[len(expected) :])
+        assert event.payload == json.dumps(expected, ensure_ascii=False)
+        assert (event.kind, event.topic) == (case["type"], f"borne/ecole-jaures/door-258/{case['type']}")
+        jsonschema.validate(payload, schema(case["type"]))
+
+
+# Published before message bodies were typed; consumers parse exactly this.
+RECEPTIONS = (
+    '"receptions": [{"source": "sim", "received_at": 1796083200.25, "frequency_hz": 868100000,'
+    ' "spreading_factor": 9, "bandwidth_hz": 125000, "rssi_dbm": -97.0, "snr_db": 6.25}]}'
+)
+
+
+def test_a_check_in_batch_gives_one_event_per_check_in_dated_by_its_age():
+    events = outbox_of(case_named("checkin_batch_2"))
+    assert [event.event_id for event in events] == ["258:1002:0", "258:1002:1"]
+    assert events[1].payload == (
+        '{"event_id": "258:1002:1", "time": "2026-11-30T23:59:38.250Z", "badge_token": "1a23c7aef9d798e4",'
+        ' "tag_type": "mifare_classic", "direction": "in", "uid_length": 7, "age_s": 22, "gateway": "gw-1",'
+        ' "site": "ecole-jaures", "device": "door-258", "device_id": 258, "facility": "school", "counter": 1002, '
+        + RECEPTIONS
+    )
+
+
+def test_telemetry_publishes_only_the_fields_the_board_has():
+    (event,) = outbox_of(case_named("telemetry_only_co2_ppm"))
+    assert event.payload == (
+        '{"event_id": "258:3103", "time": "2026-12-01T00:00:00.250Z", "co2_ppm": 612, "gateway": "gw-1",'
+        ' "site": "ecole-jaures", "device": "door-258", "device_id": 258, "facility": "school", "counter": 3103, '
+        + RECEPTIONS
+    )
+
+
+def test_status_publishes_every_counter_and_the_faulty_sensors_by_name():
+    (event,) = outbox_of(case_named("status_reset_watchdog"))
+    assert event.payload == (
+        '{"event_id": "258:4003", "time": "2026-12-01T00:00:00.250Z", "firmware": "1.3.9", "uptime_s": 10807,'
+        ' "reset_cause": "watchdog", "sensor_faults": ["temperature_c", "humidity_pct"], "queue_depth": 6,'
+        ' "checkins_dropped": 1, "radio_errors": 3, "reader_errors": 6, "duty_cycle_deferrals": 15,'
+        ' "gateway": "gw-1", "site": "ecole-jaures", "device": "door-258", "device_id": 258, "facility": "school",'
+        ' "counter": 4003, ' + RECEPTIONS
+    )
