@@ -5,7 +5,10 @@ flags, field tables, struct layouts, the EU868 tables, the reasons a frame is re
 `const()` ints, strings and tuples, so that a change to a table reaches the firmware by exporting
 again. The firmware's encoder and decoder stay hand-written: they must not allocate, and read
 only these facts. Run on an ESP32 with about 100 KB of heap, the module holds no dict, no class
-and nothing a MicroPython port lacks.
+and nothing a MicroPython port lacks. Each public name costs the board heap (an interned name
+and a slot in the module's dictionary), so an enumeration the firmware does not read is left out:
+the log levels (the bridge sends no log record), and every reset cause but crash (the others are
+the ESP32 port's `machine.reset_cause()` codes, which the node reports as they are).
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from .airtime import MAX_FRAME_BY_SF, SUB_BANDS
 from .bridge_link import (
     CRC_SIZE,
     LINK_VERSION,
-    LOG_LEVELS,
     MAX_ENCODED_SIZE,
     MAX_RECORD_SIZE,
     RECORD_SCHEMAS,
@@ -187,8 +189,8 @@ def _status_and_ack() -> list[str]:
         *_comment("Status body: " + ", ".join(names) + "."),
         _assign("STATUS_LAYOUT", _string(_layout(StatusBody, "status"))),
         _const("STATUS_SIZE", STATUS_SIZE),
-        "# Reset causes, by code (the ESP32 port's machine.reset_cause() codes, then crash).",
-        *_codes("RESET_", RESET_CAUSES),
+        "# The reset cause after a crash; the others are machine.reset_cause()'s codes, reported as they are.",
+        *_codes("RESET_", RESET_CAUSES, only=("crash",)),
         "# ACK body: the acknowledged counter's low 16 bits, then the gateway's time if the node asked for it.",
         _const("ACK_SIZE", ACK_SIZES[0]),
         _const("ACK_TIME_SIZE", ACK_SIZES[1]),
@@ -240,10 +242,9 @@ def _serial_link() -> list[str]:
         lines.append(_const(f"{name.upper()}_SIZE", _struct_size(layout)))
     return [
         *lines,
-        "# transmit_result's results, transmit's timings, log's levels.",
+        "# transmit_result's results, transmit's timings.",
         *_codes("TX_", TX_RESULTS),
         *_codes("TIMING_", TX_TIMINGS),
-        *_codes("LOG_", LOG_LEVELS),
     ]
 
 
@@ -290,8 +291,12 @@ def _assign(name: str, value: str, comment: str = "") -> str:
     return f"{name} = {value}" + (f"  # {comment}" if comment else "")
 
 
-def _codes(prefix: str, names: Iterable[str]) -> list[str]:
-    return [_const(prefix + name.upper(), code) for code, name in enumerate(names)]
+def _codes(prefix: str, names: tuple[str, ...], only: tuple[str, ...] | None = None) -> list[str]:
+    """A constant for the code of each name of an enumeration, or of the names in `only`."""
+    missing = set(only or ()) - set(names)
+    if missing:
+        raise RuntimeError(f"the firmware reads {prefix}{', '.join(sorted(missing)).upper()}: no longer in {names}")
+    return [_const(prefix + name.upper(), code) for code, name in enumerate(names) if only is None or name in only]
 
 
 def _string(text: str) -> str:

@@ -106,14 +106,7 @@ RESERVED_BITMAP_BIT = const(0x80)  # announces a second presence byte
 # sensor_faults, radio_errors, reader_errors, duty_cycle_deferrals.
 STATUS_LAYOUT = "<BBBIBHHBHHH"
 STATUS_SIZE = const(19)
-# Reset causes, by code (the ESP32 port's machine.reset_cause() codes, then crash).
-RESET_UNKNOWN = const(0)
-RESET_POWER_ON = const(1)
-RESET_HARD = const(2)
-RESET_WATCHDOG = const(3)
-RESET_DEEPSLEEP = const(4)
-RESET_SOFT = const(5)
-RESET_BROWNOUT = const(6)
+# The reset cause after a crash; the others are machine.reset_cause()'s codes, reported as they are.
 RESET_CRASH = const(7)
 # ACK body: the acknowledged counter's low 16 bits, then the gateway's time if the node asked for it.
 ACK_SIZE = const(2)
@@ -162,7 +155,7 @@ HEARTBEAT_SIZE = const(21)
 # log: type, level, text
 LOG_LAYOUT = "<BB"
 LOG_SIZE = const(2)
-# transmit_result's results, transmit's timings, log's levels.
+# transmit_result's results, transmit's timings.
 TX_SENT = const(0)
 TX_TOO_LATE = const(1)
 TX_TOO_EARLY = const(2)
@@ -172,7 +165,3 @@ TX_RADIO_ERROR = const(5)
 TX_BAD_REQUEST = const(6)
 TIMING_IMMEDIATE = const(0)
 TIMING_AT_TIMESTAMP = const(1)
-LOG_DEBUG = const(0)
-LOG_INFO = const(1)
-LOG_WARNING = const(2)
-LOG_ERROR = const(3)

@@ -26,7 +26,14 @@ from payload_codec.bridge_link import RECORD_SCHEMAS
 from payload_codec.errors import FRAME_REASONS, CodecError
 from payload_codec.export_mpy import export_mpy
 from payload_codec.messages import decode_body
-from payload_codec.schema import CONFIG_FIELDS, MESSAGE_TYPES, TELEMETRY_FIELDS, BitmapField, StatusBody
+from payload_codec.schema import (
+    CONFIG_FIELDS,
+    MESSAGE_TYPES,
+    RESET_CAUSES,
+    TELEMETRY_FIELDS,
+    BitmapField,
+    StatusBody,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "firmware" / "borne" / "contract.py"
@@ -102,9 +109,16 @@ def test_the_header_says_it_is_generated_from_what_and_by_which_command() -> Non
 
 # --- what the generator refuses to write ----------------------------------------------------------
 def test_two_tables_giving_the_firmware_one_name_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A log level "size" would be LOG_SIZE, the size of the log record's layout.
-    monkeypatch.setattr(export_module, "LOG_LEVELS", (*export_module.LOG_LEVELS, "size"))
-    with pytest.raises(RuntimeError, match="LOG_SIZE"):
+    # A telemetry field "status" would be STATUS, its bit, beside STATUS, the message type.
+    fields = (*TELEMETRY_FIELDS[:-1], BitmapField("status", Int8ul))
+    monkeypatch.setattr(export_module, "TELEMETRY_FIELDS", fields)
+    with pytest.raises(RuntimeError, match="name STATUS"):
+        export_mpy()
+
+
+def test_a_code_the_firmware_reads_cannot_leave_the_schema_unnoticed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(export_module, "RESET_CAUSES", export_module.RESET_CAUSES[:-1])
+    with pytest.raises(RuntimeError, match="RESET_CRASH"):
         export_mpy()
 
 
@@ -200,6 +214,7 @@ def test_the_message_types_and_refusal_reasons_are_the_codecs(contract: dict[str
         assert contract["TYPE_DIRECTIONS"][kind.code] == kind.direction
     assert sum(direction is not None for direction in contract["TYPE_DIRECTIONS"]) == len(MESSAGE_TYPES)
     assert {contract[reason.upper()] for reason in FRAME_REASONS} == FRAME_REASONS
+    assert contract["RESET_CRASH"] == RESET_CAUSES.index("crash")
 
 
 def test_the_eu868_tables_are_the_codecs(contract: dict[str, Any]) -> None:
