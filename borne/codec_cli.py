@@ -60,7 +60,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     export_mpy = actions.add_parser("export-mpy", help="write the firmware's contract module from the schema")
     export_mpy.add_argument(
-        "--output", type=Path, default=CONTRACT_MODULE, help="where to write it (default: firmware/borne/contract.py)"
+        "--output",
+        type=Path,
+        default=CONTRACT_MODULE,
+        metavar="PATH",
+        help="where to write it (default: firmware/borne/contract.py)",
     )
     export_mpy.add_argument(
         "--check", action="store_true", help="only compare it with the schema; exit 1 if it differs"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from construct import Construct, GreedyBytes, Struct
 
@@ -61,7 +61,7 @@ from .schema import (
 
 WIDTH = 120  # the project's line length: the module is linted and formatted as any other source
 RULE = 100  # section titles are ruled to this column
-# MicroPython's struct knows both, CPython's standard sizes agree; the firmware has always said I.
+# Construct writes 32-bit fields as L; in a "<" format I is the same 4 bytes, as the firmware always wrote them.
 _FORMAT_ALIASES = {"L": "I", "l": "i"}
 
 
@@ -314,7 +314,7 @@ def _tuple(items: Iterable[str]) -> str:
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
-def _rows(name: str, rows: list[tuple[tuple[object, ...], str]]) -> list[str]:
+def _rows(name: str, rows: Sequence[tuple[tuple[object, ...], str]]) -> list[str]:
     """A tuple of tuples, one row a line with what it is in a comment."""
     return [
         f"{name} = (",

@@ -194,7 +194,7 @@ def test_a_field_row_holds_the_raw_range_the_codec_accepts(
         if fmt is None:  # a flag: its bit alone
             assert field.fmt is None and size == 0 and _refusal(msg_type, bit, b"") is None
             continue
-        assert size == struct.calcsize(fmt) == field.fmt.sizeof()
+        assert field.fmt is not None and size == struct.calcsize(fmt) == field.fmt.sizeof()
         assert _refusal(msg_type, bit, struct.pack(fmt, low)) is None
         assert _refusal(msg_type, bit, struct.pack(fmt, high)) is None
         for beyond in (low - 1, high + 1):
