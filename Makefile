@@ -30,6 +30,7 @@ test: $(INSTALLED) $(NODE_INSTALLED) lint
 lint: $(INSTALLED)
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
+	$(VENV)/bin/borne codec export-mpy --check
 
 bench: $(INSTALLED)
 	$(PYTHON) -m bench

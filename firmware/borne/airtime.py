@@ -2,14 +2,17 @@
 
 Semtech AN1200.13 (SX1276 datasheet §4.1.1.7; the same for SX126x at SF7-SF12), in whole
 microseconds so that no float is boxed on the heap; payload_codec/airtime.py is the reference
-and the shared vectors hold both to the same figures.
+and the shared vectors hold both to the same figures. Its tables (the largest frame per
+spreading factor, the ETSI sub-bands of EU868 with their duty cycles in ‰) are in contract.py.
 """
 
 import time
 
 from micropython import const
 
-_MAX_FRAME_BY_SF = (250, 250, 123, 59, 59, 59)  # SF7..SF12 at 125 kHz (LoRaWAN RP002 M values)
+from .contract import LOWEST_SF, MAX_FRAME_BY_SF, SUB_BANDS
+
+_HOUR_MS = const(3600000)
 
 
 def time_on_air_us(size, sf, bw=125000, cr=5, preamble=8, explicit_header=True, crc=True, ldro=None):
@@ -31,18 +34,7 @@ def time_on_air_us(size, sf, bw=125000, cr=5, preamble=8, explicit_header=True, 
 
 def max_frame_size(sf):
     """The largest frame EU868 allows at this spreading factor (125 kHz), envelope included."""
-    return _MAX_FRAME_BY_SF[sf - 7]
-
-
-# ETSI EN 300 220 sub-bands of EU868: low and high carrier frequency, duty cycle in ‰.
-SUB_BANDS = (
-    (863000000, 868000000, 10),  # g, 1 %
-    (868000000, 868600000, 10),  # g1, 1 %: the LoRaWAN default channels
-    (868700000, 869200000, 1),  # g2, 0.1 %
-    (869400000, 869650000, 100),  # g3, 10 %: where ACKs go
-    (869700000, 870000000, 10),  # g4, 1 %
-)
-_HOUR_MS = const(3600000)
+    return MAX_FRAME_BY_SF[sf - LOWEST_SF]
 
 
 def sub_band(frequency_hz):

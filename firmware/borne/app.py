@@ -15,12 +15,12 @@ from micropython import const
 
 from borne import config as board_config
 from borne import retained, watchdog
+from borne.contract import RESET_CRASH
 
 FIRMWARE_VERSION = (0, 4, 0)
 MAX_CRASHES = const(3)
 HEALTHY_AFTER_MS = const(120000)
 CRASH_LOG = "/crash.txt"
-RESET_CRASH = const(7)  # payload_codec's RESET_CAUSES: the previous boot ended in a crash
 
 _stopped_once = False
 

@@ -36,9 +36,10 @@ from binascii import crc32
 
 from micropython import const
 
+from .contract import MAX_FRAME_SIZE
+
 CAPACITY = const(128)  # events; a RAM copy of 15 bytes each
 COMPACT_AFTER = const(512)  # records in the journal before it is rewritten (12 KiB)
-MAX_FRAME = const(250)
 
 _RECORD = const(24)
 _CHECKED = const(20)  # bytes under the CRC
@@ -76,7 +77,7 @@ class CheckinQueue:
         self._records = 0  # in the journal file
         self._clock = 0  # the largest clock recorded
         self._last_acked = _NONE
-        self._fly = bytearray(_FLY_HEAD_SIZE + MAX_FRAME + 4)
+        self._fly = bytearray(_FLY_HEAD_SIZE + MAX_FRAME_SIZE + 4)
         self._fly_view = memoryview(self._fly)
         self.flight_counter = None  # counter of the frame in flight, None when there is none
         self.flight_events = 0  # queued events (from the head) that it carries
@@ -154,7 +155,7 @@ class CheckinQueue:
         Call it before the first transmission; retransmissions send `flight` unchanged.
         """
         size = len(frame)
-        if size > MAX_FRAME or n > self.depth:
+        if size > MAX_FRAME_SIZE or n > self.depth:
             raise ValueError("frame")
         fly = self._fly
         struct.pack_into(_FLY_HEAD, fly, 0, counter, n, size)

@@ -19,6 +19,8 @@ import json
 
 from micropython import const
 
+from borne.contract import DIRECTIONS
+
 PATH = "/config.json"
 VERSION = const(1)
 
@@ -35,7 +37,6 @@ RADIO_DEFAULTS = {
 }
 INTERVAL_DEFAULTS = {"telemetry_s": 300, "status_s": 3600}
 NFC_DEFAULTS = {"reader": "pn532", "retap_s": 10, "direction": "none"}
-DIRECTIONS = ("none", "in", "out")  # payload_codec's DIRECTIONS: the index goes on air
 SENSORS = ("bme280", "scd4x", "sht4x", "battery", "pulse")
 
 

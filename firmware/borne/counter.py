@@ -18,10 +18,11 @@ import struct
 import esp32
 from micropython import const
 
+from borne.contract import MAX_COUNTER
+
 STEP = const(64)  # frames per NVS write; also the most counters a reboot skips
 _UP_KEY = "up_bound"
 _DOWN_KEY = "down_last"
-_MAX = const(0xFFFFFFFF)
 _NOT_FOUND = const(-0x1102)  # ESP_ERR_NVS_NOT_FOUND
 
 
@@ -49,10 +50,10 @@ class FrameCounter:
     def next(self):
         """The counter of the next uplink; commits a new bound first when it needs one."""
         counter = self._next
-        if counter >= _MAX:  # the bound is stored in 32 bits, so the last counter stays unused
+        if counter >= MAX_COUNTER:  # the bound is stored in 32 bits, so the last counter stays unused
             raise OverflowError("frame counter spent: provision new keys")
         if counter >= self._bound:
-            bound = min(counter + self._step, _MAX)
+            bound = min(counter + self._step, MAX_COUNTER)
             self._write(_UP_KEY, bound)
             self._bound = bound
         self._next = counter + 1

@@ -11,10 +11,7 @@ import struct
 import cryptolib
 from micropython import const
 
-UP = const(0)
-DOWN = const(1)
-MIC_SIZE = const(4)
-BADGE_TOKEN_SIZE = const(8)
+from .contract import BADGE_TOKEN_SIZE, MIC_SIZE
 
 _ECB = const(1)  # cryptolib.MODE_ECB exists only in builds with MICROPY_PY_CRYPTOLIB_CONSTS
 _B0 = const(0x49)

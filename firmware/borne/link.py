@@ -2,39 +2,13 @@
 bridge_link, byte for byte (the shared vectors hold both to it).
 
 A record is `type | fields | CRC-16/CCITT-FALSE (LE)`, COBS-encoded, between 0x00 delimiters.
-MicroPython has neither COBS nor binascii.crc_hqx, and both are a few lines: written here.
+MicroPython has neither COBS nor binascii.crc_hqx, and both are a few lines: written here. The
+record types, their layouts and codes are in contract.py, generated from payload_codec.
 """
 
 import struct
 
-from micropython import const
-
-RECEIVED = const(0x01)
-TRANSMIT = const(0x02)
-TRANSMIT_RESULT = const(0x03)
-HEARTBEAT = const(0x04)
-LOG = const(0x05)
-LINK_VERSION = const(1)
-
-# transmit_result's results, by code (payload_codec's TX_RESULTS)
-SENT = const(0)
-TOO_LATE = const(1)
-TOO_EARLY = const(2)
-BUSY = const(3)
-DUTY_CYCLE = const(4)
-RADIO_ERROR = const(5)
-BAD_REQUEST = const(6)
-AT_TIMESTAMP = const(1)  # transmit timing; 0 is immediate
-
-RECEIVED_LAYOUT = "<BIBIBhbI"  # type, frequency, SF, bandwidth, CR, RSSI, SNR (¼ dB), timestamp µs
-RECEIVED_SIZE = const(18)
-TRANSMIT_LAYOUT = "<BHIBIBbBI"  # type, tx id, frequency, SF, bandwidth, CR, power, timing, timestamp µs
-TRANSMIT_SIZE = const(19)
-RESULT_LAYOUT = "<BHBI"  # type, tx id, result, airtime µs
-HEARTBEAT_LAYOUT = "<BBBBBIIIHH"
-MAX_FRAME = const(250)  # EU868's largest frame (payload_codec's MAX_FRAME_SIZE)
-MAX_RECORD = const(1 + 18 + MAX_FRAME + 2)
-_MAX_ENCODED = const(MAX_RECORD + MAX_RECORD // 254 + 2)
+from .contract import CRC_SIZE, MAX_ENCODED_SIZE, MAX_RECORD_SIZE
 
 
 def crc16(data, n):
@@ -51,15 +25,15 @@ class Writer:
     """Frames records into one buffer: `out` is what to write to the serial port."""
 
     def __init__(self):
-        self.record = bytearray(MAX_RECORD)  # fields are packed here, then framed into _out
-        self._out = bytearray(_MAX_ENCODED + 2)
+        self.record = bytearray(MAX_RECORD_SIZE)  # fields are packed here, then framed into _out
+        self._out = bytearray(MAX_ENCODED_SIZE + 2)
         self._view = memoryview(self._out)
 
     def frame(self, n):
         """The COBS framing of record[:n] (a CRC is appended), delimiters on both sides."""
         record = self.record
         struct.pack_into("<H", record, n, crc16(record, n))
-        n += 2
+        n += CRC_SIZE
         out = self._out
         out[0] = 0
         code_at = 1
@@ -85,16 +59,16 @@ class Reader:
     """Gathers bytes from the serial port into records; damaged ones are counted and skipped."""
 
     def __init__(self):
-        self._encoded = bytearray(_MAX_ENCODED)
+        self._encoded = bytearray(MAX_ENCODED_SIZE)
         self._n = 0
         self._overflow = False
-        self.record = bytearray(MAX_RECORD)
+        self.record = bytearray(MAX_RECORD_SIZE)
         self.damaged = 0  # garbage, bad COBS, bad CRC or too long: what a noisy line or a reset gives
 
     def feed(self, byte):
         """Take one byte; the record's length when it completes a good one (in `record`), else 0."""
         if byte:
-            if self._n < _MAX_ENCODED:
+            if self._n < MAX_ENCODED_SIZE:
                 self._encoded[self._n] = byte
                 self._n += 1
             else:
@@ -107,11 +81,11 @@ class Reader:
             return 0
         if not n:
             return 0  # two delimiters in a row: nothing between them
-        size = self._decode(n)
-        if size < 3 or crc16(self.record, size - 2) != self.record[size - 2] | self.record[size - 1] << 8:
+        n = self._decode(n) - CRC_SIZE
+        if n < 1 or crc16(self.record, n) != self.record[n] | self.record[n + 1] << 8:
             self.damaged += 1
             return 0
-        return size - 2
+        return n
 
     def _decode(self, n):
         encoded, record = self._encoded, self.record
@@ -120,14 +94,14 @@ class Reader:
         while at < n:
             code = encoded[at]
             end = at + code
-            if end > n or size + code > MAX_RECORD + 1:
+            if end > n or size + code > MAX_RECORD_SIZE + 1:
                 return 0
             for i in range(at + 1, min(end, n)):
                 record[size] = encoded[i]
                 size += 1
             at = end
             if code != 0xFF and at < n:
-                if size >= MAX_RECORD:
+                if size >= MAX_RECORD_SIZE:
                     return 0  # longer than any record: garbage
                 record[size] = 0
                 size += 1

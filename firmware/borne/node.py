@@ -20,30 +20,30 @@ from borne import config as board_config
 from borne.airtime import max_frame_size
 from borne.badges import Presentations
 from borne.checkin_queue import CheckinQueue
-from borne.counter import FrameCounter
-from borne.crypto import DeviceKeys, badge_token
-from borne.frame import (
+from borne.contract import (
     ACK,
+    ACK_TIME_SIZE,
     BADGE_RETAP_S,
     CHECKIN_DIRECTION,
+    DIRECTIONS,
+    ENVELOPE_SIZE,
     REBOOT,
     REPORT_INTERVAL_S,
     SPREADING_FACTOR,
     STATUS_INTERVAL_S,
     TAG_TYPES,
     TX_POWER_DBM,
-    Downlink,
-    Uplink,
-    checkin_tag,
-    max_checkins,
 )
+from borne.counter import FrameCounter
+from borne.crypto import DeviceKeys, badge_token
+from borne.frame import Downlink, Uplink, checkin_tag, max_checkins
 from borne.radio import Radio
 from borne.sensors import Sensors
 
 POLL_MS = const(150)  # badge reader polls: a tap lasts a few hundred ms
 RX_EARLY_MS = const(200)  # the receive window opens this much before the ACK is due (a reader poll may hold the loop)
 RX_LATE_MS = const(200)  # and stays open this much after its end
-_ACK_SIZE = const(15)  # the longest ACK on air: with the gateway's time
+_ACK_FRAME_SIZE = ENVELOPE_SIZE + ACK_TIME_SIZE  # the longest ACK on air: with the gateway's time
 STATUS_AFTER_BOOT_MS = const(3000)  # plus up to as much again, at random
 JITTER_PCT = const(10)  # each report interval varies by up to this much, at random
 
@@ -97,7 +97,7 @@ class Node:
         if nfc:
             self.queue = CheckinQueue()
             self.badge_key = bytes.fromhex(keys["badge"])
-            self.direction = board_config.DIRECTIONS.index(nfc["direction"])
+            self.direction = DIRECTIONS.index(nfc["direction"])
             self.presentations = Presentations(nfc["retap_s"] * 1000)
             self._reader = None
             self._waiting = asyncio.Event()  # set when the queue has something to send
@@ -194,7 +194,7 @@ class Node:
             return False
         radio_config = self.config["radio"]
         opens = time.ticks_add(sent_at, radio_config["ack_delay_ms"] - RX_EARLY_MS)
-        closes = time.ticks_add(opens, RX_EARLY_MS + radio.airtime_us(_ACK_SIZE) // 1000 + RX_LATE_MS)
+        closes = time.ticks_add(opens, RX_EARLY_MS + radio.airtime_us(_ACK_FRAME_SIZE) // 1000 + RX_LATE_MS)
         delay = time.ticks_diff(opens, time.ticks_ms())
         if delay > 0:
             await asyncio.sleep_ms(delay)
@@ -239,7 +239,7 @@ class Node:
             nfc["retap_s"] = values[BADGE_RETAP_S]
             self.presentations.retap_ms = values[BADGE_RETAP_S] * 1000
         if nfc and values[CHECKIN_DIRECTION] is not None:
-            nfc["direction"] = board_config.DIRECTIONS[values[CHECKIN_DIRECTION]]
+            nfc["direction"] = DIRECTIONS[values[CHECKIN_DIRECTION]]
             self.direction = values[CHECKIN_DIRECTION]
         board_config.save(config)
         if values[REBOOT]:

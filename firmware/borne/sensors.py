@@ -5,12 +5,20 @@ status frame carries), never a crash; a missing one is looked for again at every
 sensor plugged in later is found.
 """
 
-from borne.frame import BATTERY_MV, CO2_PPM, HUMIDITY_PCT, METER_PULSES, PRESSURE_HPA, TEMPERATURE_C
+from borne.contract import (
+    BATTERY_MV,
+    CO2_PPM,
+    HUMIDITY_PCT,
+    METER_PULSES,
+    PRESSURE_HPA,
+    TELEMETRY_FIELDS,
+    TEMPERATURE_C,
+)
 
 _BIT_T = 1 << TEMPERATURE_C
 _BIT_H = 1 << HUMIDITY_PCT
 _BIT_P = 1 << PRESSURE_HPA
-_QUANTITIES = 7  # the telemetry fields, TEMPERATURE_C … BATTERY_MV
+_QUANTITIES = len(TELEMETRY_FIELDS)  # TEMPERATURE_C … BATTERY_MV
 
 
 def _bme280(bus):

@@ -6,7 +6,7 @@ import json
 import struct
 from binascii import hexlify, unhexlify
 
-from borne import airtime, badges, crypto, frame, link
+from borne import airtime, badges, contract, crypto, frame, link
 
 _keys = {}
 
@@ -45,7 +45,7 @@ def downlink(call):
     if reason is not None:
         return {"reason": reason}
     answer = {"reason": None, "kind": down.kind, "counter": down.counter, "encrypted": down.encrypted}
-    if down.kind == frame.ACK:
+    if down.kind == contract.ACK:
         answer["acked_counter16"] = down.acked_counter16
         answer["gateway_time"] = down.gateway_time
     else:
@@ -164,17 +164,17 @@ def record(call):
         writer = link.Writer()
         writer.record[:n] = reader.record[:n]
         answer["reframed"] = _hex(writer.frame(n))
-        if reader.record[0] == link.TRANSMIT and n >= link.TRANSMIT_SIZE:
-            fields = list(struct.unpack_from(link.TRANSMIT_LAYOUT, reader.record))
-            fields.append(_hex(reader.record[link.TRANSMIT_SIZE : n]))  # MicroPython has no [*a, b]
+        if reader.record[0] == contract.RECORD_TRANSMIT and n >= contract.TRANSMIT_SIZE:
+            fields = list(struct.unpack_from(contract.TRANSMIT_LAYOUT, reader.record))
+            fields.append(_hex(reader.record[contract.TRANSMIT_SIZE : n]))  # MicroPython has no [*a, b]
             answer["transmit"] = fields
     return answer
 
 
 def pack(call):
-    # A record the bridge builds from its fields: a layout of borne.link, then the frame, if any.
+    # A record the bridge builds from its fields: a layout of borne.contract, then the frame, if any.
     writer = link.Writer()
-    layout = getattr(link, call["layout"])
+    layout = getattr(contract, call["layout"])
     struct.pack_into(layout, writer.record, 0, *call["values"])
     size = struct.calcsize(layout)
     tail = unhexlify(call["tail"])

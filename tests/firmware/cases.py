@@ -198,7 +198,7 @@ def all_calls() -> list[dict]:
 
 
 def bridge_record_values(case: dict) -> dict | None:
-    """The values the bridge packs (a layout of borne.link) for a record it sends; None for others."""
+    """The values the bridge packs (a layout of borne.contract) for a record it sends; None for others."""
     if not case["valid"]:
         return None
     f = case["fields"]
@@ -208,7 +208,7 @@ def bridge_record_values(case: dict) -> dict | None:
         return {"layout": "RECEIVED_LAYOUT", "values": values, "tail": f["frame"]}
     if case["kind"] == "transmit_result":
         values = [3, f["tx_id"], TX_RESULTS.index(f["result"]), f["airtime_us"]]
-        return {"layout": "RESULT_LAYOUT", "values": values, "tail": ""}
+        return {"layout": "TRANSMIT_RESULT_LAYOUT", "values": values, "tail": ""}
     if case["kind"] == "heartbeat":
         names = ("link_version", "firmware_major", "firmware_minor", "firmware_patch", "uptime_s", "received")
         names += ("transmitted", "radio_errors", "records_dropped")

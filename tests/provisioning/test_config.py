@@ -37,17 +37,19 @@ SECRETS = secrets_from_master(MASTER_KEY, NODE_ID)
 
 
 def firmware_module(name: str) -> ModuleType:
-    """A module of firmware/borne/, run by CPython with a stand-in for MicroPython's `micropython`."""
+    """A module of firmware/borne/, run by CPython with a stand-in for MicroPython's `micropython`.
+
+    It is imported as `borne.<name>` of the firmware's own `borne` package, there for this import
+    only, so that what it imports from the firmware (`borne.contract`) comes from the firmware too.
+    """
     stand_in = types.ModuleType("micropython")
     stand_in.const = lambda value: value  # type: ignore[attr-defined]
-    spec = importlib.util.spec_from_file_location(
-        f"firmware_{name}", provisioning.FIRMWARE_DIR / "borne" / f"{name}.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    with mock.patch.dict(sys.modules, {"micropython": stand_in}):
-        spec.loader.exec_module(module)
-    return module
+    package = types.ModuleType("borne")
+    package.__path__ = [str(provisioning.FIRMWARE_DIR / "borne")]
+    with mock.patch.dict(sys.modules, {"micropython": stand_in, "borne": package}):
+        for loaded in [module for module in sys.modules if module.startswith("borne.")]:
+            del sys.modules[loaded]  # the CLI's modules: patch.dict puts them back
+        return importlib.import_module(f"borne.{name}")
 
 
 def node_config(board: str = "heltec_v2", **options: Any) -> dict[str, Any]:
