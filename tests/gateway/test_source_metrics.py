@@ -97,7 +97,7 @@ async def test_a_running_gateway_exports_each_sources_counters_to_prometheus_and
             forwarder.send_raw(PushData(1, eui.hex(), [heard_badly]).encode())
             async with asyncio.timeout(10):
                 ack = await forwarder.downlinks.get()
-            assert open_frame(ack, KEYS, None, DOWN).fields["acked_counter16"] == 2
+            assert open_frame(ack, KEYS, None, DOWN).message.acked_counter16 == 2
             await subscriber.wait_for(lambda: subscriber.on("/checkin") and subscriber.on("/telemetry"))
 
             udp = {"source": "udp"}
