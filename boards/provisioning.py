@@ -32,7 +32,8 @@ from boards.keyfile import load_site_keys, readable_by_others
 from boards.registry import Device, Registry
 from payload_codec import DeviceKeys, derive_badge_key, derive_device_keys
 from payload_codec.airtime import SUB_BANDS
-from payload_codec.schema import DIRECTIONS, TELEMETRY_FIELDS
+from payload_codec.messages import field_range
+from payload_codec.schema import CONFIG_FIELDS, DIRECTIONS, TELEMETRY_FIELDS
 
 from .profiles import for_board
 
@@ -79,9 +80,12 @@ SENSOR_FIELDS = {
 # The ETSI sub-bands of EU868 in kHz, from the wire contract: a carrier outside them makes the
 # node's duty-cycle budget refuse every frame.
 EU868_SUB_BANDS_KHZ = tuple((band.low_hz // 1000, band.high_hz // 1000) for band in SUB_BANDS)
-TELEMETRY_S_RANGE = (10, 65535)  # what a config downlink can set (payload_codec CONFIG_FIELDS)
-STATUS_S_RANGE = (60, 65535)
-SF_RANGE = (7, 12)
+# What a config downlink can set, from the wire contract: a board is never installed with a value
+# the gateway could not send it later.
+_CONFIG_FIELDS = {field.name: field for field in CONFIG_FIELDS}
+TELEMETRY_S_RANGE = field_range(_CONFIG_FIELDS["report_interval_s"])
+STATUS_S_RANGE = field_range(_CONFIG_FIELDS["status_interval_s"])
+SF_RANGE = field_range(_CONFIG_FIELDS["spreading_factor"])
 
 
 class ProvisioningError(Exception):
