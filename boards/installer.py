@@ -32,6 +32,7 @@ RESET_TIMEOUT_S = 30
 PROBE_PATIENCE_S = 30  # for a board that is restarting to let mpremote in
 PROBE_PAUSE_S = 1
 _PROBE_MARK = "BORNE-PROBE "
+_FORGOT_MARK = "BORNE-FORGOT "
 _NO_RAW_REPL = "could not enter raw repl"
 
 # Runs on the board: what it is, whether the radio drivers import, which firmware files it holds
@@ -59,6 +60,12 @@ except Exception as e:
 files = []
 for top in TOPS:
     walk('/' + top, files)
+try:
+    with open('/config.json') as f:
+        c = json.load(f)
+    identity = [c.get('role'), c.get('site'), c.get('device_id')]
+except Exception:
+    identity = None
 i = sys.implementation
 print(MARK + json.dumps({
     'version': '.'.join(str(v) for v in i.version[:3]),
@@ -66,6 +73,7 @@ print(MARK + json.dumps({
     'lora_error': lora_error,
     'modem_classes': classes,
     'files': files,
+    'identity': identity,
 }))
 """
 
@@ -92,6 +100,7 @@ class BoardFacts:
     lora_error: str | None  # why `import lora` failed, or None
     modem_classes: tuple[str, ...]
     files: tuple[str, ...]  # firmware files already on it (boot.py, main.py, borne/…)
+    identity: tuple[str | None, str | None, int | None] | None  # role, site, device id of its config.json
 
 
 def run_mpremote(arguments: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -129,7 +138,9 @@ class Installer:
             self.report(f"[1/{STEPS}] the board answers: MicroPython {facts.version} on {facts.machine}")
             drivers = self.ensure_drivers(facts, config["board"]["radio"]["chip"])
             self.report(f"[2/{STEPS}] radio drivers: {drivers}")
-            self.report(f"[3/{STEPS}] firmware: {self.copy_firmware(stage, firmware, facts)}")
+            copied = self.copy_firmware(stage, firmware, facts)
+            forgotten = self.forget_other_device(facts, config)
+            self.report(f"[3/{STEPS}] firmware: {copied}" + (f"; {forgotten}" if forgotten else ""))
             self._step("writing config.json", "fs", "cp", str(stage / provisioning.CONFIG_FILE), ":")
         self.report(f"[4/{STEPS}] config.json: {provisioning.summary(config)} (keys not shown)")
         try:
@@ -166,6 +177,7 @@ class Installer:
             answer["lora_error"],
             tuple(answer["modem_classes"]),
             tuple(answer["files"]),
+            None if answer.get("identity") is None else tuple(answer["identity"]),
         )
         chip = facts.machine.rpartition(" with ")[2].upper().replace("-", "")
         expected = mcu.upper()
@@ -225,6 +237,24 @@ class Installer:
         )
         described = f"{len(firmware)} files in place: {', '.join(tops)}"
         return described + (f"; {len(stale)} files of an older firmware removed" if stale else "")
+
+    def forget_other_device(self, facts: BoardFacts, config: Mapping[str, Any]) -> str | None:
+        """If the board was another device (or its config.json is unreadable), erase that device's
+        queued check-ins and counters, so none leaves under the new id; say what was done."""
+        identity = (config["role"], config["site"], config.get("device_id"))
+        if facts.identity == identity:
+            return None  # the same device again: it keeps its queue and counters
+        done = self._step(
+            "forgetting the device the board was",
+            "exec",
+            f"import borne.identity\nprint('{_FORGOT_MARK}' + str(borne.identity.forget()))",
+        )
+        if facts.identity is None:
+            return "no readable config.json on the board: any queued check-ins and counters it held are erased"
+        role, site, device_id = facts.identity
+        was = f"{role} {device_id} of site {site}" if device_id is not None else f"{role} of site {site}"
+        removed = done.stdout.rpartition(_FORGOT_MARK)[2].strip() or "0"
+        return f"the board was {was}: its queued check-ins ({removed} files) and counters are erased"
 
     def _step(self, what: str, *arguments: str, timeout: float = PROBE_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
         try:

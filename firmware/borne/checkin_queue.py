@@ -55,13 +55,17 @@ _BOOT = const(0x42)  # 'B'
 _HEAD = const(0x48)  # 'H'
 
 
+PATH = "/checkins"
+FILES = tuple(PATH + suffix for suffix in (".log", ".new", ".fly", ".tmp"))  # every file the queue writes
+
+
 class CheckinQueue:
     """A bounded FIFO of check-ins (tag byte, 8-byte badge token, when) on flash.
 
     `now_s` arguments are the seconds since this boot (the scheduler's uptime clock).
     """
 
-    def __init__(self, path="/checkins", capacity=CAPACITY):
+    def __init__(self, path=PATH, capacity=CAPACITY):
         self._log = path + ".log"
         self._new = path + ".new"
         self._fly_path = path + ".fly"

@@ -21,15 +21,17 @@ from micropython import const
 from borne.contract import MAX_COUNTER
 
 STEP = const(64)  # frames per NVS write; also the most counters a reboot skips
+NVS_NAMESPACE = "borne"
 _UP_KEY = "up_bound"
 _DOWN_KEY = "down_last"
+NVS_KEYS = (_UP_KEY, _DOWN_KEY)  # every key a FrameCounter writes
 _NOT_FOUND = const(-0x1102)  # ESP_ERR_NVS_NOT_FOUND
 
 
 class FrameCounter:
     """The 32-bit uplink counter and the last accepted downlink counter of one node."""
 
-    def __init__(self, namespace="borne", step=STEP, resume_at=None):
+    def __init__(self, namespace=NVS_NAMESPACE, step=STEP, resume_at=None):
         """`resume_at`: the next counter kept in RTC memory over a deep sleep, which spares a
         jump of up to `step` at each wake; ignored unless it lies under the stored bound."""
         self._nvs = esp32.NVS(namespace)

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from boards.profiles import load_profile
 from boards.provisioning import firmware_files
 from boards.registry import Registry
 from payload_codec import derive_badge_key, derive_device_keys
 from simulator.test_keys import TEST_MASTER_KEY
-from simulator.virtual_board import VirtualBoard, VirtualBoardError, check_vm_installed
-from tests.provisioning.conftest import MASTER_KEY, READER_ID, SITE, Site
+from simulator.virtual_board import RadioMedium, VirtualBoard, VirtualBoardError, check_vm_installed
+from tests.provisioning.conftest import MASTER_KEY, NODE_ID, READER_ID, SITE, Site
 from tests.virtual_board.conftest import run_mpremote, wait_for
 
 COMMAND_TIMEOUT_S = 120  # a flash takes about ten seconds on the virtual board
@@ -125,3 +126,48 @@ def test_a_site_from_nothing_one_command_takes_a_board_to_registered_and_install
     assert device.sensors == ("temperature_c", "humidity_pct", "pressure_hpa")
     assert config["keys"]["mic"] == device.keys.mic_key.hex()
     assert (config["device_id"], config["site"], config["sensors"]) == (101, "town-hall", ["bme280"])
+
+
+def queued_records(flash: Path) -> list[bytes]:
+    """The kinds of the check-in journal's records on the board's flash (24 bytes each, kind first)."""
+    journal = flash / "checkins.log"
+    data = journal.read_bytes() if journal.exists() else b""
+    return [data[i : i + 1] for i in range(0, len(data) - len(data) % 24, 24)]
+
+
+def counter_bound(board: VirtualBoard) -> int | None:
+    """The uplink counter's bound the board committed to NVS (a 4-byte little-endian blob), if any."""
+    nvs = board.state / "nvs.json"
+    item = json.loads(nvs.read_text()).get("borne", {}).get("up_bound") if nvs.exists() else None
+    return None if item is None else int.from_bytes(bytes.fromhex(item[1]), "little")
+
+
+SET_BOUND = "import esp32\nn = esp32.NVS('borne')\nn.set_blob('up_bound', (100000).to_bytes(4, 'little'))\nn.commit()"
+
+
+def test_a_board_flashed_as_another_device_keeps_nothing_of_the_old_one(site: Site, tmp_path: Path) -> None:
+    i2c = load_profile("heltec_v2")["i2c"]
+    flash = tmp_path / "flash"
+    common = ("--board", "heltec_v2", "--role", "node", "--keys", str(site.keys), "--registry", str(site.registry))
+    reader = ("--device", str(READER_ID), "--nfc", "pn532", "--direction", "in")
+    with RadioMedium() as medium, VirtualBoard(tmp_path / "ttyBORNE0", flash, medium=medium) as board:
+        board.wire_i2c("pn532", 0x24, sda=i2c["sda"], scl=i2c["scl"])
+        done = borne("board", "flash", "--port", str(board.port), *common, *reader)
+        assert done.returncode == 0, done.stdout + done.stderr
+        board.present_badge(bytes.fromhex("04a1b2c3"))  # no gateway: the check-in stays queued
+        wait_for(lambda: b"P" in queued_records(flash), READ_BACK_TIMEOUT_S)
+        board.remove_badge()
+        done = run_mpremote(board.port, "exec", SET_BOUND)  # the old device's counter, far along
+        assert done.returncode == 0, done.stdout + done.stderr
+
+        done = borne("board", "flash", "--port", str(board.port), *common, *reader)  # the same device again
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "erased" not in done.stdout
+        assert b"P" in queued_records(flash)
+        assert (counter_bound(board) or 0) >= 100000
+
+        done = borne("board", "flash", "--port", str(board.port), *common, "--device", str(NODE_ID))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"the board was node {READER_ID} of site {SITE}: its queued check-ins" in done.stdout
+        assert b"P" not in queued_records(flash)
+        assert (counter_bound(board) or 0) <= 64  # a fresh counter (its first bound, if it booted already)

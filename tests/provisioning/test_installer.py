@@ -35,6 +35,7 @@ class FakeMpremote:
             "lora_error": lora_error,
             "modem_classes": list(classes),
             "files": [],
+            "identity": None,  # a blank board: no config.json
         }
         self.calls: list[list[str]] = []
         self.failures: dict[str, subprocess.CompletedProcess[str]] = {}  # by the command's first word
@@ -50,6 +51,8 @@ class FakeMpremote:
             stdout = "BORNE-PROBE " + json.dumps(self.board) + "\n"
         elif command == "exec" and "hasattr(lora" in arguments[3]:
             stdout = "True\n"
+        elif command == "exec" and "borne.identity.forget()" in arguments[3]:
+            stdout = "BORNE-FORGOT 2\n"
         return subprocess.CompletedProcess(arguments, 0, stdout, "")
 
     def commands(self) -> list[str]:
@@ -76,7 +79,7 @@ def install(mpremote: FakeMpremote, config: dict[str, Any] | None = None, **opti
 def test_the_steps_run_in_order_each_with_one_line_of_progress() -> None:
     mpremote = FakeMpremote()
     lines = install(mpremote)
-    assert mpremote.commands() == ["exec", "fs", "fs", "reset"]
+    assert mpremote.commands() == ["exec", "fs", "exec", "fs", "reset"]  # a blank board: its leftovers forgotten
     assert [line.split("]")[0] + "]" for line in lines] == [f"[{n}/5]" for n in range(1, 6)]
     assert "MicroPython 1.27.0 on Heltec WiFi LoRa 32 with ESP32" in lines[0]
     assert all(call[:2] == ["connect", PORT] for call in mpremote.calls)
@@ -176,3 +179,35 @@ def test_a_board_that_is_restarting_is_asked_again(monkeypatch: pytest.MonkeyPat
     Installer(PORT, report=lines.append, runner=first_refuses).install(node_config())
     assert "does not let mpremote in yet" in lines[0]
     assert lines[1].startswith("[1/5] the board answers")
+
+
+def forgets(mpremote: FakeMpremote) -> bool:
+    return any(call[2] == "exec" and "borne.identity.forget()" in call[3] for call in mpremote.calls)
+
+
+def test_a_second_flash_as_the_same_device_keeps_its_queue_and_counters() -> None:
+    mpremote = FakeMpremote()
+    mpremote.board["identity"] = ["node", SITE, NODE_ID]
+    lines = install(mpremote)
+    assert not forgets(mpremote)
+    assert not any("erased" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("identity", "was"),
+    [
+        (["node", SITE, NODE_ID + 1], f"the board was node {NODE_ID + 1} of site {SITE}"),
+        (["node", "another-site", NODE_ID], f"the board was node {NODE_ID} of site another-site"),
+        (["bridge", SITE, None], f"the board was bridge of site {SITE}"),
+    ],
+)
+def test_a_board_that_becomes_another_device_forgets_the_old_ones_queue_and_counters(
+    identity: list[Any], was: str
+) -> None:
+    mpremote = FakeMpremote()
+    mpremote.board["identity"] = identity
+    lines = install(mpremote)
+    assert forgets(mpremote)
+    (step,) = [line for line in lines if line.startswith("[3/5]")]
+    assert f"; {was}: its queued check-ins (2 files) and counters are erased" in step
+    assert mpremote.commands().index("exec", 1) < mpremote.commands().index("reset")
