@@ -45,12 +45,16 @@ TX_ERRORS = frozenset(
 
 
 class Refused(Exception):
-    """Input that is not the protocol; `reason` is what the gateway counts it under."""
+    """Input that is not the protocol; `reason` is what the gateway counts it under.
 
-    def __init__(self, reason: str, detail: str) -> None:
+    `gateway_eui` names the forwarder when the datagram's header got as far as saying it.
+    """
+
+    def __init__(self, reason: str, detail: str, gateway_eui: str = "") -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        self.gateway_eui = gateway_eui
 
 
 # --- the packets ------------------------------------------------------------------------------
@@ -150,12 +154,15 @@ def parse_from_forwarder(datagram: bytes) -> FromForwarder:
     body = datagram[HEADER.size + EUI_SIZE :].rstrip(b"\0")
     if identifier == PULL_DATA:
         return PullData(token, gateway_eui)
-    if identifier == TX_ACK:
-        return _tx_ack(token, gateway_eui, body)
-    message = _json_object(body, "PUSH_DATA")
-    rxpk = message.get("rxpk", [])
-    if not isinstance(rxpk, list):
-        raise Refused("bad_rxpk", f"rxpk is {show(rxpk)}, not a list")
+    try:
+        if identifier == TX_ACK:
+            return _tx_ack(token, gateway_eui, body)
+        message = _json_object(body, "PUSH_DATA")
+        rxpk = message.get("rxpk", [])
+        if not isinstance(rxpk, list):
+            raise Refused("bad_rxpk", f"rxpk is {show(rxpk)}, not a list")
+    except Refused as refused:  # past the header: the refusal names the forwarder it came from
+        raise Refused(refused.reason, refused.detail, gateway_eui) from None
     return PushData(token, gateway_eui, rxpk, message.get("stat"))
 
 
