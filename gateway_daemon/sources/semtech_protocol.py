@@ -44,13 +44,32 @@ TX_ERRORS = frozenset(
 )
 
 
+# Every reason a datagram or one of its entries is refused for, with what it means.
+REFUSALS: dict[str, str] = {
+    "oversized": "a datagram larger than UDP over IPv4 carries",
+    "bad_header": "shorter than the protocol's header, or a forwarder's packet without its gateway EUI",
+    "bad_version": "a protocol version other than 2",
+    "unknown_packet": "a packet identifier the sender does not send (or none at all)",
+    "bad_json": "a body that is not a JSON object",
+    "bad_rxpk": "rxpk not a list, or an entry missing a field or holding one of the wrong type",
+    "bad_stat": "a PUSH_DATA whose stat is not an object",
+    "bad_tx_ack": "a TX_ACK whose txpk_ack is not an object of strings",
+    "crc_failed": "the concentrator heard a frame whose CRC failed",
+    "no_crc": "the concentrator heard a frame sent without CRC: noise or another network's",
+    "not_lora": "a frame in another modulation (FSK)",
+    "bad_txpk": "a PULL_RESP a forwarder cannot send (read by the rig's forwarder, not by the gateway)",
+}
+
+
 class Refused(Exception):
-    """Input that is not the protocol; `reason` is what the gateway counts it under.
+    """Input that is not the protocol; `reason`, one of `REFUSALS`, is what the gateway counts it under.
 
     `gateway_eui` names the forwarder when the datagram's header got as far as saying it.
     """
 
     def __init__(self, reason: str, detail: str, gateway_eui: str = "") -> None:
+        if reason not in REFUSALS:
+            raise ValueError(f"unknown refusal reason {reason!r}")
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
