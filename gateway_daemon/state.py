@@ -251,11 +251,13 @@ class GatewayState:
         return _Transaction(self._db)
 
     def _migrate(self) -> None:
-        for table, columns in _ADDED_COLUMNS.items():
-            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-            for name, definition in columns.items():
-                if name not in present:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+        # Under the write lock: two processes opening an old file at once add each column once.
+        with self._transaction():
+            for table, columns in _ADDED_COLUMNS.items():
+                present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                for name, definition in columns.items():
+                    if name not in present:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
 
 
 # SQLite integers are signed 64-bit: the window's 64 bits are stored in two's complement.
