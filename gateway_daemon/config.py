@@ -33,6 +33,10 @@ dedup_window_ms = 200
 max_outbox_events = 500000
 # The largest jump ahead of a device's frame counter accepted (frames lost in a row).
 max_counter_gap = 16384
+# Check-ins carry badge tokens: one sent unencrypted is refused ("unencrypted_checkin" on
+# <prefix>/gateway/<name>/rejected). true accepts them, for debugging on a bench only; the
+# daemon then logs a warning when it starts.
+allow_unencrypted_checkins = false
 
 [radio]
 # ACKs start this long after the end of the uplink, in the node's receive window.
@@ -96,6 +100,7 @@ class GatewaySection:
     dedup_window_ms: int
     max_outbox_events: int
     max_counter_gap: int
+    allow_unencrypted_checkins: bool
 
 
 @dataclass(frozen=True)

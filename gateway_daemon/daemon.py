@@ -79,6 +79,11 @@ class Gateway:
             from .metrics import serve_metrics
 
             tasks.append(asyncio.create_task(serve_metrics(self, self.config.metrics.host, self.config.metrics.port)))
+        if self.config.gateway.allow_unencrypted_checkins:
+            log.warning(
+                "gateway.allow_unencrypted_checkins is on: check-ins sent in clear are accepted. "
+                "For a bench only: badge tokens are readable on air; turn it off in production"
+            )
         systemd.notify("READY=1")
         log.info("gateway %s running with %s", self.config.gateway.name, [s.name for s in self.sources])
         try:

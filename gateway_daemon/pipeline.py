@@ -1,7 +1,7 @@
 """From a heard frame to events in the outbox, whichever source heard it.
 
-    reception → envelope → dedup window → registry → counter + MIC → decode
-              → outbox commit (with the counter) → ACK on the best path heard
+    reception → envelope → dedup window → registry → recent copy (ACK again) → counter window
+              → MIC → decode → policy → outbox commit (with the window) → ACK on the best path heard
 
 Nothing a source hands in can raise out of here: every refusal is counted by reason
 and queued for the diagnostics topic.
@@ -31,6 +31,9 @@ LATE_COPY_S = 1.0  # beyond the ACK delay: a copy heard later than that is the n
 MAX_REACKS = 8  # re-ACKs of one retransmitted frame: an echo, not a way to drain our duty cycle
 REACK_WINDOW_S = 60  # ... within this long; a node backing off for minutes gets its ACK again
 MAX_DIAGNOSTICS = 1000
+# The gateway's own refusal, beside the codec's reasons and the sources': an authentic check-in
+# whose badge tokens travelled in clear, refused unless gateway.allow_unencrypted_checkins.
+UNENCRYPTED_CHECKIN = "unencrypted_checkin"
 
 
 @dataclass(frozen=True)
@@ -137,16 +140,21 @@ class Pipeline:
         raw = best.frame
         device = self.registry.get(envelope.device_id)
         if device is None:
-            await self._refuse(best, CodecError("unknown_device", f"device {envelope.device_id} is not registered"))
+            error = CodecError("unknown_device", f"device {envelope.device_id} is not registered")
+            await self._refuse(best, error, envelope.device_id)
             return
         accepted_before = self.state.accepted_counter(device.device_id, raw)
         if accepted_before is not None:
             await self._retransmission(device, accepted_before, best, envelope)
             return
-        last = self.state.last_counter(device.device_id)
-        frame = open_envelope(envelope, device.keys, last, self.config.gateway.max_counter_gap)
+        last, seen_below = self.state.window(device.device_id)
+        frame = open_envelope(envelope, device.keys, last, self.config.gateway.max_counter_gap, seen_below)
         if isinstance(frame, CodecError):
             await self._refuse(best, frame, device.device_id)
+            return
+        if frame.msg_type == "checkin" and not frame.encrypted and not self.config.gateway.allow_unencrypted_checkins:
+            detail = f"check-in {frame.counter} sent in clear; the node must encrypt check-ins"
+            await self.reject(Rejected(best.source, UNENCRYPTED_CHECKIN, detail, raw), device.device_id)
             return
         events = events_of(frame, device, receptions, self.config.gateway.name, self.config.mqtt.topic_prefix)
         accepted = self.state.accept(
@@ -160,7 +168,8 @@ class Pipeline:
             battery_mv=frame.message.battery_mv if isinstance(frame.message, Telemetry) else None,
         )
         if not accepted:  # another process sharing the state took it first
-            await self._refuse(best, CodecError("replay", "counter already accepted"), device.device_id)
+            error = CodecError("replay", f"counter {frame.counter} was accepted meanwhile by another process")
+            await self._refuse(best, error, device.device_id)
             return
         self.counters[f"accepted_{frame.msg_type}"] += 1
         self.counters["events"] += len(events)
@@ -182,9 +191,9 @@ class Pipeline:
         self._reacked_at[key] = now
         self._reacks[key] += 1
         if not envelope.flags & FLAG_ACK_REQUESTED or self._reacks[key] > MAX_REACKS:
-            await self._refuse(
-                best, CodecError("replay", f"copy of the last frame accepted (counter {counter})"), device.device_id
-            )
+            last, _ = self.state.window(device.device_id)
+            error = CodecError("replay", f"copy of frame {counter}, accepted before (last accepted: {last})")
+            await self._refuse(best, error, device.device_id)
             return
         self.counters["retransmissions"] += 1
         await self._send_ack(device, counter, bool(envelope.flags & FLAG_TIME_REQUESTED), best)

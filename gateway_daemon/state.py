@@ -1,7 +1,8 @@
 """The gateway's durable state in one SQLite file: frame counters and the outbox.
 
-A frame is accepted in one transaction that stores the device's new counter and
-puts its events in the outbox, so a crash can neither publish an event whose
+A frame is accepted in one transaction that stores the device's new receive window
+(its highest counter and which counters below it were accepted) and puts its events
+in the outbox, so a crash can neither publish an event whose
 counter is not stored (a replay could then slip in) nor store a counter whose
 events are lost. WAL with synchronous=FULL: a commit that returned survives power
 loss. Calls are synchronous on the event loop on purpose: at LoRa rates (a few
@@ -16,6 +17,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from payload_codec.counter import ALL_SEEN, WINDOW_SIZE, already_seen, slide_window
+
 # Accepted frames remembered per device, so that a node resending one it got no ACK for is
 # ACKed again rather than refused, even after it sent telemetry in between.
 RECENT_FRAMES = 16
@@ -26,6 +29,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
     device_id INTEGER PRIMARY KEY,
     last_counter INTEGER NOT NULL,
+    seen_below INTEGER NOT NULL DEFAULT -1,
     next_downlink_counter INTEGER NOT NULL DEFAULT 0,
     first_counter INTEGER NOT NULL,
     frames INTEGER NOT NULL DEFAULT 0,
@@ -55,6 +59,10 @@ CREATE TABLE IF NOT EXISTS dropped (
     count INTEGER NOT NULL
 );
 """
+# Columns added since the first release, with what an older file gets. A file from before the
+# receive window gets a full window (-1: every bit set): nothing below its last counter is
+# accepted, as before, so no frame it accepted can be replayed into the new window.
+_ADDED_COLUMNS = {"devices": {"seen_below": "INTEGER NOT NULL DEFAULT -1"}}
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,7 @@ class GatewayState:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._migrate()
 
     def close(self) -> None:
         self._db.close()
@@ -109,6 +118,13 @@ class GatewayState:
         """The last counter accepted from a device, if any."""
         row = self._db.execute("SELECT last_counter FROM devices WHERE device_id = ?", (device_id,)).fetchone()
         return None if row is None else row[0]
+
+    def window(self, device_id: int) -> tuple[int | None, int]:
+        """The device's receive window: its highest accepted counter (None if none) and `seen_below`."""
+        row = self._db.execute(
+            "SELECT last_counter, seen_below FROM devices WHERE device_id = ?", (device_id,)
+        ).fetchone()
+        return (None, ALL_SEEN) if row is None else (row[0], _from_column(row[1]))
 
     def accepted_counter(self, device_id: int, frame: bytes) -> int | None:
         """The counter of this very frame if it is one of the device's recently accepted frames."""
@@ -129,33 +145,37 @@ class GatewayState:
         snr_db: float,
         battery_mv: int | None = None,
     ) -> bool:
-        """Store the new counter and queue the events, atomically; False if the counter is not newer.
+        """Mark the counter in the device's window and queue the events, atomically; False if the
+        window refuses the counter (accepted before, or older than the window).
 
-        The `last_counter < ?` guard makes a second gateway process sharing the file,
-        or a race, refuse what the first one already accepted.
+        The window is read again inside the write transaction, so a second gateway process
+        sharing the file, or a race, cannot accept what the first one already accepted.
         """
         with self._transaction():
-            updated = self._db.execute(
-                "UPDATE devices SET last_counter = ?, frames = frames + 1, last_seen = ?,"
-                " rssi_dbm = ?, snr_db = ?, battery_mv = COALESCE(?, battery_mv)"
-                " WHERE device_id = ? AND last_counter < ?",
-                (counter, seen_at, rssi_dbm, snr_db, battery_mv, device_id, counter),
-            ).rowcount
-            if not updated:
-                if self.last_counter(device_id) is not None:
-                    return False
+            last, seen_below = self.window(device_id)
+            if last is not None and already_seen(last, seen_below, counter):
+                return False
+            top, seen_below = slide_window(last, seen_below, counter)
+            if last is None:
                 self._db.execute(
-                    "INSERT INTO devices (device_id, last_counter, first_counter, frames, last_seen,"
-                    " rssi_dbm, snr_db, battery_mv) VALUES (?, ?, ?, 1, ?, ?, ?, ?)",
-                    (device_id, counter, counter, seen_at, rssi_dbm, snr_db, battery_mv),
+                    "INSERT INTO devices (device_id, last_counter, seen_below, first_counter, frames, last_seen,"
+                    " rssi_dbm, snr_db, battery_mv) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?)",
+                    (device_id, top, _to_column(seen_below), counter, seen_at, rssi_dbm, snr_db, battery_mv),
+                )
+            else:
+                self._db.execute(
+                    "UPDATE devices SET last_counter = ?, seen_below = ?, frames = frames + 1, last_seen = ?,"
+                    " rssi_dbm = ?, snr_db = ?, battery_mv = COALESCE(?, battery_mv) WHERE device_id = ?",
+                    (top, _to_column(seen_below), seen_at, rssi_dbm, snr_db, battery_mv, device_id),
                 )
             self._db.execute(
                 "INSERT INTO recent_frames (device_id, counter, frame_hash) VALUES (?, ?, ?)",
                 (device_id, counter, frame_hash(frame)),
             )
+            # The most recently accepted, not the highest counters: a late frame is resent too.
             self._db.execute(
-                "DELETE FROM recent_frames WHERE device_id = ? AND counter <= ("
-                " SELECT counter FROM recent_frames WHERE device_id = ? ORDER BY counter DESC LIMIT 1 OFFSET ?)",
+                "DELETE FROM recent_frames WHERE device_id = ? AND rowid <= ("
+                " SELECT rowid FROM recent_frames WHERE device_id = ? ORDER BY rowid DESC LIMIT 1 OFFSET ?)",
                 (device_id, device_id, RECENT_FRAMES),
             )
             self._db.executemany(
@@ -229,6 +249,24 @@ class GatewayState:
 
     def _transaction(self):
         return _Transaction(self._db)
+
+    def _migrate(self) -> None:
+        # Under the write lock: two processes opening an old file at once add each column once.
+        with self._transaction():
+            for table, columns in _ADDED_COLUMNS.items():
+                present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                for name, definition in columns.items():
+                    if name not in present:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+
+
+# SQLite integers are signed 64-bit: the window's 64 bits are stored in two's complement.
+def _to_column(seen_below: int) -> int:
+    return seen_below - (1 << WINDOW_SIZE) if seen_below >> (WINDOW_SIZE - 1) else seen_below
+
+
+def _from_column(value: int) -> int:
+    return value & ALL_SEEN
 
 
 class _Transaction:

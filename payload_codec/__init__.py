@@ -7,7 +7,7 @@ shared vectors in `payload_codec/vectors/`. Each air message is a frozen datacla
 form, `to_json()`/`from_json()`: the vectors' "fields".
 """
 
-from .counter import MAX_COUNTER_GAP, resolve_counter
+from .counter import ALL_SEEN, MAX_COUNTER_GAP, WINDOW_SIZE, already_seen, resolve_counter, slide_window
 from .crypto import (
     DOWN,
     UP,
@@ -40,12 +40,14 @@ from .messages import (
 from .schema import MESSAGE_TYPES, TYPE_BY_NAME
 
 __all__ = [
+    "ALL_SEEN",
     "DOWN",
     "MAX_COUNTER_GAP",
     "MESSAGE_TYPES",
     "REASONS",
     "TYPE_BY_NAME",
     "UP",
+    "WINDOW_SIZE",
     "Ack",
     "Checkin",
     "CheckinBatch",
@@ -57,6 +59,7 @@ __all__ = [
     "SealedEnvelope",
     "Status",
     "Telemetry",
+    "already_seen",
     "badge_token",
     "build_frame",
     "decode_body",
@@ -68,4 +71,5 @@ __all__ = [
     "open_frame",
     "read_envelope",
     "resolve_counter",
+    "slide_window",
 ]

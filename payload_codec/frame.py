@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from construct import GreedyBytes, Int8ul, Int16ul, Struct
 
-from .counter import MAX_COUNTER_GAP, resolve_counter
+from .counter import ALL_SEEN, MAX_COUNTER_GAP, resolve_counter
 from .crypto import DOWN, MIC_SIZE, UP, DeviceKeys, compute_mic, crypt_body, mic_matches
 from .errors import CodecError
 from .messages import JsonObject, Message, decode_body, encode_body
@@ -163,16 +163,22 @@ def read_envelope(raw: bytes, direction: int = UP) -> SealedEnvelope | CodecErro
 
 
 def open_envelope(
-    envelope: SealedEnvelope, keys: DeviceKeys | None, last_counter: int | None, max_gap: int = MAX_COUNTER_GAP
+    envelope: SealedEnvelope,
+    keys: DeviceKeys | None,
+    last_counter: int | None,
+    max_gap: int = MAX_COUNTER_GAP,
+    seen_below: int = ALL_SEEN,
 ) -> Frame | CodecError:
-    """Verify, decrypt and decode; `last_counter` is the last counter accepted from the sender.
+    """Verify, decrypt and decode; `last_counter` is the highest counter accepted from the sender.
 
-    The MIC is checked before anything is decrypted or decoded, and nothing here
-    changes state: the caller stores `frame.counter` once it has accepted the frame.
+    `seen_below` is the receive window below it (see `counter.py`); the default accepts
+    nothing below `last_counter`. The MIC is checked before anything is decrypted or
+    decoded, and nothing here changes state: the caller stores `frame.counter` once it
+    has accepted the frame.
     """
     if keys is None:
         return CodecError("unknown_device", f"no key for device {envelope.device_id}")
-    counter = resolve_counter(last_counter, envelope.counter16, max_gap)
+    counter = resolve_counter(last_counter, envelope.counter16, max_gap, seen_below)
     if isinstance(counter, CodecError):
         return counter
     kind = envelope.msg_type

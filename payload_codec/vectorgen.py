@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import airtime, bridge_link
+from .counter import ALL_SEEN, MAX_COUNTER_GAP, WINDOW_SIZE, resolve_counter, slide_window
 from .crypto import DOWN, UP, badge_token, derive_badge_key, derive_device_keys
 from .frame import build_frame, seal_body
 from .messages import Ack, CheckinBatch, Telemetry, encode_body, message_from_json
@@ -363,6 +364,47 @@ def error_cases() -> list[dict]:
     return cases
 
 
+def _window_json(last_counter: int, seen_below: int) -> dict[str, Any]:
+    return {"last_counter": last_counter, "seen_below_hex": f"{seen_below:016x}"}
+
+
+def _window_case(name: str, counter: int, last_counter: int, seen_below: int) -> dict[str, Any]:
+    """An uplink heard by a receiver whose window for the device is (last_counter, seen_below)."""
+    keys = derive_device_keys(TEST_MASTER_KEY, DEVICE_ID)
+    frame = build_frame(Telemetry.from_json({"co2_ppm": 600}), DEVICE_ID, counter, keys)
+    resolved = resolve_counter(last_counter, counter & 0xFFFF, MAX_COUNTER_GAP, seen_below)
+    refused = not isinstance(resolved, int)
+    return {
+        "name": name,
+        "frame_hex": frame.hex(),
+        "keys": _keys_json(DEVICE_ID),
+        "max_gap": MAX_COUNTER_GAP,
+        "window": _window_json(last_counter, seen_below),
+        "counter": None if refused else resolved,
+        "error": resolved.reason if refused else None,
+        "window_after": None if refused else _window_json(*slide_window(last_counter, seen_below, resolved)),
+    }
+
+
+def window_cases() -> list[dict]:
+    """The receive window of uplink counters (counter.py): which counter a frame resolves to, or why not."""
+    top = 1000
+    holes = ALL_SEEN & ~(1 << 9)  # every counter below 1000 seen but 990
+    return [
+        _window_case("newer_moves_the_window", top + 1, top, holes),
+        _window_case("newer_by_more_than_the_window_empties_it", top + WINDOW_SIZE + 1, top, holes),
+        _window_case("late_frame_never_seen", 990, top, holes),
+        _window_case("late_frame_seen_is_a_replay", 991, top, holes),
+        _window_case("top_itself_is_a_replay", top, top, 0),
+        _window_case("exactly_window_size_below_the_top", top - WINDOW_SIZE, top, 0),
+        _window_case("one_below_the_window_is_a_replay", top - WINDOW_SIZE - 1, top, 0),
+        _window_case("late_frame_across_a_16_bit_boundary", 0x0000_FFF0, 0x0001_0002, 0),
+        _window_case("full_window_refuses_below_the_top", top - 1, top, ALL_SEEN),
+        _window_case("window_never_reaches_below_zero", 0x0000_FFF0, 10, 0),
+        _window_case("gap_beyond_the_limit", top + MAX_COUNTER_GAP + 1, top, 0),
+    ]
+
+
 def bridge_link_cases() -> list[dict]:
     keys = derive_device_keys(TEST_MASTER_KEY, DEVICE_ID)
     frame = build_frame(Telemetry.from_json({"temperature_c": 19.5, "co2_ppm": 840}), DEVICE_ID, 77, keys).hex()
@@ -492,6 +534,7 @@ def all_vector_files() -> dict[str, dict]:
     files = {
         name: {"note": note, "master_key": TEST_MASTER_KEY.hex(), "cases": cases} for name, cases in frames.items()
     }
+    files["uplink_window.json"] = {"note": note, "master_key": TEST_MASTER_KEY.hex(), "cases": window_cases()}
     files["bridge_link.json"] = {"note": note, "cases": bridge_link_cases()}
     files["keys.json"] = {"note": note, "cases": key_cases()}
     files["badge_tokens.json"] = {"note": note, "cases": badge_token_cases()}

@@ -44,13 +44,36 @@ TX_ERRORS = frozenset(
 )
 
 
-class Refused(Exception):
-    """Input that is not the protocol; `reason` is what the gateway counts it under."""
+# Every reason a datagram or one of its entries is refused for, with what it means.
+REFUSALS: dict[str, str] = {
+    "oversized": "a datagram larger than UDP over IPv4 carries",
+    "bad_header": "shorter than the protocol's header, or a forwarder's packet without its gateway EUI",
+    "bad_version": "a protocol version other than 2",
+    "unknown_packet": "a packet identifier the sender does not send (or none at all)",
+    "bad_json": "a body that is not a JSON object",
+    "bad_rxpk": "rxpk not a list, or an entry missing a field or holding one of the wrong type",
+    "bad_stat": "a PUSH_DATA whose stat is not an object",
+    "bad_tx_ack": "a TX_ACK whose txpk_ack is not an object of strings",
+    "crc_failed": "the concentrator heard a frame whose CRC failed",
+    "no_crc": "the concentrator heard a frame sent without CRC: noise or another network's",
+    "not_lora": "a frame in another modulation (FSK)",
+    "bad_txpk": "a PULL_RESP a forwarder cannot send (read by the rig's forwarder, not by the gateway)",
+}
 
-    def __init__(self, reason: str, detail: str) -> None:
+
+class Refused(Exception):
+    """Input that is not the protocol; `reason`, one of `REFUSALS`, is what the gateway counts it under.
+
+    `gateway_eui` names the forwarder when the datagram's header got as far as saying it.
+    """
+
+    def __init__(self, reason: str, detail: str, gateway_eui: str = "") -> None:
+        if reason not in REFUSALS:
+            raise ValueError(f"unknown refusal reason {reason!r}")
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        self.gateway_eui = gateway_eui
 
 
 # --- the packets ------------------------------------------------------------------------------
@@ -150,12 +173,15 @@ def parse_from_forwarder(datagram: bytes) -> FromForwarder:
     body = datagram[HEADER.size + EUI_SIZE :].rstrip(b"\0")
     if identifier == PULL_DATA:
         return PullData(token, gateway_eui)
-    if identifier == TX_ACK:
-        return _tx_ack(token, gateway_eui, body)
-    message = _json_object(body, "PUSH_DATA")
-    rxpk = message.get("rxpk", [])
-    if not isinstance(rxpk, list):
-        raise Refused("bad_rxpk", f"rxpk is {show(rxpk)}, not a list")
+    try:
+        if identifier == TX_ACK:
+            return _tx_ack(token, gateway_eui, body)
+        message = _json_object(body, "PUSH_DATA")
+        rxpk = message.get("rxpk", [])
+        if not isinstance(rxpk, list):
+            raise Refused("bad_rxpk", f"rxpk is {show(rxpk)}, not a list")
+    except Refused as refused:  # past the header: the refusal names the forwarder it came from
+        raise Refused(refused.reason, refused.detail, gateway_eui) from None
     return PushData(token, gateway_eui, rxpk, message.get("stat"))
 
 

@@ -156,7 +156,8 @@ class SemtechUdp(Source[_Endpoint]):
             packet = parse_from_forwarder(datagram)
         except Refused as refused:
             detail = f"from {sender[0]}:{sender[1]}: {refused.detail}"
-            self._enqueue(inbox, Rejected(self.name, refused.reason, detail, datagram[:RAW_BOUND]))
+            source = f"{self.name}:{refused.gateway_eui}" if refused.gateway_eui else self.name
+            self._enqueue(inbox, Rejected(source, refused.reason, detail, datagram[:RAW_BOUND]))
             return
         source = f"{self.name}:{packet.gateway_eui}"
         match packet:

@@ -4,7 +4,17 @@ import json
 
 import pytest
 
-from payload_codec import CodecError, badge_token, build_frame, decode_body, message_from_json, open_frame
+from payload_codec import (
+    CodecError,
+    badge_token,
+    build_frame,
+    decode_body,
+    message_from_json,
+    open_envelope,
+    open_frame,
+    read_envelope,
+    slide_window,
+)
 from payload_codec.airtime import time_on_air_ms
 from payload_codec.bridge_link import RecordStream, decode_record, encode_record
 from payload_codec.crypto import derive_badge_key, derive_device_keys
@@ -86,6 +96,29 @@ def test_budgets_on_air_hold():
     for n in range(2, MAX_CHECKINS + 1):
         assert by_name[f"checkin_batch_{n}"] - by_name[f"checkin_batch_{n - 1}"] <= 11
     assert by_name["ack_plain"] <= 12
+
+
+@pytest.mark.parametrize("case", load("uplink_window.json"), ids=lambda case: case["name"])
+def test_uplink_window_vector_resolves_its_counter_and_moves_the_window(case):
+    window = case["window"]
+    last, seen_below = window["last_counter"], int(window["seen_below_hex"], 16)
+    envelope = read_envelope(bytes.fromhex(case["frame_hex"]))
+    result = open_envelope(envelope, keys_of(case), last, case["max_gap"], seen_below)
+    if case["error"] is not None:
+        assert isinstance(result, CodecError) and result.reason == case["error"]
+        return
+    assert not isinstance(result, CodecError), result
+    assert result.counter == case["counter"]
+    top, seen_after = slide_window(last, seen_below, result.counter)
+    after = case["window_after"]
+    assert (top, f"{seen_after:016x}") == (after["last_counter"], after["seen_below_hex"])
+
+
+def test_window_vectors_cover_acceptance_below_the_top_and_both_refusals():
+    cases = load("uplink_window.json")
+    tops = {case["name"]: case["window"]["last_counter"] for case in cases}
+    assert any(case["counter"] is not None and case["counter"] < tops[case["name"]] for case in cases)
+    assert {case["error"] for case in cases} == {None, "replay", "counter_gap"}
 
 
 @pytest.mark.parametrize("case", load("bridge_link.json"), ids=lambda case: case["name"])

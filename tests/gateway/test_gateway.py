@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 
 import jsonschema
@@ -21,6 +22,8 @@ KEYS = derive_device_keys(TEST_MASTER_KEY, DEVICE_ID)
 UPLINKS = sorted(
     (case for case in frame_cases() if case["valid"] and case["direction"] == "up"), key=lambda case: case["counter"]
 )
+# The vectors include a check-in sent in clear, which the gateway accepts only when told to.
+EVERY_VECTOR = {"allow_unencrypted_checkins": True}
 
 
 def telemetry(counter: int, temperature: float = 20.5) -> bytes:
@@ -55,7 +58,7 @@ def event_ids(subscriber: Subscriber, kind: str) -> list[str]:
 
 
 async def test_every_uplink_vector_comes_out_on_its_topic_and_validates(tmp_path, broker):
-    async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port) as site:
+    async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port, **EVERY_VECTOR) as site:
         expected = 0
         for case in UPLINKS:
             if case["last_counter"] is not None:  # a counter past 16 bits: the gateway must know the one before
@@ -139,6 +142,7 @@ async def test_retransmission_of_the_last_frame_is_acked_again_not_republished(t
     ("attack", "reason"),
     [
         ("replay", "replay"),
+        ("older_than_the_window", "replay"),
         ("forged_mic", "bad_mic"),
         ("unknown_device", "unknown_device"),
         ("counter_far_ahead", "counter_gap"),
@@ -150,7 +154,8 @@ async def test_attacks_are_refused_counted_and_reported(tmp_path, broker, attack
         await site.settle()
         site.gateway.pipeline._recent.clear()
         bad = {
-            "replay": telemetry(99),
+            "replay": telemetry(100),
+            "older_than_the_window": telemetry(100 - 65),
             "forged_mic": telemetry(101)[:-1] + bytes([telemetry(101)[-1] ^ 0xFF]),
             "unknown_device": build_frame(Telemetry(co2_ppm=1), 999, 1, derive_device_keys(TEST_MASTER_KEY, 999)),
             "counter_far_ahead": telemetry(100 + 20_000),
@@ -162,8 +167,132 @@ async def test_attacks_are_refused_counted_and_reported(tmp_path, broker, attack
         report = subscriber.on("/rejected")[0]
         jsonschema.validate(report, schema("rejected"))
         assert report["reason"] == reason and report["raw_hex"] == bad.hex()
+        assert report["device_id"] == (999 if attack == "unknown_device" else DEVICE_ID)  # the id the header names
         await subscriber.wait_for(lambda: any(s["rejected"].get(reason) for s in subscriber.on("/stats")))
         assert len(subscriber.on("/telemetry")) == 1
+
+
+async def test_a_frame_delayed_on_a_slower_path_is_accepted_when_its_counter_was_never_seen(tmp_path, broker):
+    async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port) as site:
+        site.radio.hear(telemetry(40))
+        await site.settle()
+        # The check-in 41 reached only the slow path; the node's telemetry 42 overtook it.
+        site.radio.hear(telemetry(42))
+        await site.settle()
+        site.radio2.hear(checkin(41))
+        await site.settle()
+        assert site.gateway.pipeline.rejected == {}
+        assert site.gateway.state.window(DEVICE_ID)[0] == 42
+        ack = open_frame(site.radio2.sent[0].frame, KEYS, None, DOWN)
+        assert ack.message.acked_counter16 == 41
+        await subscriber.wait_for(lambda: event_ids(subscriber, "checkin") == ["258:41:0"])
+        await subscriber.wait_for(lambda: event_ids(subscriber, "telemetry") == ["258:40", "258:42"])
+
+
+async def test_the_same_counter_twice_is_refused_as_a_replay_naming_the_last_accepted(tmp_path, broker):
+    async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port) as site:
+        for frame in (telemetry(1), telemetry(3), telemetry(2, temperature=20.5)):
+            site.radio.hear(frame)
+            await site.settle()
+        replayed = telemetry(2, temperature=31.0)  # other bytes, a counter already accepted
+        site.radio.hear(replayed)
+        await site.settle()
+        assert site.gateway.pipeline.rejected == {"replay": 1}
+        await subscriber.wait_for(lambda: subscriber.on("/rejected"))
+        report = subscriber.on("/rejected")[0]
+        assert (report["reason"], report["device_id"], report["raw_hex"]) == ("replay", DEVICE_ID, replayed.hex())
+        assert "counter 2 was accepted before" in report["detail"] and "last accepted: 3" in report["detail"]
+        await subscriber.wait_for(lambda: len(event_ids(subscriber, "telemetry")) == 3)
+        assert sorted(event_ids(subscriber, "telemetry")) == ["258:1", "258:2", "258:3"]
+
+
+async def test_a_resent_older_frame_is_reported_with_the_last_accepted_counter(tmp_path, broker):
+    async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port) as site:
+        older = telemetry(100)
+        for frame in (older, telemetry(101)):
+            site.radio.hear(frame)
+            await site.settle()
+        site.gateway.pipeline._recent.clear()
+        site.radio.hear(older)  # the very bytes accepted before, without an ACK asked: a replay
+        await site.settle()
+        await subscriber.wait_for(lambda: subscriber.on("/rejected"))
+        report = subscriber.on("/rejected")[0]
+        jsonschema.validate(report, schema("rejected"))
+        assert report["reason"] == "replay"
+        assert report["detail"] == "copy of frame 100, accepted before (last accepted: 101)"
+
+
+async def test_exactly_64_below_the_top_is_accepted_and_65_below_is_refused(tmp_path, broker):
+    async with Site(tmp_path, broker.port) as site:
+        for counter in (1, 200, 200 - 64):
+            site.radio.hear(telemetry(counter))
+            await site.settle()
+        assert site.gateway.pipeline.rejected == {}
+        site.radio.hear(telemetry(200 - 65))
+        await site.settle()
+        assert site.gateway.pipeline.rejected == {"replay": 1}
+        assert site.gateway.pipeline.counters["accepted_telemetry"] == 3
+
+
+async def test_the_window_survives_a_daemon_restart(tmp_path, broker):
+    async with Site(tmp_path, broker.port) as site:
+        for counter in (10, 12):  # 11 is late
+            site.radio.hear(telemetry(counter))
+        await site.settle()
+    async with Site(tmp_path, broker.port) as site:
+        site.radio.hear(telemetry(11))
+        await site.settle()
+        assert site.gateway.pipeline.rejected == {}
+        site.radio.hear(telemetry(11, temperature=25.0))  # counter 11 again, other bytes
+        site.radio.hear(telemetry(10, temperature=25.0))
+        await site.settle()
+        assert site.gateway.pipeline.rejected == {"replay": 2}
+        assert site.gateway.pipeline.counters["accepted_telemetry"] == 1
+
+
+def plain_checkin(counter: int) -> bytes:
+    event = Checkin(badge_token=bytes(8), tag_type="ntag", direction="in", uid_length=7, age_s=1)
+    return build_frame(CheckinBatch((event,)), DEVICE_ID, counter, KEYS, encrypt=False, ack_requested=True)
+
+
+async def test_an_unencrypted_checkin_is_refused_counted_and_reported_by_default(tmp_path, broker, caplog):
+    async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port) as site:
+        plain = plain_checkin(5)
+        site.radio.hear(plain)
+        await site.settle()
+        assert site.gateway.pipeline.rejected == {"unencrypted_checkin": 1}
+        assert site.radio.sent == []  # refused: not ACKed
+        await subscriber.wait_for(lambda: subscriber.on("/rejected"))
+        report = subscriber.on("/rejected")[0]
+        jsonschema.validate(report, schema("rejected"))
+        assert (report["reason"], report["device_id"], report["raw_hex"]) == (
+            "unencrypted_checkin",
+            DEVICE_ID,
+            plain.hex(),
+        )
+        await subscriber.wait_for(
+            lambda: any(s["rejected"].get("unencrypted_checkin") for s in subscriber.on("/stats"))
+        )
+        assert site.gateway.state.window(DEVICE_ID)[0] is None  # the counter was not taken
+        site.radio.hear(checkin(6))
+        await site.settle()
+        await subscriber.wait_for(lambda: event_ids(subscriber, "checkin") == ["258:6:0"])
+    assert "allow_unencrypted_checkins" not in caplog.text
+
+
+async def test_unencrypted_checkins_are_accepted_when_allowed_and_the_daemon_warns(tmp_path, broker, caplog):
+    caplog.set_level(logging.WARNING, logger="gateway_daemon.daemon")
+    async with (
+        Subscriber(broker.port) as subscriber,
+        Site(tmp_path, broker.port, allow_unencrypted_checkins=True) as site,
+    ):
+        site.radio.hear(plain_checkin(5))
+        await site.settle()
+        await subscriber.wait_for(lambda: event_ids(subscriber, "checkin") == ["258:5:0"])
+        assert site.gateway.pipeline.rejected == {}
+        assert len(site.radio.sent) == 1
+    warnings = [r for r in caplog.records if r.name == "gateway_daemon.daemon" and r.levelno == logging.WARNING]
+    assert any("allow_unencrypted_checkins is on" in r.getMessage() for r in warnings)
 
 
 async def test_replays_are_refused_after_a_gateway_restart(tmp_path, broker):

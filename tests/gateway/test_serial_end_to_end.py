@@ -14,7 +14,7 @@ from payload_codec.bridge_link import Record, RecordStream, encode_record
 
 from .conftest import Subscriber
 from .site import Site, until
-from .test_gateway import KEYS, UPLINKS, assert_published_as_documented, checkin, event_ids
+from .test_gateway import EVERY_VECTOR, KEYS, UPLINKS, assert_published_as_documented, checkin, event_ids
 
 RADIO = {"frequency_hz": 868_100_000, "spreading_factor": 9, "bandwidth_hz": 125_000, "coding_rate": 5}
 
@@ -62,7 +62,10 @@ class BridgeBoard:
 async def test_every_uplink_vector_through_the_serial_bridge(tmp_path, broker):
     board = BridgeBoard(tmp_path / "ttyUSB0")
     bridge = SerialBridge(str(tmp_path / "ttyUSB0"))
-    async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port, extra_sources=(bridge,)) as site:
+    async with (
+        Subscriber(broker.port) as subscriber,
+        Site(tmp_path, broker.port, extra_sources=(bridge,), **EVERY_VECTOR) as site,
+    ):
         await until(lambda: bridge.connected)  # opening the port flushes what was written before
         expected = await site.feed(UPLINKS, board.hear)
         published = lambda: {p["event_id"] for kind in ("checkin", "telemetry", "status") for p in subscriber.on(kind)}  # noqa: E731

@@ -1,6 +1,9 @@
 """The durable state: counters and outbox commit together, and the outbox is bounded by policy."""
 
+import sqlite3
+
 from gateway_daemon.state import GatewayState, OutboxEvent
+from payload_codec import ALL_SEEN
 
 
 def event(n: int, kind: str) -> OutboxEvent:
@@ -73,3 +76,65 @@ def test_the_last_sixteen_accepted_frames_are_recognised_when_resent(tmp_path):
         accept(state, counter)
     frame = lambda counter: counter.to_bytes(4, "little")  # noqa: E731 (what `accept` stores)
     assert [state.accepted_counter(1, frame(c)) for c in (4, 5, 20)] == [None, 5, 20]
+
+
+def test_a_late_frame_is_among_the_recent_frames_recognised_when_resent(tmp_path):
+    state = GatewayState(tmp_path / "state.db")
+    for counter in (1, *range(3, 19)):  # 16 frames after 1, then 2 arrives late
+        accept(state, counter)
+    assert accept(state, 2)
+    assert state.accepted_counter(1, (2).to_bytes(4, "little")) == 2
+
+
+def test_the_window_survives_reopening(tmp_path):
+    state = GatewayState(tmp_path / "state.db")
+    accept(state, 10)
+    accept(state, 13)  # 11 and 12 not heard yet
+    state.close()
+    reopened = GatewayState(tmp_path / "state.db")
+    assert reopened.window(1) == (13, ALL_SEEN & ~0b11)
+    assert accept(reopened, 11)
+    assert not accept(reopened, 11)
+    assert not accept(reopened, 10)
+    assert reopened.window(1) == (13, ALL_SEEN & ~0b01)  # only 12 still unheard
+
+
+def test_a_counter_below_the_window_is_not_accepted_even_by_a_second_process(tmp_path):
+    first, second = GatewayState(tmp_path / "state.db"), GatewayState(tmp_path / "state.db")
+    assert accept(first, 1)
+    assert accept(first, 100)
+    assert accept(second, 36)
+    assert not accept(first, 36)
+    assert not accept(second, 35)
+
+
+# The devices table as the first release created it, before the receive window.
+OLD_DEVICES = """
+CREATE TABLE devices (
+    device_id INTEGER PRIMARY KEY,
+    last_counter INTEGER NOT NULL,
+    next_downlink_counter INTEGER NOT NULL DEFAULT 0,
+    first_counter INTEGER NOT NULL,
+    frames INTEGER NOT NULL DEFAULT 0,
+    last_seen REAL,
+    rssi_dbm REAL,
+    snr_db REAL,
+    battery_mv INTEGER
+);
+INSERT INTO devices (device_id, last_counter, next_downlink_counter, first_counter, frames)
+VALUES (1, 50, 7, 1, 40);
+"""
+
+
+def test_a_state_file_from_before_the_window_opens_and_still_refuses_older_counters(tmp_path):
+    old = sqlite3.connect(tmp_path / "state.db")
+    old.executescript(OLD_DEVICES)
+    old.close()
+    state = GatewayState(tmp_path / "state.db")
+    assert state.window(1) == (50, ALL_SEEN)
+    assert not accept(state, 49)
+    assert accept(state, 52, event(52, "telemetry"))
+    assert accept(state, 51)
+    assert state.next_downlink_counter(1) == 7
+    (device,) = state.devices()
+    assert (device.last_counter, device.frames) == (52, 42)

@@ -16,13 +16,16 @@ from simulator.packet_forwarder import PacketForwarder
 
 from .conftest import Subscriber
 from .site import Site, config_text, until
-from .test_gateway import KEYS, UPLINKS, assert_published_as_documented, checkin, event_ids
+from .test_gateway import EVERY_VECTOR, KEYS, UPLINKS, assert_published_as_documented, checkin, event_ids
 from .test_serial_end_to_end import BridgeBoard
 
 
 async def test_every_uplink_vector_through_a_packet_forwarder(tmp_path, broker):
     udp = SemtechUdp(port=0)
-    async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port, extra_sources=(udp,)) as site:
+    async with (
+        Subscriber(broker.port) as subscriber,
+        Site(tmp_path, broker.port, extra_sources=(udp,), **EVERY_VECTOR) as site,
+    ):
         forwarder = await PacketForwarder.connect(await udp.started())
         expected = await site.feed(UPLINKS, forwarder.hear)
         kinds = ("checkin", "telemetry", "status")
