@@ -9,6 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from simulator.children import start_child
+
 
 class BrokerMissing(RuntimeError):
     """mosquitto is not installed."""
@@ -52,7 +54,7 @@ class Broker:
 
     def start(self) -> None:
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen([mosquitto_binary(), "-c", str(self.config)], stdout=log, stderr=log)
+            self.process = start_child([mosquitto_binary(), "-c", str(self.config)], stdout=log, stderr=log)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):

@@ -26,6 +26,7 @@ from boards.provisioning import SENSOR_FIELDS, NodeOptions, build_config, secret
 from boards.registry import Device, Registry
 from payload_codec import derive_device_keys
 from simulator.broker import Broker, free_port
+from simulator.children import start_child
 from simulator.concentrator import Concentrator
 from simulator.mqtt_log import MqttLog
 from simulator.test_keys import TEST_MASTER_KEY
@@ -134,7 +135,7 @@ class VirtualSite:
         with self.gateway_log.open("ab") as output:
             log_start = output.tell()
             command = [sys.executable, "-m", "borne", "gateway", "run", "--config", str(self.config_file)]
-            self.gateway = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+            self.gateway = start_child(command, stdout=output, stderr=subprocess.STDOUT)
         self._wait_for_gateway(log_start)
 
     def _wait_for_gateway(self, log_start: int) -> None:

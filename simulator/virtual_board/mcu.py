@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from simulator.children import start_child
 from simulator.virtual_board.messages import Control, Event, decode, encode
 
 log = logging.getLogger(__name__)
@@ -86,18 +87,15 @@ def install_vm(node: str = "node") -> None:
     for pins in ("package.json", "package-lock.json"):
         shutil.copyfile(NPM_PROJECT / pins, target / pins)
     print(f"installing the MicroPython VM ({VM_NAME}) with npm into {target}", file=sys.stderr, flush=True)
-    try:
-        done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=target,
-            capture_output=True,
-            text=True,
-            timeout=NPM_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired:
-        raise VirtualBoardError(f"npm did not finish installing the MicroPython VM in {NPM_TIMEOUT_S} s") from None
-    if done.returncode != 0:
-        raise VirtualBoardError(f"npm could not install the MicroPython VM: {done.stderr.strip()[-500:]}")
+    command = [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"]
+    with start_child(command, cwd=target, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as npm_ci:
+        try:
+            _, errors = npm_ci.communicate(timeout=NPM_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            npm_ci.kill()
+            raise VirtualBoardError(f"npm did not finish installing the MicroPython VM in {NPM_TIMEOUT_S} s") from None
+    if npm_ci.returncode != 0:
+        raise VirtualBoardError(f"npm could not install the MicroPython VM: {errors.strip()[-500:]}")
     check_vm_installed(node)
 
 
@@ -147,7 +145,7 @@ class Mcu:
         if entry is not None:
             command += ["--vm", str(entry)]
         # A session of its own: Ctrl-C in the terminal powers off the board, not just its VM.
-        process = subprocess.Popen(
+        process = start_child(
             command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
