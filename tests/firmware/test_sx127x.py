@@ -134,9 +134,7 @@ def test_low_data_rate_optimize_is_on_when_a_symbol_lasts_more_than_16_ms(board)
 
 def test_a_chip_that_does_not_answer_is_enodev_at_init(board) -> None:
     board.silence_spi(CS)
-    assert run(board, f"attempt(lambda: SX127x(spi, Pin({CS}), Pin({DIO0}), Pin({RESET})) and 1)") == {
-        "errno": ENODEV
-    }
+    assert run(board, f"attempt(lambda: SX127x(spi, Pin({CS}), Pin({DIO0}), Pin({RESET})) and 1)") == {"errno": ENODEV}
 
 
 def test_a_chip_held_in_reset_by_its_line_does_not_answer(board) -> None:

@@ -132,7 +132,7 @@ class SX127x:
         self.standby()
         dio0.init(Pin.IN)
         dio0.irq(self._dio0, Pin.IRQ_RISING)
-        self.configure({"syncword": 0x12, "preamble_len": 8, "sf": 7, "bw": 125, "coding_rate": 5})
+        self.configure({"syncword": 0x12, "preamble_len": 8, "sf": 7, "bw": 125, "coding_rate": 5, "output_power": 14})
 
     # SPI: the first byte is wnr (1 write, 0 read) and the address; a burst goes on at the next
     # address, or through the FIFO for RegFifo (DS §4.3).
