@@ -105,7 +105,7 @@ class SX127x:
         self.crc_errors = 0
         self.rssi = 0
         self.snr = 0
-        self.ticks_ms = 0
+        self.ticks_ms = time.ticks_ms()
         self._sf = 7
         self._bw_hz = 125000
         self._coding_rate = 5
