@@ -137,6 +137,13 @@ def test_a_chip_that_does_not_answer_is_enodev_at_init(board) -> None:
     assert run(board, f"attempt(lambda: SX127x(spi, Pin({CS}), Pin({DIO0}), Pin({RESET})) and 1)") == {"errno": ENODEV}
 
 
+def test_the_driver_resets_the_chip_through_its_reset_line(board) -> None:
+    board.exec("poke(0x0A, 0x05)")  # RegPaRamp, which the driver leaves alone
+    assert registers(board, 0x0A) == [0x05]
+    board.exec("modem = radio()")
+    assert registers(board, 0x0A) == [0x09]  # its reset value
+
+
 def test_a_chip_held_in_reset_by_its_line_does_not_answer(board) -> None:
     board.exec(f"reset = Pin({RESET}, Pin.OUT, value=0)")
     assert registers(board, 0x42) == [0x00]
@@ -177,6 +184,7 @@ def test_a_frame_with_a_bad_crc_is_dropped_and_counted(board) -> None:
     board.exec("modem = radio()\nasyncio.create_task(receive(modem, 5000))")
     time.sleep(0.2)
     board.radio_receive(b"\xde\xad", -90, 8, valid_crc=False)
+    wait_for(lambda: run(board, "modem.crc_errors") == 1, 5)  # frames on air are a time on air apart
     board.radio_receive(b"\xbe\xef", -90, 8)
     assert results(board) == [["beef", -90, 32]]
     assert run(board, "modem.crc_errors") == 1
@@ -216,7 +224,8 @@ def test_lora_registers_written_in_fsk_mode_land_in_the_fsk_page(board) -> None:
 
 
 def test_the_fifo_is_not_written_in_sleep_and_is_lost_there(board) -> None:
-    board.exec("poke(0x01, 0x00); poke(0x01, 0x81); poke(0x0D, 0); poke(0x00, 0x55)")
+    board.exec("poke(0x01, 0x00); poke(0x01, 0x81); poke(0x0D, 0); poke(0x00, 0x55); poke(0x0D, 0)")
+    assert registers(board, 0x00) == [0x55]  # in Standby, the FIFO keeps what it was given
     board.exec("poke(0x01, 0x80); poke(0x0D, 0); poke(0x00, 0x66)")  # in Sleep: ignored
     board.exec("poke(0x01, 0x81); poke(0x0D, 0)")
     assert registers(board, 0x00) == [0x00]
@@ -224,7 +233,9 @@ def test_the_fifo_is_not_written_in_sleep_and_is_lost_there(board) -> None:
 
 def test_tx_requested_from_sleep_sends_nothing_and_never_raises_tx_done(board, medium) -> None:
     sent = medium.stats["sent"]
-    board.exec("poke(0x01, 0x00); poke(0x01, 0x80); poke(0x40, 0x40); poke(0x22, 4); poke(0x01, 0x83)")
+    board.exec("poke(0x01, 0x00); poke(0x01, 0x80); poke(0x40, 0x40); poke(0x22, 4)")
+    assert registers(board, 0x01, 0x22) == [0x80, 4]
+    board.exec("poke(0x01, 0x83)")
     time.sleep(0.3)
     assert registers(board, 0x12) == [0x00]
     assert run(board, f"Pin({DIO0}).value()") == 0
@@ -253,3 +264,22 @@ def test_a_dio0_rising_edge_runs_the_pins_irq_handler(board) -> None:
     )
     wait_for(lambda: run(board, "edges") != [], 5)
     assert run(board, "edges") == [1]
+
+
+def test_tx_with_a_payload_length_of_0_sends_nothing_and_never_raises_tx_done(board, medium) -> None:
+    sent = medium.stats["sent"]
+    board.exec(
+        "poke(0x01, 0x00); poke(0x01, 0x80); poke(0x01, 0x81); poke(0x40, 0x40); poke(0x22, 0); poke(0x01, 0x83)"
+    )
+    time.sleep(0.3)
+    assert registers(board, 0x01, 0x12) == [0x83, 0x00]  # left in TX, which never ends
+    assert medium.stats["sent"] == sent
+
+
+def test_rx_single_raises_rx_timeout_after_its_symbols_and_returns_to_standby(board) -> None:
+    # SF7 at 125 kHz: 1.024 ms symbols; RegSymbTimeout 100 -> about 102 ms.
+    board.exec("poke(0x01, 0x00); poke(0x01, 0x80); poke(0x01, 0x81); poke(0x1E, 0x74); poke(0x1F, 100)")
+    board.exec("poke(0x01, 0x86)")
+    assert registers(board, 0x01) == [0x86]
+    wait_for(lambda: registers(board, 0x12) == [0x80], 3)
+    assert registers(board, 0x01) == [0x81]

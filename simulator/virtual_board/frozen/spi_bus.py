@@ -62,14 +62,14 @@ def driven(pin):
     return _driven.get(pin)
 
 
-def level(pin):
-    """The level on GPIO `pin` as the board left it (one it never set floats low)."""
-    return _levels.get(pin, 0)
+def level(pin, floating=0):
+    """The level on GPIO `pin` as the board left it (one it never set: `floating`)."""
+    return _levels.get(pin, floating)
 
 
 def line(pin, new):
     """The level on GPIO `pin` is now `new`: a falling chip select starts a transaction."""
-    if level(pin) == new:
+    if _levels.get(pin) == new:
         return
     _levels[pin] = new
     for (_, _, _, cs), model in _devices.items():

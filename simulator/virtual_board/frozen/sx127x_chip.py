@@ -14,8 +14,9 @@
 # computed from the registers; RX fed by the radio medium's frames (the medium hears what the
 # registers say on entering RX), with RegPktRssiValue and RegPktSnrValue from its RSSI and SNR by the
 # HF port's formula; RegVersion; an optional reset line (low holds the chip in reset, a rising edge
-# resets it); no answer while unpowered. Not modelled: FSK/OOK, CAD, FHSS, the PLL and its lock
-# times, RegRssiValue, frequency errors, the LF port's RSSI offset.
+# resets it; left floating, the chip's pull-up keeps it high); no answer while unpowered. Not
+# modelled: FSK/OOK, CAD, FHSS, the PLL and its lock times, RegRssiValue, frequency errors, the LF
+# port's RSSI offset.
 import json
 from binascii import hexlify, unhexlify
 
@@ -136,15 +137,22 @@ class SX1276(spi_bus.Chip):
         if self.dio0_pin is not None and state.get("dio0") != self.dio0_pin:
             spi_bus.drive(self.dio0_pin, None)
         self.dio0_pin = state.get("dio0")
+        if self.reset_pin is not None and state.get("reset") != self.reset_pin:
+            spi_bus.drive(self.reset_pin, None)
         self.reset_pin = state.get("reset")
-        self.held_in_reset = self.reset_pin is not None and not spi_bus.level(self.reset_pin)
+        if self.reset_pin is not None:
+            # NRESET has a pull-up inside the chip: left floating, it runs (DS §7.2); the board's
+            # output overrides it.
+            spi_bus.drive(self.reset_pin, 1 if self.powered else None)
+        self.held_in_reset = self.reset_pin is not None and not spi_bus.level(self.reset_pin, 1)
         self.update_dio0()
 
     def unplug(self):
         self.stop_timer()
         self.tell_idle()
-        if self.dio0_pin is not None:
-            spi_bus.drive(self.dio0_pin, None)
+        for pin in (self.dio0_pin, self.reset_pin):
+            if pin is not None:
+                spi_bus.drive(pin, None)
 
     def line(self, pin, level):
         if pin != self.reset_pin:
