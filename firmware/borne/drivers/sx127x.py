@@ -1,5 +1,5 @@
 """Semtech SX1276/77/78 in LoRa mode, on SPI, written from the datasheet (DS: SX1276/77/78/79
-datasheet; "p." pages are rev 4's, "§" sections rev 7's).
+datasheet rev 4: "§" its sections, "p." its pages, "register table" its LoRa register map).
 
 `SX127x(spi, cs, dio0, reset)` resets the chip, checks it, and leaves it in LoRa standby;
 `configure(cfg)` takes the keys of a channel (`freq_khz`, `sf`, `bw`, `coding_rate`, `syncword`,
@@ -58,7 +58,7 @@ _PA_DAC = const(0x4D)
 
 _SILICON_VERSION = const(0x12)  # RegVersion of the SX1276/77/78/79 (DS p.112)
 
-# RegOpMode (DS §4.1.3, p.108): LongRangeMode, and the mode in bits 2:0.
+# RegOpMode (DS §4.1.3 and the register table): LongRangeMode, and the mode in bits 2:0.
 _LONG_RANGE = const(0x80)
 _LOW_FREQUENCY_MODE = const(0x08)  # the LF registers page: for the 137-525 MHz port only
 _SLEEP = const(0)
@@ -119,7 +119,7 @@ class SX127x:
             time.sleep_ms(5)
         if self._read(_VERSION) != _SILICON_VERSION:
             raise OSError(_ENODEV)  # no answer (MISO floats at 0x00 or 0xFF), or another chip
-        # LongRangeMode is writable in Sleep only (DS p.108): Sleep in FSK mode, then LoRa Sleep.
+        # LongRangeMode is writable in Sleep only (DS register table, RegOpMode): Sleep in FSK mode, then LoRa Sleep.
         self._write(_OP_MODE, self._read(_OP_MODE) & ~_MODE_MASK & 0xFF | _SLEEP)
         self._write(_OP_MODE, _LONG_RANGE | _SLEEP)
         if self._read(_OP_MODE) & _LONG_RANGE == 0:
@@ -128,7 +128,7 @@ class SX127x:
         # The whole FIFO for each direction: TX and RX never share it at once (DS §4.1.2.3).
         self._write(_FIFO_TX_BASE, 0x00)
         self._write(_FIFO_RX_BASE, 0x00)
-        self._write(_LNA, 0x23)  # G1 (the AGC picks the gain), LnaBoostHf 150 % current (DS p.109)
+        self._write(_LNA, 0x23)  # G1 (the AGC picks the gain), LnaBoostHf 150 % current (DS register table, RegLna)
         self.standby()
         dio0.init(Pin.IN)
         dio0.irq(self._dio0, Pin.IRQ_RISING)
@@ -200,7 +200,7 @@ class SX127x:
         self._write(_MODEM_CONFIG2, self._sf << 4 | 0x04)
         ldro = (1 << self._sf) * 1000000 // self._bw_hz > _LDRO_SYMBOL_US
         self._write(_MODEM_CONFIG3, 0x04 | (0x08 if ldro else 0))  # AgcAutoOn, LowDataRateOptimize
-        # DetectionOptimize 0x03 and DetectionThreshold 0x0A for SF7-12 (DS p.114).
+        # DetectionOptimize 0x03 and DetectionThreshold 0x0A for SF7-12 (DS register table).
         self._write(_DETECT_OPTIMIZE, self._read(_DETECT_OPTIMIZE) & 0xF8 | 0x03)
         self._write(_DETECTION_THRESHOLD, 0x0A)
         # Errata note 2.1 (sensitivity at 500 kHz) and 2.3 (spurious reception below 500 kHz).
@@ -215,7 +215,7 @@ class SX127x:
             self._write(_IF_FREQ2, 0x48 if bw == 0 else 0x44 if bw < 6 else 0x40)
 
     def _set_power(self, dbm):
-        # DS p.109 RegPaConfig, RegPaDac (§3.4.3) and RegOcp (p.85 Table 37).
+        # RegPaConfig's formulas (DS p.94), the +20 dBm PaDac (DS §5.4.3), RegOcp's trim (DS p.85 Table 37).
         if not self._pa_boost:
             # RFO: Pout = Pmax - (15 - OutputPower), MaxPower 7 gives Pmax 15 dBm.
             self._write(_PA_CONFIG, 0x70 | min(max(dbm, 0), 15))
@@ -235,7 +235,8 @@ class SX127x:
 
     def _set_iq(self, rx_inverted, tx_inverted):
         # RegInvertIQ bit 6 inverts RX; bit 0 is the TX path, 1 for normal I/Q; RegInvertIQ2 0x19 when
-        # either is inverted, 0x1D otherwise (DS p.114, and Semtech's reference driver).
+        # either is inverted, 0x1D otherwise: as Semtech's own reference driver sets them (the TX bit's
+        # sense is the reverse of what the register table says).
         value = 0x27 | (0x40 if rx_inverted else 0)
         if tx_inverted:
             value &= 0xFE

@@ -1,11 +1,11 @@
-# A Semtech SX1276 LoRa transceiver on SPI, at the level of its registers (datasheet rev 4 pages, rev 7
-# sections). A transaction starts when chip select falls; its first byte is wnr (1 write, 0 read) and
-# the address; each following byte writes or reads that register and the address goes on to the next
-# one, but for RegFifo (0x00), which goes through the FIFO at RegFifoAddrPtr (DS §4.3).
+# A Semtech SX1276 LoRa transceiver on SPI, at the level of its registers (DS: its datasheet, rev 4;
+# § sections, p. pages). A transaction starts when chip select falls; its first byte is wnr (1 write,
+# 0 read) and the address; each following byte writes or reads that register and the address goes on
+# to the next one, but for RegFifo (0x00), which goes through the FIFO at RegFifoAddrPtr (DS §4.3).
 #
 # Modelled: the register file with its reset values, FSK and LoRa pages (0x0D-0x3F are another
 # register in FSK mode); RegOpMode's modes and their rules: LongRangeMode changes in Sleep only (a
-# write elsewhere leaves the bit as it was, DS p.108), the FIFO is neither read nor written in Sleep
+# write elsewhere leaves the bit as it was, DS register table), the FIFO is neither read nor written in Sleep
 # and is lost there, TX starts from Standby with a payload length of 1 or more (from Sleep, or with 0,
 # nothing is sent and no TxDone comes: stricter than the chip may be), and the automatic returns to
 # Standby after TxDone, RxSingle's RxDone or RxTimeout (DS §4.1.6-4.1.7); the 256-byte FIFO and its
@@ -102,7 +102,7 @@ _READ_ONLY += (_HOP_CHANNEL, _FIFO_RX_BYTE_ADDR, _VERSION)
 
 
 class SX1276(spi_bus.Chip):
-    max_baudrate = 10_000_000  # SPI clock up to 10 MHz (DS §2.5.5)
+    max_baudrate = 10_000_000  # SPI clock up to 10 MHz (DS, SPI timing)
 
     def __init__(self, air):
         super().__init__(air)
