@@ -91,8 +91,8 @@ class Bridge:
         if len(packet) > contract.MAX_FRAME_SIZE:
             self.dropped += 1  # a stranger's long packet: no frame of ours, and no room in a record
             return
-        ended_us = time.ticks_add(time.ticks_us(), -time.ticks_diff(time.ticks_ms(), packet.ticks_ms) * 1000)
         radio = self.radio
+        ended_us = time.ticks_add(time.ticks_us(), -time.ticks_diff(time.ticks_ms(), radio.rx_ticks_ms) * 1000)
         record = self._writer.record
         struct.pack_into(
             contract.RECEIVED_LAYOUT,
@@ -103,12 +103,12 @@ class Bridge:
             radio.sf,
             radio.bw_hz,
             self.config["radio"]["coding_rate"],
-            packet.rssi,
-            packet.snr,
+            radio.rssi,
+            radio.snr,
             ended_us,
         )
         at = contract.RECEIVED_SIZE
-        for byte in packet:  # RxPacket subclasses bytearray, which slice assignment refuses
+        for byte in packet:  # a memoryview or lora's RxPacket (a bytearray): copied byte by byte
             record[at] = byte
             at += 1
         self._write(at)

@@ -1,4 +1,5 @@
-"""The LoRa modem, through micropython-lib's lora-async API, with each sub-band's duty cycle kept.
+"""The LoRa modem, with each sub-band's duty cycle kept: our SX127x driver (`borne/drivers/sx127x.py`)
+on SX1276 boards, micropython-lib's lora-async (installed by mip) on SX1262 boards for now.
 
 The board profile says which chip and pins; the configuration's "radio" section the channel.
 One task at a time uses the radio (`lock`): the modem is half duplex and has one channel.
@@ -18,9 +19,7 @@ _TX_SLACK_MS = const(1000)  # beyond the frame's time on air, before a send coun
 
 
 def make_modem(board_radio, lora_cfg):
-    """The lora-async modem of the board's radio chip (lora-sx127x or lora-sx126x, installed by mip)."""
-    import lora  # here: the installer's mip packages, absent from a board that only runs the codec
-
+    """The modem of the board's radio chip, configured with `lora_cfg`."""
     r = board_radio
     spi = SPI(
         r["spi_id"],
@@ -32,13 +31,16 @@ def make_modem(board_radio, lora_cfg):
         miso=Pin(r["miso"]),
     )
     reset = Pin(r["reset"]) if r.get("reset") is not None else None
-    dio1 = Pin(r["dio1"]) if r.get("dio1") is not None else None
     if r["chip"] == "sx1276":
-        cfg = dict(lora_cfg)
-        if r.get("tx_ant"):
-            cfg["tx_ant"] = r["tx_ant"]
-        return lora.AsyncSX1276(spi, Pin(r["cs"]), dio0=Pin(r["dio0"]), dio1=dio1, reset=reset, lora_cfg=cfg)
+        from borne.drivers.sx127x import SX127x
+
+        modem = SX127x(spi, Pin(r["cs"]), Pin(r["dio0"]), reset, pa_boost=r.get("tx_ant") == "PA_BOOST")
+        modem.configure(lora_cfg)
+        return modem
     if r["chip"] == "sx1262":
+        import lora  # here: the installer's mip packages, absent from a board that only runs the codec
+
+        dio1 = Pin(r["dio1"]) if r.get("dio1") is not None else None
         return lora.AsyncSX1262(
             spi,
             Pin(r["cs"]),
@@ -52,7 +54,9 @@ def make_modem(board_radio, lora_cfg):
 
 
 class Radio:
-    """Sends and receives frames on the configured channel; `deferrals` counts frames the duty cycle held back."""
+    """Sends and receives frames on the configured channel; `deferrals` counts frames the duty cycle held back.
+
+    `rssi` (dBm), `snr` (dB x 4) and `rx_ticks_ms` describe the last frame received."""
 
     def __init__(self, board_radio, radio_config):
         self.config = radio_config
@@ -69,6 +73,9 @@ class Radio:
         self.errors = 0
         self._faults = 0  # modem errors since the last call that worked
         self.air_us = 0  # time on air spent since boot
+        self.rssi = 0
+        self.snr = 0
+        self.rx_ticks_ms = 0
 
     def _lora_cfg(self, freq_khz):
         """The modem settings for `freq_khz`, made once per channel: retuning allocates nothing."""
@@ -152,8 +159,8 @@ class Radio:
         return sent
 
     async def receive(self, freq_khz, timeout_ms):
-        """The next frame heard on `freq_khz` within `timeout_ms`, or None (also if the modem failed).
-        Call with `lock` held."""
+        """The next frame heard on `freq_khz` within `timeout_ms`, or None (also if the modem failed);
+        valid until the next receive. Call with `lock` held."""
         try:
             self._tune(freq_khz)
             packet = await self.modem.recv(timeout_ms)
@@ -161,4 +168,10 @@ class Radio:
             self._failed()
             return None
         self._faults = 0
+        if packet is not None:
+            # Our driver keeps a packet's metadata beside its one buffer; lora-async's RxPacket in it.
+            about = packet if hasattr(packet, "rssi") else self.modem
+            self.rssi = about.rssi
+            self.snr = about.snr
+            self.rx_ticks_ms = about.ticks_ms
         return packet

@@ -86,6 +86,11 @@ __all__ = [
 _POLL_S = 0.05
 
 
+# Where the SX1276 sits: the SPI lines, chip select and DIO0 that every SX1276 board profile shares
+# (boards/heltec_v2.json, ttgo_lora32_v21.json, tbeam_sx1276.json), and heltec_v2's reset line.
+SX1276_WIRING = {"sck": 5, "mosi": 27, "miso": 19, "cs": 18, "dio0": 26, "reset": 14}
+
+
 class VirtualBoard:
     """A virtual ESP32 running MicroPython, reached over a pty at `port`, its flash kept in `flash`.
 
@@ -99,8 +104,10 @@ class VirtualBoard:
     `state` (default: beside `flash`, named `<flash>.state`) holds the NVS partition and, while the
     board has power, its RTC memory.
 
-    `radio` is the LoRa chip micropython-lib's `lora` finds on the board: "sx1276", "sx1262" or None;
-    a board on a `medium` (a `RadioMedium` shared with other boards) has an SX1276 unless told.
+    `radio` is the board's LoRa chip: "sx1276", "sx1262" or None; a board on a `medium` (a
+    `RadioMedium` shared with other boards) has an SX1276 unless told. An SX1276 is the register-level
+    model of `frozen/sx127x_chip.py`, wired as `SX1276_WIRING` says (`wire_spi` rewires it); an SX1262
+    is micropython-lib's `lora` API on the medium (`frozen/lora.py`).
     """
 
     def __init__(
@@ -131,6 +138,8 @@ class VirtualBoard:
         silicon = Silicon(self.flash, self.state, unique_id, radio, node)
         self.power = Power(silicon, link, self.peripherals.world, self.console.show)
         self._link = link
+        if radio == "sx1276":
+            self.peripherals.wire_spi("sx1276", **SX1276_WIRING)
         self._pump: threading.Thread | None = None
 
     def __enter__(self) -> VirtualBoard:

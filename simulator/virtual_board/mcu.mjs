@@ -129,7 +129,7 @@ function emit(type, body = {}) {
 // The world outside the chip as the host last set it: the levels it drives on input pins (-1: none),
 // the voltages on ADC pins, and the last message of every other type (the chips on the buses).
 const world = { pins: {}, adc: {}, last: {} };
-const handlers = {}; // the frozen modules' handlers of control messages, by type (_board.on_control)
+const handlers = {}; // the frozen modules' handlers of control messages, lists by type (_board.on_control)
 
 // Each control message updates the world, and gives its handler (if any) these arguments. The chips
 // on the buses go to Python as the line that described them, whose numbers JavaScript would change.
@@ -154,11 +154,12 @@ function control(line) {
   if (apply === undefined) fs.writeSync(2, `virtual board: unknown control message ${type}\n`);
   else {
     const args = apply(message, line);
-    try {
-      handlers[type]?.(...args);
-    } catch (error) {
-      fs.writeSync(2, `virtual board: ${type} handler failed: ${error}\n`);
-    }
+    for (const handler of handlers[type] ?? [])
+      try {
+        handler(...args);
+      } catch (error) {
+        fs.writeSync(2, `virtual board: ${type} handler failed: ${error}\n`);
+      }
   }
   if (seq !== undefined) emit("ack", { seq });
 }
@@ -251,10 +252,10 @@ mp.registerJsModule("_board", {
   adc_input: (pin) => world.adc[pin] ?? 0,
   last_control: (type) => world.last[type] ?? "", // the last message of that type as JSON, or ""
   on_control: (type, handler) => {
-    handlers[type] = handler;
+    (handlers[type] ??= []).push(handler); // the lora module and the radio chip models share radio_frame
     return 0;
   },
-  // The LoRa modem (lora.py): its settings as JSON, stamped in ns of the monotonic clock, which the
+  // The LoRa modem (lora.py, or a radio chip's model): its settings as JSON, stamped in ns of the monotonic clock, which the
   // host reads too (the pipe may be read late).
   radio_chip: options.radio,
   radio_receiving: (settings) => emit("radio_receiving", { at_ns: now(), settings: JSON.parse(settings) }),

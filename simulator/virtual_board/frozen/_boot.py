@@ -63,12 +63,32 @@ def interrupt():
         _main_task = None
 
 
+class _ThreadSafeFlag:
+    # ESP32's asyncio.ThreadSafeFlag, which this port lacks: set() from an IRQ handler wakes the task
+    # in wait(), which clears it. Here IRQ handlers run on Node's event loop, as the tasks do, so an
+    # Event is safe to set from them.
+    def __init__(self):
+        self._event = asyncio.Event()
+
+    def set(self):
+        self._event.set()
+
+    def clear(self):
+        self._event.clear()
+
+    async def wait(self):
+        await self._event.wait()
+        self._event.clear()
+
+
 def start():
-    """Mount the flash at '/' (the port mounts the Emscripten filesystem there) and supply asyncio.run."""
+    """Mount the flash at '/' (the port mounts the Emscripten filesystem there) and supply
+    asyncio.run and asyncio.ThreadSafeFlag."""
     vfs.umount("/")
     vfs.mount(HostFlash(), "/")
     os.chdir("/")
     asyncio.run = _run
+    asyncio.ThreadSafeFlag = _ThreadSafeFlag
 
 
 def run_script(name):

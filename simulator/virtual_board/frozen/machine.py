@@ -132,6 +132,9 @@ def _level(pin, host_level):
     pad = _pads.get(pin) or _Pad()
     if _driven_by_board(pad):
         return pad.latch
+    chip_level = spi_bus.driven(pin)
+    if chip_level is not None:  # a chip's output (an IRQ line) wins over the host's
+        return chip_level
     if host_level >= 0:
         return host_level
     return 1 if pad.pull == Pin.PULL_UP else 0  # a floating input reads low
@@ -145,10 +148,23 @@ def _report_output(pin):
 
 def _host_changed_pin(pin, old, new):
     # The handler of the host's pin_level messages: run the IRQ handler of a matching edge.
+    _edge(pin, _level(pin, old), _level(pin, new))
+
+
+def _chip_changed_pin(pin, old, new):
+    # A chip on a bus changed the level it drives on `pin` (None: released).
+    host = _board.pin_input(pin)
+    pad = _pads.get(pin) or _Pad()
+    if _driven_by_board(pad):
+        return
+    floating = host if host >= 0 else 1 if pad.pull == Pin.PULL_UP else 0
+    _edge(pin, floating if old is None else old, floating if new is None else new)
+
+
+def _edge(pin, before, after):
     pad = _pads.get(pin)
     if pad is None or pad.handler is None:
         return
-    before, after = _level(pin, old), _level(pin, new)
     edge = Pin.IRQ_RISING if after > before else Pin.IRQ_FALLING if after < before else 0
     if edge & pad.trigger:
         try:
@@ -159,6 +175,7 @@ def _host_changed_pin(pin, old, new):
 
 
 _board.on_control("pin_level", _host_changed_pin)
+spi_bus.on_drive = _chip_changed_pin
 # The chips wired at power-on; here, since the chips' modules import the buses' modules.
 i2c_bus.configure(_board.last_control("i2c_chips"), booting=True)
 spi_bus.configure(_board.last_control("spi_chips"), booting=True)

@@ -14,7 +14,9 @@ import i2c_bus
 
 _devices = {}  # (sck, mosi, miso, cs) -> model
 _levels = {}  # GPIO -> the level the board last set on it
+_driven = {}  # GPIO -> the level a chip drives on it
 _described = None
+on_drive = None  # machine's: called with (pin, old, new) when a chip changes the level it drives
 
 
 def configure(line, booting=False):
@@ -22,6 +24,7 @@ def configure(line, booting=False):
     wired keep their state."""
     global _described
     from mfrc522_chip import MFRC522  # here: the chips' modules build on Chip, below
+    from sx127x_chip import SX1276
 
     if not line:
         return
@@ -29,19 +32,44 @@ def configure(line, booting=False):
     if described == _described:
         return
     _described = described
-    wired = i2c_bus.rewire(_devices, {"mfrc522": MFRC522}, described, ("sck", "mosi", "miso", "cs"), booting)
+    kinds = {"mfrc522": MFRC522, "sx1276": SX1276}
+    wired = i2c_bus.rewire(_devices, kinds, described, ("sck", "mosi", "miso", "cs"), booting)
+    for key, model in _devices.items():
+        if wired.get(key) is not model:
+            model.unplug()
     _devices.clear()
     _devices.update(wired)
 
 
-def level(pin):
-    """The level on GPIO `pin` as the board left it (one it never set floats low)."""
-    return _levels.get(pin, 0)
+def models():
+    """The chips wired now."""
+    return list(_devices.values())
+
+
+def drive(pin, new):
+    """A chip drives `new` on GPIO `pin` (None: releases it)."""
+    old = _driven.get(pin)
+    if new is None:
+        _driven.pop(pin, None)
+    else:
+        _driven[pin] = new
+    if old != new and on_drive is not None:
+        on_drive(pin, old, new)
+
+
+def driven(pin):
+    """The level a chip drives on GPIO `pin`, or None."""
+    return _driven.get(pin)
+
+
+def level(pin, floating=0):
+    """The level on GPIO `pin` as the board left it (one it never set: `floating`)."""
+    return _levels.get(pin, floating)
 
 
 def line(pin, new):
     """The level on GPIO `pin` is now `new`: a falling chip select starts a transaction."""
-    if level(pin) == new:
+    if _levels.get(pin) == new:
         return
     _levels[pin] = new
     for (_, _, _, cs), model in _devices.items():
@@ -88,6 +116,9 @@ class Chip(i2c_bus.Chip):
 
     def line(self, pin, level):
         """The board set `level` on GPIO `pin`, which may be a line of this chip (a reset, say)."""
+
+    def unplug(self):
+        """The chip was taken off the board: it releases the pins it drove."""
 
     def exchange(self, byte):
         """The byte this chip shifts out on MISO while `byte` comes in on MOSI, or None (MISO released)."""
