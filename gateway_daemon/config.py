@@ -208,8 +208,9 @@ def _check(config: Config, where: str) -> Config:
 def site_config(gateway_name: str, registry_file: Path, state_file: Path) -> str:
     """The example configuration with this gateway's name and files set: what `borne site init` writes."""
     text = EXAMPLE
+    defaults = tomllib.loads(EXAMPLE)["gateway"]
     for key, value in (("name", gateway_name), ("registry_file", str(registry_file)), ("state_file", str(state_file))):
-        default = f'{key} = "{tomllib.loads(EXAMPLE)["gateway"][key]}"'
+        default = f'{key} = "{defaults[key]}"'
         assert default in text, f"the example configuration lost its {key} line"
         text = text.replace(default, f"{key} = {json.dumps(value)}", 1)
     parse_config(text, "the site's gateway configuration")

@@ -152,7 +152,7 @@ class Radio:
             self.air_us += airtime
             # The modem waits for TX_DONE without end if it never comes: a deadline does not.
             sent = await asyncio.wait_for_ms(self.modem.send(frame, tx_at_ms), late_ms + airtime // 1000 + _TX_SLACK_MS)
-        except (TimeoutError, OSError, RuntimeError, ValueError, KeyError):
+        except (asyncio.TimeoutError, OSError, RuntimeError, ValueError, KeyError):  # noqa: UP041 (MicroPython has no builtin TimeoutError)
             self._failed()
             return None
         self._faults = 0
