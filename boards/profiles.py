@@ -32,6 +32,9 @@ _DRIVEN = frozenset(
     | {"nfc_spi.reset", "i2c.sda", "i2c.scl", "led", "vext"}
 )
 
+# The MFRC522 module's pin labels (its chip select is printed SDA) and the profile's keys.
+_MFRC522_PINS = (("SCK", "sck"), ("MOSI", "mosi"), ("MISO", "miso"), ("SDA/CS", "cs"), ("RST", "reset"))
+
 
 class BoardError(Exception):
     """A board name or profile that cannot be used; the message says what to do."""
@@ -100,3 +103,18 @@ def pin_problems(profile: dict[str, Any]) -> list[str]:
     if battery and battery.get("pin") not in _ADC[mcu]:
         problems.append(f"battery: GPIO{battery.get('pin')} of an {mcu} has no ADC")
     return problems
+
+
+def wiring(profile: dict[str, Any]) -> list[tuple[str, str]]:
+    """What an installer wires to the board and on which GPIOs: (part, pins) rows for
+    `borne board wiring` and the installer's guides. Power every part from the board's 3V3 and GND."""
+    rows = []
+    i2c, nfc = profile["i2c"], profile["nfc_spi"]
+    if i2c:
+        rows.append(("I2C: PN532, BME280, SCD4x, SHT4x", f"SDA GPIO{i2c['sda']}, SCL GPIO{i2c['scl']}"))
+    if nfc:
+        pins = ", ".join(f"{label} GPIO{nfc[key]}" for label, key in _MFRC522_PINS)
+        rows.append(("SPI: MFRC522", pins))
+    if profile["pulse"] is not None:
+        rows.append(("S0", f"S0+ GPIO{profile['pulse']}, S0- GND"))
+    return rows

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from boards import provisioning
 from boards.installer import Installer, InstallError
-from boards.profiles import BoardError, load_profile, profile_names
+from boards.profiles import BoardError, load_profile, profile_names, wiring
 from boards.provisioning import NodeOptions, ProvisioningError
 from boards.registry import Device
 from payload_codec.schema import DIRECTIONS
@@ -31,6 +31,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     actions = board.add_subparsers(dest="action", required=True, metavar="ACTION")
     profiles = actions.add_parser("profiles", help="the supported boards, with their description")
     profiles.set_defaults(run=_profiles)
+    wiring_help = "what to wire to a board and on which GPIOs (the installer's guides hold the same tables)"
+    board_wiring = actions.add_parser("wiring", help=wiring_help, description=wiring_help + ".")
+    board_wiring.add_argument("board", metavar="NAME", help="its profile (`borne board profiles`)")
+    board_wiring.set_defaults(run=_wiring)
 
     flash = actions.add_parser(
         "flash",
@@ -118,6 +122,15 @@ def _profiles(args: argparse.Namespace) -> int:
     for name in profile_names():
         profile = load_profile(name)
         print(f"{name:<18} {profile['description']}")
+    return 0
+
+
+def _wiring(args: argparse.Namespace) -> int:
+    profile = load_profile(args.board)
+    print(f"{args.board}: {profile['description']}")
+    for part, pins in wiring(profile):
+        print(f"  {part:<34} {pins}")
+    print("  power each part from the board's 3V3 and GND pins")
     return 0
 
 
