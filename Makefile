@@ -8,7 +8,7 @@ NPM_PROJECT := simulator/virtual_board
 NODE_INSTALLED := $(NPM_PROJECT)/node_modules/.package-lock.json
 SYSTEM_PACKAGES := mosquitto:mosquitto
 
-.PHONY: demo test bench lint vectors clean
+.PHONY: demo test bench soak lint vectors clean
 
 $(INSTALLED): pyproject.toml scripts/bootstrap
 	scripts/bootstrap $(SYSTEM_PACKAGES)
@@ -34,6 +34,10 @@ lint: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(PYTHON) -m bench
+
+# The virtual site through 10,000 check-ins and a schedule of faults (about an hour); prints what was lost.
+soak: $(INSTALLED) $(NODE_INSTALLED)
+	$(VENV)/bin/borne sim soak --checkins 10000
 
 vectors: $(INSTALLED)
 	$(VENV)/bin/borne codec vectors

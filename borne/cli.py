@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 from boards.keyfile import KeyFileError
 from gateway_daemon import cli as gateway_cli
-from simulator import demo
+from simulator import demo, soak
+from simulator.virtual_board.board import install_vm
 
 from . import __version__, board_cli, codec_cli
 
@@ -25,9 +27,40 @@ def build_parser() -> argparse.ArgumentParser:
         "board", help="run one virtual board on a pty", description=board_cli.SIM_DESCRIPTION
     )
     board_cli.add_sim_options(board)
+    add_soak_command(sim_actions)
     board_cli.add_commands(commands)
     add_demo_command(commands)
     return parser
+
+
+def add_soak_command(actions: argparse._SubParsersAction) -> None:
+    parser = actions.add_parser(
+        "soak",
+        help="the virtual site through many check-ins and faults; counts what was lost",
+        description=soak.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    defaults = soak.SoakOptions()
+    parser.add_argument("--checkins", type=int, default=defaults.checkins, help="badges presented (%(default)s)")
+    parser.add_argument("--doors", type=int, default=defaults.doors, help="door nodes (%(default)s)")
+    parser.add_argument(
+        "--faults-per-kind", type=int, default=defaults.faults_per_kind, help="default: one per 1,000 check-ins"
+    )
+    parser.add_argument(
+        "--outage", type=float, default=defaults.outage_s, help="seconds a gateway outage lasts (%(default)s)"
+    )
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--work", type=Path, help="where the boards' flash, the state and logs go (a temp dir)")
+    parser.set_defaults(run=_run_soak)
+
+
+def _run_soak(args: argparse.Namespace) -> int:
+    options = soak.SoakOptions(args.checkins, args.doors, args.faults_per_kind, args.outage, args.seed)
+    install_vm()
+    if args.work is not None:
+        return soak.main(args.work, options)
+    with tempfile.TemporaryDirectory(prefix="borne-soak-") as work:
+        return soak.main(Path(work), options)
 
 
 def add_demo_command(commands: argparse._SubParsersAction) -> None:

@@ -14,9 +14,12 @@ import aiomqtt
 class MqttLog:
     """Subscribes at start() (QoS 1) and records every message until stop(); `wait_for` polls it."""
 
-    def __init__(self, port: int, topic: str = "borne/#") -> None:
+    def __init__(self, port: int, topic: str = "borne/#", *, session: str | None = None) -> None:
+        """`session`: a client id whose subscription the broker keeps across disconnections and its own
+        restarts (a persistent session), so that nothing published meanwhile is missed."""
         self.port = port
         self.topic = topic
+        self.session = session
         self.messages: list[tuple[str, object]] = []  # (topic, JSON payload, or its text if not JSON)
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
@@ -49,7 +52,8 @@ class MqttLog:
     async def _record(self) -> None:
         while True:  # rides out broker restarts, as a consumer should
             try:
-                async with aiomqtt.Client("127.0.0.1", self.port) as client:
+                persistent = {"identifier": self.session, "clean_session": False} if self.session else {}
+                async with aiomqtt.Client("127.0.0.1", self.port, **persistent) as client:
                     await client.subscribe(self.topic, qos=1)
                     self._subscribed.set()
                     async for message in client.messages:

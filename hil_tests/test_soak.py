@@ -1,0 +1,21 @@
+"""The short soak of `make test`: a few hundred check-ins through every fault, none lost or duplicated.
+
+`make soak` runs the long one (10,000 check-ins) and prints its table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from simulator.soak import FAULTS, SoakOptions, run_soak
+
+
+def test_a_short_soak_loses_and_duplicates_no_check_in_through_every_fault(tmp_path: Path) -> None:
+    said: list[str] = []
+    report = run_soak(tmp_path, SoakOptions(checkins=200, doors=3, faults_per_kind=1, outage_s=20), say=said.append)
+    print(report.table())
+    assert report.faults == {kind: 1 for kind in FAULTS}
+    assert report.presented == 200
+    assert not report.lost, report.table()
+    assert report.duplicates == 0, report.table()
+    assert report.published == 200
+    assert any("presented, " in line for line in said)  # progress is shown on the way

@@ -1,0 +1,264 @@
+"""`borne sim soak`: the virtual site through thousands of check-ins and a schedule of faults.
+
+Doors with PN532 readers see a stream of visitors, each with a badge of their own, while the
+broker restarts, the gateway daemon is SIGKILLed, the bridge board is unplugged, the gateway is
+stopped for a while and doors lose their power. Then every check-in presented is looked for on
+MQTT by its badge's token (each badge is presented once), and the table says what a day of
+faults cost:
+
+    presented  published  lost  duplicates  copies  time error p50/p99  frames on air  collisions
+
+`lost` are badges never published; `duplicates` are badges published under more than one event
+id (a consumer that deduplicates on event ids would count them twice); `copies` are repeated
+deliveries of one event id (QoS 1's at-least-once, removed by deduplicating on the event id).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import statistics
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from payload_codec import badge_token, derive_badge_key
+from simulator.mqtt_log import MqttLog
+from simulator.test_keys import TEST_MASTER_KEY
+from simulator.virtual_site import NodeSpec, VirtualSite
+
+RADIO = {"sf": 7}  # the shortest airtime: the most check-ins per node within the 1 % duty cycle
+BADGE_HELD_S = 0.8  # long enough for the reader's poll to see the badge
+BETWEEN_VISITORS_S = 0.7  # the reader sees the badge gone before the next one comes
+DRAIN_S = 180  # at the end, how long check-ins still queued on nodes may take to be published
+FAULTS = ("broker restart", "daemon SIGKILL", "bridge unplugged", "gateway outage", "door power cut")
+
+
+@dataclass(frozen=True)
+class SoakOptions:
+    """`borne sim soak`'s options."""
+
+    checkins: int = 10_000
+    doors: int = 6
+    faults_per_kind: int = 0  # 0: one of each kind per 1,000 check-ins, at least one
+    outage_s: float = 60  # how long a gateway outage lasts
+    seed: int = 1
+
+
+@dataclass
+class Presentation:
+    door: str
+    token: str
+    at: float  # wall-clock time the badge was presented
+
+
+@dataclass
+class SoakReport:
+    presented: int
+    published: int
+    lost: list[Presentation]
+    duplicates: int
+    copies: int
+    time_errors_s: list[float]
+    medium: dict[str, int]
+    faults: Counter[str] = field(default_factory=Counter)
+    elapsed_s: float = 0
+
+    def table(self) -> str:
+        errors = sorted(self.time_errors_s)
+        p50 = statistics.median(errors) if errors else float("nan")
+        p99 = errors[min(len(errors) - 1, int(len(errors) * 0.99))] if errors else float("nan")
+        faults = ", ".join(f"{count} {kind}" for kind, count in self.faults.items()) or "none"
+        header = ("presented", "published", "lost", "duplicates", "copies", "time error p50 / p99", "frames on air")
+        values = (
+            self.presented,
+            self.published,
+            len(self.lost),
+            self.duplicates,
+            self.copies,
+            f"{p50:.2f} s / {p99:.2f} s",
+            self.medium.get("sent", 0),
+        )
+        widths = [max(len(str(h)), len(str(v))) for h, v in zip(header, values, strict=True)]
+        lines = [
+            f"faults: {faults}; {self.elapsed_s / 60:.1f} min",
+            "  ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True)) + "  collisions",
+            "  ".join(f"{v!s:>{w}}" for v, w in zip(values, widths, strict=True))
+            + f"  {self.medium.get('collided', 0):>10}",
+        ]
+        for missing in self.lost[:10]:
+            lines.append(f"lost: badge {missing.token} at {missing.door}, presented {time.ctime(missing.at)}")
+        return "\n".join(lines)
+
+
+def run_soak(work: Path, options: SoakOptions, say: Callable[[str], None] = print) -> SoakReport:
+    """Run the soak in `work` and return its report; `say` gets progress lines."""
+    doors = [
+        NodeSpec(300 + i, f"door-{i}", nfc="pn532", direction=("in", "out")[i % 2], status_s=600)
+        for i in range(options.doors)
+    ]
+    room = NodeSpec(400, "room", sensors=("bme280",), telemetry_s=60, status_s=600)
+    badge_key = derive_badge_key(TEST_MASTER_KEY)
+    rng = random.Random(options.seed)
+    started = time.monotonic()
+    with VirtualSite(work, [*doors, room], radio=RADIO, seed=options.seed) as site:
+        mqtt = MqttLog(site.mqtt_port, "borne/+/+/checkin", session="soak").start()
+        try:
+            visits = _Visits(site, [door.name for door in doors], options.checkins, badge_key)
+            schedule = _schedule(options, rng)
+            faults: Counter[str] = Counter()
+            visitors = [threading.Thread(target=visits.run, args=(door,), daemon=True) for door in visits.doors]
+            for thread in visitors:
+                thread.start()
+            next_progress = time.monotonic()
+            while any(thread.is_alive() for thread in visitors):
+                if schedule and visits.count >= schedule[0][0]:
+                    _, kind = schedule.pop(0)
+                    say(f"{visits.count}/{options.checkins} presented: {kind}")
+                    _inject(site, visits, kind, options, rng)
+                    faults[kind] += 1
+                if time.monotonic() >= next_progress:
+                    say(f"{visits.count}/{options.checkins} presented, {len(mqtt.on('checkin'))} published")
+                    next_progress = time.monotonic() + 30
+                time.sleep(0.2)
+            if visits.failure is not None:
+                raise visits.failure
+            say(f"all {visits.count} presented; waiting for the last check-ins to be published")
+            tokens = {p.token for p in visits.presented}
+            deadline = time.monotonic() + DRAIN_S
+            while time.monotonic() < deadline and not tokens <= {m["badge_token"] for m in mqtt.on("checkin")}:
+                time.sleep(0.5)
+            return _report(visits.presented, mqtt.on("checkin"), site.medium.stats, faults, started)
+        finally:
+            mqtt.stop()
+
+
+class _Visits:
+    """Visitors at the doors, one thread per door; a door can be paused for a fault."""
+
+    def __init__(self, site: VirtualSite, doors: list[str], total: int, badge_key: bytes) -> None:
+        self.site = site
+        self.doors = doors
+        self.total = total
+        self.badge_key = badge_key
+        self.presented: list[Presentation] = []
+        self.failure: BaseException | None = None
+        self.locks = {door: threading.Lock() for door in doors}  # held while a badge is at the reader
+        self._numbers = itertools.count()
+        self._lock = threading.Lock()
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return len(self.presented)
+
+    def run(self, door: str) -> None:
+        try:
+            while (number := self._next()) is not None:
+                uid = bytes([0x04]) + number.to_bytes(6, "big")  # a badge of its own for every visit
+                with self.locks[door]:
+                    self.site.present_badge(door, uid)
+                    at = time.time()
+                    time.sleep(BADGE_HELD_S)
+                    self.site.remove_badge(door)
+                    with self._lock:
+                        self.presented.append(Presentation(door, badge_token(self.badge_key, uid).hex(), at))
+                    time.sleep(BETWEEN_VISITORS_S)
+        except BaseException as error:  # raised again by the soak's own thread
+            self.failure = error
+
+    def _next(self) -> int | None:
+        with self._lock:
+            number = next(self._numbers)
+            return number if number < self.total and self.failure is None else None
+
+
+def _schedule(options: SoakOptions, rng: random.Random) -> list[tuple[int, str]]:
+    """(presented count, fault) in order: every kind the same number of times, spread over the run."""
+    per_kind = options.faults_per_kind or max(1, options.checkins // 1000)
+    kinds = [kind for _ in range(per_kind) for kind in FAULTS]
+    rng.shuffle(kinds)
+    step = options.checkins / (len(kinds) + 1)
+    return [(round(step * (i + 1)), kind) for i, kind in enumerate(kinds)]
+
+
+def _inject(site: VirtualSite, visits: _Visits, kind: str, options: SoakOptions, rng: random.Random) -> None:
+    if kind == "broker restart":
+        site.broker.stop()
+        time.sleep(5)
+        site.broker.start()
+    elif kind == "daemon SIGKILL":
+        assert site.gateway is not None
+        site.gateway.kill()
+        site.gateway.wait()
+        site.gateway = None
+        time.sleep(2)  # systemd's RestartSec
+        site.start_gateway()
+    elif kind == "bridge unplugged":
+        bridge = site.boards["bridge"]
+        bridge.close()  # its USB power and its serial port go together
+        time.sleep(5)
+        bridge.start()
+    elif kind == "gateway outage":
+        site.stop_gateway()
+        time.sleep(options.outage_s)
+        site.start_gateway()
+    elif kind == "door power cut":
+        door = rng.choice(visits.doors)
+        with visits.locks[door]:  # between two visitors: a badge at the reader when power goes is not read
+            board = site.boards[door]
+            board.close()
+            time.sleep(3)
+            board.start()
+    else:
+        raise ValueError(f"unknown fault {kind!r}")
+
+
+def _report(
+    presented: list[Presentation],
+    published: list[dict],
+    medium: dict[str, int],
+    faults: Counter[str],
+    started: float,
+) -> SoakReport:
+    event_ids = Counter(message["event_id"] for message in published)
+    first_of = {}  # each event id's first delivery
+    for message in published:
+        first_of.setdefault(message["event_id"], message)
+    by_token: dict[str, list[dict]] = {}
+    for message in first_of.values():
+        by_token.setdefault(message["badge_token"], []).append(message)
+    lost = [p for p in presented if p.token not in by_token]
+    errors = [
+        abs(_unix(by_token[p.token][0]["time"]) - p.at) for p in presented if p.token in by_token
+    ]  # the first event id's time
+    return SoakReport(
+        presented=len(presented),
+        published=len(by_token),
+        lost=lost,
+        duplicates=sum(len(messages) - 1 for messages in by_token.values()),
+        copies=sum(count - 1 for count in event_ids.values()),
+        time_errors_s=errors,
+        medium=medium,
+        faults=faults,
+        elapsed_s=time.monotonic() - started,
+    )
+
+
+def _unix(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def main(work: Path, options: SoakOptions) -> int:
+    """Run the soak, print its table; 1 if a check-in was lost or duplicated."""
+    report = run_soak(work, options, say=lambda text: print(f"{time.strftime('%H:%M:%S')}  {text}", flush=True))
+    print(report.table())
+    if report.lost or report.duplicates:
+        print("soak failed: check-ins were lost or duplicated", file=sys.stderr)
+        return 1
+    return 0
