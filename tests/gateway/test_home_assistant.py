@@ -26,5 +26,6 @@ def test_every_discovery_template_reads_a_key_published_on_its_topic():
     assert len(configs) == len(SENSORS) + len(STATUS_SENSORS) + 1
     for config in configs:
         kind = config.get("state_topic", config.get("topic")).rsplit("/", 1)[1]
-        key = re.fullmatch(r"\{\{ value_json\.(\w+) \}\}", config["value_template"]).group(1)
+        reads = re.fullmatch(r"\{\{ value_json(?:\.get\('(\w+)'\)|\.(\w+)) \}\}", config["value_template"])
+        key = reads.group(1) or reads.group(2)
         assert key in PUBLISHED[kind], (kind, key)
