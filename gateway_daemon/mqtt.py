@@ -76,6 +76,7 @@ class Publisher:
         gateway = config.gateway.name
         self.topic_base = f"{config.mqtt.topic_prefix}/gateway/{gateway}"
         self.firmware: dict[int, str] = {}  # device id → the version its last status named
+        self._retained_counters: dict[str, int] = {}  # state topic → counter of the message retained on it
 
     def wake(self) -> None:
         """Something new is waiting: an accepted event or a rejected input."""
@@ -200,9 +201,23 @@ class Publisher:
                 await self._wake.wait()
 
     async def _publish(self, client: aiomqtt.Client, event: OutboxEvent) -> None:
-        await send(client, event.topic, event.payload, retain=event.kind in RETAINED_KINDS)
+        await send(client, event.topic, event.payload, retain=self._retains(event))
         self.state.delivered(event.seq)
         self.published += 1
+
+    def _retains(self, event: OutboxEvent) -> bool:
+        """Whether the broker should keep this event as its device's latest state.
+
+        A frame accepted late, by the receive window, is older than what is retained already:
+        it is published, but must not replace the newer state.
+        """
+        if event.kind not in RETAINED_KINDS:
+            return False
+        counter = json.loads(event.payload)["counter"]
+        if counter < self._retained_counters.get(event.topic, -1):
+            return False
+        self._retained_counters[event.topic] = counter
+        return True
 
     async def _publish_diagnostics(self, client: aiomqtt.Client) -> None:
         # Diagnostics are best effort (QoS 0): they are counted in stats whatever happens.

@@ -174,6 +174,17 @@ async def test_home_assistant_restarted_reads_the_last_states_and_replays_no_bad
             assert restarted.warnings == [] and restarted.errors == []
 
 
+async def test_a_report_accepted_late_does_not_replace_the_newer_retained_state(tmp_path, broker):
+    write_devices(tmp_path)
+    async with Site(tmp_path, broker.port) as site:
+        async with HomeAssistantModel(broker.port) as ha:
+            for counter, co2 in ((1, 400), (5, 800), (3, 500)):  # 3 came by a slower path: the window takes it
+                site.radio.hear(build_frame(Telemetry(co2_ppm=co2), AIR.device_id, counter, AIR.keys))
+                await ha.until(lambda co2=co2: numeric(ha, f"{node(AIR)}_co2_ppm") == co2)
+        async with HomeAssistantModel(broker.port) as restarted:
+            await restarted.until(lambda: numeric(restarted, f"{node(AIR)}_co2_ppm") == 800)
+
+
 async def test_the_model_would_see_a_retained_checkin_replayed_and_a_missing_field_warned(broker):
     """The model catches what the tests above check: a retained check-in, a template without a default."""
     door_config = discovery_messages([DOOR], "gw-test", "borne", "homeassistant")
