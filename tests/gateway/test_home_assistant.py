@@ -71,7 +71,7 @@ def write_devices(directory: Path) -> None:
     Registry({device.device_id: device for device in (DOOR, AIR, METER)}).save(directory / "devices.toml")
 
 
-class Air:
+class Nodes:
     """Frames from the registry's devices, each with its own next counter, heard by a site's radio."""
 
     def __init__(self, site: Site) -> None:
@@ -101,12 +101,12 @@ def numeric(model: HomeAssistantModel, key: str) -> float | None:
 async def test_home_assistant_sees_every_device_kind_the_gateway_and_firmware(tmp_path, broker):
     write_devices(tmp_path)
     async with Site(tmp_path, broker.port) as site, HomeAssistantModel(broker.port) as ha:
-        air = Air(site)
-        await air.send(DOOR, Status(firmware="1.4.2", uptime_s=60, queue_depth=2))
-        await air.send(AIR, Telemetry(temperature_c=21.5, humidity_pct=40.0, pressure_hpa=1013.2, co2_ppm=650))
-        await air.send(METER, Telemetry(meter_pulses=1234, battery_mv=3700))
-        await air.send(METER, Status(firmware="1.3.0", uptime_s=60))
-        await air.send(DOOR, checkin())
+        nodes = Nodes(site)
+        await nodes.send(DOOR, Status(firmware="1.4.2", uptime_s=60, queue_depth=2))
+        await nodes.send(AIR, Telemetry(temperature_c=21.5, humidity_pct=40.0, pressure_hpa=1013.2, co2_ppm=650))
+        await nodes.send(METER, Telemetry(meter_pulses=1234, battery_mv=3700))
+        await nodes.send(METER, Status(firmware="1.3.0", uptime_s=60))
+        await nodes.send(DOOR, checkin())
         site.radio.hear(b"\x00 not a frame")
 
         await ha.until(lambda: [scan.tag_id for scan in ha.tag_scans] == [TOKEN.hex()])
@@ -135,7 +135,7 @@ async def test_home_assistant_sees_every_device_kind_the_gateway_and_firmware(tm
         assert numeric(ha, f"{GATEWAY}_outbox_depth") is not None
 
         # A report without one of the device's fields: that sensor becomes unknown, quietly.
-        await air.send(AIR, Telemetry(temperature_c=22.0, humidity_pct=41.0, pressure_hpa=1013.0))
+        await nodes.send(AIR, Telemetry(temperature_c=22.0, humidity_pct=41.0, pressure_hpa=1013.0))
         await ha.until(lambda: numeric(ha, f"{node(AIR)}_temperature_c") == 22.0)
         assert ha.state(f"{node(AIR)}_co2_ppm") == UNKNOWN
         assert ha.warnings == [] and ha.errors == []
@@ -153,11 +153,11 @@ async def test_home_assistant_sees_every_device_kind_the_gateway_and_firmware(tm
 async def test_home_assistant_restarted_reads_the_last_states_and_replays_no_badge(tmp_path, broker):
     write_devices(tmp_path)
     async with Site(tmp_path, broker.port) as site:
-        air = Air(site)
+        nodes = Nodes(site)
         async with HomeAssistantModel(broker.port) as ha:
-            await air.send(DOOR, Status(firmware="1.4.2", uptime_s=60, checkins_dropped=1))
-            await air.send(AIR, Telemetry(temperature_c=19.0, humidity_pct=50.0, pressure_hpa=1000.0, co2_ppm=900))
-            await air.send(DOOR, checkin())
+            await nodes.send(DOOR, Status(firmware="1.4.2", uptime_s=60, checkins_dropped=1))
+            await nodes.send(AIR, Telemetry(temperature_c=19.0, humidity_pct=50.0, pressure_hpa=1000.0, co2_ppm=900))
+            await nodes.send(DOOR, checkin())
             await ha.until(lambda: len(ha.tag_scans) == 1 and numeric(ha, f"{node(AIR)}_co2_ppm") == 900)
 
         async with HomeAssistantModel(broker.port) as restarted:
@@ -168,7 +168,7 @@ async def test_home_assistant_restarted_reads_the_last_states_and_replays_no_bad
             assert restarted.state(f"{node(DOOR)}_radio_errors") == "0"
             # A badge presented now is scanned once, and nothing before it: the old scan is not replayed.
             await restarted.until(lambda: any(e.component == "tag" for e in restarted.entities.values()))
-            await air.send(DOOR, checkin(bytes(8)))
+            await nodes.send(DOOR, checkin(bytes(8)))
             await restarted.until(lambda: len(restarted.tag_scans) >= 1)
             assert [scan.tag_id for scan in restarted.tag_scans] == [bytes(8).hex()]
             assert restarted.warnings == [] and restarted.errors == []
