@@ -1,15 +1,20 @@
 """Home Assistant MQTT discovery: every registered device appears by itself.
 
 Configs are retained and republished whenever Home Assistant announces `online`.
-Availability follows the gateway's state topic; battery nodes also expire after
-three missed reports. Badge readers become MQTT tag scanners, so a check-in is a
-`tag_scanned` event keyed by the badge token (never a UID).
+The gateway is a device of its own (online, outbox depth, frames received,
+rejected), from its state and stats topics; every node names it as `via_device`.
+Availability follows the gateway's state topic, and each sensor expires after
+three missed messages of its kind. Templates read fields with `.get()`: a field
+missing from a message makes its sensor unknown, with no template warning, rather
+than keeping the last value. Badge readers become MQTT tag scanners, so a
+check-in is a `tag_scanned` event keyed by the badge token (never a UID).
 """
 
 from __future__ import annotations
 
 import json
 
+from boards.provisioning import INTERVAL_DEFAULTS
 from boards.registry import Device
 
 # Telemetry field → (name, device class, unit, state class, icon)
@@ -27,12 +32,43 @@ STATUS_SENSORS = {
     "checkins_dropped": "Check-ins dropped",
     "radio_errors": "Radio errors",
 }
+# The registry has no status interval: a node sends its status at the firmware's default period
+# unless a config downlink changed it.
+STATUS_INTERVAL_S = INTERVAL_DEFAULTS["status_s"]
+MISSED_REPORTS = 3  # a sensor is unavailable after this many of its messages did not come
+
+
+def field_template(field: str) -> str:
+    """Read one field; a message without it renders `None`, which Home Assistant shows as unknown."""
+    return f"{{{{ value_json.get('{field}') }}}}"
+
+
+def area_name(slug: str) -> str:
+    """`town_hall` → `Town hall`: the name a person would give the room."""
+    words = slug.replace("_", " ").replace("-", " ").split()
+    return " ".join(words).capitalize()
+
+
+def gateway_identifier(gateway: str) -> str:
+    return f"borne_gateway_{gateway}"
+
+
+def _config_message(discovery_prefix: str, component: str, object_path: str, config: dict) -> tuple[str, str]:
+    return f"{discovery_prefix}/{component}/{object_path}/config", json.dumps(config, ensure_ascii=False)
 
 
 def discovery_messages(
-    devices: list[Device], gateway: str, prefix: str, discovery_prefix: str
+    devices: list[Device],
+    gateway: str,
+    prefix: str,
+    discovery_prefix: str,
+    firmware: dict[int, str] | None = None,
 ) -> list[tuple[str, str]]:
-    """(topic, retained payload) of every discovery config for these devices."""
+    """(topic, retained payload) of every discovery config for these devices.
+
+    `firmware` holds the version each node last reported in its status, when known.
+    """
+    firmware = firmware or {}
     availability = f"{prefix}/gateway/{gateway}/state"
     messages = []
     for device in devices:
@@ -43,20 +79,21 @@ def discovery_messages(
             "name": f"{device.site} {device.name}",
             "manufacturer": "Borne",
             "model": "LoRa node",
-            "suggested_area": device.facility or device.site,
-            "via_device": f"borne_gateway_{gateway}",
+            "suggested_area": area_name(device.facility or device.site),
+            "via_device": gateway_identifier(gateway),
         }
+        if device.device_id in firmware:
+            ha_device["sw_version"] = firmware[device.device_id]
         common = {"availability_topic": availability, "device": ha_device}
-        if device.battery:
-            common["expire_after"] = 3 * device.report_interval_s
         for field in device.sensors:
             name, device_class, unit, state_class, icon = SENSORS[field]
             config = {
                 "name": name,
                 "unique_id": f"{node}_{field}",
                 "state_topic": f"{base_topic}/telemetry",
-                "value_template": f"{{{{ value_json.{field} }}}}",
+                "value_template": field_template(field),
                 "state_class": state_class,
+                "expire_after": MISSED_REPORTS * device.report_interval_s,
                 **common,
             }
             config.update(
@@ -66,27 +103,77 @@ def discovery_messages(
                     if v
                 }
             )
-            messages.append(
-                (f"{discovery_prefix}/sensor/{node}/{field}/config", json.dumps(config, ensure_ascii=False))
-            )
+            messages.append(_config_message(discovery_prefix, "sensor", f"{node}/{field}", config))
         for field, name in STATUS_SENSORS.items():
             config = {
                 "name": name,
                 "unique_id": f"{node}_{field}",
                 "state_topic": f"{base_topic}/status",
-                "value_template": f"{{{{ value_json.{field} }}}}",
+                "value_template": field_template(field),
                 "entity_category": "diagnostic",
                 "state_class": "measurement",
+                "expire_after": MISSED_REPORTS * STATUS_INTERVAL_S,
                 **common,
             }
-            messages.append(
-                (f"{discovery_prefix}/sensor/{node}/{field}/config", json.dumps(config, ensure_ascii=False))
-            )
+            messages.append(_config_message(discovery_prefix, "sensor", f"{node}/{field}", config))
         if device.nfc:
             tag = {
                 "topic": f"{base_topic}/checkin",
                 "value_template": "{{ value_json.badge_token }}",
                 "device": ha_device,
             }
-            messages.append((f"{discovery_prefix}/tag/{node}/config", json.dumps(tag, ensure_ascii=False)))
+            messages.append(_config_message(discovery_prefix, "tag", node, tag))
+    return messages
+
+
+def gateway_discovery_messages(
+    gateway: str, prefix: str, discovery_prefix: str, stats_interval_s: int
+) -> list[tuple[str, str]]:
+    """(topic, retained payload) of the gateway's own device: its connection and its stats."""
+    identifier = gateway_identifier(gateway)
+    state_topic = f"{prefix}/gateway/{gateway}/state"
+    stats_topic = f"{prefix}/gateway/{gateway}/stats"
+    ha_device = {
+        "identifiers": [identifier],
+        "name": f"Borne gateway {gateway}",
+        "manufacturer": "Borne",
+        "model": "Gateway",
+    }
+    online = {
+        "name": "Online",
+        "unique_id": f"{identifier}_online",
+        "state_topic": state_topic,
+        "payload_on": "online",
+        "payload_off": "offline",
+        "device_class": "connectivity",
+        "entity_category": "diagnostic",
+        "device": ha_device,
+    }
+    messages = [_config_message(discovery_prefix, "binary_sensor", f"{identifier}/online", online)]
+    # Stats templates read counters that exist from the first stats message on; a pipeline
+    # counter appears only once it counted something, hence its default.
+    stats = {
+        "outbox_depth": ("Outbox depth", "{{ value_json.outbox_depth }}", "measurement", "mdi:tray-full"),
+        "frames_received": (
+            "Frames received",
+            "{{ value_json.pipeline.get('receptions', 0) }}",
+            "total_increasing",
+            "mdi:radio-tower",
+        ),
+        "rejected": ("Rejected", "{{ value_json.rejected.values() | sum }}", "total_increasing", "mdi:cancel"),
+    }
+    for key, (name, template, state_class, icon) in stats.items():
+        config = {
+            "name": name,
+            "unique_id": f"{identifier}_{key}",
+            "state_topic": stats_topic,
+            "value_template": template,
+            "state_class": state_class,
+            "icon": icon,
+            "entity_category": "diagnostic",
+            "expire_after": MISSED_REPORTS * stats_interval_s,
+            "availability_topic": state_topic,
+            "device": ha_device,
+        }
+        messages.append(_config_message(discovery_prefix, "sensor", f"{identifier}/{key}", config))
     return messages

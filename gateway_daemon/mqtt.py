@@ -1,5 +1,9 @@
 """The MQTT side: the outbox drained at QoS 1, gateway state, stats, diagnostics, discovery.
 
+Telemetry and status are retained, so a consumer that starts (Home Assistant after a
+restart) reads each device's last state at once; check-ins are not, so no badge scan
+is ever replayed. A clean stop says `offline` itself: the last will covers crashes only.
+
 The outbox is the source of truth: an event leaves it only when the broker's PUBACK
 came back, so a broker outage or a daemon crash costs nothing but a redelivery under
 the same event id. Each connection uses a fresh client: paho's in-memory session
@@ -18,10 +22,10 @@ from typing import Any
 
 import aiomqtt
 
-from boards.registry import Registry
+from boards.registry import Device, Registry
 
 from .config import Config
-from .home_assistant import discovery_messages
+from .home_assistant import discovery_messages, gateway_discovery_messages
 from .pipeline import Pipeline
 from .state import GatewayState, OutboxEvent
 
@@ -30,6 +34,7 @@ log = logging.getLogger(__name__)
 IN_FLIGHT = 20  # QoS 1 messages awaiting PUBACK at once (mosquitto's default window)
 PUBLISH_TIMEOUT_S = 10.0
 MAX_BACKOFF_S = 30.0
+RETAINED_KINDS = ("telemetry", "status")  # a device's latest state; a check-in is an event
 
 
 async def send(client: aiomqtt.Client, topic: str, payload: str, qos: int = 1, retain: bool = False) -> None:
@@ -70,6 +75,8 @@ class Publisher:
         self._wake = asyncio.Event()
         gateway = config.gateway.name
         self.topic_base = f"{config.mqtt.topic_prefix}/gateway/{gateway}"
+        self.firmware: dict[int, str] = {}  # device id → the version its last status named
+        self._retained_counters: dict[str, int] = {}  # state topic → counter of the message retained on it
 
     def wake(self) -> None:
         """Something new is waiting: an accepted event or a rejected input."""
@@ -102,7 +109,11 @@ class Publisher:
                     self.connected = True
                     backoff = 1.0
                     log.info("connected to MQTT broker %s:%s", self.config.mqtt.host, self.config.mqtt.port)
-                    await self._session(client)
+                    try:
+                        await self._session(client)
+                    except asyncio.CancelledError:
+                        await self._say_offline(client)
+                        raise
             except* aiomqtt.MqttError as errors:
                 log.warning(
                     "MQTT broker %s:%s unreachable or lost (%s); retrying in %.0f s",
@@ -118,11 +129,20 @@ class Publisher:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_S)
 
+    async def _say_offline(self, client: aiomqtt.Client) -> None:
+        """On a clean stop: leaving with a DISCONNECT cancels the last will, so say it ourselves."""
+        try:
+            await send(client, f"{self.topic_base}/state", "offline", retain=True)
+        except aiomqtt.MqttError as error:
+            log.warning("could not publish offline before stopping (%s): the broker will not say it either", error)
+
     async def _session(self, client: aiomqtt.Client) -> None:
         await send(client, f"{self.topic_base}/state", "online", retain=True)
         ha = self.config.home_assistant
         if ha.enabled:
             await client.subscribe(f"{ha.discovery_prefix}/status")
+            # Every node's retained status, ours included: its firmware goes onto its device.
+            await client.subscribe(f"{self.config.mqtt.topic_prefix}/+/+/status", qos=1)
             await self._announce(client)
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._drain(client))
@@ -131,17 +151,43 @@ class Publisher:
                 tasks.create_task(self._listen(client))
 
     async def _announce(self, client: aiomqtt.Client) -> None:
-        devices = list(self.registry().devices.values())
-        ha = self.config.home_assistant
+        """Every discovery config: the gateway's own device, then each registered device's."""
+        ha, mqtt = self.config.home_assistant, self.config.mqtt
+        gateway = self.config.gateway.name
+        for topic, payload in gateway_discovery_messages(
+            gateway, mqtt.topic_prefix, ha.discovery_prefix, mqtt.stats_interval_s
+        ):
+            await send(client, topic, payload, retain=True)
+        await self._announce_devices(client, list(self.registry().devices.values()))
+
+    async def _announce_devices(self, client: aiomqtt.Client, devices: list[Device]) -> None:
+        ha, mqtt = self.config.home_assistant, self.config.mqtt
         for topic, payload in discovery_messages(
-            devices, self.config.gateway.name, self.config.mqtt.topic_prefix, ha.discovery_prefix
+            devices, self.config.gateway.name, mqtt.topic_prefix, ha.discovery_prefix, self.firmware
         ):
             await send(client, topic, payload, retain=True)
 
     async def _listen(self, client: aiomqtt.Client) -> None:
+        home_assistant_status = f"{self.config.home_assistant.discovery_prefix}/status"
         async for message in client.messages:
-            if message.payload == b"online":  # Home Assistant restarted: it wants the configs again
-                await self._announce(client)
+            if message.topic.matches(home_assistant_status):
+                if message.payload == b"online":  # Home Assistant restarted: it wants the configs again
+                    await self._announce(client)
+            else:
+                await self._note_firmware(client, message.payload)
+
+    async def _note_firmware(self, client: aiomqtt.Client, payload: Any) -> None:
+        """A node's status: when it names a firmware not yet on the node's device, publish the device again."""
+        try:
+            status = json.loads(payload)
+            device = self.registry().devices.get(status["device_id"])
+            firmware = str(status["firmware"])
+        except (ValueError, TypeError, KeyError):
+            return  # not one of ours: another publisher's message on a matching topic
+        if device is None or self.firmware.get(device.device_id) == firmware:
+            return
+        self.firmware[device.device_id] = firmware
+        await self._announce_devices(client, [device])
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         while True:
@@ -155,9 +201,23 @@ class Publisher:
                 await self._wake.wait()
 
     async def _publish(self, client: aiomqtt.Client, event: OutboxEvent) -> None:
-        await send(client, event.topic, event.payload)
+        await send(client, event.topic, event.payload, retain=self._retains(event))
         self.state.delivered(event.seq)
         self.published += 1
+
+    def _retains(self, event: OutboxEvent) -> bool:
+        """Whether the broker should keep this event as its device's latest state.
+
+        A frame accepted late, by the receive window, is older than what is retained already:
+        it is published, but must not replace the newer state.
+        """
+        if event.kind not in RETAINED_KINDS:
+            return False
+        counter = json.loads(event.payload)["counter"]
+        if counter < self._retained_counters.get(event.topic, -1):
+            return False
+        self._retained_counters[event.topic] = counter
+        return True
 
     async def _publish_diagnostics(self, client: aiomqtt.Client) -> None:
         # Diagnostics are best effort (QoS 0): they are counted in stats whatever happens.
