@@ -1,7 +1,14 @@
 """Run every benchmark and print its table: `python -m bench` (or `make bench`)."""
 
-from . import codec, firmware, gateway
+from . import codec, firmware, gateway, latency
 
-for section in (codec.airtime_table, codec.decode_speed_table, gateway.end_to_end_table, firmware.heap_table):
+SECTIONS = (
+    codec.airtime_table,
+    codec.decode_speed_table,
+    gateway.end_to_end_table,
+    latency.latency_table,
+    firmware.heap_table,
+)
+for section in SECTIONS:
     print(section())
     print()

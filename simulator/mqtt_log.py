@@ -21,6 +21,7 @@ class MqttLog:
         self.topic = topic
         self.session = session
         self.messages: list[tuple[str, object]] = []  # (topic, JSON payload, or its text if not JSON)
+        self.arrivals: list[float] = []  # time.monotonic() at each message's arrival, in the same order
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self._done = threading.Event()
@@ -64,6 +65,7 @@ class MqttLog:
                             payload = text
                         with self._lock:
                             self.messages.append((str(message.topic), payload))
+                            self.arrivals.append(time.monotonic())
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.2)
 
@@ -71,6 +73,15 @@ class MqttLog:
         """The JSON payloads of the messages whose topic ends with `suffix`."""
         with self._lock:
             return [p for t, p in self.messages if t.endswith(suffix) and isinstance(p, dict)]
+
+    def arrived(self, suffix: str, predicate: Callable[[dict], bool]) -> float | None:
+        """When (time.monotonic()) the first message on a topic ending with `suffix` that satisfies
+        `predicate` arrived, or None if none has yet."""
+        with self._lock:
+            for (topic, payload), at in zip(self.messages, self.arrivals, strict=True):
+                if topic.endswith(suffix) and isinstance(payload, dict) and predicate(payload):
+                    return at
+        return None
 
     def wait_for(self, predicate: Callable[[], object], timeout: float, what: str = "") -> None:
         """Poll `predicate` until true; TimeoutError, with what was published, after `timeout` s."""
