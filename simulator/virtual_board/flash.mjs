@@ -13,6 +13,13 @@ const ERRNO = {
   EPERM: 1, ENOENT: 2, EIO: 5, EBADF: 9, EACCES: 13, EEXIST: 17, ENOTDIR: 20, EISDIR: 21,
   EINVAL: 22, ENOSPC: 28, ENOTEMPTY: 39,
 };
+// The filesystem partition of MicroPython's ESP32 images: "vfs, data, fat, 0x200000, 0x200000" in
+// ports/esp32/partitions-4MiB.csv, a 2 MiB littlefs of 4 KiB blocks (an S3 image with 8 MiB of flash
+// has more: the smaller one is the stricter). littlefs gives every file at least a block of its own
+// and every directory a metadata pair (two blocks); inlining of tiny files is not counted, so the
+// model fills up no later than the chip would.
+const BLOCK = 4096;
+const BLOCKS = 0x200000 / BLOCK;
 const S_IFDIR = 0x4000;
 const S_IFREG = 0x8000;
 const OPEN_FLAGS = { r: "r", w: "w", a: "a", x: "wx", "r+": "r+", "w+": "w+", "a+": "a+", "x+": "wx+" };
@@ -27,6 +34,21 @@ function attempt(operation) {
   } catch (error) {
     return failure(error);
   }
+}
+
+function fileBlocks(size) {
+  return Math.max(1, Math.ceil(size / BLOCK));
+}
+
+// Blocks in use under `directory` (the root's metadata pair included), from the host's files: a
+// test that drops a big file into the board's flash fills it as a full partition would be.
+function usedBlocks(directory) {
+  let used = 2;
+  for (const item of fs.readdirSync(directory, { withFileTypes: true })) {
+    const where = path.join(directory, item.name);
+    used += item.isDirectory() ? usedBlocks(where) : fileBlocks(fs.statSync(where).size);
+  }
+  return used;
 }
 
 // [type, size] as littlefs reports them: directories have size 0.
@@ -48,7 +70,13 @@ export function hostFlash(root) {
     listdir: (p) => attempt(() => JSON.stringify(
       fs.readdirSync(host(p)).map((name) => [name, ...entry(fs.statSync(path.join(host(p), name)))]),
     )),
-    mkdir: (p) => attempt(() => (fs.mkdirSync(host(p)), 0)),
+    // [free blocks, total blocks] for os.statvfs.
+    statvfs: () => attempt(() => JSON.stringify([BLOCKS - usedBlocks(root), BLOCKS])),
+    mkdir: (p) => attempt(() => {
+      if (usedBlocks(root) + 2 > BLOCKS) return -ERRNO.ENOSPC;
+      fs.mkdirSync(host(p));
+      return 0;
+    }),
     rmdir: (p) => attempt(() => (fs.rmdirSync(host(p)), 0)),
     remove: (p) => attempt(() => {
       if (fs.statSync(host(p)).isDirectory()) return -ERRNO.EISDIR;
@@ -59,7 +87,9 @@ export function hostFlash(root) {
     open: (p, mode) => attempt(() => {
       const flags = OPEN_FLAGS[mode.replace(/[bt]/g, "")];
       if (flags === undefined) return -ERRNO.EINVAL;
-      if (fs.existsSync(host(p)) && fs.statSync(host(p)).isDirectory()) return -ERRNO.EISDIR;
+      const exists = fs.existsSync(host(p));
+      if (exists && fs.statSync(host(p)).isDirectory()) return -ERRNO.EISDIR;
+      if (!exists && flags !== "r" && flags !== "r+" && usedBlocks(root) + 1 > BLOCKS) return -ERRNO.ENOSPC;
       const fd = fs.openSync(host(p), flags);
       files.set(fd, { position: 0, append: flags.startsWith("a") });
       return fd;
@@ -78,7 +108,10 @@ export function hostFlash(root) {
       const data = Buffer.from(hex, "hex");
       const file = files.get(fd);
       if (file === undefined) return -ERRNO.EBADF;
-      const position = file.append ? fs.fstatSync(fd).size : file.position;
+      const size = fs.fstatSync(fd).size;
+      const position = file.append ? size : file.position;
+      const more = fileBlocks(Math.max(size, position + data.length)) - fileBlocks(size);
+      if (more > 0 && usedBlocks(root) + more > BLOCKS) return -ERRNO.ENOSPC; // littlefs: LFS_ERR_NOSPC
       const written = fs.writeSync(fd, data, 0, data.length, position);
       file.position = position + written;
       return written;

@@ -124,8 +124,9 @@ class HostFlash:
         return (kind, 0, 0, 0, 0, 0, size, mtime, mtime, mtime)
 
     def statvfs(self, path):
-        # A 2 MiB littlefs partition of 4 KiB blocks, as on a 4 MB ESP32; free space is not tracked.
-        return (4096, 4096, 512, 512, 512, 0, 0, 0, 0, 255)
+        # The 2 MiB littlefs partition of 4 KiB blocks that flash.mjs keeps count of, as VfsLfs2 reports it.
+        free, total = json.loads(_check(flash.statvfs()))
+        return (4096, 4096, total, free, free, 0, 0, 0, 0, 255)
 
     def open(self, path, mode):
         return FlashFile(_check(flash.open(self._path(path), mode)), "b" not in mode)
