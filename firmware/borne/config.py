@@ -9,7 +9,8 @@
      "nfc": {"reader": "pn532" | "mfrc522", "retap_s": 10, "direction": "none" | "in" | "out"} | null,
      "sensors": ["bme280", "scd4x", "sht4x", "battery", "pulse"],
      "intervals": {"telemetry_s": 300, "status_s": 3600},
-     "deep_sleep": false}
+     "deep_sleep": false,
+     "config_digest": 0}                                 # node; set by the last config downlink applied
 
 A missing key takes its default below; a wrong one raises ConfigError, whose message says which
 key and what to do, and which the board prints on its console before it goes to safe mode.
@@ -68,6 +69,7 @@ def check(config):
     config["intervals"] = _merged(INTERVAL_DEFAULTS, config.get("intervals"), "intervals")
     config.setdefault("site", "")
     config.setdefault("deep_sleep", False)
+    config.setdefault("config_digest", 0)
     if role == "bridge":
         return config
     device_id = config.get("device_id")
