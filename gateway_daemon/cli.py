@@ -184,12 +184,14 @@ def _device_configure(args: argparse.Namespace) -> int:
         "report_interval_s": args.report_interval or device.report_interval_s,
         "status_interval_s": args.status_interval or device.status_interval_s,
     }
+    registry_note = ""
     if intervals != {"report_interval_s": device.report_interval_s, "status_interval_s": device.status_interval_s}:
         registry.devices[device.device_id] = dataclasses.replace(device, **intervals)
         registry.save(registry_file)
+        registry_note = f"; {registry_file} has the new intervals: send SIGHUP to running gateways"
     print(
         f"device {args.device_id} ({device.site}/{device.name}): queued {_changes_text(queued)}; it goes out after "
-        "the node's next status (`borne gateway status` shows it until the node reports it applied)"
+        f"the node's next status (`borne gateway status` shows it until the node reports it applied){registry_note}"
     )
     return 0
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from boards.registry import Registry
 from hil_tests.conftest import running_site
 from payload_codec import Config, config_digest, encode_body
 from simulator.virtual_site import NodeSpec, VirtualSite
@@ -54,6 +55,7 @@ def test_a_report_interval_changed_over_the_air_shows_in_the_next_status_and_the
 
     queued = borne(site, "device", "configure", str(ROOM.device_id), "--report-interval", str(FASTER_S))
     assert queued.returncode == 0, queued.stderr
+    assert Registry.load(site.registry_file).devices[ROOM.device_id].report_interval_s == FASTER_S  # Home Assistant's
     pending = borne(site, "gateway", "status")
     assert f"report_interval_s {FASTER_S}" in pending.stdout and "tries 0" in pending.stdout
 

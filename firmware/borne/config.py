@@ -10,7 +10,7 @@
      "sensors": ["bme280", "scd4x", "sht4x", "battery", "pulse"],
      "intervals": {"telemetry_s": 300, "status_s": 3600},
      "deep_sleep": false,
-     "config_digest": 0}                                 # node; set by the last config downlink applied
+     "config_digest": 0}             # node; written by the last config downlink applied, absent before
 
 A missing key takes its default below; a wrong one raises ConfigError, whose message says which
 key and what to do, and which the board prints on its console before it goes to safe mode.
@@ -69,7 +69,6 @@ def check(config):
     config["intervals"] = _merged(INTERVAL_DEFAULTS, config.get("intervals"), "intervals")
     config.setdefault("site", "")
     config.setdefault("deep_sleep", False)
-    config.setdefault("config_digest", 0)
     if role == "bridge":
         return config
     device_id = config.get("device_id")
