@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from boards.keyfile import load_site_keys, readable_by_others
-from boards.registry import Device, Registry
+from boards.registry import DEFAULT_REPORT_INTERVAL_S, DEFAULT_STATUS_INTERVAL_S, Device, Registry
 from payload_codec import DeviceKeys, derive_badge_key, derive_device_keys
 from payload_codec.airtime import SUB_BANDS
 from payload_codec.messages import field_range
@@ -66,7 +66,7 @@ RADIO_DEFAULTS: dict[str, int | str] = {
     "ack_freq_khz": 869525,
     "ack_delay_ms": 1000,
 }
-INTERVAL_DEFAULTS = {"telemetry_s": 300, "status_s": 3600}
+INTERVAL_DEFAULTS = {"telemetry_s": DEFAULT_REPORT_INTERVAL_S, "status_s": DEFAULT_STATUS_INTERVAL_S}
 NFC_RETAP_S = 10
 SENSORS = ("bme280", "scd4x", "sht4x", "battery", "pulse")
 # What each sensor reports, in the registry's telemetry field names.
@@ -313,6 +313,7 @@ class Registration:
     nfc: bool = False
     battery: bool = False
     report_interval_s: int = INTERVAL_DEFAULTS["telemetry_s"]
+    status_interval_s: int = INTERVAL_DEFAULTS["status_s"]
 
 
 def register_device(
@@ -335,6 +336,7 @@ def register_device(
         keys=derive_device_keys(site_keys.master_key, device_id),
         battery=registration.battery,
         report_interval_s=registration.report_interval_s,
+        status_interval_s=registration.status_interval_s,
         sensors=telemetry_fields(registration.sensors),
         nfc=registration.nfc,
     )

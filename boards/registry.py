@@ -8,7 +8,8 @@ gateways of a town can share (read-only for them); the daemon reloads it on SIGH
     site = "ecole-jaures"
     facility = "school"
     battery = true                   # Home Assistant marks it unavailable when silent
-    report_interval_s = 300
+    report_interval_s = 300          # telemetry period, as the node was told (Home Assistant's expiry)
+    status_interval_s = 3600         # status period; an older file without it reads the default
     sensors = ["temperature_c", "co2_ppm"]   # what the board measures
     nfc = true                       # a badge reader
     mic_key = "…32 hex digits…"      # derived from the site master key by `borne device add`
@@ -28,6 +29,10 @@ from pathlib import Path
 from payload_codec import DeviceKeys
 from payload_codec.schema import TELEMETRY_FIELDS
 
+# The firmware's defaults (firmware/borne/config.py INTERVAL_DEFAULTS), for a device registered
+# without its intervals.
+DEFAULT_REPORT_INTERVAL_S = 300
+DEFAULT_STATUS_INTERVAL_S = 3600
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # a device's or a site's name: an MQTT topic level
 
 
@@ -43,7 +48,8 @@ class Device:
     facility: str
     keys: DeviceKeys
     battery: bool = False
-    report_interval_s: int = 300
+    report_interval_s: int = DEFAULT_REPORT_INTERVAL_S
+    status_interval_s: int = DEFAULT_STATUS_INTERVAL_S
     sensors: tuple[str, ...] = ()  # telemetry fields the board has, for Home Assistant
     nfc: bool = False  # a badge reader: check-ins appear in Home Assistant as tag scans
 
@@ -72,7 +78,8 @@ def _device(device_id: int, entry: dict, where: str) -> Device:
             _hex_key(entry.get("mic_key"), f"{where}.mic_key"), _hex_key(entry.get("enc_key"), f"{where}.enc_key")
         ),
         battery=bool(entry.get("battery", False)),
-        report_interval_s=int(entry.get("report_interval_s", 300)),
+        report_interval_s=int(entry.get("report_interval_s", DEFAULT_REPORT_INTERVAL_S)),
+        status_interval_s=int(entry.get("status_interval_s", DEFAULT_STATUS_INTERVAL_S)),
         sensors=tuple(entry.get("sensors", ())),
         nfc=bool(entry.get("nfc", False)),
     )
@@ -146,6 +153,7 @@ class Registry:
                 f'facility = "{_escape(device.facility)}"',
                 f"battery = {'true' if device.battery else 'false'}",
                 f"report_interval_s = {device.report_interval_s}",
+                f"status_interval_s = {device.status_interval_s}",
                 f"sensors = {json.dumps(list(device.sensors))}",  # a JSON list of strings is a TOML array
                 f"nfc = {'true' if device.nfc else 'false'}",
                 f'mic_key = "{device.keys.mic_key.hex()}"',

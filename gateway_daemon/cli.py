@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import sys
 import time
@@ -13,10 +14,13 @@ from pathlib import Path
 from boards import provisioning
 from boards.keyfile import create_key_file
 from boards.registry import NAME_PATTERN, Registry, RegistryError
+from payload_codec import Config
+from payload_codec.schema import DIRECTIONS
 
 from . import logs
 from .config import EXAMPLE, ConfigError, load_config, site_config
 from .daemon import Gateway
+from .device_config import ConfigRefused, pending_changes, queue_config
 from .state import GatewayState
 
 CONFIG_DIR = Path("/etc/borne")
@@ -79,6 +83,25 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     remove.add_argument("device_id", type=lambda text: int(text, 0))
     remove.add_argument("--registry", type=Path, default=Path("/etc/borne/devices.toml"))
     remove.set_defaults(run=_device_remove)
+    configure = device_actions.add_parser(
+        "configure",
+        help="change a node's settings over the air",
+        description="Queue a config downlink in the gateway's state. The gateway sends it in the receive window "
+        "after the node's next status and again after each status until one shows it applied; "
+        "`borne gateway status` lists what is pending. Works while the daemon runs.",
+    )
+    configure.add_argument("device_id", type=lambda text: int(text, 0), help="device id, 0-65535")
+    configure.add_argument("--report-interval", type=int, metavar="S", help="seconds between telemetry reports")
+    configure.add_argument("--status-interval", type=int, metavar="S", help="seconds between status reports")
+    configure.add_argument("--sf", type=int, metavar="N", help="spreading factor (every receiver must hear it)")
+    configure.add_argument("--power", type=int, metavar="DBM", help="transmit power, up to the sub-band's legal ERP")
+    configure.add_argument("--retap-delay", type=int, metavar="S", help="seconds before the same badge checks in again")
+    configure.add_argument("--direction", choices=DIRECTIONS[1:], help="what this door's check-ins mean")
+    configure.add_argument("--reboot", action="store_true", help="restart the node once it has the change")
+    configure.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help=f"gateway configuration (default {DEFAULT_CONFIG})"
+    )
+    configure.set_defaults(run=_device_configure)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -117,8 +140,64 @@ def _status(args: argparse.Namespace) -> int:
             f"{battery:>8} {seen.frames:>7} {seen.lost_frames:>5}"
         )
     print(f"outbox: {state.depth()} events waiting for the broker; dropped: {state.dropped() or 'none'}")
+    pending = state.pending_configs()
+    print(f"config downlinks pending: {len(pending) or 'none'}")
+    for config in pending:
+        device = registry.get(config.device_id)
+        name = f"{device.site}/{device.name}" if device else "(unregistered)"
+        tried = "not sent yet" if config.last_try_at is None else f"last sent {now - config.last_try_at:.0f} s ago"
+        print(
+            f"{config.device_id:>6}  {name:<20} since {now - config.queued_at:.0f} s, tries {config.tries} ({tried}): "
+            f"{_changes_text(pending_changes(config))}"
+        )
     state.close()
     return 0
+
+
+def _device_configure(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    registry_file = Path(config.gateway.registry_file)
+    registry = Registry.load(registry_file)
+    device = registry.get(args.device_id)
+    if device is None:
+        raise ConfigRefused(f"device {args.device_id} is not in {registry_file}: register it with `borne device add`")
+    changes = Config(
+        report_interval_s=args.report_interval,
+        status_interval_s=args.status_interval,
+        spreading_factor=args.sf,
+        tx_power_dbm=args.power,
+        badge_retap_s=args.retap_delay,
+        checkin_direction=args.direction,
+        reboot=args.reboot,
+    )
+    if changes == Config():
+        raise ConfigRefused("nothing to change: give at least one of the options (see --help)")
+    if (args.retap_delay is not None or args.direction is not None) and not device.nfc:
+        raise ConfigRefused(f"device {args.device_id} has no badge reader: --retap-delay and --direction are for doors")
+    state = GatewayState(Path(config.gateway.state_file), config.gateway.max_outbox_events)
+    try:
+        queued = queue_config(state, args.device_id, changes, time.time())
+    finally:
+        state.close()
+    # Home Assistant's expiry follows the registry's intervals: keep them as the node is told.
+    intervals = {
+        "report_interval_s": args.report_interval or device.report_interval_s,
+        "status_interval_s": args.status_interval or device.status_interval_s,
+    }
+    registry_note = ""
+    if intervals != {"report_interval_s": device.report_interval_s, "status_interval_s": device.status_interval_s}:
+        registry.devices[device.device_id] = dataclasses.replace(device, **intervals)
+        registry.save(registry_file)
+        registry_note = f"; {registry_file} has the new intervals: send SIGHUP to running gateways"
+    print(
+        f"device {args.device_id} ({device.site}/{device.name}): queued {_changes_text(queued)}; it goes out after "
+        f"the node's next status (`borne gateway status` shows it until the node reports it applied){registry_note}"
+    )
+    return 0
+
+
+def _changes_text(config: Config) -> str:
+    return ", ".join(f"{name} {value}" if value is not True else name for name, value in config.to_json().items())
 
 
 def _site_init(args: argparse.Namespace) -> int:
@@ -191,4 +270,4 @@ def _device_remove(args: argparse.Namespace) -> int:
     return 0
 
 
-ERRORS = (ConfigError, RegistryError, provisioning.ProvisioningError)
+ERRORS = (ConfigError, RegistryError, provisioning.ProvisioningError, ConfigRefused)

@@ -2,6 +2,7 @@
 
     reception → envelope → dedup window → registry → recent copy (ACK again) → counter window
               → MIC → decode → policy → outbox commit (with the window) → ACK on the best path heard
+              → after a status: the device's pending config, in the same receive window
 
 Nothing a source hands in can raise out of here: every refusal is counted by reason
 and queued for the diagnostics topic.
@@ -17,13 +18,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from boards.registry import Device, Registry
-from payload_codec import Ack, CodecError, SealedEnvelope, Telemetry, build_frame, open_envelope, read_envelope
+from payload_codec import (
+    Ack,
+    CodecError,
+    Message,
+    SealedEnvelope,
+    Status,
+    Telemetry,
+    build_frame,
+    open_envelope,
+    read_envelope,
+)
 from payload_codec.schema import FLAG_ACK_REQUESTED, FLAG_TIME_REQUESTED
 
 from .config import Config
+from .device_config import applied, pending_changes
 from .events import events_of, iso_time
 from .sources import Downlink, Reception, Rejected, Source, TransmitError
-from .state import GatewayState, frame_hash
+from .state import GatewayState, Receiver, frame_hash
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +43,7 @@ LATE_COPY_S = 1.0  # beyond the ACK delay: a copy heard later than that is the n
 MAX_REACKS = 8  # re-ACKs of one retransmitted frame: an echo, not a way to drain our duty cycle
 REACK_WINDOW_S = 60  # ... within this long; a node backing off for minutes gets its ACK again
 MAX_DIAGNOSTICS = 1000
+RECEIVER_REFRESH_S = 3600  # how stale the stored "last heard" of a device's receiver may get
 # The gateway's own refusal, beside the codec's reasons and the sources': an authentic check-in
 # whose badge tokens travelled in clear, refused unless gateway.allow_unencrypted_checkins.
 UNENCRYPTED_CHECKIN = "unencrypted_checkin"
@@ -83,6 +96,7 @@ class Pipeline:
         self._recent: dict[bytes, float] = {}
         self._reacks: Counter[bytes] = Counter()
         self._reacked_at: dict[bytes, float] = {}
+        self._receivers_stored: dict[tuple[int, str], Receiver] = {}
         self._tasks: set[asyncio.Task] = set()
 
     # --- what sources call -----------------------------------------------------------
@@ -174,8 +188,11 @@ class Pipeline:
         self.counters[f"accepted_{frame.msg_type}"] += 1
         self.counters["events"] += len(events)
         self.wake_publisher()
+        self._remember_receivers(device, receptions)
         if frame.ack_requested:
             await self._send_ack(device, frame.counter, frame.time_requested, best)
+        elif isinstance(frame.message, Status):
+            await self._send_pending_config(device, frame.message, best)
 
     async def _retransmission(self, device: Device, counter: int, best: Reception, envelope: SealedEnvelope) -> None:
         """The same bytes as a frame recently accepted from this device.
@@ -200,8 +217,26 @@ class Pipeline:
 
     async def _send_ack(self, device: Device, counter: int, time_requested: bool, best: Reception) -> None:
         ack = Ack(acked_counter16=counter & 0xFFFF, gateway_time=int(self.clock()) if time_requested else None)
+        await self._send_in_window(device, ack, best, "acks")
+
+    async def _send_pending_config(self, device: Device, status: Status, best: Reception) -> None:
+        """A node listens after its status: send the config pending for it, unless this status shows it applied."""
+        pending = self.state.pending_config(device.device_id)
+        if pending is None:
+            return
+        if applied(pending, status.config_digest):
+            if self.state.config_applied(device.device_id, pending.body):
+                self.counters["configs_applied"] += 1
+                log.info("device %s applied its config %s", device.device_id, pending_changes(pending).to_json())
+            return
+        self.state.config_tried(device.device_id, pending.body, self.clock())
+        await self._send_in_window(device, pending_changes(pending), best, "configs")
+
+    async def _send_in_window(self, device: Device, message: Message, best: Reception, kind: str) -> None:
+        """Send a downlink in the receive window after `best`, on the path that heard it; `kind`
+        names its counters (`acks_sent`, `configs_failed_too_late`, …)."""
         downlink_counter = self.state.next_downlink_counter(device.device_id)
-        frame = build_frame(ack, device.device_id, downlink_counter, device.keys)
+        frame = build_frame(message, device.device_id, downlink_counter, device.keys)
         radio = self.config.radio
         downlink = Downlink(
             frame=frame,
@@ -214,17 +249,34 @@ class Pipeline:
         )
         source = self._source_of(best)
         if source is None:
-            self.counters["acks_without_path"] += 1
+            self.counters[f"{kind}_without_path"] += 1
             return
         try:
             await source.transmit(downlink)
-            self.counters["acks_sent"] += 1
+            self.counters[f"{kind}_sent"] += 1
         except TransmitError as error:
-            self.counters[f"acks_failed_{error.reason}"] += 1
-            log.warning("ACK to device %s via %s failed: %s", device.device_id, source.name, error)
+            self.counters[f"{kind}_failed_{error.reason}"] += 1
+            log.warning("%s to device %s via %s failed: %s", message.msg_type, device.device_id, source.name, error)
 
     def _source_of(self, reception: Reception) -> Source | None:
         return next((source for source in self.sources if source.heard(reception)), None)
+
+    def _remember_receivers(self, device: Device, receptions: list[Reception]) -> None:
+        """Store which receivers hear the device and on which SF they listen, for `borne device configure`;
+        written when that changes or grows stale, not at every frame."""
+        for reception in receptions:
+            source = self._source_of(reception)
+            single_sf = reception.spreading_factor if source is not None and source.listens_on_one_sf else None
+            heard = Receiver(reception.source, single_sf, reception.frequency_hz, reception.received_at)
+            key = (device.device_id, reception.source)
+            stored = self._receivers_stored.get(key)
+            if (
+                stored is None
+                or (stored.single_sf, stored.frequency_hz) != (heard.single_sf, heard.frequency_hz)
+                or heard.last_heard - stored.last_heard > RECEIVER_REFRESH_S
+            ):
+                self.state.heard_by(device.device_id, heard)
+                self._receivers_stored[key] = heard
 
     async def _refuse(self, reception: Reception, error: CodecError, device_id: int | None = None) -> None:
         await self.reject(Rejected(reception.source, error.reason, error.detail, reception.frame), device_id)

@@ -58,6 +58,21 @@ CREATE TABLE IF NOT EXISTS dropped (
     reason TEXT PRIMARY KEY,
     count INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS pending_configs (
+    device_id INTEGER PRIMARY KEY,
+    body BLOB NOT NULL,
+    queued_at REAL NOT NULL,
+    tries INTEGER NOT NULL DEFAULT 0,
+    last_try_at REAL
+);
+CREATE TABLE IF NOT EXISTS receivers (
+    device_id INTEGER NOT NULL,
+    receiver TEXT NOT NULL,
+    single_sf INTEGER,
+    frequency_hz INTEGER NOT NULL,
+    last_heard REAL NOT NULL,
+    PRIMARY KEY (device_id, receiver)
+);
 """
 # Columns added since the first release, with what an older file gets. A file from before the
 # receive window gets a full window (-1: every bit set): nothing below its last counter is
@@ -91,6 +106,31 @@ class DeviceState:
     def lost_frames(self) -> int:
         """Frames the counter says were sent but never accepted here (lost on air or refused)."""
         return max(self.last_counter - self.first_counter + 1 - self.frames, 0)
+
+
+@dataclass(frozen=True)
+class PendingConfig:
+    """A config downlink waiting for the device's status to show it applied.
+
+    `body` is the encoded Config body; `tries` counts the times it went out, after statuses
+    that did not show it."""
+
+    device_id: int
+    body: bytes
+    queued_at: float
+    tries: int
+    last_try_at: float | None
+
+
+@dataclass(frozen=True)
+class Receiver:
+    """A receiver that heard a device: `single_sf` is the one spreading factor it listens on (a
+    bridge board), None for one that hears every SF at once (a concentrator)."""
+
+    name: str
+    single_sf: int | None
+    frequency_hz: int
+    last_heard: float
 
 
 def frame_hash(frame: bytes) -> bytes:
@@ -205,6 +245,67 @@ class GatewayState:
             " FROM devices ORDER BY device_id"
         ).fetchall()
         return [DeviceState(*row) for row in rows]
+
+    # --- config downlinks -----------------------------------------------------------------
+    # `borne device configure` writes here while the daemon runs: two processes on one WAL file,
+    # each write under BEGIN IMMEDIATE, as the counters already are when gateways share a file.
+    def queue_config(self, device_id: int, body: bytes, queued_at: float) -> None:
+        """Make `body` the device's pending config, replacing any before it (its tries start again)."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO pending_configs (device_id, body, queued_at, tries) VALUES (?, ?, ?, 0)",
+                (device_id, body, queued_at),
+            )
+
+    def pending_config(self, device_id: int) -> PendingConfig | None:
+        row = self._db.execute(
+            "SELECT device_id, body, queued_at, tries, last_try_at FROM pending_configs WHERE device_id = ?",
+            (device_id,),
+        ).fetchone()
+        return None if row is None else PendingConfig(*row)
+
+    def pending_configs(self) -> list[PendingConfig]:
+        rows = self._db.execute(
+            "SELECT device_id, body, queued_at, tries, last_try_at FROM pending_configs ORDER BY device_id"
+        ).fetchall()
+        return [PendingConfig(*row) for row in rows]
+
+    def config_tried(self, device_id: int, body: bytes, at: float) -> None:
+        """Count one more sending of `body` (unless another config replaced it meanwhile)."""
+        with self._transaction():
+            self._db.execute(
+                "UPDATE pending_configs SET tries = tries + 1, last_try_at = ? WHERE device_id = ? AND body = ?",
+                (at, device_id, body),
+            )
+
+    def config_applied(self, device_id: int, body: bytes) -> bool:
+        """Forget the pending config `body`, which the device showed it applied; False if another
+        config replaced it meanwhile (that one is still to send)."""
+        with self._transaction():
+            return (
+                self._db.execute(
+                    "DELETE FROM pending_configs WHERE device_id = ? AND body = ?", (device_id, body)
+                ).rowcount
+                > 0
+            )
+
+    def heard_by(self, device_id: int, receiver: Receiver) -> None:
+        """Remember that `receiver` heard the device, and on which spreading factor it listens."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO receivers (device_id, receiver, single_sf, frequency_hz, last_heard)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (device_id, receiver.name, receiver.single_sf, receiver.frequency_hz, receiver.last_heard),
+            )
+
+    def receivers(self, device_id: int, since: float) -> list[Receiver]:
+        """The receivers that heard the device since `since`, the most recent first."""
+        rows = self._db.execute(
+            "SELECT receiver, single_sf, frequency_hz, last_heard FROM receivers"
+            " WHERE device_id = ? AND last_heard >= ? ORDER BY last_heard DESC",
+            (device_id, since),
+        ).fetchall()
+        return [Receiver(*row) for row in rows]
 
     # --- outbox ------------------------------------------------------------------------
     def pending(self, limit: int = 100) -> list[OutboxEvent]:

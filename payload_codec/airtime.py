@@ -18,20 +18,22 @@ MAX_FRAME_BY_SF = {7: 250, 8: 250, 9: 123, 10: 59, 11: 59, 12: 59}
 
 @dataclass(frozen=True)
 class SubBand:
-    """An ETSI EN 300 220 sub-band and the share of each hour a device may transmit in it."""
+    """An ETSI EN 300 220 sub-band, the share of each hour a device may transmit in it and the
+    highest effective radiated power allowed in it (ERC Recommendation 70-03, Annex 1, bands h1.3-h1.7)."""
 
     name: str
     low_hz: int
     high_hz: int
     duty_cycle: float
+    max_erp_dbm: int
 
 
 SUB_BANDS = (
-    SubBand("g", 863_000_000, 868_000_000, 0.01),
-    SubBand("g1", 868_000_000, 868_600_000, 0.01),
-    SubBand("g2", 868_700_000, 869_200_000, 0.001),
-    SubBand("g3", 869_400_000, 869_650_000, 0.10),  # where ACKs go: 10 %, 500 mW
-    SubBand("g4", 869_700_000, 870_000_000, 0.01),
+    SubBand("g", 863_000_000, 868_000_000, 0.01, 14),  # 25 mW ERP
+    SubBand("g1", 868_000_000, 868_600_000, 0.01, 14),
+    SubBand("g2", 868_700_000, 869_200_000, 0.001, 14),
+    SubBand("g3", 869_400_000, 869_650_000, 0.10, 27),  # where ACKs go: 10 %, 500 mW
+    SubBand("g4", 869_700_000, 870_000_000, 0.01, 14),  # 25 mW with a duty cycle (5 mW without)
 )
 
 

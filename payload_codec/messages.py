@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import math
 import struct
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from .schema import (
     AGE_SECONDS_LIMIT,
     CHECKIN_SIZE,
     COMPILED_BODY_SCHEMAS,
+    CONFIG_DIGEST_SIZE,
     CONFIG_FIELDS,
     DIRECTIONS,
     MAX_CHECKINS,
@@ -164,7 +166,14 @@ class Config:
 
 
 # --- status --------------------------------------------------------------------------------
-_STATUS_COUNTERS = ("queue_depth", "checkins_dropped", "radio_errors", "reader_errors", "duty_cycle_deferrals")
+_STATUS_COUNTERS = (
+    "queue_depth",
+    "checkins_dropped",
+    "radio_errors",
+    "reader_errors",
+    "duty_cycle_deferrals",
+    "config_digest",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,6 +190,7 @@ class Status:
     radio_errors: int = 0
     reader_errors: int = 0
     duty_cycle_deferrals: int = 0  # frames held back to respect the duty cycle
+    config_digest: int = 0  # config_digest() of the last config downlink applied, 0 before any
 
     def to_json(self) -> JsonObject:
         return {
@@ -193,6 +203,7 @@ class Status:
             "radio_errors": self.radio_errors,
             "reader_errors": self.reader_errors,
             "duty_cycle_deferrals": self.duty_cycle_deferrals,
+            "config_digest": self.config_digest,
         }
 
     @classmethod
@@ -305,6 +316,11 @@ def _check_size(msg_type: str, size: int) -> CodecError | None:
     elif size == 0:
         return CodecError("bad_length", f"{msg_type} body is empty")
     return None
+
+
+def config_digest(body: bytes) -> int:
+    """What a node's status reports once it applied the config downlink whose body is `body`."""
+    return int.from_bytes(hashlib.sha256(body).digest()[:CONFIG_DIGEST_SIZE], "little")
 
 
 # --- enumerations and checks ---------------------------------------------------------------
@@ -511,6 +527,7 @@ def _status_from_raw(raw: Any) -> Status:
         radio_errors=raw.radio_errors,
         reader_errors=raw.reader_errors,
         duty_cycle_deferrals=raw.duty_cycle_deferrals,
+        config_digest=raw.config_digest,
     )
 
 

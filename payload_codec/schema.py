@@ -158,9 +158,15 @@ _STATUS_LAYOUT = (
     "radio_errors" / Int16ul,
     "reader_errors" / Int16ul,
     "duty_cycle_deferrals" / Int16ul,  # frames held back to respect the duty cycle
+    "config_digest" / Int16ul,  # CONFIG_DIGEST of the last config body applied, 0 before any
 )
 StatusBody = Struct(*_STATUS_LAYOUT, Terminated)
 STATUS_SIZE = Struct(*_STATUS_LAYOUT).sizeof()
+
+# How a node shows which config downlink it applied: the first two bytes of the SHA-256 of the
+# config body (as decrypted), little-endian. The same body resent has the same digest, so the
+# gateway recognises its change whichever of its tries the node heard.
+CONFIG_DIGEST_SIZE = 2
 
 # --- ACK: the acknowledged uplink counter, and the gateway's time if the node asked ------
 AckBody = Struct("acked_counter16" / Int16ul, "gateway_time" / If(this._params.size == 6, Int32ul), Terminated)

@@ -15,7 +15,7 @@ from . import airtime, bridge_link
 from .counter import ALL_SEEN, MAX_COUNTER_GAP, WINDOW_SIZE, resolve_counter, slide_window
 from .crypto import DOWN, UP, badge_token, derive_badge_key, derive_device_keys
 from .frame import build_frame, seal_body
-from .messages import Ack, CheckinBatch, Telemetry, encode_body, message_from_json
+from .messages import Ack, CheckinBatch, Telemetry, config_digest, encode_body, message_from_json
 from .schema import (
     AGE_MAX_S,
     AGE_SECONDS_LIMIT,
@@ -25,6 +25,7 @@ from .schema import (
     MAX_CHECKINS,
     MAX_FRAME_SIZE,
     RESET_CAUSES,
+    STATUS_SIZE,
     TAG_TYPES,
     TELEMETRY_FIELDS,
     TYPE_BY_CODE,
@@ -227,6 +228,7 @@ def status_cases() -> list[dict]:
             "radio_errors": index,
             "reader_errors": 2 * index,
             "duty_cycle_deferrals": 5 * index,
+            "config_digest": 0x1111 * index,
         }
         cases.append(_frame_case(f"status_reset_{cause}", "status", fields, 4000 + index))
     return cases
@@ -259,6 +261,8 @@ def config_cases() -> list[dict]:
             _frame_case(f"config_only_{field.name}", "config", {field.name: CONFIG_SAMPLE[field.name]}, 20 + bit)
         )
     cases.append(_frame_case("config_negative_power", "config", {"tx_power_dbm": -9}, 30))
+    for case in cases:  # what the node's next status reports once it applied the case
+        case["config_digest"] = config_digest(bytes.fromhex(case["body_hex"]))
     return cases
 
 
@@ -334,7 +338,13 @@ def error_cases() -> list[dict]:
         _error_case(
             "bad_length_checkin", "bad_length", sealed(TYPE_BY_NAME["checkin"], bytes(12)), body=bytes(12), fport=1
         ),
-        _error_case("bad_length_status", "bad_length", sealed(status, bytes(18)), body=bytes(18), fport=3),
+        _error_case(
+            "bad_length_status",
+            "bad_length",
+            sealed(status, bytes(STATUS_SIZE - 1)),
+            body=bytes(STATUS_SIZE - 1),
+            fport=3,
+        ),
         _error_case("bad_length_bitmap", "bad_length", sealed(telemetry, b"\x01\x00"), body=b"\x01\x00", fport=2),
         _error_case("bad_value_humidity", "bad_value", sealed(telemetry, b"\x02\xc9"), body=b"\x02\xc9", fport=2),
         _error_case("bad_value_empty_bitmap", "bad_value", sealed(telemetry, b"\x00"), body=b"\x00", fport=2),

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from boards.profiles import load_profile
 from boards.provisioning import SENSOR_FIELDS, NodeOptions, build_config, secrets_from_master, stage
-from boards.registry import Device, Registry
+from boards.registry import DEFAULT_REPORT_INTERVAL_S, DEFAULT_STATUS_INTERVAL_S, Device, Registry
 from payload_codec import derive_device_keys
 from simulator.broker import Broker, free_port
 from simulator.children import start_child
@@ -260,7 +260,8 @@ class VirtualSite:
                     site=self.site,
                     facility=spec.facility,
                     keys=derive_device_keys(TEST_MASTER_KEY, spec.device_id),
-                    report_interval_s=spec.telemetry_s or 300,
+                    report_interval_s=spec.telemetry_s or DEFAULT_REPORT_INTERVAL_S,
+                    status_interval_s=spec.status_s or DEFAULT_STATUS_INTERVAL_S,
                     sensors=fields,
                     nfc=spec.nfc is not None,
                     battery=spec.deep_sleep,

@@ -9,7 +9,8 @@
      "nfc": {"reader": "pn532" | "mfrc522", "retap_s": 10, "direction": "none" | "in" | "out"} | null,
      "sensors": ["bme280", "scd4x", "sht4x", "battery", "pulse"],
      "intervals": {"telemetry_s": 300, "status_s": 3600},
-     "deep_sleep": false}
+     "deep_sleep": false,
+     "config_digest": 0}             # node; written by the last config downlink applied, absent before
 
 A missing key takes its default below; a wrong one raises ConfigError, whose message says which
 key and what to do, and which the board prints on its console before it goes to safe mode.

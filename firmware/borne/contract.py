@@ -103,9 +103,11 @@ RESERVED_BITMAP_BIT = const(0x80)  # announces a second presence byte
 
 # --- Status and ACK -------------------------------------------------------------------------------
 # Status body: firmware_major, firmware_minor, firmware_patch, uptime_s, reset_cause, queue_depth, checkins_dropped,
-# sensor_faults, radio_errors, reader_errors, duty_cycle_deferrals.
-STATUS_LAYOUT = "<BBBIBHHBHHH"
-STATUS_SIZE = const(19)
+# sensor_faults, radio_errors, reader_errors, duty_cycle_deferrals, config_digest.
+STATUS_LAYOUT = "<BBBIBHHBHHHH"
+STATUS_SIZE = const(21)
+# config_digest: the first bytes of the SHA-256 of the last config body applied, little-endian.
+CONFIG_DIGEST_SIZE = const(2)
 # The reset cause after a crash; the others are machine.reset_cause()'s codes, reported as they are.
 RESET_CRASH = const(7)
 # ACK body: the acknowledged counter's low 16 bits, then the gateway's time if the node asked for it.

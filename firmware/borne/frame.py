@@ -10,6 +10,7 @@ Errors are values: Downlink.read returns the reason a frame was refused, named a
 payload_codec names it.
 """
 
+import hashlib
 import struct
 
 from .contract import (
@@ -24,6 +25,7 @@ from .contract import (
     BADGE_TOKEN_SIZE,
     CHECKIN,
     CHECKIN_SIZE,
+    CONFIG_DIGEST_SIZE,
     CONFIG_FIELDS,
     CONFIG_MAX_SIZE,
     COUNTER_GAP,
@@ -162,9 +164,11 @@ class Uplink:
         radio_errors=0,
         reader_errors=0,
         duty_cycle_deferrals=0,
+        config_digest=0,
         encrypt=False,
     ):
-        """The status frame; `firmware` is (major, minor, patch), counters saturate at 65535."""
+        """The status frame; `firmware` is (major, minor, patch), counters saturate at 65535;
+        `config_digest` is Downlink.config_digest of the last config applied, 0 before any."""
         struct.pack_into(
             STATUS_LAYOUT,
             self._buf,
@@ -180,6 +184,7 @@ class Uplink:
             min(radio_errors, 0xFFFF),
             min(reader_errors, 0xFFFF),
             min(duty_cycle_deferrals, 0xFFFF),
+            config_digest,
         )
         return self._seal(STATUS, _flags(encrypt, False, False), counter, STATUS_SIZE)
 
@@ -224,7 +229,8 @@ class Downlink:
     After read() returns None, the attributes hold the frame: `kind` (ACK or CONFIG),
     `counter`, `encrypted`, and `acked_counter16`, `gateway_time` (None unless the node
     asked for the time) for an ACK, or `config` (a list indexed REPORT_INTERVAL_S …
-    REBOOT, None where absent) for a config frame. After a refusal they mean nothing.
+    REBOOT, None where absent) and `config_digest` (what the status reports once the node
+    applied it) for a config frame. After a refusal they mean nothing.
     """
 
     def __init__(self, device_id, keys):
@@ -237,6 +243,7 @@ class Downlink:
         self.acked_counter16 = 0
         self.gateway_time = None
         self.config = [None] * len(CONFIG_FIELDS)  # type: list
+        self.config_digest = 0
 
     def read(self, frame, last_counter):
         """Check and decode `frame`; None if accepted, else why not (payload_codec's reasons).
@@ -320,4 +327,6 @@ class Downlink:
                     return BAD_VALUE
                 config[bit] = value
                 at += width
+        digest = hashlib.sha256(bytes(body[:size])).digest()
+        self.config_digest = int.from_bytes(digest[:CONFIG_DIGEST_SIZE], "little")
         return None

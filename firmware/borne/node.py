@@ -5,7 +5,9 @@ Tasks, one job each, on one asyncio loop:
   _checkins   sends the queue's oldest events in one frame and waits for its ACK in the receive
               window; without one, retries the same bytes after a backoff with jitter
   _telemetry  every telemetry_s, the sensors' readings (not acknowledged)
-  _status     at boot and every status_s: uptime, reset cause, queue, faults, counters
+  _status     at boot and every status_s: uptime, reset cause, queue, faults, counters, and the
+              digest of the last config applied; a config downlink may follow in its receive
+              window, and once one is applied the next status goes out soon to show it
 A battery node without NFC does one telemetry (and status when due) per wake and deep-sleeps.
 """
 
@@ -45,6 +47,7 @@ RX_EARLY_MS = const(200)  # the receive window opens this much before the ACK is
 RX_LATE_MS = const(200)  # and stays open this much after its end
 _ACK_FRAME_SIZE = ENVELOPE_SIZE + ACK_TIME_SIZE  # the longest ACK on air: with the gateway's time
 STATUS_AFTER_BOOT_MS = const(3000)  # plus up to as much again, at random
+STATUS_AFTER_CONFIG_MS = const(3000)  # the status that shows the gateway a config was applied
 JITTER_PCT = const(10)  # each report interval varies by up to this much, at random
 
 
@@ -92,6 +95,7 @@ class Node:
         self.sensors = Sensors(config.get("sensors", []), board, self._i2c)
         self.reader_errors = 0
         self.rejected_downlinks = 0
+        self.configured = False  # a config downlink was applied since the last status
         nfc = config.get("nfc")
         self.queue = None
         if nfc:
@@ -241,7 +245,9 @@ class Node:
         if nfc and values[CHECKIN_DIRECTION] is not None:
             nfc["direction"] = DIRECTIONS[values[CHECKIN_DIRECTION]]
             self.direction = values[CHECKIN_DIRECTION]
+        config["config_digest"] = self.downlink.config_digest  # the next status shows it to the gateway
         board_config.save(config)
+        self.configured = True
         if values[REBOOT]:
             machine.reset()
 
@@ -257,7 +263,11 @@ class Node:
         await asyncio.sleep_ms(STATUS_AFTER_BOOT_MS + backoff.uniform_ms(STATUS_AFTER_BOOT_MS))
         while True:
             await self._send_status()
-            await asyncio.sleep_ms(_jittered(self.config["intervals"]["status_s"] * 1000))
+            if self.configured:
+                self.configured = False
+                await asyncio.sleep_ms(STATUS_AFTER_CONFIG_MS)
+            else:
+                await asyncio.sleep_ms(_jittered(self.config["intervals"]["status_s"] * 1000))
 
     def _checkin_in_flight(self):
         # A frame with a newer counter would make the gateway take the retries of the check-in
@@ -277,12 +287,14 @@ class Node:
             await self._send(self.uplink.telemetry(self.counter.next(), values))
 
     async def _send_status(self):
+        """Send a status, then listen in its receive window: the gateway sends config downlinks there."""
         if self._checkin_in_flight():
             return
         queue = self.queue
         async with self.radio.lock:
+            counter = self.counter.next()
             frame = self.uplink.status(
-                self.counter.next(),
+                counter,
                 app.FIRMWARE_VERSION,
                 self.uptime.seconds(),
                 self.reset_cause,
@@ -292,8 +304,9 @@ class Node:
                 radio_errors=self.radio.errors,
                 reader_errors=self.reader_errors,
                 duty_cycle_deferrals=self.radio.deferrals,
+                config_digest=self.config.get("config_digest", 0),
             )
-            await self._send(frame)
+            await self._send_for_ack(frame, counter)  # no ACK comes for a status: the window is for a config
 
     async def _send(self, frame):
         await self.radio.send(frame)  # not acknowledged; a modem error is counted in radio.errors
@@ -304,6 +317,9 @@ class Node:
         await self._send_telemetry()
         if wakes % max(1, intervals["status_s"] // intervals["telemetry_s"]) == 0:
             await self._send_status()
+            if self.configured:  # show the gateway the config before sleeping on it
+                await asyncio.sleep_ms(STATUS_AFTER_CONFIG_MS)
+                await self._send_status()
         # A report sent is a healthy boot: a node that sleeps never runs long enough to say so otherwise.
         retained.update(counter=self.counter.peek, wakes=wakes + 1, crashes=0)
         self.radio.modem.sleep()  # a radio left in standby would draw a hundred times the ESP32's sleep

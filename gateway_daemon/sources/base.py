@@ -161,6 +161,10 @@ class Source(abc.ABC, Generic[ConnectionT]):
     `_disconnect`; its advice to an operator goes in `_cannot_connect` and `_lost`.
     """
 
+    # A bridge board's radio listens on the one spreading factor it was flashed with; a
+    # concentrator demodulates every SF at once. Config downlinks that change a node's SF ask it.
+    listens_on_one_sf: bool = False
+
     def __init__(
         self,
         name: str,

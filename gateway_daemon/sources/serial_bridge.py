@@ -116,6 +116,7 @@ class SerialBridge(Source[_Link]):
     """
 
     stats: BridgeStats
+    listens_on_one_sf = True
 
     def __init__(
         self,

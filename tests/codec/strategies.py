@@ -67,7 +67,14 @@ status_fields = st.fixed_dictionaries(
         ),
         **{
             name: st.integers(0, 0xFFFF)
-            for name in ("queue_depth", "checkins_dropped", "radio_errors", "reader_errors", "duty_cycle_deferrals")
+            for name in (
+                "queue_depth",
+                "checkins_dropped",
+                "radio_errors",
+                "reader_errors",
+                "duty_cycle_deferrals",
+                "config_digest",
+            )
         },
     }
 )

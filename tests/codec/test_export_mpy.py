@@ -71,7 +71,7 @@ def test_the_check_passes_on_the_committed_module(monkeypatch: pytest.MonkeyPatc
     [
         ("TAG_TYPES", (*export_module.TAG_TYPES, "felica")),
         ("MAX_FRAME_BY_SF", {**MAX_FRAME_BY_SF, 9: 115}),
-        ("SUB_BANDS", (*SUB_BANDS[:-1], SubBand("g4", 869_700_000, 870_000_000, 0.001))),
+        ("SUB_BANDS", (*SUB_BANDS[:-1], SubBand("g4", 869_700_000, 870_000_000, 0.001, 14))),
         ("TX_RESULTS", (*export_module.TX_RESULTS, "cancelled")),
         ("TELEMETRY_FIELDS", (*TELEMETRY_FIELDS[:-1], BitmapField("battery_mv", Int8ul, step=20, offset=2000))),
     ],

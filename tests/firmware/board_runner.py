@@ -50,6 +50,7 @@ def downlink(call):
         answer["gateway_time"] = down.gateway_time
     else:
         answer["config"] = down.config
+        answer["config_digest"] = down.config_digest
     return answer
 
 

@@ -10,7 +10,7 @@ import json
 import random
 from typing import Any
 
-from payload_codec import DOWN, CodecError, DeviceKeys, message_from_json
+from payload_codec import DOWN, CodecError, DeviceKeys, config_digest, encode_body, message_from_json
 from payload_codec.bridge_link import TX_RESULTS
 from payload_codec.frame import build_frame, open_frame
 from payload_codec.schema import CONFIG_FIELDS, DIRECTIONS, RESET_CAUSES, TAG_TYPES, TELEMETRY_FIELDS, UID_LENGTHS
@@ -63,6 +63,7 @@ def uplink_call(case: dict) -> dict:
             fields.get("radio_errors", 0),
             fields.get("reader_errors", 0),
             fields.get("duty_cycle_deferrals", 0),
+            fields.get("config_digest", 0),
         ]
     return call
 
@@ -96,6 +97,7 @@ def firmware_view(msg_type: str, counter: int, encrypted: bool, fields: dict) ->
             value = fields.get(field.name)
             config.append(field.enum.index(value) if field.enum and value is not None else value)
         view["config"] = config
+        view["config_digest"] = config_digest(encode_body(message_from_json("config", fields)))
     return view
 
 

@@ -16,7 +16,7 @@ import serial
 
 from boards.profiles import load_profile
 from boards.provisioning import NodeOptions, build_config, secrets_from_master, stage
-from payload_codec import Config, derive_device_keys
+from payload_codec import Config, config_digest, derive_device_keys, encode_body
 from payload_codec.frame import build_frame
 from payload_codec.vectorgen import TEST_MASTER_KEY
 from simulator.virtual_board import RadioMedium, VirtualBoard
@@ -123,7 +123,8 @@ def test_mpremote_stops_a_running_node_and_the_watchdog_spares_its_session(node)
 
 def test_a_config_downlink_is_applied_at_once_and_kept_for_the_next_boots(node):
     keys = derive_device_keys(TEST_MASTER_KEY, 7)
-    frame = build_frame(Config(report_interval_s=120, spreading_factor=8, tx_power_dbm=10), 7, 1, keys)
+    change = Config(report_interval_s=120, spreading_factor=8, tx_power_dbm=10)
+    frame = build_frame(change, 7, 1, keys)
     code = f"""
 from borne import config
 from borne.node import Node
@@ -131,9 +132,11 @@ node = Node(config.load())
 acked = node._take_downlink(bytes.fromhex("{frame.hex()}"), 0)
 kept = config.load()
 print(acked, node.radio.sf, node.radio.power_dbm, kept["intervals"]["telemetry_s"], kept["radio"]["sf"])
+print(kept["config_digest"], node.configured)
 """
     console_during(node, node.reset, 5, "\x00")
-    assert mpremote(node, "exec", code).split() == ["False", "8", "10", "120", "8"]
+    digest = config_digest(encode_body(change))  # what its next status shows the gateway
+    assert mpremote(node, "exec", code).split() == ["False", "8", "10", "120", "8", str(digest), "True"]
 
 
 def test_mpremote_reaches_a_running_bridge_whose_console_carries_the_serial_link(tmp_path):
