@@ -63,6 +63,7 @@ class Gateway:
             log.error("registry not reloaded, keeping the previous one: %s", error)
             return
         self.pipeline.registry = self.registry
+        self.publisher.registry_changed()
         log.info("registry reloaded: %d devices", len(self.registry.devices))
 
     async def run(self) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 
-from boards.provisioning import INTERVAL_DEFAULTS
 from boards.registry import Device
 
 # Telemetry field → (name, device class, unit, state class, icon)
@@ -32,9 +31,6 @@ STATUS_SENSORS = {
     "checkins_dropped": "Check-ins dropped",
     "radio_errors": "Radio errors",
 }
-# The registry has no status interval: a node sends its status at the firmware's default period
-# unless a config downlink changed it.
-STATUS_INTERVAL_S = INTERVAL_DEFAULTS["status_s"]
 MISSED_REPORTS = 3  # a sensor is unavailable after this many of its messages did not come
 
 
@@ -112,7 +108,7 @@ def discovery_messages(
                 "value_template": field_template(field),
                 "entity_category": "diagnostic",
                 "state_class": "measurement",
-                "expire_after": MISSED_REPORTS * STATUS_INTERVAL_S,
+                "expire_after": MISSED_REPORTS * device.status_interval_s,
                 **common,
             }
             messages.append(_config_message(discovery_prefix, "sensor", f"{node}/{field}", config))

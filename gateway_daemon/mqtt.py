@@ -73,6 +73,7 @@ class Publisher:
         self.reconnects = 0
         self.started = time.time()
         self._wake = asyncio.Event()
+        self._registry_changed = asyncio.Event()
         gateway = config.gateway.name
         self.topic_base = f"{config.mqtt.topic_prefix}/gateway/{gateway}"
         self.firmware: dict[int, str] = {}  # device id → the version its last status named
@@ -81,6 +82,10 @@ class Publisher:
     def wake(self) -> None:
         """Something new is waiting: an accepted event or a rejected input."""
         self._wake.set()
+
+    def registry_changed(self) -> None:
+        """The registry was reloaded: publish every device's discovery again (new devices, new intervals)."""
+        self._registry_changed.set()
 
     def _client(self) -> aiomqtt.Client:
         mqtt = self.config.mqtt
@@ -149,6 +154,7 @@ class Publisher:
             tasks.create_task(self._stats_loop(client))
             if ha.enabled:
                 tasks.create_task(self._listen(client))
+                tasks.create_task(self._announce_on_reload(client))
 
     async def _announce(self, client: aiomqtt.Client) -> None:
         """Every discovery config: the gateway's own device, then each registered device's."""
@@ -159,6 +165,12 @@ class Publisher:
         ):
             await send(client, topic, payload, retain=True)
         await self._announce_devices(client, list(self.registry().devices.values()))
+
+    async def _announce_on_reload(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._registry_changed.wait()
+            self._registry_changed.clear()
+            await self._announce_devices(client, list(self.registry().devices.values()))
 
     async def _announce_devices(self, client: aiomqtt.Client, devices: list[Device]) -> None:
         ha, mqtt = self.config.home_assistant, self.config.mqtt

@@ -11,7 +11,7 @@ from pathlib import Path
 import aiomqtt
 
 from boards.registry import Device, Registry
-from gateway_daemon.home_assistant import SENSORS, STATUS_INTERVAL_S, STATUS_SENSORS, discovery_messages
+from gateway_daemon.home_assistant import SENSORS, STATUS_SENSORS, discovery_messages
 from payload_codec import Checkin, CheckinBatch, Status, Telemetry, build_frame, derive_device_keys
 from payload_codec.vectorgen import TELEMETRY_SAMPLE, TEST_MASTER_KEY
 from simulator.broker import free_port
@@ -142,7 +142,7 @@ async def test_home_assistant_sees_every_device_kind_the_gateway_and_firmware(tm
 
         # Expiry by message kind: telemetry after 3 reports, status after 3 status periods.
         telemetry_gone = time.monotonic() + 3 * METER.report_interval_s + 1
-        status_gone = time.monotonic() + 3 * STATUS_INTERVAL_S + 1
+        status_gone = time.monotonic() + 3 * METER.status_interval_s + 1
         assert ha.state(f"{node(METER)}_battery_mv", at=telemetry_gone - 2) == "3700"
         assert ha.state(f"{node(METER)}_battery_mv", at=telemetry_gone) == UNAVAILABLE
         assert ha.state(f"{node(METER)}_radio_errors", at=telemetry_gone) == "0"

@@ -105,6 +105,10 @@ async def test_systemd_readiness_watchdog_sighup_and_last_will(tmp_path, broker)
             forwarder.hear(frame)
             await subscriber.wait_for(lambda: any(p["device_id"] == 600 for p in subscriber.on("/telemetry")))
             forwarder.close()
+            # ... and Home Assistant is told of it at once, not at the next reconnection.
+            await subscriber.wait_for(
+                lambda: any(str(m.topic).startswith("homeassistant/sensor/borne_600/") for m in subscriber.messages)
+            )
 
             # Killed without a goodbye, the gateway is marked offline by its last will.
             await daemon.kill()
