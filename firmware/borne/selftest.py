@@ -83,7 +83,7 @@ def check_radio(config):
     try:
         radio = Radio(config["board"]["radio"], config["radio"])  # the driver checks the chip's version
     except Exception as error:  # OSError from our driver; RuntimeError or ImportError from lora's
-        return {"check": "radio", "ok": False, "chip": chip, "error": _error(error)}
+        return _failed({"check": "radio", "chip": chip}, error)
     radio.modem.sleep()
     return {"check": "radio", "ok": True, "chip": chip}
 
@@ -94,6 +94,10 @@ def check_reader(config, i2c):
     name = config["nfc"]["reader"]
     result = {"check": "reader", "reader": name}
     try:
+        if name == "pn532":
+            from borne.drivers.pn532 import ADDRESS
+
+            result["address"] = ADDRESS
         reader = open_reader(config, i2c)
         if name == "pn532":
             ic, version, revision, _ = reader.firmware_version()
@@ -101,9 +105,7 @@ def check_reader(config, i2c):
         else:
             result["version"] = f"VersionReg 0x{reader.version():02x}"
     except (OSError, AttributeError) as error:  # AttributeError: no I2C bus for a PN532
-        result["ok"] = False
-        result["error"] = _error(error)
-        return result
+        return _failed(result, error)
     result["ok"] = True
     return result
 
@@ -111,11 +113,9 @@ def check_reader(config, i2c):
 def check_sensor(name, board, i2c):
     result = {"check": "sensor", "name": name}
     try:
-        values = _READERS[name](board, i2c)
+        values = _READERS[name](board, i2c, result)
     except (OSError, AttributeError, TypeError) as error:  # AttributeError/TypeError: no I2C bus or pin
-        result["ok"] = False
-        result["error"] = _error(error)
-        return result
+        return _failed(result, error)
     result["values"] = values
     out = []
     for quantity, (low, high) in RANGES.get(name, {}).items():
@@ -127,16 +127,18 @@ def check_sensor(name, board, i2c):
     return result
 
 
-def _bme280(board, i2c):
-    from borne.drivers.bme280 import BME280
+def _bme280(board, i2c, result):
+    from borne.drivers.bme280 import ADDRESS, BME280
 
+    result["address"] = ADDRESS
     t, h, p = BME280(i2c).read()
     return {"temperature_c": t / 100, "humidity_pct": h / 100, "pressure_hpa": p / 100}
 
 
-def _scd4x(board, i2c):
-    from borne.drivers.scd4x import SCD4x
+def _scd4x(board, i2c, result):
+    from borne.drivers.scd4x import ADDRESS, SCD4x
 
+    result["address"] = ADDRESS
     sensor = SCD4x(i2c)
     try:
         sensor.stop()  # the firmware left it measuring, and it refuses to start again meanwhile
@@ -153,21 +155,22 @@ def _scd4x(board, i2c):
     return {"co2_ppm": co2, "temperature_c": t / 100, "humidity_pct": h / 100}
 
 
-def _sht4x(board, i2c):
-    from borne.drivers.sht4x import SHT4x
+def _sht4x(board, i2c, result):
+    from borne.drivers.sht4x import ADDRESS, SHT4x
 
+    result["address"] = ADDRESS
     t, h = SHT4x(i2c).read()
     return {"temperature_c": t, "humidity_pct": h}
 
 
-def _battery(board, i2c):
+def _battery(board, i2c, result):
     from borne.drivers.battery import Battery
 
     battery = board["battery"]
     return {"battery_mv": Battery(battery["pin"], battery["ratio"]).millivolts()}
 
 
-def _pulse(board, i2c):
+def _pulse(board, i2c, result):
     from borne.drivers.pulse import PulseCounter
 
     return {"meter_pulses": PulseCounter(board["pulse"]).count}  # the input is set up; pulses come later
@@ -201,6 +204,11 @@ def check_counters(config):
     return result
 
 
-def _error(error):
-    """An exception as one short line: its type and arguments (OSError 19 is ENODEV: no answer)."""
-    return f"{type(error).__name__}: {' '.join(str(a) for a in error.args)}"
+def _failed(result, error):
+    """`result` as a failure: the error as one short line, and its errno (19 ENODEV: no answer; 5 EIO:
+    a damaged answer; 110 ETIMEDOUT) when it is an OSError."""
+    result["ok"] = False
+    result["error"] = f"{type(error).__name__}: {' '.join(str(a) for a in error.args)}"
+    if isinstance(error, OSError) and error.args and isinstance(error.args[0], int):
+        result["errno"] = error.args[0]
+    return result
