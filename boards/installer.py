@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import io
 import json
 import subprocess
 import sys
@@ -154,17 +155,9 @@ class Installer:
     def probe(self, mcu: str, tops: Sequence[str]) -> BoardFacts:
         """Ask the board what it is and which files it holds under `tops`; InstallError if it does not answer
         as MicroPython does or is not the profile's microcontroller."""
-        # A board whose firmware keeps crashing reboots under mpremote's feet: it may take a few tries.
-        deadline = time.monotonic() + PROBE_PATIENCE_S
-        while True:
-            try:
-                done = self._step("asking the board what it is", "exec", _probe_code(tops), timeout=PROBE_TIMEOUT_S)
-                break
-            except InstallError as error:
-                if _NO_RAW_REPL not in str(error) or time.monotonic() > deadline:
-                    raise
-                self.report(f"[1/{STEPS}] the board does not let mpremote in yet (restarting?); trying again")
-                time.sleep(PROBE_PAUSE_S)
+        done = self._patient_step(
+            f"[1/{STEPS}] ", "asking the board what it is", "exec", _probe_code(tops), timeout=PROBE_TIMEOUT_S
+        )
         line = next((line for line in done.stdout.splitlines() if line.startswith(_PROBE_MARK)), None)
         if line is None:
             raise InstallError(
@@ -257,6 +250,21 @@ class Installer:
         removed = done.stdout.rpartition(_FORGOT_MARK)[2].strip() or "0"
         return f"the board was {was}: its queued check-ins ({removed} files) and counters are erased"
 
+    def _patient_step(
+        self, prefix: str, what: str, *arguments: str, timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        """`_step`, tried again for a while if mpremote cannot get in: a board whose firmware keeps crashing
+        reboots under mpremote's feet, until it stays in safe mode."""
+        deadline = time.monotonic() + PROBE_PATIENCE_S
+        while True:
+            try:
+                return self._step(what, *arguments, timeout=timeout)
+            except InstallError as error:
+                if _NO_RAW_REPL not in str(error) or time.monotonic() > deadline:
+                    raise
+                self.report(f"{prefix}the board does not let mpremote in yet (restarting?); trying again")
+                time.sleep(PROBE_PAUSE_S)
+
     def _step(self, what: str, *arguments: str, timeout: float = PROBE_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
         try:
             done = self.runner(["connect", self.port, *arguments], timeout)
@@ -340,7 +348,9 @@ def check_board(port: str, *, runner: Runner = run_mpremote) -> BoardCheck:
     installer = Installer(port, runner=runner)
     try:
         # mpremote's Ctrl-C and soft reset stop the firmware; `reset` starts it again after the test.
-        done = installer._step("running the self-test", "exec", _SELFTEST, "reset", timeout=SELFTEST_TIMEOUT_S)
+        done = installer._patient_step(
+            "", "running the self-test", "exec", _SELFTEST, "reset", timeout=SELFTEST_TIMEOUT_S
+        )
     except InstallError as error:
         if _NOT_BORNE in str(error):
             raise _not_borne(port) from None
@@ -525,7 +535,7 @@ def enroll_badges(
         raise InstallError(f"{error}\n{_advice_on(str(error), port)}") from None
     badges: list[EnrolledBadge] = []
     try:
-        transport.enter_raw_repl(soft_reset=True)  # stops the firmware, as `mpremote exec` does
+        _enter_raw_repl(transport)
         started = _enrolment_records(transport.exec("import borne.enrolment\nborne.enrolment.start()"))
         reader = _enrolment_ready(started, port)
         limit = f"after {count} badges or {timeout_s:g} s" if count else f"after {timeout_s:g} s"
@@ -568,7 +578,9 @@ def _enrolment_records(output: bytes) -> list[dict[str, Any]]:
 
 def _enrolment_ready(records: list[dict[str, Any]], port: str) -> str:
     """The reader's name once the board is ready to read badges; InstallError says why it is not."""
-    record = records[0] if records else {"error": "silent"}
+    if not records:
+        raise _not_borne(port)  # a firmware without enrolment answers nothing
+    record = records[0]
     error = record.get("error")
     if error is None:
         return record["reader"]
@@ -582,9 +594,24 @@ def _enrolment_ready(records: list[dict[str, Any]], port: str) -> str:
             f"the board's {record['reader'].upper()} reader did not answer ({record['detail']}): "
             f"`borne board check --port {port}` says what to check"
         )
-    if error == "config":
-        raise InstallError(f"the board's configuration does not load: {record['detail']}")
-    raise InstallError(f"the board on {port} did not start the enrolment: flash it again with `borne board flash`")
+    raise InstallError(f"the board's configuration does not load: {record['detail']}")  # error "config"
+
+
+def _enter_raw_repl(transport: Any) -> None:
+    """Stop the firmware and get the raw REPL, as `mpremote exec` does; tried again for a while, as the
+    installer's probe is, for a board whose firmware keeps crashing until it stays in safe mode."""
+    from mpremote.transport import TransportError
+
+    deadline = time.monotonic() + PROBE_PATIENCE_S
+    while True:
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # what the board said instead: not for the installer
+                transport.enter_raw_repl(soft_reset=True)
+            return
+        except TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(PROBE_PAUSE_S)
 
 
 def _restart(transport: Any) -> None:
