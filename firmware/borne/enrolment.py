@@ -15,7 +15,7 @@ MARK = "BORNE-BADGE "
 
 _reader = None
 _badge_key = None
-_seen = set()  # the tokens of this session: a badge held on the reader, or tapped again, is printed once
+_seen: set = set()  # the tokens of this session: a badge held on the reader, or tapped again, is printed once
 
 
 def start():
@@ -44,6 +44,7 @@ def start():
 
 def poll():
     """Read the reader once: print a badge not seen before in this session; a reader error is printed too."""
+    assert _reader is not None, "call start() first"
     try:
         badge = _reader.read_badge()
     except OSError as error:

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from boards.installer import InstallError, Runner, check_board
 from boards.profiles import load_profile
-from boards.provisioning import NodeOptions
+from boards.provisioning import NodeOptions, build_config, redacted, secrets_from_master
 from payload_codec import badge_token, derive_badge_key
 from simulator.provision import provision_virtual_board
 from simulator.test_keys import TEST_MASTER_KEY
 from simulator.virtual_board import VirtualBoard, VirtualBoardError, check_vm_installed
-from tests.provisioning.conftest import READER_ID, Site
+from tests.provisioning.conftest import MASTER_KEY, NODE_ID, READER_ID, SITE, Site
 from tests.provisioning.test_end_to_end import COMMAND_TIMEOUT_S, borne
 
 I2C = load_profile("heltec_v2")["i2c"]
@@ -290,3 +293,66 @@ def test_enroll_on_a_board_without_a_working_reader_says_what_to_do(tmp_path: Pa
     assert silent.returncode == 1
     assert "error: the board's PN532 reader did not answer (" in silent.stderr
     assert f"`borne board check --port {door_board.port}` says what to check" in silent.stderr
+
+
+# Faults the virtual board cannot make (a corruption asked for before mpremote's soft reset is served
+# by then; its flash's free space is fixed): the self-test's lines as the firmware prints them, from a
+# stand-in for mpremote.
+
+
+def self_test_printing(*records: dict[str, Any]) -> Runner:
+    config = build_config(
+        load_profile("heltec_v2"),
+        "node",
+        SITE,
+        device_id=NODE_ID,
+        secrets=secrets_from_master(MASTER_KEY, NODE_ID),
+        options=NodeOptions(nfc="pn532", sensors=("sht4x",)),
+        radio={},
+    )
+    lines = [{"check": "config", "ok": True, "config": redacted(config)}, *records]
+    stdout = "".join(f"BORNE-CHECK {json.dumps(record)}\n" for record in lines)
+
+    def run(arguments: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(list(arguments), 0, stdout, "")
+
+    return run
+
+
+def test_a_damaged_answer_is_told_to_shorten_the_wires_or_add_pull_ups() -> None:
+    reader = {"check": "reader", "reader": "pn532", "address": 0x24, "ok": False, "errno": 5, "error": "OSError: 5"}
+    sensor = {"check": "sensor", "name": "sht4x", "address": 0x44, "ok": False, "errno": 5, "error": "OSError: 5"}
+    checked = check_board("/dev/ttyUSB0", runner=self_test_printing(reader, sensor))
+
+    assert not checked.passed
+    assert [result.advice for result in checked.results if not result.ok] == [
+        "PN532 at I2C address 0x24 answered with damaged data: shorten the wires to SDA=GPIO4/SCL=GPIO15, or add "
+        "4.7 kΩ pull-ups from SDA and SCL to 3.3 V, then check again",
+        "SHT4x at I2C address 0x44 answered with damaged data: shorten the wires to SDA=GPIO4/SCL=GPIO15, or add "
+        "4.7 kΩ pull-ups from SDA and SCL to 3.3 V, then check again",
+    ]
+
+
+def test_a_flash_too_full_for_the_check_in_queue_is_told_to_remove_files() -> None:
+    flash = {"check": "flash", "ok": False, "free_bytes": 8192, "min_bytes": 32768}
+    checked = check_board("/dev/ttyUSB0", runner=self_test_printing(flash))
+
+    assert [(result.found, result.advice) for result in checked.results if not result.ok] == [
+        (
+            "8 KiB free",
+            "the check-in queue needs 32 KiB: list the board's files (`python -m mpremote connect /dev/ttyUSB0 fs ls`) "
+            "and remove those that are not Borne's",
+        )
+    ]
+
+
+def test_a_self_test_that_prints_no_result_is_told_to_flash_again() -> None:
+    def run(arguments: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(list(arguments), 0, "MemoryError\n", "")
+
+    with pytest.raises(InstallError) as raised:
+        check_board("/dev/ttyUSB0", runner=run)
+    assert str(raised.value) == (
+        "the board on /dev/ttyUSB0 ran the self-test but printed no result; it printed:\nMemoryError\n\n"
+        "Flash it again with `borne board flash --port /dev/ttyUSB0 …`, then check it again."
+    )
