@@ -112,6 +112,39 @@ def run_mpremote(arguments: Sequence[str], timeout: float) -> subprocess.Complet
     )
 
 
+# `borne board check`: the firmware's self-test (firmware/borne/selftest.py), run over the console.
+
+SELFTEST_TIMEOUT_S = 90  # an SCD4x takes 5 s to its first sample; the rest is quick
+_CHECK_MARK = "BORNE-CHECK "
+_SELFTEST = "import borne.selftest\nborne.selftest.run()"
+_NOT_BORNE = "no module named 'borne"
+_WIRING = "boards/README.md, 'What to wire where'"
+_I2C_CHIPS = {"bme280": "BME280", "scd4x": "SCD4x", "sht4x": "SHT4x", "pn532": "PN532"}
+_EIO, _ETIMEDOUT = 5, 110
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of a board's check: what was checked, what was found, and what to do if it failed."""
+
+    name: str
+    ok: bool
+    found: str
+    advice: str = ""
+
+
+@dataclass(frozen=True)
+class BoardCheck:
+    """What the board's self-test found; `config` is its configuration as read back, keys masked."""
+
+    config: dict[str, Any] | None
+    results: tuple[CheckResult, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(result.ok for result in self.results)
+
+
 class Installer:
     """Installs onto the board on `port`; `report` gets one line per step."""
 
@@ -130,8 +163,7 @@ class Installer:
 
     def install(self, config: Mapping[str, Any], firmware_dir: Path = provisioning.FIRMWARE_DIR) -> None:
         """Every step, in order; InstallError at the first that fails."""
-        if self.runner is run_mpremote and importlib.util.find_spec("mpremote") is None:
-            raise InstallError("mpremote is missing: `pip install mpremote` into borne's environment, then run again")
+        self._require_mpremote()
         with tempfile.TemporaryDirectory(prefix="borne-flash-") as directory:  # created 0700
             stage = Path(directory)
             files = provisioning.stage(config, stage, firmware_dir)
@@ -151,6 +183,35 @@ class Installer:
             started = "Everything is installed: press the board's reset button to start it."
             raise InstallError(f"{error}\n{started}") from None
         self.report(f"[5/{STEPS}] board reset: it starts the firmware")
+
+    def check(self) -> BoardCheck:
+        """Stop the firmware, run the board's self-test, and start the firmware again; InstallError if the
+        board does not run Borne or does not answer."""
+        self._require_mpremote()
+        port = self.port
+        try:
+            # mpremote's Ctrl-C and soft reset stop the firmware; `reset` starts it again after the test.
+            done = self._patient_step(
+                "", "running the self-test", "exec", _SELFTEST, "reset", timeout=SELFTEST_TIMEOUT_S
+            )
+        except InstallError as error:
+            if _NOT_BORNE in str(error):
+                raise _not_borne(port) from None
+            raise
+        lines = done.stdout.splitlines()
+        records = [json.loads(line[len(_CHECK_MARK) :]) for line in lines if line.startswith(_CHECK_MARK)]
+        if not records:
+            raise InstallError(
+                f"the board on {port} ran the self-test but printed no result; it printed:\n{done.stdout[-1000:]}\n"
+                f"Flash it again with `borne board flash --port {port} …`, then check it again."
+            )
+        config = records[0].get("config")
+        board = (config or {}).get("board", {})
+        return BoardCheck(config, tuple(_check_result(record, board, port) for record in records))
+
+    def _require_mpremote(self) -> None:
+        if self.runner is run_mpremote and importlib.util.find_spec("mpremote") is None:
+            raise InstallError("mpremote is missing: `pip install mpremote` into borne's environment, then run again")
 
     def probe(self, mcu: str, tops: Sequence[str]) -> BoardFacts:
         """Ask the board what it is and which files it holds under `tops`; InstallError if it does not answer
@@ -307,64 +368,7 @@ def _advice_on(output: str, port: str) -> str:
     return "Run this again; if it fails the same way, press the board's reset button first."
 
 
-# `borne board check`: the firmware's self-test (firmware/borne/selftest.py), run over the console.
-
-SELFTEST_TIMEOUT_S = 90  # an SCD4x takes 5 s to its first sample; the rest is quick
-_CHECK_MARK = "BORNE-CHECK "
-_SELFTEST = "import borne.selftest\nborne.selftest.run()"
-_NOT_BORNE = "no module named 'borne"
-_WIRING = "boards/README.md, 'What to wire where'"
-_I2C_CHIPS = {"bme280": "BME280", "scd4x": "SCD4x", "sht4x": "SHT4x", "pn532": "PN532"}
-_EIO, _ETIMEDOUT = 5, 110
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One line of a board's check: what was checked, what was found, and what to do if it failed."""
-
-    name: str
-    ok: bool
-    found: str
-    advice: str = ""
-
-
-@dataclass(frozen=True)
-class BoardCheck:
-    """What the board's self-test found; `config` is its configuration as read back, keys masked."""
-
-    config: dict[str, Any] | None
-    results: tuple[CheckResult, ...]
-
-    @property
-    def passed(self) -> bool:
-        return all(result.ok for result in self.results)
-
-
-def check_board(port: str, *, runner: Runner = run_mpremote) -> BoardCheck:
-    """Stop the firmware on the board at `port`, run its self-test, and start the firmware again;
-    InstallError if the board does not run Borne or does not answer."""
-    if runner is run_mpremote and importlib.util.find_spec("mpremote") is None:
-        raise InstallError("mpremote is missing: `pip install mpremote` into borne's environment, then run again")
-    installer = Installer(port, runner=runner)
-    try:
-        # mpremote's Ctrl-C and soft reset stop the firmware; `reset` starts it again after the test.
-        done = installer._patient_step(
-            "", "running the self-test", "exec", _SELFTEST, "reset", timeout=SELFTEST_TIMEOUT_S
-        )
-    except InstallError as error:
-        if _NOT_BORNE in str(error):
-            raise _not_borne(port) from None
-        raise
-    lines = done.stdout.splitlines()
-    records = [json.loads(line[len(_CHECK_MARK) :]) for line in lines if line.startswith(_CHECK_MARK)]
-    if not records:
-        raise InstallError(
-            f"the board on {port} ran the self-test but printed no result; it printed:\n{done.stdout[-1000:]}\n"
-            f"Flash it again with `borne board flash --port {port} …`, then check it again."
-        )
-    config = records[0].get("config")
-    board = (config or {}).get("board", {})
-    return BoardCheck(config, tuple(_check_result(record, board, port) for record in records))
+# `borne board check`: the self-test's lines, as a table with advice.
 
 
 def _check_result(record: Mapping[str, Any], board: Mapping[str, Any], port: str) -> CheckResult:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from boards import provisioning
-from boards.installer import EnrolledBadge, Installer, InstallError, check_board, enroll_badges
+from boards.installer import EnrolledBadge, Installer, InstallError, enroll_badges
 from boards.profiles import BoardError, load_profile, profile_names
 from boards.provisioning import NodeOptions, ProvisioningError
 from boards.registry import Device
@@ -204,7 +204,7 @@ def _flash(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     print(f"checking the board on {args.port} (its firmware stops for the test, then starts again)")
     try:
-        checked = check_board(args.port)
+        checked = Installer(args.port).check()
     except InstallError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

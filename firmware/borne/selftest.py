@@ -139,11 +139,10 @@ def _scd4x(board, i2c, result):
     from borne.drivers.scd4x import ADDRESS, SCD4x
 
     result["address"] = ADDRESS
+    from borne.sensors import stop_scd4x
+
     sensor = SCD4x(i2c)
-    try:
-        sensor.stop()  # the firmware left it measuring, and it refuses to start again meanwhile
-    except OSError:
-        pass  # it was not measuring: the stop is NACKed
+    stop_scd4x(sensor)  # the firmware may have left it measuring, and it would refuse to start
     sensor.start()
     started = time.ticks_ms()
     while not sensor.data_ready():

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from boards.installer import InstallError, Runner, check_board
+from boards.installer import Installer, InstallError, Runner
 from boards.profiles import load_profile
 from boards.provisioning import NodeOptions, build_config, redacted, secrets_from_master
 from payload_codec import badge_token, derive_badge_key
@@ -322,7 +322,7 @@ def self_test_printing(*records: dict[str, Any]) -> Runner:
 def test_a_damaged_answer_is_told_to_shorten_the_wires_or_add_pull_ups() -> None:
     reader = {"check": "reader", "reader": "pn532", "address": 0x24, "ok": False, "errno": 5, "error": "OSError: 5"}
     sensor = {"check": "sensor", "name": "sht4x", "address": 0x44, "ok": False, "errno": 5, "error": "OSError: 5"}
-    checked = check_board("/dev/ttyUSB0", runner=self_test_printing(reader, sensor))
+    checked = Installer("/dev/ttyUSB0", runner=self_test_printing(reader, sensor)).check()
 
     assert not checked.passed
     assert [result.advice for result in checked.results if not result.ok] == [
@@ -335,7 +335,7 @@ def test_a_damaged_answer_is_told_to_shorten_the_wires_or_add_pull_ups() -> None
 
 def test_a_flash_too_full_for_the_check_in_queue_is_told_to_remove_files() -> None:
     flash = {"check": "flash", "ok": False, "free_bytes": 8192, "min_bytes": 32768}
-    checked = check_board("/dev/ttyUSB0", runner=self_test_printing(flash))
+    checked = Installer("/dev/ttyUSB0", runner=self_test_printing(flash)).check()
 
     assert [(result.found, result.advice) for result in checked.results if not result.ok] == [
         (
@@ -351,7 +351,7 @@ def test_a_self_test_that_prints_no_result_is_told_to_flash_again() -> None:
         return subprocess.CompletedProcess(list(arguments), 0, "MemoryError\n", "")
 
     with pytest.raises(InstallError) as raised:
-        check_board("/dev/ttyUSB0", runner=run)
+        Installer("/dev/ttyUSB0", runner=run).check()
     assert str(raised.value) == (
         "the board on /dev/ttyUSB0 ran the self-test but printed no result; it printed:\nMemoryError\n\n"
         "Flash it again with `borne board flash --port /dev/ttyUSB0 …`, then check it again."
