@@ -504,6 +504,7 @@ def _not_borne(port: str) -> InstallError:
 # `borne badge enroll`: badges read on a door board (firmware/borne/enrolment.py), as their tokens.
 
 ENROL_POLL_S = 0.15  # as the firmware polls its reader: a tap lasts a few hundred ms
+ENROL_READ_TIMEOUT_S = 1
 ENROL_PROGRESS_S = 15  # a line of progress while no badge comes
 _BADGE_MARK = "BORNE-BADGE "
 
@@ -534,10 +535,13 @@ def enroll_badges(
     from mpremote.transport_serial import SerialTransport
 
     try:
-        transport = SerialTransport(port, baudrate=115200)
+        # A read timeout, so that a board that went quiet (a reset) ends a read: on a pty, mpremote reads
+        # without checking what is waiting, and would otherwise wait for ever.
+        transport = SerialTransport(port, baudrate=115200, timeout=ENROL_READ_TIMEOUT_S)
     except TransportError as error:
         raise InstallError(f"{error}\n{_advice_on(str(error), port)}") from None
     badges: list[EnrolledBadge] = []
+    reader = None  # its name, once the board reads badges
     try:
         _enter_raw_repl(transport)
         started = _enrolment_records(transport.exec("import borne.enrolment\nborne.enrolment.start()"))
@@ -564,6 +568,11 @@ def enroll_badges(
             raise _not_borne(port) from None
         raise InstallError(f"the board failed: {error.error_output.strip().splitlines()[-1]}\n{_RETRY}") from None
     except TransportError as error:
+        if reader is not None:
+            raise InstallError(
+                f"the board on {port} stopped answering during the enrolment ({error}): did it reset? "
+                f"{len(badges)} badges were read before; run this again for the others"
+            ) from None
         raise InstallError(f"{error}\n{_advice_on(str(error), port)}") from None
     except KeyboardInterrupt:
         report("stopped")

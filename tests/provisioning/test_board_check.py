@@ -356,3 +356,29 @@ def test_a_self_test_that_prints_no_result_is_told_to_flash_again() -> None:
         "the board on /dev/ttyUSB0 ran the self-test but printed no result; it printed:\nMemoryError\n\n"
         "Flash it again with `borne board flash --port /dev/ttyUSB0 …`, then check it again."
     )
+
+
+def test_a_board_that_resets_during_the_enrolment_says_how_many_badges_were_read(tmp_path: Path) -> None:
+    provisioned(tmp_path / "flash")
+    printed = []
+    with VirtualBoard(tmp_path / "ttyBORNE0", tmp_path / "flash", radio="sx1276") as board:
+        wire(board, "pn532", 0x24)
+        with start_enrolment(board.port, "--count", "3") as process:
+            for line in lines_of(process):
+                printed.append(line)
+                if line.startswith("tap each badge"):
+                    board.present_badge(BADGE)
+                elif badge_token(BADGE_KEY, BADGE).hex() in line:
+                    board.reset()  # the EN button, mid-session
+            errors = process.stderr.read() if process.stderr else ""
+
+    assert process.returncode == 1, "".join(printed) + errors
+    assert f"error: the board on {board.port} stopped answering during the enrolment (" in errors
+    assert "did it reset? 1 badges were read before; run this again for the others" in errors
+
+
+def test_a_count_of_no_badge_is_refused() -> None:
+    done = borne("badge", "enroll", "--port", "/dev/ttyUSB0", "--count", "0")
+
+    assert done.returncode == 2
+    assert "argument --count: 0: give a number above 0" in done.stderr
