@@ -566,12 +566,13 @@ def enroll_badges(
     except TransportExecError as error:
         if _NOT_BORNE in error.error_output:
             raise _not_borne(port) from None
-        raise InstallError(f"the board failed: {error.error_output.strip().splitlines()[-1]}\n{_RETRY}") from None
+        failure = error.error_output.strip().splitlines()[-1]
+        raise InstallError(f"the board failed during the enrolment: {failure}\n{_advice_on('', port)}") from None
     except TransportError as error:
         if reader is not None:
             raise InstallError(
                 f"the board on {port} stopped answering during the enrolment ({error}): did it reset? "
-                f"{len(badges)} badges were read before; run this again for the others"
+                f"Badges read before: {len(badges)}; run this again for the others"
             ) from None
         raise InstallError(f"{error}\n{_advice_on(str(error), port)}") from None
     except KeyboardInterrupt:
@@ -579,9 +580,6 @@ def enroll_badges(
     finally:
         _restart(transport)
     return badges
-
-
-_RETRY = "Run this again; if it fails the same way, press the board's reset button first."
 
 
 def _enrolment_records(output: bytes) -> list[dict[str, Any]]:

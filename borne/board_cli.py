@@ -73,6 +73,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "then start the firmware again. Exit code 1 if a check fails, with what to do.",
     )
     check.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
+    check.add_argument(
+        "--show-config", action="store_true", help="also print the configuration read back (keys not shown)"
+    )
     check.set_defaults(run=_check)
 
     badge = commands.add_parser("badge", help="badges on a door board: their tokens for the facility's directory")
@@ -216,9 +219,11 @@ def _check(args: argparse.Namespace) -> int:
     failed = sum(not result.ok for result in checked.results)
     if failed:
         print(f"{failed} of {len(checked.results)} checks failed: fix them, then run `borne board check` again")
-        return 1
-    print(f"all {len(checked.results)} checks passed")
-    return 0
+    else:
+        print(f"all {len(checked.results)} checks passed")
+    if args.show_config and checked.config is not None:
+        print(json.dumps(checked.config, indent=2, sort_keys=True))
+    return 1 if failed else 0
 
 
 def _enroll(args: argparse.Namespace) -> int:
@@ -246,7 +251,7 @@ def _enroll(args: argparse.Namespace) -> int:
     if not new:
         print(f"no badge read in {args.timeout} s: tap each badge flat on the reader, then run this again")
         return 1
-    print(f"done: {len(new)} badges{written}")
+    print(f"done, badges read: {len(new)}{written}")
     return 0
 
 

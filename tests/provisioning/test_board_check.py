@@ -16,7 +16,7 @@ import pytest
 from boards.installer import Installer, InstallError, Runner
 from boards.profiles import load_profile
 from boards.provisioning import NodeOptions, build_config, redacted, secrets_from_master
-from payload_codec import badge_token, derive_badge_key
+from payload_codec import badge_token, derive_badge_key, derive_device_keys
 from simulator.provision import provision_virtual_board
 from simulator.test_keys import TEST_MASTER_KEY
 from simulator.virtual_board import VirtualBoard, VirtualBoardError, check_vm_installed
@@ -77,7 +77,7 @@ def test_a_blank_board_flashed_then_checked_passes_every_check(site: Site, tmp_p
         )  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
         boots = board.boots
-        done = borne("board", "check", "--port", str(board.port))
+        done = borne("board", "check", "--port", str(board.port), "--show-config")
         assert done.returncode == 0, done.stdout + done.stderr
         assert board.boots > boots  # the check ends with a reset: the firmware runs again
 
@@ -92,6 +92,12 @@ def test_a_blank_board_flashed_then_checked_passes_every_check(site: Site, tmp_p
     assert f"node {READER_ID} of site" in done.stdout and "keys not shown" in done.stdout
     assert "temperature_c 21" in done.stdout  # the virtual air's 21 °C
     assert "all 6 checks passed" in done.stdout
+    shown = json.loads(done.stdout[done.stdout.index("{") :])  # the configuration read back, after the table
+    assert shown["keys"] == {"mic": "(not shown)", "enc": "(not shown)", "badge": "(not shown)"}
+    assert (shown["device_id"], shown["sensors"], shown["nfc"]["direction"]) == (READER_ID, ["bme280"], "in")
+    keys = derive_device_keys(MASTER_KEY, READER_ID)
+    for key in (keys.mic_key, keys.enc_key, derive_badge_key(MASTER_KEY)):
+        assert key.hex() not in done.stdout + done.stderr
 
 
 def test_a_board_without_its_sensor_fails_the_check_with_where_to_wire_it(tmp_path: Path) -> None:
@@ -374,7 +380,7 @@ def test_a_board_that_resets_during_the_enrolment_says_how_many_badges_were_read
 
     assert process.returncode == 1, "".join(printed) + errors
     assert f"error: the board on {board.port} stopped answering during the enrolment (" in errors
-    assert "did it reset? 1 badges were read before; run this again for the others" in errors
+    assert "did it reset? Badges read before: 1; run this again for the others" in errors
 
 
 def test_a_count_of_no_badge_is_refused() -> None:
