@@ -7,7 +7,9 @@ config.json, a reset. A failed step raises InstallError, which says what to do n
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import subprocess
 import sys
@@ -110,6 +112,39 @@ def run_mpremote(arguments: Sequence[str], timeout: float) -> subprocess.Complet
     )
 
 
+# `borne board check`: the firmware's self-test (firmware/borne/selftest.py), run over the console.
+
+SELFTEST_TIMEOUT_S = 90  # an SCD4x takes 5 s to its first sample; the rest is quick
+_CHECK_MARK = "BORNE-CHECK "
+_SELFTEST = "import borne.selftest\nborne.selftest.run()"
+_NOT_BORNE = "no module named 'borne"
+_WIRING = "boards/README.md, 'What to wire where'"
+_I2C_CHIPS = {"bme280": "BME280", "scd4x": "SCD4x", "sht4x": "SHT4x", "pn532": "PN532"}
+_EIO, _ETIMEDOUT = 5, 110
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of a board's check: what was checked, what was found, and what to do if it failed."""
+
+    name: str
+    ok: bool
+    found: str
+    advice: str = ""
+
+
+@dataclass(frozen=True)
+class BoardCheck:
+    """What the board's self-test found; `config` is its configuration as read back, keys masked."""
+
+    config: dict[str, Any] | None
+    results: tuple[CheckResult, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(result.ok for result in self.results)
+
+
 class Installer:
     """Installs onto the board on `port`; `report` gets one line per step."""
 
@@ -128,8 +163,7 @@ class Installer:
 
     def install(self, config: Mapping[str, Any], firmware_dir: Path = provisioning.FIRMWARE_DIR) -> None:
         """Every step, in order; InstallError at the first that fails."""
-        if self.runner is run_mpremote and importlib.util.find_spec("mpremote") is None:
-            raise InstallError("mpremote is missing: `pip install mpremote` into borne's environment, then run again")
+        self._require_mpremote()
         with tempfile.TemporaryDirectory(prefix="borne-flash-") as directory:  # created 0700
             stage = Path(directory)
             files = provisioning.stage(config, stage, firmware_dir)
@@ -150,20 +184,41 @@ class Installer:
             raise InstallError(f"{error}\n{started}") from None
         self.report(f"[5/{STEPS}] board reset: it starts the firmware")
 
+    def check(self) -> BoardCheck:
+        """Stop the firmware, run the board's self-test, and start the firmware again; InstallError if the
+        board does not run Borne or does not answer."""
+        self._require_mpremote()
+        port = self.port
+        try:
+            # mpremote's Ctrl-C and soft reset stop the firmware; `reset` starts it again after the test.
+            done = self._patient_step(
+                "", "running the self-test", "exec", _SELFTEST, "reset", timeout=SELFTEST_TIMEOUT_S
+            )
+        except InstallError as error:
+            if _NOT_BORNE in str(error):
+                raise _not_borne(port) from None
+            raise
+        lines = done.stdout.splitlines()
+        records = [json.loads(line[len(_CHECK_MARK) :]) for line in lines if line.startswith(_CHECK_MARK)]
+        if not records:
+            raise InstallError(
+                f"the board on {port} ran the self-test but printed no result; it printed:\n{done.stdout[-1000:]}\n"
+                f"Flash it again with `borne board flash --port {port} …`, then check it again."
+            )
+        config = records[0].get("config")
+        board = (config or {}).get("board", {})
+        return BoardCheck(config, tuple(_check_result(record, board, port) for record in records))
+
+    def _require_mpremote(self) -> None:
+        if self.runner is run_mpremote and importlib.util.find_spec("mpremote") is None:
+            raise InstallError("mpremote is missing: `pip install mpremote` into borne's environment, then run again")
+
     def probe(self, mcu: str, tops: Sequence[str]) -> BoardFacts:
         """Ask the board what it is and which files it holds under `tops`; InstallError if it does not answer
         as MicroPython does or is not the profile's microcontroller."""
-        # A board whose firmware keeps crashing reboots under mpremote's feet: it may take a few tries.
-        deadline = time.monotonic() + PROBE_PATIENCE_S
-        while True:
-            try:
-                done = self._step("asking the board what it is", "exec", _probe_code(tops), timeout=PROBE_TIMEOUT_S)
-                break
-            except InstallError as error:
-                if _NO_RAW_REPL not in str(error) or time.monotonic() > deadline:
-                    raise
-                self.report(f"[1/{STEPS}] the board does not let mpremote in yet (restarting?); trying again")
-                time.sleep(PROBE_PAUSE_S)
+        done = self._patient_step(
+            f"[1/{STEPS}] ", "asking the board what it is", "exec", _probe_code(tops), timeout=PROBE_TIMEOUT_S
+        )
         line = next((line for line in done.stdout.splitlines() if line.startswith(_PROBE_MARK)), None)
         if line is None:
             raise InstallError(
@@ -256,6 +311,21 @@ class Installer:
         removed = done.stdout.rpartition(_FORGOT_MARK)[2].strip() or "0"
         return f"the board was {was}: its queued check-ins ({removed} files) and counters are erased"
 
+    def _patient_step(
+        self, prefix: str, what: str, *arguments: str, timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        """`_step`, tried again for a while if mpremote cannot get in: a board whose firmware keeps crashing
+        reboots under mpremote's feet, until it stays in safe mode."""
+        deadline = time.monotonic() + PROBE_PATIENCE_S
+        while True:
+            try:
+                return self._step(what, *arguments, timeout=timeout)
+            except InstallError as error:
+                if _NO_RAW_REPL not in str(error) or time.monotonic() > deadline:
+                    raise
+                self.report(f"{prefix}the board does not let mpremote in yet (restarting?); trying again")
+                time.sleep(PROBE_PAUSE_S)
+
     def _step(self, what: str, *arguments: str, timeout: float = PROBE_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
         try:
             done = self.runner(["connect", self.port, *arguments], timeout)
@@ -280,7 +350,11 @@ def _last_line(done: subprocess.CompletedProcess[str]) -> str:
 
 def _advice(done: subprocess.CompletedProcess[str], port: str) -> str:
     """What to do about an mpremote failure, from what it printed."""
-    output = done.stderr + done.stdout
+    return _advice_on(done.stderr + done.stdout, port)
+
+
+def _advice_on(output: str, port: str) -> str:
+    """What to do about an mpremote failure, from its words (a command's output, or a transport error)."""
     if "failed to access" in output or "no device found" in output or "No such file" in output:
         return (
             f"Check the cable and the port name (`python -m mpremote connect list` lists the boards), that no other "
@@ -292,3 +366,269 @@ def _advice(done: subprocess.CompletedProcess[str], port: str) -> str:
             "button and run this again; if its firmware crashes at once, hold its button while resetting it."
         )
     return "Run this again; if it fails the same way, press the board's reset button first."
+
+
+# `borne board check`: the self-test's lines, as a table with advice.
+
+
+def _check_result(record: Mapping[str, Any], board: Mapping[str, Any], port: str) -> CheckResult:
+    """A self-test record as a line of the table, with the advice for a failure."""
+    check, ok = record["check"], record["ok"]
+    if check == "config":
+        if not ok:
+            return CheckResult("configuration", False, record["error"], f"flash the board again: {record['error']}")
+        return CheckResult("configuration", True, provisioning.summary(record["config"]) + "; keys not shown")
+    if check == "radio":
+        return _radio_result(record, board)
+    if check == "reader":
+        return _reader_result(record, board)
+    if check == "sensor":
+        return _sensor_result(record, board)
+    if check == "flash":
+        free, needed = record["free_bytes"] // 1024, record["min_bytes"] // 1024
+        found = f"{free} KiB free"
+        if ok:
+            return CheckResult("flash", True, found)
+        return CheckResult(
+            "flash",
+            False,
+            found,
+            f"the check-in queue needs {needed} KiB: list the board's files "
+            f"(`python -m mpremote connect {port} fs ls`) and remove those that are not Borne's",
+        )
+    if check == "counters":
+        return CheckResult("counters", True, _counters(record))
+    return CheckResult(check, ok, json.dumps(record))  # a newer firmware's check: shown as it came
+
+
+def _radio_result(record: Mapping[str, Any], board: Mapping[str, Any]) -> CheckResult:
+    chip = record["chip"].upper()
+    if record["ok"]:
+        return CheckResult("radio", True, f"{chip} answers")
+    radio = board.get("radio", {})
+    pins = ", ".join(f"{name.upper()}=GPIO{radio[name]}" for name in ("sck", "mosi", "miso", "cs") if name in radio)
+    return CheckResult(
+        "radio",
+        False,
+        f"{chip} did not start ({record['error']})",
+        f"the radio is on the board itself, and profile {board.get('name')} expects an {chip} on {pins}: "
+        "check that the board is that one (`borne board profiles`) and flash it again with the right --board; "
+        "on a T-Beam the PMU must power the radio (boards/README.md, 'Quirks')",
+    )
+
+
+def _reader_result(record: Mapping[str, Any], board: Mapping[str, Any]) -> CheckResult:
+    reader = record["reader"]
+    name = f"reader {reader}"
+    if record["ok"]:
+        return CheckResult(name, True, f"answers: {record['version']}")
+    found = f"{reader.upper()} failed ({record['error']})"
+    if reader == "pn532":
+        where = f"at I2C address 0x{record.get('address', 0x24):02x}"
+        return CheckResult(name, False, found, _i2c_advice("PN532", where, record, board, " and switches set to I2C"))
+    spi = board.get("nfc_spi") or {}
+    pins = ", ".join(f"{pin.upper()}=GPIO{spi[pin]}" for pin in ("sck", "mosi", "miso", "cs", "reset") if pin in spi)
+    # Its driver's only check at start is VersionReg, which reads 0x00 or 0xFF when nothing drives MISO.
+    advice = (
+        f"the MFRC522 did not answer: check its wiring to {pins} (the module's SDA pin is CS), its 3.3 V and GND "
+        f"(see {_WIRING})"
+    )
+    return CheckResult(name, False, found, advice)
+
+
+def _sensor_result(record: Mapping[str, Any], board: Mapping[str, Any]) -> CheckResult:
+    sensor = record["name"]
+    name = f"sensor {sensor}"
+    if "error" in record:
+        found = f"failed ({record['error']})"
+        if sensor in _I2C_CHIPS:
+            where = f"at I2C address 0x{record['address']:02x}"
+            return CheckResult(name, False, found, _i2c_advice(_I2C_CHIPS[sensor], where, record, board))
+        return CheckResult(name, False, found, f"the board's profile has no {sensor} input: flash it without {sensor}")
+    values = record["values"]
+    found = ", ".join(f"{quantity} {value:g}" for quantity, value in values.items())
+    if record["ok"]:
+        return CheckResult(name, True, found)
+    ranges = record["ranges"]
+    outside = "; ".join(
+        f"{quantity} {values[quantity]:g} is outside {ranges[quantity][0]}..{ranges[quantity][1]}"
+        for quantity in record["out_of_range"]
+    )
+    if sensor == "battery":
+        battery = board.get("battery") or {}
+        advice = (
+            f"{outside} (a Li-ion cell): check that a cell is connected, and the divider "
+            f"(×{battery.get('ratio')}) on GPIO{battery.get('pin')}"
+        )
+    else:
+        advice = (
+            f"{_I2C_CHIPS[sensor]} reads {outside}, its datasheet's range: the sensor is damaged, or another chip "
+            "answers at its address; replace it if a power cycle does not help"
+        )
+    return CheckResult(name, False, found, advice)
+
+
+def _i2c_advice(chip: str, where: str, record: Mapping[str, Any], board: Mapping[str, Any], extra: str = "") -> str:
+    i2c = board.get("i2c") or {}
+    pins = f"SDA=GPIO{i2c.get('sda')}/SCL=GPIO{i2c.get('scl')}"
+    errno = record.get("errno")
+    if errno == _EIO:
+        return (
+            f"{chip} {where} answered with damaged data: shorten the wires to {pins}, or add 4.7 kΩ pull-ups "
+            "from SDA and SCL to 3.3 V, then check again"
+        )
+    if errno == _ETIMEDOUT:
+        return f"{chip} {where} did not finish a measurement: power-cycle the board; replace the {chip} if it stays so"
+    return f"{chip} {where} did not answer: check its wiring to {pins}, its 3.3 V and GND{extra} (see {_WIRING})"
+
+
+def _counters(record: Mapping[str, Any]) -> str:
+    if "uplink_next" not in record:
+        return "none (a bridge only relays)"
+    last = record["downlink_last"]
+    parts = [f"uplink from {record['uplink_next']}", f"last downlink {'none yet' if last is None else last}"]
+    if "queued" in record:
+        parts.append(f"{record['queued']} check-ins queued, {record['dropped']} dropped")
+        if record["in_flight"]:
+            parts.append("a frame awaits its ACK")
+    return ", ".join(parts)
+
+
+def _not_borne(port: str) -> InstallError:
+    return InstallError(
+        f"the board on {port} runs MicroPython without Borne's firmware (or with one older than this command): "
+        f"install it with `borne board flash --port {port} …`, then run this again"
+    )
+
+
+# `borne badge enroll`: badges read on a door board (firmware/borne/enrolment.py), as their tokens.
+
+ENROL_POLL_S = 0.15  # as the firmware polls its reader: a tap lasts a few hundred ms
+ENROL_READ_TIMEOUT_S = 1
+ENROL_PROGRESS_S = 15  # a line of progress while no badge comes
+_BADGE_MARK = "BORNE-BADGE "
+
+
+@dataclass(frozen=True)
+class EnrolledBadge:
+    """A badge as the facility's directory knows it: its token (hex, as check-ins and MQTT carry it)."""
+
+    token: str
+    tag_type: str
+
+
+def enroll_badges(
+    port: str,
+    *,
+    on_badge: Callable[[EnrolledBadge], None],
+    count: int | None = None,
+    timeout_s: float = 120,
+    report: Callable[[str], None] = print,
+) -> list[EnrolledBadge]:
+    """Stop the firmware on the door board at `port` and read badges on its reader, each once, until
+    `count` of them or `timeout_s`; `on_badge` gets each as it comes. The board computes the tokens
+    with its badge key: no UID reaches this computer. The firmware starts again at the end.
+
+    One mpremote session in the raw REPL, with one short exec per poll: the board keeps its reader
+    and the badges seen between them, and the console is free between polls."""
+    from mpremote.transport import TransportError, TransportExecError
+    from mpremote.transport_serial import SerialTransport
+
+    try:
+        # A read timeout, so that a board that went quiet (a reset) ends a read: on a pty, mpremote reads
+        # without checking what is waiting, and would otherwise wait for ever.
+        transport = SerialTransport(port, baudrate=115200, timeout=ENROL_READ_TIMEOUT_S)
+    except TransportError as error:
+        raise InstallError(f"{error}\n{_advice_on(str(error), port)}") from None
+    badges: list[EnrolledBadge] = []
+    reader = None  # its name, once the board reads badges
+    try:
+        _enter_raw_repl(transport)
+        started = _enrolment_records(transport.exec("import borne.enrolment\nborne.enrolment.start()"))
+        reader = _enrolment_ready(started, port)
+        limit = f"after {count} badges or {timeout_s:g} s" if count else f"after {timeout_s:g} s"
+        report(f"tap each badge on the {reader} reader; this stops {limit} (Ctrl-C stops it sooner)")
+        deadline = time.monotonic() + timeout_s
+        said = time.monotonic()
+        while (count is None or len(badges) < count) and time.monotonic() < deadline:
+            for record in _enrolment_records(transport.exec("borne.enrolment.poll()")):
+                if "token" in record:
+                    badge = EnrolledBadge(record["token"], record["tag_type"])
+                    badges.append(badge)
+                    on_badge(badge)
+                    said = time.monotonic()
+                elif "reader_error" in record:
+                    report(f"warning: the reader misread a badge ({record['reader_error']}): hold it flat and still")
+            if time.monotonic() - said >= ENROL_PROGRESS_S:
+                report(f"waiting for badges: {len(badges)} so far, {deadline - time.monotonic():.0f} s left")
+                said = time.monotonic()
+            time.sleep(ENROL_POLL_S)
+    except TransportExecError as error:
+        if _NOT_BORNE in error.error_output:
+            raise _not_borne(port) from None
+        failure = error.error_output.strip().splitlines()[-1]
+        raise InstallError(f"the board failed during the enrolment: {failure}\n{_advice_on('', port)}") from None
+    except TransportError as error:
+        if reader is not None:
+            raise InstallError(
+                f"the board on {port} stopped answering during the enrolment ({error}): did it reset? "
+                f"Badges read before: {len(badges)}; run this again for the others"
+            ) from None
+        raise InstallError(f"{error}\n{_advice_on(str(error), port)}") from None
+    except KeyboardInterrupt:
+        report("stopped")
+    finally:
+        _restart(transport)
+    return badges
+
+
+def _enrolment_records(output: bytes) -> list[dict[str, Any]]:
+    lines = output.decode(errors="replace").splitlines()
+    return [json.loads(line[len(_BADGE_MARK) :]) for line in lines if line.startswith(_BADGE_MARK)]
+
+
+def _enrolment_ready(records: list[dict[str, Any]], port: str) -> str:
+    """The reader's name once the board is ready to read badges; InstallError says why it is not."""
+    if not records:
+        raise _not_borne(port)  # a firmware without enrolment answers nothing
+    record = records[0]
+    error = record.get("error")
+    if error is None:
+        return record["reader"]
+    if error == "no_reader":
+        raise InstallError(
+            f"the board on {port} has no badge reader configured: enrol badges on a door board "
+            "(one flashed with --nfc pn532 or --nfc mfrc522)"
+        )
+    if error == "reader":
+        raise InstallError(
+            f"the board's {record['reader'].upper()} reader did not answer ({record['detail']}): "
+            f"`borne board check --port {port}` says what to check"
+        )
+    raise InstallError(f"the board's configuration does not load: {record['detail']}")  # error "config"
+
+
+def _enter_raw_repl(transport: Any) -> None:
+    """Stop the firmware and get the raw REPL, as `mpremote exec` does; tried again for a while, as the
+    installer's probe is, for a board whose firmware keeps crashing until it stays in safe mode."""
+    from mpremote.transport import TransportError
+
+    deadline = time.monotonic() + PROBE_PATIENCE_S
+    while True:
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # what the board said instead: not for the installer
+                transport.enter_raw_repl(soft_reset=True)
+            return
+        except TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(PROBE_PAUSE_S)
+
+
+def _restart(transport: Any) -> None:
+    """Start the board's firmware again (a reset), and let the port go."""
+    from mpremote.transport import TransportError
+
+    with contextlib.suppress(TransportError, OSError):  # a board that went away: nothing to restart
+        transport.exec_raw_no_follow("import machine\nmachine.reset()")
+    transport.close()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from pathlib import Path
 
 from boards import provisioning
-from boards.installer import Installer, InstallError
+from boards.installer import EnrolledBadge, Installer, InstallError, enroll_badges
 from boards.profiles import BoardError, load_profile, profile_names, wiring
 from boards.provisioning import NodeOptions, ProvisioningError
 from boards.registry import Device
@@ -19,6 +20,8 @@ from simulator.virtual_board import __main__ as virtual_board
 from simulator.virtual_board.board import VirtualBoardError, install_vm
 
 DEFAULT_REGISTRY = Path("/etc/borne/devices.toml")  # as `borne device add`
+ENROL_TIMEOUT_S = 120
+CSV_HEADER = ("badge_token", "tag_type")  # badge_token as check-ins carry it on MQTT
 ERRORS = (BoardError, InstallError, ProvisioningError, VirtualBoardError)
 SIM_DESCRIPTION = (
     f"{virtual_board.DESCRIPTION} Unless --blank, the firmware and a test configuration (keys from the test "
@@ -66,6 +69,38 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     flash.add_argument("--dry-run", action="store_true", help="check and show the configuration; touch no board")
     flash.set_defaults(run=_flash)
 
+    check = actions.add_parser(
+        "check",
+        help="run a flashed board's self-test: configuration, radio, reader, sensors, flash, counters",
+        description="Stop the firmware, read the configuration back (keys not shown), check that the radio, the "
+        "badge reader and each sensor answer with plausible values, the flash's free space and the frame counters, "
+        "then start the firmware again. Exit code 1 if a check fails, with what to do.",
+    )
+    check.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
+    check.add_argument(
+        "--show-config", action="store_true", help="also print the configuration read back (keys not shown)"
+    )
+    check.set_defaults(run=_check)
+
+    badge = commands.add_parser("badge", help="badges on a door board: their tokens for the facility's directory")
+    badge_actions = badge.add_subparsers(dest="action", required=True, metavar="ACTION")
+    enroll = badge_actions.add_parser(
+        "enroll",
+        help="print the token of each badge tapped on a door board's reader",
+        description="Stop the firmware of a flashed door board and print the token of each badge tapped on its "
+        "reader, once per badge: the token its check-ins carry (the board computes it with the site's badge key), "
+        "never the badge's UID. The firmware starts again at the end.",
+    )
+    enroll.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
+    enroll.add_argument(
+        "--csv", type=Path, metavar="FILE", help="also write the tokens there (added to a file from an earlier session)"
+    )
+    enroll.add_argument("--count", type=_positive, metavar="N", help="stop after N badges")
+    enroll.add_argument(
+        "--timeout", type=_positive, default=ENROL_TIMEOUT_S, metavar="S", help="stop after S seconds (%(default)s)"
+    )
+    enroll.set_defaults(run=_enroll)
+
 
 def add_node_options(parser: argparse.ArgumentParser) -> None:
     """The choices an installer makes for a board, shared by `borne board flash` and `borne sim board`."""
@@ -97,6 +132,13 @@ def add_sim_options(parser: argparse.ArgumentParser) -> None:
 
 def _number(text: str) -> int:
     return int(text, 0)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value}: give a number above 0")
+    return value
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -173,6 +215,75 @@ def _flash(args: argparse.Namespace) -> int:
         return 1
     print(f"done. Its console: python -m mpremote connect {args.port} repl (Ctrl-] to leave)")
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    print(f"checking the board on {args.port} (its firmware stops for the test, then starts again)")
+    try:
+        checked = Installer(args.port).check()
+    except InstallError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    width = max(len(result.name) for result in checked.results)
+    for result in checked.results:
+        print(f"{result.name:<{width}}  {'pass' if result.ok else 'FAIL'}  {result.found}")
+        if not result.ok:
+            print(f"{'':<{width}}  -> {result.advice}")
+    failed = sum(not result.ok for result in checked.results)
+    if failed:
+        print(f"{failed} of {len(checked.results)} checks failed: fix them, then run `borne board check` again")
+    else:
+        print(f"all {len(checked.results)} checks passed")
+    if args.show_config and checked.config is not None:
+        print(json.dumps(checked.config, indent=2, sort_keys=True))
+    return 1 if failed else 0
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    listed = _listed_tokens(args.csv) if args.csv else set()
+    new: list[EnrolledBadge] = []
+
+    def on_badge(badge: EnrolledBadge) -> None:
+        counted = f"{len(new) + 1}/{args.count}" if args.count else f"{len(new) + 1}"
+        if badge.token in listed:
+            print(f"{counted:>7}  {badge.token}  {badge.tag_type}  (already in {args.csv})")
+        else:
+            print(f"{counted:>7}  {badge.token}  {badge.tag_type}")
+            if args.csv:
+                _append_csv(args.csv, badge)
+            listed.add(badge.token)
+        new.append(badge)
+
+    print(f"enrolling badges on {args.port} (its firmware stops meanwhile, then starts again)")
+    try:
+        enroll_badges(args.port, on_badge=on_badge, count=args.count, timeout_s=args.timeout)
+    except InstallError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    written = f"; tokens in {args.csv}" if args.csv else ""
+    if not new:
+        print(f"no badge read in {args.timeout} s: tap each badge flat on the reader, then run this again")
+        return 1
+    print(f"done, badges read: {len(new)}{written}")
+    return 0
+
+
+def _listed_tokens(path: Path) -> set[str]:
+    """The tokens already in an enrolment CSV, if it exists."""
+    if not path.exists():
+        return set()
+    with path.open(newline="", encoding="utf-8") as f:
+        return {row["badge_token"] for row in csv.DictReader(f) if row.get("badge_token")}
+
+
+def _append_csv(path: Path, badge: EnrolledBadge) -> None:
+    """One row per badge, written as it comes: a session cut short keeps what it read."""
+    new_file = not path.exists()
+    with path.open("a", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        if new_file:
+            writer.writerow(CSV_HEADER)
+        writer.writerow((badge.token, badge.tag_type))
 
 
 def _register(args: argparse.Namespace) -> Device:

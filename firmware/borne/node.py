@@ -72,9 +72,7 @@ class Node:
     def __init__(self, config):
         self.config = config
         board = config["board"]
-        vext = board.get("vext")
-        if vext:
-            machine.Pin(vext["pin"], machine.Pin.OUT, value=vext["on"])  # powers the sensors and the LNA
+        power_peripherals(board)
         self.reset_cause = app.reset_cause()
         self.uptime = app.Uptime()
         keys = config["keys"]
@@ -88,10 +86,7 @@ class Node:
         self.counter = FrameCounter(resume_at=resume_at)
         self.radio = Radio(board["radio"], config["radio"])
         self.led = Led(board.get("led"))
-        i2c = board.get("i2c")
-        self._i2c = None
-        if i2c:
-            self._i2c = machine.I2C(i2c["id"], sda=machine.Pin(i2c["sda"]), scl=machine.Pin(i2c["scl"]), freq=100000)
+        self._i2c = sensor_bus(board)
         self.sensors = Sensors(config.get("sensors", []), board, self._i2c)
         self.reader_errors = 0
         self.rejected_downlinks = 0
@@ -119,31 +114,12 @@ class Node:
 
     # Check-ins.
 
-    def _open_reader(self):
-        board, nfc = self.config["board"], self.config["nfc"]
-        if nfc["reader"] == "pn532":
-            from borne.drivers.pn532 import PN532
-
-            return PN532(self._i2c)
-        from borne.drivers.mfrc522 import MFRC522
-
-        spi_pins = board["nfc_spi"]
-        spi = machine.SPI(
-            spi_pins["spi_id"],
-            baudrate=1000000,
-            sck=machine.Pin(spi_pins["sck"]),
-            mosi=machine.Pin(spi_pins["mosi"]),
-            miso=machine.Pin(spi_pins["miso"]),
-        )
-        reset = spi_pins.get("reset")
-        return MFRC522(spi, machine.Pin(spi_pins["cs"]), reset=None if reset is None else machine.Pin(reset))
-
     async def _badges(self, queue):
         while True:
             badge = None
             try:
                 if self._reader is None:
-                    self._reader = self._open_reader()
+                    self._reader = open_reader(self.config, self._i2c)
                 badge = self._reader.read_badge()
                 if badge is None:
                     self.presentations.empty()
@@ -332,3 +308,39 @@ def _jittered(interval_ms):
     apart instead of colliding at every report (they are not acknowledged, so a collision loses them)."""
     spread = interval_ms * JITTER_PCT // 100
     return interval_ms - spread + backoff.uniform_ms(2 * spread)
+
+
+def power_peripherals(board):
+    """Turn on what powers the sensors and the LNA (a Heltec's Vext), if the board has it."""
+    vext = board.get("vext")
+    if vext:
+        machine.Pin(vext["pin"], machine.Pin.OUT, value=vext["on"])
+
+
+def sensor_bus(board):
+    """The board's I2C bus for sensors and a PN532, or None if its profile has none."""
+    i2c = board.get("i2c")
+    if not i2c:
+        return None
+    return machine.I2C(i2c["id"], sda=machine.Pin(i2c["sda"]), scl=machine.Pin(i2c["scl"]), freq=100000)
+
+
+def open_reader(config, i2c):
+    """The configured badge reader; OSError if it does not answer."""
+    board, nfc = config["board"], config["nfc"]
+    if nfc["reader"] == "pn532":
+        from borne.drivers.pn532 import PN532
+
+        return PN532(i2c)
+    from borne.drivers.mfrc522 import MFRC522
+
+    spi_pins = board["nfc_spi"]
+    spi = machine.SPI(
+        spi_pins["spi_id"],
+        baudrate=1000000,
+        sck=machine.Pin(spi_pins["sck"]),
+        mosi=machine.Pin(spi_pins["mosi"]),
+        miso=machine.Pin(spi_pins["miso"]),
+    )
+    reset = spi_pins.get("reset")
+    return MFRC522(spi, machine.Pin(spi_pins["cs"]), reset=None if reset is None else machine.Pin(reset))

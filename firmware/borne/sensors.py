@@ -31,12 +31,13 @@ def _scd4x(bus):
     from borne.drivers.scd4x import SCD4x
 
     sensor = SCD4x(bus)
-    _stop(sensor)  # after a warm reset it may still be measuring, and would refuse to start
+    stop_scd4x(sensor)  # after a warm reset it may still be measuring, and would refuse to start
     sensor.start()
     return sensor
 
 
-def _stop(scd4x):
+def stop_scd4x(scd4x):
+    """Stop its periodic measurement, if it was measuring: True if it was."""
     try:
         scd4x.stop()
     except OSError:
