@@ -100,12 +100,12 @@ def test_power_is_capped_at_the_legal_erp_of_the_uplinks_sub_band():
     assert max_tx_power_dbm(868_100_000) == 14  # g1: 25 mW ERP, with a 2.15 dBi antenna
     assert max_tx_power_dbm(869_525_000) == 27  # g3: 500 mW ERP
     check_site_rules(DEVICE_ID, Config(tx_power_dbm=14), [BRIDGE_SF9])
-    with pytest.raises(ConfigRefused, match=r"sub-band g1.*use --power 14 or less"):
+    with pytest.raises(ConfigRefused, match=r"sub-band g1, whose legal limit is 14 dBm ERP.*use --power 14 or less"):
         check_site_rules(DEVICE_ID, Config(tx_power_dbm=15), [BRIDGE_SF9])
 
 
 def test_radio_changes_wait_until_the_device_was_heard():
-    with pytest.raises(ConfigRefused, match="has not been heard"):
+    with pytest.raises(ConfigRefused, match="has not been heard by this gateway"):
         check_site_rules(DEVICE_ID, Config(spreading_factor=9), [])
 
 

@@ -156,6 +156,22 @@ def test_each_faulty_sensor_fails_with_the_advice_for_its_fault(tmp_path: Path) 
     ]
 
 
+def test_a_flash_too_full_for_the_check_in_queue_is_told_to_remove_files(tmp_path: Path) -> None:
+    provisioned(tmp_path / "flash")
+    with VirtualBoard(tmp_path / "ttyBORNE0", tmp_path / "flash", radio="sx1276") as board:
+        wire(board, "pn532", 0x24)
+        free = int(board.exec("import os; print(os.statvfs('/')[3])").strip())
+        (tmp_path / "flash" / "photos.bin").write_bytes(bytes((free - 2) * 4096))  # another program's files
+        done = borne("board", "check", "--port", str(board.port))
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert [name for name, result in table(done).items() if result == "FAIL"] == ["flash"]
+    assert (
+        f"the check-in queue needs 32 KiB: list the board's files (`python -m mpremote connect {board.port} fs ls`) "
+        "and remove those that are not Borne's"
+    ) in done.stdout
+
+
 def test_a_board_without_borne_is_told_to_be_flashed_first(tmp_path: Path) -> None:
     with VirtualBoard(tmp_path / "ttyBORNE0", tmp_path / "flash") as board:  # MicroPython, nothing on its flash
         checked = borne("board", "check", "--port", str(board.port))
@@ -302,8 +318,7 @@ def test_enroll_on_a_board_without_a_working_reader_says_what_to_do(tmp_path: Pa
 
 
 # Faults the virtual board cannot make (a corruption asked for before mpremote's soft reset is served
-# by then; its flash's free space is fixed): the self-test's lines as the firmware prints them, from a
-# stand-in for mpremote.
+# by then): the self-test's lines as the firmware prints them, from a stand-in for mpremote.
 
 
 def self_test_printing(*records: dict[str, Any]) -> Runner:
@@ -336,19 +351,6 @@ def test_a_damaged_answer_is_told_to_shorten_the_wires_or_add_pull_ups() -> None
         "4.7 kΩ pull-ups from SDA and SCL to 3.3 V, then check again",
         "SHT4x at I2C address 0x44 answered with damaged data: shorten the wires to SDA=GPIO4/SCL=GPIO15, or add "
         "4.7 kΩ pull-ups from SDA and SCL to 3.3 V, then check again",
-    ]
-
-
-def test_a_flash_too_full_for_the_check_in_queue_is_told_to_remove_files() -> None:
-    flash = {"check": "flash", "ok": False, "free_bytes": 8192, "min_bytes": 32768}
-    checked = Installer("/dev/ttyUSB0", runner=self_test_printing(flash)).check()
-
-    assert [(result.found, result.advice) for result in checked.results if not result.ok] == [
-        (
-            "8 KiB free",
-            "the check-in queue needs 32 KiB: list the board's files (`python -m mpremote connect /dev/ttyUSB0 fs ls`) "
-            "and remove those that are not Borne's",
-        )
     ]
 
 

@@ -153,6 +153,28 @@ PROVOKED: dict[str, Callable[[Site, Path], str]] = {
     "not valid TOML": gateway_configuration_not_toml,
 }
 
+# Messages that need a board, a badge or a gateway's state: the test named provokes each and asserts it.
+PROVOKED_BY = {
+    "runs MicroPython without Borne's firmware": "provisioning/test_board_check.py::"
+    "test_a_board_without_borne_is_told_to_be_flashed_first",
+    "did not answer: check its wiring to": "provisioning/test_board_check.py::"
+    "test_a_board_without_its_sensor_fails_the_check_with_where_to_wire_it",
+    "the check-in queue needs": "provisioning/test_board_check.py::"
+    "test_a_flash_too_full_for_the_check_in_queue_is_told_to_remove_files",
+    "has no badge reader configured": "provisioning/test_board_check.py::"
+    "test_enroll_on_a_board_without_a_working_reader_says_what_to_do",
+    "reader did not answer": "provisioning/test_board_check.py::"
+    "test_enroll_on_a_board_without_a_working_reader_says_what_to_do",
+    "stopped answering during the enrolment": "provisioning/test_board_check.py::"
+    "test_a_board_that_resets_during_the_enrolment_says_how_many_badges_were_read",
+    "would be heard by no receiver": "gateway/test_device_config.py::"
+    "test_a_spreading_factor_no_receiver_listens_on_is_refused_naming_the_bridge",
+    "whose legal limit is": "gateway/test_device_config.py::"
+    "test_power_is_capped_at_the_legal_erp_of_the_uplinks_sub_band",
+    "has not been heard by this gateway": "gateway/test_device_config.py::"
+    "test_radio_changes_wait_until_the_device_was_heard",
+}
+
 
 def _section(guide: Path, heading: str) -> str:
     text = guide.read_text(encoding="utf-8")
@@ -173,13 +195,22 @@ def _table_rows(text: str) -> list[list[str]]:
 def test_the_guides_tables_of_messages_are_what_the_commands_print(guide: Path) -> None:
     table = _table_rows(_section(guide, TROUBLESHOOTING[guide.name]))
     listed = {re.sub(r"^(`+) ?(.*?) ?\1$", r"\2", row[0]) for row in table}
-    assert listed == set(PROVOKED), "each message in the table is provoked below, and each provoked one is listed"
+    assert listed == set(PROVOKED) | set(PROVOKED_BY), "each message in the table is provoked, each provoked one listed"
 
 
 @pytest.mark.parametrize("message", PROVOKED)
 def test_each_message_of_the_guides_is_printed_when_provoked(message: str, site: Site, tmp_path: Path) -> None:
     printed = PROVOKED[message](site, tmp_path)
     assert message in printed, printed
+
+
+@pytest.mark.parametrize("message", PROVOKED_BY)
+def test_each_message_of_the_guides_that_needs_a_board_is_asserted_by_the_test_that_provokes_it(message: str) -> None:
+    path, name = PROVOKED_BY[message].split("::")
+    source = (Path(__file__).resolve().parents[1] / path).read_text(encoding="utf-8")
+    assert f"def {name}(" in source
+    body = source.split(f"def {name}(", 1)[1].split("\ndef ", 1)[0]
+    assert message in body
 
 
 @pytest.mark.parametrize("guide", GUIDES, ids=lambda path: path.name)
