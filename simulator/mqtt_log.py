@@ -14,7 +14,8 @@ import aiomqtt
 class MqttLog:
     """Subscribes at start() (QoS 1) and records every message until stop(); `wait_for` polls it."""
 
-    def __init__(self, port: int, topic: str = "borne/#") -> None:
+    def __init__(self, port: int, topic: str = "borne/#", host: str = "127.0.0.1") -> None:
+        self.host = host
         self.port = port
         self.topic = topic
         self.messages: list[tuple[str, object]] = []  # (topic, JSON payload, or its text if not JSON)
@@ -29,7 +30,7 @@ class MqttLog:
         self._thread.start()
         self._task = asyncio.run_coroutine_threadsafe(self._listen(), self._loop)
         if not self._subscribed.wait(timeout):
-            raise TimeoutError(f"could not subscribe to the broker on port {self.port} within {timeout} s")
+            raise TimeoutError(f"could not subscribe to the broker at {self.host}:{self.port} within {timeout} s")
         return self
 
     def stop(self) -> None:
@@ -49,7 +50,7 @@ class MqttLog:
     async def _record(self) -> None:
         while True:  # rides out broker restarts, as a consumer should
             try:
-                async with aiomqtt.Client("127.0.0.1", self.port) as client:
+                async with aiomqtt.Client(self.host, self.port) as client:
                     await client.subscribe(self.topic, qos=1)
                     self._subscribed.set()
                     async for message in client.messages:

@@ -76,7 +76,10 @@ class VirtualSite:
         gateway_log: Path | None = None,
         record_mqtt: bool = False,
         concentrator: bool = False,
+        gateway: bool = True,
     ) -> None:
+        """`gateway=False`: the gateway's configuration is written but the daemon is left to whoever
+        serves the site as a bench (`bench_site.py`), who starts it from that file."""
         self.work = work
         self.specs = {spec.name: spec for spec in nodes}
         self.profiles = {spec.name: load_profile(spec.board) for spec in nodes}  # read once: pins are asked often
@@ -92,6 +95,7 @@ class VirtualSite:
         self.registry_file = work / "devices.toml"
         self.config_file = work / "gateway.toml"
         self.record_mqtt = record_mqtt
+        self.run_gateway = gateway
         self.udp_port = free_port() if concentrator else None
         self.concentrator: Concentrator | None = None  # a second path to the gateway, over Semtech UDP
         self.mqtt: MqttLog | None = None  # with record_mqtt: all published from before the first boot
@@ -121,7 +125,8 @@ class VirtualSite:
         bridge = self._board("bridge", bridge_config)
         bridge.start()
         self._write_gateway_config(bridge.port)
-        self.start_gateway()  # before the nodes: what they send at boot is not acknowledged
+        if self.run_gateway:
+            self.start_gateway()  # before the nodes: what they send at boot is not acknowledged
         if self.udp_port is not None:
             self.concentrator = Concentrator(self.medium, self.udp_port)
             self.concentrator.start()
@@ -198,6 +203,14 @@ class VirtualSite:
 
     def set_air(self, node: str, **air: float) -> None:
         self.boards[node].set_air(**air)
+
+    def cut_power(self, node: str) -> None:
+        """Unplug the board: its VM stops and its serial port disappears, as a USB board's does."""
+        self.boards[node].close()
+
+    def restore_power(self, node: str) -> None:
+        """Plug it back: it boots with PWRON_RESET over the same flash and NVS."""
+        self.boards[node].start()
 
     # Setting it up.
 

@@ -1,0 +1,63 @@
+"""`borne bench check` and `borne bench run`: what a bench can run, and running it.
+
+`check` collects the suite with the rig file, as a run would, and asks the rig, for each scenario,
+what it lacks: the scenarios it will run, and those it will skip with the reason. Nothing is
+started: no gateway, no MQTT connection, no board touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import pytest
+
+from hil_tests.rig_file import load_rig_file
+
+HIL_TESTS = Path(__file__).resolve().parent
+
+
+class _Plan:
+    """A pytest plugin: each collected scenario and what the rig lacks for it."""
+
+    def __init__(self) -> None:
+        self.scenarios: list[tuple[str, list[str]]] = []
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        from hil_tests.conftest import RIG, scenario_needs  # pytest loaded it as this folder's conftest
+
+        rig = config.stash[RIG]
+        self.scenarios = [(item.nodeid, rig.lacks(*scenario_needs(item))) for item in items]
+
+
+def plan(rig_file: Path) -> list[tuple[str, list[str]]]:
+    """Each scenario of the suite, with what the bench of `rig_file` lacks for it (empty: it runs)."""
+    load_rig_file(rig_file)  # RigFileError here, with what to fix, rather than inside pytest's output
+    plugin = _Plan()
+    arguments = ["--collect-only", "-q", "-p", "no:cacheprovider", "--rig", str(rig_file), str(HIL_TESTS)]
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        code = pytest.main(arguments, plugins=[plugin])
+    if code != pytest.ExitCode.OK:
+        raise RuntimeError(f"collecting the scenarios failed (pytest exit {int(code)}):\n{output.getvalue()}")
+    return plugin.scenarios
+
+
+def check(rig_file: Path) -> str:
+    """What `borne bench check` prints."""
+    scenarios = plan(rig_file)
+    runs = [nodeid for nodeid, missing in scenarios if not missing]
+    skips = [(nodeid, missing) for nodeid, missing in scenarios if missing]
+    lines = [f"{rig_file}: {len(runs)} scenarios will run, {len(skips)} will skip.", "", "will run:"]
+    lines += [f"  {nodeid}" for nodeid in runs] or ["  none"]
+    lines += ["", "will skip:"]
+    lines += [f"  {nodeid}\n      lacks {'; '.join(missing)}" for nodeid, missing in skips] or ["  none"]
+    return "\n".join(lines)
+
+
+def run(rig_file: Path, report: Path | None, extra: list[str]) -> int:
+    """`borne bench run`: the suite on the bench, its report in `report`."""
+    arguments = [str(HIL_TESTS), "--rig", str(rig_file), *(["--report", str(report)] if report else []), *extra]
+    return int(pytest.main(arguments))
