@@ -41,15 +41,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.hookimpl(tryfirst=True)  # before the junitxml plugin reads its path
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "rig(nodes=[...], needs=[...]): the nodes and rig parts a scenario needs")
-    config.stash[RIG] = make_rig(config)
     report_dir = config.getoption("--report")
+    config.stash[RIG] = make_rig(config, report_dir)
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
         config.option.xmlpath = str(report_dir / "junit.xml")
         config.pluginmanager.register(RunReport(config.stash[RIG], report_dir), "borne run report")
 
 
-def make_rig(config: pytest.Config) -> Rig:
+def make_rig(config: pytest.Config, report_dir: Path | None) -> Rig:
+    """The rig of `--rig`; a bench's own files (the gateway's log) go beside the report, if any."""
     rig_file = config.getoption("--rig")
     if rig_file is None:
         return VirtualRig()
@@ -58,8 +59,9 @@ def make_rig(config: pytest.Config) -> Rig:
     except RigFileError as error:
         raise pytest.UsageError(str(error)) from error
     capture = config.pluginmanager.getplugin("capturemanager")
-    terminal = capture.global_and_fixture_disabled() if capture is not None else None
-    return BenchRig(loaded, Path(tempfile.mkdtemp(prefix="borne-bench-")), terminal)
+    terminal = capture.global_and_fixture_disabled if capture is not None else None
+    work = report_dir / "bench" if report_dir is not None else Path(tempfile.mkdtemp(prefix="borne-bench-"))
+    return BenchRig(loaded, work, terminal)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -17,7 +17,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -235,12 +235,12 @@ class BenchRig(Rig):
     runs from then until the end of the run."""
 
     def __init__(
-        self, file: RigFile, work: Path, terminal: contextlib.AbstractContextManager[Any] | None = None
+        self, file: RigFile, work: Path, terminal: Callable[[], contextlib.AbstractContextManager[Any]] | None = None
     ) -> None:
         self.file = file
         self.name = f"bench {file.name} ({file.path})"
         self.work = work
-        self.terminal = terminal  # where a person is prompted: pytest's capture is suspended meanwhile
+        self.terminal = terminal or contextlib.nullcontext  # pytest's capture, suspended while a person is asked
         self.gateway: subprocess.Popen[bytes] | None = None
         self.gateway_log = work / "gateway.log"
         self._mqtt: MqttLog | None = None
@@ -309,7 +309,7 @@ class BenchRig(Rig):
         """Ask the person at the bench, on the terminal, and wait for Enter (RigError after `timeout_s`)."""
         import select
 
-        with self.terminal or contextlib.nullcontext(), open("/dev/tty", "r+") as tty:
+        with self.terminal(), open("/dev/tty", "r+") as tty:
             tty.write(f"\n{asked}, then press Enter (within {timeout_s:.0f} s): ")
             tty.flush()
             ready, _, _ = select.select([tty], [], [], timeout_s)

@@ -6,7 +6,7 @@ README describes every key. An unknown key is an error, so a typo does not go un
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,6 @@ class RigFile:
     gateway: BenchGateway
     badge: BadgePresenter | None
     udp_port: int | None = None  # a concentrator's packet forwarder sends to the gateway's port
-    notes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def bridge(self) -> BenchBoard | None:
