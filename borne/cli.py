@@ -100,6 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (KeyFileError, RigFileError, bench_site.BenchSiteError, *gateway_cli.ERRORS, *board_cli.ERRORS) as error:
+    except (
+        KeyFileError,
+        RigFileError,
+        bench.BenchError,
+        bench_site.BenchSiteError,
+        *gateway_cli.ERRORS,
+        *board_cli.ERRORS,
+    ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -10,12 +10,25 @@ from __future__ import annotations
 import contextlib
 import io
 from pathlib import Path
-
-import pytest
+from types import ModuleType
+from typing import Any
 
 from hil_tests.rig_file import load_rig_file
 
 HIL_TESTS = Path(__file__).resolve().parent
+
+
+class BenchError(RuntimeError):
+    """The suite cannot be collected or run here."""
+
+
+def _pytest() -> ModuleType:
+    """pytest runs the suite; `borne` itself does not need it, so it is imported only here."""
+    try:
+        import pytest
+    except ImportError as error:
+        raise BenchError("the suite runs under pytest, which is not installed: pip install 'pytest>=8'") from error
+    return pytest
 
 
 class _Plan:
@@ -24,8 +37,7 @@ class _Plan:
     def __init__(self) -> None:
         self.scenarios: list[tuple[str, list[str]]] = []
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+    def pytest_collection_modifyitems(self, config: Any, items: list[Any]) -> None:
         from hil_tests.conftest import RIG, scenario_needs  # pytest loaded it as this folder's conftest
 
         rig = config.stash[RIG]
@@ -38,10 +50,11 @@ def plan(rig_file: Path) -> list[tuple[str, list[str]]]:
     plugin = _Plan()
     arguments = ["--collect-only", "-q", "-p", "no:cacheprovider", "--rig", str(rig_file), str(HIL_TESTS)]
     output = io.StringIO()
+    pytest = _pytest()
     with contextlib.redirect_stdout(output):
         code = pytest.main(arguments, plugins=[plugin])
     if code != pytest.ExitCode.OK:
-        raise RuntimeError(f"collecting the scenarios failed (pytest exit {int(code)}):\n{output.getvalue()}")
+        raise BenchError(f"collecting the scenarios failed (pytest exit {int(code)}):\n{output.getvalue()}")
     return plugin.scenarios
 
 
@@ -60,4 +73,4 @@ def check(rig_file: Path) -> str:
 def run(rig_file: Path, report: Path | None, extra: list[str]) -> int:
     """`borne bench run`: the suite on the bench, its report in `report`."""
     arguments = [str(HIL_TESTS), "--rig", str(rig_file), *(["--report", str(report)] if report else []), *extra]
-    return int(pytest.main(arguments))
+    return int(_pytest().main(arguments))

@@ -44,6 +44,23 @@ def firmware_versions(messages: list[tuple[str, object]]) -> list[str]:
     return sorted(v for v in found if v)
 
 
+def pipeline_figures(messages: list[tuple[str, object]]) -> list[tuple[str, object]]:
+    """Check-ins published twice (by event id: should be none), and the gateway's last counters."""
+    events = Counter(
+        str(payload.get("event_id"))
+        for topic, payload in messages
+        if topic.endswith("/checkin") and isinstance(payload, dict)
+    )
+    figures: list[tuple[str, object]] = [
+        ("check-ins published twice (same event id)", sum(n > 1 for n in events.values()))
+    ]
+    stats = [payload for topic, payload in messages if topic.endswith("/stats") and isinstance(payload, dict)]
+    if stats:
+        counters = stats[-1].get("pipeline", {})
+        figures += [(f"gateway's last count: {name}", value) for name, value in sorted(counters.items())]
+    return figures
+
+
 class RunReport:
     """A pytest plugin: gathers each scenario's result, and writes the summary at the end."""
 
@@ -94,6 +111,7 @@ class RunReport:
         lines += ["", "## Figures", "", "| figure | value |", "|---|---|"]
         lines += [f"| scenarios {outcome} | {count} |" for outcome, count in sorted(outcomes.items())]
         lines += [f"| messages published: {kind} | {count} |" for kind, count in sorted(kinds.items())]
+        lines += [f"| {figure} | {value} |" for figure, value in pipeline_figures(messages)]
         return "\n".join(lines) + "\n"
 
 

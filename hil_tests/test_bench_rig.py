@@ -102,6 +102,7 @@ def test_the_scenarios_pass_on_a_bench_of_virtual_boards_and_its_report_says_so(
     assert "rig: bench virtual boards on ptys" in summary
     assert "| entrance | node | heltec_v2 | 101 |" in summary
     assert "| scenarios passed |" in summary and "| messages published: checkin |" in summary
+    assert "| check-ins published twice (same event id) | 0 |" in summary
     assert "firmware: 0." in summary  # the version the nodes and the bridge reported
 
 
