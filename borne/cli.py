@@ -69,8 +69,8 @@ def add_bench_commands(commands: argparse._SubParsersAction) -> None:
     run = actions.add_parser("run", help="run the suite on the bench; with --report, write its report")
     run.add_argument("--rig", type=Path, required=True, help="the bench's rig file")
     run.add_argument("--report", type=Path, metavar="DIR", help="where junit.xml and summary.md go")
-    run.add_argument("pytest_args", nargs=argparse.REMAINDER, help="more pytest options, e.g. -k gateway")
-    run.set_defaults(run=lambda args: bench.run(args.rig, args.report, args.pytest_args))
+    run.add_argument("-k", metavar="EXPRESSION", help="only the scenarios whose names match, as pytest's -k")
+    run.set_defaults(run=lambda args: bench.run(args.rig, args.report, ["-k", args.k] if args.k else []))
 
 
 def add_demo_command(commands: argparse._SubParsersAction) -> None:

@@ -287,6 +287,9 @@ class BenchRig(Rig):
     def site(self, work: Path, nodes: Sequence[NodeSpec], **virtual: Any) -> Iterator[Site]:
         assigned, missing = self.assign(nodes)
         assert not missing, missing  # lacks() was asked first
+        for board in (*assigned.values(), *filter(None, [self.file.bridge])):
+            if not Path(board.port).exists():
+                raise RigError(f"{board.name}'s serial port {board.port} does not exist: is it plugged in and powered?")
         self.mqtt  # noqa: B018 -- recording starts before the gateway publishes anything
         if self.gateway is None and self.file.gateway.start == "suite":
             self.start_gateway()
@@ -309,7 +312,11 @@ class BenchRig(Rig):
         """Ask the person at the bench, on the terminal, and wait for Enter (RigError after `timeout_s`)."""
         import select
 
-        with self.terminal(), open("/dev/tty", "r+") as tty:
+        try:
+            terminal = open("/dev/tty", "r+")  # noqa: SIM115 -- closed below, after the wait
+        except OSError as error:
+            raise RigError(f'no terminal to ask a person on ({error}): use [badge] presenter = "command"') from error
+        with self.terminal(), terminal as tty:
             tty.write(f"\n{asked}, then press Enter (within {timeout_s:.0f} s): ")
             tty.flush()
             ready, _, _ = select.select([tty], [], [], timeout_s)
