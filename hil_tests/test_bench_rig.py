@@ -116,3 +116,13 @@ def test_bench_check_lists_the_power_cut_scenarios_as_skipped_without_a_power_sw
     assert power_cut in will_skip and power_cut not in will_run
     assert "a power switch (power_off and power_on commands) on entrance" in will_skip
     assert "test_checkins_made_while_the_gateway_is_down_arrive_when_it_is_back" in will_run
+
+
+def test_borne_bench_run_runs_the_scenarios_asked_for_and_writes_their_report(bench_site, tmp_path):
+    bench = rig_file(tmp_path / "bench.toml", bench_site)
+    command = [*BORNE.split(), "bench", "run", "--rig", str(bench), "--report", str(tmp_path / "report")]
+    done = subprocess.run([*command, "-k", "heartbeat"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert "test_the_bridge_boards_heartbeat_reaches_the_gateways_stats | passed |" in summary
+    assert "test_a_retap" not in summary  # deselected
