@@ -24,7 +24,7 @@ from typing import Any
 from hil_tests.rig_file import BenchBoard, RigFile
 from simulator.children import start_child
 from simulator.mqtt_log import MqttLog
-from simulator.virtual_site import NodeSpec, VirtualSite
+from simulator.virtual_site import GATEWAY_NAME, NodeSpec, VirtualSite
 
 GATEWAY_CONTROL = "gateway_control"
 BRIDGE = "bridge"
@@ -117,7 +117,7 @@ class _VirtualSiteView(Site):
         assert site.mqtt is not None
         self.simulated = site
         self.mqtt = site.mqtt
-        self.gateway_name = "virtual-gateway"
+        self.gateway_name = GATEWAY_NAME
 
     def topic_name(self, node: str) -> str:
         return node

@@ -39,6 +39,7 @@ BME280_ADDRESS = 0x76
 SCD4X_ADDRESS = 0x62
 SHT4X_ADDRESS = 0x44
 GATEWAY_START_S = 60
+GATEWAY_NAME = "virtual-gateway"  # its MQTT topic level
 STATS_INTERVAL_S = 5  # the gateway's counters on MQTT: often, on a rig
 _BRIDGE_CONNECTED = b"bridge board connected"  # what the gateway logs once it has the bridge's port
 _I2C_CHIPS = {"bme280": BME280_ADDRESS, "scd4x": SCD4X_ADDRESS, "sht4x": SHT4X_ADDRESS}
@@ -286,7 +287,7 @@ class VirtualSite:
             "\n".join(
                 [
                     "[gateway]",
-                    'name = "virtual-gateway"',
+                    f'name = "{GATEWAY_NAME}"',
                     f'state_file = "{self.work / "state.db"}"',
                     f'registry_file = "{self.registry_file}"',
                     "[serial]",
