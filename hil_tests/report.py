@@ -94,8 +94,8 @@ class RunReport:
             "",
             f"- rig: {self.rig.name}",
             f"- started: {self.started:%Y-%m-%d %H:%M:%S} UTC",
-            f"- firmware: {', '.join(firmware_versions(messages)) or 'no version reported'}"
-            f" (files sha256 {firmware_hash()[:16]})",
+            f"- firmware reported by the boards: {', '.join(firmware_versions(messages)) or 'none heard'}",
+            f"- firmware files of this checkout (what `borne board flash` installs): sha256 {firmware_hash()}",
             "",
             "## Boards",
             "",

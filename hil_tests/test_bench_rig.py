@@ -88,7 +88,8 @@ def test_the_scenarios_pass_on_a_bench_of_virtual_boards_and_its_report_says_so(
     report = tmp_path / "report"
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", "--rig", str(bench)]
     command += ["--report", str(report), *(str(HIL_TESTS / name) for name in SCENARIOS)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=1500, env=os.environ)
+    # Under CI, where a skip fails: a bench's skips for what it lacks must not.
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1500, env={**os.environ, "CI": "true"})
     assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-2000:]
 
     suites = ElementTree.parse(report / "junit.xml").getroot()
@@ -103,7 +104,7 @@ def test_the_scenarios_pass_on_a_bench_of_virtual_boards_and_its_report_says_so(
     assert "| entrance | node | heltec_v2 | 101 |" in summary
     assert "| scenarios passed |" in summary and "| messages published: checkin |" in summary
     assert "| check-ins published twice (same event id) | 0 |" in summary
-    assert "firmware: 0." in summary  # the version the nodes and the bridge reported
+    assert "firmware reported by the boards: 0." in summary  # the version the nodes and the bridge reported
 
 
 def test_bench_check_lists_the_power_cut_scenarios_as_skipped_without_a_power_switch(bench_site, tmp_path):
