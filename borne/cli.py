@@ -9,7 +9,9 @@ from pathlib import Path
 
 from boards.keyfile import KeyFileError
 from gateway_daemon import cli as gateway_cli
-from simulator import demo, soak
+from hil_tests import bench
+from hil_tests.rig_file import RigFileError
+from simulator import bench_site, demo, soak
 from simulator.virtual_board.board import install_vm
 
 from . import __version__, board_cli, codec_cli
@@ -28,8 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     board_cli.add_sim_options(board)
     add_soak_command(sim_actions)
+    add_bench_site_commands(sim_actions)
     board_cli.add_commands(commands)
     add_demo_command(commands)
+    add_bench_commands(commands)
     return parser
 
 
@@ -63,6 +67,45 @@ def _run_soak(args: argparse.Namespace) -> int:
         return soak.main(Path(work), options)
 
 
+def add_bench_site_commands(sim_actions: argparse._SubParsersAction) -> None:
+    """What a bench owner's scripts would do at a bench, done to a virtual site served as one."""
+    badge = sim_actions.add_parser(
+        "badge",
+        help="hold a badge at a board's reader on a bench site",
+        description="Hold a badge at the reader of a board of a bench site (python -m simulator.bench_site), "
+        "then take it away: a rig file's badge presenter for a bench of virtual boards.",
+    )
+    badge.add_argument("--control", type=Path, required=True, help="the bench site's control socket")
+    badge.add_argument("--board", required=True, help="the board's name")
+    badge.add_argument("--uid", type=bytes.fromhex, required=True, help="the badge's UID in hex, e.g. 04a1b2c3")
+    badge.add_argument("--held", type=float, default=bench_site.HELD_S, help="seconds held (default %(default)s)")
+    badge.set_defaults(run=lambda args: bench_site.present_badge(args.control, args.board, args.uid, args.held) or 0)
+    power = sim_actions.add_parser(
+        "power",
+        help="cut or restore a board's power on a bench site",
+        description="Cut or restore the power of a board of a bench site: a rig file's power switch.",
+    )
+    power.add_argument("--control", type=Path, required=True, help="the bench site's control socket")
+    power.add_argument("--board", required=True, help="the board's name")
+    power.add_argument("state", choices=("on", "off"))
+    power.set_defaults(run=lambda args: bench_site.set_power(args.control, args.board, args.state == "on") or 0)
+
+
+def add_bench_commands(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("bench", help="the hardware-in-the-loop suite on a bench of real boards")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    check = actions.add_parser(
+        "check", help="which scenarios the bench can run, and why others will skip", description=bench.__doc__
+    )
+    check.add_argument("--rig", type=Path, required=True, help="the bench's rig file (see bench.example.toml)")
+    check.set_defaults(run=lambda args: print(bench.check(args.rig)) or 0)
+    run = actions.add_parser("run", help="run the suite on the bench; with --report, write its report")
+    run.add_argument("--rig", type=Path, required=True, help="the bench's rig file")
+    run.add_argument("--report", type=Path, metavar="DIR", help="where junit.xml and summary.md go")
+    run.add_argument("-k", metavar="EXPRESSION", help="only the scenarios whose names match, as pytest's -k")
+    run.set_defaults(run=lambda args: bench.run(args.rig, args.report, ["-k", args.k] if args.k else []))
+
+
 def add_demo_command(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("demo", help="run the virtual site live", description=demo.__doc__)
     defaults = demo.DemoOptions()
@@ -90,6 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (KeyFileError, *gateway_cli.ERRORS, *board_cli.ERRORS) as error:
+    except (
+        KeyFileError,
+        RigFileError,
+        bench.BenchError,
+        bench_site.BenchSiteError,
+        *gateway_cli.ERRORS,
+        *board_cli.ERRORS,
+    ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -6,21 +6,24 @@ from collections.abc import Iterator
 
 import pytest
 
-from hil_tests.conftest import running_site
-from simulator.virtual_site import NodeSpec, VirtualSite
+from hil_tests.conftest import rig_site
+from hil_tests.rig import SIMULATOR, Site
+from simulator.virtual_site import NodeSpec
 
 SLEEPER = NodeSpec(301, "garden-shed", sensors=("bme280", "battery"), telemetry_s=10, status_s=60, deep_sleep=True)
 WAKES = 4
+pytestmark = pytest.mark.rig(nodes=[SLEEPER])
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VirtualSite]:
-    yield from running_site(tmp_path_factory, "battery_site", [SLEEPER], radio={"sf": 7})
+def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    yield from rig_site(request, tmp_path_factory, radio={"sf": 7})
 
 
+@pytest.mark.rig(needs=[SIMULATOR])  # the battery's exact voltage and the boot count are the simulator's
 def test_a_battery_node_reports_between_deep_sleeps_without_wasting_counters(site):
     mqtt = site.mqtt
-    assert mqtt is not None
+    assert site.simulated is not None
     mqtt.wait_for(lambda: len(mqtt.on("/garden-shed/telemetry")) >= WAKES, 30 + WAKES * 20, f"{WAKES} reports")
     telemetry = mqtt.on("/garden-shed/telemetry")
     assert all(abs(t["battery_mv"] - SLEEPER.battery_mv) <= 20 for t in telemetry)
@@ -28,4 +31,4 @@ def test_a_battery_node_reports_between_deep_sleeps_without_wasting_counters(sit
     assert counters == list(range(len(counters)))  # RTC memory carries the counter over each sleep
     causes = [s["reset_cause"] for s in mqtt.on("/garden-shed/status")]
     assert causes[0] == "power_on"
-    assert site.boards["garden-shed"].boots >= WAKES  # a boot per report: each after the first is a wake
+    assert site.simulated.boards["garden-shed"].boots >= WAKES  # a boot per report: each after the first is a wake

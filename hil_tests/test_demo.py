@@ -6,7 +6,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from hil_tests.conftest import require_site_tools
+from hil_tests.rig import SIMULATOR
+
+pytestmark = pytest.mark.rig(needs=[SIMULATOR])  # `borne demo` runs its own virtual site
 
 DURATION_S = 40
 

@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 
 from hil_tests.conftest import require_site_tools
+from hil_tests.rig import SIMULATOR
 from simulator.children import start_child
+
+pytestmark = pytest.mark.rig(needs=[SIMULATOR])  # `borne demo` runs its own virtual site
 
 SITE_START_S = 180  # a loaded 2-core machine boots four VMs and the gateway slowly
 GONE_WITHIN_S = 5

@@ -1,5 +1,6 @@
-"""The whole chain on the virtual rig: nodes running the real firmware in the real MicroPython VM,
-a radio medium, a bridge board, the real gateway daemon reading it over a pty, and mosquitto.
+"""The whole chain: two doors and a room, a bridge board, the gateway daemon and mosquitto. On the
+virtual rig the nodes run the real firmware in the real MicroPython VM on a radio medium; on a bench,
+they are the rig file's boards.
 
 One site serves the module (booting it costs seconds); each test presents its own badges.
 """
@@ -13,34 +14,36 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from boards.profiles import load_profile
-from hil_tests.conftest import checkins_of, present, running_site
+from hil_tests.conftest import checkins_of, present, rig_site
+from hil_tests.rig import BRIDGE, GATEWAY_CONTROL, POWER_SWITCH, SIMULATOR, Site
 from simulator.mqtt_log import MqttLog
 from simulator.virtual_board import VirtualBoard
-from simulator.virtual_site import NodeSpec, VirtualSite
+from simulator.virtual_site import NodeSpec
 
 DOOR = NodeSpec(101, "entrance", nfc="pn532", direction="in", status_s=60)
 SIDE_DOOR = NodeSpec(102, "side-door", nfc="mfrc522", direction="out", status_s=60)
 ROOM = NodeSpec(201, "meeting-room", sensors=("bme280", "scd4x"), telemetry_s=10, status_s=60)
 RADIO = {"sf": 7}
 BOOT_S = 60  # the site's VMs boot on a shared 2-core machine
+pytestmark = pytest.mark.rig(nodes=[DOOR, SIDE_DOOR, ROOM])
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VirtualSite]:
-    yield from running_site(tmp_path_factory, "site", [DOOR, SIDE_DOOR, ROOM], radio=RADIO)
+def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    yield from rig_site(request, tmp_path_factory, radio=RADIO)
 
 
 @pytest.fixture(scope="module")
-def mqtt(site: VirtualSite) -> MqttLog:
-    assert site.mqtt is not None
+def mqtt(site: Site) -> MqttLog:
     return site.mqtt
 
 
 def test_every_node_reports_its_status_after_boot(site, mqtt):
     # Status frames are not acknowledged: one lost to a collision at boot is followed by the next.
     wait = BOOT_S + 1.1 * max(DOOR.status_s or 0, ROOM.status_s or 0)
-    mqtt.wait_for(lambda: mqtt.on("/entrance/status") and mqtt.on("/meeting-room/status"), wait, "a status of each")
-    status = mqtt.on("/entrance/status")[0]
+    door, room = site.topic_name("entrance"), site.topic_name("meeting-room")
+    mqtt.wait_for(lambda: mqtt.on(f"/{door}/status") and mqtt.on(f"/{room}/status"), wait, "a status of each")
+    status = mqtt.on(f"/{door}/status")[0]
     assert status["reset_cause"] == "power_on"
     assert status["queue_depth"] == 0
 
@@ -67,38 +70,47 @@ def levels_during(board: VirtualBoard, pin: int, action: Callable[[], None]) -> 
 
 def test_a_badge_is_published_once_as_its_token_never_its_uid(site, mqtt):
     uid = bytes.fromhex("04a1b2c3d4e5f6")
-    led = load_profile(DOOR.board)["led"]["pin"]
-    # Held over many polls: still one presentation, and one flash of the LED.
-    assert 1 in levels_during(site.boards["entrance"], led, lambda: present(site, uid, held_s=2.0))
-    mqtt.wait_for(lambda: checkins_of(mqtt, uid), BOOT_S, "the check-in")
+    present(site, uid, held_s=2.0)  # held over many polls: still one presentation
+    mqtt.wait_for(lambda: checkins_of(site, uid), BOOT_S, "the check-in")
     time.sleep(3)  # a second check-in, if the firmware made one, would be out by now
-    (checkin,) = checkins_of(mqtt, uid)
+    (checkin,) = checkins_of(site, uid)
     assert (checkin["direction"], checkin["uid_length"], checkin["tag_type"]) == ("in", 7, "mifare_classic")
     assert all(uid.hex() not in str(payload) for _, payload in mqtt.messages)
+
+
+@pytest.mark.rig(needs=[SIMULATOR])
+def test_a_badge_held_over_many_polls_flashes_the_doors_led(site, mqtt):
+    assert site.simulated is not None
+    uid = bytes.fromhex("04a1b2c3d4e5f7")
+    led = load_profile(DOOR.board)["led"]["pin"]
+    assert 1 in levels_during(site.simulated.boards["entrance"], led, lambda: present(site, uid, held_s=2.0))
+    mqtt.wait_for(lambda: checkins_of(site, uid), BOOT_S, "the check-in")
 
 
 def test_an_mfrc522_door_checks_out_a_ten_byte_uid(site, mqtt):
     uid = bytes.fromhex("88041122334455667788")
     present(site, uid, door="side-door")
-    mqtt.wait_for(lambda: checkins_of(mqtt, uid, "side-door"), BOOT_S, "the check-in")
-    (checkin,) = checkins_of(mqtt, uid, "side-door")
+    mqtt.wait_for(lambda: checkins_of(site, uid, "side-door"), BOOT_S, "the check-in")
+    (checkin,) = checkins_of(site, uid, "side-door")
     assert (checkin["direction"], checkin["uid_length"]) == ("out", 10)
 
 
 def test_a_retap_after_the_delay_is_a_new_checkin_and_one_within_it_is_not(site, mqtt):
     uid = bytes.fromhex("08112233")
     present(site, uid)
-    mqtt.wait_for(lambda: checkins_of(mqtt, uid), 30, "the first check-in")
+    mqtt.wait_for(lambda: checkins_of(site, uid), 30, "the first check-in")
     present(site, uid)  # within the 10 s re-tap delay
     time.sleep(10)
     present(site, uid)
-    mqtt.wait_for(lambda: len(checkins_of(mqtt, uid)) == 2, 30, "the check-in after the delay")
+    mqtt.wait_for(lambda: len(checkins_of(site, uid)) == 2, 30, "the check-in after the delay")
     time.sleep(3)
-    assert len(checkins_of(mqtt, uid)) == 2
+    assert len(checkins_of(site, uid)) == 2
 
 
+@pytest.mark.rig(needs=[SIMULATOR])
 def test_the_rooms_air_is_published_as_telemetry(site, mqtt):
-    site.set_air("meeting-room", temperature_c=23.5, humidity_pct=41.0, pressure_hpa=1002.0, co2_ppm=1234)
+    assert site.simulated is not None
+    site.simulated.set_air("meeting-room", temperature_c=23.5, humidity_pct=41.0, pressure_hpa=1002.0, co2_ppm=1234)
 
     def measured() -> bool:
         return any(
@@ -112,6 +124,7 @@ def test_the_rooms_air_is_published_as_telemetry(site, mqtt):
     assert abs(latest["pressure_hpa"] - 1002.0) <= 0.2
 
 
+@pytest.mark.rig(needs=[GATEWAY_CONTROL])
 def test_checkins_made_while_the_gateway_is_down_arrive_when_it_is_back(site, mqtt):
     uids = [bytes([0x04, 0x70 + i, 1, 2]) for i in range(3)]
     site.stop_gateway()
@@ -119,15 +132,16 @@ def test_checkins_made_while_the_gateway_is_down_arrive_when_it_is_back(site, mq
         present(site, uid)
         time.sleep(0.5)
     site.start_gateway()
-    mqtt.wait_for(lambda: all(checkins_of(mqtt, uid) for uid in uids), 90, "the check-ins queued on the node")
-    assert all(len(checkins_of(mqtt, uid)) == 1 for uid in uids)
-    frames = {checkins_of(mqtt, uid)[0]["event_id"].rsplit(":", 1)[0] for uid in uids}
+    mqtt.wait_for(lambda: all(checkins_of(site, uid) for uid in uids), 90, "the check-ins queued on the node")
+    assert all(len(checkins_of(site, uid)) == 1 for uid in uids)
+    frames = {checkins_of(site, uid)[0]["event_id"].rsplit(":", 1)[0] for uid in uids}
     assert len(frames) < len(uids)  # those queued behind the first went out together, in one frame
 
 
+@pytest.mark.rig(needs=[BRIDGE])
 def test_the_bridge_boards_heartbeat_reaches_the_gateways_stats(site, mqtt):
     def heartbeat() -> dict | None:
-        stats = mqtt.on("/virtual-gateway/stats")
+        stats = mqtt.on(f"/{site.gateway_name}/stats")
         sources = stats[-1]["sources"] if stats else {}
         return next(
             (s["heartbeat"] for name, s in sources.items() if name.startswith("bridge:") and "heartbeat" in s), None
@@ -138,3 +152,21 @@ def test_the_bridge_boards_heartbeat_reaches_the_gateways_stats(site, mqtt):
     assert beat is not None
     assert beat["link_version"] == 1
     assert beat["received"] >= beat["transmitted"] >= 1
+
+
+@pytest.mark.rig(needs=[GATEWAY_CONTROL, f"{POWER_SWITCH}:entrance"])
+def test_checkins_queued_when_a_doors_power_is_cut_arrive_once_after_it_is_back(site, mqtt):
+    uids = [bytes([0x04, 0x90 + i, 3, 4]) for i in range(2)]
+    site.stop_gateway()
+    try:
+        for uid in uids:
+            present(site, uid)
+            time.sleep(0.5)
+        time.sleep(2)  # the node has queued them on its flash and is retrying
+        site.cut_power("entrance")
+        site.restore_power("entrance")
+    finally:
+        site.start_gateway()
+    mqtt.wait_for(lambda: all(checkins_of(site, uid) for uid in uids), 120, "the check-ins queued before the cut")
+    time.sleep(3)
+    assert all(len(checkins_of(site, uid)) == 1 for uid in uids)

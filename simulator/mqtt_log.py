@@ -14,9 +14,12 @@ import aiomqtt
 class MqttLog:
     """Subscribes at start() (QoS 1) and records every message until stop(); `wait_for` polls it."""
 
-    def __init__(self, port: int, topic: str = "borne/#", *, session: str | None = None) -> None:
+    def __init__(
+        self, port: int, topic: str = "borne/#", host: str = "127.0.0.1", *, session: str | None = None
+    ) -> None:
         """`session`: a client id whose subscription the broker keeps across disconnections and its own
         restarts (a persistent session), so that nothing published meanwhile is missed."""
+        self.host = host
         self.port = port
         self.topic = topic
         self.session = session
@@ -33,7 +36,7 @@ class MqttLog:
         self._thread.start()
         self._task = asyncio.run_coroutine_threadsafe(self._listen(), self._loop)
         if not self._subscribed.wait(timeout):
-            raise TimeoutError(f"could not subscribe to the broker on port {self.port} within {timeout} s")
+            raise TimeoutError(f"could not subscribe to the broker at {self.host}:{self.port} within {timeout} s")
         return self
 
     def stop(self) -> None:
@@ -54,7 +57,7 @@ class MqttLog:
         while True:  # rides out broker restarts, as a consumer should
             try:
                 persistent = {"identifier": self.session, "clean_session": False} if self.session else {}
-                async with aiomqtt.Client("127.0.0.1", self.port, **persistent) as client:
+                async with aiomqtt.Client(self.host, self.port, **persistent) as client:
                     await client.subscribe(self.topic, qos=1)
                     self._subscribed.set()
                     async for message in client.messages:

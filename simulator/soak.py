@@ -211,10 +211,9 @@ def _inject(site: VirtualSite, visits: _Visits, kind: str, options: SoakOptions,
     elif kind == "door power cut":
         door = rng.choice(visits.doors)
         with visits.locks[door]:  # between two visitors: a badge at the reader when power goes is not read
-            board = site.boards[door]
-            board.close()
+            site.cut_power(door)
             time.sleep(3)
-            board.start()
+            site.restore_power(door)
     else:
         raise ValueError(f"unknown fault {kind!r}")
 

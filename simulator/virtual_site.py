@@ -39,6 +39,7 @@ BME280_ADDRESS = 0x76
 SCD4X_ADDRESS = 0x62
 SHT4X_ADDRESS = 0x44
 GATEWAY_START_S = 60
+GATEWAY_NAME = "virtual-gateway"  # its MQTT topic level
 STATS_INTERVAL_S = 5  # the gateway's counters on MQTT: often, on a rig
 _BRIDGE_CONNECTED = b"bridge board connected"  # what the gateway logs once it has the bridge's port
 _I2C_CHIPS = {"bme280": BME280_ADDRESS, "scd4x": SCD4X_ADDRESS, "sht4x": SHT4X_ADDRESS}
@@ -76,7 +77,10 @@ class VirtualSite:
         gateway_log: Path | None = None,
         record_mqtt: bool = False,
         concentrator: bool = False,
+        gateway: bool = True,
     ) -> None:
+        """`gateway=False`: the gateway's configuration is written but the daemon is left to whoever
+        serves the site as a bench (`bench_site.py`), who starts it from that file."""
         self.work = work
         self.specs = {spec.name: spec for spec in nodes}
         self.profiles = {spec.name: load_profile(spec.board) for spec in nodes}  # read once: pins are asked often
@@ -92,6 +96,7 @@ class VirtualSite:
         self.registry_file = work / "devices.toml"
         self.config_file = work / "gateway.toml"
         self.record_mqtt = record_mqtt
+        self.run_gateway = gateway
         self.udp_port = free_port() if concentrator else None
         self.concentrator: Concentrator | None = None  # a second path to the gateway, over Semtech UDP
         self.mqtt: MqttLog | None = None  # with record_mqtt: all published from before the first boot
@@ -121,7 +126,8 @@ class VirtualSite:
         bridge = self._board("bridge", bridge_config)
         bridge.start()
         self._write_gateway_config(bridge.port)
-        self.start_gateway()  # before the nodes: what they send at boot is not acknowledged
+        if self.run_gateway:
+            self.start_gateway()  # before the nodes: what they send at boot is not acknowledged
         if self.udp_port is not None:
             self.concentrator = Concentrator(self.medium, self.udp_port)
             self.concentrator.start()
@@ -199,6 +205,14 @@ class VirtualSite:
     def set_air(self, node: str, **air: float) -> None:
         self.boards[node].set_air(**air)
 
+    def cut_power(self, node: str) -> None:
+        """Unplug the board: its VM stops and its serial port disappears, as a USB board's does."""
+        self.boards[node].close()
+
+    def restore_power(self, node: str) -> None:
+        """Plug it back: it boots with PWRON_RESET over the same flash and NVS."""
+        self.boards[node].start()
+
     # Setting it up.
 
     def _node_config(self, spec: NodeSpec) -> dict:
@@ -274,7 +288,7 @@ class VirtualSite:
             "\n".join(
                 [
                     "[gateway]",
-                    'name = "virtual-gateway"',
+                    f'name = "{GATEWAY_NAME}"',
                     f'state_file = "{self.work / "state.db"}"',
                     f'registry_file = "{self.registry_file}"',
                     "[serial]",

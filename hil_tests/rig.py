@@ -1,0 +1,398 @@
+"""The rig a run of the suite talks to: the virtual one (the default) or a bench from a rig file.
+
+A scenario sees a `Site`: the nodes it asked for by their `NodeSpec` (a name and what is wired),
+and five actions: present a badge, cut and restore a node's power, stop and start the gateway, and
+what was published on MQTT. `VirtualRig` runs a `VirtualSite` for each module, as before; `BenchRig`
+maps each spec to a board of the rig file, and reaches the boards only through the bench owner's
+commands and their serial ports, the gateway only through its CLI and MQTT.
+
+What a scenario needs beyond its nodes it names with `@pytest.mark.rig(needs=[...])`, among `NEEDS`
+(`power_switch:<node>` for a node's power); `Rig.lacks` says what is missing, before anything runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from hil_tests.rig_file import BenchBoard, RigFile
+from simulator.children import start_child
+from simulator.mqtt_log import MqttLog
+from simulator.virtual_site import GATEWAY_NAME, NodeSpec, VirtualSite
+
+GATEWAY_CONTROL = "gateway_control"
+BRIDGE = "bridge"
+CONCENTRATOR = "concentrator"
+SIMULATOR = "simulator"
+POWER_SWITCH = "power_switch"
+NEEDS = {
+    GATEWAY_CONTROL: 'a gateway the suite can stop and start ([gateway] start = "suite", or stop/start commands)',
+    BRIDGE: 'a bridge board (a board with role = "bridge")',
+    CONCENTRATOR: "a concentrator ([concentrator] udp_port)",
+    SIMULATOR: "the simulator's world (the air, pin levels, radio links, boot counts): the virtual rig only",
+    POWER_SWITCH: "a power switch (power_off and power_on commands)",
+}
+GATEWAY_START_S = 60
+_BRIDGE_CONNECTED = "bridge board connected"  # what the gateway logs once it has the bridge's port
+
+
+class RigError(RuntimeError):
+    """The rig cannot do what a scenario asked (a command failed, a badge was not presented in time)."""
+
+
+def describe(spec: NodeSpec) -> str:
+    """What a scenario asks of a node, as `bench check` names it."""
+    wired = [f"{spec.nfc} reader" if spec.nfc else "", f"direction {spec.direction}" if spec.direction else ""]
+    wired += [f"sensors {','.join(spec.sensors)}" if spec.sensors else "", "deep sleep" if spec.deep_sleep else ""]
+    wired += [f"telemetry every {spec.telemetry_s} s or less" if spec.telemetry_s else ""]
+    wired += [f"status every {spec.status_s} s or less" if spec.status_s else ""]
+    return f"a node like {spec.name!r} ({'; '.join(w for w in wired if w) or 'no reader, no sensor'})"
+
+
+class Site:
+    """What a scenario talks to. `simulated` is the VirtualSite behind it on the virtual rig, else None:
+    only a scenario that needs SIMULATOR touches it."""
+
+    mqtt: MqttLog
+    gateway_name: str
+    simulated: VirtualSite | None = None
+
+    def topic_name(self, node: str) -> str:
+        """The name the node `node` (a spec's name) publishes under."""
+        raise NotImplementedError
+
+    def present_badge(self, node: str, uid: bytes, held_s: float) -> None:
+        """Hold the badge `uid` at the reader of `node` for `held_s`, then take it away."""
+        raise NotImplementedError
+
+    def cut_power(self, node: str) -> None:
+        raise NotImplementedError
+
+    def restore_power(self, node: str) -> None:
+        raise NotImplementedError
+
+    def stop_gateway(self) -> None:
+        raise NotImplementedError
+
+    def start_gateway(self) -> None:
+        raise NotImplementedError
+
+
+class Rig:
+    """Chosen at the start of a run; opens a Site for each module's nodes."""
+
+    name: str
+
+    def lacks(self, needs: Sequence[str], nodes: Sequence[NodeSpec]) -> list[str]:
+        """What the rig lacks for a scenario needing `needs` on `nodes`: empty if it can run it."""
+        raise NotImplementedError
+
+    def site(self, work: Path, nodes: Sequence[NodeSpec], **virtual: Any) -> contextlib.AbstractContextManager[Site]:
+        """The module's site; `virtual`: VirtualSite's options (the radio, a concentrator), for the virtual rig."""
+        raise NotImplementedError
+
+    def boards(self) -> list[dict[str, object]]:
+        """The boards, for the report."""
+        raise NotImplementedError
+
+    def messages(self) -> list[tuple[str, object]]:
+        """Every message the rig saw published, for the report's figures."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+# The virtual rig.
+
+
+class _VirtualSiteView(Site):
+    def __init__(self, site: VirtualSite) -> None:
+        assert site.mqtt is not None
+        self.simulated = site
+        self.mqtt = site.mqtt
+        self.gateway_name = GATEWAY_NAME
+
+    def topic_name(self, node: str) -> str:
+        return node
+
+    def present_badge(self, node: str, uid: bytes, held_s: float) -> None:
+        assert self.simulated is not None
+        self.simulated.present_badge(node, uid)
+        time.sleep(held_s)
+        self.simulated.remove_badge(node)
+
+    def cut_power(self, node: str) -> None:
+        assert self.simulated is not None
+        self.simulated.cut_power(node)
+
+    def restore_power(self, node: str) -> None:
+        assert self.simulated is not None
+        self.simulated.restore_power(node)
+
+    def stop_gateway(self) -> None:
+        assert self.simulated is not None
+        self.simulated.stop_gateway()
+
+    def start_gateway(self) -> None:
+        assert self.simulated is not None
+        self.simulated.start_gateway()
+
+
+class VirtualRig(Rig):
+    """A VirtualSite for each module, with exactly its nodes: it lacks nothing."""
+
+    name = "virtual"
+
+    def __init__(self) -> None:
+        self._seen: list[VirtualSite] = []
+        self._messages: list[tuple[str, object]] = []
+
+    def lacks(self, needs: Sequence[str], nodes: Sequence[NodeSpec]) -> list[str]:
+        return []
+
+    @contextlib.contextmanager
+    def site(self, work: Path, nodes: Sequence[NodeSpec], **virtual: Any) -> Iterator[Site]:
+        with VirtualSite(work, nodes, record_mqtt=True, **virtual) as site:
+            self._seen.append(site)
+            try:
+                yield _VirtualSiteView(site)
+            finally:
+                assert site.mqtt is not None
+                self._messages += site.mqtt.messages
+
+    def boards(self) -> list[dict[str, object]]:
+        listed: list[dict[str, object]] = []
+        for site in self._seen:
+            listed.append({"name": "bridge", "port": "virtual pty", "profile": site.bridge_board, "role": "bridge"})
+            for spec in site.specs.values():
+                listed.append(
+                    {
+                        "name": spec.name,
+                        "port": "virtual pty",
+                        "profile": spec.board,
+                        "role": "node",
+                        "device": spec.device_id,
+                    }
+                )
+        return listed
+
+    def messages(self) -> list[tuple[str, object]]:
+        return list(self._messages)
+
+
+# A bench.
+
+
+def _run(command: str, what: str, timeout: float) -> None:
+    """Run a bench owner's command (a shell line); RigError with its output if it fails."""
+    try:
+        done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as error:
+        raise RigError(f"{what}: `{command}` did not finish within {timeout} s") from error
+    if done.returncode != 0:
+        raise RigError(f"{what}: `{command}` exited {done.returncode}: {done.stderr.strip() or done.stdout.strip()}")
+
+
+class _BenchSiteView(Site):
+    def __init__(self, rig: BenchRig, assigned: dict[str, BenchBoard]) -> None:
+        self.rig = rig
+        self.assigned = assigned
+        self.mqtt = rig.mqtt
+        self.gateway_name = str(rig.file.gateway.name)
+
+    def topic_name(self, node: str) -> str:
+        return self.assigned[node].name
+
+    def present_badge(self, node: str, uid: bytes, held_s: float) -> None:
+        self.rig.present_badge(self.assigned[node], uid, held_s)
+
+    def cut_power(self, node: str) -> None:
+        board = self.assigned[node]
+        assert board.power_off is not None
+        _run(board.power_off, f"cutting the power of {board.name}", 30)
+
+    def restore_power(self, node: str) -> None:
+        board = self.assigned[node]
+        assert board.power_on is not None
+        _run(board.power_on, f"restoring the power of {board.name}", 30)
+
+    def stop_gateway(self) -> None:
+        self.rig.stop_gateway()
+
+    def start_gateway(self) -> None:
+        self.rig.start_gateway()
+
+
+class BenchRig(Rig):
+    """The boards of a rig file. MQTT is recorded from the first site on; a gateway the suite starts
+    runs from then until the end of the run."""
+
+    def __init__(
+        self, file: RigFile, work: Path, terminal: Callable[[], contextlib.AbstractContextManager[Any]] | None = None
+    ) -> None:
+        self.file = file
+        self.name = f"bench {file.name} ({file.path})"
+        self.work = work
+        self.terminal = terminal or contextlib.nullcontext  # pytest's capture, suspended while a person is asked
+        self.gateway: subprocess.Popen[bytes] | None = None
+        self.gateway_log = work / "gateway.log"
+        self._mqtt: MqttLog | None = None
+
+    @property
+    def mqtt(self) -> MqttLog:
+        if self._mqtt is None:
+            self._mqtt = MqttLog(self.file.broker_port, host=self.file.broker_host).start()
+        return self._mqtt
+
+    def assign(self, nodes: Sequence[NodeSpec]) -> tuple[dict[str, BenchBoard], list[str]]:
+        """Each spec's board (one board per spec), and the specs no board of the bench fits."""
+        assigned: dict[str, BenchBoard] = {}
+        missing = []
+        for spec in nodes:
+            board = next((b for b in self.file.nodes if _fits(b, spec) and b not in assigned.values()), None)
+            if board is None:
+                missing.append(describe(spec))
+            else:
+                assigned[spec.name] = board
+        return assigned, missing
+
+    def lacks(self, needs: Sequence[str], nodes: Sequence[NodeSpec]) -> list[str]:
+        assigned, missing = self.assign(nodes)
+        if any(spec.nfc for spec in nodes) and self.file.badge is None:
+            missing.append("a way to present a badge ([badge] presenter)")
+        for need in needs:
+            kind, _, node = need.partition(":")
+            if kind == POWER_SWITCH:
+                board = assigned.get(node)
+                if board is not None and not board.power_switch:
+                    missing.append(f"{NEEDS[POWER_SWITCH]} on {board.name}")
+            elif kind == GATEWAY_CONTROL and not self.file.gateway.controllable:
+                missing.append(NEEDS[GATEWAY_CONTROL])
+            elif kind == BRIDGE and self.file.bridge is None:
+                missing.append(NEEDS[BRIDGE])
+            elif kind == CONCENTRATOR and self.file.udp_port is None:
+                missing.append(NEEDS[CONCENTRATOR])
+            elif kind == SIMULATOR:
+                missing.append(NEEDS[SIMULATOR])
+        return missing
+
+    @contextlib.contextmanager
+    def site(self, work: Path, nodes: Sequence[NodeSpec], **virtual: Any) -> Iterator[Site]:
+        assigned, missing = self.assign(nodes)
+        assert not missing, missing  # lacks() was asked first
+        for board in (*assigned.values(), *filter(None, [self.file.bridge])):
+            if not Path(board.port).exists():
+                raise RigError(f"{board.name}'s serial port {board.port} does not exist: is it plugged in and powered?")
+        self.mqtt  # noqa: B018 -- recording starts before the gateway publishes anything
+        if self.gateway is None and self.file.gateway.start == "suite":
+            self.start_gateway()
+        yield _BenchSiteView(self, assigned)
+
+    def present_badge(self, board: BenchBoard, uid: bytes, held_s: float) -> None:
+        badge = self.file.badge
+        assert badge is not None
+        if badge.kind == "command":
+            assert badge.command is not None
+            values = {"board": board.name, "port": board.port, "uid": uid.hex(), "held_s": held_s}
+            command = badge.command.format(**{key: shlex.quote(str(value)) for key, value in values.items()})
+            _run(command, f"presenting badge {uid.hex()} at {board.name}", badge.timeout_s + held_s)
+        else:
+            self._prompt(
+                f"Hold the badge {uid.hex().upper()} at the reader of {board.name} ({board.port})", badge.timeout_s
+            )
+
+    def _prompt(self, asked: str, timeout_s: float) -> None:
+        """Ask the person at the bench, on the terminal, and wait for Enter (RigError after `timeout_s`)."""
+        import select
+
+        try:
+            terminal = open("/dev/tty", "r+")  # noqa: SIM115 -- closed below, after the wait
+        except OSError as error:
+            raise RigError(f'no terminal to ask a person on ({error}): use [badge] presenter = "command"') from error
+        with self.terminal(), terminal as tty:
+            tty.write(f"\n{asked}, then press Enter (within {timeout_s:.0f} s): ")
+            tty.flush()
+            ready, _, _ = select.select([tty], [], [], timeout_s)
+            if not ready:
+                raise RigError(f"nobody answered within {timeout_s:.0f} s: {asked}")
+            tty.readline()
+
+    def start_gateway(self) -> None:
+        gateway = self.file.gateway
+        if gateway.start == "running":
+            assert gateway.start_command is not None
+            _run(gateway.start_command, "starting the gateway", GATEWAY_START_S)
+            return
+        self.work.mkdir(parents=True, exist_ok=True)
+        with self.gateway_log.open("ab") as output:
+            log_start = output.tell()
+            command = [sys.executable, "-m", "borne", "gateway", "run", "--config", str(gateway.config)]
+            self.gateway = start_child(command, stdout=output, stderr=subprocess.STDOUT)
+        if self.file.bridge is not None:
+            self._wait_for_bridge(log_start)
+
+    def _wait_for_bridge(self, log_start: int) -> None:
+        assert self.gateway is not None
+        deadline = time.monotonic() + GATEWAY_START_S
+        while _BRIDGE_CONNECTED not in self.gateway_log.read_bytes()[log_start:].decode(errors="replace"):
+            if self.gateway.poll() is not None:
+                raise RigError(f"the gateway stopped (exit {self.gateway.returncode}); see {self.gateway_log}")
+            if time.monotonic() > deadline:
+                raise RigError(
+                    f"the gateway did not open the bridge within {GATEWAY_START_S} s; see {self.gateway_log}"
+                )
+            time.sleep(0.2)
+
+    def stop_gateway(self) -> None:
+        if self.file.gateway.start == "running":
+            assert self.file.gateway.stop_command is not None
+            _run(self.file.gateway.stop_command, "stopping the gateway", GATEWAY_START_S)
+            return
+        if self.gateway is None:
+            return
+        self.gateway.terminate()
+        try:
+            self.gateway.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.gateway.kill()
+            self.gateway.wait()
+        self.gateway = None
+
+    def boards(self) -> list[dict[str, object]]:
+        return [
+            {"name": b.name, "port": b.port, "profile": b.profile, "role": b.role, "device": b.device_id}
+            for b in self.file.boards
+        ]
+
+    def messages(self) -> list[tuple[str, object]]:
+        return list(self._mqtt.messages) if self._mqtt is not None else []
+
+    def close(self) -> None:
+        if self.file.gateway.start == "suite":
+            self.stop_gateway()
+        if self._mqtt is not None:
+            self._mqtt.stop()
+            self._mqtt = None
+
+
+def _fits(board: BenchBoard, spec: NodeSpec) -> bool:
+    """The board can stand for the spec: same reader, direction and sleep, every sensor, reports as often."""
+    return (
+        board.nfc == spec.nfc
+        and board.direction == spec.direction
+        and board.deep_sleep == spec.deep_sleep
+        and set(spec.sensors) <= set(board.sensors)
+        and _as_often(board.telemetry_s, spec.telemetry_s)
+        and _as_often(board.status_s, spec.status_s)
+    )
+
+
+def _as_often(board_s: int | None, spec_s: int | None) -> bool:
+    return spec_s is None or (board_s is not None and board_s <= spec_s)
