@@ -144,7 +144,7 @@ def test_each_faulty_sensor_fails_with_the_advice_for_its_fault(tmp_path: Path) 
 
     assert done.returncode == 1, done.stdout + done.stderr
     failed = [name for name, result in table(done).items() if result == "FAIL"]
-    assert failed == ["sensor bme280", "sensor scd4x", "sensor battery"]
+    assert failed == ["sensor bme280", "sensor scd4x", "sensor battery"], done.stdout + done.stderr
     advice = [line.strip()[3:] for line in done.stdout.splitlines() if line.strip().startswith("-> ")]
     assert advice == [
         "BME280 reads temperature_c 95 is outside -40..85, its datasheet's range: the sensor is damaged, or another "
