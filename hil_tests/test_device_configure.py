@@ -16,7 +16,8 @@ from collections.abc import Iterator
 import pytest
 
 from boards.registry import Registry
-from hil_tests.conftest import running_site
+from hil_tests.conftest import require_site_tools
+from hil_tests.rig import SIMULATOR
 from payload_codec import Config, config_digest, encode_body
 from simulator.virtual_site import NodeSpec, VirtualSite
 
@@ -27,9 +28,15 @@ BOOT_S = 60  # the site's VMs boot on a shared 2-core machine
 STATUS_S = 2 * 66  # a status period and its jitter, twice: the one after a lost window too
 
 
+# The scenario reads the gateway's state file and restarts it from the simulator.
+pytestmark = pytest.mark.rig(needs=[SIMULATOR])
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VirtualSite]:
-    yield from running_site(tmp_path_factory, "configure_site", [ROOM], radio=RADIO)
+    require_site_tools()
+    with VirtualSite(tmp_path_factory.mktemp("configure_site"), [ROOM], radio=RADIO, record_mqtt=True) as site:
+        yield site
 
 
 def borne(site: VirtualSite, *args: str) -> subprocess.CompletedProcess[str]:

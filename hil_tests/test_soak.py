@@ -6,10 +6,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from hil_tests.conftest import require_site_tools
+from hil_tests.rig import SIMULATOR
 from simulator.soak import FAULTS, SoakOptions, run_soak
+
+pytestmark = pytest.mark.rig(needs=[SIMULATOR])  # the faults are the simulator's
 
 
 def test_a_short_soak_loses_and_duplicates_no_check_in_through_every_fault(tmp_path: Path) -> None:
+    require_site_tools()
     said: list[str] = []
     report = run_soak(tmp_path, SoakOptions(checkins=200, doors=3, faults_per_kind=1, outage_s=20), say=said.append)
     print(report.table())
