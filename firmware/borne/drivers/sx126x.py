@@ -248,7 +248,8 @@ class SX126x:
             errors = self.device_errors()
             raise OSError(
                 _EIO,
-                f"the SX126x refused {what} (command status {status}, device errors {errors:#06x}): it is reset and set up again",
+                f"the SX126x refused {what} (command status {status}, device errors {errors:#06x}):"
+                " reset the chip and set it up again",
             )
 
     def _write_register(self, address, value):

@@ -271,7 +271,7 @@ class SX1262(RadioChip):
             self.status = _EXEC_ERROR
             return
         self.busy_for(_BUSY_US.get(opcode, 10))
-        getattr(self, "cmd_%02x" % opcode)(params)
+        getattr(self, f"cmd_{opcode:02x}")(params)
 
     def status_byte(self):
         return (self.mode & 0x07) << 4 | (self.status & 0x07) << 1
