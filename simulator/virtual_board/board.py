@@ -158,7 +158,7 @@ class VirtualBoard:
         link = ControlLink(str(self.port))
         self.console = Console(self.port)
         self.peripherals = Peripherals(link, Antenna(self, medium, link))
-        silicon = Silicon(self.flash, self.state, unique_id, radio, node)
+        silicon = Silicon(self.flash, self.state, unique_id, node)
         self.power = Power(silicon, link, self.peripherals.world, self.console.show)
         self._link = link
         self.radio_wiring = dict(radio_wiring or DEFAULT_WIRING.get(radio or "", {}))
