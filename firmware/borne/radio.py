@@ -41,7 +41,7 @@ def make_modem(board_radio, lora_cfg):
     if r["chip"] in ("sx1261", "sx1262"):
         from borne.drivers.sx126x import SX126x
 
-        modem = SX126x(
+        sx126x = SX126x(
             spi,
             Pin(r["cs"]),
             Pin(r["busy"]),
@@ -52,8 +52,8 @@ def make_modem(board_radio, lora_cfg):
             tcxo_start_us=r.get("dio3_tcxo_start_us") or 5000,
             dio2_rf_switch=bool(r.get("dio2_rf_switch")),
         )
-        modem.configure(lora_cfg)
-        return modem
+        sx126x.configure(lora_cfg)
+        return sx126x
     raise ValueError(f"unknown radio chip {r['chip']!r} in the board profile")
 
 
