@@ -70,13 +70,13 @@ class Radio:
         self.bw_hz = int(float(radio_config["bw"]) * 1000)
         self._cfgs = {}  # lora_cfg by channel (kHz)
         self._board_radio = board_radio
-        self.modem = make_modem(board_radio, self._lora_cfg(radio_config["freq_khz"]))
-        self._freq_khz = radio_config["freq_khz"]
+        self._set_up()
         self.lock = asyncio.Lock()
         self.duty = DutyCycle()
         self.deferrals = 0
         self.errors = 0
         self.resets = 0  # modems reset and set up again after a failure (not in the status message yet)
+        self._stale = False  # the modem failed and setting it up again did too: try again before using it
         self._faults = 0  # modem errors since the last call that worked
         self.air_us = 0  # time on air spent since boot
         self.rssi = 0
@@ -120,6 +120,17 @@ class Radio:
             self.modem.configure(self._lora_cfg(freq_khz))
             self._freq_khz = freq_khz
 
+    def _set_up(self):
+        """Reset the modem through its reset line and set it up on the channel."""
+        self.modem = make_modem(self._board_radio, self._lora_cfg(self.config["freq_khz"]))
+        self._freq_khz = self.config["freq_khz"]
+        self._stale = False
+
+    def _set_up_again(self):
+        self._stale = True
+        self._set_up()
+        self.resets += 1
+
     def _failed(self, error):
         """A modem call raised `error`: count it, reset the modem and set it up again (a chip that
         hangs, refuses a command or lost its IRQ starts afresh), and after MAX_FAULTS in a row raise,
@@ -131,10 +142,8 @@ class Radio:
         if self._faults >= MAX_FAULTS:
             raise RuntimeError(f"the radio failed {MAX_FAULTS} times in a row; the last error: {error!r}")
         try:
-            self.modem = make_modem(self._board_radio, self._lora_cfg(self.config["freq_khz"]))
-            self._freq_khz = self.config["freq_khz"]
-            self.resets += 1
-        except (OSError, ValueError) as again:  # counted at the next call, which finds it still broken
+            self._set_up_again()
+        except (OSError, ValueError) as again:  # the next call tries again first
             print("borne: radio reset failed:", repr(again))
 
     async def send(self, frame, freq_khz=None, tx_at_ms=None, cfg=None):
@@ -152,6 +161,8 @@ class Radio:
             await asyncio.sleep_ms(wait)
         late_ms = max(time.ticks_diff(tx_at_ms, time.ticks_ms()), 0) if tx_at_ms is not None else 0
         try:
+            if self._stale:
+                self._set_up_again()
             if cfg is None:
                 self._tune(freq_khz)
             else:
@@ -171,6 +182,8 @@ class Radio:
         """The next frame heard on `freq_khz` within `timeout_ms`, or None (also if the modem failed);
         valid until the next receive. Call with `lock` held."""
         try:
+            if self._stale:
+                self._set_up_again()
             self._tune(freq_khz)
             packet = await self.modem.recv(timeout_ms)
         except (OSError, RuntimeError, ValueError) as error:

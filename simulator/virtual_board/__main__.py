@@ -65,9 +65,7 @@ def run(args: argparse.Namespace) -> int:
         wiring = getattr(args, "radio_wiring", None)
         with (
             RadioMedium() as medium,
-            VirtualBoard(
-                args.pty, args.flash, state=state, radio=chip, radio_wiring=wiring, medium=medium
-            ) as board,
+            VirtualBoard(args.pty, args.flash, state=state, radio=chip, radio_wiring=wiring, medium=medium) as board,
         ):
             print(f"virtual board on {board.port}, flash in {board.flash}; Ctrl-C to power it off", file=sys.stderr)
             stop.wait()
