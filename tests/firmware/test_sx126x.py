@@ -248,6 +248,16 @@ def test_an_unknown_opcode_or_a_wrong_parameter_count_is_a_cmd_error(board) -> N
     assert run(board, "status()") == [STDBY_RC, 0]  # reported once
 
 
+def test_set_sleep_and_set_packet_type_outside_standby_are_exec_errors(board) -> None:
+    board.exec("command(0x97, 0x02, 0x00, 0x01, 0x40); command(0x8A, 0x01); command(0x82, 0xFF, 0xFF, 0xFF)")
+    assert run(board, "status()") == [RX, 0]
+    board.exec("command(0x84, 0x04)")
+    assert run(board, "status()") == [RX, EXEC_ERROR]  # still receiving: SetSleep is for standby
+    board.exec("command(0x8A, 0x00)")
+    assert run(board, "status()") == [RX, EXEC_ERROR]
+    assert run(board, "ask(0x11, 1)[1]") == 1
+
+
 def test_calibrate_outside_stdby_rc_is_an_exec_error(board) -> None:
     board.exec("command(0x97, 0x02, 0x00, 0x01, 0x40); command(0x80, 0x01)")
     assert run(board, "status()") == [STDBY_XOSC, 0]

@@ -53,6 +53,29 @@ _GET_PACKET_STATUS = const(0x14)
 _GET_DEVICE_ERRORS = const(0x17)
 _CLEAR_DEVICE_ERRORS = const(0x07)
 
+# How many parameters each write command takes (DS §13, Tables 13-1 to 13-5).
+_PARAMETERS = {
+    _SET_STANDBY: 1,
+    _SET_TX: 3,
+    _SET_RX: 3,
+    _SET_REGULATOR_MODE: 1,
+    _CALIBRATE: 1,
+    _CALIBRATE_IMAGE: 2,
+    _SET_PA_CONFIG: 4,
+    _WRITE_REGISTER: 3,  # an address and one byte
+    _SET_DIO_IRQ_PARAMS: 8,
+    _CLEAR_IRQ_STATUS: 2,
+    _SET_DIO2_AS_RF_SWITCH: 1,
+    _SET_DIO3_AS_TCXO: 4,
+    _SET_RF_FREQUENCY: 4,
+    _SET_PACKET_TYPE: 1,
+    _SET_TX_PARAMS: 2,
+    _SET_MODULATION_PARAMS: 4,
+    _SET_PACKET_PARAMS: 6,
+    _SET_BUFFER_BASE: 2,
+    _CLEAR_DEVICE_ERRORS: 2,
+}
+
 _STDBY_RC = const(0x00)
 _PACKET_TYPE_LORA = const(0x01)
 _REGULATOR_DC_DC = const(0x01)  # the boards carry the DC-DC's inductor (DS §13.1.5)
@@ -208,16 +231,19 @@ class SX126x:
         self._cs(1)
         self._wait_ready()
 
-    def _command(self, opcode, a=None, b=None, c=None, d=None, e=None, f=None, g=None, h=None):
+    def _command(self, opcode, a=0, b=0, c=0, d=0, e=0, f=0, g=0, h=0):
+        """A write command with its parameters, as many as the opcode takes (no tuple built: nothing allocated)."""
         buf = self._command_buf
         buf[0] = opcode
-        n = 1
-        for value in (a, b, c, d, e, f, g, h):
-            if value is None:
-                break
-            buf[n] = value
-            n += 1
-        self._send(n)
+        buf[1] = a
+        buf[2] = b
+        buf[3] = c
+        buf[4] = d
+        buf[5] = e
+        buf[6] = f
+        buf[7] = g
+        buf[8] = h
+        self._send(1 + _PARAMETERS[opcode])
 
     def _read(self, opcode, n, a=None):
         """A read command: its answer's `n` bytes after the status byte, in `_answer`."""

@@ -104,7 +104,6 @@ _REGISTERS = {0x0740: 0x14, 0x0741: 0x24, 0x0736: 0x0D, 0x0889: 0x04, 0x08D8: 0x
 
 class SX1262(RadioChip):
     max_baudrate = 16_000_000  # SPI clock up to 16 MHz (DS §8.2)
-    device_sel = 0  # SetPaConfig's deviceSel for this chip (DS §13.1.14)
 
     def __init__(self, air):
         super().__init__(air)
@@ -375,11 +374,8 @@ class SX1262(RadioChip):
         if self.standby_only(rc=True):
             self.image_band = (p[0], p[1])
 
-    def cmd_95(self, p):  # SetPaConfig: deviceSel must name this chip; OCP follows (DS §13.1.14)
-        if p[2] != self.device_sel:
-            self.status = _EXEC_ERROR
-            return
-        self.registers[0x08E7] = 0x18 if self.device_sel else 0x38
+    def cmd_95(self, p):  # SetPaConfig: the OCP follows deviceSel, 60 mA (SX1261) or 140 mA (DS §13.1.14)
+        self.registers[0x08E7] = 0x18 if p[2] else 0x38
 
     def cmd_93(self, p):  # SetRxTxFallbackMode
         pass
@@ -521,4 +517,4 @@ class SX1262(RadioChip):
 
 
 class SX1261(SX1262):
-    device_sel = 1
+    """The same command set; its low-power PA is what SetPaConfig's deviceSel 1 picks."""
