@@ -200,6 +200,8 @@ def test_sleep_then_send_wakes_the_chip_first(board) -> None:
     assert run(board, "busy()") == 1  # BUSY stays high while the chip sleeps
     board.exec("asyncio.create_task(transmit(modem, b'x'))")
     assert isinstance(results(board)[0], int)
+    board.exec("modem.sleep()\nmodem.configure({'sf': 8})")  # the TCXO's XOSC_START after a wake is cleared
+    assert run(board, "errors()") == 0
 
 
 # Faults: the driver says so.

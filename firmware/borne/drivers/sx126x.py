@@ -215,11 +215,16 @@ class SX126x:
 
     def _wake(self):
         """A falling NSS wakes the chip from sleep; BUSY is high until it is ready (DS §13.1.1)."""
+        asleep = self._asleep
         self._cs(0)
         time.sleep_us(100)
         self._cs(1)
         self._asleep = False
         self._wait_ready()
+        if asleep:
+            # The TCXO's XOSC_START error comes back with each wake from sleep (micropython-lib's
+            # sx126x.py sees it too): not a fault.
+            self._command(_CLEAR_DEVICE_ERRORS, 0, 0)
 
     def _send(self, n):
         """Send the first `n` bytes of the command buffer, then wait for the chip to be done with it."""

@@ -237,6 +237,8 @@ class SX1262(RadioChip):
             self.reset()
         else:
             self.busy_for(_BUSY_WARM_WAKE_US)
+            if self.tcxo_on:
+                self.errors |= _XOSC_START_ERR  # the TCXO starts again: as micropython-lib's sx126x.py sees it
 
     def exchange(self, byte):
         if self.ignoring or not self.powered or self.held_in_reset:
