@@ -81,7 +81,6 @@ _PACKET_TYPE_LORA = const(0x01)
 _REGULATOR_DC_DC = const(0x01)  # the boards carry the DC-DC's inductor (DS §13.1.5)
 _CALIBRATE_ALL = const(0x7F)  # RC64k, RC13M, PLL, ADC pulse, ADC bulk N and P, image (DS §13.1.12)
 _SLEEP_WARM = const(0x04)  # configuration kept (DS §13.1.1)
-_RX_CONTINUOUS = const(0xFFFFFF)  # SetRx timeout: stays in RX (DS §13.1.5)
 _RAMP_40_US = const(0x02)  # SetTxParams RampTime (DS §13.4.4)
 
 # The status byte (DS §13.5.1): chip mode in bits 6:4, command status in bits 3:1.
@@ -96,10 +95,9 @@ _IRQ_RX_DONE = const(0x0002)
 _IRQ_HEADER_ERR = const(0x0020)
 _IRQ_CRC_ERR = const(0x0040)
 _IRQ_TIMEOUT = const(0x0200)
-_IRQ_USED = const(0x0263)
+_IRQ_USED = const(_IRQ_TX_DONE | _IRQ_RX_DONE | _IRQ_HEADER_ERR | _IRQ_CRC_ERR | _IRQ_TIMEOUT)
 _IRQ_ALL = const(0x03FF)
 
-_XOSC_START_ERR = const(0x0020)  # OpError bit 5 (DS §13.6.1): set by enabling the TCXO, cleared after
 
 # Registers (DS §12, Table 12-1) and the known limitations' workarounds (DS §15).
 _REG_SYNC_WORD = const(0x0740)  # two bytes: private 0x1424, public 0x3444 (DS §6.1.1.1)
