@@ -1,8 +1,8 @@
 """`borne board flash`: install the firmware and a configuration on a board with the real mpremote.
 
 Each step is one mpremote command line, as an installer would type it, and one line of progress:
-the board answers, the radio drivers are there (mip installs them if not), the firmware's files,
-config.json, a reset. A failed step raises InstallError, which says what to do next.
+the board answers, the firmware's files (its radio drivers among them: nothing comes from the
+network), config.json, a reset. A failed step raises InstallError, which says what to do next.
 """
 
 from __future__ import annotations
@@ -22,13 +22,8 @@ from typing import Any
 
 from . import provisioning
 
-# micropython-lib's drivers for each radio chip, and the class the firmware builds the modem with.
-DRIVER_PACKAGES = {"sx1276": "lora-sx127x", "sx1262": "lora-sx126x"}
-MODEM_CLASSES = {"sx1276": "AsyncSX1276", "sx1262": "AsyncSX1262"}
-ASYNC_PACKAGE = "lora-async"
-STEPS = 5
+STEPS = 4
 PROBE_TIMEOUT_S = 30
-MIP_TIMEOUT_S = 300  # mip downloads every file from the index, on the laptop
 COPY_TIMEOUT_S = 180
 RESET_TIMEOUT_S = 30
 PROBE_PATIENCE_S = 30  # for a board that is restarting to let mpremote in
@@ -37,8 +32,8 @@ _PROBE_MARK = "BORNE-PROBE "
 _FORGOT_MARK = "BORNE-FORGOT "
 _NO_RAW_REPL = "could not enter raw repl"
 
-# Runs on the board: what it is, whether the radio drivers import, which firmware files it holds
-# under TOPS (the firmware's top-level files and package directories).
+# Runs on the board: what it is, which firmware files it holds under TOPS (the firmware's top-level
+# files and package directories), and which device its config.json makes it.
 _PROBE = """\
 import sys, os, json
 def walk(p, out):
@@ -52,13 +47,6 @@ def walk(p, out):
     else:
         out.append(p[1:])
     return out
-try:
-    import lora
-    classes = [n for n in CLASSES if hasattr(lora, n)]
-    lora_error = None
-except Exception as e:
-    classes = []
-    lora_error = repr(e)
 files = []
 for top in TOPS:
     walk('/' + top, files)
@@ -72,8 +60,6 @@ i = sys.implementation
 print(MARK + json.dumps({
     'version': '.'.join(str(v) for v in i.version[:3]),
     'machine': getattr(i, '_machine', sys.platform),
-    'lora_error': lora_error,
-    'modem_classes': classes,
     'files': files,
     'identity': identity,
 }))
@@ -82,7 +68,7 @@ print(MARK + json.dumps({
 
 def _probe_code(tops: Sequence[str]) -> str:
     tops = [top.rstrip("/") for top in tops]
-    constants = f"CLASSES = {sorted(MODEM_CLASSES.values())!r}\nTOPS = {tops!r}\nMARK = {_PROBE_MARK!r}\n"
+    constants = f"TOPS = {tops!r}\nMARK = {_PROBE_MARK!r}\n"
     return constants + _PROBE
 
 
@@ -99,8 +85,6 @@ class BoardFacts:
 
     version: str
     machine: str
-    lora_error: str | None  # why `import lora` failed, or None
-    modem_classes: tuple[str, ...]
     files: tuple[str, ...]  # firmware files already on it (boot.py, main.py, borne/…)
     identity: tuple[str | None, str | None, int | None] | None  # role, site, device id of its config.json
 
@@ -154,12 +138,10 @@ class Installer:
         *,
         report: Callable[[str], None] = print,
         runner: Runner = run_mpremote,
-        mip_index: str | None = None,
     ) -> None:
         self.port = port
         self.report = report
         self.runner = runner
-        self.mip_index = mip_index
 
     def install(self, config: Mapping[str, Any], firmware_dir: Path = provisioning.FIRMWARE_DIR) -> None:
         """Every step, in order; InstallError at the first that fails."""
@@ -170,19 +152,17 @@ class Installer:
             firmware = [path for path in files if path != provisioning.CONFIG_FILE]
             facts = self.probe(config["board"]["mcu"], provisioning.top_level(firmware))
             self.report(f"[1/{STEPS}] the board answers: MicroPython {facts.version} on {facts.machine}")
-            drivers = self.ensure_drivers(facts, config["board"]["radio"]["chip"])
-            self.report(f"[2/{STEPS}] radio drivers: {drivers}")
             copied = self.copy_firmware(stage, firmware, facts)
             forgotten = self.forget_other_device(facts, config)
-            self.report(f"[3/{STEPS}] firmware: {copied}" + (f"; {forgotten}" if forgotten else ""))
+            self.report(f"[2/{STEPS}] firmware: {copied}" + (f"; {forgotten}" if forgotten else ""))
             self._step("writing config.json", "fs", "cp", str(stage / provisioning.CONFIG_FILE), ":")
-        self.report(f"[4/{STEPS}] config.json: {provisioning.summary(config)} (keys not shown)")
+        self.report(f"[3/{STEPS}] config.json: {provisioning.summary(config)} (keys not shown)")
         try:
             self._step("resetting the board", "reset", timeout=RESET_TIMEOUT_S)
         except InstallError as error:
             started = "Everything is installed: press the board's reset button to start it."
             raise InstallError(f"{error}\n{started}") from None
-        self.report(f"[5/{STEPS}] board reset: it starts the firmware")
+        self.report(f"[4/{STEPS}] board reset: it starts the firmware")
 
     def check(self) -> BoardCheck:
         """Stop the firmware, run the board's self-test, and start the firmware again; InstallError if the
@@ -229,8 +209,6 @@ class Installer:
         facts = BoardFacts(
             answer["version"],
             answer["machine"],
-            answer["lora_error"],
-            tuple(answer["modem_classes"]),
             tuple(answer["files"]),
             None if answer.get("identity") is None else tuple(answer["identity"]),
         )
@@ -242,36 +220,6 @@ class Installer:
                 f"{expected}: choose the right --board (`borne board profiles` lists them)"
             )
         return facts
-
-    def ensure_drivers(self, facts: BoardFacts, chip: str) -> str:
-        """Install lora-async and the chip's driver with mip if `import lora` fails on the board; say what was done."""
-        modem_class = MODEM_CLASSES[chip]
-        packages = [ASYNC_PACKAGE, DRIVER_PACKAGES[chip]]
-        if facts.lora_error is None:
-            if modem_class in facts.modem_classes:
-                return f"lora is on the board, with {modem_class}"
-            return (
-                f"warning: lora is on the board but has no {modem_class}, so the firmware cannot start the radio: "
-                f"`python -m mpremote connect {self.port} mip install {' '.join(packages)}`"
-            )
-        index = ["--index", self.mip_index] if self.mip_index else []
-        self.report(f"[2/{STEPS}] radio drivers: `import lora` fails on the board; installing {' '.join(packages)}")
-        done = self.runner(["connect", self.port, "mip", "install", *index, *packages], MIP_TIMEOUT_S)
-        if done.returncode != 0:
-            source = self.mip_index or "micropython-lib's index (micropython.org)"
-            raise InstallError(
-                f"mip could not install {' '.join(packages)} from {source}: {_last_line(done)}\n"
-                "mip downloads on this computer, then copies to the board: check that this computer reaches "
-                "the index (a proxy needs HTTPS_PROXY), or point --mip-index at a mirror or a local copy of "
-                "the index, then run this again."
-            )
-        check = self._step("checking the drivers", "exec", f"import lora; print(hasattr(lora, '{modem_class}'))")
-        if "True" not in check.stdout:
-            raise InstallError(
-                f"mip installed {' '.join(packages)}, but the board's lora still has no {modem_class}: "
-                f"look at `python -m mpremote connect {self.port} fs ls :lib` and run this again"
-            )
-        return f"installed {' '.join(packages)} with mip"
 
     def copy_firmware(self, stage: Path, firmware: Sequence[str], facts: BoardFacts) -> str:
         """Copy the staged `firmware` files and remove those an older firmware left; say what was done."""

@@ -76,7 +76,7 @@ def gpio_uses(profile: dict[str, Any]) -> dict[int, list[str]]:
 
     for section in ("radio", "i2c", "nfc_spi"):
         for key, value in (profile.get(section) or {}).items():
-            if key not in ("chip", "spi_id", "id", "dio3_tcxo_mv", "tx_ant", "max_power_dbm"):
+            if key not in ("chip", "spi_id", "id", "dio3_tcxo_mv", "dio3_tcxo_start_us", "tx_ant", "max_power_dbm"):
                 use(value, f"{section}.{key}")
     for section in ("led", "battery", "vext"):
         use((profile.get(section) or {}).get("pin"), section)

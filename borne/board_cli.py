@@ -42,9 +42,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     flash = actions.add_parser(
         "flash",
         help="install the firmware and a configuration on a board with mpremote",
-        description="Install the firmware and its config.json on a MicroPython board over USB, with mpremote; "
-        "install the radio drivers with mip if the board lacks them. A node's keys derive from the site key "
-        "file for its device id, which must be in the gateway's registry.",
+        description="Install the firmware (its radio drivers included: no network needed) and its config.json on "
+        "a MicroPython board over USB, with mpremote. A node's keys derive from the site key file for its device "
+        "id, which must be in the gateway's registry.",
     )
     flash.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
     flash.add_argument("--board", required=True, metavar="NAME", help="its profile (`borne board profiles`)")
@@ -65,7 +65,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     flash.add_argument("--name", help="with --register: the node's name in MQTT topics (a-z, 0-9, - and _)")
     flash.add_argument("--facility", default="", help="with --register: free text, e.g. school, gym")
     flash.add_argument("--battery", action="store_true", help="with --register: it runs on a battery")
-    flash.add_argument("--mip-index", metavar="URL_OR_DIR", help="where mip gets the radio drivers: a mirror")
     flash.add_argument("--dry-run", action="store_true", help="check and show the configuration; touch no board")
     flash.set_defaults(run=_flash)
 
@@ -209,7 +208,7 @@ def _flash(args: argparse.Namespace) -> int:
         return 0
     print(f"installing on {args.port}: {provisioning.summary(config)}")
     try:
-        Installer(args.port, mip_index=args.mip_index).install(config)
+        Installer(args.port).install(config)
     except InstallError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -326,6 +325,7 @@ def run_sim_board(args: argparse.Namespace) -> int:
             radio=_radio(args),
         )
         args.radio_chip = installed.radio_chip
+        args.radio_wiring = installed.radio_wiring
         print(f"installed in {args.flash}: {installed.summary()}", file=sys.stderr)
     install_vm()
     return virtual_board.run(args)

@@ -17,6 +17,7 @@ from boards import provisioning
 from boards.profiles import load_profile
 from boards.provisioning import NodeOptions
 from simulator.test_keys import TEST_MASTER_KEY, TEST_SITE
+from simulator.virtual_board.board import radio_wiring
 
 DEFAULT_BOARD = "heltec_v2"
 DEFAULT_NODE_ID = 1
@@ -33,6 +34,11 @@ class Installed:
     def radio_chip(self) -> str:
         """The profile's radio: the virtual board gets the same chip."""
         return str(self.config["board"]["radio"]["chip"])
+
+    @property
+    def radio_wiring(self) -> dict[str, Any]:
+        """Where the profile puts the radio's lines: the virtual board wires its chip the same way."""
+        return radio_wiring(self.config["board"]["radio"])
 
     def summary(self) -> str:
         keys = "; keys from the test master key" if "keys" in self.config else ""

@@ -31,6 +31,7 @@ from simulator.concentrator import Concentrator
 from simulator.mqtt_log import MqttLog
 from simulator.test_keys import TEST_MASTER_KEY
 from simulator.virtual_board import RadioMedium, VirtualBoard
+from simulator.virtual_board.board import radio_wiring
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +240,7 @@ class VirtualSite:
             self.work / "boards" / name / "tty",
             flash,
             radio=config["board"]["radio"]["chip"],
+            radio_wiring=radio_wiring(config["board"]["radio"]),
             medium=self.medium,
             unique_id=unique_id,
         )

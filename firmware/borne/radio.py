@@ -1,8 +1,9 @@
-"""The LoRa modem, with each sub-band's duty cycle kept: our SX127x driver (`borne/drivers/sx127x.py`)
-on SX1276 boards, micropython-lib's lora-async (installed by mip) on SX1262 boards for now.
+"""The LoRa modem, with each sub-band's duty cycle kept: our drivers, SX127x (`borne/drivers/sx127x.py`)
+on SX1276 boards and SX126x (`borne/drivers/sx126x.py`) on SX1262 boards, with one API.
 
-The board profile says which chip and pins; the configuration's "radio" section the channel.
-One task at a time uses the radio (`lock`): the modem is half duplex and has one channel.
+The board profile says which chip and pins (and, for an SX1262, its TCXO and RF switch); the
+configuration's "radio" section the channel. One task at a time uses the radio (`lock`): the modem
+is half duplex and has one channel. A modem that fails is reset and set up again (`resets`).
 """
 
 import asyncio
@@ -37,19 +38,22 @@ def make_modem(board_radio, lora_cfg):
         modem = SX127x(spi, Pin(r["cs"]), Pin(r["dio0"]), reset, pa_boost=r.get("tx_ant") == "PA_BOOST")
         modem.configure(lora_cfg)
         return modem
-    if r["chip"] == "sx1262":
-        import lora  # here: the installer's mip packages, absent from a board that only runs the codec
+    if r["chip"] in ("sx1261", "sx1262"):
+        from borne.drivers.sx126x import SX126x
 
-        dio1 = Pin(r["dio1"]) if r.get("dio1") is not None else None
-        return lora.AsyncSX1262(
+        sx126x = SX126x(
             spi,
             Pin(r["cs"]),
-            busy=Pin(r["busy"]),
-            dio1=dio1,
-            dio3_tcxo_millivolts=r.get("dio3_tcxo_mv"),
-            reset=reset,
-            lora_cfg=lora_cfg,
+            Pin(r["busy"]),
+            Pin(r["dio1"]),
+            reset,
+            chip=r["chip"],
+            tcxo_mv=r.get("dio3_tcxo_mv"),
+            tcxo_start_us=r.get("dio3_tcxo_start_us") or 5000,
+            dio2_rf_switch=bool(r.get("dio2_rf_switch")),
         )
+        sx126x.configure(lora_cfg)
+        return sx126x
     raise ValueError(f"unknown radio chip {r['chip']!r} in the board profile")
 
 
@@ -65,12 +69,14 @@ class Radio:
         self.sf = radio_config["sf"]
         self.bw_hz = int(float(radio_config["bw"]) * 1000)
         self._cfgs = {}  # lora_cfg by channel (kHz)
-        self.modem = make_modem(board_radio, self._lora_cfg(radio_config["freq_khz"]))
-        self._freq_khz = radio_config["freq_khz"]
+        self._board_radio = board_radio
+        self._set_up()
         self.lock = asyncio.Lock()
         self.duty = DutyCycle()
         self.deferrals = 0
         self.errors = 0
+        self.resets = 0  # modems reset and set up again after a failure (not in the status message yet)
+        self._stale = False  # the modem failed and setting it up again did too: try again before using it
         self._faults = 0  # modem errors since the last call that worked
         self.air_us = 0  # time on air spent since boot
         self.rssi = 0
@@ -91,7 +97,6 @@ class Radio:
             "syncword": c["syncword"],
             "preamble_len": c["preamble_len"],
             "output_power": self.power_dbm,
-            "crc_en": True,
         }
         return cfg
 
@@ -115,18 +120,31 @@ class Radio:
             self.modem.configure(self._lora_cfg(freq_khz))
             self._freq_khz = freq_khz
 
-    def _failed(self):
-        """A modem call raised: count it, put the modem back in standby (a receive cut short leaves
-        it refusing configure()), and after MAX_FAULTS in a row raise, so that the board resets."""
+    def _set_up(self):
+        """Reset the modem through its reset line and set it up on the channel."""
+        self.modem = make_modem(self._board_radio, self._lora_cfg(self.config["freq_khz"]))
+        self._freq_khz = self.config["freq_khz"]
+        self._stale = False
+
+    def _set_up_again(self):
+        self._stale = True
+        self._set_up()
+        self.resets += 1
+
+    def _failed(self, error):
+        """A modem call raised `error`: count it, reset the modem and set it up again (a chip that
+        hangs, refuses a command or lost its IRQ starts afresh), and after MAX_FAULTS in a row raise,
+        so that the board resets."""
+        print("borne: radio failed:", repr(error))
         self.errors += 1
         self._faults += 1
         self._freq_khz = None
-        try:
-            self.modem.standby()
-        except Exception as error:  # a modem this broken is what the reset below is for
-            print("borne: radio standby failed:", error)
         if self._faults >= MAX_FAULTS:
-            raise RuntimeError(f"the radio failed {MAX_FAULTS} times in a row")
+            raise RuntimeError(f"the radio failed {MAX_FAULTS} times in a row; the last error: {error!r}")
+        try:
+            self._set_up_again()
+        except (OSError, ValueError) as again:  # the next call tries again first
+            print("borne: radio reset failed:", repr(again))
 
     async def send(self, frame, freq_khz=None, tx_at_ms=None, cfg=None):
         """Transmit `frame` once the sub-band's duty cycle allows it; ticks_ms at its end, or None if
@@ -143,6 +161,8 @@ class Radio:
             await asyncio.sleep_ms(wait)
         late_ms = max(time.ticks_diff(tx_at_ms, time.ticks_ms()), 0) if tx_at_ms is not None else 0
         try:
+            if self._stale:
+                self._set_up_again()
             if cfg is None:
                 self._tune(freq_khz)
             else:
@@ -152,8 +172,8 @@ class Radio:
             self.air_us += airtime
             # The modem waits for TX_DONE without end if it never comes: a deadline does not.
             sent = await asyncio.wait_for_ms(self.modem.send(frame, tx_at_ms), late_ms + airtime // 1000 + _TX_SLACK_MS)
-        except (asyncio.TimeoutError, OSError, RuntimeError, ValueError, KeyError):  # noqa: UP041 (MicroPython has no builtin TimeoutError)
-            self._failed()
+        except (asyncio.TimeoutError, OSError, RuntimeError, ValueError, KeyError) as error:  # noqa: UP041 (MicroPython has no builtin TimeoutError)
+            self._failed(error)
             return None
         self._faults = 0
         return sent
@@ -162,16 +182,17 @@ class Radio:
         """The next frame heard on `freq_khz` within `timeout_ms`, or None (also if the modem failed);
         valid until the next receive. Call with `lock` held."""
         try:
+            if self._stale:
+                self._set_up_again()
             self._tune(freq_khz)
             packet = await self.modem.recv(timeout_ms)
-        except (OSError, RuntimeError, ValueError):
-            self._failed()
+        except (OSError, RuntimeError, ValueError) as error:
+            self._failed(error)
             return None
         self._faults = 0
         if packet is not None:
-            # Our driver keeps a packet's metadata beside its one buffer; lora-async's RxPacket in it.
-            about = packet if hasattr(packet, "rssi") else self.modem
-            self.rssi = about.rssi
-            self.snr = about.snr
-            self.rx_ticks_ms = about.ticks_ms
+            # Our drivers keep a packet's metadata beside their one buffer.
+            self.rssi = self.modem.rssi
+            self.snr = self.modem.snr
+            self.rx_ticks_ms = self.modem.ticks_ms
         return packet

@@ -18,10 +18,10 @@ from __future__ import annotations
 import os
 import selectors
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from simulator.virtual_board.console import BoardExecError, Console
 from simulator.virtual_board.mcu import (
@@ -70,8 +70,11 @@ __all__ = [
     "NPM_PROJECT",
     "NVS_FILE",
     "PWRON_RESET",
+    "RADIO_FAULTS",
     "RTC_MEMORY_FILE",
     "SOFT_RESET",
+    "SX1262_WIRING",
+    "SX1276_WIRING",
     "VM_NAME",
     "WDT_RESET",
     "BoardExecError",
@@ -79,6 +82,7 @@ __all__ = [
     "VirtualBoardError",
     "check_vm_installed",
     "install_vm",
+    "radio_wiring",
     "vm_cache",
     "vm_entry",
 ]
@@ -89,6 +93,23 @@ _POLL_S = 0.05
 # Where the SX1276 sits: the SPI lines, chip select and DIO0 that every SX1276 board profile shares
 # (boards/heltec_v2.json, ttgo_lora32_v21.json, tbeam_sx1276.json), and heltec_v2's reset line.
 SX1276_WIRING = {"sck": 5, "mosi": 27, "miso": 19, "cs": 18, "dio0": 26, "reset": 14}
+# Where the SX1262 sits on a Heltec V3 (boards/heltec_v3.json), with its TCXO powered from DIO3.
+SX1262_WIRING = {"sck": 9, "mosi": 10, "miso": 11, "cs": 8, "busy": 13, "dio1": 14, "reset": 12, "tcxo": True}
+DEFAULT_WIRING = {"sx1276": SX1276_WIRING, "sx1262": SX1262_WIRING}
+RADIO_FAULTS = ("busy_stuck", "xosc_fails", "dio1_dead")
+
+
+def radio_wiring(board_radio: Mapping[str, Any]) -> dict[str, Any]:
+    """The wiring of a board profile's radio (its "radio" section), as `VirtualBoard(radio_wiring=...)` takes it."""
+    lines = (
+        ("sck", "mosi", "miso", "cs", "reset", "dio0")
+        if board_radio["chip"] == "sx1276"
+        else ("sck", "mosi", "miso", "cs", "reset", "busy", "dio1")
+    )
+    wiring = {line: board_radio[line] for line in lines if board_radio.get(line) is not None}
+    if board_radio.get("dio3_tcxo_mv"):
+        wiring["tcxo"] = True
+    return wiring
 
 
 class VirtualBoard:
@@ -106,8 +127,9 @@ class VirtualBoard:
 
     `radio` is the board's LoRa chip: "sx1276", "sx1262" or None; a board on a `medium` (a
     `RadioMedium` shared with other boards) has an SX1276 unless told. An SX1276 is the register-level
-    model of `frozen/sx127x_chip.py`, wired as `SX1276_WIRING` says (`wire_spi` rewires it); an SX1262
-    is micropython-lib's `lora` API on the medium (`frozen/lora.py`).
+    model of `frozen/sx127x_chip.py`, an SX1262 the command-level model of `frozen/sx126x_chip.py`,
+    wired as `radio_wiring` says (a profile's: `radio_wiring(profile["radio"])`), by default as
+    `SX1276_WIRING` or `SX1262_WIRING` (`wire_spi` rewires it).
     """
 
     def __init__(
@@ -120,6 +142,7 @@ class VirtualBoard:
         node: str = "node",
         radio: str | None = None,
         medium: RadioMedium | None = None,
+        radio_wiring: Mapping[str, Any] | None = None,
     ) -> None:
         self.port = Path(port)
         self.flash = Path(flash)
@@ -135,11 +158,12 @@ class VirtualBoard:
         link = ControlLink(str(self.port))
         self.console = Console(self.port)
         self.peripherals = Peripherals(link, Antenna(self, medium, link))
-        silicon = Silicon(self.flash, self.state, unique_id, radio, node)
+        silicon = Silicon(self.flash, self.state, unique_id, node)
         self.power = Power(silicon, link, self.peripherals.world, self.console.show)
         self._link = link
-        if radio == "sx1276":
-            self.peripherals.wire_spi("sx1276", **SX1276_WIRING)
+        self.radio_wiring = dict(radio_wiring or DEFAULT_WIRING.get(radio or "", {}))
+        if radio is not None:
+            self.peripherals.wire_spi(radio, **self.radio_wiring)
         self._pump: threading.Thread | None = None
 
     def __enter__(self) -> VirtualBoard:
@@ -268,6 +292,16 @@ class VirtualBoard:
         """Unpower the SPI chip selected by GPIO `cs` (it hears nothing, MISO floats), or power it again:
         then it starts from its reset state, as a chip plugged back in does."""
         self.peripherals.change_chip(None, cs, lambda chip: {"answering": not silent})
+
+    def break_radio(self, *faults: str) -> None:
+        """Give the radio chip (an SX1262) faults among `RADIO_FAULTS`: "busy_stuck" (it hangs with
+        BUSY high), "xosc_fails" (its oscillator never starts), "dio1_dead" (its IRQ never reaches the
+        pin); none mends it."""
+        unknown = set(faults) - set(RADIO_FAULTS)
+        if unknown:
+            raise ValueError(f"radio faults {sorted(unknown)}: the SX1262 model has {', '.join(RADIO_FAULTS)}")
+        cs = self.radio_wiring["cs"]
+        self.peripherals.change_chip(None, cs, lambda chip: {"state": {**chip.state, "faults": list(faults)}})
 
     def present_badge(
         self, uid: bytes, tag_type: str = "mifare_classic", *, address: int = 0x24, cs: int | None = None

@@ -4,7 +4,7 @@
 // the same flash.
 //
 //   node mcu.mjs --flash DIR --state DIR [--reset-cause N] [--repl friendly|raw] [--soft-reboot]
-//                [--unique-id HEX] [--world LINES] [--control FD] [--events FD] [--radio sx1276|sx1262]
+//                [--unique-id HEX] [--world LINES] [--control FD] [--events FD]
 //
 // Beside the console, two pipes link the board to the host (board.py and its parts), which plays
 // the world around the chip; messages.py has every message that travels on them, as one line of
@@ -47,7 +47,6 @@ const { values: options } = parseArgs({
     repl: { type: "string", default: "friendly" },
     "soft-reboot": { type: "boolean", default: false },
     "unique-id": { type: "string", default: "240ac4000001" },
-    radio: { type: "string", default: "" }, // the LoRa chip: "sx1276", "sx1262", or none
     vm: { type: "string", default: "" }, // the VM package's micropython.mjs, where mcu.py found it
   },
 });
@@ -252,12 +251,11 @@ mp.registerJsModule("_board", {
   adc_input: (pin) => world.adc[pin] ?? 0,
   last_control: (type) => world.last[type] ?? "", // the last message of that type as JSON, or ""
   on_control: (type, handler) => {
-    (handlers[type] ??= []).push(handler); // the lora module and the radio chip models share radio_frame
+    (handlers[type] ??= []).push(handler);
     return 0;
   },
-  // The LoRa modem (lora.py, or a radio chip's model): its settings as JSON, stamped in ns of the monotonic clock, which the
+  // The LoRa modem (a radio chip's model): its settings as JSON, stamped in ns of the monotonic clock, which the
   // host reads too (the pipe may be read late).
-  radio_chip: options.radio,
   radio_receiving: (settings) => emit("radio_receiving", { at_ns: now(), settings: JSON.parse(settings) }),
   radio_idle: () => emit("radio_idle", { at_ns: now() }),
   radio_transmitting: (hex, settings) =>

@@ -101,12 +101,11 @@ def install_vm(node: str = "node") -> None:
 
 @dataclass(frozen=True)
 class Silicon:
-    """What stays the same from run to run: where the flash and state live, the chip's identity, its radio."""
+    """What stays the same from run to run: where the flash and state live, the chip's identity."""
 
     flash: Path
     state: Path
     unique_id: bytes
-    radio: str | None  # the LoRa chip micropython-lib's `lora` finds: "sx1276", "sx1262", or none
     node: str = "node"
 
 
@@ -139,8 +138,6 @@ class Mcu:
         command += ["--world", world_lines, "--control", str(control_out), "--events", str(events_in)]
         if soft_reboot:
             command.append("--soft-reboot")
-        if silicon.radio is not None:
-            command += ["--radio", silicon.radio]
         entry = vm_entry()
         if entry is not None:
             command += ["--vm", str(entry)]

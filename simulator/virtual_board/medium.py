@@ -1,6 +1,6 @@
 """A simulated LoRa radio medium shared by virtual boards and host-side radios.
 
-Boards join it with `VirtualBoard(..., medium=medium)`: their frozen `lora` module reports to the
+Boards join it with `VirtualBoard(..., medium=medium)`: their radio chip's model reports to the
 host what the modem listens on and what it transmits, and when; the medium decides the fate of each
 frame `SETTLE_S` after the end of its time on air (those reports may come late) and delivers it to
 every receiver that hears it. Host-side radios join it too: a listener (a multi-SF concentrator:

@@ -210,7 +210,7 @@ class PinOutput(Message):
 
 @dataclass(frozen=True)
 class RadioSettings(Part):
-    """How the board's LoRa modem sends and receives, as lora.py's `configure` leaves it. `syncword` is
+    """How the board's LoRa modem sends and receives, as its chip's model is set up. `syncword` is
     SX127x's 8-bit form (SX126x's 0x1424 is 0x12)."""
 
     freq_hz: int

@@ -27,9 +27,6 @@ cache_dir = {cache}
 ignore_errors = True
 [mypy-borne.*]
 ignore_errors = False
-# micropython-lib's lora drivers (installed on the board by mip) ship no stubs.
-[mypy-lora]
-ignore_missing_imports = True
 """
 
 

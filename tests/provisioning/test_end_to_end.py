@@ -79,7 +79,7 @@ def test_flash_leaves_the_firmware_and_its_configuration_on_the_board(site: Site
     assert firmware_on(flash) == {path: source.read_bytes() for path, source in firmware_files().items()}
     assert not (flash / "borne" / "removed_since.py").exists()
     steps = [line.split()[0] for line in done.stdout.splitlines() if line.startswith("[")]
-    assert steps == [f"[{n}/5]" for n in range(1, 6)]
+    assert steps == [f"[{n}/4]" for n in range(1, 5)]
     assert not any(key in done.stdout + done.stderr for key in config["keys"].values())
 
 

@@ -22,18 +22,10 @@ S3 = "LILYGO T3-S3 with ESP32S3"
 class FakeMpremote:
     """Answers as mpremote would for a board described by `board`; records every command line."""
 
-    def __init__(
-        self,
-        *,
-        lora_error: str | None = None,
-        classes: Sequence[str] = ("AsyncSX1276", "AsyncSX1262"),
-        machine: str = "Heltec WiFi LoRa 32 with ESP32",
-    ) -> None:
+    def __init__(self, *, machine: str = "Heltec WiFi LoRa 32 with ESP32") -> None:
         self.board: dict[str, Any] = {
             "version": "1.27.0",
             "machine": machine,
-            "lora_error": lora_error,
-            "modem_classes": list(classes),
             "files": [],
             "identity": None,  # a blank board: no config.json
         }
@@ -49,8 +41,6 @@ class FakeMpremote:
         stdout = ""
         if command == "exec" and "BORNE-PROBE" in arguments[3]:
             stdout = "BORNE-PROBE " + json.dumps(self.board) + "\n"
-        elif command == "exec" and "hasattr(lora" in arguments[3]:
-            stdout = "True\n"
         elif command == "exec" and "borne.identity.forget()" in arguments[3]:
             stdout = "BORNE-FORGOT 2\n"
         return subprocess.CompletedProcess(arguments, 0, stdout, "")
@@ -80,45 +70,19 @@ def test_the_steps_run_in_order_each_with_one_line_of_progress() -> None:
     mpremote = FakeMpremote()
     lines = install(mpremote)
     assert mpremote.commands() == ["exec", "fs", "exec", "fs", "reset"]  # a blank board: its leftovers forgotten
-    assert [line.split("]")[0] + "]" for line in lines] == [f"[{n}/5]" for n in range(1, 6)]
+    assert [line.split("]")[0] + "]" for line in lines] == [f"[{n}/4]" for n in range(1, 5)]
     assert "MicroPython 1.27.0 on Heltec WiFi LoRa 32 with ESP32" in lines[0]
     assert all(call[:2] == ["connect", PORT] for call in mpremote.calls)
 
 
-def test_the_drivers_are_left_alone_when_lora_imports_on_the_board() -> None:
-    mpremote = FakeMpremote()
-    lines = install(mpremote)
+def test_flashing_needs_no_network_the_radio_drivers_are_among_the_firmwares_files() -> None:
+    mpremote = FakeMpremote(machine=S3)
+    lines = install(mpremote, node_config("heltec_v3"))
     assert "mip" not in mpremote.commands()
-    assert "lora is on the board, with AsyncSX1276" in lines[1]
-
-
-def test_the_drivers_of_the_boards_chip_are_installed_with_mip_when_lora_does_not_import() -> None:
-    mpremote = FakeMpremote(lora_error="ImportError(\"no module named 'lora'\")", machine=S3)
-    install(mpremote, node_config("heltec_v3"), mip_index="/media/usb/mip-index")
-    mip = next(call for call in mpremote.calls if call[2] == "mip")
-    assert mip[3:] == ["install", "--index", "/media/usb/mip-index", "lora-async", "lora-sx126x"]
-
-
-def test_a_mip_that_cannot_reach_the_index_says_what_to_do() -> None:
-    mpremote = FakeMpremote(lora_error="ImportError(\"no module named 'lora'\")")
-    mpremote.failures["mip"] = subprocess.CompletedProcess(
-        [], 1, "Install lora-async\n", "mpremote: [Errno -3] Temporary failure in name resolution requesting https://…"
-    )
-    with pytest.raises(InstallError) as error:
-        install(mpremote)
-    message = str(error.value)
-    assert "mip could not install lora-async lora-sx127x" in message
-    assert "Temporary failure in name resolution" in message
-    assert "--mip-index" in message
-    assert mpremote.commands()[-1] == "mip"  # nothing copied after a failed step
-
-
-def test_lora_without_the_boards_modem_class_is_a_warning_not_an_install() -> None:
-    mpremote = FakeMpremote(classes=("AsyncSX1276",), machine=S3)
-    lines = install(mpremote, node_config("lilygo_t3s3"))
-    assert "mip" not in mpremote.commands()
-    assert "warning: lora is on the board but has no AsyncSX1262" in lines[1]
-    assert "mip install lora-async lora-sx126x" in lines[1]
+    assert not any("import lora" in " ".join(call) for call in mpremote.calls)
+    copied = next(call for call in mpremote.calls if call[2] == "fs" and "-r" in call)
+    assert any(path.endswith("borne") for path in copied)  # borne/drivers/sx126x.py goes with the firmware
+    assert "firmware:" in lines[1]
 
 
 def test_a_board_that_does_not_answer_says_what_to_check() -> None:
@@ -147,7 +111,7 @@ def test_modules_an_older_firmware_left_are_removed_before_the_copy() -> None:
     copy = next(call for call in mpremote.calls if "cp" in call)
     assert copy[2] == "exec" and copy[4:7] == ["fs", "cp", "-r"]
     assert "'borne/removed_since.py'" in copy[3] and "borne/app.py" not in copy[3]
-    assert "1 files of an older firmware removed" in lines[2]
+    assert "1 files of an older firmware removed" in lines[1]
 
 
 def test_no_key_is_ever_printed_or_passed_on_a_command_line() -> None:
@@ -178,7 +142,7 @@ def test_a_board_that_is_restarting_is_asked_again(monkeypatch: pytest.MonkeyPat
     lines: list[str] = []
     Installer(PORT, report=lines.append, runner=first_refuses).install(node_config())
     assert "does not let mpremote in yet" in lines[0]
-    assert lines[1].startswith("[1/5] the board answers")
+    assert lines[1].startswith("[1/4] the board answers")
 
 
 def forgets(mpremote: FakeMpremote) -> bool:
@@ -208,6 +172,6 @@ def test_a_board_that_becomes_another_device_forgets_the_old_ones_queue_and_coun
     mpremote.board["identity"] = identity
     lines = install(mpremote)
     assert forgets(mpremote)
-    (step,) = [line for line in lines if line.startswith("[3/5]")]
+    (step,) = [line for line in lines if line.startswith("[2/4]")]
     assert f"; {was}: its queued check-ins (2 files) and counters are erased" in step
     assert mpremote.commands().index("exec", 1) < mpremote.commands().index("reset")

@@ -24,6 +24,7 @@ def configure(line, booting=False):
     wired keep their state."""
     global _described
     from mfrc522_chip import MFRC522  # here: the chips' modules build on Chip, below
+    from sx126x_chip import SX1261, SX1262
     from sx127x_chip import SX1276
 
     if not line:
@@ -32,7 +33,7 @@ def configure(line, booting=False):
     if described == _described:
         return
     _described = described
-    kinds = {"mfrc522": MFRC522, "sx1276": SX1276}
+    kinds = {"mfrc522": MFRC522, "sx1276": SX1276, "sx1261": SX1261, "sx1262": SX1262}
     wired = i2c_bus.rewire(_devices, kinds, described, ("sck", "mosi", "miso", "cs"), booting)
     for key, model in _devices.items():
         if wired.get(key) is not model:
@@ -59,6 +60,8 @@ def drive(pin, new):
 
 def driven(pin):
     """The level a chip drives on GPIO `pin`, or None."""
+    for model in _devices.values():
+        model.settle()
     return _driven.get(pin)
 
 
@@ -74,7 +77,9 @@ def line(pin, new):
     _levels[pin] = new
     for (_, _, _, cs), model in _devices.items():
         if cs == pin:
-            if not new:
+            if new:
+                model.deselect()
+            else:
                 model.select()
         else:
             model.line(pin, new)
@@ -113,6 +118,12 @@ class Chip(i2c_bus.Chip):
 
     def select(self):
         """Chip select went low: the next byte starts a transaction."""
+
+    def deselect(self):
+        """Chip select went high: the transaction is over."""
+
+    def settle(self):
+        """Bring the levels the chip drives up to the board's clock (before a pin is read)."""
 
     def line(self, pin, level):
         """The board set `level` on GPIO `pin`, which may be a line of this chip (a reset, say)."""

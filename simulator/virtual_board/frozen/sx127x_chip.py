@@ -18,10 +18,10 @@
 # modelled: FSK/OOK, CAD, FHSS, the PLL and its lock times, RegRssiValue, frequency errors, the LF
 # port's RSSI offset.
 import json
-from binascii import hexlify, unhexlify
+from binascii import hexlify
 
-import _board
 import spi_bus
+from radio_chip import RadioChip, time_on_air_us
 
 _FIFO = 0x00
 _OP_MODE = 0x01
@@ -101,7 +101,7 @@ _READ_ONLY = (_FIFO_RX_CURRENT, _RX_NB_BYTES, 0x14, 0x15, 0x16, 0x17, _MODEM_STA
 _READ_ONLY += (_HOP_CHANNEL, _FIFO_RX_BYTE_ADDR, _VERSION)
 
 
-class SX1276(spi_bus.Chip):
+class SX1276(RadioChip):
     max_baudrate = 10_000_000  # SPI clock up to 10 MHz (DS, SPI timing)
 
     def __init__(self, air):
@@ -112,8 +112,6 @@ class SX1276(spi_bus.Chip):
         self.powered = True
         self.address = None  # the register of the transaction under way; None: the next byte names it
         self.writing = False
-        self.timer = -1  # TX-done or RX-single timeout on the board's clock
-        self.on_air = False  # what the medium was last told: receiving (True), idle or transmitting
         self.reset()
 
     def reset(self):
@@ -246,8 +244,7 @@ class SX1276(spi_bus.Chip):
             self.transmit(old_mode)
         elif mode in (_RX_CONTINUOUS, _RX_SINGLE):
             self.rx_addr = regs[_FIFO_RX_BASE]
-            self.on_air = True
-            _board.radio_receiving(self.settings())
+            self.tell_receiving(self.settings())
             if mode == _RX_SINGLE:
                 symbols = (regs[_MODEM_CONFIG2] & 0x03) << 8 | regs[_SYMB_TIMEOUT_LSB]
                 self.start_timer(symbols * self.symbol_us(), self.rx_timeout)
@@ -262,7 +259,7 @@ class SX1276(spi_bus.Chip):
             return  # nothing goes on the air: no TxDone (the FIFO is lost in Sleep; 0 is not a length)
         start = regs[_FIFO_TX_BASE]
         payload = bytes(self.fifo[(start + i) & 0xFF] for i in range(length))
-        _board.radio_transmitting(hexlify(payload).decode(), self.settings())
+        self.tell_transmitting(hexlify(payload).decode(), self.settings())
         self.start_timer(self.time_on_air_us(length), self.tx_done)
 
     def tx_done(self):
@@ -315,20 +312,6 @@ class SX1276(spi_bus.Chip):
 
     # Time, and the medium.
 
-    def start_timer(self, us, then):
-        self.stop_timer()
-        self.timer = _board.timer_start(max((us + 999) // 1000, 1), False, then)
-
-    def stop_timer(self):
-        if self.timer >= 0:
-            _board.timer_stop(self.timer)
-            self.timer = -1
-
-    def tell_idle(self):
-        if self.on_air is not False:
-            self.on_air = False
-            _board.radio_idle()
-
     def symbol_us(self):
         return (1 << (self.regs[_MODEM_CONFIG2] >> 4)) * 1_000_000 // self.bandwidth_hz()
 
@@ -336,19 +319,18 @@ class SX1276(spi_bus.Chip):
         return _BW_HZ[min(self.regs[_MODEM_CONFIG1] >> 4, 9)]
 
     def time_on_air_us(self, length):
-        # DS §4.1.1.6-7, from the registers: SF, BW, CR, header mode, CRC, LowDataRateOptimize, preamble.
+        # From the registers: SF, BW, CR, header mode, CRC, LowDataRateOptimize, preamble.
         regs = self.regs
-        sf = regs[_MODEM_CONFIG2] >> 4
-        implicit = regs[_MODEM_CONFIG1] & 0x01
-        cr = (regs[_MODEM_CONFIG1] >> 1 & 0x07) + 4
-        crc = regs[_MODEM_CONFIG2] >> 2 & 0x01
-        de = regs[_MODEM_CONFIG3] >> 3 & 0x01
-        preamble = regs[_PREAMBLE_MSB] << 8 | regs[0x21]
-        t_sym = self.symbol_us()
-        bits = 8 * length - 4 * sf + 28 + 16 * crc - 20 * implicit
-        step = 4 * (sf - 2 * de)
-        n = 8 + max((bits + step - 1) // step * cr, 0)
-        return (4 * preamble + 17) * t_sym // 4 + n * t_sym
+        return time_on_air_us(
+            length,
+            regs[_MODEM_CONFIG2] >> 4,
+            self.bandwidth_hz(),
+            (regs[_MODEM_CONFIG1] >> 1 & 0x07) + 4,
+            regs[_PREAMBLE_MSB] << 8 | regs[0x21],
+            regs[_MODEM_CONFIG2] >> 2 & 0x01,
+            regs[_MODEM_CONFIG1] & 0x01,
+            regs[_MODEM_CONFIG3] >> 3 & 0x01,
+        )
 
     def settings(self):
         """What the registers say about the channel, as messages.py's RadioSettings."""
@@ -374,14 +356,3 @@ class SX1276(spi_bus.Chip):
                 "output_power": power,
             }
         )
-
-
-def host_frame(payload_hex, rssi_dbm, snr_x4, crc_ok):
-    """The handler of the host's radio_frame messages: every SX1276 on the board's buses hears it."""
-    payload = unhexlify(payload_hex)
-    for model in spi_bus.models():
-        if isinstance(model, SX1276):
-            model.hear(payload, rssi_dbm, snr_x4, crc_ok)
-
-
-_board.on_control("radio_frame", host_frame)
