@@ -7,15 +7,19 @@ from collections.abc import Iterator
 
 import pytest
 
-from hil_tests.conftest import checkins_of, present, running_site
-from simulator.virtual_site import NodeSpec, VirtualSite
+from hil_tests.conftest import checkins_of, present, rig_site
+from hil_tests.rig import Site
+from simulator.virtual_site import NodeSpec
 
 DOOR = NodeSpec(101, "entrance", board="lilygo_t3s3", nfc="pn532", direction="in", sensors=("bme280",), telemetry_s=10)
 
 
+pytestmark = pytest.mark.rig(nodes=[DOOR])
+
+
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VirtualSite]:
-    yield from running_site(tmp_path_factory, "sx1262_site", [DOOR], radio={"sf": 7}, bridge_board="heltec_v3")
+def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    yield from rig_site(request, tmp_path_factory, radio={"sf": 7}, bridge_board="heltec_v3")
 
 
 def test_a_check_in_crosses_from_an_sx1262_node_to_an_sx1262_bridge(site):
@@ -23,8 +27,8 @@ def test_a_check_in_crosses_from_an_sx1262_node_to_an_sx1262_bridge(site):
     assert mqtt is not None
     uid = bytes.fromhex("04a1b2c3")
     present(site, uid)
-    mqtt.wait_for(lambda: checkins_of(mqtt, uid), 60, "the check-in")
-    (checkin,) = checkins_of(mqtt, uid)
+    mqtt.wait_for(lambda: checkins_of(site, uid), 60, "the check-in")
+    (checkin,) = checkins_of(site, uid)
     assert checkin["direction"] == "in"
 
 
