@@ -38,6 +38,10 @@ CREATE TABLE IF NOT EXISTS devices (
     snr_db REAL,
     battery_mv INTEGER
 );
+CREATE TABLE IF NOT EXISTS key_epochs (
+    device_id INTEGER PRIMARY KEY,
+    key_epoch INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS recent_frames (
     device_id INTEGER NOT NULL,
     counter INTEGER NOT NULL,
@@ -184,6 +188,28 @@ class GatewayState:
             )
             self._enforce_bound()
         return True
+
+    def follow_key_epochs(self, epochs: dict[int, int]) -> list[int]:
+        """Record each device's key epoch (`epochs`, by id, from the registry) and start over the
+        counters of those whose epoch moved; return them. Under new keys a node counts from 0 again,
+        uplink and downlink: the old window would refuse its frames as replays."""
+        moved = []
+        with self._transaction():
+            kept = dict(self._db.execute("SELECT device_id, key_epoch FROM key_epochs").fetchall())
+            # A file from before key epochs counted epoch 0, the epoch of every device then.
+            for (device_id,) in self._db.execute("SELECT device_id FROM devices").fetchall():
+                kept.setdefault(device_id, 0)
+            for device_id, epoch in epochs.items():
+                if kept.get(device_id, epoch) != epoch:
+                    self._db.execute("DELETE FROM devices WHERE device_id = ?", (device_id,))
+                    self._db.execute("DELETE FROM recent_frames WHERE device_id = ?", (device_id,))
+                    moved.append(device_id)
+                self._db.execute(
+                    "INSERT INTO key_epochs (device_id, key_epoch) VALUES (?, ?)"
+                    " ON CONFLICT (device_id) DO UPDATE SET key_epoch = excluded.key_epoch",
+                    (device_id, epoch),
+                )
+        return moved
 
     def next_downlink_counter(self, device_id: int) -> int:
         """A downlink counter never used before for this device, stored before it is used."""
