@@ -17,7 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from boards.registry import Device, Registry
-from payload_codec import Ack, CodecError, SealedEnvelope, Telemetry, build_frame, open_envelope, read_envelope
+from payload_codec import (
+    Ack,
+    CodecError,
+    SealedEnvelope,
+    Status,
+    Telemetry,
+    build_frame,
+    open_envelope,
+    read_envelope,
+)
 from payload_codec.schema import FLAG_ACK_REQUESTED, FLAG_TIME_REQUESTED
 
 from .config import Config
@@ -166,6 +175,7 @@ class Pipeline:
             rssi_dbm=best.rssi_dbm,
             snr_db=best.snr_db,
             battery_mv=frame.message.battery_mv if isinstance(frame.message, Telemetry) else None,
+            next_downlink_counter=frame.message.next_downlink_counter if isinstance(frame.message, Status) else 0,
         )
         if not accepted:  # another process sharing the state took it first
             error = CodecError("replay", f"counter {frame.counter} was accepted meanwhile by another process")

@@ -148,9 +148,13 @@ class GatewayState:
         rssi_dbm: float,
         snr_db: float,
         battery_mv: int | None = None,
+        next_downlink_counter: int = 0,
     ) -> bool:
         """Mark the counter in the device's window and queue the events, atomically; False if the
         window refuses the counter (accepted before, or older than the window).
+
+        `next_downlink_counter`, from a status frame, is the lowest downlink counter the node
+        accepts: downlink counters continue from it if they were behind (this file was lost).
 
         The window is read again inside the write transaction, so a second gateway process
         sharing the file, or a race, cannot accept what the first one already accepted.
@@ -163,14 +167,34 @@ class GatewayState:
             if last is None:
                 self._db.execute(
                     "INSERT INTO devices (device_id, last_counter, seen_below, first_counter, frames, last_seen,"
-                    " rssi_dbm, snr_db, battery_mv) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?)",
-                    (device_id, top, _to_column(seen_below), counter, seen_at, rssi_dbm, snr_db, battery_mv),
+                    " rssi_dbm, snr_db, battery_mv, next_downlink_counter) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
+                    (
+                        device_id,
+                        top,
+                        _to_column(seen_below),
+                        counter,
+                        seen_at,
+                        rssi_dbm,
+                        snr_db,
+                        battery_mv,
+                        next_downlink_counter,
+                    ),
                 )
             else:
                 self._db.execute(
                     "UPDATE devices SET last_counter = ?, seen_below = ?, frames = frames + 1, last_seen = ?,"
-                    " rssi_dbm = ?, snr_db = ?, battery_mv = COALESCE(?, battery_mv) WHERE device_id = ?",
-                    (top, _to_column(seen_below), seen_at, rssi_dbm, snr_db, battery_mv, device_id),
+                    " rssi_dbm = ?, snr_db = ?, battery_mv = COALESCE(?, battery_mv),"
+                    " next_downlink_counter = MAX(next_downlink_counter, ?) WHERE device_id = ?",
+                    (
+                        top,
+                        _to_column(seen_below),
+                        seen_at,
+                        rssi_dbm,
+                        snr_db,
+                        battery_mv,
+                        next_downlink_counter,
+                        device_id,
+                    ),
                 )
             self._db.execute(
                 "INSERT INTO recent_frames (device_id, counter, frame_hash) VALUES (?, ?, ?)",

@@ -162,6 +162,9 @@ _STATUS_LAYOUT = (
     "radio_errors" / Int16ul,
     "reader_errors" / Int16ul,
     "duty_cycle_deferrals" / Int16ul,  # frames held back to respect the duty cycle
+    # The lowest downlink counter the node accepts next (the last it accepted + 1, 0 before any):
+    # a gateway that lost its state continues its downlinks from there.
+    "next_downlink_counter" / Int32ul,
 )
 StatusBody = Struct(*_STATUS_LAYOUT, Terminated)
 STATUS_SIZE = Struct(*_STATUS_LAYOUT).sizeof()

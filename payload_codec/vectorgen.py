@@ -227,6 +227,7 @@ STATUS_SAMPLE = message_from_json(
         "radio_errors": 0,
         "reader_errors": 0,
         "duty_cycle_deferrals": 0,
+        "next_downlink_counter": 0,
     },
 )
 
@@ -244,6 +245,7 @@ def status_cases() -> list[dict]:
             "radio_errors": index,
             "reader_errors": 2 * index,
             "duty_cycle_deferrals": 5 * index,
+            "next_downlink_counter": 0 if index == 0 else 1000 * index + 1,
         }
         cases.append(_frame_case(f"status_reset_{cause}", "status", fields, 4000 + index))
     # A status frame carries its whole counter: a receiver without state learns one past 16 bits.

@@ -106,9 +106,9 @@ RESERVED_BITMAP_BIT = const(0x80)  # announces a second presence byte
 
 # --- Status and ACK -------------------------------------------------------------------------------
 # Status body: firmware_major, firmware_minor, firmware_patch, uptime_s, reset_cause, queue_depth, checkins_dropped,
-# sensor_faults, radio_errors, reader_errors, duty_cycle_deferrals.
-STATUS_LAYOUT = "<BBBIBHHBHHH"
-STATUS_SIZE = const(19)
+# sensor_faults, radio_errors, reader_errors, duty_cycle_deferrals, next_downlink_counter.
+STATUS_LAYOUT = "<BBBIBHHBHHHI"
+STATUS_SIZE = const(23)
 # The reset cause after a crash; the others are machine.reset_cause()'s codes, reported as they are.
 RESET_CRASH = const(7)
 # ACK body: the acknowledged counter's low 16 bits, then the gateway's time if the node asked for it.

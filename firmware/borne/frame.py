@@ -165,9 +165,12 @@ class Uplink:
         radio_errors=0,
         reader_errors=0,
         duty_cycle_deferrals=0,
+        next_downlink_counter=0,
         encrypt=False,
     ):
-        """The status frame; `firmware` is (major, minor, patch), counters saturate at 65535."""
+        """The status frame; `firmware` is (major, minor, patch), counters saturate at 65535.
+
+        `next_downlink_counter`: the lowest downlink counter the node accepts next."""
         struct.pack_into(
             STATUS_LAYOUT,
             self._buf,
@@ -183,6 +186,7 @@ class Uplink:
             min(radio_errors, 0xFFFF),
             min(reader_errors, 0xFFFF),
             min(duty_cycle_deferrals, 0xFFFF),
+            next_downlink_counter,
         )
         return self._seal(STATUS, _flags(encrypt, False, False), counter, STATUS_SIZE)
 

@@ -292,6 +292,7 @@ class Node:
                 radio_errors=self.radio.errors,
                 reader_errors=self.reader_errors,
                 duty_cycle_deferrals=self.radio.deferrals,
+                next_downlink_counter=self.counter.next_downlink,
             )
             await self._send(frame)
 

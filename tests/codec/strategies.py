@@ -69,6 +69,7 @@ status_fields = st.fixed_dictionaries(
             name: st.integers(0, 0xFFFF)
             for name in ("queue_depth", "checkins_dropped", "radio_errors", "reader_errors", "duty_cycle_deferrals")
         },
+        "next_downlink_counter": st.integers(0, 0xFFFFFFFF),
     }
 )
 

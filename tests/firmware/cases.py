@@ -63,6 +63,7 @@ def uplink_call(case: dict) -> dict:
             fields.get("radio_errors", 0),
             fields.get("reader_errors", 0),
             fields.get("duty_cycle_deferrals", 0),
+            fields.get("next_downlink_counter", 0),
         ]
     return call
 

@@ -140,7 +140,8 @@ print(acked, node.radio.sf, node.radio.power_dbm, kept["intervals"]["telemetry_s
 
 def take_downlinks(node: VirtualBoard, *frames: bytes) -> list[str]:
     """Hand `frames` to a fresh Node, as its radio would in a receive window; what it made of them:
-    the number of downlinks it refused, then the telemetry interval it keeps in its configuration.
+    the number of downlinks it refused, the telemetry interval it keeps in its configuration, and the
+    lowest downlink counter it accepts next (which its status frames report).
     A frame that rebooted the node would leave nothing printed (and mpremote would fail)."""
     code = f"""
 from borne import config
@@ -148,7 +149,7 @@ from borne.node import Node
 node = Node(config.load())
 for frame in {[frame.hex() for frame in frames]!r}:
     node._take_downlink(bytes.fromhex(frame), 0)
-print(node.rejected_downlinks, config.load()["intervals"]["telemetry_s"])
+print(node.rejected_downlinks, config.load()["intervals"]["telemetry_s"], node.counter.next_downlink)
 """
     return mpremote(node, "exec", code).split()
 
@@ -176,18 +177,18 @@ def test_recorded_config_and_reboot_downlinks_are_refused_after_a_reboot_and_aft
     newer_config = build_frame(Config(report_interval_s=600), 7, 2, keys)
     recorded_reboot = build_frame(Config(reboot=True), 7, 3, keys)
     console_during(node, node.reset, 5, "\x00")
-    assert take_downlinks(node, recorded_config, newer_config) == ["0", "600"]
+    assert take_downlinks(node, recorded_config, newer_config) == ["0", "600", "3"]
     take_reboot = "from borne import config\nfrom borne.node import Node\n"
     take_reboot += f"Node(config.load())._take_downlink(bytes.fromhex('{recorded_reboot.hex()}'), 0)"
     restarted_by(node, take_reboot)
     assert node.reset_cause == SOFT_RESET  # machine.reset(), as the reboot downlink asked
 
     # Its counters in NVS: the recorded frames are older than the last downlink accepted.
-    assert take_downlinks(node, recorded_config, recorded_reboot) == ["2", "600"]
+    assert take_downlinks(node, recorded_config, recorded_reboot) == ["2", "600", "4"]
 
     restarted_by(node, "import machine\nmachine.deepsleep(500)")
     assert node.reset_cause == DEEPSLEEP_RESET
-    assert take_downlinks(node, recorded_config, recorded_reboot) == ["2", "600"]
+    assert take_downlinks(node, recorded_config, recorded_reboot) == ["2", "600", "4"]
 
 
 def test_mpremote_reaches_a_running_bridge_whose_console_carries_the_serial_link(tmp_path):

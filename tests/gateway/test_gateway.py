@@ -6,11 +6,21 @@ import asyncio
 import json
 import logging
 import sys
+from dataclasses import replace
 
 import jsonschema
 import pytest
 
-from payload_codec import DOWN, Checkin, CheckinBatch, Telemetry, build_frame, derive_device_keys, open_frame
+from payload_codec import (
+    DOWN,
+    Checkin,
+    CheckinBatch,
+    CodecError,
+    Telemetry,
+    build_frame,
+    derive_device_keys,
+    open_frame,
+)
 from payload_codec.vectorgen import DEVICE_ID, STATUS_SAMPLE, TEST_MASTER_KEY
 from simulator.broker import free_port
 
@@ -386,8 +396,8 @@ async def test_status_command_shows_devices_signal_battery_losses_and_outbox(tmp
     assert "outbox:" in output
 
 
-def status(counter: int, keys=KEYS) -> bytes:
-    return build_frame(STATUS_SAMPLE, DEVICE_ID, counter, keys)
+def status(counter: int, keys=KEYS, next_downlink_counter: int = 0) -> bytes:
+    return build_frame(replace(STATUS_SAMPLE, next_downlink_counter=next_downlink_counter), DEVICE_ID, counter, keys)
 
 
 async def test_a_gateway_whose_state_file_was_deleted_learns_the_counter_again_from_a_status_frame(tmp_path, broker):
@@ -411,6 +421,26 @@ async def test_a_gateway_whose_state_file_was_deleted_learns_the_counter_again_f
         site.radio.hear(status(70_000))  # recorded before the state was lost: older than the window
         await site.settle()
         assert site.gateway.pipeline.rejected == {"bad_mic": 1, "replay": 1}
+
+
+async def test_after_its_state_was_lost_the_gateway_continues_the_downlink_counter_the_node_reports(tmp_path, broker):
+    async with Site(tmp_path, broker.port) as site:
+        site.radio.hear(checkin(10))
+        await site.settle()
+    for path in tmp_path.glob("state.db*"):
+        path.unlink()
+    async with Site(tmp_path, broker.port) as site:
+        site.radio.hear(status(11, next_downlink_counter=5_000))  # the node accepted downlink 4999 last
+        await site.settle()
+        site.radio.hear(checkin(12))
+        await site.settle()
+        ack = open_frame(site.radio.sent[-1].frame, KEYS, 4_999, DOWN)  # as the node reads it
+        assert not isinstance(ack, CodecError), ack
+        assert (ack.counter, ack.message.acked_counter16) == (5_000, 12)
+        site.radio.hear(status(13, next_downlink_counter=10))  # older news: the counter never goes back
+        site.radio.hear(checkin(14))
+        await site.settle()
+        assert open_frame(site.radio.sent[-1].frame, KEYS, 5_000, DOWN).counter == 5_001
 
 
 async def test_a_device_back_after_a_long_silence_is_heard_again_from_its_next_status_frame(tmp_path, broker):
