@@ -36,7 +36,9 @@ _FORGOT_MARK = "BORNE-FORGOT "
 _NO_RAW_REPL = "could not enter raw repl"
 
 # Runs on the board: what it is, whether the radio drivers import, which firmware files it holds
-# under TOPS (the firmware's top-level files and package directories).
+# under TOPS (the firmware's top-level files and package directories), the device its config.json
+# names, whether a node's counters are in NVS (firmware/borne/counter.py's namespace and bound key)
+# and its unique id.
 _PROBE = """\
 import sys, os, json
 def walk(p, out):
