@@ -180,6 +180,7 @@ class Pipeline:
             rssi_dbm=best.rssi_dbm,
             snr_db=best.snr_db,
             battery_mv=frame.message.battery_mv if isinstance(frame.message, Telemetry) else None,
+            next_downlink_counter=frame.message.next_downlink_counter if isinstance(frame.message, Status) else 0,
         )
         if not accepted:  # another process sharing the state took it first
             error = CodecError("replay", f"counter {frame.counter} was accepted meanwhile by another process")

@@ -38,6 +38,10 @@ CREATE TABLE IF NOT EXISTS devices (
     snr_db REAL,
     battery_mv INTEGER
 );
+CREATE TABLE IF NOT EXISTS key_epochs (
+    device_id INTEGER PRIMARY KEY,
+    key_epoch INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS recent_frames (
     device_id INTEGER NOT NULL,
     counter INTEGER NOT NULL,
@@ -184,9 +188,13 @@ class GatewayState:
         rssi_dbm: float,
         snr_db: float,
         battery_mv: int | None = None,
+        next_downlink_counter: int = 0,
     ) -> bool:
         """Mark the counter in the device's window and queue the events, atomically; False if the
         window refuses the counter (accepted before, or older than the window).
+
+        `next_downlink_counter`, from a status frame, is the lowest downlink counter the node
+        accepts: downlink counters continue from it if they were behind (this file was lost).
 
         The window is read again inside the write transaction, so a second gateway process
         sharing the file, or a race, cannot accept what the first one already accepted.
@@ -199,14 +207,34 @@ class GatewayState:
             if last is None:
                 self._db.execute(
                     "INSERT INTO devices (device_id, last_counter, seen_below, first_counter, frames, last_seen,"
-                    " rssi_dbm, snr_db, battery_mv) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?)",
-                    (device_id, top, _to_column(seen_below), counter, seen_at, rssi_dbm, snr_db, battery_mv),
+                    " rssi_dbm, snr_db, battery_mv, next_downlink_counter) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
+                    (
+                        device_id,
+                        top,
+                        _to_column(seen_below),
+                        counter,
+                        seen_at,
+                        rssi_dbm,
+                        snr_db,
+                        battery_mv,
+                        next_downlink_counter,
+                    ),
                 )
             else:
                 self._db.execute(
                     "UPDATE devices SET last_counter = ?, seen_below = ?, frames = frames + 1, last_seen = ?,"
-                    " rssi_dbm = ?, snr_db = ?, battery_mv = COALESCE(?, battery_mv) WHERE device_id = ?",
-                    (top, _to_column(seen_below), seen_at, rssi_dbm, snr_db, battery_mv, device_id),
+                    " rssi_dbm = ?, snr_db = ?, battery_mv = COALESCE(?, battery_mv),"
+                    " next_downlink_counter = MAX(next_downlink_counter, ?) WHERE device_id = ?",
+                    (
+                        top,
+                        _to_column(seen_below),
+                        seen_at,
+                        rssi_dbm,
+                        snr_db,
+                        battery_mv,
+                        next_downlink_counter,
+                        device_id,
+                    ),
                 )
             self._db.execute(
                 "INSERT INTO recent_frames (device_id, counter, frame_hash) VALUES (?, ?, ?)",
@@ -224,6 +252,28 @@ class GatewayState:
             )
             self._enforce_bound()
         return True
+
+    def follow_key_epochs(self, epochs: dict[int, int]) -> list[int]:
+        """Record each device's key epoch (`epochs`, by id, from the registry) and start over the
+        counters of those whose epoch moved; return them. Under new keys a node counts from 0 again,
+        uplink and downlink: the old window would refuse its frames as replays."""
+        moved = []
+        with self._transaction():
+            kept = dict(self._db.execute("SELECT device_id, key_epoch FROM key_epochs").fetchall())
+            # A file from before key epochs counted epoch 0, the epoch of every device then.
+            for (device_id,) in self._db.execute("SELECT device_id FROM devices").fetchall():
+                kept.setdefault(device_id, 0)
+            for device_id, epoch in epochs.items():
+                if kept.get(device_id, epoch) != epoch:
+                    self._db.execute("DELETE FROM devices WHERE device_id = ?", (device_id,))
+                    self._db.execute("DELETE FROM recent_frames WHERE device_id = ?", (device_id,))
+                    moved.append(device_id)
+                self._db.execute(
+                    "INSERT INTO key_epochs (device_id, key_epoch) VALUES (?, ?)"
+                    " ON CONFLICT (device_id) DO UPDATE SET key_epoch = excluded.key_epoch",
+                    (device_id, epoch),
+                )
+        return moved
 
     def next_downlink_counter(self, device_id: int) -> int:
         """A downlink counter never used before for this device, stored before it is used."""

@@ -52,6 +52,14 @@ def resolve_counter(
     return resolved
 
 
+def resolve_full_counter(last: int | None, counter: int, seen_below: int = ALL_SEEN) -> int | CodecError:
+    """The counter of a frame that carries all 32 bits of it: accepted if the window has not seen
+    it, however far ahead of `last` (the MIC, checked next, proves the sender chose it)."""
+    if last is not None and already_seen(last, seen_below, counter):
+        return CodecError("replay", f"counter {counter} is not newer than the window at {last}")
+    return counter
+
+
 def already_seen(last: int, seen_below: int, counter: int) -> bool:
     """Whether a window at `last` refuses `counter` as old: it is `last`, a counter below it the
     window marks as accepted, or one below the window (or below zero)."""

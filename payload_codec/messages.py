@@ -191,6 +191,7 @@ class Status:
     reader_errors: int = 0
     duty_cycle_deferrals: int = 0  # frames held back to respect the duty cycle
     config_digest: int = 0  # config_digest() of the last config downlink applied, 0 before any
+    next_downlink_counter: int = 0  # the lowest downlink counter the node accepts next
 
     def to_json(self) -> JsonObject:
         return {
@@ -204,6 +205,7 @@ class Status:
             "reader_errors": self.reader_errors,
             "duty_cycle_deferrals": self.duty_cycle_deferrals,
             "config_digest": self.config_digest,
+            "next_downlink_counter": self.next_downlink_counter,
         }
 
     @classmethod
@@ -219,6 +221,7 @@ class Status:
             reset_cause=fields.get("reset_cause", "unknown"),
             sensor_faults=tuple(faults),
             **{name: fields.get(name, 0) for name in _STATUS_COUNTERS},
+            next_downlink_counter=fields.get("next_downlink_counter", 0),
         )
 
 
@@ -511,6 +514,7 @@ def _status_to_raw(status: Status) -> tuple[dict, int]:
     }
     for name in _STATUS_COUNTERS:
         raw[name] = _whole(getattr(status, name), 0, 0xFFFF, name)
+    raw["next_downlink_counter"] = _whole(status.next_downlink_counter, 0, 0xFFFFFFFF, "next_downlink_counter")
     return raw, STATUS_SIZE
 
 
@@ -528,6 +532,7 @@ def _status_from_raw(raw: Any) -> Status:
         reader_errors=raw.reader_errors,
         duty_cycle_deferrals=raw.duty_cycle_deferrals,
         config_digest=raw.config_digest,
+        next_downlink_counter=raw.next_downlink_counter,
     )
 
 

@@ -30,6 +30,9 @@ from .crypto import BADGE_TOKEN_SIZE, DOWN, UP
 
 VERSION = 1
 ENVELOPE_SIZE = 9  # header 1, device id 2, counter 2, MIC 4
+# A type that carries its full counter has a 4-byte counter field: a receiver that lost the
+# sender's counter, or heard nothing from it for longer than 16 bits resolve, learns it again.
+FULL_COUNTER_EXTRA = 2
 MAX_FRAME_SIZE = 250  # the largest PHY payload EU868 allows (SF7/SF8); see airtime.MAX_FRAME_BY_SF
 
 # Header byte: version in bits 7-6, message type in bits 5-3, flags in bits 2-0.
@@ -47,12 +50,13 @@ class MessageType:
     code: int
     direction: int
     encrypted_by_default: bool
+    full_counter: bool = False  # the envelope carries the whole 32-bit counter, not its low 16 bits
 
 
 MESSAGE_TYPES = (
     MessageType("checkin", 1, UP, encrypted_by_default=True),
     MessageType("telemetry", 2, UP, encrypted_by_default=False),
-    MessageType("status", 3, UP, encrypted_by_default=False),
+    MessageType("status", 3, UP, encrypted_by_default=False, full_counter=True),
     MessageType("ack", 4, DOWN, encrypted_by_default=False),
     MessageType("config", 5, DOWN, encrypted_by_default=False),
 )
@@ -159,6 +163,9 @@ _STATUS_LAYOUT = (
     "reader_errors" / Int16ul,
     "duty_cycle_deferrals" / Int16ul,  # frames held back to respect the duty cycle
     "config_digest" / Int16ul,  # CONFIG_DIGEST of the last config body applied, 0 before any
+    # The lowest downlink counter the node accepts next (the last it accepted + 1, 0 before any):
+    # a gateway that lost its state continues its downlinks from there.
+    "next_downlink_counter" / Int32ul,
 )
 StatusBody = Struct(*_STATUS_LAYOUT, Terminated)
 STATUS_SIZE = Struct(*_STATUS_LAYOUT).sizeof()

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from . import airtime, bridge_link
-from .counter import ALL_SEEN, MAX_COUNTER_GAP, WINDOW_SIZE, resolve_counter, slide_window
-from .crypto import DOWN, UP, badge_token, derive_badge_key, derive_device_keys
+from .counter import ALL_SEEN, MAX_COUNTER_GAP, WINDOW_SIZE, resolve_counter, resolve_full_counter, slide_window
+from .crypto import DOWN, KEY_SIZE, UP, badge_token, derive_badge_key, derive_device_keys, key_context
 from .frame import build_frame, seal_body
 from .messages import Ack, CheckinBatch, Telemetry, config_digest, encode_body, message_from_json
 from .schema import (
@@ -39,8 +39,8 @@ DEVICE_ID = 0x0102
 TEST_UIDS = ("04a1b2c3", "04a1b2c3d4e5f6", "04a1b2c3d4e5f6071829")
 
 
-def _keys_json(device_id: int) -> dict[str, str]:
-    keys = derive_device_keys(TEST_MASTER_KEY, device_id)
+def _keys_json(device_id: int, key_epoch: int = 0) -> dict[str, str]:
+    keys = derive_device_keys(TEST_MASTER_KEY, device_id, key_epoch)
     return {"mic_key": keys.mic_key.hex(), "enc_key": keys.enc_key.hex()}
 
 
@@ -55,9 +55,10 @@ def _frame_case(
     ack_requested: bool = False,
     time_requested: bool = False,
     last_counter: int | None = None,
+    key_epoch: int = 0,
 ) -> dict[str, Any]:
     kind = TYPE_BY_NAME[msg_type]
-    keys = derive_device_keys(TEST_MASTER_KEY, device_id)
+    keys = derive_device_keys(TEST_MASTER_KEY, device_id, key_epoch)
     message = message_from_json(msg_type, fields)
     frame = build_frame(
         message,
@@ -84,7 +85,7 @@ def _frame_case(
         "size": len(frame),
         "valid": True,
         "error": None,
-        "keys": _keys_json(device_id),
+        "keys": _keys_json(device_id, key_epoch),
     }
 
 
@@ -215,6 +216,23 @@ def telemetry_cases() -> list[dict]:
     return cases
 
 
+STATUS_SAMPLE = message_from_json(
+    "status",
+    {
+        "firmware": "1.0.0",
+        "uptime_s": 60,
+        "reset_cause": "power_on",
+        "sensor_faults": [],
+        "queue_depth": 0,
+        "checkins_dropped": 0,
+        "radio_errors": 0,
+        "reader_errors": 0,
+        "duty_cycle_deferrals": 0,
+        "next_downlink_counter": 0,
+    },
+)
+
+
 def status_cases() -> list[dict]:
     cases = []
     for index, cause in enumerate(RESET_CAUSES):
@@ -229,8 +247,14 @@ def status_cases() -> list[dict]:
             "reader_errors": 2 * index,
             "duty_cycle_deferrals": 5 * index,
             "config_digest": 0x1111 * index,
+            "next_downlink_counter": 0 if index == 0 else 1000 * index + 1,
         }
         cases.append(_frame_case(f"status_reset_{cause}", "status", fields, 4000 + index))
+    # A status frame carries its whole counter: a receiver without state learns one past 16 bits.
+    fields = {**cases[1]["fields"], "uptime_s": 90}
+    cases.append(_frame_case("status_full_counter_past_16_bits", "status", fields, 0x0012_3456))
+    cases.append(_frame_case("status_full_counter_after_a_long_silence", "status", fields, 200_000, last_counter=100))
+    cases.append(_frame_case("status_of_a_re_keyed_device", "status", fields, 0, key_epoch=1))
     return cases
 
 
@@ -313,6 +337,9 @@ def error_cases() -> list[dict]:
 
     cases = [
         _error_case("truncated_below_envelope", "truncated", good[:9]),
+        _error_case(
+            "truncated_below_full_counter_envelope", "truncated", build_frame(STATUS_SAMPLE, DEVICE_ID, 7, keys)[:11]
+        ),
         _error_case("too_long_frame", "too_long", good[:5] + bytes(MAX_FRAME_SIZE)),
         _error_case("unknown_version", "unknown_version", bytes([(VERSION + 1) << 6 | good[0] & 0x3F]) + good[1:]),
         _error_case("unknown_type_code_0", "unknown_type", bytes([VERSION << 6 | 0 << 3]) + good[1:]),
@@ -378,11 +405,18 @@ def _window_json(last_counter: int, seen_below: int) -> dict[str, Any]:
     return {"last_counter": last_counter, "seen_below_hex": f"{seen_below:016x}"}
 
 
-def _window_case(name: str, counter: int, last_counter: int, seen_below: int) -> dict[str, Any]:
-    """An uplink heard by a receiver whose window for the device is (last_counter, seen_below)."""
+def _window_case(
+    name: str, counter: int, last_counter: int, seen_below: int, full_counter: bool = False
+) -> dict[str, Any]:
+    """An uplink heard by a receiver whose window for the device is (last_counter, seen_below): a
+    telemetry frame (16 counter bits), or with `full_counter` a status frame (all 32)."""
     keys = derive_device_keys(TEST_MASTER_KEY, DEVICE_ID)
-    frame = build_frame(Telemetry.from_json({"co2_ppm": 600}), DEVICE_ID, counter, keys)
-    resolved = resolve_counter(last_counter, counter & 0xFFFF, MAX_COUNTER_GAP, seen_below)
+    if full_counter:
+        frame = build_frame(STATUS_SAMPLE, DEVICE_ID, counter, keys)
+        resolved = resolve_full_counter(last_counter, counter, seen_below)
+    else:
+        frame = build_frame(Telemetry.from_json({"co2_ppm": 600}), DEVICE_ID, counter, keys)
+        resolved = resolve_counter(last_counter, counter & 0xFFFF, MAX_COUNTER_GAP, seen_below)
     refused = not isinstance(resolved, int)
     return {
         "name": name,
@@ -412,6 +446,12 @@ def window_cases() -> list[dict]:
         _window_case("full_window_refuses_below_the_top", top - 1, top, ALL_SEEN),
         _window_case("window_never_reaches_below_zero", 0x0000_FFF0, 10, 0),
         _window_case("gap_beyond_the_limit", top + MAX_COUNTER_GAP + 1, top, 0),
+        _window_case("exactly_the_gap_limit_ahead", top + MAX_COUNTER_GAP, top, 0),
+        _window_case("full_counter_beyond_the_gap_limit", top + MAX_COUNTER_GAP + 1, top, 0, full_counter=True),
+        _window_case("full_counter_across_16_bits", 0x0003_0001, top, 0, full_counter=True),
+        _window_case("full_counter_late_never_seen", 990, top, holes, full_counter=True),
+        _window_case("full_counter_top_is_a_replay", top, top, 0, full_counter=True),
+        _window_case("full_counter_below_the_window_is_a_replay", top - WINDOW_SIZE - 1, top, 0, full_counter=True),
     ]
 
 
@@ -495,15 +535,34 @@ def bridge_link_cases() -> list[dict]:
     return cases
 
 
+def _kdf_input(label: bytes, context: bytes) -> str:
+    """The one block of NIST SP 800-108 counter mode that AES-CMAC(master key, ·) turns into a key:
+    i = 1 (4 bytes BE) | label | 00 | context | L = 128 (4 bytes BE)."""
+    return ((1).to_bytes(4, "big") + label + b"\x00" + context + (KEY_SIZE * 8).to_bytes(4, "big")).hex()
+
+
 def key_cases() -> list[dict]:
     return [
         {
             "master_key": TEST_MASTER_KEY.hex(),
             "device_id": device_id,
-            **_keys_json(device_id),
+            "key_epoch": key_epoch,
+            **_keys_json(device_id, key_epoch),
             "badge_key": derive_badge_key(TEST_MASTER_KEY).hex(),
+            "kdf_input_hex": {
+                "mic_key": _kdf_input(b"borne mic", key_context(device_id, key_epoch)),
+                "enc_key": _kdf_input(b"borne enc", key_context(device_id, key_epoch)),
+                "badge_key": _kdf_input(b"borne badge", b""),
+            },
         }
-        for device_id in (0, 1, DEVICE_ID, 0xFFFF)
+        for device_id, key_epoch in (
+            (0, 0),
+            (1, 0),
+            (DEVICE_ID, 0),
+            (0xFFFF, 0),
+            (DEVICE_ID, 1),
+            (DEVICE_ID, 0xFFFFFFFF),
+        )
     ]
 
 

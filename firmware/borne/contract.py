@@ -13,6 +13,7 @@ VERSION = const(1)  # header bits 7-6
 UP = const(0)
 DOWN = const(1)
 HEAD_SIZE = const(5)  # header, device id, counter: the bytes before the body
+FULL_HEAD_SIZE = const(7)  # the same, with the whole counter (4)
 MIC_SIZE = const(4)
 ENVELOPE_SIZE = const(9)
 MAX_FRAME_SIZE = const(250)  # envelope included; see MAX_FRAME_BY_SF
@@ -33,6 +34,8 @@ ACK = const(4)
 CONFIG = const(5)
 # The direction of each message type, by code; None where no type has that code.
 TYPE_DIRECTIONS = (None, UP, UP, UP, DOWN, DOWN)
+# The types whose envelope carries the whole 32-bit counter, not its low 16 bits.
+FULL_COUNTER_TYPES = (STATUS,)
 
 # Why a frame is refused: payload_codec's reasons, the same words on the node as on the gateway.
 TRUNCATED = "truncated"
@@ -103,9 +106,9 @@ RESERVED_BITMAP_BIT = const(0x80)  # announces a second presence byte
 
 # --- Status and ACK -------------------------------------------------------------------------------
 # Status body: firmware_major, firmware_minor, firmware_patch, uptime_s, reset_cause, queue_depth, checkins_dropped,
-# sensor_faults, radio_errors, reader_errors, duty_cycle_deferrals, config_digest.
-STATUS_LAYOUT = "<BBBIBHHBHHHH"
-STATUS_SIZE = const(21)
+# sensor_faults, radio_errors, reader_errors, duty_cycle_deferrals, config_digest, next_downlink_counter.
+STATUS_LAYOUT = "<BBBIBHHBHHHHI"
+STATUS_SIZE = const(25)
 # config_digest: the first bytes of the SHA-256 of the last config body applied, little-endian.
 CONFIG_DIGEST_SIZE = const(2)
 # The reset cause after a crash; the others are machine.reset_cause()'s codes, reported as they are.

@@ -1,6 +1,7 @@
 """Air frames of a node: uplinks built in place, downlinks checked and read.
 
     header(1) | device id(2) | counter, low 16 bits(2) | body | MIC(4), little-endian
+    (a status frame carries the whole counter on 4 bytes: FULL_COUNTER_TYPES)
     header: version (bits 7-6) | message type (5-3) | flags (2-0)
 
 The same bytes as payload_codec, the contract's authority (docs/wire-contract.md); the
@@ -34,6 +35,8 @@ from .contract import (
     FLAG_ACK_REQUESTED,
     FLAG_ENCRYPTED,
     FLAG_TIME_REQUESTED,
+    FULL_COUNTER_TYPES,
+    FULL_HEAD_SIZE,
     HEAD_SIZE,
     MAX_CHECKINS,
     MAX_COUNTER,
@@ -165,14 +168,17 @@ class Uplink:
         reader_errors=0,
         duty_cycle_deferrals=0,
         config_digest=0,
+        next_downlink_counter=0,
         encrypt=False,
     ):
-        """The status frame; `firmware` is (major, minor, patch), counters saturate at 65535;
-        `config_digest` is Downlink.config_digest of the last config applied, 0 before any."""
+        """The status frame; `firmware` is (major, minor, patch), counters saturate at 65535.
+
+        `config_digest` is Downlink.config_digest of the last config applied, 0 before any;
+        `next_downlink_counter` the lowest downlink counter the node accepts next."""
         struct.pack_into(
             STATUS_LAYOUT,
             self._buf,
-            HEAD_SIZE,
+            FULL_HEAD_SIZE,
             firmware[0],
             firmware[1],
             firmware[2],
@@ -185,16 +191,23 @@ class Uplink:
             min(reader_errors, 0xFFFF),
             min(duty_cycle_deferrals, 0xFFFF),
             config_digest,
+            next_downlink_counter,
         )
         return self._seal(STATUS, _flags(encrypt, False, False), counter, STATUS_SIZE)
 
     def _seal(self, kind, flags, counter, size):
         buf = self._buf
         device_id = self.device_id
+        header = VERSION << 6 | kind << 3 | flags
+        if kind in FULL_COUNTER_TYPES:
+            head = FULL_HEAD_SIZE
+            struct.pack_into("<BHI", buf, 0, header, device_id, counter)
+        else:
+            head = HEAD_SIZE
+            struct.pack_into("<BHH", buf, 0, header, device_id, counter & 0xFFFF)
         if flags & FLAG_ENCRYPTED:
-            self._keys.crypt(UP, device_id, counter, buf, HEAD_SIZE, buf, HEAD_SIZE, size)
-        struct.pack_into("<BHH", buf, 0, VERSION << 6 | kind << 3 | flags, device_id, counter & 0xFFFF)
-        n = HEAD_SIZE + size
+            self._keys.crypt(UP, device_id, counter, buf, head, buf, head, size)
+        n = head + size
         self._keys.sign(UP, device_id, counter, buf, n)
         return self._view[: n + MIC_SIZE]
 

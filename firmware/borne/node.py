@@ -281,6 +281,7 @@ class Node:
                 reader_errors=self.reader_errors,
                 duty_cycle_deferrals=self.radio.deferrals,
                 config_digest=self.config.get("config_digest", 0),
+                next_downlink_counter=self.counter.next_downlink,
             )
             await self._send_for_ack(frame, counter)  # no ACK comes for a status: the window is for a config
 

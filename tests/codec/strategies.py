@@ -76,6 +76,7 @@ status_fields = st.fixed_dictionaries(
                 "config_digest",
             )
         },
+        "next_downlink_counter": st.integers(0, 0xFFFFFFFF),
     }
 )
 

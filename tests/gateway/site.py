@@ -21,7 +21,7 @@ def schema(name: str) -> dict:
     return json.loads((SCHEMAS / f"{name}.schema.json").read_text(encoding="utf-8"))
 
 
-def write_registry(path: Path, device_ids=(DEVICE_ID,)) -> Registry:
+def write_registry(path: Path, device_ids=(DEVICE_ID,), key_epoch: int = 0) -> Registry:
     registry = Registry(
         {
             device_id: Device(
@@ -29,7 +29,8 @@ def write_registry(path: Path, device_ids=(DEVICE_ID,)) -> Registry:
                 name=f"door-{device_id}",
                 site="ecole-jaures",
                 facility="school",
-                keys=derive_device_keys(TEST_MASTER_KEY, device_id),
+                keys=derive_device_keys(TEST_MASTER_KEY, device_id, key_epoch),
+                key_epoch=key_epoch,
                 battery=True,
                 sensors=("temperature_c", "co2_ppm"),
                 nfc=True,

@@ -6,22 +6,37 @@ import asyncio
 import json
 import logging
 import sys
+from dataclasses import replace
 
 import jsonschema
 import pytest
 
-from payload_codec import DOWN, Checkin, CheckinBatch, Telemetry, build_frame, derive_device_keys, open_frame
-from payload_codec.vectorgen import DEVICE_ID, TEST_MASTER_KEY
+from payload_codec import (
+    DOWN,
+    Checkin,
+    CheckinBatch,
+    CodecError,
+    Telemetry,
+    build_frame,
+    derive_device_keys,
+    open_frame,
+)
+from payload_codec.vectorgen import DEVICE_ID, STATUS_SAMPLE, TEST_MASTER_KEY
 from simulator.broker import free_port
 
 from ..codec.vectors import frame_cases
 from .conftest import Subscriber
-from .site import Site, config_text, schema
+from .site import Site, config_text, schema, write_registry
 
 KEYS = derive_device_keys(TEST_MASTER_KEY, DEVICE_ID)
 UPLINKS = sorted(
-    (case for case in frame_cases() if case["valid"] and case["direction"] == "up"), key=lambda case: case["counter"]
-)
+    (
+        case
+        for case in frame_cases()
+        if case["valid"] and case["direction"] == "up" and case["keys"]["mic_key"] == KEYS.mic_key.hex()
+    ),
+    key=lambda case: case["counter"],
+)  # the vectors of the device's epoch 0: the registry's
 # The vectors include a check-in sent in clear, which the gateway accepts only when told to.
 EVERY_VECTOR = {"allow_unencrypted_checkins": True}
 
@@ -379,3 +394,83 @@ async def test_status_command_shows_devices_signal_battery_losses_and_outbox(tmp
     assert "ecole-jaures/door-258" in line and "-97" in line and "3650 mV" in line
     assert line.split()[-2:] == ["3", "2"]  # frames heard, frames lost
     assert "outbox:" in output
+
+
+def status(counter: int, keys=KEYS, next_downlink_counter: int = 0) -> bytes:
+    return build_frame(replace(STATUS_SAMPLE, next_downlink_counter=next_downlink_counter), DEVICE_ID, counter, keys)
+
+
+async def test_a_gateway_whose_state_file_was_deleted_learns_the_counter_again_from_a_status_frame(tmp_path, broker):
+    async with Site(tmp_path, broker.port) as site:
+        site.radio.hear(status(70_000))  # past 16 bits: only a frame with the whole counter is learnt from nothing
+        await site.settle()
+        site.radio.hear(telemetry(70_001))
+        await site.settle()
+        assert site.last_counter() == 70_001
+    for path in tmp_path.glob("state.db*"):
+        path.unlink()
+    async with Site(tmp_path, broker.port) as site:
+        site.radio.hear(telemetry(70_002))  # its 16 bits resolve to 4466, whose MIC fails: nothing is stored
+        await site.settle()
+        assert (site.gateway.pipeline.rejected, site.last_counter()) == ({"bad_mic": 1}, None)
+        site.radio.hear(status(70_003))
+        await site.settle()
+        site.radio.hear(telemetry(70_004))
+        await site.settle()
+        assert site.last_counter() == 70_004
+        site.radio.hear(status(70_000))  # recorded before the state was lost: older than the window
+        await site.settle()
+        assert site.gateway.pipeline.rejected == {"bad_mic": 1, "replay": 1}
+
+
+async def test_after_its_state_was_lost_the_gateway_continues_the_downlink_counter_the_node_reports(tmp_path, broker):
+    async with Site(tmp_path, broker.port) as site:
+        site.radio.hear(checkin(10))
+        await site.settle()
+    for path in tmp_path.glob("state.db*"):
+        path.unlink()
+    async with Site(tmp_path, broker.port) as site:
+        site.radio.hear(status(11, next_downlink_counter=5_000))  # the node accepted downlink 4999 last
+        await site.settle()
+        site.radio.hear(checkin(12))
+        await site.settle()
+        ack = open_frame(site.radio.sent[-1].frame, KEYS, 4_999, DOWN)  # as the node reads it
+        assert not isinstance(ack, CodecError), ack
+        assert (ack.counter, ack.message.acked_counter16) == (5_000, 12)
+        site.radio.hear(status(13, next_downlink_counter=10))  # older news: the counter never goes back
+        site.radio.hear(checkin(14))
+        await site.settle()
+        assert open_frame(site.radio.sent[-1].frame, KEYS, 5_000, DOWN).counter == 5_001
+
+
+async def test_a_device_back_after_a_long_silence_is_heard_again_from_its_next_status_frame(tmp_path, broker):
+    async with Site(tmp_path, broker.port) as site:
+        site.radio.hear(telemetry(100))
+        await site.settle()
+        site.radio.hear(telemetry(100 + 20_000))  # more than the 16,384 frames 16 bits may skip
+        await site.settle()
+        assert site.gateway.pipeline.rejected == {"counter_gap": 1}
+        site.radio.hear(status(100 + 20_001))
+        await site.settle()
+        site.radio.hear(telemetry(100 + 20_002))
+        await site.settle()
+        assert site.last_counter() == 100 + 20_002
+        assert site.gateway.pipeline.counters["accepted_telemetry"] == 2
+
+
+async def test_a_new_key_epoch_in_the_reloaded_registry_starts_the_device_over(tmp_path, broker):
+    new_keys = derive_device_keys(TEST_MASTER_KEY, DEVICE_ID, 1)
+    async with Site(tmp_path, broker.port) as site:
+        site.radio.hear(telemetry(500))
+        await site.settle()
+        write_registry(tmp_path / "devices.toml", key_epoch=1)  # the device was flashed onto another board
+        site.gateway.reload_registry()
+        assert site.last_counter() is None
+        site.radio.hear(build_frame(Telemetry(co2_ppm=700), DEVICE_ID, 0, new_keys))  # it counts from 0 again
+        await site.settle()
+        assert site.last_counter() == 0
+        site.radio.hear(telemetry(501))  # the old board, or a recording, under the old keys
+        await site.settle()
+        assert site.gateway.pipeline.rejected == {"bad_mic": 1}
+    async with Site(tmp_path, broker.port) as site:  # a restart keeps the new epoch's counters
+        assert site.last_counter() == 0

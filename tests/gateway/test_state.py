@@ -138,3 +138,27 @@ def test_a_state_file_from_before_the_window_opens_and_still_refuses_older_count
     assert state.next_downlink_counter(1) == 7
     (device,) = state.devices()
     assert (device.last_counter, device.frames) == (52, 42)
+
+
+def test_a_moved_key_epoch_starts_the_device_counters_over_uplink_and_downlink(tmp_path):
+    state = GatewayState(tmp_path / "state.db")
+    assert state.follow_key_epochs({1: 0, 2: 0}) == []
+    assert accept(state, 500)
+    state.next_downlink_counter(1)
+    assert state.follow_key_epochs({1: 0, 2: 0}) == []  # the same epochs: nothing moves
+    assert state.follow_key_epochs({1: 1, 2: 0}) == [1]
+    assert state.window(1) == (None, ALL_SEEN)
+    assert accept(state, 0)
+    assert state.next_downlink_counter(1) == 0
+    assert state.follow_key_epochs({1: 1}) == []
+
+
+def test_counters_from_before_key_epochs_belong_to_epoch_0(tmp_path):
+    old = sqlite3.connect(tmp_path / "state.db")
+    old.executescript(OLD_DEVICES)
+    old.close()
+    state = GatewayState(tmp_path / "state.db")
+    assert state.follow_key_epochs({1: 0}) == []
+    assert state.window(1) == (50, ALL_SEEN)
+    assert state.follow_key_epochs({1: 1}) == [1]
+    assert state.window(1) == (None, ALL_SEEN)
