@@ -69,9 +69,6 @@ class Node:
     def __init__(self, config):
         self.config = config
         board = config["board"]
-        vext = board.get("vext")
-        if vext:
-            machine.Pin(vext["pin"], machine.Pin.OUT, value=vext["on"])  # powers the sensors and the LNA
         self.reset_cause = app.reset_cause()
         self.uptime = app.Uptime()
         keys = config["keys"]
@@ -111,7 +108,7 @@ class Node:
         if self.queue is not None:
             tasks.append(self._badges(self.queue))
             tasks.append(self._checkins(self.queue))
-        await asyncio.gather(*tasks)
+        await asyncio.gather(*[app.supervised(job) for job in tasks])
 
     # Check-ins.
 
