@@ -86,7 +86,7 @@ class Node:
         self._i2c = None
         if i2c:
             self._i2c = machine.I2C(i2c["id"], sda=machine.Pin(i2c["sda"]), scl=machine.Pin(i2c["scl"]), freq=100000)
-        self.sensors = Sensors(config.get("sensors", []), board, self._i2c)
+        self.sensors = Sensors(config.get("sensors", []), board, self._i2c, single_shot=config["deep_sleep"])
         self.reader_errors = 0
         self.rejected_downlinks = 0
         nfc = config.get("nfc")
@@ -264,7 +264,7 @@ class Node:
     async def _send_telemetry(self):
         if self._checkin_in_flight():
             return
-        values = self.sensors.read()
+        values = await self.sensors.measure()
         for value in values:
             if value is not None:
                 break
