@@ -9,7 +9,7 @@ from pathlib import Path
 
 from boards import provisioning
 from boards.installer import Installer, InstallError
-from boards.profiles import BoardError, load_profile, profile_names
+from boards.profiles import BoardError, load_profile, profile_names, strapping_warnings
 from boards.provisioning import NodeOptions, ProvisioningError
 from boards.registry import Device
 from payload_codec.schema import DIRECTIONS
@@ -148,6 +148,10 @@ def _flash(args: argparse.Namespace) -> int:
         config = provisioning.build_config(
             profile, "bridge", args.site or "", device_id=args.device, options=options, radio=_radio(args)
         )
+    wired = ["nfc_spi"] if (config.get("nfc") or {}).get("reader") == "mfrc522" else []
+    wired += ["pulse"] if "pulse" in config.get("sensors", ()) else []
+    for warning in strapping_warnings(profile, wired):
+        print(f"warning: {warning}")
     if args.dry_run:
         print(f"dry run: would install on {args.port}: {provisioning.summary(config)}")
         print(json.dumps(provisioning.redacted(config), indent=2))
