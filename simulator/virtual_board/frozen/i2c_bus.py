@@ -19,7 +19,7 @@ def configure(line, booting=False):
     wired keep their state."""
     global _described
     # Imported here: the chips' modules build on Chip, below.
-    from axp_chip import AXP192, AXP2101
+    from axp_chip import AXP192, AXP2101, rails
     from bme280_chip import BME280
     from pn532_chip import PN532
     from scd4x_chip import SCD4x
@@ -34,6 +34,7 @@ def configure(line, booting=False):
         return
     _described = described
     air.update(message["air"])
+    rails.clear()  # the power chips still wired publish theirs again as they are configured
     wired = rewire(_devices, kinds, message["chips"], ("sda", "scl", "address"), booting)
     _devices.clear()
     _devices.update(wired)
