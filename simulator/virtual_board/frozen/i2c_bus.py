@@ -96,6 +96,10 @@ class Chip:
     def configure(self, state):
         pass
 
+    def stretch_us(self):
+        """How long the chip holds SCL low in the transfer starting now (clock stretching)."""
+        return 0
+
     def take_corruption(self):
         """True if this answer is to be damaged (once per fault the host asked for)."""
         if self.corrupt_next:
