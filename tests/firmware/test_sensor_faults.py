@@ -8,11 +8,15 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from simulator.virtual_board import VirtualBoard
-from tests.firmware.conftest import DRIVER_HELPERS, board_with_firmware
+from boards.profiles import load_profile
+from boards.provisioning import NodeOptions, build_config, secrets_from_master, stage
+from payload_codec.vectorgen import TEST_MASTER_KEY
+from simulator.virtual_board import RadioMedium, VirtualBoard
+from tests.firmware.conftest import DRIVER_HELPERS, board_with_firmware, require_vm
 from tests.firmware.conftest import run_on as run
 
 SDA, SCL = 21, 22
@@ -166,3 +170,43 @@ def test_a_pn532_answer_with_a_bad_checksum_is_counted_and_the_next_poll_reads(b
     run(board, "[globals().__setitem__('reader', pn532.PN532(i2c)), 0][1]")
     board.corrupt_next_answer(PN532)
     assert run(board, "[poll(reader), poll(reader), reader_errors]") == [EIO, ["deadbeef", "mifare_classic"], 1]
+
+
+@pytest.fixture
+def door_node(tmp_path: Path) -> Iterator[VirtualBoard]:
+    """A provisioned door node (heltec_v2, a PN532 on its I2C bus 4/15), its PN532 still starting."""
+    require_vm("door node tests")
+    options = NodeOptions(nfc="pn532")
+    config = build_config(
+        load_profile("heltec_v2"),
+        "node",
+        "test",
+        device_id=7,
+        secrets=secrets_from_master(TEST_MASTER_KEY, 7),
+        options=options,
+    )
+    stage(config, tmp_path / "flash")
+    with RadioMedium() as medium, VirtualBoard(tmp_path / "tty", tmp_path / "flash", medium=medium) as board:
+        yield board
+
+
+def test_the_node_counts_reader_errors_while_its_pn532_starts_then_checks_badges_in(door_node):
+    board = door_node
+    board.exec(
+        "import asyncio, json\nfrom borne import config\nfrom borne.node import Node\nnode = Node(config.load())\n"
+    )  # the firmware that main.py started stops for the REPL: this one runs the badge task alone
+    board.wire_i2c("pn532", PN532, sda=4, scl=15, power_up_ms=2000)
+    board.silence_i2c(PN532)
+    board.silence_i2c(PN532, silent=False)  # powered: it NACKs for 2 s
+    board.exec("task = asyncio.create_task(node._badges(node.queue))")
+    time.sleep(1)
+    assert run(board, "[node.reader_errors > 0, node.queue.depth]") == [True, 0]
+    time.sleep(1.5)
+    board.present_badge(bytes.fromhex("deadbeef"))
+    deadline = time.monotonic() + 10
+    while run(board, "node.queue.depth") == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    errors = run(board, "node.reader_errors")
+    assert run(board, "node.queue.depth") == 1  # the badge checked in once the reader answered
+    time.sleep(0.5)
+    assert run(board, "node.reader_errors") == errors  # and no more errors since
