@@ -10,7 +10,7 @@ from pathlib import Path
 
 from boards import provisioning
 from boards.installer import BoardFacts, EnrolledBadge, Installer, InstallError, enroll_badges
-from boards.profiles import BoardError, load_profile, profile_names, wiring
+from boards.profiles import BoardError, load_profile, profile_names, strapping_warnings, wiring
 from boards.provisioning import NodeOptions, ProvisioningError
 from boards.registry import Device
 from payload_codec.schema import DIRECTIONS
@@ -201,6 +201,10 @@ def _flash(args: argparse.Namespace) -> int:
         config = provisioning.build_config(
             profile, "bridge", args.site or "", device_id=args.device, options=options, radio=_radio(args)
         )
+    wired = ["nfc_spi"] if (config.get("nfc") or {}).get("reader") == "mfrc522" else []
+    wired += ["pulse"] if "pulse" in config.get("sensors", ()) else []
+    for warning in strapping_warnings(profile, wired):
+        print(f"warning: {warning}")
     if args.dry_run:
         print(f"dry run: would install on {args.port}: {provisioning.summary(config)}")
         print(json.dumps(provisioning.redacted(config), indent=2))
@@ -365,6 +369,7 @@ def run_sim_board(args: argparse.Namespace) -> int:
         )
         args.radio_chip = installed.radio_chip
         args.radio_wiring = installed.radio_wiring
+        args.board_profile = installed.config["board"]
         print(f"installed in {args.flash}: {installed.summary()}", file=sys.stderr)
     install_vm()
     return virtual_board.run(args)

@@ -125,6 +125,7 @@ class VirtualSite:
         self._write_registry()
         bridge_config = build_config(load_profile(self.bridge_board), "bridge", self.site, radio=self.radio)
         bridge = self._board("bridge", bridge_config)
+        bridge.wire_power_chip(bridge_config["board"])
         bridge.start()
         self._write_gateway_config(bridge.port)
         if self.run_gateway:
@@ -250,6 +251,7 @@ class VirtualSite:
     def _wire(self, spec: NodeSpec) -> None:
         board = self.boards[spec.name]
         profile = self.profiles[spec.name]
+        board.wire_power_chip(profile)
         i2c = profile["i2c"]
         for sensor in spec.sensors:
             if sensor in _I2C_CHIPS:

@@ -72,7 +72,6 @@ class Node:
     def __init__(self, config):
         self.config = config
         board = config["board"]
-        power_peripherals(board)
         self.reset_cause = app.reset_cause()
         self.uptime = app.Uptime()
         keys = config["keys"]
@@ -87,7 +86,7 @@ class Node:
         self.radio = Radio(board["radio"], config["radio"])
         self.led = Led(board.get("led"))
         self._i2c = sensor_bus(board)
-        self.sensors = Sensors(config.get("sensors", []), board, self._i2c)
+        self.sensors = Sensors(config.get("sensors", []), board, self._i2c, single_shot=config["deep_sleep"])
         self.reader_errors = 0
         self.rejected_downlinks = 0
         self.configured = False  # a config downlink was applied since the last status
@@ -110,7 +109,7 @@ class Node:
         if self.queue is not None:
             tasks.append(self._badges(self.queue))
             tasks.append(self._checkins(self.queue))
-        await asyncio.gather(*tasks)
+        await asyncio.gather(*[app.supervised(job) for job in tasks])
 
     # Check-ins.
 
@@ -253,7 +252,7 @@ class Node:
     async def _send_telemetry(self):
         if self._checkin_in_flight():
             return
-        values = self.sensors.read()
+        values = await self.sensors.measure()
         for value in values:
             if value is not None:
                 break
@@ -309,13 +308,6 @@ def _jittered(interval_ms):
     apart instead of colliding at every report (they are not acknowledged, so a collision loses them)."""
     spread = interval_ms * JITTER_PCT // 100
     return interval_ms - spread + backoff.uniform_ms(2 * spread)
-
-
-def power_peripherals(board):
-    """Turn on what powers the sensors and the LNA (a Heltec's Vext), if the board has it."""
-    vext = board.get("vext")
-    if vext:
-        machine.Pin(vext["pin"], machine.Pin.OUT, value=vext["on"])
 
 
 def sensor_bus(board):

@@ -51,10 +51,11 @@ def run():
         emit({"check": "config", "ok": False, "error": str(error)})
         return
     emit({"check": "config", "ok": True, "config": masked(config)})
-    from borne.node import power_peripherals, sensor_bus
+    from borne.app import power_up
+    from borne.node import sensor_bus
 
     board = config["board"]
-    power_peripherals(board)
+    power_up(board)
     emit(check_radio(config))
     i2c = None
     if board.get("i2c"):
