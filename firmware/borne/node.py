@@ -3,9 +3,13 @@
 Tasks, one job each, on one asyncio loop:
   _badges     polls the reader; a new presentation goes into the check-in queue (on flash)
   _checkins   sends the queue's oldest events in one frame and waits for its ACK in the receive
-              window; without one, retries the same bytes after a backoff with jitter
+              window; without one, backs off with jitter and builds the frame again: a new
+              counter, the ages of that moment, and the events' numbers, by which the gateway
+              publishes each check-in once whichever frame carried it
   _telemetry  every telemetry_s, the sensors' readings (not acknowledged)
   _status     at boot and every status_s: uptime, reset cause, queue, faults, counters
+Telemetry and status keep their own schedule whatever the check-ins wait for: they share only
+the radio, and a check-in frame holds it for one send and its receive window.
 A battery node without NFC does one telemetry (and status when due) per wake and deep-sleeps.
 """
 
@@ -168,22 +172,23 @@ class Node:
     async def _checkins(self, queue):
         attempt = 0
         while True:
-            if queue.flight is None and not queue.depth:
+            if not queue.depth:
                 self._waiting.clear()
                 await self._waiting.wait()
                 continue
             async with self.radio.lock:
-                if queue.flight is None:
-                    counter = self.counter.next()
-                    limit = max_checkins(max_frame_size(self.radio.sf))
-                    n = queue.batch(self.uplink.add_checkin, limit, self.uptime.seconds())
-                    queue.send(self.uplink.seal_checkins(counter), counter, n)
-                acked = await self._send_for_ack(queue.flight, queue.flight_counter)
+                # Built now, not at the first try: the ages are those of this sending.
+                counter = self.counter.next()
+                first = queue.first_number
+                limit = max_checkins(max_frame_size(self.radio.sf))
+                n = queue.batch(self.uplink.add_checkin, limit, self.uptime.seconds())
+                frame = self.uplink.seal_checkins(counter, first)
+                acked = await self._send_for_ack(frame, counter)
             if acked:
-                queue.ack(queue.flight_events, self.uptime.seconds())
+                queue.ack(first + n, self.uptime.seconds())
                 attempt = 0
             else:
-                await asyncio.sleep_ms(backoff.delay_ms(attempt))
+                await asyncio.sleep_ms(backoff.delay_ms(attempt, cap_ms=self.config["nfc"]["retry_max_s"] * 1000))
                 attempt += 1
 
     async def _send_for_ack(self, frame, counter):
@@ -259,14 +264,7 @@ class Node:
             await self._send_status()
             await asyncio.sleep_ms(_jittered(self.config["intervals"]["status_s"] * 1000))
 
-    def _checkin_in_flight(self):
-        # A frame with a newer counter would make the gateway take the retries of the check-in
-        # frame waiting for its ACK as replays: telemetry and status wait for that ACK.
-        return self.queue is not None and self.queue.flight is not None
-
     async def _send_telemetry(self):
-        if self._checkin_in_flight():
-            return
         values = self.sensors.read()
         for value in values:
             if value is not None:
@@ -277,8 +275,6 @@ class Node:
             await self._send(self.uplink.telemetry(self.counter.next(), values))
 
     async def _send_status(self):
-        if self._checkin_in_flight():
-            return
         queue = self.queue
         async with self.radio.lock:
             frame = self.uplink.status(
