@@ -34,7 +34,9 @@ def _checkins(n: int) -> CheckinBatch:
     token = bytes.fromhex(TOKEN)
     return CheckinBatch(
         42,
-        tuple(Checkin(badge_token=token, tag_type="ntag", direction="in", uid_length=7, age_s=30 + i) for i in range(n))
+        tuple(
+            Checkin(badge_token=token, tag_type="ntag", direction="in", uid_length=7, age_s=30 + i) for i in range(n)
+        ),
     )
 
 

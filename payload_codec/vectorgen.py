@@ -114,36 +114,41 @@ def _checkin(index: int, age_s: int, uid: str = TEST_UIDS[1], *, age_is_bound: b
 
 
 def checkin_cases() -> list[dict]:
+    # Numbered on from case to case: heard in order by one gateway, the vectors are the check-ins
+    # of one node, each published once.
+    following = [1]
+
+    def numbered(events: list[dict[str, Any]]) -> dict[str, Any]:
+        first = following[0]
+        following[0] += len(events)
+        return _checkins(first, events)
+
     cases = [
         _frame_case(
             f"checkin_batch_{n}",
             "checkin",
-            _checkins(100 + n, [_checkin(i, 5 + 17 * i) for i in range(n)]),
+            numbered([_checkin(i, 5 + 17 * i) for i in range(n)]),
             1000 + n,
             ack_requested=True,
         )
         for n in range(1, MAX_CHECKINS + 1)
     ]
-    cases.append(_frame_case("checkin_plain", "checkin", _checkins(7, [_checkin(3, 42)]), 2001, encrypt=False))
+    cases.append(_frame_case("checkin_plain", "checkin", numbered([_checkin(3, 42)]), 2001, encrypt=False))
     cases.append(
         _frame_case(
             "checkin_time_requested",
             "checkin",
-            _checkins(8, [_checkin(1, 0)]),
+            numbered([_checkin(1, 0)]),
             2002,
             ack_requested=True,
             time_requested=True,
         )
     )
     for index, tag_type in enumerate(TAG_TYPES):
-        cases.append(
-            _frame_case(f"checkin_tag_{tag_type}", "checkin", _checkins(index, [_checkin(index, 1)]), 2100 + index)
-        )
+        cases.append(_frame_case(f"checkin_tag_{tag_type}", "checkin", numbered([_checkin(index, 1)]), 2100 + index))
     for uid in TEST_UIDS:
         event = _checkin(0, 60, uid)
-        cases.append(
-            _frame_case(f"checkin_uid_{len(uid) // 2}_bytes", "checkin", _checkins(9, [event]), 2200 + len(uid))
-        )
+        cases.append(_frame_case(f"checkin_uid_{len(uid) // 2}_bytes", "checkin", numbered([event]), 2200 + len(uid)))
     ages = [
         0,
         AGE_SECONDS_LIMIT - 1,
@@ -154,25 +159,25 @@ def checkin_cases() -> list[dict]:
     ]
     for age in ages:
         cases.append(
-            _frame_case(f"checkin_age_{age}s", "checkin", _checkins(10, [_checkin(2, age)]), 2300 + ages.index(age))
+            _frame_case(f"checkin_age_{age}s", "checkin", numbered([_checkin(2, age)]), 2300 + ages.index(age))
         )
-    cases.append(
-        _frame_case(
-            "checkin_counter_above_16_bits",
-            "checkin",
-            _checkins(11, [_checkin(4, 9)]),
-            0x0001_0005,
-            last_counter=0x0000_FFF0,
-        )
-    )
     # The age of a check-in queued before a power cut of the node leaves out the time it was off.
     cases.append(
         _frame_case(
             "checkin_ages_across_a_reboot_are_bounds",
             "checkin",
-            _checkins(12, [_checkin(0, 4000, age_is_bound=True), _checkin(1, 3990, age_is_bound=True), _checkin(2, 7)]),
+            numbered([_checkin(0, 4000, age_is_bound=True), _checkin(1, 3990, age_is_bound=True), _checkin(2, 7)]),
             2400,
             ack_requested=True,
+        )
+    )
+    cases.append(
+        _frame_case(
+            "checkin_counter_above_16_bits",
+            "checkin",
+            numbered([_checkin(4, 9)]),
+            0x0001_0005,
+            last_counter=0x0000_FFF0,
         )
     )
     # The first check-in numbered 65535: the next ones are 65536 and 65537, sent as 0 and 1 if first.
@@ -181,8 +186,9 @@ def checkin_cases() -> list[dict]:
             "checkin_number_wrapping_16_bits",
             "checkin",
             _checkins(0xFFFF, [_checkin(i, 30 - i) for i in range(3)]),
-            2401,
+            0x0001_0006,
             ack_requested=True,
+            last_counter=0x0001_0005,
         )
     )
     return cases

@@ -105,7 +105,7 @@ def test_every_single_bit_flip_of_a_frame_is_refused(msg_type):
         "checkin": {
             "first_number16": 3,
             "checkins": [{"badge_token": "00" * 8, "tag_type": "ntag", "direction": "in", "uid_length": 7, "age_s": 3}]
-            * 3
+            * 3,
         },
         "telemetry": {"temperature_c": 20.0, "co2_ppm": 500},
         "status": {"firmware": "1.0.0", "uptime_s": 60},
