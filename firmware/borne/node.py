@@ -161,13 +161,12 @@ class Node:
         if not self.presentations.seen(token):
             return
         try:
-            queued = queue.push(tag, token, self.uptime.seconds())
+            queue.push(tag, token, self.uptime.seconds())
         except OSError:  # the flash refused the write: the check-in is lost, and said so in status
             queue.dropped += 1
             return
-        if queued:
-            self.led.flash()
-            self._waiting.set()
+        self.led.flash()
+        self._waiting.set()
 
     async def _checkins(self, queue):
         attempt = 0
