@@ -87,3 +87,19 @@ def slide_window(last: int | None, seen_below: int, counter: int) -> tuple[int, 
     if already_seen(last, seen_below, counter):
         raise ValueError(f"counter {counter} is not new to the window at {last}")
     return last, seen_below | 1 << (last - counter - 1)
+
+
+def resolve_checkin_number(last: int | None, number16: int) -> int:
+    """The full node-side number of a check-in whose low 16 bits are `number16`.
+
+    `last` is the highest number the receiver published for the device (None before the
+    first): the result is the number nearest to it with those low bits, at most 32768 below
+    or 32767 above, and never below zero. A retry carries numbers at or below `last`; a
+    node whose full queue dropped check-ins skips numbers ahead of it.
+    """
+    if last is None:
+        return number16
+    ahead = (number16 - last) & 0xFFFF
+    if ahead < 0x8000:
+        return last + ahead
+    return max(last + ahead - 0x10000, number16)

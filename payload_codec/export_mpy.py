@@ -37,6 +37,7 @@ from .schema import (
     ACK_SIZES,
     AGE_MAX_S,
     AGE_SECONDS_LIMIT,
+    CHECKIN_HEAD_SIZE,
     CHECKIN_SIZE,
     CONFIG_DIGEST_SIZE,
     CONFIG_FIELDS,
@@ -52,6 +53,8 @@ from .schema import (
     RESERVED_BITMAP_BIT,
     RESET_CAUSES,
     STATUS_SIZE,
+    TAG_AGE_IS_BOUND,
+    TAG_TYPE_MASK,
     TAG_TYPES,
     TELEMETRY_FIELDS,
     UID_LENGTHS,
@@ -127,9 +130,12 @@ def _envelope() -> list[str]:
 
 def _checkin() -> list[str]:
     return [
-        *_section("Check-in: events of tag(1) | badge token(8) | age(2)"),
-        "# Tag byte: direction (bits 7-6) | tag type (5-2) | code of the UID length (1-0).",
+        *_section("Check-in: first number, low 16 bits(2), then events of tag(1) | badge token(8) | age(2)"),
+        "# Tag byte: direction (bits 7-6) | age is a bound (5) | tag type (4-2) | code of the UID length (1-0).",
         _const("BADGE_TOKEN_SIZE", BADGE_TOKEN_SIZE),
+        _const("CHECKIN_HEAD_SIZE", CHECKIN_HEAD_SIZE, "the first check-in's number, low 16 bits"),
+        _const("TAG_AGE_IS_BOUND", TAG_AGE_IS_BOUND, "the age crossed a reboot: a lower bound", hexadecimal=True),
+        _const("TAG_TYPE_MASK", TAG_TYPE_MASK, hexadecimal=True),
         _const("CHECKIN_SIZE", CHECKIN_SIZE),
         _const("MAX_CHECKINS", MAX_CHECKINS),
         _const(

@@ -61,6 +61,7 @@ class NodeSpec:
     facility: str = "town_hall"
     deep_sleep: bool = False
     battery_mv: int = 3900  # what the battery input reads (through the profile's divider)
+    retry_max_s: int | None = None  # the longest wait between check-in retries; None: the firmware's
 
 
 class VirtualSite:
@@ -228,9 +229,12 @@ class VirtualSite:
         )
         secrets = secrets_from_master(TEST_MASTER_KEY, spec.device_id)
         profile = self.profiles[spec.name]
-        return build_config(
+        config = build_config(
             profile, "node", self.site, device_id=spec.device_id, secrets=secrets, options=options, radio=self.radio
         )
+        if spec.retry_max_s is not None and config["nfc"] is not None:
+            config["nfc"]["retry_max_s"] = spec.retry_max_s
+        return config
 
     def _board(self, name: str, config: dict) -> VirtualBoard:
         flash = self.work / "boards" / name / "flash"

@@ -9,7 +9,7 @@ The encoder and decoder that read these facts are hand-written, in frame.py and 
 from micropython import const
 
 # --- Air frames: header(1) | device id(2) | counter, low 16 bits(2) | body | MIC(4), little-endian ---
-VERSION = const(1)  # header bits 7-6
+VERSION = const(2)  # header bits 7-6
 UP = const(0)
 DOWN = const(1)
 HEAD_SIZE = const(5)  # header, device id, counter: the bytes before the body
@@ -52,9 +52,12 @@ BAD_VALUE = "bad_value"
 UNKNOWN_FIELD = "unknown_field"
 
 
-# --- Check-in: events of tag(1) | badge token(8) | age(2) -----------------------------------------
-# Tag byte: direction (bits 7-6) | tag type (5-2) | code of the UID length (1-0).
+# --- Check-in: first number, low 16 bits(2), then events of tag(1) | badge token(8) | age(2) ------
+# Tag byte: direction (bits 7-6) | age is a bound (5) | tag type (4-2) | code of the UID length (1-0).
 BADGE_TOKEN_SIZE = const(8)
+CHECKIN_HEAD_SIZE = const(2)  # the first check-in's number, low 16 bits
+TAG_AGE_IS_BOUND = const(0x20)  # the age crossed a reboot: a lower bound
+TAG_TYPE_MASK = const(0x07)
 CHECKIN_SIZE = const(11)
 MAX_CHECKINS = const(16)
 AGE_SECONDS_LIMIT = const(0x8000)  # age codes below count seconds, above minutes

@@ -25,6 +25,7 @@ from .contract import (
     BAD_VALUE,
     BADGE_TOKEN_SIZE,
     CHECKIN,
+    CHECKIN_HEAD_SIZE,
     CHECKIN_SIZE,
     CONFIG_DIGEST_SIZE,
     CONFIG_FIELDS,
@@ -48,6 +49,7 @@ from .contract import (
     STATUS,
     STATUS_LAYOUT,
     STATUS_SIZE,
+    TAG_AGE_IS_BOUND,
     TELEMETRY,
     TELEMETRY_FIELDS,
     TOO_LONG,
@@ -76,7 +78,7 @@ def checkin_tag(direction, tag_type, uid_length):
 
 def max_checkins(max_frame_size):
     """How many check-ins fit one frame of at most `max_frame_size` bytes (see airtime)."""
-    return min(MAX_CHECKINS, (max_frame_size - ENVELOPE_SIZE) // CHECKIN_SIZE)
+    return min(MAX_CHECKINS, (max_frame_size - ENVELOPE_SIZE - CHECKIN_HEAD_SIZE) // CHECKIN_SIZE)
 
 
 def age_code(age_s):
@@ -103,24 +105,31 @@ class Uplink:
         self._view = memoryview(self._buf)
         self.checkins = 0  # events added to the batch being built
 
-    def add_checkin(self, tag, token, age_s):
-        """Add one event to the check-in batch; returns how many it holds."""
+    def add_checkin(self, tag, token, age_s, exact=True):
+        """Add one event to the check-in batch; returns how many it holds.
+
+        `exact` False: the age crossed a reboot, and is sent marked as a lower bound.
+        """
         if self.checkins >= MAX_CHECKINS:
             raise ValueError("check-in batch full")
-        at = HEAD_SIZE + self.checkins * CHECKIN_SIZE
+        at = HEAD_SIZE + CHECKIN_HEAD_SIZE + self.checkins * CHECKIN_SIZE
         buf = self._buf
-        buf[at] = tag
+        buf[at] = tag if exact else tag | TAG_AGE_IS_BOUND
         for i in range(BADGE_TOKEN_SIZE):
             buf[at + 1 + i] = token[i]
         struct.pack_into("<H", buf, at + 1 + BADGE_TOKEN_SIZE, age_code(age_s))
         self.checkins += 1
         return self.checkins
 
-    def seal_checkins(self, counter, ack=True, time=False, encrypt=True):
-        """The frame of the batch added since the last one; check-ins ask for an ACK by default."""
+    def seal_checkins(self, counter, first_number, ack=True, time=False, encrypt=True):
+        """The frame of the batch added since the last one, numbered on from `first_number`.
+
+        Check-ins ask for an ACK by default.
+        """
         if not self.checkins:
             raise ValueError("no check-in to send")
-        size = self.checkins * CHECKIN_SIZE
+        struct.pack_into("<H", self._buf, HEAD_SIZE, first_number & 0xFFFF)
+        size = CHECKIN_HEAD_SIZE + self.checkins * CHECKIN_SIZE
         self.checkins = 0
         return self._seal(CHECKIN, _flags(encrypt, ack, time), counter, size)
 

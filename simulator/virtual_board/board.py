@@ -222,10 +222,10 @@ class VirtualBoard:
         RTC memory and committed NVS values are kept; returns once the new VM is started."""
         self.power.reset()
 
-    def power_cycle(self) -> None:
-        """Cut the power and restore it: RAM, RTC memory, uncommitted NVS writes and the watchdog are
-        lost; files and committed NVS values are kept; the board boots with PWRON_RESET."""
-        self.power.power_cycle()
+    def power_cycle(self, off_s: float = 0.0) -> None:
+        """Cut the power for `off_s` seconds and restore it: RAM, RTC memory, uncommitted NVS writes and
+        the watchdog are lost; files and committed NVS values are kept; the board boots with PWRON_RESET."""
+        self.power.power_cycle(off_s)
 
     def exec(self, code: str, timeout: float = 30, *, soft_reset: bool = False) -> str:
         """Run `code` through the board's raw REPL, as `mpremote exec` does, and return what it printed.

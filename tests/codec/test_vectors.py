@@ -19,6 +19,7 @@ from payload_codec import (
 )
 from payload_codec.airtime import time_on_air_ms
 from payload_codec.bridge_link import RecordStream, decode_record, encode_record
+from payload_codec.counter import resolve_checkin_number
 from payload_codec.crypto import derive_badge_key, derive_device_keys
 from payload_codec.errors import FRAME_REASONS, RECORD_REASONS
 from payload_codec.schema import MAX_CHECKINS
@@ -185,3 +186,9 @@ def aes_cmac(key: bytes, message: bytes) -> bytes:
     mac = cmac.CMAC(algorithms.AES(key))
     mac.update(message)
     return mac.finalize()
+
+
+@pytest.mark.parametrize("case", load("checkin_numbers.json"), ids=lambda case: case["name"])
+def test_checkin_number_vector_resolves_the_numbers_of_its_frame(case):
+    first = resolve_checkin_number(case["last_published"], case["first_number16"])
+    assert list(range(first, first + case["count"])) == case["numbers"]
