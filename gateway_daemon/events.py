@@ -3,10 +3,12 @@
 Topics: `<prefix>/<site>/<device>/{checkin,telemetry,status}`. A message holds its
 event id and time, then the JSON form of the typed message (one `Checkin` of a batch,
 a `Telemetry`, a `Status`), then where it was heard: it names the gateway that heard
-it and carries every reception's metadata. `event_id` is `<device id>:<counter>` for
-telemetry and status, `<device id>:checkin:<number>` for a check-in (its node-side
+it and carries every reception's metadata. `event_id` is `<device>:<counter>` for
+telemetry and status, `<device>:checkin:<number>` for a check-in (its node-side
 number, whichever frame carried it): the same whichever gateway publishes it, so
-consumers of a clustered broker drop what two gateways both heard.
+consumers of a clustered broker drop what two gateways both heard. `<device>` is the
+device id, followed by `e<key epoch>` from epoch 1 on: counters and check-in numbers
+start over in a new key epoch, and its events must not pass for copies of old ones.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ def events_of(
         "counter": frame.counter,
         "receptions": [r.metadata() for r in receptions],
     }
-    frame_id = f"{device.device_id}:{frame.counter}"
+    source = f"{device.device_id}e{device.key_epoch}" if device.key_epoch else str(device.device_id)
+    frame_id = f"{source}:{frame.counter}"
     message = frame.message
     topic = device_topic(prefix, device, frame.msg_type)
     if not isinstance(message, CheckinBatch):
@@ -63,7 +66,7 @@ def events_of(
     events = []
     for index, checkin in enumerate(message.checkins):
         number = first_checkin_number + index
-        event_id = f"{device.device_id}:checkin:{number}"
+        event_id = f"{source}:checkin:{number}"
         fields = checkin.to_json()
         # The node has no clock: each check-in happened its age_s before the frame was heard, or
         # earlier still when the age crossed a reboot of the node (the time it was off is unknown).

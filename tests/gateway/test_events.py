@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jsonschema
@@ -116,3 +117,20 @@ def test_status_publishes_every_counter_and_the_faulty_sensors_by_name():
         ' "device": "door-258", "device_id": 258, "facility": "school",'
         ' "counter": 4003, ' + RECEPTIONS
     )
+
+
+@pytest.mark.parametrize("name", ["status_reset_watchdog", "checkin_batch_2"])
+def test_a_device_in_a_new_key_epoch_has_event_ids_of_its_own(name):
+    """Counters and check-in numbers start over in a new key epoch: its events must not pass for copies."""
+    case = case_named(name)
+    raw = bytes.fromhex(case["frame_hex"])
+    frame = open_frame(raw, keys_of(case), case["last_counter"], direction_of(case))
+    assert not isinstance(frame, CodecError), frame
+    epoch_0 = events_of(frame, DEVICE, [reception(raw)], "gw-1", "borne")
+    rekeyed = dataclasses.replace(DEVICE, key_epoch=1)
+    epoch_1 = events_of(frame, rekeyed, [reception(raw)], "gw-1", "borne")
+    assert [event.event_id for event in epoch_1] == [
+        event.event_id.replace(f"{DEVICE_ID}:", f"{DEVICE_ID}e1:", 1) for event in epoch_0
+    ]
+    for event in epoch_1:
+        jsonschema.validate(json.loads(event.payload), schema(event.kind))
