@@ -478,8 +478,7 @@ def _counters(record: Mapping[str, Any]) -> str:
     parts = [f"uplink from {record['uplink_next']}", f"last downlink {'none yet' if last is None else last}"]
     if "queued" in record:
         parts.append(f"{record['queued']} check-ins queued, {record['dropped']} dropped")
-        if record["in_flight"]:
-            parts.append("a frame awaits its ACK")
+        parts.append(f"next check-in number {record['next_number']}")
     return ", ".join(parts)
 
 

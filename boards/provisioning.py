@@ -8,7 +8,8 @@
      "board": {...the board's profile...},
      "radio": {"freq_khz", "sf", "bw", "coding_rate", "syncword", "preamble_len", "output_power",
                "ack_freq_khz", "ack_delay_ms"},
-     "nfc": {"reader": "pn532" | "mfrc522", "retap_s": 10, "direction": "none" | "in" | "out"} | null,
+     "nfc": {"reader": "pn532" | "mfrc522", "retap_s": 10, "direction": "none" | "in" | "out",
+             "retry_max_s": 600} | null,
      "sensors": ["bme280", "scd4x", "sht4x", "battery", "pulse"],
      "intervals": {"telemetry_s": 300, "status_s": 3600},
      "deep_sleep": false}
@@ -69,6 +70,7 @@ RADIO_DEFAULTS: dict[str, int | str] = {
 }
 INTERVAL_DEFAULTS = {"telemetry_s": DEFAULT_REPORT_INTERVAL_S, "status_s": DEFAULT_STATUS_INTERVAL_S}
 NFC_RETAP_S = 10
+NFC_RETRY_MAX_S = 600  # the longest wait between two tries of a check-in frame
 SENSORS = ("bme280", "scd4x", "sht4x", "battery", "pulse")
 # What each sensor reports, in the registry's telemetry field names.
 SENSOR_FIELDS = {
@@ -221,7 +223,7 @@ def _nfc(profile: Mapping[str, Any], options: NodeOptions) -> dict[str, Any] | N
     direction = options.direction or "none"
     if direction not in DIRECTIONS:
         raise ProvisioningError(f"check-in direction {direction!r}: use one of {', '.join(DIRECTIONS)}")
-    return {"reader": options.nfc, "retap_s": NFC_RETAP_S, "direction": direction}
+    return {"reader": options.nfc, "retap_s": NFC_RETAP_S, "direction": direction, "retry_max_s": NFC_RETRY_MAX_S}
 
 
 def _sensors(profile: Mapping[str, Any], sensors: tuple[str, ...]) -> list[str]:

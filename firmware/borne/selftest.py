@@ -7,7 +7,7 @@
   reader    door boards: "reader" and its "version"
   sensor    "name", "values" read, or "error"; "out_of_range" names the values outside the datasheet's range
   flash     "free_bytes", "min_bytes"
-  counters  "uplink_next", "downlink_last"; door boards: "queued", "dropped", "in_flight"
+  counters  "uplink_next", "downlink_last"; door boards: "queued", "dropped", "next_number"
 Nothing is sent on the air, and no badge is read.
 """
 
@@ -200,7 +200,7 @@ def check_counters(config):
         queue = CheckinQueue()  # its journal counts this as one more boot
         result["queued"] = queue.depth
         result["dropped"] = queue.dropped
-        result["in_flight"] = queue.flight is not None
+        result["next_number"] = queue.next_number
     return result
 
 

@@ -76,7 +76,12 @@ def test_the_defaults_are_those_the_firmware_fills_in() -> None:
     firmware = firmware_module("config")
     assert provisioning.RADIO_DEFAULTS == firmware.RADIO_DEFAULTS
     assert provisioning.INTERVAL_DEFAULTS == firmware.INTERVAL_DEFAULTS
-    assert firmware.NFC_DEFAULTS == {"reader": "pn532", "retap_s": provisioning.NFC_RETAP_S, "direction": "none"}
+    assert firmware.NFC_DEFAULTS == {
+        "reader": "pn532",
+        "retap_s": provisioning.NFC_RETAP_S,
+        "direction": "none",
+        "retry_max_s": provisioning.NFC_RETRY_MAX_S,
+    }
     assert provisioning.SENSORS == firmware.SENSORS
     assert provisioning.CONFIG_VERSION == firmware.VERSION
     assert DIRECTIONS == firmware.DIRECTIONS
