@@ -33,7 +33,10 @@ FIVE = Telemetry.from_json(FIVE_VALUES)
 def _checkins(n: int) -> CheckinBatch:
     token = bytes.fromhex(TOKEN)
     return CheckinBatch(
-        tuple(Checkin(badge_token=token, tag_type="ntag", direction="in", uid_length=7, age_s=30 + i) for i in range(n))
+        42,
+        tuple(
+            Checkin(badge_token=token, tag_type="ntag", direction="in", uid_length=7, age_s=30 + i) for i in range(n)
+        ),
     )
 
 

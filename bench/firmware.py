@@ -49,7 +49,7 @@ def cost(build):
 
 def checkin(n):
     up.add_checkin(checkin_tag(1, 3, 7), token, 12)
-    return up.seal_checkins(n)
+    return up.seal_checkins(n, n)
 
 result = {{
     "imported": after_import - before_import,

@@ -69,7 +69,8 @@ def _published_at(site: VirtualSite, token: str, presented: float) -> float:
 def latency_table() -> str:
     total = latencies_ms()
     one = Checkin(badge_token=bytes(8), tag_type="mifare_classic", direction="in", uid_length=7, age_s=0)
-    frame_size = len(build_frame(CheckinBatch((one,)), 101, 1, derive_device_keys(TEST_MASTER_KEY, 101)))
+    batch = CheckinBatch(first_number16=0, checkins=(one,))
+    frame_size = len(build_frame(batch, 101, 1, derive_device_keys(TEST_MASTER_KEY, 101)))
     airtime = time_on_air_ms(frame_size, SF)
     dedup = parse_config("").gateway.dedup_window_ms
     beyond = [figure - airtime - dedup for figure in total]

@@ -33,7 +33,8 @@ _FORGOT_MARK = "BORNE-FORGOT "
 _NO_RAW_REPL = "could not enter raw repl"
 
 # Runs on the board: what it is, which firmware files it holds under TOPS (the firmware's top-level
-# files and package directories), and which device its config.json makes it.
+# files and package directories), the device its config.json names, whether a node's counters are in
+# NVS (firmware/borne/counter.py's namespace and bound key) and its unique id.
 _PROBE = """\
 import sys, os, json
 def walk(p, out):
@@ -53,15 +54,28 @@ for top in TOPS:
 try:
     with open('/config.json') as f:
         c = json.load(f)
-    identity = [c.get('role'), c.get('site'), c.get('device_id')]
+    identity = [c.get('role'), c.get('site'), c.get('device_id'), c.get('key_epoch', 0)]
 except Exception:
     identity = None
+try:
+    import esp32
+    esp32.NVS('borne').get_blob('up_bound', bytearray(4))
+    counters = True
+except Exception:
+    counters = False
+try:
+    import machine, binascii
+    uid = binascii.hexlify(machine.unique_id()).decode()
+except Exception:
+    uid = None
 i = sys.implementation
 print(MARK + json.dumps({
     'version': '.'.join(str(v) for v in i.version[:3]),
     'machine': getattr(i, '_machine', sys.platform),
     'files': files,
     'identity': identity,
+    'counters': counters,
+    'unique_id': uid,
 }))
 """
 
@@ -86,7 +100,13 @@ class BoardFacts:
     version: str
     machine: str
     files: tuple[str, ...]  # firmware files already on it (boot.py, main.py, borne/…)
-    identity: tuple[str | None, str | None, int | None] | None  # role, site, device id of its config.json
+    identity: tuple[str | None, str | None, int | None, int] | None  # role, site, device id, key epoch of config.json
+    counters: bool = False  # a node's frame counters are in its NVS
+    unique_id: str | None = None  # machine.unique_id() in hex: which board this is
+
+    def holds_counters_of(self, site: str, device_id: int, key_epoch: int) -> bool:
+        """Whether the board holds the counters of node `device_id` of `site` in `key_epoch`."""
+        return self.counters and self.identity == ("node", site, device_id, key_epoch)
 
 
 def run_mpremote(arguments: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -143,14 +163,18 @@ class Installer:
         self.report = report
         self.runner = runner
 
-    def install(self, config: Mapping[str, Any], firmware_dir: Path = provisioning.FIRMWARE_DIR) -> None:
-        """Every step, in order; InstallError at the first that fails."""
+    def install(
+        self, config: Mapping[str, Any], firmware_dir: Path = provisioning.FIRMWARE_DIR, facts: BoardFacts | None = None
+    ) -> None:
+        """Every step, in order; InstallError at the first that fails. `facts`: the board's answer to
+        `probe_for` when the caller needed it first (to choose the node's key epoch)."""
         self._require_mpremote()
         with tempfile.TemporaryDirectory(prefix="borne-flash-") as directory:  # created 0700
             stage = Path(directory)
             files = provisioning.stage(config, stage, firmware_dir)
             firmware = [path for path in files if path != provisioning.CONFIG_FILE]
-            facts = self.probe(config["board"]["mcu"], provisioning.top_level(firmware))
+            if facts is None:
+                facts = self.probe_for(config["board"]["mcu"], firmware_dir)
             self.report(f"[1/{STEPS}] the board answers: MicroPython {facts.version} on {facts.machine}")
             copied = self.copy_firmware(stage, firmware, facts)
             forgotten = self.forget_other_device(facts, config)
@@ -193,6 +217,12 @@ class Installer:
         if self.runner is run_mpremote and importlib.util.find_spec("mpremote") is None:
             raise InstallError("mpremote is missing: `pip install mpremote` into borne's environment, then run again")
 
+    def probe_for(self, mcu: str, firmware_dir: Path = provisioning.FIRMWARE_DIR) -> BoardFacts:
+        """`probe`, looking for the files of the firmware in `firmware_dir`."""
+        if self.runner is run_mpremote and importlib.util.find_spec("mpremote") is None:
+            raise InstallError("mpremote is missing: `pip install mpremote` into borne's environment, then run again")
+        return self.probe(mcu, provisioning.top_level(provisioning.firmware_files(firmware_dir)))
+
     def probe(self, mcu: str, tops: Sequence[str]) -> BoardFacts:
         """Ask the board what it is and which files it holds under `tops`; InstallError if it does not answer
         as MicroPython does or is not the profile's microcontroller."""
@@ -211,6 +241,8 @@ class Installer:
             answer["machine"],
             tuple(answer["files"]),
             None if answer.get("identity") is None else tuple(answer["identity"]),
+            bool(answer.get("counters")),
+            answer.get("unique_id"),
         )
         chip = facts.machine.rpartition(" with ")[2].upper().replace("-", "")
         expected = mcu.upper()
@@ -243,10 +275,19 @@ class Installer:
 
     def forget_other_device(self, facts: BoardFacts, config: Mapping[str, Any]) -> str | None:
         """If the board was another device (or its config.json is unreadable), erase that device's
-        queued check-ins and counters, so none leaves under the new id; say what was done."""
+        queued check-ins and counters, so none leaves under the new id; if it was this device in
+        another key epoch, erase its counters, which start at 0 under the new keys; say what was done."""
         identity = (config["role"], config["site"], config.get("device_id"))
-        if facts.identity == identity:
-            return None  # the same device again: it keeps its queue and counters
+        epoch = config.get("key_epoch", 0)
+        if facts.identity is not None and facts.identity[:3] == identity:
+            if config["role"] != "node" or facts.identity[3] == epoch:
+                return None  # the same device again: it keeps its queue and counters
+            self._step(
+                "erasing the counters of the previous key epoch",
+                "exec",
+                "import borne.identity\nborne.identity.forget_counters()",
+            )
+            return f"its counters of key epoch {facts.identity[3]} are erased: it counts from 0 under epoch {epoch}"
         done = self._step(
             "forgetting the device the board was",
             "exec",
@@ -254,7 +295,7 @@ class Installer:
         )
         if facts.identity is None:
             return "no readable config.json on the board: any queued check-ins and counters it held are erased"
-        role, site, device_id = facts.identity
+        role, site, device_id, _ = facts.identity
         was = f"{role} {device_id} of site {site}" if device_id is not None else f"{role} of site {site}"
         removed = done.stdout.rpartition(_FORGOT_MARK)[2].strip() or "0"
         return f"the board was {was}: its queued check-ins ({removed} files) and counters are erased"
@@ -437,8 +478,7 @@ def _counters(record: Mapping[str, Any]) -> str:
     parts = [f"uplink from {record['uplink_next']}", f"last downlink {'none yet' if last is None else last}"]
     if "queued" in record:
         parts.append(f"{record['queued']} check-ins queued, {record['dropped']} dropped")
-        if record["in_flight"]:
-            parts.append("a frame awaits its ACK")
+        parts.append(f"next check-in number {record['next_number']}")
     return ", ".join(parts)
 
 

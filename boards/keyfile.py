@@ -29,13 +29,14 @@ class SiteKeys:
     master_key: bytes | None
     devices: dict[int, DeviceKeys] = field(default_factory=dict)
 
-    def for_device(self, device_id: int) -> DeviceKeys | None:
-        """The keys of a device: its own if it has some, else derived from the master key."""
+    def for_device(self, device_id: int, key_epoch: int = 0) -> DeviceKeys | None:
+        """The keys of a device in `key_epoch`: its own if it has some (they are epoch 0's), else
+        derived from the master key; None if the file cannot give them."""
         if device_id in self.devices:
-            return self.devices[device_id]
+            return self.devices[device_id] if key_epoch == 0 else None
         if self.master_key is None:
             return None
-        return derive_device_keys(self.master_key, device_id)
+        return derive_device_keys(self.master_key, device_id, key_epoch)
 
     @property
     def badge_key(self) -> bytes | None:

@@ -8,12 +8,13 @@ The profile's keys are what the firmware reads from config.json's "board"; `sour
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 BOARDS_DIR = Path(__file__).resolve().parent  # the profiles ship beside this module, as package data
 SCHEMA_FILE = BOARDS_DIR / "profile.schema.json"
-DOCUMENTATION_KEYS = ("sources", "shared_gpio")  # not copied to the board
+DOCUMENTATION_KEYS = ("sources", "shared_gpio", "notes")  # not copied to the board
 
 # GPIOs per microcontroller, from Espressif's datasheets. ESP32: 6-11 belong to the SPI flash,
 # 34-39 have no output driver and no pull resistors. ESP32-S3: 26-32 belong to the flash.
@@ -25,6 +26,24 @@ _INPUT_ONLY = {"esp32": frozenset(range(34, 40)), "esp32s3": frozenset()}
 _ADC = {
     "esp32": frozenset({0, 2, 4, 12, 13, 14, 15, 25, 26, 27, *range(32, 40)}),
     "esp32s3": frozenset(range(1, 21)),
+}
+# Strapping pins: their level at reset sets how the chip boots (ESP32 datasheet §2.4 "Strapping Pins";
+# ESP32-S3 datasheet §3 "Strapping Pins"). What a part wired there by the installer can do to a boot.
+_STRAPPING = {
+    "esp32": {
+        0: "held low at reset, the board waits for a download instead of starting",
+        2: "held high at reset, the board cannot be flashed over serial (it must be low or floating then)",
+        5: "its level at reset sets the SDIO slave's timing",
+        12: "MTDI, the flash voltage: held high at reset, the flash gets 1.8 V and a board with 3.3 V flash"
+        " does not boot",
+        15: "MTDO: held low at reset, the ROM prints no boot messages",
+    },
+    "esp32s3": {
+        0: "held low at reset, the board waits for a download instead of starting",
+        3: "its level at reset picks the JTAG source",
+        45: "VDD_SPI: held high at reset, the flash gets 1.8 V and a board with 3.3 V flash does not boot",
+        46: "held high at reset with GPIO0 low, the board cannot be flashed; it also silences boot messages",
+    },
 }
 # Pins the ESP32 drives (outputs and I2C's open-drain lines); the rest only read.
 _DRIVEN = frozenset(
@@ -83,6 +102,23 @@ def gpio_uses(profile: dict[str, Any]) -> dict[int, list[str]]:
     for key in ("button", "pulse"):
         use(profile.get(key), key)
     return uses
+
+
+def strapping_warnings(profile: dict[str, Any], wired: Iterable[str] = ("nfc_spi", "pulse")) -> list[str]:
+    """A warning for each GPIO of the `wired` sections (the parts the installer wires: an MFRC522's
+    "nfc_spi", a meter's "pulse") that is a strapping pin, saying what the part must not do at reset;
+    then the profile's own notes."""
+    strapping = _STRAPPING.get(profile.get("mcu", ""), {})
+    sections = tuple(wired)
+    warnings = []
+    for pin, functions in sorted(gpio_uses(profile).items()):
+        ours = [f for f in functions if f.split(".")[0] in sections]
+        if ours and pin in strapping:
+            warnings.append(
+                f"{', '.join(ours)} on GPIO{pin}, a strapping pin ({strapping[pin]}):"
+                " check that what you wire there does not pull it so (boards/README.md, Strapping pins)"
+            )
+    return warnings + list(profile.get("notes", []))
 
 
 def pin_problems(profile: dict[str, Any]) -> list[str]:

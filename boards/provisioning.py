@@ -3,18 +3,20 @@
 `config.json`, at the board's flash root, is what `firmware/borne/config.py` reads:
 
     {"version": 1, "role": "node" | "bridge", "site": "town-hall",
-     "device_id": 258,                                        # node only
+     "device_id": 258, "key_epoch": 0,                        # node only
      "keys": {"mic": HEX32, "enc": HEX32, "badge": HEX32},    # node only; badge with NFC only
      "board": {...the board's profile...},
      "radio": {"freq_khz", "sf", "bw", "coding_rate", "syncword", "preamble_len", "output_power",
                "ack_freq_khz", "ack_delay_ms"},
-     "nfc": {"reader": "pn532" | "mfrc522", "retap_s": 10, "direction": "none" | "in" | "out"} | null,
+     "nfc": {"reader": "pn532" | "mfrc522", "retap_s": 10, "direction": "none" | "in" | "out",
+             "retry_max_s": 600} | null,
      "sensors": ["bme280", "scd4x", "sht4x", "battery", "pulse"],
      "intervals": {"telemetry_s": 300, "status_s": 3600},
      "deep_sleep": false}
 
-A node's keys derive from the site master key for its device id; the master key itself never goes
-onto a board. `build_config` checks everything a person can get wrong and says what to do.
+A node's keys derive from the site master key for its device id and key epoch; the master key itself
+never goes onto a board. The firmware ignores `key_epoch`: the installer reads it back at the next
+flash. `build_config` checks everything a person can get wrong and says what to do.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from boards.keyfile import load_site_keys, readable_by_others
-from boards.registry import DEFAULT_REPORT_INTERVAL_S, DEFAULT_STATUS_INTERVAL_S, Device, Registry
+from boards.registry import DEFAULT_REPORT_INTERVAL_S, DEFAULT_STATUS_INTERVAL_S, UNRECORDED_BOARD, Device, Registry
 from payload_codec import DeviceKeys, derive_badge_key, derive_device_keys
 from payload_codec.airtime import SUB_BANDS
 from payload_codec.messages import field_range
@@ -68,6 +70,7 @@ RADIO_DEFAULTS: dict[str, int | str] = {
 }
 INTERVAL_DEFAULTS = {"telemetry_s": DEFAULT_REPORT_INTERVAL_S, "status_s": DEFAULT_STATUS_INTERVAL_S}
 NFC_RETAP_S = 10
+NFC_RETRY_MAX_S = 600  # the longest wait between two tries of a check-in frame
 SENSORS = ("bme280", "scd4x", "sht4x", "battery", "pulse")
 # What each sensor reports, in the registry's telemetry field names.
 SENSOR_FIELDS = {
@@ -121,10 +124,11 @@ def build_config(
     secrets: NodeSecrets | None = None,
     options: NodeOptions | None = None,
     radio: Mapping[str, int | str] | None = None,
+    key_epoch: int = 0,
 ) -> dict[str, Any]:
     """The content of config.json for a board of `profile` playing `role` in `site`.
 
-    A node needs its `device_id` and `secrets`; a bridge has neither, nor NFC or sensors: it only
+    A node needs its `device_id` and `secrets` (of its `key_epoch`); a bridge has neither, nor NFC or sensors: it only
     relays frames. `radio` overrides RADIO_DEFAULTS (every board of a site must agree on it).
     Raises ProvisioningError, saying what to change."""
     options = options or NodeOptions()
@@ -135,6 +139,7 @@ def build_config(
     config: dict[str, Any] = {"version": CONFIG_VERSION, "role": role, "site": site}
     if role == "node":
         config.update(_node_identity(device_id, secrets, options))
+        config["key_epoch"] = key_epoch
     else:
         _check_bridge(device_id, secrets, options)
     config["board"] = for_board(dict(profile))
@@ -218,7 +223,7 @@ def _nfc(profile: Mapping[str, Any], options: NodeOptions) -> dict[str, Any] | N
     direction = options.direction or "none"
     if direction not in DIRECTIONS:
         raise ProvisioningError(f"check-in direction {direction!r}: use one of {', '.join(DIRECTIONS)}")
-    return {"reader": options.nfc, "retap_s": NFC_RETAP_S, "direction": direction}
+    return {"reader": options.nfc, "retap_s": NFC_RETAP_S, "direction": direction, "retry_max_s": NFC_RETRY_MAX_S}
 
 
 def _sensors(profile: Mapping[str, Any], sensors: tuple[str, ...]) -> list[str]:
@@ -273,15 +278,61 @@ def registered_node(
             f"device {device_id} is not in {registry_file}: register it first with "
             f"`borne device add {device_id} --name NAME --site SITE --keys {key_file} --registry {registry_file}`"
         )
-    keys = site_keys.for_device(device_id)
+    keys = site_keys.for_device(device_id, device.key_epoch)
     if keys is None:
-        raise ProvisioningError(f"{key_file} has neither a master_key nor keys of its own for device {device_id}")
+        raise ProvisioningError(
+            f"{key_file} has neither a master_key nor keys of its own for device {device_id} "
+            f"(key epoch {device.key_epoch}): use the site key file that holds the master key"
+        )
     if keys != device.keys:
         raise ProvisioningError(
             f"the keys {key_file} gives device {device_id} are not those in {registry_file}: the gateway would "
             "refuse its frames. Use the key file the device was registered with, or register it again"
         )
     return device, NodeSecrets(keys, site_keys.badge_key)
+
+
+def key_epoch_move(device: Device, board_uid: str, holds_its_counters: bool) -> str | None:
+    """Why flashing `device` onto board `board_uid` needs a new key epoch, or None if it keeps its keys.
+
+    A node's counters start at 0 on a board that does not hold them: under the same keys its first
+    frames would use (key, counter) pairs, nonces, already sent. `holds_its_counters`: the board's
+    config.json names this device in its current epoch and its counters are in NVS."""
+    if device.flashed_on is None:
+        return None  # no board was flashed with these keys: none of their counters was used
+    if device.flashed_on not in (board_uid, UNRECORDED_BOARD):
+        return f"it was flashed onto board {device.flashed_on} and this is board {board_uid}"
+    if not holds_its_counters:
+        return "this board does not hold its counters (its flash was erased, or it was another device)"
+    return None
+
+
+def flash_onto(
+    device: Device, key_file: Path, registry_file: Path, board_uid: str, holds_its_counters: bool
+) -> tuple[Device, NodeSecrets, str | None]:
+    """The device as it goes onto board `board_uid`, saved in the registry before anything is installed:
+    in a new key epoch (new keys) if `key_epoch_move` says so; and why it moved, or None.
+
+    The gateway starts the device's counters over when it reloads the registry and sees the new epoch."""
+    reason = key_epoch_move(device, board_uid, holds_its_counters)
+    site_keys = load_site_keys(key_file)
+    if reason is not None:
+        epoch = device.key_epoch + 1
+        keys = site_keys.for_device(device.device_id, epoch)
+        if keys is None:
+            raise ProvisioningError(
+                f"device {device.device_id} needs new keys ({reason}), and {key_file} has no master_key to derive "
+                "them from: use the site key file that holds the master key"
+            )
+        device = replace(device, key_epoch=epoch, keys=keys, flashed_on=board_uid)
+    elif device.flashed_on == board_uid:
+        return device, NodeSecrets(device.keys, site_keys.badge_key), None
+    else:
+        device = replace(device, flashed_on=board_uid)
+    registry = Registry.load(registry_file)
+    registry.devices[device.device_id] = device
+    registry.save(registry_file)
+    return device, NodeSecrets(device.keys, site_keys.badge_key), reason
 
 
 def telemetry_fields(sensors: Iterable[str]) -> tuple[str, ...]:

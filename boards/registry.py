@@ -12,8 +12,12 @@ gateways of a town can share (read-only for them); the daemon reloads it on SIGH
     status_interval_s = 3600         # status period; an older file without it reads the default
     sensors = ["temperature_c", "co2_ppm"]   # what the board measures
     nfc = true                       # a badge reader
-    mic_key = "…32 hex digits…"      # derived from the site master key by `borne device add`
+    mic_key = "…32 hex digits…"      # derived from the site master key, device id and key epoch
     enc_key = "…32 hex digits…"
+    key_epoch = 0                    # moved on by `borne board flash` when the counters start over
+    flashed_on = "240ac4000001"      # the unique id of the board flashed in this epoch, if any
+
+An entry written before key epochs has neither: it is epoch 0, flashed on a board not recorded.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from payload_codec.schema import TELEMETRY_FIELDS
 DEFAULT_REPORT_INTERVAL_S = 300
 DEFAULT_STATUS_INTERVAL_S = 3600
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # a device's or a site's name: an MQTT topic level
+# `flashed_on` of an entry from before key epochs: some board carries its keys, which one is unknown.
+UNRECORDED_BOARD = "unrecorded"
 
 
 class RegistryError(Exception):
@@ -52,6 +58,8 @@ class Device:
     status_interval_s: int = DEFAULT_STATUS_INTERVAL_S
     sensors: tuple[str, ...] = ()  # telemetry fields the board has, for Home Assistant
     nfc: bool = False  # a badge reader: check-ins appear in Home Assistant as tag scans
+    key_epoch: int = 0  # the keys' generation: a new one each time the device's counters start over
+    flashed_on: str | None = None  # the board (machine.unique_id(), hex) flashed in this epoch; None: none yet
 
     def redacted_key(self) -> str:
         """Enough of the key to tell two apart, never enough to use it."""
@@ -82,9 +90,22 @@ def _device(device_id: int, entry: dict, where: str) -> Device:
         status_interval_s=int(entry.get("status_interval_s", DEFAULT_STATUS_INTERVAL_S)),
         sensors=tuple(entry.get("sensors", ())),
         nfc=bool(entry.get("nfc", False)),
+        key_epoch=_key_epoch(entry.get("key_epoch", 0), where),
+        flashed_on=str(entry["flashed_on"]) if "flashed_on" in entry else _legacy_board(entry),
     )
     check_device(device, where)
     return device
+
+
+def _key_epoch(value: object, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0xFFFFFFFF:
+        raise RegistryError(f"{where}.key_epoch must be a whole number from 0 to 4294967295")
+    return value
+
+
+def _legacy_board(entry: dict) -> str | None:
+    # Before key epochs an entry said nothing of its board: assume one was flashed with its keys.
+    return None if "key_epoch" in entry else UNRECORDED_BOARD
 
 
 def check_device(device: Device, where: str) -> None:
@@ -158,6 +179,8 @@ class Registry:
                 f"nfc = {'true' if device.nfc else 'false'}",
                 f'mic_key = "{device.keys.mic_key.hex()}"',
                 f'enc_key = "{device.keys.enc_key.hex()}"',
+                f"key_epoch = {device.key_epoch}",
+                *([f'flashed_on = "{_escape(device.flashed_on)}"'] if device.flashed_on is not None else []),
                 "",
             ]
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from boards import provisioning
-from boards.installer import EnrolledBadge, Installer, InstallError, enroll_badges
-from boards.profiles import BoardError, load_profile, profile_names, wiring
+from boards.installer import BoardFacts, EnrolledBadge, Installer, InstallError, enroll_badges
+from boards.profiles import BoardError, load_profile, profile_names, strapping_warnings, wiring
 from boards.provisioning import NodeOptions, ProvisioningError
 from boards.registry import Device
 from payload_codec.schema import DIRECTIONS
@@ -178,6 +178,7 @@ def _wiring(args: argparse.Namespace) -> int:
 def _flash(args: argparse.Namespace) -> int:
     profile = load_profile(args.board)
     options = _options(args)
+    device: Device | None = None
     if args.role == "node":
         if args.device is None:
             raise ProvisioningError("a node needs its device id: --device ID, as registered with `borne device add`")
@@ -191,9 +192,7 @@ def _flash(args: argparse.Namespace) -> int:
         options, warnings = provisioning.settle_with_registry(device, options)
         for warning in warnings:
             print(f"warning: {warning}")
-        config = provisioning.build_config(
-            profile, "node", device.site, device_id=args.device, secrets=secrets, options=options, radio=_radio(args)
-        )
+        config = _node_config(profile, device, secrets, options, args)
     else:
         if args.register:
             raise ProvisioningError("a bridge is not in the device registry (it only relays frames): drop --register")
@@ -202,13 +201,21 @@ def _flash(args: argparse.Namespace) -> int:
         config = provisioning.build_config(
             profile, "bridge", args.site or "", device_id=args.device, options=options, radio=_radio(args)
         )
+    wired = ["nfc_spi"] if (config.get("nfc") or {}).get("reader") == "mfrc522" else []
+    wired += ["pulse"] if "pulse" in config.get("sensors", ()) else []
+    for warning in strapping_warnings(profile, wired):
+        print(f"warning: {warning}")
     if args.dry_run:
         print(f"dry run: would install on {args.port}: {provisioning.summary(config)}")
         print(json.dumps(provisioning.redacted(config), indent=2))
         return 0
     print(f"installing on {args.port}: {provisioning.summary(config)}")
+    installer = Installer(args.port)
     try:
-        Installer(args.port).install(config)
+        facts = installer.probe_for(profile["mcu"])
+        if device is not None:
+            config = _rekeyed(profile, device, facts, options, args) or config
+        installer.install(config, facts=facts)
     except InstallError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -285,6 +292,42 @@ def _append_csv(path: Path, badge: EnrolledBadge) -> None:
         writer.writerow((badge.token, badge.tag_type))
 
 
+def _node_config(
+    profile: dict, device: Device, secrets: provisioning.NodeSecrets, options: NodeOptions, args: argparse.Namespace
+) -> dict:
+    return provisioning.build_config(
+        profile,
+        "node",
+        device.site,
+        device_id=device.device_id,
+        secrets=secrets,
+        options=options,
+        radio=_radio(args),
+        key_epoch=device.key_epoch,
+    )
+
+
+def _rekeyed(
+    profile: dict, device: Device, facts: BoardFacts, options: NodeOptions, args: argparse.Namespace
+) -> dict | None:
+    """The node's configuration in a new key epoch if this board cannot go on with its counters, else None;
+    the registry records the board either way."""
+    if facts.unique_id is None:
+        raise InstallError(
+            f"the board on {args.port} did not say its unique id (machine.unique_id()), which tells one board from "
+            "another: update MicroPython on it, then run this again"
+        )
+    holds = facts.holds_counters_of(device.site, device.device_id, device.key_epoch)
+    moved, secrets, reason = provisioning.flash_onto(device, args.keys, args.registry, facts.unique_id, holds)
+    if reason is None:
+        return None
+    print(
+        f"device {device.device_id} moves to key epoch {moved.key_epoch} ({reason}): new keys, its counters start "
+        f"over; {args.registry} is updated: reload the gateways' registry (SIGHUP, `systemctl reload borne-gateway`)"
+    )
+    return _node_config(profile, moved, secrets, options, args)
+
+
 def _register(args: argparse.Namespace) -> Device:
     """`--register`: the node's registry entry, saved unless this is a dry run."""
     if args.name is None or args.site is None:
@@ -326,6 +369,7 @@ def run_sim_board(args: argparse.Namespace) -> int:
         )
         args.radio_chip = installed.radio_chip
         args.radio_wiring = installed.radio_wiring
+        args.board_profile = installed.config["board"]
         print(f"installed in {args.flash}: {installed.summary()}", file=sys.stderr)
     install_vm()
     return virtual_board.run(args)

@@ -31,6 +31,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     decode.add_argument("frame", metavar="HEX", help="the frame's bytes in hex")
     decode.add_argument("--keys", type=Path, help="site key file; without it the MIC is not checked")
     decode.add_argument("--last-counter", type=int, help="last counter accepted from the device (default: none)")
+    decode.add_argument("--key-epoch", type=int, default=0, help="the device's key epoch, as in the registry")
     decode.add_argument("--downlink", action="store_true", help="the frame travels gateway → node")
     decode.set_defaults(run=_decode)
 
@@ -39,6 +40,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     encode.add_argument("--keys", type=Path, required=True, help="site key file")
     encode.add_argument("--device", type=lambda text: int(text, 0), required=True, help="device id, 0-65535")
     encode.add_argument("--counter", type=int, required=True, help="the device's 32-bit frame counter")
+    encode.add_argument("--key-epoch", type=int, default=0, help="the device's key epoch, as in the registry")
     encode.add_argument("--fields", required=True, help="the fields as JSON, or @FILE to read them from a file")
     encode.add_argument(
         "--encrypt",
@@ -94,7 +96,7 @@ def _decode(args: argparse.Namespace) -> int:
     keys = _load_keys(args.keys)
     if keys is None:
         return _print_unverified(envelope)
-    frame = open_envelope(envelope, keys.for_device(envelope.device_id), args.last_counter)
+    frame = open_envelope(envelope, keys.for_device(envelope.device_id, args.key_epoch), args.last_counter)
     if isinstance(frame, CodecError):
         return _refuse(frame)
     _print_json({**frame.to_json(), "verified": True, "size": len(raw)})
@@ -107,6 +109,7 @@ def _print_unverified(envelope: SealedEnvelope) -> int:
         "type": envelope.msg_type.name,
         "device_id": envelope.device_id,
         "counter16": envelope.counter16,
+        **({"counter": envelope.full_counter} if envelope.full_counter is not None else {}),
         "encrypted": bool(envelope.flags & FLAG_ENCRYPTED),
         "verified": False,
         "size": len(envelope.signed) + len(envelope.mic),
@@ -138,9 +141,10 @@ def _encode(args: argparse.Namespace) -> int:
         return 2
     keys = _load_keys(args.keys)
     assert keys is not None  # --keys is required
-    device_keys = keys.for_device(args.device)
+    device_keys = keys.for_device(args.device, args.key_epoch)
     if device_keys is None:
-        print(f"error: {args.keys} has no master_key and no keys for device {args.device}", file=sys.stderr)
+        epoch = f" in key epoch {args.key_epoch}" if args.key_epoch else ""
+        print(f"error: {args.keys} has no master_key and no keys for device {args.device}{epoch}", file=sys.stderr)
         return 2
     try:
         frame = build_frame(

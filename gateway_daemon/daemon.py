@@ -42,6 +42,7 @@ class Gateway:
         self.registry_path = Path(config.gateway.registry_file)
         self.registry = Registry.load(self.registry_path)
         self.state = GatewayState(Path(config.gateway.state_file), config.gateway.max_outbox_events)
+        self._follow_key_epochs()
         self.sources = sources_from(config) if sources is None else sources
         if not self.sources:
             raise ConfigError("no source of frames: set serial.port or udp.enabled = true in the configuration")
@@ -62,9 +63,15 @@ class Gateway:
         except RegistryError as error:
             log.error("registry not reloaded, keeping the previous one: %s", error)
             return
+        self._follow_key_epochs()
         self.pipeline.registry = self.registry
         self.publisher.registry_changed()
         log.info("registry reloaded: %d devices", len(self.registry.devices))
+
+    def _follow_key_epochs(self) -> None:
+        epochs = {device.device_id: device.key_epoch for device in self.registry.devices.values()}
+        for device_id in self.state.follow_key_epochs(epochs):
+            log.warning("device %s has new keys (key epoch %s): its counters start over", device_id, epochs[device_id])
 
     async def run(self) -> None:
         """Run until cancelled (SIGTERM/SIGINT cancel it when started by `borne gateway run`)."""

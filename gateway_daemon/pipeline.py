@@ -1,8 +1,12 @@
 """From a heard frame to events in the outbox, whichever source heard it.
 
     reception → envelope → dedup window → registry → recent copy (ACK again) → counter window
-              → MIC → decode → policy → outbox commit (with the window) → ACK on the best path heard
+              → MIC → decode → policy → check-in numbers → outbox commit (with the windows)
+              → ACK on the best path heard
               → after a status: the device's pending config, in the same receive window
+
+A check-in frame the node built again after a lost ACK has a new counter and may carry check-ins
+published before: they are left out (their numbers are in the state), the frame is ACKed.
 
 Nothing a source hands in can raise out of here: every refusal is counted by reason
 and queued for the diagnostics topic.
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from boards.registry import Device, Registry
 from payload_codec import (
     Ack,
+    CheckinBatch,
     CodecError,
     Message,
     SealedEnvelope,
@@ -29,6 +34,7 @@ from payload_codec import (
     open_envelope,
     read_envelope,
 )
+from payload_codec.counter import resolve_checkin_number
 from payload_codec.schema import FLAG_ACK_REQUESTED, FLAG_TIME_REQUESTED
 
 from .config import Config
@@ -170,7 +176,14 @@ class Pipeline:
             detail = f"check-in {frame.counter} sent in clear; the node must encrypt check-ins"
             await self.reject(Rejected(best.source, UNENCRYPTED_CHECKIN, detail, raw), device.device_id)
             return
-        events = events_of(frame, device, receptions, self.config.gateway.name, self.config.mqtt.topic_prefix)
+        first_number = None
+        if isinstance(frame.message, CheckinBatch):
+            last_number = self.state.last_checkin_number(device.device_id)
+            first_number = resolve_checkin_number(last_number, frame.message.first_number16)
+        events = events_of(
+            frame, device, receptions, self.config.gateway.name, self.config.mqtt.topic_prefix, first_number
+        )
+        fresh = self.state.unpublished(device.device_id, events)
         accepted = self.state.accept(
             device.device_id,
             frame.counter,
@@ -180,13 +193,16 @@ class Pipeline:
             rssi_dbm=best.rssi_dbm,
             snr_db=best.snr_db,
             battery_mv=frame.message.battery_mv if isinstance(frame.message, Telemetry) else None,
+            next_downlink_counter=frame.message.next_downlink_counter if isinstance(frame.message, Status) else 0,
         )
         if not accepted:  # another process sharing the state took it first
             error = CodecError("replay", f"counter {frame.counter} was accepted meanwhile by another process")
             await self._refuse(best, error, device.device_id)
             return
         self.counters[f"accepted_{frame.msg_type}"] += 1
-        self.counters["events"] += len(events)
+        self.counters["events"] += len(fresh)
+        if len(fresh) < len(events):
+            self.counters["checkins_published_before"] += len(events) - len(fresh)
         self.wake_publisher()
         self._remember_receivers(device, receptions)
         if frame.ack_requested:

@@ -1,13 +1,15 @@
-"""The gateway's durable state in one SQLite file: frame counters and the outbox.
+"""The gateway's durable state in one SQLite file: frame counters, check-in numbers and the outbox.
 
 A frame is accepted in one transaction that stores the device's new receive window
-(its highest counter and which counters below it were accepted) and puts its events
-in the outbox, so a crash can neither publish an event whose
-counter is not stored (a replay could then slip in) nor store a counter whose
-events are lost. WAL with synchronous=FULL: a commit that returned survives power
-loss. Calls are synchronous on the event loop on purpose: at LoRa rates (a few
-frames a second) a commit costs far less than the radio time between frames, and
-one connection on one thread needs no locking.
+(its highest counter and which counters below it were accepted), marks the numbers of
+its check-ins as published (a window of the same kind over the node-side numbers) and
+puts its new events in the outbox, so a crash can neither publish an event whose
+counter is not stored (a replay could then slip in), nor publish a check-in twice when
+the node sends it again in a new frame, nor store a counter whose events are lost.
+WAL with synchronous=FULL: a commit that returned survives power loss. Calls are
+synchronous on the event loop on purpose: at LoRa rates (a few frames a second) a
+commit costs far less than the radio time between frames, and one connection on one
+thread needs no locking.
 """
 
 from __future__ import annotations
@@ -36,7 +38,13 @@ CREATE TABLE IF NOT EXISTS devices (
     last_seen REAL,
     rssi_dbm REAL,
     snr_db REAL,
-    battery_mv INTEGER
+    battery_mv INTEGER,
+    checkin_top INTEGER,
+    checkins_seen_below INTEGER NOT NULL DEFAULT -1
+);
+CREATE TABLE IF NOT EXISTS key_epochs (
+    device_id INTEGER PRIMARY KEY,
+    key_epoch INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS recent_frames (
     device_id INTEGER NOT NULL,
@@ -77,7 +85,14 @@ CREATE TABLE IF NOT EXISTS receivers (
 # Columns added since the first release, with what an older file gets. A file from before the
 # receive window gets a full window (-1: every bit set): nothing below its last counter is
 # accepted, as before, so no frame it accepted can be replayed into the new window.
-_ADDED_COLUMNS = {"devices": {"seen_below": "INTEGER NOT NULL DEFAULT -1"}}
+# A file from before check-in numbers has none published (NULL).
+_ADDED_COLUMNS = {
+    "devices": {
+        "seen_below": "INTEGER NOT NULL DEFAULT -1",
+        "checkin_top": "INTEGER",
+        "checkins_seen_below": "INTEGER NOT NULL DEFAULT -1",
+    }
+}
 
 
 @dataclass(frozen=True)
@@ -89,6 +104,7 @@ class OutboxEvent:
     topic: str
     payload: str
     seq: int = 0
+    checkin_number: int | None = None  # a check-in's node-side number: published once per device
 
 
 @dataclass(frozen=True)
@@ -166,6 +182,28 @@ class GatewayState:
         ).fetchone()
         return (None, ALL_SEEN) if row is None else (row[0], _from_column(row[1]))
 
+    def last_checkin_number(self, device_id: int) -> int | None:
+        """The highest check-in number published for a device, if any: what a frame's number resolves against."""
+        row = self._db.execute("SELECT checkin_top FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+        return None if row is None else row[0]
+
+    def unpublished(self, device_id: int, events: list[OutboxEvent]) -> list[OutboxEvent]:
+        """`events` without the check-ins whose numbers were published before (or lie below the
+        window of numbers kept, WINDOW_SIZE below the highest: a node retries from its oldest)."""
+        row = self._db.execute(
+            "SELECT checkin_top, checkins_seen_below FROM devices WHERE device_id = ?", (device_id,)
+        ).fetchone()
+        top, seen_below = (None, ALL_SEEN) if row is None else (row[0], _from_column(row[1]))
+        fresh = []
+        for event in events:
+            number = event.checkin_number
+            if number is not None:
+                if top is not None and already_seen(top, seen_below, number):
+                    continue
+                top, seen_below = slide_window(top, seen_below, number)
+            fresh.append(event)
+        return fresh
+
     def accepted_counter(self, device_id: int, frame: bytes) -> int | None:
         """The counter of this very frame if it is one of the device's recently accepted frames."""
         row = self._db.execute(
@@ -184,30 +222,60 @@ class GatewayState:
         rssi_dbm: float,
         snr_db: float,
         battery_mv: int | None = None,
+        next_downlink_counter: int = 0,
     ) -> bool:
         """Mark the counter in the device's window and queue the events, atomically; False if the
         window refuses the counter (accepted before, or older than the window).
 
-        The window is read again inside the write transaction, so a second gateway process
+        `next_downlink_counter`, from a status frame, is the lowest downlink counter the node
+        accepts: downlink counters continue from it if they were behind (this file was lost).
+        Check-ins whose numbers were published before are left out (see `unpublished`), and
+        the numbers of the others are marked published in the same commit.
+
+        The windows are read again inside the write transaction, so a second gateway process
         sharing the file, or a race, cannot accept what the first one already accepted.
         """
         with self._transaction():
             last, seen_below = self.window(device_id)
             if last is not None and already_seen(last, seen_below, counter):
                 return False
+            events = self.unpublished(device_id, events)
+            numbers = [e.checkin_number for e in events if e.checkin_number is not None]
             top, seen_below = slide_window(last, seen_below, counter)
             if last is None:
                 self._db.execute(
                     "INSERT INTO devices (device_id, last_counter, seen_below, first_counter, frames, last_seen,"
-                    " rssi_dbm, snr_db, battery_mv) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?)",
-                    (device_id, top, _to_column(seen_below), counter, seen_at, rssi_dbm, snr_db, battery_mv),
+                    " rssi_dbm, snr_db, battery_mv, next_downlink_counter) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
+                    (
+                        device_id,
+                        top,
+                        _to_column(seen_below),
+                        counter,
+                        seen_at,
+                        rssi_dbm,
+                        snr_db,
+                        battery_mv,
+                        next_downlink_counter,
+                    ),
                 )
             else:
                 self._db.execute(
                     "UPDATE devices SET last_counter = ?, seen_below = ?, frames = frames + 1, last_seen = ?,"
-                    " rssi_dbm = ?, snr_db = ?, battery_mv = COALESCE(?, battery_mv) WHERE device_id = ?",
-                    (top, _to_column(seen_below), seen_at, rssi_dbm, snr_db, battery_mv, device_id),
+                    " rssi_dbm = ?, snr_db = ?, battery_mv = COALESCE(?, battery_mv),"
+                    " next_downlink_counter = MAX(next_downlink_counter, ?) WHERE device_id = ?",
+                    (
+                        top,
+                        _to_column(seen_below),
+                        seen_at,
+                        rssi_dbm,
+                        snr_db,
+                        battery_mv,
+                        next_downlink_counter,
+                        device_id,
+                    ),
                 )
+            if numbers:
+                self._publish_numbers(device_id, numbers)
             self._db.execute(
                 "INSERT INTO recent_frames (device_id, counter, frame_hash) VALUES (?, ?, ?)",
                 (device_id, counter, frame_hash(frame)),
@@ -224,6 +292,40 @@ class GatewayState:
             )
             self._enforce_bound()
         return True
+
+    def follow_key_epochs(self, epochs: dict[int, int]) -> list[int]:
+        """Record each device's key epoch (`epochs`, by id, from the registry) and start over the
+        counters of those whose epoch moved; return them. Under new keys a node counts from 0 again,
+        uplink and downlink: the old window would refuse its frames as replays."""
+        moved = []
+        with self._transaction():
+            kept = dict(self._db.execute("SELECT device_id, key_epoch FROM key_epochs").fetchall())
+            # A file from before key epochs counted epoch 0, the epoch of every device then.
+            for (device_id,) in self._db.execute("SELECT device_id FROM devices").fetchall():
+                kept.setdefault(device_id, 0)
+            for device_id, epoch in epochs.items():
+                if kept.get(device_id, epoch) != epoch:
+                    self._db.execute("DELETE FROM devices WHERE device_id = ?", (device_id,))
+                    self._db.execute("DELETE FROM recent_frames WHERE device_id = ?", (device_id,))
+                    moved.append(device_id)
+                self._db.execute(
+                    "INSERT INTO key_epochs (device_id, key_epoch) VALUES (?, ?)"
+                    " ON CONFLICT (device_id) DO UPDATE SET key_epoch = excluded.key_epoch",
+                    (device_id, epoch),
+                )
+        return moved
+
+    def _publish_numbers(self, device_id: int, numbers: list[int]) -> None:
+        top, seen_below = self._db.execute(
+            "SELECT checkin_top, checkins_seen_below FROM devices WHERE device_id = ?", (device_id,)
+        ).fetchone()
+        seen_below = _from_column(seen_below)
+        for number in numbers:
+            top, seen_below = slide_window(top, seen_below, number)
+        self._db.execute(
+            "UPDATE devices SET checkin_top = ?, checkins_seen_below = ? WHERE device_id = ?",
+            (top, _to_column(seen_below), device_id),
+        )
 
     def next_downlink_counter(self, device_id: int) -> int:
         """A downlink counter never used before for this device, stored before it is used."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .schema import CHECKIN_SIZE, ENVELOPE_SIZE, MAX_CHECKINS
+from .schema import CHECKIN_HEAD_SIZE, CHECKIN_SIZE, ENVELOPE_SIZE, MAX_CHECKINS
 
 # Largest PHY payload per spreading factor at 125 kHz in EU868 (LoRaWAN RP002 M values).
 MAX_FRAME_BY_SF = {7: 250, 8: 250, 9: 123, 10: 59, 11: 59, 12: 59}
@@ -69,4 +69,4 @@ def time_on_air_ms(
 
 def max_checkins(spreading_factor: int) -> int:
     """How many check-ins one frame may batch at this spreading factor."""
-    return min(MAX_CHECKINS, (MAX_FRAME_BY_SF[spreading_factor] - ENVELOPE_SIZE) // CHECKIN_SIZE)
+    return min(MAX_CHECKINS, (MAX_FRAME_BY_SF[spreading_factor] - ENVELOPE_SIZE - CHECKIN_HEAD_SIZE) // CHECKIN_SIZE)

@@ -52,6 +52,14 @@ def resolve_counter(
     return resolved
 
 
+def resolve_full_counter(last: int | None, counter: int, seen_below: int = ALL_SEEN) -> int | CodecError:
+    """The counter of a frame that carries all 32 bits of it: accepted if the window has not seen
+    it, however far ahead of `last` (the MIC, checked next, proves the sender chose it)."""
+    if last is not None and already_seen(last, seen_below, counter):
+        return CodecError("replay", f"counter {counter} is not newer than the window at {last}")
+    return counter
+
+
 def already_seen(last: int, seen_below: int, counter: int) -> bool:
     """Whether a window at `last` refuses `counter` as old: it is `last`, a counter below it the
     window marks as accepted, or one below the window (or below zero)."""
@@ -79,3 +87,19 @@ def slide_window(last: int | None, seen_below: int, counter: int) -> tuple[int, 
     if already_seen(last, seen_below, counter):
         raise ValueError(f"counter {counter} is not new to the window at {last}")
     return last, seen_below | 1 << (last - counter - 1)
+
+
+def resolve_checkin_number(last: int | None, number16: int) -> int:
+    """The full node-side number of a check-in whose low 16 bits are `number16`.
+
+    `last` is the highest number the receiver published for the device (None before the
+    first): the result is the number nearest to it with those low bits, at most 32768 below
+    or 32767 above, and never below zero. A retry carries numbers at or below `last`; a
+    node whose full queue dropped check-ins skips numbers ahead of it.
+    """
+    if last is None:
+        return number16
+    ahead = (number16 - last) & 0xFFFF
+    if ahead < 0x8000:
+        return last + ahead
+    return max(last + ahead - 0x10000, number16)

@@ -53,9 +53,18 @@ def _check_key(key: bytes, what: str) -> None:
         raise ValueError(f"the {what} must be {KEY_SIZE} bytes (32 hex digits), got {len(key)}")
 
 
-def derive_device_keys(master_key: bytes, device_id: int) -> DeviceKeys:
-    """The keys of `device_id`; extracting them from one node reveals no other node's."""
-    context = struct.pack("<H", device_id)
+def key_context(device_id: int, key_epoch: int = 0) -> bytes:
+    """The KDF context of a device's keys: its id (2 bytes LE), then its key epoch (4 bytes LE)
+    from epoch 1 on. Epoch 0 is the id alone, so that devices keyed before epochs keep their keys."""
+    if not 0 <= key_epoch <= 0xFFFFFFFF:
+        raise ValueError(f"a key epoch is 0 to {0xFFFFFFFF}, got {key_epoch}")
+    return struct.pack("<H", device_id) + (struct.pack("<I", key_epoch) if key_epoch else b"")
+
+
+def derive_device_keys(master_key: bytes, device_id: int, key_epoch: int = 0) -> DeviceKeys:
+    """The keys of `device_id` in its `key_epoch`; extracting them from one node reveals no other
+    node's, nor the same device's in another epoch."""
+    context = key_context(device_id, key_epoch)
     return DeviceKeys(
         mic_key=_kdf(master_key, b"borne mic", context),
         enc_key=_kdf(master_key, b"borne enc", context),
@@ -63,7 +72,9 @@ def derive_device_keys(master_key: bytes, device_id: int) -> DeviceKeys:
 
 
 def derive_badge_key(master_key: bytes) -> bytes:
-    """The site-wide badge key: the same badge gives the same token at every door of a site."""
+    """The site-wide badge key: the same badge gives the same token at every door of a site.
+
+    Its KDF context is empty (zero bytes): it belongs to no device and no epoch."""
     return _kdf(master_key, b"borne badge", b"")
 
 

@@ -20,6 +20,7 @@ from .messages import field_range
 from .schema import (
     ACK_SIZES,
     AGE_SECONDS_LIMIT,
+    CHECKIN_HEAD_SIZE,
     CHECKIN_SIZE,
     CONFIG_FIELDS,
     DIRECTIONS,
@@ -28,6 +29,8 @@ from .schema import (
     RESERVED_BITMAP_BIT,
     RESET_CAUSES,
     STATUS_SIZE,
+    TAG_AGE_IS_BOUND,
+    TAG_TYPE_MASK,
     TAG_TYPES,
     TELEMETRY_FIELDS,
     UID_LENGTHS,
@@ -80,10 +83,13 @@ def _tables() -> dict[str, Any]:
             for kind in MESSAGE_TYPES
         ],
         "checkin": {
+            "headSize": CHECKIN_HEAD_SIZE,
             "size": CHECKIN_SIZE,
             "maxCount": MAX_CHECKINS,
             "tokenSize": BADGE_TOKEN_SIZE,
             "ageSecondsLimit": AGE_SECONDS_LIMIT,
+            "ageIsBound": TAG_AGE_IS_BOUND,
+            "tagTypeMask": TAG_TYPE_MASK,
         },
         "directions": list(DIRECTIONS),
         "tagTypes": list(TAG_TYPES),

@@ -1,6 +1,7 @@
 """Whole air frames: the envelope around a body, its MIC and its encryption.
 
     header(1) | device id(2, LE) | counter low 16 bits(2, LE) | body | MIC(4)
+    header(1) | device id(2, LE) | counter(4, LE) | body | MIC(4)      (types with full_counter)
 
 `build_frame` is what a node (or a gateway sending a downlink) does; `read_envelope`
 then `open_envelope` is what the receiver does: the first needs no key and tells
@@ -12,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from construct import GreedyBytes, Int8ul, Int16ul, Struct
+from construct import GreedyBytes, Int8ul, Int16ul, Int32ul, Struct
 
-from .counter import ALL_SEEN, MAX_COUNTER_GAP, resolve_counter
+from .counter import ALL_SEEN, MAX_COUNTER_GAP, resolve_counter, resolve_full_counter
 from .crypto import DOWN, MIC_SIZE, UP, DeviceKeys, compute_mic, crypt_body, mic_matches
 from .errors import CodecError
 from .messages import JsonObject, Message, decode_body, encode_body
@@ -23,6 +24,7 @@ from .schema import (
     FLAG_ACK_REQUESTED,
     FLAG_ENCRYPTED,
     FLAG_TIME_REQUESTED,
+    FULL_COUNTER_EXTRA,
     MAX_FRAME_SIZE,
     TYPE_BY_CODE,
     UPLINK_ONLY_FLAGS,
@@ -38,6 +40,12 @@ Envelope = Struct(
     "body" / GreedyBytes,
 )
 COMPILED_ENVELOPE = Envelope.compile()
+COMPILED_FULL_ENVELOPE = Struct(
+    "header" / Int8ul,
+    "device_id" / Int16ul,
+    "counter" / Int32ul,
+    "body" / GreedyBytes,
+).compile()
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,7 @@ class SealedEnvelope:
     body: bytes  # still encrypted when FLAG_ENCRYPTED is set
     mic: bytes
     signed: bytes  # every byte the MIC covers
+    full_counter: int | None = None  # the whole counter, for a type that carries it
 
     @property
     def direction(self) -> int:
@@ -133,9 +142,15 @@ def seal_body(kind: MessageType, flags: int, device_id: int, counter: int, body:
     """
     if flags & FLAG_ENCRYPTED:
         body = crypt_body(keys.enc_key, kind.direction, device_id, counter, body)
-    signed = COMPILED_ENVELOPE.build(
-        {"header": header_byte(kind, flags), "device_id": device_id, "counter16": counter & 0xFFFF, "body": body}
-    )
+    header = header_byte(kind, flags)
+    if kind.full_counter:
+        signed = COMPILED_FULL_ENVELOPE.build(
+            {"header": header, "device_id": device_id, "counter": counter, "body": body}
+        )
+    else:
+        signed = COMPILED_ENVELOPE.build(
+            {"header": header, "device_id": device_id, "counter16": counter & 0xFFFF, "body": body}
+        )
     if len(signed) + MIC_SIZE > MAX_FRAME_SIZE:
         raise CodecError("too_long", f"{len(signed) + MIC_SIZE} bytes on air, more than {MAX_FRAME_SIZE}")
     return signed + compute_mic(keys.mic_key, kind.direction, device_id, counter, signed)
@@ -148,8 +163,7 @@ def read_envelope(raw: bytes, direction: int = UP) -> SealedEnvelope | CodecErro
     if len(raw) > MAX_FRAME_SIZE:
         return CodecError("too_long", f"{len(raw)} bytes, a frame has at most {MAX_FRAME_SIZE}")
     signed = raw[:-MIC_SIZE]
-    envelope = COMPILED_ENVELOPE.parse(signed)
-    version, code, flags = envelope.header >> 6, (envelope.header >> 3) & 0x07, envelope.header & 0x07
+    version, code, flags = raw[0] >> 6, (raw[0] >> 3) & 0x07, raw[0] & 0x07
     if version != VERSION:
         return CodecError("unknown_version", f"version {version}, this codec speaks {VERSION}")
     kind = TYPE_BY_CODE.get(code)
@@ -159,7 +173,17 @@ def read_envelope(raw: bytes, direction: int = UP) -> SealedEnvelope | CodecErro
         return CodecError("wrong_direction", f"a {kind.name} frame travels {'down' if kind.direction else 'up'}")
     if kind.direction == DOWN and flags & UPLINK_ONLY_FLAGS:
         return CodecError("bad_value", f"downlink flags {flags:#x} set bits only uplinks use")
-    return SealedEnvelope(kind, flags, envelope.device_id, envelope.counter16, envelope.body, raw[-MIC_SIZE:], signed)
+    if not kind.full_counter:
+        envelope = COMPILED_ENVELOPE.parse(signed)
+        return SealedEnvelope(
+            kind, flags, envelope.device_id, envelope.counter16, envelope.body, raw[-MIC_SIZE:], signed
+        )
+    if len(raw) < ENVELOPE_SIZE + FULL_COUNTER_EXTRA + 1:
+        return CodecError("truncated", f"{len(raw)} bytes, a {kind.name} frame has at least {ENVELOPE_SIZE + 3}")
+    full = COMPILED_FULL_ENVELOPE.parse(signed)
+    return SealedEnvelope(
+        kind, flags, full.device_id, full.counter & 0xFFFF, full.body, raw[-MIC_SIZE:], signed, full.counter
+    )
 
 
 def open_envelope(
@@ -178,7 +202,10 @@ def open_envelope(
     """
     if keys is None:
         return CodecError("unknown_device", f"no key for device {envelope.device_id}")
-    counter = resolve_counter(last_counter, envelope.counter16, max_gap, seen_below)
+    if envelope.full_counter is not None:
+        counter = resolve_full_counter(last_counter, envelope.full_counter, seen_below)
+    else:
+        counter = resolve_counter(last_counter, envelope.counter16, max_gap, seen_below)
     if isinstance(counter, CodecError):
         return counter
     kind = envelope.msg_type

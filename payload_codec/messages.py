@@ -31,6 +31,7 @@ from .schema import (
     ACK_SIZES,
     AGE_MAX_S,
     AGE_SECONDS_LIMIT,
+    CHECKIN_HEAD_SIZE,
     CHECKIN_SIZE,
     COMPILED_BODY_SCHEMAS,
     CONFIG_DIGEST_SIZE,
@@ -40,6 +41,8 @@ from .schema import (
     RESERVED_BITMAP_BIT,
     RESET_CAUSES,
     STATUS_SIZE,
+    TAG_AGE_IS_BOUND,
+    TAG_TYPE_MASK,
     TAG_TYPES,
     TELEMETRY_FIELDS,
     TYPE_BY_NAME,
@@ -59,7 +62,9 @@ class Checkin:
 
     `badge_token` is `HMAC-SHA256(site badge key, UID)[:8]`, computed on the node: the
     UID itself never leaves it. `age_s` is how long the event waited on the node
-    before the frame that carries it; the gateway subtracts it from the reception time.
+    before the frame that carries it was built; the gateway subtracts it from the
+    reception time. `age_is_bound` says the node rebooted meanwhile: the time it was
+    off is unknown and left out, so the event is at least `age_s` old.
     """
 
     badge_token: bytes
@@ -67,6 +72,7 @@ class Checkin:
     direction: str = "none"  # one of DIRECTIONS: what this door's check-ins mean
     uid_length: int  # bytes of the UID the token was computed from: one of UID_LENGTHS
     age_s: int
+    age_is_bound: bool = False
 
     def to_json(self) -> JsonObject:
         return {
@@ -75,6 +81,7 @@ class Checkin:
             "direction": self.direction,
             "uid_length": self.uid_length,
             "age_s": self.age_s,
+            "age_is_bound": self.age_is_bound,
         }
 
     @classmethod
@@ -94,6 +101,7 @@ class Checkin:
             direction=fields.get("direction", "none"),
             uid_length=_require(fields, "uid_length", "a check-in"),
             age_s=_require(fields, "age_s", "a check-in"),
+            age_is_bound=fields.get("age_is_bound", False),
         )
 
 
@@ -102,22 +110,29 @@ _CHECKIN_KEYS = {field.name for field in dataclasses.fields(Checkin)}
 
 @dataclass(frozen=True, slots=True)
 class CheckinBatch:
-    """The check-ins one frame carries, 1 to MAX_CHECKINS; each is identified by its index here."""
+    """The check-ins one frame carries, 1 to MAX_CHECKINS, with consecutive node-side numbers.
+
+    `first_number16` is the low 16 bits of the first check-in's number; the others follow
+    it. The receiver resolves the full number (`counter.resolve_checkin_number`): that
+    number, not the frame, is a check-in's identity, whichever retry carried it.
+    """
 
     msg_type: ClassVar[MessageType] = TYPE_BY_NAME["checkin"]
+    first_number16: int
     checkins: tuple[Checkin, ...]
 
     def to_json(self) -> JsonObject:
-        return {"checkins": [checkin.to_json() for checkin in self.checkins]}
+        return {"first_number16": self.first_number16, "checkins": [checkin.to_json() for checkin in self.checkins]}
 
     @classmethod
     def from_json(cls, fields: Any) -> CheckinBatch:
-        """The batch of a JSON object `{"checkins": [...]}`; raises CodecError if it is not shaped as one."""
-        _no_unknown(fields, {"checkins"}, "a check-in frame")
+        """The batch of `{"first_number16": n, "checkins": [...]}`; raises CodecError if it is not shaped as one."""
+        _no_unknown(fields, {"first_number16", "checkins"}, "a check-in frame")
+        first = _require(fields, "first_number16", "a check-in frame")
         checkins = _require(fields, "checkins", "a check-in frame")
         if not isinstance(checkins, list):
             raise CodecError("bad_value", f"a check-in frame holds 1 to {MAX_CHECKINS} check-ins")
-        return cls(tuple(Checkin.from_json(event) for event in checkins))
+        return cls(first, tuple(Checkin.from_json(event) for event in checkins))
 
 
 # --- telemetry and config: presence-bitmap bodies -----------------------------------------
@@ -191,6 +206,7 @@ class Status:
     reader_errors: int = 0
     duty_cycle_deferrals: int = 0  # frames held back to respect the duty cycle
     config_digest: int = 0  # config_digest() of the last config downlink applied, 0 before any
+    next_downlink_counter: int = 0  # the lowest downlink counter the node accepts next
 
     def to_json(self) -> JsonObject:
         return {
@@ -204,6 +220,7 @@ class Status:
             "reader_errors": self.reader_errors,
             "duty_cycle_deferrals": self.duty_cycle_deferrals,
             "config_digest": self.config_digest,
+            "next_downlink_counter": self.next_downlink_counter,
         }
 
     @classmethod
@@ -219,6 +236,7 @@ class Status:
             reset_cause=fields.get("reset_cause", "unknown"),
             sensor_faults=tuple(faults),
             **{name: fields.get(name, 0) for name in _STATUS_COUNTERS},
+            next_downlink_counter=fields.get("next_downlink_counter", 0),
         )
 
 
@@ -304,10 +322,12 @@ def decode_body(msg_type: str, body: bytes) -> Message | CodecError:
 
 def _check_size(msg_type: str, size: int) -> CodecError | None:
     if msg_type == "checkin":
-        count, rest = divmod(size, CHECKIN_SIZE)
+        count, rest = divmod(size - CHECKIN_HEAD_SIZE, CHECKIN_SIZE)
         if rest or not 1 <= count <= MAX_CHECKINS:
             return CodecError(
-                "bad_length", f"check-in body of {size} bytes is not 1 to {MAX_CHECKINS} events of {CHECKIN_SIZE}"
+                "bad_length",
+                f"check-in body of {size} bytes is not {CHECKIN_HEAD_SIZE} then 1 to {MAX_CHECKINS} events"
+                f" of {CHECKIN_SIZE}",
             )
     elif msg_type == "status" and size != STATUS_SIZE:
         return CodecError("bad_length", f"status body is {STATUS_SIZE} bytes, got {size}")
@@ -384,28 +404,34 @@ def _checkins_to_raw(batch: CheckinBatch) -> tuple[dict, int]:
         token = event.badge_token
         if not isinstance(token, bytes) or len(token) != BADGE_TOKEN_SIZE:
             raise CodecError("bad_value", f"badge_token must be {BADGE_TOKEN_SIZE} bytes, got {token!r}")
+        if not isinstance(event.age_is_bound, bool):
+            raise CodecError("bad_value", f"age_is_bound must be true or false, got {event.age_is_bound!r}")
         tag = (
             _code_of(DIRECTIONS, event.direction, "direction") << 6
+            | (TAG_AGE_IS_BOUND if event.age_is_bound else 0)
             | _code_of(TAG_TYPES, event.tag_type, "tag_type") << 2
             | _code_of(UID_LENGTHS, event.uid_length, "uid_length")
         )
         age_s = _whole(event.age_s, 0, AGE_MAX_S, "age_s")
         events.append({"tag": tag, "badge_token": token, "age": age_to_raw(age_s)})
-    return {"checkins": events}, len(events) * CHECKIN_SIZE
+    first = _whole(batch.first_number16, 0, 0xFFFF, "first_number16")
+    return {"first_number16": first, "checkins": events}, CHECKIN_HEAD_SIZE + len(events) * CHECKIN_SIZE
 
 
 def _checkins_from_raw(raw: Any) -> CheckinBatch:
     return CheckinBatch(
+        raw.first_number16,
         tuple(
             Checkin(
                 badge_token=event.badge_token,
-                tag_type=_name_of(TAG_TYPES, (event.tag >> 2) & 0x0F, "tag_type"),
+                tag_type=_name_of(TAG_TYPES, (event.tag >> 2) & TAG_TYPE_MASK, "tag_type"),
                 direction=_name_of(DIRECTIONS, event.tag >> 6, "direction"),
                 uid_length=_name_of(UID_LENGTHS, event.tag & 0x03, "uid_length"),
                 age_s=age_from_raw(event.age),
+                age_is_bound=bool(event.tag & TAG_AGE_IS_BOUND),
             )
             for event in raw.checkins
-        )
+        ),
     )
 
 
@@ -511,6 +537,7 @@ def _status_to_raw(status: Status) -> tuple[dict, int]:
     }
     for name in _STATUS_COUNTERS:
         raw[name] = _whole(getattr(status, name), 0, 0xFFFF, name)
+    raw["next_downlink_counter"] = _whole(status.next_downlink_counter, 0, 0xFFFFFFFF, "next_downlink_counter")
     return raw, STATUS_SIZE
 
 
@@ -528,6 +555,7 @@ def _status_from_raw(raw: Any) -> Status:
         reader_errors=raw.reader_errors,
         duty_cycle_deferrals=raw.duty_cycle_deferrals,
         config_digest=raw.config_digest,
+        next_downlink_counter=raw.next_downlink_counter,
     )
 
 

@@ -28,8 +28,11 @@ from construct import (
 
 from .crypto import BADGE_TOKEN_SIZE, DOWN, UP
 
-VERSION = 1
+VERSION = 2  # 2: check-ins carry their node-side number and say when an age is a bound
 ENVELOPE_SIZE = 9  # header 1, device id 2, counter 2, MIC 4
+# A type that carries its full counter has a 4-byte counter field: a receiver that lost the
+# sender's counter, or heard nothing from it for longer than 16 bits resolve, learns it again.
+FULL_COUNTER_EXTRA = 2
 MAX_FRAME_SIZE = 250  # the largest PHY payload EU868 allows (SF7/SF8); see airtime.MAX_FRAME_BY_SF
 
 # Header byte: version in bits 7-6, message type in bits 5-3, flags in bits 2-0.
@@ -47,12 +50,13 @@ class MessageType:
     code: int
     direction: int
     encrypted_by_default: bool
+    full_counter: bool = False  # the envelope carries the whole 32-bit counter, not its low 16 bits
 
 
 MESSAGE_TYPES = (
     MessageType("checkin", 1, UP, encrypted_by_default=True),
     MessageType("telemetry", 2, UP, encrypted_by_default=False),
-    MessageType("status", 3, UP, encrypted_by_default=False),
+    MessageType("status", 3, UP, encrypted_by_default=False, full_counter=True),
     MessageType("ack", 4, DOWN, encrypted_by_default=False),
     MessageType("config", 5, DOWN, encrypted_by_default=False),
 )
@@ -60,8 +64,10 @@ TYPE_BY_NAME = {t.name: t for t in MESSAGE_TYPES}
 TYPE_BY_CODE = {t.code: t for t in MESSAGE_TYPES}
 
 # --- Check-in -------------------------------------------------------------------------
-# One event is 11 bytes: a tag byte, the badge token and the age of the event.
-# Tag byte: direction in bits 7-6, tag type in bits 5-2, UID length in bits 1-0.
+# A body is the low 16 bits of the first check-in's number, then 1 to MAX_CHECKINS events of
+# 11 bytes each: a tag byte, the badge token and the age of the event. The node numbers each
+# check-in when the badge is read; the events of a frame carry consecutive numbers from the first.
+# Tag byte: direction in bits 7-6, age-is-a-bound in bit 5, tag type in bits 4-2, UID length in 1-0.
 DIRECTIONS = ("none", "in", "out")
 TAG_TYPES = (
     "unknown",
@@ -73,8 +79,14 @@ TAG_TYPES = (
     "iso14443_4",
 )
 UID_LENGTHS = (4, 7, 10)
+# Set when the age crossed a reboot of the node: the time it was off is unknown and left out,
+# so the age is a lower bound and the event happened at the time it gives or earlier.
+TAG_AGE_IS_BOUND = 0x20
+TAG_TYPE_MASK = 0x07  # tag type, bits 4-2 once shifted down
+assert len(TAG_TYPES) <= TAG_TYPE_MASK + 1, "the tag type has three bits"
+CHECKIN_HEAD_SIZE = 2  # the first check-in's number, low 16 bits
 CHECKIN_SIZE = 1 + BADGE_TOKEN_SIZE + 2
-MAX_CHECKINS = 16  # 185 bytes on air: fits SF7/SF8; airtime.max_checkins() caps it per SF
+MAX_CHECKINS = 16  # 187 bytes on air: fits SF7/SF8; airtime.max_checkins() caps it per SF
 
 # The age field counts seconds up to AGE_SECONDS_LIMIT (9.1 h), then minutes above it,
 # up to AGE_MAX_S (23.1 days): a check-in that waited out a long outage keeps its day
@@ -83,7 +95,11 @@ AGE_SECONDS_LIMIT = 0x8000
 AGE_MAX_S = AGE_SECONDS_LIMIT + 0x7FFF * 60
 
 CheckinEvent = Struct("tag" / Int8ul, "badge_token" / Bytes(BADGE_TOKEN_SIZE), "age" / Int16ul)
-CheckinBody = Struct("checkins" / Array(this._params.size // CHECKIN_SIZE, CheckinEvent), Terminated)
+CheckinBody = Struct(
+    "first_number16" / Int16ul,
+    "checkins" / Array((this._params.size - CHECKIN_HEAD_SIZE) // CHECKIN_SIZE, CheckinEvent),
+    Terminated,
+)
 
 
 # --- Telemetry and config: a presence bitmap, then only the fields present -------------
@@ -159,6 +175,9 @@ _STATUS_LAYOUT = (
     "reader_errors" / Int16ul,
     "duty_cycle_deferrals" / Int16ul,  # frames held back to respect the duty cycle
     "config_digest" / Int16ul,  # CONFIG_DIGEST of the last config body applied, 0 before any
+    # The lowest downlink counter the node accepts next (the last it accepted + 1, 0 before any):
+    # a gateway that lost its state continues its downlinks from there.
+    "next_downlink_counter" / Int32ul,
 )
 StatusBody = Struct(*_STATUS_LAYOUT, Terminated)
 STATUS_SIZE = Struct(*_STATUS_LAYOUT).sizeof()

@@ -12,8 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from . import airtime, bridge_link
-from .counter import ALL_SEEN, MAX_COUNTER_GAP, WINDOW_SIZE, resolve_counter, slide_window
-from .crypto import DOWN, UP, badge_token, derive_badge_key, derive_device_keys
+from .counter import (
+    ALL_SEEN,
+    MAX_COUNTER_GAP,
+    WINDOW_SIZE,
+    resolve_checkin_number,
+    resolve_counter,
+    resolve_full_counter,
+    slide_window,
+)
+from .crypto import DOWN, KEY_SIZE, UP, badge_token, derive_badge_key, derive_device_keys, key_context
 from .frame import build_frame, seal_body
 from .messages import Ack, CheckinBatch, Telemetry, config_digest, encode_body, message_from_json
 from .schema import (
@@ -39,8 +47,8 @@ DEVICE_ID = 0x0102
 TEST_UIDS = ("04a1b2c3", "04a1b2c3d4e5f6", "04a1b2c3d4e5f6071829")
 
 
-def _keys_json(device_id: int) -> dict[str, str]:
-    keys = derive_device_keys(TEST_MASTER_KEY, device_id)
+def _keys_json(device_id: int, key_epoch: int = 0) -> dict[str, str]:
+    keys = derive_device_keys(TEST_MASTER_KEY, device_id, key_epoch)
     return {"mic_key": keys.mic_key.hex(), "enc_key": keys.enc_key.hex()}
 
 
@@ -55,9 +63,10 @@ def _frame_case(
     ack_requested: bool = False,
     time_requested: bool = False,
     last_counter: int | None = None,
+    key_epoch: int = 0,
 ) -> dict[str, Any]:
     kind = TYPE_BY_NAME[msg_type]
-    keys = derive_device_keys(TEST_MASTER_KEY, device_id)
+    keys = derive_device_keys(TEST_MASTER_KEY, device_id, key_epoch)
     message = message_from_json(msg_type, fields)
     frame = build_frame(
         message,
@@ -84,11 +93,15 @@ def _frame_case(
         "size": len(frame),
         "valid": True,
         "error": None,
-        "keys": _keys_json(device_id),
+        "keys": _keys_json(device_id, key_epoch),
     }
 
 
-def _checkin(index: int, age_s: int, uid: str = TEST_UIDS[1]) -> dict[str, Any]:
+def _checkins(first_number16: int, events: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"first_number16": first_number16, "checkins": events}
+
+
+def _checkin(index: int, age_s: int, uid: str = TEST_UIDS[1], *, age_is_bound: bool = False) -> dict[str, Any]:
     badge_key = derive_badge_key(TEST_MASTER_KEY)
     uid_bytes = bytes.fromhex(uid)
     # Vary the badge per event so a batch is not one token repeated.
@@ -99,40 +112,46 @@ def _checkin(index: int, age_s: int, uid: str = TEST_UIDS[1]) -> dict[str, Any]:
         "direction": DIRECTIONS[index % len(DIRECTIONS)],
         "uid_length": len(uid_bytes),
         "age_s": age_s,
+        "age_is_bound": age_is_bound,
     }
 
 
 def checkin_cases() -> list[dict]:
+    # Numbered on from case to case: heard in order by one gateway, the vectors are the check-ins
+    # of one node, each published once.
+    following = [1]
+
+    def numbered(events: list[dict[str, Any]]) -> dict[str, Any]:
+        first = following[0]
+        following[0] += len(events)
+        return _checkins(first, events)
+
     cases = [
         _frame_case(
             f"checkin_batch_{n}",
             "checkin",
-            {"checkins": [_checkin(i, 5 + 17 * i) for i in range(n)]},
+            numbered([_checkin(i, 5 + 17 * i) for i in range(n)]),
             1000 + n,
             ack_requested=True,
         )
         for n in range(1, MAX_CHECKINS + 1)
     ]
-    cases.append(_frame_case("checkin_plain", "checkin", {"checkins": [_checkin(3, 42)]}, 2001, encrypt=False))
+    cases.append(_frame_case("checkin_plain", "checkin", numbered([_checkin(3, 42)]), 2001, encrypt=False))
     cases.append(
         _frame_case(
             "checkin_time_requested",
             "checkin",
-            {"checkins": [_checkin(1, 0)]},
+            numbered([_checkin(1, 0)]),
             2002,
             ack_requested=True,
             time_requested=True,
         )
     )
     for index, tag_type in enumerate(TAG_TYPES):
-        cases.append(
-            _frame_case(f"checkin_tag_{tag_type}", "checkin", {"checkins": [_checkin(index, 1)]}, 2100 + index)
-        )
+        cases.append(_frame_case(f"checkin_tag_{tag_type}", "checkin", numbered([_checkin(index, 1)]), 2100 + index))
     for uid in TEST_UIDS:
         event = _checkin(0, 60, uid)
-        cases.append(
-            _frame_case(f"checkin_uid_{len(uid) // 2}_bytes", "checkin", {"checkins": [event]}, 2200 + len(uid))
-        )
+        cases.append(_frame_case(f"checkin_uid_{len(uid) // 2}_bytes", "checkin", numbered([event]), 2200 + len(uid)))
     ages = [
         0,
         AGE_SECONDS_LIMIT - 1,
@@ -143,18 +162,67 @@ def checkin_cases() -> list[dict]:
     ]
     for age in ages:
         cases.append(
-            _frame_case(f"checkin_age_{age}s", "checkin", {"checkins": [_checkin(2, age)]}, 2300 + ages.index(age))
+            _frame_case(f"checkin_age_{age}s", "checkin", numbered([_checkin(2, age)]), 2300 + ages.index(age))
         )
+    # The age of a check-in queued before a power cut of the node leaves out the time it was off.
+    cases.append(
+        _frame_case(
+            "checkin_ages_across_a_reboot_are_bounds",
+            "checkin",
+            numbered([_checkin(0, 4000, age_is_bound=True), _checkin(1, 3990, age_is_bound=True), _checkin(2, 7)]),
+            2400,
+            ack_requested=True,
+        )
+    )
     cases.append(
         _frame_case(
             "checkin_counter_above_16_bits",
             "checkin",
-            {"checkins": [_checkin(4, 9)]},
+            numbered([_checkin(4, 9)]),
             0x0001_0005,
             last_counter=0x0000_FFF0,
         )
     )
+    # The first check-in numbered 65535: the next ones are 65536 and 65537, sent as 0 and 1 if first.
+    cases.append(
+        _frame_case(
+            "checkin_number_wrapping_16_bits",
+            "checkin",
+            _checkins(0xFFFF, [_checkin(i, 30 - i) for i in range(3)]),
+            0x0001_0006,
+            ack_requested=True,
+            last_counter=0x0001_0005,
+        )
+    )
     return cases
+
+
+def _number_case(name: str, last_published: int | None, first_number: int, count: int) -> dict[str, Any]:
+    """A check-in frame's numbers as a receiver that published up to `last_published` resolves them."""
+    first = resolve_checkin_number(last_published, first_number & 0xFFFF)
+    return {
+        "name": name,
+        "last_published": last_published,
+        "first_number16": first_number & 0xFFFF,
+        "count": count,
+        "numbers": list(range(first, first + count)),
+    }
+
+
+def number_cases() -> list[dict]:
+    """Check-in numbers (counter.resolve_checkin_number): the full numbers of a frame's check-ins."""
+    return [
+        _number_case("first_frame_ever", None, 5, 3),
+        _number_case("next_after_the_last_published", 41, 42, 2),
+        _number_case("retry_of_numbers_already_published", 44, 42, 4),
+        _number_case("numbers_skipped_by_a_full_queue", 100, 400, 1),
+        _number_case("first_number_wrapping_16_bits", 0xFFFE, 0xFFFF, 3),
+        _number_case("next_past_the_wrap", 0x1_0001, 0x1_0002, 1),
+        _number_case("retry_from_before_the_wrap", 0x1_0001, 0xFFFD, 6),
+        _number_case("farthest_ahead", 1000, 1000 + 0x7FFF, 1),
+        _number_case("farthest_behind", 0x2_0000, 0x2_0000 - 0x8000, 1),
+        _number_case("never_below_zero", 3, 0xFFF0, 1),
+    ]
 
 
 TELEMETRY_SAMPLE = {
@@ -215,6 +283,23 @@ def telemetry_cases() -> list[dict]:
     return cases
 
 
+STATUS_SAMPLE = message_from_json(
+    "status",
+    {
+        "firmware": "1.0.0",
+        "uptime_s": 60,
+        "reset_cause": "power_on",
+        "sensor_faults": [],
+        "queue_depth": 0,
+        "checkins_dropped": 0,
+        "radio_errors": 0,
+        "reader_errors": 0,
+        "duty_cycle_deferrals": 0,
+        "next_downlink_counter": 0,
+    },
+)
+
+
 def status_cases() -> list[dict]:
     cases = []
     for index, cause in enumerate(RESET_CAUSES):
@@ -229,8 +314,14 @@ def status_cases() -> list[dict]:
             "reader_errors": 2 * index,
             "duty_cycle_deferrals": 5 * index,
             "config_digest": 0x1111 * index,
+            "next_downlink_counter": 0 if index == 0 else 1000 * index + 1,
         }
         cases.append(_frame_case(f"status_reset_{cause}", "status", fields, 4000 + index))
+    # A status frame carries its whole counter: a receiver without state learns one past 16 bits.
+    fields = {**cases[1]["fields"], "uptime_s": 90}
+    cases.append(_frame_case("status_full_counter_past_16_bits", "status", fields, 0x0012_3456))
+    cases.append(_frame_case("status_full_counter_after_a_long_silence", "status", fields, 200_000, last_counter=100))
+    cases.append(_frame_case("status_of_a_re_keyed_device", "status", fields, 0, key_epoch=1))
     return cases
 
 
@@ -303,8 +394,12 @@ def error_cases() -> list[dict]:
         for name in ("temperature_c", "humidity_pct", "pressure_hpa", "co2_ppm", "battery_mv")
     }
     good = build_frame(Telemetry.from_json(five), DEVICE_ID, 500, keys)
-    checkin = build_frame(CheckinBatch.from_json({"checkins": [_checkin(0, 3)]}), DEVICE_ID, 501, keys)
+    checkin = build_frame(CheckinBatch.from_json(_checkins(1, [_checkin(0, 3)])), DEVICE_ID, 501, keys)
     telemetry, status, ack = TYPE_BY_NAME["telemetry"], TYPE_BY_NAME["status"], TYPE_BY_NAME["ack"]
+    checkin_kind = TYPE_BY_NAME["checkin"]
+    # One check-in more than MAX_CHECKINS, each well formed: refused by its length alone.
+    event = CheckinBatch.from_json(_checkins(0, [_checkin(0, 3)]))
+    seventeen = encode_body(event)[:2] + encode_body(event)[2:] * (MAX_CHECKINS + 1)
     flipped = bytearray(good)
     flipped[6] ^= 0x01
 
@@ -313,6 +408,9 @@ def error_cases() -> list[dict]:
 
     cases = [
         _error_case("truncated_below_envelope", "truncated", good[:9]),
+        _error_case(
+            "truncated_below_full_counter_envelope", "truncated", build_frame(STATUS_SAMPLE, DEVICE_ID, 7, keys)[:11]
+        ),
         _error_case("too_long_frame", "too_long", good[:5] + bytes(MAX_FRAME_SIZE)),
         _error_case("unknown_version", "unknown_version", bytes([(VERSION + 1) << 6 | good[0] & 0x3F]) + good[1:]),
         _error_case("unknown_type_code_0", "unknown_type", bytes([VERSION << 6 | 0 << 3]) + good[1:]),
@@ -339,6 +437,16 @@ def error_cases() -> list[dict]:
             "bad_length_checkin", "bad_length", sealed(TYPE_BY_NAME["checkin"], bytes(12)), body=bytes(12), fport=1
         ),
         _error_case(
+            "bad_length_checkin_number_alone", "bad_length", sealed(checkin_kind, bytes(2)), body=bytes(2), fport=1
+        ),
+        _error_case(
+            "bad_length_17_checkins",
+            "bad_length",
+            sealed(checkin_kind, seventeen),
+            body=seventeen,
+            fport=1,
+        ),
+        _error_case(
             "bad_length_status",
             "bad_length",
             sealed(status, bytes(STATUS_SIZE - 1)),
@@ -352,8 +460,22 @@ def error_cases() -> list[dict]:
         _error_case(
             "bad_value_direction_code",
             "bad_value",
-            sealed(TYPE_BY_NAME["checkin"], b"\xc0" + bytes(10)),
-            body=b"\xc0" + bytes(10),
+            sealed(checkin_kind, b"\x01\x00\xc0" + bytes(10)),
+            body=b"\x01\x00\xc0" + bytes(10),
+            fport=1,
+        ),
+        _error_case(
+            "bad_value_tag_type_code",
+            "bad_value",
+            sealed(checkin_kind, b"\x01\x00\x1d" + bytes(10)),
+            body=b"\x01\x00\x1d" + bytes(10),
+            fport=1,
+        ),
+        _error_case(
+            "bad_value_uid_length_code",
+            "bad_value",
+            sealed(checkin_kind, b"\x01\x00\x03" + bytes(10)),
+            body=b"\x01\x00\x03" + bytes(10),
             fport=1,
         ),
         _error_case(
@@ -378,11 +500,18 @@ def _window_json(last_counter: int, seen_below: int) -> dict[str, Any]:
     return {"last_counter": last_counter, "seen_below_hex": f"{seen_below:016x}"}
 
 
-def _window_case(name: str, counter: int, last_counter: int, seen_below: int) -> dict[str, Any]:
-    """An uplink heard by a receiver whose window for the device is (last_counter, seen_below)."""
+def _window_case(
+    name: str, counter: int, last_counter: int, seen_below: int, full_counter: bool = False
+) -> dict[str, Any]:
+    """An uplink heard by a receiver whose window for the device is (last_counter, seen_below): a
+    telemetry frame (16 counter bits), or with `full_counter` a status frame (all 32)."""
     keys = derive_device_keys(TEST_MASTER_KEY, DEVICE_ID)
-    frame = build_frame(Telemetry.from_json({"co2_ppm": 600}), DEVICE_ID, counter, keys)
-    resolved = resolve_counter(last_counter, counter & 0xFFFF, MAX_COUNTER_GAP, seen_below)
+    if full_counter:
+        frame = build_frame(STATUS_SAMPLE, DEVICE_ID, counter, keys)
+        resolved = resolve_full_counter(last_counter, counter, seen_below)
+    else:
+        frame = build_frame(Telemetry.from_json({"co2_ppm": 600}), DEVICE_ID, counter, keys)
+        resolved = resolve_counter(last_counter, counter & 0xFFFF, MAX_COUNTER_GAP, seen_below)
     refused = not isinstance(resolved, int)
     return {
         "name": name,
@@ -412,6 +541,12 @@ def window_cases() -> list[dict]:
         _window_case("full_window_refuses_below_the_top", top - 1, top, ALL_SEEN),
         _window_case("window_never_reaches_below_zero", 0x0000_FFF0, 10, 0),
         _window_case("gap_beyond_the_limit", top + MAX_COUNTER_GAP + 1, top, 0),
+        _window_case("exactly_the_gap_limit_ahead", top + MAX_COUNTER_GAP, top, 0),
+        _window_case("full_counter_beyond_the_gap_limit", top + MAX_COUNTER_GAP + 1, top, 0, full_counter=True),
+        _window_case("full_counter_across_16_bits", 0x0003_0001, top, 0, full_counter=True),
+        _window_case("full_counter_late_never_seen", 990, top, holes, full_counter=True),
+        _window_case("full_counter_top_is_a_replay", top, top, 0, full_counter=True),
+        _window_case("full_counter_below_the_window_is_a_replay", top - WINDOW_SIZE - 1, top, 0, full_counter=True),
     ]
 
 
@@ -495,15 +630,34 @@ def bridge_link_cases() -> list[dict]:
     return cases
 
 
+def _kdf_input(label: bytes, context: bytes) -> str:
+    """The one block of NIST SP 800-108 counter mode that AES-CMAC(master key, ·) turns into a key:
+    i = 1 (4 bytes BE) | label | 00 | context | L = 128 (4 bytes BE)."""
+    return ((1).to_bytes(4, "big") + label + b"\x00" + context + (KEY_SIZE * 8).to_bytes(4, "big")).hex()
+
+
 def key_cases() -> list[dict]:
     return [
         {
             "master_key": TEST_MASTER_KEY.hex(),
             "device_id": device_id,
-            **_keys_json(device_id),
+            "key_epoch": key_epoch,
+            **_keys_json(device_id, key_epoch),
             "badge_key": derive_badge_key(TEST_MASTER_KEY).hex(),
+            "kdf_input_hex": {
+                "mic_key": _kdf_input(b"borne mic", key_context(device_id, key_epoch)),
+                "enc_key": _kdf_input(b"borne enc", key_context(device_id, key_epoch)),
+                "badge_key": _kdf_input(b"borne badge", b""),
+            },
         }
-        for device_id in (0, 1, DEVICE_ID, 0xFFFF)
+        for device_id, key_epoch in (
+            (0, 0),
+            (1, 0),
+            (DEVICE_ID, 0),
+            (0xFFFF, 0),
+            (DEVICE_ID, 1),
+            (DEVICE_ID, 0xFFFFFFFF),
+        )
     ]
 
 
@@ -545,6 +699,7 @@ def all_vector_files() -> dict[str, dict]:
         name: {"note": note, "master_key": TEST_MASTER_KEY.hex(), "cases": cases} for name, cases in frames.items()
     }
     files["uplink_window.json"] = {"note": note, "master_key": TEST_MASTER_KEY.hex(), "cases": window_cases()}
+    files["checkin_numbers.json"] = {"note": note, "cases": number_cases()}
     files["bridge_link.json"] = {"note": note, "cases": bridge_link_cases()}
     files["keys.json"] = {"note": note, "cases": key_cases()}
     files["badge_tokens.json"] = {"note": note, "cases": badge_token_cases()}

@@ -61,6 +61,7 @@ class NodeSpec:
     facility: str = "town_hall"
     deep_sleep: bool = False
     battery_mv: int = 3900  # what the battery input reads (through the profile's divider)
+    retry_max_s: int | None = None  # the longest wait between check-in retries; None: the firmware's
 
 
 class VirtualSite:
@@ -125,6 +126,7 @@ class VirtualSite:
         self._write_registry()
         bridge_config = build_config(load_profile(self.bridge_board), "bridge", self.site, radio=self.radio)
         bridge = self._board("bridge", bridge_config)
+        bridge.wire_power_chip(bridge_config["board"])
         bridge.start()
         self._write_gateway_config(bridge.port)
         if self.run_gateway:
@@ -227,9 +229,12 @@ class VirtualSite:
         )
         secrets = secrets_from_master(TEST_MASTER_KEY, spec.device_id)
         profile = self.profiles[spec.name]
-        return build_config(
+        config = build_config(
             profile, "node", self.site, device_id=spec.device_id, secrets=secrets, options=options, radio=self.radio
         )
+        if spec.retry_max_s is not None and config["nfc"] is not None:
+            config["nfc"]["retry_max_s"] = spec.retry_max_s
+        return config
 
     def _board(self, name: str, config: dict) -> VirtualBoard:
         flash = self.work / "boards" / name / "flash"
@@ -250,6 +255,7 @@ class VirtualSite:
     def _wire(self, spec: NodeSpec) -> None:
         board = self.boards[spec.name]
         profile = self.profiles[spec.name]
+        board.wire_power_chip(profile)
         i2c = profile["i2c"]
         for sensor in spec.sensors:
             if sensor in _I2C_CHIPS:

@@ -1,9 +1,13 @@
-"""The firmware's start: configuration, safe mode, watchdog, and the role the board plays.
+"""The firmware's start: configuration, safe mode, watchdog, the board's power, and the role it plays.
 
 A boot that does not reach HEALTHY_AFTER_MS of running counts as a crash; after MAX_CRASHES in a
 row (counted in RTC memory, so a power cycle starts afresh) the board stays in safe mode: the
 firmware does not start and the REPL is left to the installer, with the last error in /crash.txt.
 Holding the board's button at reset gives safe mode too, and so does a configuration error.
+
+Every task of a role runs `supervised`: one that raises, or ends when it must not, is a crash (its
+error in /crash.txt, then a reset), never a board that looks alive with a part of it gone; and an
+error in a task nobody awaits reaches the loop's exception handler, which crashes the same way.
 """
 
 import asyncio
@@ -74,7 +78,9 @@ def clear_crashes():
 
 async def _main(config):
     watchdog.arm()
+    asyncio.get_event_loop().set_exception_handler(_unhandled)
     try:
+        power_up(config["board"])
         if config["role"] == "node":
             from borne.node import Node
 
@@ -83,7 +89,7 @@ async def _main(config):
             from borne.bridge import Bridge
 
             role = Bridge(config).run()
-    except Exception as error:  # a board that cannot build its role: its radio does not answer
+    except Exception as error:  # a board that cannot build its role: its radio or its power chip does not answer
         return _crash(error)
     helpers = [asyncio.create_task(_keep_watchdog_fed()), asyncio.create_task(_healthy_after())]
     try:
@@ -96,6 +102,43 @@ async def _main(config):
     finally:
         for task in helpers:
             task.cancel()
+
+
+def power_up(board):
+    """Switch on what powers the board's parts, before they are used: Vext (Heltec: the OLED's I2C bus,
+    with the sensors on it, and the LNA) and a power chip's rails (T-Beam: the radio)."""
+    vext = board.get("vext")
+    if vext:
+        machine.Pin(vext["pin"], machine.Pin.OUT, value=vext["on"])
+    pmu = board.get("pmu")
+    if pmu:
+        from borne.drivers import axp
+
+        i2c = board["i2c"]
+        bus = machine.I2C(i2c["id"], sda=machine.Pin(i2c["sda"]), scl=machine.Pin(i2c["scl"]), freq=100000)
+        axp.power_rails(bus, pmu)
+
+
+def supervised(job, may_end=False):
+    """Run the coroutine `job` as a task whose error is a crash, and so is its end unless `may_end`."""
+    return asyncio.create_task(_supervise(job, may_end))
+
+
+async def _supervise(job, may_end):
+    try:
+        await job
+    except asyncio.CancelledError:  # the role stops (Ctrl-C): not a crash
+        raise
+    except Exception as error:
+        _crash(error)
+    else:
+        if not may_end:
+            _crash(RuntimeError(f"the task {job} ended"))
+
+
+def _unhandled(loop, context):
+    """The loop's exception handler: a task nobody awaits raised."""
+    _crash(context.get("exception") or RuntimeError(context.get("message")))
 
 
 async def _keep_watchdog_fed():

@@ -54,9 +54,8 @@ class Bridge:
     async def run(self):
         """Relay until a Ctrl-C arrives on the console; then return, leaving the REPL to mpremote."""
         micropython.kbd_intr(-1)
-        tasks = [
-            asyncio.create_task(job) for job in (self._listen(), self._serial(), self._transmit(), self._heartbeat())
-        ]
+        tasks = [app.supervised(job) for job in (self._listen(), self._transmit(), self._heartbeat())]
+        tasks.append(app.supervised(self._serial(), may_end=True))  # it ends at mpremote's Ctrl-C
         try:
             await self._stop.wait()
         finally:

@@ -1,33 +1,30 @@
-"""Check-ins waiting for the gateway's ACK, kept on flash through any power cut.
+"""Check-ins waiting for the gateway's ACK, kept on flash through any power cut, each with its number.
+
+Every check-in gets a number when the badge is read, one more than the last one this journal
+gave: never reused while the journal lives (the device's keys change with a board whose flash
+is erased). A frame carries the first number of its check-ins, which follow on consecutively;
+the gateway publishes each number once, whichever frame carried it.
 
 Files, beside `path` (default "/checkins"):
   .log  an append-only journal of 24-byte records, each with its CRC-32:
           kind(1) | tag(1) | arg(4) | token(8) | boot(2) | clock(4) | crc32(4), little-endian
-        P push: one event; arg = 0, or 1 + the position of the event it evicted (queue full),
-          or 0xFFFFFFFF: refused (every queued event in flight), counted in `dropped`
-        A ack: tag = events removed from the head; arg = counter of the frame ACKed
-        B boot: a new boot id; H head of a compacted journal: arg = dropped so far,
-          token[0:4] = last frame ACKed. The queue is the replay of the journal.
+        P push: one event; arg = its number. A push into a full queue evicts the oldest event
+          (the replay does the same), counted in `dropped`
+        A ack: arg = the number acknowledged up to: every event numbered below it is removed
+        B boot: a new boot id; arg = the next number
+        H head of a compacted journal: arg = dropped so far, token[0:4] = the next number.
+        The queue is the replay of the journal.
         A torn or damaged record fails its CRC and is skipped, alone: the records are fixed
         size. One push or ack appends one record; the journal is rewritten (to .new, then
         os.rename over .log) only after COMPACT_AFTER records, or at a boot that found a bad
         record or half that many.
-  .fly  the frame in flight: counter(4) | events(1) | size(1) | frame | crc32(4), written
-        to .tmp then renamed, before the frame is first transmitted. After a reboot the node
-        sends these same bytes (same counter) again: the gateway re-ACKs a copy of the frame
-        it accepted last and publishes nothing twice, where a rebuilt frame, with a new
-        counter, would publish its events twice.
 
 Age: the node has no clock that survives a power cut. Every record carries `clock`, the
 seconds the node has been running summed over its boots (the largest clock in the journal,
-plus the uptime of this boot). The age sent is clock now - clock of the event: exact for an
-event of this boot, and for an older one a lower bound that leaves out the time the node was
-off (and the end of that boot after its last record). Events stay in order; `exact(i)` says
-which ages are exact.
-
-Full queue: the new event is kept and the oldest one not in the frame in flight is evicted
-(the frames in flight are already on air); `dropped` counts them, across reboots. If every
-queued event is in flight, the new one is refused, and counted in `dropped` too.
+plus the uptime of this boot). The age sent is clock now - clock of the event, computed each
+time a frame is built: exact for an event of this boot, and for an older one a lower bound that
+leaves out the time the node was off (and the end of that boot after its last record). Events
+stay in order; `exact(i)` says which ages are exact, and the frame marks the others.
 """
 
 import os
@@ -36,19 +33,14 @@ from binascii import crc32
 
 from micropython import const
 
-from .contract import MAX_FRAME_SIZE
-
-CAPACITY = const(128)  # events; a RAM copy of 15 bytes each
+CAPACITY = const(128)  # events; a RAM copy of 19 bytes each
 COMPACT_AFTER = const(512)  # records in the journal before it is rewritten (12 KiB)
 
 _RECORD = const(24)
 _CHECKED = const(20)  # bytes under the CRC
 _LAYOUT = "<BBI"  # kind, tag, arg; then token at 6, boot and clock at 14
 _STAMP = "<HI"
-_SLOT = const(15)  # in RAM: tag(1) | token(8) | boot(2) | clock(4)
-_FLY_HEAD = "<IBB"
-_FLY_HEAD_SIZE = const(6)
-_NONE = const(0xFFFFFFFF)
+_SLOT = const(19)  # in RAM: tag(1) | token(8) | boot(2) | clock(4) | number(4)
 _PUSH = const(0x50)  # 'P'
 _ACK = const(0x41)  # 'A'
 _BOOT = const(0x42)  # 'B'
@@ -56,11 +48,13 @@ _HEAD = const(0x48)  # 'H'
 
 
 PATH = "/checkins"
-FILES = tuple(PATH + suffix for suffix in (".log", ".new", ".fly", ".tmp"))  # every file the queue writes
+# Every file the queue writes, and those of firmware before check-in numbers (.fly, .tmp: a frame
+# kept to be resent byte for byte), removed at boot.
+FILES = tuple(PATH + suffix for suffix in (".log", ".new", ".fly", ".tmp"))
 
 
 class CheckinQueue:
-    """A bounded FIFO of check-ins (tag byte, 8-byte badge token, when) on flash.
+    """A bounded FIFO of numbered check-ins (tag byte, 8-byte badge token, when) on flash.
 
     `now_s` arguments are the seconds since this boot (the scheduler's uptime clock).
     """
@@ -68,76 +62,71 @@ class CheckinQueue:
     def __init__(self, path=PATH, capacity=CAPACITY):
         self._log = path + ".log"
         self._new = path + ".new"
-        self._fly_path = path + ".fly"
-        self._tmp = path + ".tmp"
         self.capacity = capacity
         self._ring = bytearray(capacity * _SLOT)
         self._head = 0
         self.depth = 0
         self.dropped = 0
+        self.next_number = 0  # the number the next check-in gets
         self._rec = bytearray(_RECORD)
         self._rec_checked = memoryview(self._rec)[:_CHECKED]
         self._token_buf = bytearray(8)  # the token handed to batch()'s add
         self._records = 0  # in the journal file
         self._clock = 0  # the largest clock recorded
-        self._last_acked = _NONE
-        self._fly = bytearray(_FLY_HEAD_SIZE + MAX_FRAME_SIZE + 4)
-        self._fly_view = memoryview(self._fly)
-        self.flight_counter = None  # counter of the frame in flight, None when there is none
-        self.flight_events = 0  # queued events (from the head) that it carries
-        self._flight_size = 0
-        for leftover in (self._new, self._tmp):
+        for leftover in (self._new, path + ".fly", path + ".tmp"):
             _remove(leftover)
         self.boot = 0
         damaged = self._replay()
         self.boot = (self.boot + 1) & 0xFFFF
         self._base = self._clock  # this boot's clock starts where the journal's ends
-        self._load_flight()
         if damaged or self._records >= COMPACT_AFTER // 2:
             self._compact()
         else:
-            self._append(_BOOT, 0, 0, None, self.boot, self._base)
+            self._append(_BOOT, 0, self.next_number, None, self.boot, self._base)
 
     # The queue.
 
     def push(self, tag, token, now_s):
-        """Queue one check-in; evicts the oldest event not in flight if full (see `dropped`)."""
-        evict = 0
-        if self.depth >= self.capacity:
-            if self.flight_events >= self.depth:
-                self._append(_PUSH, tag, _NONE, token, self.boot, self._base + now_s)
-                self.dropped += 1  # nothing can go: the new one is refused
-                return False
-            evict = self.flight_events + 1
+        """Queue one check-in and return its number; evicts the oldest event if full (see `dropped`)."""
+        number = self.next_number
         clock = self._base + now_s
-        self._append(_PUSH, tag, evict, token, self.boot, clock)
-        self._apply_push(tag, evict, self.boot, clock, self._rec, 6)
-        return True
+        self._append(_PUSH, tag, number, token, self.boot, clock)
+        self._apply_push(tag, number, self.boot, clock, self._rec, 6)
+        return number
+
+    @property
+    def first_number(self):
+        """The number of the oldest queued event, None when the queue is empty."""
+        return self.number(0) if self.depth else None
+
+    def number(self, i):
+        return _u32(self._ring, self._slot(i) + 15)
 
     def batch(self, add, max_n, now_s):
-        """Call add(tag, token, age_s) for the oldest events, at most max_n; returns how many.
+        """Call add(tag, token, age_s, exact) for the oldest events, at most max_n; returns how many.
 
-        `add` is typically an `Uplink.add_checkin` bound once; `token` is a buffer the queue reuses.
+        The events handed over have consecutive numbers from `first_number`: a gap (a record
+        lost to a damaged flash) ends the batch. Ages are those of `now_s`. `add` is typically
+        an `Uplink.add_checkin` bound once; `token` is a buffer the queue reuses.
         """
         n = min(max_n, self.depth)
         token = self._token_buf
         now = self._base + now_s
         ring = self._ring
+        first = self.first_number
         for i in range(n):
             at = self._slot(i)
+            if _u32(ring, at + 15) != first + i:
+                return i
             for j in range(8):
                 token[j] = ring[at + 1 + j]
-            add(ring[at], token, now - _u32(ring, at + 11))
+            add(ring[at], token, now - _u32(ring, at + 11), ring[at + 9] | ring[at + 10] << 8 == self.boot)
         return n
 
-    def ack(self, n, now_s=0):
-        """Remove the first n events (ACKed by the gateway); the frame in flight is done."""
-        n = min(n, self.depth)
-        counter = _NONE if self.flight_counter is None else self.flight_counter
-        self._append(_ACK, n, counter, None, self.boot, self._base + now_s)
-        self._apply_ack(n, counter)
-        if counter != _NONE:
-            _remove(self._fly_path)
+    def ack(self, upto, now_s=0):
+        """Remove every event numbered below `upto` (the gateway ACKed a frame carrying them)."""
+        self._append(_ACK, 0, upto, None, self.boot, self._base + now_s)
+        self._apply_ack(upto)
         if self._records >= COMPACT_AFTER:
             self._compact()
 
@@ -151,52 +140,14 @@ class CheckinQueue:
         boot, clock = struct.unpack_from(_STAMP, self._ring, at + 9)
         return self._ring[at], bytes(self._ring[at + 1 : at + 9]), boot, clock
 
-    # The frame in flight.
-
-    def send(self, frame, counter, n):
-        """Keep `frame` (counter `counter`, carrying the first n events) as in flight.
-
-        Call it before the first transmission; retransmissions send `flight` unchanged.
-        """
-        size = len(frame)
-        if size > MAX_FRAME_SIZE or n > self.depth:
-            raise ValueError("frame")
-        fly = self._fly
-        struct.pack_into(_FLY_HEAD, fly, 0, counter, n, size)
-        fly[_FLY_HEAD_SIZE : _FLY_HEAD_SIZE + size] = frame
-        end = _FLY_HEAD_SIZE + size
-        struct.pack_into("<I", fly, end, crc32(self._fly_view[:end]))
-        with open(self._tmp, "wb") as f:
-            f.write(self._fly_view[: end + 4])
-        os.rename(self._tmp, self._fly_path)
-        self.flight_counter = counter
-        self.flight_events = n
-        self._flight_size = size
-
-    @property
-    def flight(self):
-        """The bytes of the frame in flight (a view of the queue's buffer), or None."""
-        if self.flight_counter is None:
-            return None
-        return self._fly_view[_FLY_HEAD_SIZE : _FLY_HEAD_SIZE + self._flight_size]
-
     # Inside.
 
     def _slot(self, i):
         return (self._head + i) % self.capacity * _SLOT
 
-    def _apply_push(self, tag, evict, boot, clock, src, src_at):
+    def _apply_push(self, tag, number, boot, clock, src, src_at):
         ring = self._ring
-        if evict == _NONE:
-            self.dropped += 1
-            return
-        if evict or self.depth >= self.capacity:
-            # Close the gap of the evicted event: the older ones move one slot towards the tail.
-            position = evict - 1 if evict else 0
-            for i in range(min(position, self.depth - 1), 0, -1):
-                dst, from_ = self._slot(i), self._slot(i - 1)
-                for j in range(_SLOT):
-                    ring[dst + j] = ring[from_ + j]
+        if self.depth >= self.capacity:
             self._head = (self._head + 1) % self.capacity
             self.depth -= 1
             self.dropped += 1
@@ -204,17 +155,17 @@ class CheckinQueue:
         ring[at] = tag
         for j in range(8):
             ring[at + 1 + j] = src[src_at + j]
-        struct.pack_into(_STAMP, ring, at + 9, boot, clock)
+        struct.pack_into("<HII", ring, at + 9, boot, clock, number)
         self.depth += 1
+        if number >= self.next_number:
+            self.next_number = number + 1
 
-    def _apply_ack(self, n, counter):
-        n = min(n, self.depth)
-        self._head = (self._head + n) % self.capacity
-        self.depth -= n
-        if counter != _NONE:
-            self._last_acked = counter
-        self.flight_counter = None
-        self.flight_events = 0
+    def _apply_ack(self, upto):
+        while self.depth and self.number(0) < upto:
+            self._head = (self._head + 1) % self.capacity
+            self.depth -= 1
+        if upto > self.next_number:
+            self.next_number = upto
 
     def _append(self, kind, tag, arg, token, boot, clock):
         self._pack(kind, tag, arg, token, boot, clock)
@@ -254,52 +205,32 @@ class CheckinQueue:
                 if kind == _PUSH:
                     self._apply_push(tag, arg, boot, clock, rec, 6)
                 elif kind == _ACK:
-                    self._apply_ack(tag, arg)
+                    self._apply_ack(arg)
                 elif kind == _BOOT:
                     self.boot = boot
+                    if arg > self.next_number:
+                        self.next_number = arg
                 elif kind == _HEAD:
                     self._head = self.depth = 0
                     self.dropped = arg
-                    self._last_acked = struct.unpack_from("<I", rec, 6)[0]
+                    self.next_number = _u32(rec, 6)
                     self.boot = boot
                     self._clock = clock
                 else:
                     damaged = True
 
-    def _load_flight(self):
-        fly = self._fly
-        try:
-            with open(self._fly_path, "rb") as f:
-                got = f.readinto(fly)
-        except OSError:
-            return
-        if got >= _FLY_HEAD_SIZE + 4:
-            counter, n, size = struct.unpack_from(_FLY_HEAD, fly, 0)
-            end = _FLY_HEAD_SIZE + size
-            if (
-                got == end + 4
-                and struct.unpack_from("<I", fly, end)[0] == crc32(self._fly_view[:end])
-                and counter != self._last_acked  # ACKed just before the power cut
-                and n <= self.depth
-            ):
-                self.flight_counter = counter
-                self.flight_events = n
-                self._flight_size = size
-                return
-        _remove(self._fly_path)
-
     def _compact(self):
         """Rewrite the journal as its head and the queued events: to .new, renamed over .log."""
         with open(self._new, "wb") as f:
             token = self._token_buf
-            struct.pack_into("<I", token, 0, self._last_acked)
+            struct.pack_into("<I", token, 0, self.next_number)
             self._pack(_HEAD, 0, self.dropped, token, self.boot, self._clock)
             f.write(self._rec)
             ring = self._ring
             for i in range(self.depth):
                 at = self._slot(i)
-                boot, clock = struct.unpack_from(_STAMP, ring, at + 9)
-                self._pack(_PUSH, ring[at], 0, ring[at + 1 : at + 9], boot, clock)
+                boot, clock, number = struct.unpack_from("<HII", ring, at + 9)
+                self._pack(_PUSH, ring[at], number, ring[at + 1 : at + 9], boot, clock)
                 f.write(self._rec)
         os.rename(self._new, self._log)
         self._records = 1 + self.depth

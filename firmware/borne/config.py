@@ -6,7 +6,8 @@
      "board": {...the board's profile, from boards/...},
      "radio": {"freq_khz", "sf", "bw", "coding_rate", "syncword", "preamble_len", "output_power",
                "ack_freq_khz", "ack_delay_ms"},
-     "nfc": {"reader": "pn532" | "mfrc522", "retap_s": 10, "direction": "none" | "in" | "out"} | null,
+     "nfc": {"reader": "pn532" | "mfrc522", "retap_s": 10, "direction": "none" | "in" | "out",
+             "retry_max_s": 600} | null,                 # the longest wait between check-in retries
      "sensors": ["bme280", "scd4x", "sht4x", "battery", "pulse"],
      "intervals": {"telemetry_s": 300, "status_s": 3600},
      "deep_sleep": false,
@@ -37,7 +38,7 @@ RADIO_DEFAULTS = {
     "ack_delay_ms": 1000,
 }
 INTERVAL_DEFAULTS = {"telemetry_s": 300, "status_s": 3600}
-NFC_DEFAULTS = {"reader": "pn532", "retap_s": 10, "direction": "none"}
+NFC_DEFAULTS = {"reader": "pn532", "retap_s": 10, "direction": "none", "retry_max_s": 600}
 SENSORS = ("bme280", "scd4x", "sht4x", "battery", "pulse")
 
 
@@ -81,6 +82,9 @@ def check(config):
             raise ConfigError("nfc.reader must be 'pn532' or 'mfrc522'")
         if nfc["direction"] not in DIRECTIONS:
             raise ConfigError("nfc.direction must be one of " + ", ".join(DIRECTIONS))
+        retry = nfc["retry_max_s"]
+        if not isinstance(retry, int) or not 2 <= retry <= 3600:
+            raise ConfigError("nfc.retry_max_s must be a whole number of seconds from 2 to 3600")
     sensors = config.setdefault("sensors", [])
     for sensor in sensors:
         if sensor not in SENSORS:

@@ -9,10 +9,11 @@ The encoder and decoder that read these facts are hand-written, in frame.py and 
 from micropython import const
 
 # --- Air frames: header(1) | device id(2) | counter, low 16 bits(2) | body | MIC(4), little-endian ---
-VERSION = const(1)  # header bits 7-6
+VERSION = const(2)  # header bits 7-6
 UP = const(0)
 DOWN = const(1)
 HEAD_SIZE = const(5)  # header, device id, counter: the bytes before the body
+FULL_HEAD_SIZE = const(7)  # the same, with the whole counter (4)
 MIC_SIZE = const(4)
 ENVELOPE_SIZE = const(9)
 MAX_FRAME_SIZE = const(250)  # envelope included; see MAX_FRAME_BY_SF
@@ -33,6 +34,8 @@ ACK = const(4)
 CONFIG = const(5)
 # The direction of each message type, by code; None where no type has that code.
 TYPE_DIRECTIONS = (None, UP, UP, UP, DOWN, DOWN)
+# The types whose envelope carries the whole 32-bit counter, not its low 16 bits.
+FULL_COUNTER_TYPES = (STATUS,)
 
 # Why a frame is refused: payload_codec's reasons, the same words on the node as on the gateway.
 TRUNCATED = "truncated"
@@ -49,9 +52,12 @@ BAD_VALUE = "bad_value"
 UNKNOWN_FIELD = "unknown_field"
 
 
-# --- Check-in: events of tag(1) | badge token(8) | age(2) -----------------------------------------
-# Tag byte: direction (bits 7-6) | tag type (5-2) | code of the UID length (1-0).
+# --- Check-in: first number, low 16 bits(2), then events of tag(1) | badge token(8) | age(2) ------
+# Tag byte: direction (bits 7-6) | age is a bound (5) | tag type (4-2) | code of the UID length (1-0).
 BADGE_TOKEN_SIZE = const(8)
+CHECKIN_HEAD_SIZE = const(2)  # the first check-in's number, low 16 bits
+TAG_AGE_IS_BOUND = const(0x20)  # the age crossed a reboot: a lower bound
+TAG_TYPE_MASK = const(0x07)
 CHECKIN_SIZE = const(11)
 MAX_CHECKINS = const(16)
 AGE_SECONDS_LIMIT = const(0x8000)  # age codes below count seconds, above minutes
@@ -103,9 +109,9 @@ RESERVED_BITMAP_BIT = const(0x80)  # announces a second presence byte
 
 # --- Status and ACK -------------------------------------------------------------------------------
 # Status body: firmware_major, firmware_minor, firmware_patch, uptime_s, reset_cause, queue_depth, checkins_dropped,
-# sensor_faults, radio_errors, reader_errors, duty_cycle_deferrals, config_digest.
-STATUS_LAYOUT = "<BBBIBHHBHHHH"
-STATUS_SIZE = const(21)
+# sensor_faults, radio_errors, reader_errors, duty_cycle_deferrals, config_digest, next_downlink_counter.
+STATUS_LAYOUT = "<BBBIBHHBHHHHI"
+STATUS_SIZE = const(25)
 # config_digest: the first bytes of the SHA-256 of the last config body applied, little-endian.
 CONFIG_DIGEST_SIZE = const(2)
 # The reset cause after a crash; the others are machine.reset_cause()'s codes, reported as they are.

@@ -61,6 +61,12 @@ class FrameCounter:
         self._next = counter + 1
         return counter
 
+    @property
+    def next_downlink(self):
+        """The lowest downlink counter accepted next (0 before any), which status frames report: a
+        gateway that lost its state continues from it."""
+        return 0 if self.downlink is None else min(self.downlink + 1, MAX_COUNTER)
+
     def accept_downlink(self, counter):
         """Store `counter` as the last accepted downlink counter (before acting on the frame)."""
         self._write(_DOWN_KEY, counter)

@@ -28,11 +28,12 @@ def start():
         return _emit({"error": "config", "detail": str(error)})
     if config["role"] != "node" or not config.get("nfc"):
         return _emit({"error": "no_reader"})
-    from borne.node import open_reader, power_peripherals, sensor_bus
+    from borne.app import power_up
+    from borne.node import open_reader, sensor_bus
 
     board = config["board"]
     name = config["nfc"]["reader"]
-    power_peripherals(board)
+    power_up(board)
     try:
         _reader = open_reader(config, sensor_bus(board))
     except (OSError, AttributeError) as error:  # AttributeError: no I2C bus for a PN532

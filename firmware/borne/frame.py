@@ -1,6 +1,7 @@
 """Air frames of a node: uplinks built in place, downlinks checked and read.
 
     header(1) | device id(2) | counter, low 16 bits(2) | body | MIC(4), little-endian
+    (a status frame carries the whole counter on 4 bytes: FULL_COUNTER_TYPES)
     header: version (bits 7-6) | message type (5-3) | flags (2-0)
 
 The same bytes as payload_codec, the contract's authority (docs/wire-contract.md); the
@@ -24,6 +25,7 @@ from .contract import (
     BAD_VALUE,
     BADGE_TOKEN_SIZE,
     CHECKIN,
+    CHECKIN_HEAD_SIZE,
     CHECKIN_SIZE,
     CONFIG_DIGEST_SIZE,
     CONFIG_FIELDS,
@@ -34,6 +36,8 @@ from .contract import (
     FLAG_ACK_REQUESTED,
     FLAG_ENCRYPTED,
     FLAG_TIME_REQUESTED,
+    FULL_COUNTER_TYPES,
+    FULL_HEAD_SIZE,
     HEAD_SIZE,
     MAX_CHECKINS,
     MAX_COUNTER,
@@ -45,6 +49,7 @@ from .contract import (
     STATUS,
     STATUS_LAYOUT,
     STATUS_SIZE,
+    TAG_AGE_IS_BOUND,
     TELEMETRY,
     TELEMETRY_FIELDS,
     TOO_LONG,
@@ -73,7 +78,7 @@ def checkin_tag(direction, tag_type, uid_length):
 
 def max_checkins(max_frame_size):
     """How many check-ins fit one frame of at most `max_frame_size` bytes (see airtime)."""
-    return min(MAX_CHECKINS, (max_frame_size - ENVELOPE_SIZE) // CHECKIN_SIZE)
+    return min(MAX_CHECKINS, (max_frame_size - ENVELOPE_SIZE - CHECKIN_HEAD_SIZE) // CHECKIN_SIZE)
 
 
 def age_code(age_s):
@@ -100,24 +105,31 @@ class Uplink:
         self._view = memoryview(self._buf)
         self.checkins = 0  # events added to the batch being built
 
-    def add_checkin(self, tag, token, age_s):
-        """Add one event to the check-in batch; returns how many it holds."""
+    def add_checkin(self, tag, token, age_s, exact=True):
+        """Add one event to the check-in batch; returns how many it holds.
+
+        `exact` False: the age crossed a reboot, and is sent marked as a lower bound.
+        """
         if self.checkins >= MAX_CHECKINS:
             raise ValueError("check-in batch full")
-        at = HEAD_SIZE + self.checkins * CHECKIN_SIZE
+        at = HEAD_SIZE + CHECKIN_HEAD_SIZE + self.checkins * CHECKIN_SIZE
         buf = self._buf
-        buf[at] = tag
+        buf[at] = tag if exact else tag | TAG_AGE_IS_BOUND
         for i in range(BADGE_TOKEN_SIZE):
             buf[at + 1 + i] = token[i]
         struct.pack_into("<H", buf, at + 1 + BADGE_TOKEN_SIZE, age_code(age_s))
         self.checkins += 1
         return self.checkins
 
-    def seal_checkins(self, counter, ack=True, time=False, encrypt=True):
-        """The frame of the batch added since the last one; check-ins ask for an ACK by default."""
+    def seal_checkins(self, counter, first_number, ack=True, time=False, encrypt=True):
+        """The frame of the batch added since the last one, numbered on from `first_number`.
+
+        Check-ins ask for an ACK by default.
+        """
         if not self.checkins:
             raise ValueError("no check-in to send")
-        size = self.checkins * CHECKIN_SIZE
+        struct.pack_into("<H", self._buf, HEAD_SIZE, first_number & 0xFFFF)
+        size = CHECKIN_HEAD_SIZE + self.checkins * CHECKIN_SIZE
         self.checkins = 0
         return self._seal(CHECKIN, _flags(encrypt, ack, time), counter, size)
 
@@ -165,14 +177,17 @@ class Uplink:
         reader_errors=0,
         duty_cycle_deferrals=0,
         config_digest=0,
+        next_downlink_counter=0,
         encrypt=False,
     ):
-        """The status frame; `firmware` is (major, minor, patch), counters saturate at 65535;
-        `config_digest` is Downlink.config_digest of the last config applied, 0 before any."""
+        """The status frame; `firmware` is (major, minor, patch), counters saturate at 65535.
+
+        `config_digest` is Downlink.config_digest of the last config applied, 0 before any;
+        `next_downlink_counter` the lowest downlink counter the node accepts next."""
         struct.pack_into(
             STATUS_LAYOUT,
             self._buf,
-            HEAD_SIZE,
+            FULL_HEAD_SIZE,
             firmware[0],
             firmware[1],
             firmware[2],
@@ -185,16 +200,23 @@ class Uplink:
             min(reader_errors, 0xFFFF),
             min(duty_cycle_deferrals, 0xFFFF),
             config_digest,
+            next_downlink_counter,
         )
         return self._seal(STATUS, _flags(encrypt, False, False), counter, STATUS_SIZE)
 
     def _seal(self, kind, flags, counter, size):
         buf = self._buf
         device_id = self.device_id
+        header = VERSION << 6 | kind << 3 | flags
+        if kind in FULL_COUNTER_TYPES:
+            head = FULL_HEAD_SIZE
+            struct.pack_into("<BHI", buf, 0, header, device_id, counter)
+        else:
+            head = HEAD_SIZE
+            struct.pack_into("<BHH", buf, 0, header, device_id, counter & 0xFFFF)
         if flags & FLAG_ENCRYPTED:
-            self._keys.crypt(UP, device_id, counter, buf, HEAD_SIZE, buf, HEAD_SIZE, size)
-        struct.pack_into("<BHH", buf, 0, VERSION << 6 | kind << 3 | flags, device_id, counter & 0xFFFF)
-        n = HEAD_SIZE + size
+            self._keys.crypt(UP, device_id, counter, buf, head, buf, head, size)
+        n = head + size
         self._keys.sign(UP, device_id, counter, buf, n)
         return self._view[: n + MIC_SIZE]
 

@@ -3,11 +3,15 @@
 Tasks, one job each, on one asyncio loop:
   _badges     polls the reader; a new presentation goes into the check-in queue (on flash)
   _checkins   sends the queue's oldest events in one frame and waits for its ACK in the receive
-              window; without one, retries the same bytes after a backoff with jitter
+              window; without one, backs off with jitter and builds the frame again: a new
+              counter, the ages of that moment, and the events' numbers, by which the gateway
+              publishes each check-in once whichever frame carried it
   _telemetry  every telemetry_s, the sensors' readings (not acknowledged)
   _status     at boot and every status_s: uptime, reset cause, queue, faults, counters, and the
               digest of the last config applied; a config downlink may follow in its receive
               window, and once one is applied the next status goes out soon to show it
+Telemetry and status keep their own schedule whatever the check-ins wait for: they share only
+the radio, and a check-in frame holds it for one send and its receive window.
 A battery node without NFC does one telemetry (and status when due) per wake and deep-sleeps.
 """
 
@@ -72,7 +76,6 @@ class Node:
     def __init__(self, config):
         self.config = config
         board = config["board"]
-        power_peripherals(board)
         self.reset_cause = app.reset_cause()
         self.uptime = app.Uptime()
         keys = config["keys"]
@@ -87,7 +90,7 @@ class Node:
         self.radio = Radio(board["radio"], config["radio"])
         self.led = Led(board.get("led"))
         self._i2c = sensor_bus(board)
-        self.sensors = Sensors(config.get("sensors", []), board, self._i2c)
+        self.sensors = Sensors(config.get("sensors", []), board, self._i2c, single_shot=config["deep_sleep"])
         self.reader_errors = 0
         self.rejected_downlinks = 0
         self.configured = False  # a config downlink was applied since the last status
@@ -110,7 +113,7 @@ class Node:
         if self.queue is not None:
             tasks.append(self._badges(self.queue))
             tasks.append(self._checkins(self.queue))
-        await asyncio.gather(*tasks)
+        await asyncio.gather(*[app.supervised(job) for job in tasks])
 
     # Check-ins.
 
@@ -137,33 +140,33 @@ class Node:
         if not self.presentations.seen(token):
             return
         try:
-            queued = queue.push(tag, token, self.uptime.seconds())
+            queue.push(tag, token, self.uptime.seconds())
         except OSError:  # the flash refused the write: the check-in is lost, and said so in status
             queue.dropped += 1
             return
-        if queued:
-            self.led.flash()
-            self._waiting.set()
+        self.led.flash()
+        self._waiting.set()
 
     async def _checkins(self, queue):
         attempt = 0
         while True:
-            if queue.flight is None and not queue.depth:
+            if not queue.depth:
                 self._waiting.clear()
                 await self._waiting.wait()
                 continue
             async with self.radio.lock:
-                if queue.flight is None:
-                    counter = self.counter.next()
-                    limit = max_checkins(max_frame_size(self.radio.sf))
-                    n = queue.batch(self.uplink.add_checkin, limit, self.uptime.seconds())
-                    queue.send(self.uplink.seal_checkins(counter), counter, n)
-                acked = await self._send_for_ack(queue.flight, queue.flight_counter)
+                # Built now, not at the first try: the ages are those of this sending.
+                counter = self.counter.next()
+                first = queue.first_number
+                limit = max_checkins(max_frame_size(self.radio.sf))
+                n = queue.batch(self.uplink.add_checkin, limit, self.uptime.seconds())
+                frame = self.uplink.seal_checkins(counter, first)
+                acked = await self._send_for_ack(frame, counter)
             if acked:
-                queue.ack(queue.flight_events, self.uptime.seconds())
+                queue.ack(first + n, self.uptime.seconds())
                 attempt = 0
             else:
-                await asyncio.sleep_ms(backoff.delay_ms(attempt))
+                await asyncio.sleep_ms(backoff.delay_ms(attempt, cap_ms=self.config["nfc"]["retry_max_s"] * 1000))
                 attempt += 1
 
     async def _send_for_ack(self, frame, counter):
@@ -245,15 +248,8 @@ class Node:
             else:
                 await asyncio.sleep_ms(_jittered(self.config["intervals"]["status_s"] * 1000))
 
-    def _checkin_in_flight(self):
-        # A frame with a newer counter would make the gateway take the retries of the check-in
-        # frame waiting for its ACK as replays: telemetry and status wait for that ACK.
-        return self.queue is not None and self.queue.flight is not None
-
     async def _send_telemetry(self):
-        if self._checkin_in_flight():
-            return
-        values = self.sensors.read()
+        values = await self.sensors.measure()
         for value in values:
             if value is not None:
                 break
@@ -264,8 +260,6 @@ class Node:
 
     async def _send_status(self):
         """Send a status, then listen in its receive window: the gateway sends config downlinks there."""
-        if self._checkin_in_flight():
-            return
         queue = self.queue
         async with self.radio.lock:
             counter = self.counter.next()
@@ -281,6 +275,7 @@ class Node:
                 reader_errors=self.reader_errors,
                 duty_cycle_deferrals=self.radio.deferrals,
                 config_digest=self.config.get("config_digest", 0),
+                next_downlink_counter=self.counter.next_downlink,
             )
             await self._send_for_ack(frame, counter)  # no ACK comes for a status: the window is for a config
 
@@ -308,13 +303,6 @@ def _jittered(interval_ms):
     apart instead of colliding at every report (they are not acknowledged, so a collision loses them)."""
     spread = interval_ms * JITTER_PCT // 100
     return interval_ms - spread + backoff.uniform_ms(2 * spread)
-
-
-def power_peripherals(board):
-    """Turn on what powers the sensors and the LNA (a Heltec's Vext), if the board has it."""
-    vext = board.get("vext")
-    if vext:
-        machine.Pin(vext["pin"], machine.Pin.OUT, value=vext["on"])
 
 
 def sensor_bus(board):

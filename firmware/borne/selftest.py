@@ -7,7 +7,7 @@
   reader    door boards: "reader" and its "version"
   sensor    "name", "values" read, or "error"; "out_of_range" names the values outside the datasheet's range
   flash     "free_bytes", "min_bytes"
-  counters  "uplink_next", "downlink_last"; door boards: "queued", "dropped", "in_flight"
+  counters  "uplink_next", "downlink_last"; door boards: "queued", "dropped", "next_number"
 Nothing is sent on the air, and no badge is read.
 """
 
@@ -51,10 +51,11 @@ def run():
         emit({"check": "config", "ok": False, "error": str(error)})
         return
     emit({"check": "config", "ok": True, "config": masked(config)})
-    from borne.node import power_peripherals, sensor_bus
+    from borne.app import power_up
+    from borne.node import sensor_bus
 
     board = config["board"]
-    power_peripherals(board)
+    power_up(board)
     emit(check_radio(config))
     i2c = None
     if board.get("i2c"):
@@ -199,7 +200,7 @@ def check_counters(config):
         queue = CheckinQueue()  # its journal counts this as one more boot
         result["queued"] = queue.depth
         result["dropped"] = queue.dropped
-        result["in_flight"] = queue.flight is not None
+        result["next_number"] = queue.next_number
     return result
 
 

@@ -3,7 +3,13 @@
 A sensor that is missing or fails is a fault for this reading (its bits in `faults`, which the
 status frame carries), never a crash; a missing one is looked for again at every reading, so a
 sensor plugged in later is found.
+
+An SCD4x measures on its own every 5 s (periodic measurement), except on a node that deep-sleeps
+between readings (`single_shot`): it would never be awake 5 s after starting it, so `measure()` asks
+for one sample (single shot, SCD41) and waits the 5 s it takes.
 """
+
+import asyncio
 
 from borne.contract import (
     BATTERY_MV,
@@ -36,6 +42,21 @@ def _scd4x(bus):
     return sensor
 
 
+def _scd4x_idle(bus):
+    from borne.drivers.scd4x import SCD4x
+
+    return SCD4x(bus)
+
+
+def _single_shot(scd4x):
+    try:
+        scd4x.measure_single_shot()
+    except OSError:
+        if not stop_scd4x(scd4x):  # it does not answer at all
+            raise
+        scd4x.measure_single_shot()  # it was measuring periodically (configured so before): it refused
+
+
 def stop_scd4x(scd4x):
     """Stop its periodic measurement, if it was measuring: True if it was."""
     try:
@@ -52,11 +73,12 @@ def _sht4x(bus):
 
 
 class Sensors:
-    def __init__(self, names, board, i2c):
+    def __init__(self, names, board, i2c, single_shot=False):
         self.names = names
+        self._single_shot = single_shot
         self._i2c = i2c  # the board's sensor bus, shared with a PN532
         self._drivers: dict = {}  # name -> driver, once it answered
-        self._co2 = None  # the SCD4x's last sample: it measures every 5 s, on its own
+        self._co2 = None  # the SCD4x's last sample: it measures every 5 s, on its own, or once per measure()
         self.values = [None] * _QUANTITIES
         self.faults = 0  # telemetry bitmap of the quantities whose sensor failed at the last reading
         if "battery" in names and board.get("battery"):
@@ -74,6 +96,19 @@ class Sensors:
             driver = self._drivers[name] = make(self._i2c)  # OSError if it does not answer
         return driver
 
+    async def measure(self):
+        """read(), after the SCD4x's single shot on a node that sleeps between readings."""
+        if self._single_shot and "scd4x" in self.names:
+            self._co2 = None
+            try:
+                _single_shot(self._driver("scd4x", _scd4x_idle))
+                from borne.drivers.scd4x import SINGLE_SHOT_MS
+
+                await asyncio.sleep_ms(SINGLE_SHOT_MS)
+            except OSError:
+                self._drivers.pop("scd4x", None)  # read() looks for it again, and counts the fault
+        return self.read()
+
     def read(self):
         """Read every configured sensor: `values` (None where nothing was measured) and `faults`."""
         values = self.values
@@ -84,9 +119,11 @@ class Sensors:
         # Temperature and humidity from the most precise sensor that has them: SHT4x, BME280, SCD4x.
         if "scd4x" in names:
             try:
-                scd = self._driver("scd4x", _scd4x)
+                scd = self._driver("scd4x", _scd4x_idle if self._single_shot else _scd4x)
                 if scd.data_ready():
                     self._co2 = scd.read()
+                elif self._single_shot:
+                    raise OSError(110, "SCD4x single shot not ready")  # ETIMEDOUT: no sample for this reading
             except OSError:
                 self._drivers.pop("scd4x", None)
                 self._co2 = None

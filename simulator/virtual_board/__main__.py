@@ -63,12 +63,12 @@ def run(args: argparse.Namespace) -> int:
         # Its radio chip (the provisioned profile's) is alone on a medium: what it sends, nobody hears.
         chip = getattr(args, "radio_chip", None) or "sx1276"
         wiring = getattr(args, "radio_wiring", None)
-        with (
-            RadioMedium() as medium,
-            VirtualBoard(args.pty, args.flash, state=state, radio=chip, radio_wiring=wiring, medium=medium) as board,
-        ):
-            print(f"virtual board on {board.port}, flash in {board.flash}; Ctrl-C to power it off", file=sys.stderr)
-            stop.wait()
+        with RadioMedium() as medium:
+            board = VirtualBoard(args.pty, args.flash, state=state, radio=chip, radio_wiring=wiring, medium=medium)
+            board.wire_power_chip(getattr(args, "board_profile", None) or {})  # a T-Beam's, before power-on
+            with board:
+                print(f"virtual board on {board.port}, flash in {board.flash}; Ctrl-C to power it off", file=sys.stderr)
+                stop.wait()
     except VirtualBoardError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -112,6 +112,9 @@ def radio_wiring(board_radio: Mapping[str, Any]) -> dict[str, Any]:
     return wiring
 
 
+PMU_ADDRESS = 0x34  # the AXP192's and the AXP2101's (frozen/axp_chip.py)
+
+
 class VirtualBoard:
     """A virtual ESP32 running MicroPython, reached over a pty at `port`, its flash kept in `flash`.
 
@@ -219,10 +222,10 @@ class VirtualBoard:
         RTC memory and committed NVS values are kept; returns once the new VM is started."""
         self.power.reset()
 
-    def power_cycle(self) -> None:
-        """Cut the power and restore it: RAM, RTC memory, uncommitted NVS writes and the watchdog are
-        lost; files and committed NVS values are kept; the board boots with PWRON_RESET."""
-        self.power.power_cycle()
+    def power_cycle(self, off_s: float = 0.0) -> None:
+        """Cut the power for `off_s` seconds and restore it: RAM, RTC memory, uncommitted NVS writes and
+        the watchdog are lost; files and committed NVS values are kept; the board boots with PWRON_RESET."""
+        self.power.power_cycle(off_s)
 
     def exec(self, code: str, timeout: float = 30, *, soft_reset: bool = False) -> str:
         """Run `code` through the board's raw REPL, as `mpremote exec` does, and return what it printed.
@@ -249,11 +252,21 @@ class VirtualBoard:
         return self.peripherals.pin_output(pin)
 
     def wire_i2c(self, kind: str, address: int, *, sda: int, scl: int, **state: object) -> None:
-        """Wire a chip to the I2C lines on GPIOs `sda` and `scl`: `kind` is "bme280", "scd4x", "sht4x"
-        or "pn532".
+        """Wire a chip to the I2C lines on GPIOs `sda` and `scl`: `kind` is "bme280", "scd4x", "sht4x",
+        "pn532", or a power chip, "axp192" or "axp2101" (at 0x34; an SPI chip wired with
+        `supply="ldo2"`, say, answers only while that rail is on).
 
         `state` is the model's, e.g. `interval_ms=0` for an SCD4x that measures without waiting 5 s."""
         self.peripherals.wire_i2c(kind, address, sda=sda, scl=scl, **state)
+
+    def wire_power_chip(self, board_profile: Mapping[str, Any]) -> None:
+        """Wire the power chip a board profile (config.json's "board") names, if any: the first of its
+        chips, at 0x34 on the profile's I2C bus, as a T-Beam carries one. Call it before power-on: the
+        firmware sets the chip up at boot, and crashes if none answers."""
+        pmu = board_profile.get("pmu")
+        if pmu:
+            i2c = board_profile["i2c"]
+            self.wire_i2c(next(iter(pmu)), PMU_ADDRESS, sda=i2c["sda"], scl=i2c["scl"])
 
     def unwire_i2c(self, address: int) -> None:
         """Take the chip at `address` off its I2C lines."""

@@ -16,7 +16,8 @@ The model, per frame and receiver:
 - Each link (a pair of endpoints: boards, or names of host-side radios, "concentrator" by default)
   has an RSSI and an SNR, stated for a sender at 14 dBm (a sender at P dBm shifts both by P - 14),
   and a loss probability; `rssi_dbm`/`snr_db` are the defaults for links never set. A frame below
-  its SF's demodulation floor (SNR -7.5 dB at SF7, 2.5 dB lower per SF) is lost.
+  its SF's demodulation floor (SNR -7.5 dB at SF7, 2.5 dB lower per SF) is lost. A loss may also be
+  set one way only (`set_one_way_loss`).
 - Two frames that overlap in time on the same frequency and SF collide at a receiver: both are lost,
   unless one is at least 6 dB stronger there (capture), which is then received. A board that had
   locked on the earlier of two colliding frames counts a CRC error (its modem's `crc_errors`).
@@ -110,6 +111,7 @@ class RadioMedium:
         self._rng = rng if rng is not None else random.Random(0)
         self._default = Link(rssi_dbm, snr_db)
         self._links: dict[frozenset[VirtualBoard | str], Link] = {}
+        self._one_way_loss: dict[tuple[VirtualBoard | str, VirtualBoard | str], float] = {}
         self._listening: dict[VirtualBoard, list[_Listening]] = {}  # each board's recent states, oldest first
         self._listeners: list[tuple[str, Listener]] = []
         self._air: list[_Frame] = []  # frames on the air, and those that ended less than HISTORY_S ago
@@ -160,6 +162,13 @@ class RadioMedium:
         )
         with self._changed:
             self._links[frozenset((a, b))] = link
+
+    def set_one_way_loss(self, sender: VirtualBoard | str, receiver: VirtualBoard | str, loss: float) -> None:
+        """Lose frames from `sender` to `receiver` with this probability, whatever their link says
+        the other way: a path that fails one way only (a gateway's downlinks that no longer reach
+        a node that it still hears). 0 gives the link its own loss back."""
+        with self._changed:
+            self._one_way_loss[(sender, receiver)] = loss
 
     def add_listener(self, callback: Listener, *, name: str = "concentrator") -> None:
         """Hear every frame on the air, on any frequency and SF, as the endpoint `name` does.
@@ -297,7 +306,8 @@ class RadioMedium:
             self._stats["collided"] += 1
             locked = frame.start <= min(other.start for other in rivals)
             return ("garbled" if locked else "collided"), rssi, snr
-        if roll < self._link(frame.sender, receiver).loss or snr < demodulation_floor_db(m.sf):
+        loss = max(self._link(frame.sender, receiver).loss, self._one_way_loss.get((frame.sender, receiver), 0.0))
+        if roll < loss or snr < demodulation_floor_db(m.sf):
             self._stats["lost"] += 1
             return "lost", rssi, snr
         self._stats["delivered"] += 1

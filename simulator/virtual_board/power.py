@@ -67,7 +67,7 @@ class Power:
         self._link = link
         self._world = world
         self._show = show
-        self._requests: queue.Queue[tuple[str, threading.Event]] = queue.Queue()
+        self._requests: queue.Queue[tuple[str, float, threading.Event]] = queue.Queue()
         # The watchdog (which only a soft reboot leaves running) and deep sleep, on the host's clock.
         self._wdt_timeout_s: float | None = None
         self._wdt_deadline: float | None = None
@@ -93,9 +93,9 @@ class Power:
         """Ask the pump to press the reset (EN) button; return once the new VM is started."""
         self._request("reset")
 
-    def power_cycle(self) -> None:
-        """Ask the pump to cut the power and restore it; return once the new VM is started."""
-        self._request("power cycle")
+    def power_cycle(self, off_s: float = 0.0) -> None:
+        """Ask the pump to cut the power for `off_s` and restore it; return once the new VM is started."""
+        self._request("power cycle", off_s)
 
     def handle(self, event: Event) -> bool:
         """Act on the watchdog's and deep sleep's events; False for an event that is not power's."""
@@ -114,10 +114,11 @@ class Power:
         """Act on reset() and power_cycle(); True if the VM was replaced."""
         served = False
         while not self._requests.empty():
-            action, done = self._requests.get()
+            action, off_s, done = self._requests.get()
             self._halt()
             if action == "power cycle":
                 self._lose_power()
+                time.sleep(off_s)  # the board is off: nothing runs, its clocks stop
                 self._boot(reset_cause=PWRON_RESET)
             else:
                 self._boot(reset_cause=HARD_RESET)
@@ -165,12 +166,12 @@ class Power:
             time.sleep(_PANIC_PAUSE_S)
             self._boot(reset_cause=SOFT_RESET)
 
-    def _request(self, action: str) -> None:
+    def _request(self, action: str, off_s: float = 0.0) -> None:
         if not self.on:
             raise VirtualBoardError("the board is off: start() it first")
         done = threading.Event()
-        self._requests.put((action, done))
-        if not done.wait(_REQUEST_TIMEOUT_S):
+        self._requests.put((action, off_s, done))
+        if not done.wait(_REQUEST_TIMEOUT_S + off_s):
             raise VirtualBoardError(f"the board did not {action} within {_REQUEST_TIMEOUT_S} s")
 
     def _lose_power(self) -> None:

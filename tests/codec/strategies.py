@@ -33,9 +33,12 @@ checkin = st.fixed_dictionaries(
         "direction": st.sampled_from(DIRECTIONS),
         "uid_length": st.sampled_from(UID_LENGTHS),
         "age_s": ages,
+        "age_is_bound": st.booleans(),
     }
 )
-checkin_fields = st.fixed_dictionaries({"checkins": st.lists(checkin, min_size=1, max_size=MAX_CHECKINS)})
+checkin_fields = st.fixed_dictionaries(
+    {"first_number16": st.integers(0, 0xFFFF), "checkins": st.lists(checkin, min_size=1, max_size=MAX_CHECKINS)}
+)
 
 
 def _value(field: BitmapField) -> st.SearchStrategy:
@@ -76,6 +79,7 @@ status_fields = st.fixed_dictionaries(
                 "config_digest",
             )
         },
+        "next_downlink_counter": st.integers(0, 0xFFFFFFFF),
     }
 )
 

@@ -1,7 +1,7 @@
 """Airtime budget: how long a frame occupies the channel and how many check-ins a frame may batch."""
 
 from payload_codec.airtime import MAX_FRAME_BY_SF, max_checkins, sub_band, time_on_air_ms
-from payload_codec.schema import CHECKIN_SIZE, ENVELOPE_SIZE
+from payload_codec.schema import CHECKIN_HEAD_SIZE, CHECKIN_SIZE, ENVELOPE_SIZE
 
 
 def test_low_data_rate_optimisation_switches_on_at_sf11_and_sf12():
@@ -15,7 +15,7 @@ def test_airtime_grows_in_symbol_blocks():
 
 def test_a_full_batch_fits_the_largest_frame_of_its_spreading_factor():
     for sf, limit in MAX_FRAME_BY_SF.items():
-        assert ENVELOPE_SIZE + max_checkins(sf) * CHECKIN_SIZE <= limit
+        assert ENVELOPE_SIZE + CHECKIN_HEAD_SIZE + max_checkins(sf) * CHECKIN_SIZE <= limit
         assert max_checkins(sf) >= 1
 
 

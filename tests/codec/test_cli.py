@@ -49,6 +49,13 @@ def test_decode_without_keys_says_the_mic_was_not_checked():
     assert "MIC not checked" in result.stderr
 
 
+def test_decode_checks_a_re_keyed_device_with_the_keys_of_its_epoch(key_file):
+    case = next(c for c in load("uplink_status.json") if c["name"] == "status_of_a_re_keyed_device")
+    result = borne("codec", "decode", case["frame_hex"], "--keys", str(key_file), "--key-epoch", "1", check=True)
+    assert json.loads(result.stdout)["fields"] == case["fields"]
+    assert "bad_mic" in borne("codec", "decode", case["frame_hex"], "--keys", str(key_file)).stderr
+
+
 def test_decode_warns_about_a_key_file_others_can_read(key_file):
     os.chmod(key_file, 0o644)
     case = load("uplink_telemetry.json")[0]

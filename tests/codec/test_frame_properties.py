@@ -103,8 +103,9 @@ def test_any_bit_flip_is_refused(frame, data):
 def test_every_single_bit_flip_of_a_frame_is_refused(msg_type):
     example = {
         "checkin": {
+            "first_number16": 3,
             "checkins": [{"badge_token": "00" * 8, "tag_type": "ntag", "direction": "in", "uid_length": 7, "age_s": 3}]
-            * 3
+            * 3,
         },
         "telemetry": {"temperature_c": 20.0, "co2_ppm": 500},
         "status": {"firmware": "1.0.0", "uptime_s": 60},
@@ -172,8 +173,9 @@ def test_builder_refuses_fields_it_cannot_carry():
         ("telemetry", {"humidity_pct": 100.5}),
         ("telemetry", {"wind_kmh": 3}),
         ("telemetry", {}),
-        ("checkin", {"checkins": []}),
-        ("checkin", {"checkins": [{"badge_token": "zz", "uid_length": 7, "age_s": 1}]}),
+        ("checkin", {"first_number16": 0, "checkins": []}),
+        ("checkin", {"checkins": [{"badge_token": "00" * 8, "uid_length": 7, "age_s": 1}]}),
+        ("checkin", {"first_number16": 0, "checkins": [{"badge_token": "zz", "uid_length": 7, "age_s": 1}]}),
         ("config", {"spreading_factor": 13}),
         ("status", {"firmware": "1.2", "uptime_s": 5}),
         ("ack", {"acked_counter16": 70_000}),
@@ -181,7 +183,7 @@ def test_builder_refuses_fields_it_cannot_carry():
         ("config", {"report_interval_s": 300.4}),
         ("config", {"reboot": 1}),
         ("status", {"firmware": "1.0.0", "uptime_s": 5, "bogus": 1}),
-        ("checkin", {"checkins": ["not an event"]}),
+        ("checkin", {"first_number16": 0, "checkins": ["not an event"]}),
     ]:
         with pytest.raises(CodecError) as refused:
             build_frame(message_from_json(msg_type, fields), 1, 1, KEYS)
@@ -198,15 +200,15 @@ TOKEN = bytes(8)
         Telemetry(humidity_pct=100.5),
         Telemetry(co2_ppm=True),
         Telemetry(),
-        CheckinBatch(()),
-        CheckinBatch(tuple(Checkin(badge_token=TOKEN, uid_length=7, age_s=1) for _ in range(17))),
-        CheckinBatch((Checkin(badge_token=bytes(7), uid_length=7, age_s=1),)),
-        CheckinBatch((Checkin(badge_token=TOKEN.hex(), uid_length=7, age_s=1),)),
-        CheckinBatch((Checkin(badge_token=TOKEN, uid_length=8, age_s=1),)),
-        CheckinBatch((Checkin(badge_token=TOKEN, direction="sideways", uid_length=7, age_s=1),)),
-        CheckinBatch((Checkin(badge_token=TOKEN, tag_type="felica", uid_length=7, age_s=1),)),
-        CheckinBatch((Checkin(badge_token=TOKEN, uid_length=7, age_s=-1),)),
-        CheckinBatch(({"badge_token": TOKEN.hex(), "uid_length": 7, "age_s": 1},)),
+        CheckinBatch(0, ()),
+        CheckinBatch(0, tuple(Checkin(badge_token=TOKEN, uid_length=7, age_s=1) for _ in range(17))),
+        CheckinBatch(0, (Checkin(badge_token=bytes(7), uid_length=7, age_s=1),)),
+        CheckinBatch(0, (Checkin(badge_token=TOKEN.hex(), uid_length=7, age_s=1),)),
+        CheckinBatch(0, (Checkin(badge_token=TOKEN, uid_length=8, age_s=1),)),
+        CheckinBatch(0, (Checkin(badge_token=TOKEN, direction="sideways", uid_length=7, age_s=1),)),
+        CheckinBatch(0, (Checkin(badge_token=TOKEN, tag_type="felica", uid_length=7, age_s=1),)),
+        CheckinBatch(0, (Checkin(badge_token=TOKEN, uid_length=7, age_s=-1),)),
+        CheckinBatch(0, ({"badge_token": TOKEN.hex(), "uid_length": 7, "age_s": 1},)),
         Status(firmware="1.2", uptime_s=5),
         Status(firmware="1.2.3", uptime_s=5, reset_cause="meteor"),
         Status(firmware="1.2.3", uptime_s=5, sensor_faults=("wind_kmh",)),

@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from cryptography.hazmat.primitives import cmac
+from cryptography.hazmat.primitives.ciphers import algorithms
 
 from payload_codec import (
     CodecError,
@@ -17,6 +19,7 @@ from payload_codec import (
 )
 from payload_codec.airtime import time_on_air_ms
 from payload_codec.bridge_link import RecordStream, decode_record, encode_record
+from payload_codec.counter import resolve_checkin_number
 from payload_codec.crypto import derive_badge_key, derive_device_keys
 from payload_codec.errors import FRAME_REASONS, RECORD_REASONS
 from payload_codec.schema import MAX_CHECKINS
@@ -140,12 +143,24 @@ def test_bridge_vectors_cover_every_record_error_reason():
     assert errors == RECORD_REASONS
 
 
-@pytest.mark.parametrize("case", load("keys.json"), ids=lambda case: str(case["device_id"]))
+@pytest.mark.parametrize("case", load("keys.json"), ids=lambda case: f"{case['device_id']}-epoch{case['key_epoch']}")
 def test_key_derivation_vector(case):
     master = bytes.fromhex(case["master_key"])
-    keys = derive_device_keys(master, case["device_id"])
+    keys = derive_device_keys(master, case["device_id"], case["key_epoch"])
     assert (keys.mic_key.hex(), keys.enc_key.hex()) == (case["mic_key"], case["enc_key"])
     assert derive_badge_key(master).hex() == case["badge_key"]
+
+
+@pytest.mark.parametrize("case", load("keys.json"), ids=lambda case: f"{case['device_id']}-epoch{case['key_epoch']}")
+def test_each_key_is_the_cmac_of_its_documented_kdf_input(case):
+    master = bytes.fromhex(case["master_key"])
+    for name, block in case["kdf_input_hex"].items():
+        assert aes_cmac(master, bytes.fromhex(block)).hex() == case[name]
+
+
+def test_a_new_key_epoch_gives_a_device_other_keys():
+    epochs = [derive_device_keys(bytes(16), 258, epoch) for epoch in range(4)]
+    assert len({keys.mic_key for keys in epochs} | {keys.enc_key for keys in epochs}) == 8
 
 
 def test_device_keys_differ_between_devices_and_purposes():
@@ -165,3 +180,15 @@ def test_airtime_vectors():
             case["payload_size"], case["spreading_factor"], case["bandwidth_hz"], case["coding_rate"]
         )
         assert round(measured, 3) == case["time_on_air_ms"]
+
+
+def aes_cmac(key: bytes, message: bytes) -> bytes:
+    mac = cmac.CMAC(algorithms.AES(key))
+    mac.update(message)
+    return mac.finalize()
+
+
+@pytest.mark.parametrize("case", load("checkin_numbers.json"), ids=lambda case: case["name"])
+def test_checkin_number_vector_resolves_the_numbers_of_its_frame(case):
+    first = resolve_checkin_number(case["last_published"], case["first_number16"])
+    assert list(range(first, first + case["count"])) == case["numbers"]

@@ -24,9 +24,9 @@ def _hex(data):
 
 def checkin(call):
     up = frame.Uplink(call["device_id"], _device_keys(call))
-    for tag, token, age_s in call["events"]:
-        up.add_checkin(tag, unhexlify(token), age_s)
-    return _hex(up.seal_checkins(call["counter"], call["ack"], call["time"], call["encrypt"]))
+    for tag, token, age_s, exact in call["events"]:
+        up.add_checkin(tag, unhexlify(token), age_s, exact)
+    return _hex(up.seal_checkins(call["counter"], call["first_number"], call["ack"], call["time"], call["encrypt"]))
 
 
 def telemetry(call):
@@ -143,10 +143,10 @@ def _allocations(call, keys):
     def checkins():
         for age in range(16):
             up.add_checkin(0x41, token, age)
-        up.seal_checkins(1001)
+        up.seal_checkins(1001, 70000)
 
     measure("checkin_16", checkins)
-    measure("checkin_1", lambda: up.add_checkin(0x41, token, 5) and up.seal_checkins(1002))
+    measure("checkin_1", lambda: up.add_checkin(0x41, token, 5) and up.seal_checkins(1002, 70001))
     measure("telemetry", lambda: up.telemetry(3000, values))
     measure("status", lambda: up.status(4000, (1, 2, 3), 3600, 1, 2, 0, 0, 1, 2, 3))
     measure("ack_read", lambda: down.read(ack, None))

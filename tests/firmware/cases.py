@@ -37,6 +37,7 @@ def uplink_call(case: dict) -> dict:
     if case["type"] == "checkin":
         call["op"] = "checkin"
         call["ack"], call["time"] = flags["ack_requested"], flags["time_requested"]
+        call["first_number"] = fields["first_number16"]
         call["events"] = [
             [
                 DIRECTIONS.index(event.get("direction", "none")) << 6
@@ -44,6 +45,7 @@ def uplink_call(case: dict) -> dict:
                 | UID_LENGTHS.index(event["uid_length"]),
                 event["badge_token"],
                 event["age_s"],
+                not event.get("age_is_bound", False),
             ]
             for event in fields["checkins"]
         ]
@@ -64,6 +66,7 @@ def uplink_call(case: dict) -> dict:
             fields.get("reader_errors", 0),
             fields.get("duty_cycle_deferrals", 0),
             fields.get("config_digest", 0),
+            fields.get("next_downlink_counter", 0),
         ]
     return call
 

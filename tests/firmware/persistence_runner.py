@@ -3,7 +3,7 @@
 # prints one line "J <json>" that the host reads back.
 import json
 import struct
-from binascii import hexlify
+from binascii import hexlify  # noqa: F401  (tests call it on the board)
 
 from borne.checkin_queue import CheckinQueue
 
@@ -24,26 +24,35 @@ def push(q, first, count, now_s=0):
 
 
 def report(q, now_s=0, **extra):
-    events, tags, ages = [], [], []
+    ages, exact = [], []
 
-    def add(tag, tok, age_s):
-        events.append(struct.unpack("<Q", tok)[0])
-        tags.append(tag)
+    def add(tag, tok, age_s, is_exact):
         ages.append(age_s)
+        exact.append(is_exact)
 
-    q.batch(add, q.depth, now_s)
-    flight = q.flight
+    batched = q.batch(add, q.depth, now_s)  # the ages of the events a frame would carry
+    events = [struct.unpack("<Q", q.event(i)[1])[0] for i in range(q.depth)]
+    tags = [q.event(i)[0] for i in range(q.depth)]
     state = {
         "depth": q.depth,
         "dropped": q.dropped,
         "events": events,
+        "batched": batched,
         "tags": tags,
         "ages": ages,
-        "exact": [q.exact(i) for i in range(q.depth)],
+        "exact": exact,
+        "numbers": [q.number(i) for i in range(q.depth)],
+        "first_number": q.first_number,
+        "next_number": q.next_number,
         "boot": q.boot,
-        "flight": None if flight is None else hexlify(flight).decode(),
-        "flight_counter": q.flight_counter,
-        "flight_events": q.flight_events,
     }
     state.update(extra)
     print("J", json.dumps(state))
+
+
+def ack(q, n, now_s=0):
+    """ACK the n oldest events, as the ACK of a frame that carried them."""
+    if q.depth:
+        q.ack(q.first_number + min(n, q.depth), now_s)
+    else:
+        q.ack(q.next_number, now_s)  # an empty queue: nothing to remove, nothing skipped

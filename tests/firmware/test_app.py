@@ -5,6 +5,7 @@ config.json) and boots main.py as a real one does.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from payload_codec import Config, config_digest, derive_device_keys, encode_body
 from payload_codec.frame import build_frame
 from payload_codec.vectorgen import TEST_MASTER_KEY
 from simulator.virtual_board import RadioMedium, VirtualBoard
+from simulator.virtual_board.board import DEEPSLEEP_RESET, SOFT_RESET
 from tests.firmware.conftest import require_vm
 
 BUTTON = 0  # heltec_v2's PRG button
@@ -137,6 +139,59 @@ print(kept["config_digest"], node.configured)
     console_during(node, node.reset, 5, "\x00")
     digest = config_digest(encode_body(change))  # what its next status shows the gateway
     assert mpremote(node, "exec", code).split() == ["False", "8", "10", "120", "8", str(digest), "True"]
+
+
+def take_downlinks(node: VirtualBoard, *frames: bytes) -> list[str]:
+    """Hand `frames` to a fresh Node, as its radio would in a receive window; what it made of them:
+    the number of downlinks it refused, the telemetry interval it keeps in its configuration, and the
+    lowest downlink counter it accepts next (which its status frames report).
+    A frame that rebooted the node would leave nothing printed (and mpremote would fail)."""
+    code = f"""
+from borne import config
+from borne.node import Node
+node = Node(config.load())
+for frame in {[frame.hex() for frame in frames]!r}:
+    node._take_downlink(bytes.fromhex(frame), 0)
+print(node.rejected_downlinks, config.load()["intervals"]["telemetry_s"], node.counter.next_downlink)
+"""
+    return mpremote(node, "exec", code).split()
+
+
+def restarted_by(node: VirtualBoard, code: str) -> None:
+    """Run `code`, which ends the VM (a reset, a deep sleep), and wait until the board boots again."""
+    boots = node.boots
+    with contextlib.suppress(subprocess.TimeoutExpired):  # mpremote may wait on a board that went away
+        subprocess.run(
+            [sys.executable, "-m", "mpremote", "connect", str(node.port), "exec", code],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    deadline = time.monotonic() + 30
+    while node.boots == boots or node.asleep:
+        assert time.monotonic() < deadline, "the board did not start again"
+        time.sleep(0.05)
+    console_during(node, lambda: None, 5, "\x00")  # let it start
+
+
+def test_recorded_config_and_reboot_downlinks_are_refused_after_a_reboot_and_after_deep_sleep(node):
+    keys = derive_device_keys(TEST_MASTER_KEY, 7)
+    recorded_config = build_frame(Config(report_interval_s=120), 7, 1, keys)
+    newer_config = build_frame(Config(report_interval_s=600), 7, 2, keys)
+    recorded_reboot = build_frame(Config(reboot=True), 7, 3, keys)
+    console_during(node, node.reset, 5, "\x00")
+    assert take_downlinks(node, recorded_config, newer_config) == ["0", "600", "3"]
+    take_reboot = "from borne import config\nfrom borne.node import Node\n"
+    take_reboot += f"Node(config.load())._take_downlink(bytes.fromhex('{recorded_reboot.hex()}'), 0)"
+    restarted_by(node, take_reboot)
+    assert node.reset_cause == SOFT_RESET  # machine.reset(), as the reboot downlink asked
+
+    # Its counters in NVS: the recorded frames are older than the last downlink accepted.
+    assert take_downlinks(node, recorded_config, recorded_reboot) == ["2", "600", "4"]
+
+    restarted_by(node, "import machine\nmachine.deepsleep(500)")
+    assert node.reset_cause == DEEPSLEEP_RESET
+    assert take_downlinks(node, recorded_config, recorded_reboot) == ["2", "600", "4"]
 
 
 def test_mpremote_reaches_a_running_bridge_whose_console_carries_the_serial_link(tmp_path):

@@ -22,6 +22,7 @@ SETUP = (
     DRIVER_HELPERS
     + f"""
 from machine import I2C, Pin
+import time
 from borne.drivers import bme280, pn532, scd4x
 i2c = I2C(0, scl=Pin({SCL}), sda=Pin({SDA}))
 """
@@ -40,6 +41,8 @@ def board(vm: VirtualBoard) -> VirtualBoard:
     for kind, address in (("bme280", BME280), ("scd4x", SCD4X), ("pn532", PN532)):
         vm.wire_i2c(kind, address, sda=SDA, scl=SCL, interval_ms=0)
     vm.set_air(temperature_c=21.0, humidity_pct=45.0, pressure_hpa=1013.25, co2_ppm=420)
+    vm.unwire_i2c(SCD4X)  # then a new one: idle, as at power-on (it refuses a start while it measures)
+    vm.wire_i2c("scd4x", SCD4X, sda=SDA, scl=SCL, interval_ms=0)
     vm.exec(SETUP)
     return vm
 
@@ -150,3 +153,20 @@ def test_pn532_that_does_not_answer_raises_enodev(board: VirtualBoard) -> None:
     board.silence_i2c(PN532)
     assert run(board, "attempt(lambda: badge(reader))")["errno"] == ENODEV
     assert run(board, "attempt(lambda: pn532.PN532(i2c))")["errno"] == ENODEV
+
+
+def test_scd4x_single_shot_is_refused_while_periodic_measurement_runs(board: VirtualBoard) -> None:
+    run(board, "[globals().__setitem__('co2', scd4x.SCD4x(i2c)), co2.start()][0]")
+    assert run(board, "attempt(co2.measure_single_shot)")["errno"] == ENODEV  # datasheet §3.4 Table 9
+    assert run(board, "attempt(lambda: [co2.stop(), co2.measure_single_shot()][1])") == {"ok": None}
+
+
+def test_scd4x_single_shot_answers_nothing_while_it_measures_then_gives_one_sample(board: VirtualBoard) -> None:
+    board.wire_i2c("scd4x", SCD4X, sda=SDA, scl=SCL, single_shot_ms=300)
+    board.set_air(co2_ppm=655)
+    run(board, "[globals().__setitem__('co2', scd4x.SCD4x(i2c)), co2.stop(), co2.measure_single_shot()][0]")
+    assert run(board, "attempt(co2.data_ready)")["errno"] == ENODEV  # executing: no acknowledge
+    ready, sample = run(board, "[time.sleep_ms(300), co2.data_ready(), co2.read()][1:]")
+    assert ready is True
+    assert sample[0] == 655
+    assert run(board, "co2.data_ready()") is False  # read out: the buffer is empty until the next shot

@@ -1,5 +1,5 @@
 """What the node keeps through resets and power cuts, run by the real MicroPython VM on the virtual
-board: the frame counter (borne/counter.py), the check-in queue and its frame in flight
+board: the frame counter (borne/counter.py), the check-in queue and its numbers
 (borne/checkin_queue.py), and the retry delays (borne/backoff.py).
 
 The firmware and persistence_runner.py are copied to a board once with mpremote; each test boots
@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from payload_codec import CodecError, open_frame
+from payload_codec.crypto import DeviceKeys
 from simulator.virtual_board import VirtualBoard
 from tests.firmware.conftest import deploy, require_vm
 
@@ -144,7 +146,7 @@ def test_the_queue_keeps_every_unacknowledged_event_across_power_cycles(board: V
             pushed += count
         else:
             count = rng.randint(0, 3)
-            state = answer(board, code + f"q.ack({count})\nreport(q)")
+            state = answer(board, code + f"ack(q, {count})\nreport(q)")
             del model[:count]
         assert state["events"] == model
     board.power_cycle()
@@ -208,24 +210,38 @@ def test_a_full_queue_evicts_the_oldest_event_and_counts_it(board: VirtualBoard)
     assert (state["depth"], state["dropped"], state["events"]) == (8, 4, list(range(4, 12)))
 
 
-def test_a_full_queue_keeps_the_events_in_flight(board: VirtualBoard) -> None:
-    code = "q = queue(8)\npush(q, 0, 8)\nq.send(b'frame', 1234, 3)\npush(q, 8, 2)\nreport(q)"
-    expected = [0, 1, 2, 5, 6, 7, 8, 9]
-    state = answer(board, code)
-    assert (state["events"], state["dropped"], state["flight_events"]) == (expected, 2, 3)
+def test_numbers_follow_on_through_evictions_acks_and_power_cycles(board: VirtualBoard) -> None:
+    state = answer(board, "q = queue(8)\npush(q, 0, 12)\nack(q, 3)\nreport(q)")
+    assert (state["numbers"], state["next_number"]) == (list(range(7, 12)), 12)
     board.power_cycle()
-    state = answer(board, "q = queue(8)\nreport(q)")
-    assert (state["events"], state["dropped"], state["flight_counter"]) == (expected, 2, 1234)
-    state = answer(board, "q.ack(q.flight_events)\nreport(q)")
-    assert state["events"] == [5, 6, 7, 8, 9] and state["flight"] is None
+    state = answer(board, "q = queue(8)\npush(q, 12, 1)\nreport(q)")
+    assert state["numbers"] == list(range(7, 13)) and state["events"] == list(range(7, 13))
 
 
-def test_a_queue_all_in_flight_refuses_a_new_event_and_counts_it(board: VirtualBoard) -> None:
-    state = answer(board, "q = queue(4)\npush(q, 0, 4)\nq.send(b'frame', 9, 4)\npush(q, 4, 1)\nreport(q)")
-    assert (state["events"], state["dropped"]) == ([0, 1, 2, 3], 1)
+def test_a_number_is_never_given_twice_even_once_every_check_in_is_acked(board: VirtualBoard) -> None:
+    answer(board, "q = queue()\npush(q, 0, 5)\nack(q, 5)\nreport(q)")
     board.power_cycle()
-    state = answer(board, "report(queue(4))")
-    assert (state["events"], state["dropped"]) == ([0, 1, 2, 3], 1)
+    state = answer(board, "q = queue()\npush(q, 5, 1)\nreport(q)")
+    assert state["numbers"] == [5]
+    # A compaction rewrites the journal as its head: the next number is in it.
+    state = answer(board, "ack(q, 1)\nq._compact()\nreport(q)")
+    assert (state["depth"], state["next_number"]) == (0, 6)
+    board.power_cycle()
+    assert answer(board, "q = queue()\npush(q, 6, 1)\nreport(q)")["numbers"] == [6]
+
+
+def test_a_batch_stops_at_a_number_lost_to_a_damaged_record(board: VirtualBoard) -> None:
+    answer(board, "q = queue()\npush(q, 0, 4)\nreport(q)")
+    log = board.flash / "q.log"
+    data = bytearray(log.read_bytes())
+    data[2 * RECORD + 8] ^= 0xFF  # the push of number 1 (record 0 is the first boot)
+    log.write_bytes(bytes(data))
+    board.power_cycle()
+    state = answer(board, "q = queue()\nreport(q)")
+    # A frame says "from number 0, consecutively": number 2 must not travel as number 1.
+    assert (state["numbers"], state["events"], state["batched"]) == ([0, 2, 3], [0, 2, 3], 1)
+    state = answer(board, "ack(q, 1)\nreport(q)")
+    assert (state["numbers"], state["events"]) == ([2, 3], [2, 3])
 
 
 def test_one_event_appends_one_record_and_the_journal_stays_bounded(board: VirtualBoard) -> None:
@@ -237,7 +253,7 @@ def test_one_event_appends_one_record_and_the_journal_stays_bounded(board: Virtu
     sizes = answer(
         board,
         "import os\nsizes = []\n"
-        "for i in range(300):\n    push(q, 2 + 3 * i, 3)\n    q.ack(3)\n    sizes.append(os.stat('/q.log')[6])\n"
+        "for i in range(300):\n    push(q, 2 + 3 * i, 3)\n    ack(q, 3)\n    sizes.append(os.stat('/q.log')[6])\n"
         "report(q, sizes=sizes)",
         timeout=120,
     )
@@ -245,38 +261,28 @@ def test_one_event_appends_one_record_and_the_journal_stays_bounded(board: Virtu
     assert max(sizes["sizes"]) <= (COMPACT_AFTER + 1) * RECORD
 
 
-def test_the_frame_in_flight_is_resent_byte_identical_after_a_power_cycle(board: VirtualBoard) -> None:
+def test_a_retry_is_a_new_frame_with_the_same_numbers_and_the_ages_of_its_sending(board: VirtualBoard) -> None:
+    keys = DeviceKeys(bytes(range(16)), bytes(range(16, 32)))
     send = (
         "from borne.crypto import DeviceKeys\nfrom borne.frame import Uplink\nfrom borne.counter import FrameCounter\n"
         "up = Uplink(7, DeviceKeys(bytes(range(16)), bytes(range(16, 32))))\nc = FrameCounter()\n"
-        "q = queue()\npush(q, 0, 5, now_s=2)\nn = q.batch(up.add_checkin, 16, 9)\n"
-        "counter = c.next()\nq.send(up.seal_checkins(counter), counter, n)\nreport(q)"
+        "q = queue()\npush(q, 0, 3, now_s=2)\n"
+        "def build(now_s):\n    n = q.batch(up.add_checkin, 16, now_s)\n"
+        "    return hexlify(up.seal_checkins(c.next(), q.first_number)).decode()\n"
+        "print('J', json.dumps([build(9), build(70)]))"
     )
-    sent = answer(board, send)
-    assert sent["flight_events"] == 5 and sent["flight"] is not None
-    board.power_cycle()
-    again = answer(board, "q = queue()\npush(q, 5, 2)\nreport(q)")
-    assert (again["flight"], again["flight_counter"]) == (sent["flight"], sent["flight_counter"])
-    assert again["events"] == list(range(7))
-    done = answer(board, "q.ack(q.flight_events)\nreport(q)")
-    assert done["flight"] is None and done["events"] == [5, 6]
-    board.power_cycle()
-    after = answer(board, "report(queue())")
-    assert after["flight"] is None and after["events"] == [5, 6]
-
-
-def test_a_frame_acked_just_before_a_power_cut_is_not_resent(board: VirtualBoard) -> None:
-    answer(board, "q = queue()\npush(q, 0, 4)\nq.send(b'frame', 77, 2)\nreport(q)")
-    fly = (board.flash / "q.fly").read_bytes()
-    answer(board, "q.ack(2)\nreport(q)")
-    (board.flash / "q.fly").write_bytes(fly)  # the ACK was journaled, the power went before the removal
-    board.power_cycle()
-    state = answer(board, "report(queue())")
-    assert state["flight"] is None and state["events"] == [2, 3]
+    first, retry = (bytes.fromhex(frame) for frame in answer(board, send))
+    opened = [open_frame(frame, keys, None) for frame in (first, retry)]
+    assert not any(isinstance(frame, CodecError) for frame in opened), opened
+    assert opened[1].counter > opened[0].counter
+    for frame, age in zip(opened, (7, 68), strict=True):
+        assert frame.message.first_number16 == 0
+        assert [c.age_s for c in frame.message.checkins] == [age] * 3
+        assert not any(c.age_is_bound for c in frame.message.checkins)
 
 
 def test_ages_are_exact_within_a_boot_and_a_lower_bound_after_a_power_cut(board: VirtualBoard) -> None:
-    state = answer(board, "q = queue()\npush(q, 0, 1, now_s=10)\nq.ack(0, now_s=40)\nreport(q, now_s=25)")
+    state = answer(board, "q = queue()\npush(q, 0, 1, now_s=10)\nack(q, 0, now_s=40)\nreport(q, now_s=25)")
     assert state["ages"] == [15] and state["exact"] == [True]
     board.power_cycle()
     state = answer(board, "q = queue()\npush(q, 1, 1, now_s=6)\nreport(q, now_s=8)")

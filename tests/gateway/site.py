@@ -21,7 +21,7 @@ def schema(name: str) -> dict:
     return json.loads((SCHEMAS / f"{name}.schema.json").read_text(encoding="utf-8"))
 
 
-def write_registry(path: Path, device_ids=(DEVICE_ID,)) -> Registry:
+def write_registry(path: Path, device_ids=(DEVICE_ID,), key_epoch: int = 0) -> Registry:
     registry = Registry(
         {
             device_id: Device(
@@ -29,7 +29,8 @@ def write_registry(path: Path, device_ids=(DEVICE_ID,)) -> Registry:
                 name=f"door-{device_id}",
                 site="ecole-jaures",
                 facility="school",
-                keys=derive_device_keys(TEST_MASTER_KEY, device_id),
+                keys=derive_device_keys(TEST_MASTER_KEY, device_id, key_epoch),
+                key_epoch=key_epoch,
                 battery=True,
                 sensors=("temperature_c", "co2_ppm"),
                 nfc=True,
@@ -90,8 +91,12 @@ class Site:
                 self.gateway.state.accept(DEVICE_ID, case["last_counter"], b"seed", [], seen_at=0, rssi_dbm=0, snr_db=0)
             hear(bytes.fromhex(case["frame_hex"]))
             await until(lambda counter=case["counter"]: self.last_counter() == counter)
-            checkins = len(case["fields"]["checkins"]) if case["type"] == "checkin" else 0
-            due |= {f"{DEVICE_ID}:{case['counter']}:{i}" for i in range(checkins)} or {f"{DEVICE_ID}:{case['counter']}"}
+            if case["type"] == "checkin":
+                # The vectors number their check-ins on from one case to the next: the same full numbers.
+                first = case["fields"]["first_number16"]
+                due |= {f"{DEVICE_ID}:checkin:{first + i}" for i in range(len(case["fields"]["checkins"]))}
+            else:
+                due.add(f"{DEVICE_ID}:{case['counter']}")
         return due
 
     async def settle(self) -> None:

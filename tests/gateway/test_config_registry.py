@@ -3,10 +3,11 @@
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
-from boards.registry import Registry, RegistryError
+from boards.registry import UNRECORDED_BOARD, Registry, RegistryError
 from gateway_daemon.config import EXAMPLE, ConfigError, parse_config
 
 from .site import write_registry
@@ -37,6 +38,39 @@ def test_registry_round_trips_and_is_private(tmp_path):
     written = write_registry(path, device_ids=(1, 2))
     assert Registry.load(path).devices == written.devices
     assert os.stat(path).st_mode & 0o077 == 0
+
+
+def test_a_device_keeps_its_key_epoch_and_board_through_a_save(tmp_path):
+    path = tmp_path / "devices.toml"
+    registry = write_registry(path, key_epoch=3)
+    registry.devices[258] = replace(registry.devices[258], flashed_on="240ac4000002")
+    registry.save(path)
+    device = Registry.load(path).devices[258]
+    assert (device.key_epoch, device.flashed_on) == (3, "240ac4000002")
+
+
+def test_an_entry_from_before_key_epochs_is_epoch_0_flashed_on_an_unrecorded_board(tmp_path):
+    path = tmp_path / "devices.toml"
+    write_registry(path)
+    path.write_text(path.read_text().replace("key_epoch = 0\n", ""))
+    device = Registry.load(path).devices[258]
+    assert (device.key_epoch, device.flashed_on) == (0, UNRECORDED_BOARD)
+    Registry.load(path).save(path)  # migrated: the file now says so
+    assert "key_epoch = 0" in path.read_text() and f'flashed_on = "{UNRECORDED_BOARD}"' in path.read_text()
+
+
+def test_a_registered_device_never_flashed_has_no_board(tmp_path):
+    path = tmp_path / "devices.toml"
+    write_registry(path)
+    assert Registry.load(path).devices[258].flashed_on is None
+
+
+def test_registry_refuses_a_key_epoch_that_is_not_a_32_bit_number(tmp_path):
+    path = tmp_path / "devices.toml"
+    write_registry(path)
+    path.write_text(path.read_text().replace("key_epoch = 0", "key_epoch = -1"))
+    with pytest.raises(RegistryError, match="key_epoch must be a whole number"):
+        Registry.load(path)
 
 
 def test_registry_refuses_a_name_that_cannot_be_a_topic_level(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jsonschema
@@ -59,7 +60,13 @@ def test_an_event_carries_the_vector_fields_byte_for_byte_and_validates(case):
     assert len(events) == len(bodies)
     for event, fields in zip(events, bodies, strict=True):
         payload = json.loads(event.payload)
-        expected = {"event_id": payload["event_id"], "time": payload["time"], **fields}
+        expected = {"event_id": payload["event_id"], "time": payload["time"]}
+        if case["type"] == "checkin":
+            # On MQTT a check-in's age bound is said of its time.
+            fields = {**fields, "time_is_bound": fields["age_is_bound"]}
+            del fields["age_is_bound"]
+            expected["number"] = payload["number"]
+        expected.update(fields)
         expected.update((key, payload[key]) for key in list(payload)[len(expected) :])
         assert event.payload == json.dumps(expected, ensure_ascii=False)
         assert (event.kind, event.topic) == (case["type"], f"borne/ecole-jaures/door-258/{case['type']}")
@@ -73,15 +80,22 @@ RECEPTIONS = (
 )
 
 
-def test_a_check_in_batch_gives_one_event_per_check_in_dated_by_its_age():
+def test_a_check_in_batch_gives_one_event_per_check_in_identified_by_its_number_and_dated_by_its_age():
     events = outbox_of(case_named("checkin_batch_2"))
-    assert [event.event_id for event in events] == ["258:1002:0", "258:1002:1"]
+    assert [event.event_id for event in events] == ["258:checkin:2", "258:checkin:3"]
+    assert [event.checkin_number for event in events] == [2, 3]
     assert events[1].payload == (
-        '{"event_id": "258:1002:1", "time": "2026-11-30T23:59:38.250Z", "badge_token": "1a23c7aef9d798e4",'
-        ' "tag_type": "mifare_classic", "direction": "in", "uid_length": 7, "age_s": 22, "gateway": "gw-1",'
+        '{"event_id": "258:checkin:3", "time": "2026-11-30T23:59:38.250Z", "number": 3,'
+        ' "badge_token": "1a23c7aef9d798e4", "tag_type": "mifare_classic", "direction": "in", "uid_length": 7,'
+        ' "age_s": 22, "time_is_bound": false, "gateway": "gw-1",'
         ' "site": "ecole-jaures", "device": "door-258", "device_id": 258, "facility": "school", "counter": 1002, '
         + RECEPTIONS
     )
+
+
+def test_a_check_in_whose_age_crossed_a_reboot_is_published_with_its_time_as_a_bound():
+    events = outbox_of(case_named("checkin_ages_across_a_reboot_are_bounds"))
+    assert [json.loads(event.payload)["time_is_bound"] for event in events] == [True, True, False]
 
 
 def test_telemetry_publishes_only_the_fields_the_board_has():
@@ -99,7 +113,24 @@ def test_status_publishes_every_counter_and_the_faulty_sensors_by_name():
         '{"event_id": "258:4003", "time": "2026-12-01T00:00:00.250Z", "firmware": "1.3.9", "uptime_s": 10807,'
         ' "reset_cause": "watchdog", "sensor_faults": ["temperature_c", "humidity_pct"], "queue_depth": 6,'
         ' "checkins_dropped": 1, "radio_errors": 3, "reader_errors": 6, "duty_cycle_deferrals": 15,'
-        ' "config_digest": 13107, "gateway": "gw-1", "site": "ecole-jaures", "device": "door-258",'
-        ' "device_id": 258, "facility": "school",'
+        ' "config_digest": 13107, "next_downlink_counter": 3001, "gateway": "gw-1", "site": "ecole-jaures",'
+        ' "device": "door-258", "device_id": 258, "facility": "school",'
         ' "counter": 4003, ' + RECEPTIONS
     )
+
+
+@pytest.mark.parametrize("name", ["status_reset_watchdog", "checkin_batch_2"])
+def test_a_device_in_a_new_key_epoch_has_event_ids_of_its_own(name):
+    """Counters and check-in numbers start over in a new key epoch: its events must not pass for copies."""
+    case = case_named(name)
+    raw = bytes.fromhex(case["frame_hex"])
+    frame = open_frame(raw, keys_of(case), case["last_counter"], direction_of(case))
+    assert not isinstance(frame, CodecError), frame
+    epoch_0 = events_of(frame, DEVICE, [reception(raw)], "gw-1", "borne")
+    rekeyed = dataclasses.replace(DEVICE, key_epoch=1)
+    epoch_1 = events_of(frame, rekeyed, [reception(raw)], "gw-1", "borne")
+    assert [event.event_id for event in epoch_1] == [
+        event.event_id.replace(f"{DEVICE_ID}:", f"{DEVICE_ID}e1:", 1) for event in epoch_0
+    ]
+    for event in epoch_1:
+        jsonschema.validate(json.loads(event.payload), schema(event.kind))

@@ -6,22 +6,37 @@ import asyncio
 import json
 import logging
 import sys
+from dataclasses import replace
 
 import jsonschema
 import pytest
 
-from payload_codec import DOWN, Checkin, CheckinBatch, Telemetry, build_frame, derive_device_keys, open_frame
-from payload_codec.vectorgen import DEVICE_ID, TEST_MASTER_KEY
+from payload_codec import (
+    DOWN,
+    Checkin,
+    CheckinBatch,
+    CodecError,
+    Telemetry,
+    build_frame,
+    derive_device_keys,
+    open_frame,
+)
+from payload_codec.vectorgen import DEVICE_ID, STATUS_SAMPLE, TEST_MASTER_KEY
 from simulator.broker import free_port
 
 from ..codec.vectors import frame_cases
 from .conftest import Subscriber
-from .site import Site, config_text, schema
+from .site import Site, config_text, schema, write_registry
 
 KEYS = derive_device_keys(TEST_MASTER_KEY, DEVICE_ID)
 UPLINKS = sorted(
-    (case for case in frame_cases() if case["valid"] and case["direction"] == "up"), key=lambda case: case["counter"]
-)
+    (
+        case
+        for case in frame_cases()
+        if case["valid"] and case["direction"] == "up" and case["keys"]["mic_key"] == KEYS.mic_key.hex()
+    ),
+    key=lambda case: case["counter"],
+)  # the vectors of the device's epoch 0: the registry's
 # The vectors include a check-in sent in clear, which the gateway accepts only when told to.
 EVERY_VECTOR = {"allow_unencrypted_checkins": True}
 
@@ -30,12 +45,17 @@ def telemetry(counter: int, temperature: float = 20.5) -> bytes:
     return build_frame(Telemetry(temperature_c=temperature, co2_ppm=600), DEVICE_ID, counter, KEYS)
 
 
-def checkin(counter: int, *, ack: bool = True, time_requested: bool = False, count: int = 1) -> bytes:
+def checkin(
+    counter: int, *, ack: bool = True, time_requested: bool = False, count: int = 1, first_number: int | None = None
+) -> bytes:
+    """A check-in frame; its check-ins are numbered from `first_number`, by default the frame's counter."""
     events = tuple(
         Checkin(badge_token=i.to_bytes(8, "big"), tag_type="ntag", direction="in", uid_length=7, age_s=10)
         for i in range(count)
     )
-    return build_frame(CheckinBatch(events), DEVICE_ID, counter, KEYS, ack_requested=ack, time_requested=time_requested)
+    first = counter if first_number is None else first_number
+    batch = CheckinBatch(first & 0xFFFF, events)
+    return build_frame(batch, DEVICE_ID, counter, KEYS, ack_requested=ack, time_requested=time_requested)
 
 
 def assert_published_as_documented(subscriber: Subscriber) -> None:
@@ -89,8 +109,8 @@ async def test_checkin_is_acked_after_commit_with_the_time_when_asked(tmp_path, 
             and abs(ack.message.gateway_time - site.radio.sent[0].answers.received_at) < 5
         )
         assert site.radio.sent[0].frequency_hz == 869_525_000 and site.radio.sent[0].delay_us == 1_000_000
-        assert site.gateway.state.pending(10) or event_ids(subscriber, "checkin") == ["258:7:0"]
-        await subscriber.wait_for(lambda: event_ids(subscriber, "checkin") == ["258:7:0"])
+        assert site.gateway.state.pending(10) or event_ids(subscriber, "checkin") == ["258:checkin:7"]
+        await subscriber.wait_for(lambda: event_ids(subscriber, "checkin") == ["258:checkin:7"])
 
 
 async def test_same_frame_from_two_receivers_is_published_once_with_both_receptions(tmp_path, broker):
@@ -102,7 +122,7 @@ async def test_same_frame_from_two_receivers_is_published_once_with_both_recepti
         await subscriber.wait_for(lambda: len(subscriber.on("/checkin")) == 2)
         await asyncio.sleep(0.3)
         published = subscriber.on("/checkin")
-        assert [p["event_id"] for p in published] == ["258:11:0", "258:11:1"]
+        assert [p["event_id"] for p in published] == ["258:checkin:11", "258:checkin:12"]
         assert sorted(r["source"] for r in published[0]["receptions"]) == ["sim", "sim2"]
         # The ACK goes out once, through the receiver that heard the node best.
         assert (len(site.radio.sent), len(site.radio2.sent)) == (0, 1)
@@ -119,8 +139,41 @@ async def test_a_checkin_resent_after_telemetry_is_acked_again_not_republished(t
         await site.settle()
         assert len(site.radio.sent) == 2
         await subscriber.wait_for(lambda: len(subscriber.on("/telemetry")) == 1)
-        assert event_ids(subscriber, "checkin") == ["258:30:0"]
+        assert event_ids(subscriber, "checkin") == ["258:checkin:30"]
         assert site.gateway.pipeline.rejected == {}
+
+
+async def test_a_check_in_frame_built_again_is_acked_and_only_its_new_check_ins_are_published(tmp_path, broker):
+    async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port) as site:
+        site.radio.hear(checkin(50, first_number=7, count=2))  # its ACK was lost
+        await site.settle()
+        site.radio.hear(telemetry(51))
+        # Built again: a new counter, the same first number, and a check-in read meanwhile.
+        site.radio.hear(checkin(52, first_number=7, count=3))
+        await site.settle()
+        assert [open_frame(d.frame, KEYS, None, DOWN).message.acked_counter16 for d in site.radio.sent] == [50, 52]
+        await subscriber.wait_for(lambda: len(subscriber.on("/checkin")) >= 3 and subscriber.on("/telemetry"))
+        await asyncio.sleep(0.3)
+        assert event_ids(subscriber, "checkin") == ["258:checkin:7", "258:checkin:8", "258:checkin:9"]
+        assert [p["counter"] for p in subscriber.on("/checkin")] == [50, 50, 52]
+        assert site.gateway.pipeline.counters["checkins_published_before"] == 2
+        assert site.gateway.pipeline.rejected == {}
+
+
+async def test_check_in_numbers_resolve_past_16_bits_and_stay_published_after_a_restart(tmp_path, broker):
+    async with Subscriber(broker.port) as subscriber:
+        async with Site(tmp_path, broker.port) as site:
+            site.radio.hear(checkin(1, first_number=0xFFFE, count=2))
+            site.radio.hear(checkin(2, first_number=0x1_0000))
+            await site.settle()
+        async with Site(tmp_path, broker.port) as site:  # the same state file
+            site.radio.hear(checkin(3, first_number=0xFFFF, count=3))  # a retry from before the wrap
+            await site.settle()
+            assert len(site.radio.sent) == 1
+            assert site.gateway.pipeline.counters["checkins_published_before"] == 2
+            expected = {f"258:checkin:{n}" for n in (65534, 65535, 65536, 65537)}
+            # QoS 1: a message whose PUBACK the first run did not see is sent again, with its event id.
+            await subscriber.wait_for(lambda: set(event_ids(subscriber, "checkin")) == expected)
 
 
 async def test_retransmission_of_the_last_frame_is_acked_again_not_republished(tmp_path, broker):
@@ -134,7 +187,7 @@ async def test_retransmission_of_the_last_frame_is_acked_again_not_republished(t
         assert len(site.radio.sent) == 2
         await subscriber.wait_for(lambda: len(subscriber.on("/checkin")) >= 1)
         await asyncio.sleep(0.3)
-        assert event_ids(subscriber, "checkin") == ["258:20:0"]
+        assert event_ids(subscriber, "checkin") == ["258:checkin:20"]
         assert site.gateway.pipeline.counters["retransmissions"] == 1
 
 
@@ -185,7 +238,7 @@ async def test_a_frame_delayed_on_a_slower_path_is_accepted_when_its_counter_was
         assert site.gateway.state.window(DEVICE_ID)[0] == 42
         ack = open_frame(site.radio2.sent[0].frame, KEYS, None, DOWN)
         assert ack.message.acked_counter16 == 41
-        await subscriber.wait_for(lambda: event_ids(subscriber, "checkin") == ["258:41:0"])
+        await subscriber.wait_for(lambda: event_ids(subscriber, "checkin") == ["258:checkin:41"])
         await subscriber.wait_for(lambda: event_ids(subscriber, "telemetry") == ["258:40", "258:42"])
 
 
@@ -252,7 +305,7 @@ async def test_the_window_survives_a_daemon_restart(tmp_path, broker):
 
 def plain_checkin(counter: int) -> bytes:
     event = Checkin(badge_token=bytes(8), tag_type="ntag", direction="in", uid_length=7, age_s=1)
-    return build_frame(CheckinBatch((event,)), DEVICE_ID, counter, KEYS, encrypt=False, ack_requested=True)
+    return build_frame(CheckinBatch(counter, (event,)), DEVICE_ID, counter, KEYS, encrypt=False, ack_requested=True)
 
 
 async def test_an_unencrypted_checkin_is_refused_counted_and_reported_by_default(tmp_path, broker, caplog):
@@ -276,7 +329,7 @@ async def test_an_unencrypted_checkin_is_refused_counted_and_reported_by_default
         assert site.gateway.state.window(DEVICE_ID)[0] is None  # the counter was not taken
         site.radio.hear(checkin(6))
         await site.settle()
-        await subscriber.wait_for(lambda: event_ids(subscriber, "checkin") == ["258:6:0"])
+        await subscriber.wait_for(lambda: event_ids(subscriber, "checkin") == ["258:checkin:6"])
     assert "allow_unencrypted_checkins" not in caplog.text
 
 
@@ -288,7 +341,7 @@ async def test_unencrypted_checkins_are_accepted_when_allowed_and_the_daemon_war
     ):
         site.radio.hear(plain_checkin(5))
         await site.settle()
-        await subscriber.wait_for(lambda: event_ids(subscriber, "checkin") == ["258:5:0"])
+        await subscriber.wait_for(lambda: event_ids(subscriber, "checkin") == ["258:checkin:5"])
         assert site.gateway.pipeline.rejected == {}
         assert len(site.radio.sent) == 1
     warnings = [r for r in caplog.records if r.name == "gateway_daemon.daemon" and r.levelno == logging.WARNING]
@@ -320,7 +373,7 @@ async def test_broker_outage_loses_no_event(tmp_path, broker):
         await site.settle()
         assert site.gateway.state.depth() == 40
         broker.start()
-        expected = {f"258:{c}:0" for c in range(1, 51)}
+        expected = {f"258:checkin:{c}" for c in range(1, 51)}
         await subscriber.wait_for(lambda: expected <= set(event_ids(subscriber, "checkin")), timeout=45)
         # The subscriber can see a message before its PUBACK is back at the gateway.
         await subscriber.wait_for(lambda: site.gateway.state.depth() == 0)
@@ -379,3 +432,83 @@ async def test_status_command_shows_devices_signal_battery_losses_and_outbox(tmp
     assert "ecole-jaures/door-258" in line and "-97" in line and "3650 mV" in line
     assert line.split()[-2:] == ["3", "2"]  # frames heard, frames lost
     assert "outbox:" in output
+
+
+def status(counter: int, keys=KEYS, next_downlink_counter: int = 0) -> bytes:
+    return build_frame(replace(STATUS_SAMPLE, next_downlink_counter=next_downlink_counter), DEVICE_ID, counter, keys)
+
+
+async def test_a_gateway_whose_state_file_was_deleted_learns_the_counter_again_from_a_status_frame(tmp_path, broker):
+    async with Site(tmp_path, broker.port) as site:
+        site.radio.hear(status(70_000))  # past 16 bits: only a frame with the whole counter is learnt from nothing
+        await site.settle()
+        site.radio.hear(telemetry(70_001))
+        await site.settle()
+        assert site.last_counter() == 70_001
+    for path in tmp_path.glob("state.db*"):
+        path.unlink()
+    async with Site(tmp_path, broker.port) as site:
+        site.radio.hear(telemetry(70_002))  # its 16 bits resolve to 4466, whose MIC fails: nothing is stored
+        await site.settle()
+        assert (site.gateway.pipeline.rejected, site.last_counter()) == ({"bad_mic": 1}, None)
+        site.radio.hear(status(70_003))
+        await site.settle()
+        site.radio.hear(telemetry(70_004))
+        await site.settle()
+        assert site.last_counter() == 70_004
+        site.radio.hear(status(70_000))  # recorded before the state was lost: older than the window
+        await site.settle()
+        assert site.gateway.pipeline.rejected == {"bad_mic": 1, "replay": 1}
+
+
+async def test_after_its_state_was_lost_the_gateway_continues_the_downlink_counter_the_node_reports(tmp_path, broker):
+    async with Site(tmp_path, broker.port) as site:
+        site.radio.hear(checkin(10))
+        await site.settle()
+    for path in tmp_path.glob("state.db*"):
+        path.unlink()
+    async with Site(tmp_path, broker.port) as site:
+        site.radio.hear(status(11, next_downlink_counter=5_000))  # the node accepted downlink 4999 last
+        await site.settle()
+        site.radio.hear(checkin(12))
+        await site.settle()
+        ack = open_frame(site.radio.sent[-1].frame, KEYS, 4_999, DOWN)  # as the node reads it
+        assert not isinstance(ack, CodecError), ack
+        assert (ack.counter, ack.message.acked_counter16) == (5_000, 12)
+        site.radio.hear(status(13, next_downlink_counter=10))  # older news: the counter never goes back
+        site.radio.hear(checkin(14))
+        await site.settle()
+        assert open_frame(site.radio.sent[-1].frame, KEYS, 5_000, DOWN).counter == 5_001
+
+
+async def test_a_device_back_after_a_long_silence_is_heard_again_from_its_next_status_frame(tmp_path, broker):
+    async with Site(tmp_path, broker.port) as site:
+        site.radio.hear(telemetry(100))
+        await site.settle()
+        site.radio.hear(telemetry(100 + 20_000))  # more than the 16,384 frames 16 bits may skip
+        await site.settle()
+        assert site.gateway.pipeline.rejected == {"counter_gap": 1}
+        site.radio.hear(status(100 + 20_001))
+        await site.settle()
+        site.radio.hear(telemetry(100 + 20_002))
+        await site.settle()
+        assert site.last_counter() == 100 + 20_002
+        assert site.gateway.pipeline.counters["accepted_telemetry"] == 2
+
+
+async def test_a_new_key_epoch_in_the_reloaded_registry_starts_the_device_over(tmp_path, broker):
+    new_keys = derive_device_keys(TEST_MASTER_KEY, DEVICE_ID, 1)
+    async with Site(tmp_path, broker.port) as site:
+        site.radio.hear(telemetry(500))
+        await site.settle()
+        write_registry(tmp_path / "devices.toml", key_epoch=1)  # the device was flashed onto another board
+        site.gateway.reload_registry()
+        assert site.last_counter() is None
+        site.radio.hear(build_frame(Telemetry(co2_ppm=700), DEVICE_ID, 0, new_keys))  # it counts from 0 again
+        await site.settle()
+        assert site.last_counter() == 0
+        site.radio.hear(telemetry(501))  # the old board, or a recording, under the old keys
+        await site.settle()
+        assert site.gateway.pipeline.rejected == {"bad_mic": 1}
+    async with Site(tmp_path, broker.port) as site:  # a restart keeps the new epoch's counters
+        assert site.last_counter() == 0

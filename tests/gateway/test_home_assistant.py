@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import time
@@ -85,7 +86,12 @@ class Nodes:
 
 
 def checkin(token: bytes = TOKEN) -> CheckinBatch:
-    return CheckinBatch((Checkin(badge_token=token, tag_type="ntag", direction="in", uid_length=7, age_s=1),))
+    """A new check-in: each has a number of its own, as a node numbers them."""
+    one = Checkin(badge_token=token, tag_type="ntag", direction="in", uid_length=7, age_s=1)
+    return CheckinBatch(first_number16=next(_checkin_numbers), checkins=(one,))
+
+
+_checkin_numbers = itertools.count()
 
 
 def node(device: Device) -> str:

@@ -109,7 +109,8 @@ async def test_garbage_and_an_unplugged_bridge_lose_no_frame(tmp_path, broker):
         board = BridgeBoard(tmp_path / "ttyUSB0")  # plugged in again
         await until(lambda: bridge.connected, timeout=10)
         board.hear(checkin(3, ack=False))
-        await subscriber.wait_for(lambda: {"258:1:0", "258:2:0", "258:3:0"} <= set(event_ids(subscriber, "checkin")))
+        due = {"258:checkin:1", "258:checkin:2", "258:checkin:3"}
+        await subscriber.wait_for(lambda: due <= set(event_ids(subscriber, "checkin")))
         assert sum(site.gateway.pipeline.rejected.values()) >= 1
         assert set(site.gateway.pipeline.rejected) <= {"bad_cobs", "bad_crc", "too_long", "truncated", "unknown_record"}
         board.unplug()

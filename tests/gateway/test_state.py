@@ -138,3 +138,49 @@ def test_a_state_file_from_before_the_window_opens_and_still_refuses_older_count
     assert state.next_downlink_counter(1) == 7
     (device,) = state.devices()
     assert (device.last_counter, device.frames) == (52, 42)
+
+
+def test_a_moved_key_epoch_starts_the_device_counters_over_uplink_and_downlink(tmp_path):
+    state = GatewayState(tmp_path / "state.db")
+    assert state.follow_key_epochs({1: 0, 2: 0}) == []
+    assert accept(state, 500)
+    state.next_downlink_counter(1)
+    assert state.follow_key_epochs({1: 0, 2: 0}) == []  # the same epochs: nothing moves
+    assert state.follow_key_epochs({1: 1, 2: 0}) == [1]
+    assert state.window(1) == (None, ALL_SEEN)
+    assert accept(state, 0)
+    assert state.next_downlink_counter(1) == 0
+    assert state.follow_key_epochs({1: 1}) == []
+
+
+def test_counters_from_before_key_epochs_belong_to_epoch_0(tmp_path):
+    old = sqlite3.connect(tmp_path / "state.db")
+    old.executescript(OLD_DEVICES)
+    old.close()
+    state = GatewayState(tmp_path / "state.db")
+    assert state.follow_key_epochs({1: 0}) == []
+    assert state.window(1) == (50, ALL_SEEN)
+    assert state.follow_key_epochs({1: 1}) == [1]
+    assert state.window(1) == (None, ALL_SEEN)
+
+
+def checkin_event(number: int) -> OutboxEvent:
+    return OutboxEvent(f"1:checkin:{number}", "checkin", "borne/s/d/checkin", "{}", checkin_number=number)
+
+
+def test_check_in_numbers_are_marked_published_in_the_commit_of_their_frame(tmp_path):
+    state = GatewayState(tmp_path / "state.db")
+    assert accept(state, 10, checkin_event(4), checkin_event(5))
+    assert not accept(state, 10, checkin_event(6))  # a refused frame marks nothing
+    state.close()
+    reopened = GatewayState(tmp_path / "state.db")
+    assert reopened.last_checkin_number(1) == 5
+    assert accept(reopened, 11, checkin_event(5), checkin_event(6))
+    assert [e.event_id for e in reopened.pending()] == ["1:checkin:4", "1:checkin:5", "1:checkin:6"]
+
+
+def test_a_check_in_number_below_the_window_counts_as_published(tmp_path):
+    state = GatewayState(tmp_path / "state.db")
+    accept(state, 1, checkin_event(100))
+    accept(state, 2, checkin_event(102))  # 101 not heard yet: within the window, still publishable
+    assert [e.checkin_number for e in state.unpublished(1, [checkin_event(n) for n in (30, 101, 102)])] == [101]

@@ -51,7 +51,7 @@ async def test_malformed_and_oversized_datagrams_are_refused_and_reported(tmp_pa
         ]:
             forwarder.send_raw(datagram)
         forwarder.hear(checkin(1, ack=False))
-        await subscriber.wait_for(lambda: event_ids(subscriber, "checkin") == ["258:1:0"])
+        await subscriber.wait_for(lambda: event_ids(subscriber, "checkin") == ["258:checkin:1"])
         await subscriber.wait_for(lambda: len(subscriber.on("/rejected")) >= 5)
         assert sum(site.gateway.pipeline.rejected.values()) >= 5
         forwarder.close()
@@ -69,7 +69,7 @@ async def test_the_same_frame_from_the_bridge_and_the_forwarder_is_published_onc
         await subscriber.wait_for(lambda: len(subscriber.on("/checkin")) == 2)
         await asyncio.sleep(0.5)
         published = subscriber.on("/checkin")
-        assert [p["event_id"] for p in published] == ["258:9:0", "258:9:1"]
+        assert [p["event_id"] for p in published] == ["258:checkin:9", "258:checkin:10"]
         sources = sorted(r["source"].split(":")[0] for r in published[0]["receptions"])
         assert sources == ["bridge", "udp"]
         forwarder.close()
@@ -111,7 +111,8 @@ class Daemon:
 
 
 async def test_daemon_killed_mid_stream_loses_no_acked_checkin(tmp_path, broker):
-    """A node sends its next check-in once the last is ACKed, and resends the same bytes until then.
+    """A node sends its next check-in once the last is ACKed, and builds its frame again (a new
+    counter, the same check-in number) until then.
 
     The daemon is SIGKILLed while frames are in flight; every check-in must reach the broker,
     and a duplicate can only carry the same event id.
@@ -128,26 +129,27 @@ async def test_daemon_killed_mid_stream_loses_no_acked_checkin(tmp_path, broker)
     kills = {7: "before its ACK", 15: "right after its ACK"}
     try:
         async with Subscriber(broker.port) as subscriber:
-            for counter in range(1, 21):
-                frame = checkin(counter)
+            counter = 0
+            for number in range(1, 21):
                 acked = False
                 while not acked:
+                    counter += 1
                     forwarder.pull()
-                    forwarder.hear(frame)
-                    if kills.get(counter) == "before its ACK":
+                    forwarder.hear(checkin(counter, first_number=number))
+                    if kills.get(number) == "before its ACK":
                         await asyncio.sleep(0.15)  # heard, maybe committed, not yet ACKed
                         await daemon.kill()
                         await daemon.start()
-                        del kills[counter]
+                        del kills[number]
                         continue
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(3):
                             ack = open_frame(await forwarder.downlinks.get(), KEYS, None, DOWN)
                             acked = ack.message.acked_counter16 == counter
-                if kills.get(counter) == "right after its ACK":
+                if kills.get(number) == "right after its ACK":
                     await daemon.kill()
                     await daemon.start()
-            expected = [f"258:{counter}:0" for counter in range(1, 21)]
+            expected = [f"258:checkin:{number}" for number in range(1, 21)]
             await subscriber.wait_for(lambda: set(expected) <= set(event_ids(subscriber, "checkin")), timeout=30)
             assert set(event_ids(subscriber, "checkin")) == set(expected)
     finally:

@@ -26,6 +26,16 @@ def test_a_dry_run_shows_the_configuration_without_its_keys(site: Site, capsys: 
     assert '"mic": "(not shown)"' in printed.out and '"badge": "(not shown)"' in printed.out
 
 
+def test_flashing_an_mfrc522_on_a_strapping_pin_warns_what_to_check(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    node = ["--board", "ttgo_lora32_v21", "--role", "node", "--device", str(READER_ID), "--nfc", "mfrc522"]
+    assert main(flash(site, *node, "--dry-run")) == 0
+    printed = capsys.readouterr().out
+    assert "warning: nfc_spi.reset on GPIO12, a strapping pin (MTDI, the flash voltage" in printed
+    assert "use a reader module with no pull-up on RST" in printed
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [

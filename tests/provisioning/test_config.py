@@ -29,6 +29,7 @@ from boards.provisioning import (
     settle_with_registry,
     stage,
 )
+from boards.registry import Registry
 from payload_codec import derive_badge_key, derive_device_keys
 from payload_codec.schema import DIRECTIONS
 from tests.provisioning.conftest import MASTER_KEY, NODE_ID, READER_ID, SITE, Site, register
@@ -75,7 +76,12 @@ def test_the_defaults_are_those_the_firmware_fills_in() -> None:
     firmware = firmware_module("config")
     assert provisioning.RADIO_DEFAULTS == firmware.RADIO_DEFAULTS
     assert provisioning.INTERVAL_DEFAULTS == firmware.INTERVAL_DEFAULTS
-    assert firmware.NFC_DEFAULTS == {"reader": "pn532", "retap_s": provisioning.NFC_RETAP_S, "direction": "none"}
+    assert firmware.NFC_DEFAULTS == {
+        "reader": "pn532",
+        "retap_s": provisioning.NFC_RETAP_S,
+        "direction": "none",
+        "retry_max_s": provisioning.NFC_RETRY_MAX_S,
+    }
     assert provisioning.SENSORS == firmware.SENSORS
     assert provisioning.CONFIG_VERSION == firmware.VERSION
     assert DIRECTIONS == firmware.DIRECTIONS
@@ -262,3 +268,47 @@ def test_staging_writes_the_firmware_and_a_config_only_its_owner_may_read(tmp_pa
     ]
     assert json.loads((root / "config.json").read_text()) == config
     assert stat.S_IMODE((root / "config.json").stat().st_mode) == 0o600
+
+
+BOARD, OTHER_BOARD = "240ac4000001", "240ac4000002"
+
+
+@pytest.mark.parametrize(
+    ("flashed_on", "board", "holds_its_counters", "moves"),
+    [
+        (None, BOARD, False, False),  # never flashed: no counter of its keys was used
+        (BOARD, BOARD, True, False),  # the same board again, counters and all
+        (BOARD, OTHER_BOARD, True, True),  # another board
+        (BOARD, BOARD, False, True),  # its board, erased
+        (provisioning.UNRECORDED_BOARD, BOARD, True, False),  # from before epochs, its counters on the board
+        (provisioning.UNRECORDED_BOARD, BOARD, False, True),
+    ],
+)
+def test_a_new_key_epoch_whenever_the_counters_could_start_over(
+    site: Site, flashed_on: str | None, board: str, holds_its_counters: bool, moves: bool
+) -> None:
+    device = replace(Registry.load(site.registry).devices[NODE_ID], flashed_on=flashed_on)
+    assert (provisioning.key_epoch_move(device, board, holds_its_counters) is not None) == moves
+
+
+def test_flashing_onto_another_board_saves_the_new_epoch_and_its_keys(site: Site) -> None:
+    device = Registry.load(site.registry).devices[NODE_ID]
+    first, _, reason = provisioning.flash_onto(device, site.keys, site.registry, BOARD, holds_its_counters=False)
+    assert (reason, first.key_epoch, first.flashed_on) == (None, 0, BOARD)
+    moved, secrets, reason = provisioning.flash_onto(first, site.keys, site.registry, OTHER_BOARD, True)
+    assert reason is not None and OTHER_BOARD in reason
+    assert secrets.keys == moved.keys == derive_device_keys(MASTER_KEY, NODE_ID, 1)
+    assert Registry.load(site.registry).devices[NODE_ID] == moved
+    # and the next flash checks the key file against the new epoch's keys
+    again, _ = provisioning.registered_node(NODE_ID, site.keys, site.registry)
+    assert again.key_epoch == 1
+
+
+def test_a_new_epoch_needs_the_master_key(site: Site, tmp_path: Path) -> None:
+    keys = derive_device_keys(MASTER_KEY, NODE_ID)
+    own = tmp_path / "own-keys.toml"
+    own.write_text(f'[devices.{NODE_ID}]\nmic_key = "{keys.mic_key.hex()}"\nenc_key = "{keys.enc_key.hex()}"\n')
+    os.chmod(own, 0o600)
+    device = replace(Registry.load(site.registry).devices[NODE_ID], flashed_on=BOARD)
+    with pytest.raises(ProvisioningError, match="no master_key to derive them from"):
+        provisioning.flash_onto(device, own, site.registry, OTHER_BOARD, holds_its_counters=True)

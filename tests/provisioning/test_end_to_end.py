@@ -13,7 +13,7 @@ import pytest
 from boards.profiles import load_profile
 from boards.provisioning import firmware_files
 from boards.registry import Registry
-from payload_codec import derive_badge_key, derive_device_keys
+from payload_codec import CodecError, derive_badge_key, derive_device_keys, open_envelope, read_envelope
 from simulator.test_keys import TEST_MASTER_KEY
 from simulator.virtual_board import RadioMedium, VirtualBoard, VirtualBoardError, check_vm_installed
 from tests.provisioning.conftest import MASTER_KEY, NODE_ID, READER_ID, SITE, Site
@@ -171,3 +171,51 @@ def test_a_board_flashed_as_another_device_keeps_nothing_of_the_old_one(site: Si
         assert f"the board was node {READER_ID} of site {SITE}: its queued check-ins" in done.stdout
         assert b"P" not in queued_records(flash)
         assert (counter_bound(board) or 0) <= 64  # a fresh counter (its first bound, if it booted already)
+
+
+def nonces(frames: list[bytes], device_id: int, epochs: range) -> list[tuple[int, int]]:
+    """The (key epoch, counter) of each distinct frame of `device_id`: the epoch whose keys verify it.
+
+    Every frame here is a status frame, which carries its whole counter."""
+    keys = {epoch: derive_device_keys(MASTER_KEY, device_id, epoch) for epoch in epochs}
+    used = []
+    for raw in dict.fromkeys(frames):  # a frame resent byte for byte reuses nothing new
+        envelope = read_envelope(raw)
+        assert not isinstance(envelope, CodecError) and envelope.device_id == device_id, envelope
+        assert envelope.full_counter is not None, f"a {envelope.msg_type.name} frame: expected status frames only"
+        verified = [e for e, k in keys.items() if not isinstance(open_envelope(envelope, k, None), CodecError)]
+        assert len(verified) == 1, f"frame {raw.hex()} verifies under key epochs {verified}"
+        used.append((verified[0], envelope.full_counter))
+    return used
+
+
+def test_a_device_flashed_onto_another_board_or_an_erased_one_never_reuses_a_nonce(site: Site, tmp_path: Path) -> None:
+    heard: list[bytes] = []
+    flash_node = ("board", "flash", "--board", "heltec_v2", "--role", "node", "--device", str(NODE_ID))
+    flash_node += ("--keys", str(site.keys), "--registry", str(site.registry))
+    first, second = b"\x24\x0a\xc4\x00\x00\x01", b"\x24\x0a\xc4\x00\x00\x02"
+
+    def flash_and_hear_it(board: VirtualBoard) -> str:
+        before = len(heard)
+        done = borne(*flash_node[:2], "--port", str(board.port), *flash_node[2:])
+        assert done.returncode == 0, done.stdout + done.stderr
+        wait_for(lambda: len(heard) > before, READ_BACK_TIMEOUT_S)  # its status frame at boot
+        return done.stdout
+
+    with RadioMedium() as medium:
+        medium.add_listener(lambda payload, *_: heard.append(payload))
+        with VirtualBoard(tmp_path / "ttyA", tmp_path / "flash-a", unique_id=first, medium=medium) as board:
+            assert "key epoch" not in flash_and_hear_it(board)  # its first board: epoch 0's counters were unused
+        with VirtualBoard(tmp_path / "ttyB", tmp_path / "flash-b", unique_id=second, medium=medium) as board:
+            said = flash_and_hear_it(board)
+            assert f"device {NODE_ID} moves to key epoch 1 (it was flashed onto board {first.hex()}" in said
+            assert "key epoch" not in flash_and_hear_it(board)  # the same board again: it goes on counting
+        erased = tmp_path / "flash-b-erased"  # the same board, its flash and NVS erased
+        with VirtualBoard(tmp_path / "ttyB", erased, unique_id=second, medium=medium) as board:
+            assert "moves to key epoch 2 (this board does not hold its counters" in flash_and_hear_it(board)
+
+    device = Registry.load(site.registry).get(NODE_ID)
+    assert device is not None and (device.key_epoch, device.flashed_on) == (2, second.hex())
+    used = nonces(heard, NODE_ID, range(4))
+    assert {epoch for epoch, _ in used} == {0, 1, 2}
+    assert len(set(used)) == len(used), f"a (key, counter) pair was used twice: {sorted(used)}"

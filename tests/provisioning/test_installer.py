@@ -151,18 +151,28 @@ def forgets(mpremote: FakeMpremote) -> bool:
 
 def test_a_second_flash_as_the_same_device_keeps_its_queue_and_counters() -> None:
     mpremote = FakeMpremote()
-    mpremote.board["identity"] = ["node", SITE, NODE_ID]
+    mpremote.board["identity"] = ["node", SITE, NODE_ID, 0]
     lines = install(mpremote)
     assert not forgets(mpremote)
     assert not any("erased" in line for line in lines)
 
 
+def test_the_same_device_in_a_new_key_epoch_keeps_its_queue_and_loses_its_counters() -> None:
+    mpremote = FakeMpremote()
+    mpremote.board["identity"] = ["node", SITE, NODE_ID, 0]
+    lines = install(mpremote, {**node_config(), "key_epoch": 1})
+    assert not forgets(mpremote)
+    assert any(call[2] == "exec" and "forget_counters()" in call[3] for call in mpremote.calls)
+    (step,) = [line for line in lines if line.startswith("[2/4]")]
+    assert "its counters of key epoch 0 are erased: it counts from 0 under epoch 1" in step
+
+
 @pytest.mark.parametrize(
     ("identity", "was"),
     [
-        (["node", SITE, NODE_ID + 1], f"the board was node {NODE_ID + 1} of site {SITE}"),
-        (["node", "another-site", NODE_ID], f"the board was node {NODE_ID} of site another-site"),
-        (["bridge", SITE, None], f"the board was bridge of site {SITE}"),
+        (["node", SITE, NODE_ID + 1, 0], f"the board was node {NODE_ID + 1} of site {SITE}"),
+        (["node", "another-site", NODE_ID, 0], f"the board was node {NODE_ID} of site another-site"),
+        (["bridge", SITE, None, 0], f"the board was bridge of site {SITE}"),
     ],
 )
 def test_a_board_that_becomes_another_device_forgets_the_old_ones_queue_and_counters(

@@ -9,7 +9,15 @@ import jsonschema
 import pytest
 
 from boards import profiles as boards
-from boards.profiles import BoardError, gpio_uses, load_profile, pin_problems, profile_names
+from boards.profiles import (
+    BoardError,
+    for_board,
+    gpio_uses,
+    load_profile,
+    pin_problems,
+    profile_names,
+    strapping_warnings,
+)
 from borne.cli import main
 
 SCHEMA = json.loads(boards.SCHEMA_FILE.read_text(encoding="utf-8"))
@@ -54,7 +62,7 @@ def test_every_gpio_exists_on_the_mcu_and_can_do_its_job(name: str) -> None:
 @pytest.mark.parametrize("name", profile_names())
 def test_every_fact_of_the_profile_names_its_source(name: str) -> None:
     profile = raw_profile(name)
-    facts = {"mcu", "radio", "i2c", "nfc_spi", "led", "button", "battery", "pulse", "vext"}
+    facts = {"mcu", "radio", "i2c", "nfc_spi", "led", "button", "battery", "pulse", "vext", "pmu"}
     assert facts <= set(profile["sources"]), f"no source for {sorted(facts - set(profile['sources']))}"
 
 
@@ -123,3 +131,46 @@ def test_the_wiring_table_of_the_readme_is_the_profiles() -> None:
     table = readme.split("## What to wire where")[1].split("\n\n")[2]
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()[2:]]
     assert sorted(rows) == sorted(_wiring(raw_profile(name)) for name in profile_names())
+
+
+def test_the_t_beams_switch_on_their_radios_rail_whichever_power_chip_they_carry() -> None:
+    for name in ("tbeam_sx1276", "tbeam_sx1262"):
+        assert raw_profile(name)["pmu"] == {"axp192": {"ldo2": 3300}, "axp2101": {"aldo2": 3300}}
+
+
+@pytest.mark.parametrize(
+    "pmu",
+    [
+        {"axp192": {"aldo2": 3300}},  # an AXP2101 rail on an AXP192
+        {"axp192": {"ldo2": 3400}},  # above what LDO2 gives
+        {"axp2101": {}},  # no rail
+        {"axp202": {"ldo2": 3300}},  # a chip the firmware does not know
+    ],
+)
+def test_the_schema_refuses_a_power_chip_the_firmware_cannot_set_up(pmu: dict[str, Any]) -> None:
+    profile = raw_profile("tbeam_sx1276")
+    profile["pmu"] = pmu
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(SCHEMA).validate(profile)
+
+
+def test_the_schema_refuses_a_power_chip_without_the_i2c_bus_it_sits_on() -> None:
+    profile = raw_profile("tbeam_sx1276")
+    profile["i2c"] = None
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(SCHEMA).validate(profile)
+
+
+def test_the_ttgos_reader_reset_on_a_strapping_pin_is_a_warning_and_a_note() -> None:
+    profile = load_profile("ttgo_lora32_v21")
+    assert profile["nfc_spi"]["reset"] == 12
+    warnings = strapping_warnings(profile, ["nfc_spi"])
+    assert any(w.startswith("nfc_spi.reset on GPIO12, a strapping pin (MTDI, the flash voltage") for w in warnings)
+    assert any("GPIO12" in note and "1.8 V" in note for note in profile["notes"])
+    assert "notes" not in for_board(profile)  # for people: it stays on the laptop
+
+
+def test_a_profile_without_parts_on_strapping_pins_gives_no_warning() -> None:
+    assert strapping_warnings(load_profile("heltec_v2")) == []
+    ttgo = load_profile("ttgo_lora32_v21")
+    assert strapping_warnings(ttgo, []) == ttgo["notes"]  # a node without an MFRC522: the notes only

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from boards.profiles import load_profile
 from simulator.virtual_board import VirtualBoard
 from simulator.virtual_board.board import DEEPSLEEP_RESET, HARD_RESET, PWRON_RESET, SOFT_RESET, WDT_RESET
 from tests.virtual_board.conftest import wait_for
@@ -168,3 +169,29 @@ def test_the_adc_clips_to_the_range_of_its_attenuation(board: VirtualBoard) -> N
 def test_unique_id_and_freq_are_kept(board: VirtualBoard) -> None:
     printed = board.exec("import machine\nprint(machine.unique_id().hex(), machine.freq())").split()
     assert printed == [board.unique_id.hex(), "160000000"]
+
+
+@pytest.mark.parametrize(("profile", "chip_id"), [("tbeam_sx1276", 0x03), ("heltec_v2", None)])
+def test_a_board_gets_the_power_chip_its_profile_names_on_its_i2c_bus(
+    board: VirtualBoard, profile: str, chip_id: int | None
+) -> None:
+    board.wire_power_chip(load_profile(profile))  # the T-Beam's names the AXP192 first
+    found = board.exec(
+        "from machine import I2C, Pin\n"
+        "i2c = I2C(0, scl=Pin(22), sda=Pin(21))\n"
+        "print(i2c.readfrom_mem(0x34, 3, 1)[0] if 0x34 in i2c.scan() else None)"
+    )
+    assert found.strip() == str(chip_id)
+
+
+def test_an_i2c_transfer_to_a_chip_stretching_the_clock_past_the_timeout_raises_etimedout(board: VirtualBoard) -> None:
+    board.wire_i2c("pn532", 0x24, sda=21, scl=22, stretch_ms=80)
+    code = (
+        "from machine import I2C, Pin\n"
+        "for timeout in (50000, 100000):\n"
+        "    try:\n"
+        "        print(len(I2C(0, scl=Pin(22), sda=Pin(21), timeout=timeout).readfrom(0x24, 1)))\n"
+        "    except OSError as e:\n"
+        "        print(e.errno)"
+    )
+    assert board.exec(code).split() == ["116", "1"]  # the default 50 ms gives up; 100 ms waits it out

@@ -1,4 +1,5 @@
-# Sensirion SCD4x (SCD40/SCD41) CO2 sensor on I2C, in periodic measurement (a sample every 5 s).
+# Sensirion SCD4x (SCD40/SCD41) CO2 sensor on I2C, in periodic measurement (a sample every 5 s), or
+# one sample on demand (single shot, SCD41 only: what a node that sleeps between readings wants).
 # Commands are 16-bit words; every 16-bit word the sensor sends is followed by its CRC-8.
 import time
 
@@ -10,6 +11,8 @@ _CMD_START_PERIODIC = const(0x21B1)
 _CMD_READ_MEASUREMENT = const(0xEC05)
 _CMD_DATA_READY = const(0xE4B8)
 _CMD_STOP_PERIODIC = const(0x3F86)
+_CMD_MEASURE_SINGLE_SHOT = const(0x219D)
+SINGLE_SHOT_MS = const(5000)  # its execution time (datasheet v1.3 §3.10.1): the chip answers nothing meanwhile
 _STOP_MS = const(500)  # the sensor ignores commands this long after a stop
 _COMMAND_MS = const(1)  # execution time of a read command before its answer can be read
 
@@ -45,6 +48,11 @@ class SCD4x:
     def start(self):
         """Start periodic measurement: the first sample is ready 5 s later."""
         self._send(_CMD_START_PERIODIC)
+
+    def measure_single_shot(self):
+        """Start one measurement, ready SINGLE_SHOT_MS later (read it with read()). The sensor refuses
+        it (NACK: OSError(ENODEV)) during a periodic measurement: stop() that first."""
+        self._send(_CMD_MEASURE_SINGLE_SHOT)
 
     def stop(self):
         """Stop periodic measurement (needed before other configuration commands); takes 500 ms."""

@@ -1,7 +1,12 @@
 # A Bosch BME280 on I2C, at the level of its registers: chip id, calibration (NVM) data, control
 # registers, and raw ADC values computed from the air the host set by inverting the datasheet's
 # floating-point compensation (section 8.1), so a driver's integer compensation is checked for real.
+# A forced measurement takes the datasheet's maximum time (section 9.1: 1.25 ms, plus 2.3 ms per
+# oversampled T, P and H conversion, plus 0.575 ms for P and for H), with status.measuring set
+# meanwhile (section 5.4.4); the host may make the first one after power-on slower
+# (`first_sample_ms`), as a part that is slow to start.
 import struct
+import time
 
 from i2c_bus import Chip
 
@@ -77,7 +82,16 @@ class BME280(Chip):
             "<hBBBBb", h2, h3, h4 >> 4, (h4 & 0x0F) | (h5 & 0x0F) << 4, h5 >> 4, h6
         )
         self.registers[_REG_CHIP_ID] = _CHIP_ID
+        self.done_at = time.ticks_ms()  # the end of the measurement under way, if any
+        self.first_sample_ms = None  # the host's: the first measurement lasts this long
+        self.measured = False
         self.reset()
+
+    def configure(self, state):
+        self.first_sample_ms = state.get("first_sample_ms")
+
+    def measuring(self):
+        return time.ticks_diff(self.done_at, time.ticks_ms()) > 0
 
     def reset(self):
         for register in (_REG_CTRL_HUM, _REG_STATUS, _REG_CTRL_MEAS, _REG_CONFIG):
@@ -103,11 +117,26 @@ class BME280(Chip):
             self.registers[register] = value
         elif register == _REG_CTRL_MEAS:
             self.registers[register] = value
-            if value & 0x03 in (1, 2):  # forced: one measurement, then back to sleep
+            if value & 0x03 in (1, 2) and not self.measuring():  # forced: one measurement, then back to sleep
                 self.measure()
                 self.registers[register] = value & 0xFC
+                self.done_at = time.ticks_add(time.ticks_ms(), self.measure_ms())
+                self.measured = True
+
+    def measure_ms(self):
+        """How long the measurement just started takes (datasheet section 9.1, maximum)."""
+        if not self.measured and self.first_sample_ms is not None:
+            return self.first_sample_ms
+        osrs = (self.registers[_REG_CTRL_MEAS] >> 5, self.registers[_REG_CTRL_MEAS] >> 2 & 7)
+        osrs += (self.registers[_REG_CTRL_HUM] & 7,)
+        samples = [0 if code == 0 else 1 << min(code - 1, 4) for code in osrs]  # codes 1..5: x1..x16
+        microseconds = 1250 + 2300 * samples[0]
+        microseconds += (2300 * samples[1] + 575 if samples[1] else 0) + (2300 * samples[2] + 575 if samples[2] else 0)
+        return (microseconds + 999) // 1000
 
     def read(self, n):
+        # status.measuring (bit 3) while a conversion runs; the data registers hold the last results.
+        self.registers[_REG_STATUS] = 0x08 if self.measuring() else 0x00
         reads_data = self.pointer < _REG_DATA + 8 and self.pointer + n > _REG_DATA
         if self.registers[_REG_CTRL_MEAS] & 0x03 == 3 and reads_data:
             self.measure()  # normal mode: the data registers always hold a fresh measurement

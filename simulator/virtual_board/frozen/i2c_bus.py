@@ -19,12 +19,13 @@ def configure(line, booting=False):
     wired keep their state."""
     global _described
     # Imported here: the chips' modules build on Chip, below.
+    from axp_chip import AXP192, AXP2101, rails
     from bme280_chip import BME280
     from pn532_chip import PN532
     from scd4x_chip import SCD4x
     from sht4x_chip import SHT4x
 
-    kinds = {"bme280": BME280, "scd4x": SCD4x, "pn532": PN532, "sht4x": SHT4x}
+    kinds = {"bme280": BME280, "scd4x": SCD4x, "pn532": PN532, "sht4x": SHT4x, "axp192": AXP192, "axp2101": AXP2101}
     if not line:
         return
     message = json.loads(line)
@@ -33,6 +34,7 @@ def configure(line, booting=False):
         return
     _described = described
     air.update(message["air"])
+    rails.clear()  # the power chips still wired publish theirs again as they are configured
     wired = rewire(_devices, kinds, message["chips"], ("sda", "scl", "address"), booting)
     _devices.clear()
     _devices.update(wired)
@@ -50,6 +52,7 @@ def rewire(models, kinds, chips, wiring, booting):
             model = kinds[chip["kind"]](air)
             model.served = chip["corrupt"] if booting else 0
         model.answering = chip["answering"]
+        model.supply = chip["state"].get("supply")  # a power chip's rail that powers it (axp_chip.py), or None
         corrupt = chip["corrupt"]  # the host's count, which starts again when it rewires the chip
         model.corrupt_next += max(corrupt - model.served, 0)
         model.served = corrupt
@@ -58,20 +61,32 @@ def rewire(models, kinds, chips, wiring, booting):
     return wired
 
 
+def powered(model):
+    """True if the chip answers: not silenced by the host, and its supply rail (if any) is on."""
+    if not model.answering:
+        return False
+    if model.supply is None:
+        return True
+    from axp_chip import rails
+
+    return rails.get(model.supply, False)
+
+
 def device(sda, scl, address):
     """The model that ACKs `address` on these lines, or None (no chip there, or one that is silent)."""
     model = _devices.get((sda, scl, address))
-    return model if model is not None and model.answering else None
+    return model if model is not None and powered(model) else None
 
 
 def addresses(sda, scl):
-    return sorted(a for (d, c, a), model in _devices.items() if (d, c) == (sda, scl) and model.answering)
+    return sorted(a for (d, c, a), model in _devices.items() if (d, c) == (sda, scl) and powered(model))
 
 
 class Chip:
     """What every model shares: ACKs its address unless silenced; damages answers the host asked to."""
 
     answering = True
+    supply = None  # the rail that powers it, when a power chip on the board switches it
     corrupt_next = 0  # answers to damage, as the host asked
     served = 0
 
@@ -80,6 +95,10 @@ class Chip:
 
     def configure(self, state):
         pass
+
+    def stretch_us(self):
+        """How long the chip holds SCL low in the transfer starting now (clock stretching)."""
+        return 0
 
     def take_corruption(self):
         """True if this answer is to be damaged (once per fault the host asked for)."""

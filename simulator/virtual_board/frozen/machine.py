@@ -277,6 +277,7 @@ class RTC:
 
 
 _ENODEV = 19  # what ESP32's I2C raises when nothing ACKs (ESP_FAIL)
+_ETIMEDOUT = 116  # and at its timeout (ESP_ERR_TIMEOUT: MP_ETIMEDOUT, newlib's number on the ESP32)
 _I2C_DEFAULT_PINS = ((18, 19), (25, 26))  # (scl, sda) of I2C(0) and I2C(1) on ESP32
 
 
@@ -289,11 +290,14 @@ class SoftI2C:
     def init(self, scl, sda, *, freq=400000, timeout=50000):
         self._scl = scl._id if isinstance(scl, Pin) else Pin(scl)._id
         self._sda = sda._id if isinstance(sda, Pin) else Pin(sda)._id
+        self._timeout_us = timeout
 
     def _chip(self, addr):
         chip = i2c_bus.device(self._sda, self._scl, addr)
         if chip is None:
             raise OSError(_ENODEV)
+        if chip.stretch_us() > self._timeout_us:
+            raise OSError(_ETIMEDOUT)  # the chip held SCL low longer than the bus waits
         return chip
 
     def scan(self):
@@ -338,7 +342,9 @@ class I2C(SoftI2C):
         if id not in (0, 1):
             raise ValueError(f"I2C({id}) doesn't exist")
         default_scl, default_sda = _I2C_DEFAULT_PINS[id]
-        super().__init__(default_scl if scl is None else scl, default_sda if sda is None else sda, freq=freq)
+        super().__init__(
+            default_scl if scl is None else scl, default_sda if sda is None else sda, freq=freq, timeout=timeout
+        )
 
 
 _SPI_DEFAULT_PINS = {1: (14, 13, 12), 2: (18, 23, 19)}  # (sck, mosi, miso) of HSPI and VSPI on ESP32

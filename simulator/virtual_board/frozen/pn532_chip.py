@@ -4,6 +4,13 @@
 # A frame with a bad checksum gets the error frame; an ACK from the host aborts the command.
 # InListPassiveTarget (106 kbps type A) finds the badge the host presents, if any, at once: as the
 # chip does with MxRtyPassiveActivation below 0xFF (no endless wait is modelled).
+# Faults the host may ask for in its state: `power_up_ms`, the time after power-up (or after the host
+# powers it again) during which it NACKs its address, its firmware still starting; `stretch_ms`, how
+# long it holds SCL low in every transfer (a PN532 stretches the clock as it wakes, as Adafruit's
+# adafruit_pn532/i2c.py notes), which the ESP32's I2C gives up on past its `timeout` (machine_i2c.c:
+# 50 ms unless told), raising ETIMEDOUT.
+import time
+
 from i2c_bus import Chip
 from iso14443a import card
 
@@ -33,12 +40,31 @@ class PN532(Chip):
         self.badge = None  # (uid, atqa, sak)
         self.queue = []  # frames waiting for read transfers: ACK, then the answer
         self.sam_configured = False
+        self.off = True  # until the host's first description powers it
+        self.ready_at = time.ticks_ms()
+        self.stretch_ms = 0
 
     def configure(self, state):
         badge = state.get("badge")
         self.badge = None if badge is None else card(badge)
+        self.stretch_ms = state.get("stretch_ms", 0)
+        if not self.answering:
+            self.off = True
+        elif self.off:  # powered (again): its firmware starts, from its reset state
+            self.off = False
+            self.queue = []
+            self.sam_configured = False
+            self.ready_at = time.ticks_add(time.ticks_ms(), state.get("power_up_ms", 0))
+
+    def starting(self):
+        return time.ticks_diff(self.ready_at, time.ticks_ms()) > 0
+
+    def stretch_us(self):
+        return self.stretch_ms * 1000
 
     def write(self, data):
+        if self.starting():
+            return False  # NACK
         data = bytes(data)
         if data.startswith(b"\x00\x00\xff\x00\xff"):  # the host's ACK: abort what is pending
             self.queue = []
@@ -75,6 +101,8 @@ class PN532(Chip):
         return None
 
     def read(self, n):
+        if self.starting():
+            return None  # NACK
         if not self.queue:
             return bytes(n)  # status 0x00: busy, nothing to read
         frame = self.queue.pop(0)

@@ -6,7 +6,8 @@
 # The host describes them all in each spi_chips control message (messages.py's SpiChips):
 # {"chips": [{"kind", "sck", "mosi", "miso", "cs", "answering", "corrupt", "state"}]}, with
 # "answering" and "corrupt" as on I2C (i2c_bus.py). A chip that is not answering is unpowered: it
-# neither hears MOSI nor drives MISO.
+# neither hears MOSI nor drives MISO; so is one whose state names a `supply` rail that is off
+# (axp_chip.py: the T-Beam's radio behind its power chip).
 import json
 
 import _board
@@ -93,7 +94,7 @@ def transfer(sck, mosi, miso, settings, out, idle):
     chips = [
         model
         for (c, o, i, cs), model in _devices.items()
-        if (c, o, i) == (sck, mosi, miso) and not level(cs) and model.answering and model.understands(*settings)
+        if (c, o, i) == (sck, mosi, miso) and not level(cs) and i2c_bus.powered(model) and model.understands(*settings)
     ]
     answer = bytearray(len(out))
     for n, byte in enumerate(out):
