@@ -15,7 +15,9 @@ from datetime import datetime
 
 import pytest
 
-from hil_tests.conftest import checkins_of, present, running_site
+from hil_tests.conftest import BADGE_KEY, require_site_tools
+from hil_tests.rig import SIMULATOR
+from payload_codec import badge_token
 from simulator.mqtt_log import MqttLog
 from simulator.virtual_site import STATS_INTERVAL_S, NodeSpec, VirtualSite
 
@@ -35,9 +37,15 @@ TRUE_TIME_S = 2.0  # how far a published time may be from the presentation
 BOOT_S = 60
 
 
+# The gateway's outage, the lost downlinks and the power cut are the simulator's.
+pytestmark = pytest.mark.rig(needs=[SIMULATOR])
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VirtualSite]:
-    yield from running_site(tmp_path_factory, "checkin_times", [DOOR], radio={"sf": 7})
+    require_site_tools()
+    with VirtualSite(tmp_path_factory.mktemp("checkin_times"), [DOOR], radio={"sf": 7}, record_mqtt=True) as site:
+        yield site
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +56,18 @@ def mqtt(site: VirtualSite) -> MqttLog:
 
 
 def presented(site: VirtualSite, uid: bytes) -> float:
-    """Present `uid` at the door; the Unix time it was presented at."""
+    """Present `uid` at the door for 0.8 s; the Unix time it was presented at."""
     at = time.time()
-    present(site, uid)
+    site.present_badge(DOOR.name, uid)
+    time.sleep(0.8)
+    site.remove_badge(DOOR.name)
     return at
+
+
+def checkins_of(mqtt: MqttLog, uid: bytes) -> list[dict]:
+    """The door's check-ins of badge `uid`, found by its token as a consumer does."""
+    token = badge_token(BADGE_KEY, uid).hex()
+    return [c for c in mqtt.on(f"/{DOOR.name}/checkin") if c["badge_token"] == token]
 
 
 def unix(published: dict) -> float:
