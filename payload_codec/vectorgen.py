@@ -396,6 +396,7 @@ def error_cases() -> list[dict]:
     good = build_frame(Telemetry.from_json(five), DEVICE_ID, 500, keys)
     checkin = build_frame(CheckinBatch.from_json(_checkins(1, [_checkin(0, 3)])), DEVICE_ID, 501, keys)
     telemetry, status, ack = TYPE_BY_NAME["telemetry"], TYPE_BY_NAME["status"], TYPE_BY_NAME["ack"]
+    config = TYPE_BY_NAME["config"]
     checkin_kind = TYPE_BY_NAME["checkin"]
     # One check-in more than MAX_CHECKINS, each well formed: refused by its length alone.
     event = CheckinBatch.from_json(_checkins(0, [_checkin(0, 3)]))
@@ -491,6 +492,39 @@ def error_cases() -> list[dict]:
             direction=DOWN,
             body=b"\x01\x00\x00",
             fport=4,
+        ),
+        # A reset cause past the table's last code (crash, 7).
+        _error_case(
+            "bad_value_reset_cause_code",
+            "bad_value",
+            sealed(status, bytes(7) + b"\x08" + bytes(STATUS_SIZE - 8)),
+            body=bytes(7) + b"\x08" + bytes(STATUS_SIZE - 8),
+            fport=3,
+        ),
+        # Config values outside the contract's ranges: spreading factor 13, a report every 5 s.
+        _error_case(
+            "bad_value_config_spreading_factor",
+            "bad_value",
+            seal_body(config, 0, DEVICE_ID, 6, b"\x04\x0d", keys),
+            direction=DOWN,
+            body=b"\x04\x0d",
+            fport=5,
+        ),
+        _error_case(
+            "bad_value_config_report_interval",
+            "bad_value",
+            seal_body(config, 0, DEVICE_ID, 6, b"\x01\x05\x00", keys),
+            direction=DOWN,
+            body=b"\x01\x05\x00",
+            fport=5,
+        ),
+        # A downlink further ahead of the node's last one than the counter's gap limit allows.
+        _error_case(
+            "counter_gap_downlink",
+            "counter_gap",
+            build_frame(Ack(acked_counter16=1), DEVICE_ID, 100 + MAX_COUNTER_GAP + 1, keys),
+            direction=DOWN,
+            last_counter=100,
         ),
     ]
     return cases
