@@ -67,6 +67,7 @@ class CheckinQueue:
         self._head = 0
         self.depth = 0
         self.dropped = 0
+        self.journal_errors = 0  # writes the flash refused (full, or failing): see _append
         self.next_number = 0  # the number the next check-in gets
         self._rec = bytearray(_RECORD)
         self._rec_checked = memoryview(self._rec)[:_CHECKED]
@@ -169,8 +170,14 @@ class CheckinQueue:
 
     def _append(self, kind, tag, arg, token, boot, clock):
         self._pack(kind, tag, arg, token, boot, clock)
-        with open(self._log, "ab") as f:
-            f.write(self._rec)
+        try:
+            with open(self._log, "ab") as f:
+                f.write(self._rec)
+        except OSError:
+            # A full or failing flash (ENOSPC, EIO): the queue goes on in RAM, so check-ins still
+            # leave, but what the journal lacks is lost at a power cut. Crashing would lose it all.
+            self.journal_errors += 1
+            return
         self._records += 1
         if clock > self._clock:
             self._clock = clock
@@ -221,6 +228,13 @@ class CheckinQueue:
 
     def _compact(self):
         """Rewrite the journal as its head and the queued events: to .new, renamed over .log."""
+        try:
+            self._rewrite()
+        except OSError:  # a full flash keeps the journal as it was (see _append)
+            self.journal_errors += 1
+            _remove(self._new)
+
+    def _rewrite(self):
         with open(self._new, "wb") as f:
             token = self._token_buf
             struct.pack_into("<I", token, 0, self.next_number)
