@@ -83,6 +83,25 @@ def gateway_configuration_not_toml(site: Site, tmp_path: Path) -> str:
     return borne("gateway", "status", "--config", tmp_path / "gateway.toml")
 
 
+def key_file_with(tmp_path: Path, text: str) -> Path:
+    keys = tmp_path / "other-keys.toml"
+    keys.write_text(text, encoding="utf-8")
+    os.chmod(keys, 0o600)
+    return keys
+
+
+def flash_with_keys(site: Site, keys: Path) -> str:
+    return borne(
+        "board", "flash", "--port", "/dev/ttyUSB0", "--board", "heltec_v2", "--role", "node",
+        "--device", str(NODE_ID), "--keys", keys, "--registry", site.registry, "--dry-run",
+    )  # fmt: skip
+
+
+def gateway_configured(tmp_path: Path, text: str) -> str:
+    (tmp_path / "gateway.toml").write_text(text, encoding="utf-8")
+    return borne("gateway", "status", "--config", tmp_path / "gateway.toml")
+
+
 # Each message of the guides' troubleshooting tables, and how an installer comes to read it.
 PROVOKED: dict[str, Callable[[Site, Path], str]] = {
     "never overwrites a site's files": site_init_twice,
@@ -151,6 +170,72 @@ PROVOKED: dict[str, Callable[[Site, Path], str]] = {
     ),
     "`borne gateway config --example >": gateway_without_its_configuration,
     "not valid TOML": gateway_configuration_not_toml,
+    "known ones are": lambda site, tmp: flash(site, "--device", str(NODE_ID), "--sensors", "bme680", "--dry-run"),
+    "drop it from --sensors": lambda site, tmp: borne(
+        "board",
+        "flash",
+        "--port",
+        "/dev/ttyUSB0",
+        "--board",
+        "heltec_v3",
+        "--role",
+        "node",
+        "--device",
+        str(NODE_ID),
+        "--keys",
+        site.keys,
+        "--registry",
+        site.registry,
+        "--sensors",
+        "battery",
+        "--dry-run",
+    ),
+    "--register needs the node's --name and --site": lambda site, tmp: flash(
+        site, "--device", "300", "--register", "--dry-run"
+    ),
+    "a bridge is not in the device registry": lambda site, tmp: borne(
+        "board",
+        "flash",
+        "--port",
+        "/dev/ttyUSB0",
+        "--board",
+        "heltec_v3",
+        "--role",
+        "bridge",
+        "--site",
+        SITE,
+        "--register",
+        "--dry-run",
+    ),
+    "no such registry; give the site's device registry with --registry": lambda site, tmp: borne(
+        "board",
+        "flash",
+        "--port",
+        "/dev/ttyUSB0",
+        "--board",
+        "heltec_v2",
+        "--role",
+        "node",
+        "--device",
+        str(NODE_ID),
+        "--keys",
+        site.keys,
+        "--registry",
+        tmp / "missing.toml",
+        "--dry-run",
+    ),
+    "must be 32 hex digits": lambda site, tmp: flash_with_keys(site, key_file_with(tmp, 'master_key = "0011"\n')),
+    "cannot read it as TOML": lambda site, tmp: flash_with_keys(site, key_file_with(tmp, "master_key = \n")),
+    "Home Assistant expects that": lambda site, tmp: flash(
+        site, "--device", str(NODE_ID), "--telemetry-s", "60", "--dry-run"
+    ),
+    "is not registered in": lambda site, tmp: borne("device", "remove", "999", "--registry", site.registry),
+    "unknown key": lambda site, tmp: gateway_configured(tmp, "[gateway]\nport = 1\n"),
+    "unknown section(s)": lambda site, tmp: gateway_configured(tmp, "[gatway]\n"),
+    "max_counter_gap must be from 1 to 32768": lambda site, tmp: gateway_configured(
+        tmp, "[gateway]\nmax_counter_gap = 0\n"
+    ),
+    "cannot ride out a broker outage": lambda site, tmp: gateway_configured(tmp, "[gateway]\nmax_outbox_events = 10\n"),
 }
 
 # Messages that need a board, a badge or a gateway's state: the test named provokes each and asserts it.
