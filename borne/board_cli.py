@@ -215,6 +215,7 @@ def run_sim_board(args: argparse.Namespace) -> int:
             radio=_radio(args),
         )
         args.radio_chip = installed.radio_chip
+        args.mcu = installed.mcu
         print(f"installed in {args.flash}: {installed.summary()}", file=sys.stderr)
     install_vm()
     return virtual_board.run(args)

@@ -34,6 +34,11 @@ class Installed:
         """The profile's radio: the virtual board gets the same chip."""
         return str(self.config["board"]["radio"]["chip"])
 
+    @property
+    def mcu(self) -> str:
+        """The profile's MCU: the virtual board gets its Python heap."""
+        return str(self.config["board"]["mcu"])
+
     def summary(self) -> str:
         keys = "; keys from the test master key" if "keys" in self.config else ""
         tops = ", ".join(provisioning.top_level(self.files))

@@ -225,6 +225,7 @@ class VirtualSite:
             self.work / "boards" / name / "tty",
             flash,
             radio=config["board"]["radio"]["chip"],
+            mcu=config["board"]["mcu"],
             medium=self.medium,
             unique_id=unique_id,
         )

@@ -62,9 +62,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         # Its radio chip (the provisioned profile's) is alone on a medium: what it sends, nobody hears.
         chip = getattr(args, "radio_chip", None) or "sx1276"
+        mcu = getattr(args, "mcu", None) or "esp32"
         with (
             RadioMedium() as medium,
-            VirtualBoard(args.pty, args.flash, state=state, radio=chip, medium=medium) as board,
+            VirtualBoard(args.pty, args.flash, state=state, radio=chip, medium=medium, mcu=mcu) as board,
         ):
             print(f"virtual board on {board.port}, flash in {board.flash}; Ctrl-C to power it off", file=sys.stderr)
             stop.wait()

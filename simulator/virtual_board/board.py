@@ -31,6 +31,7 @@ from simulator.virtual_board.mcu import (
     EXIT_SOFT_REBOOT_FRIENDLY,
     EXIT_SOFT_REBOOT_RAW,
     MCU,
+    MCUS,
     NPM_PROJECT,
     VM_NAME,
     ControlLink,
@@ -108,6 +109,9 @@ class VirtualBoard:
     `RadioMedium` shared with other boards) has an SX1276 unless told. An SX1276 is the register-level
     model of `frozen/sx127x_chip.py`, wired as `SX1276_WIRING` says (`wire_spi` rewires it); an SX1262
     is micropython-lib's `lora` API on the medium (`frozen/lora.py`).
+
+    `mcu` is the profile's MCU, "esp32" or "esp32s3": the firmware gets that chip's Python heap
+    (112 or 128 KiB, `mcu.mjs` says why) and a MemoryError beyond it.
     """
 
     def __init__(
@@ -120,6 +124,7 @@ class VirtualBoard:
         node: str = "node",
         radio: str | None = None,
         medium: RadioMedium | None = None,
+        mcu: str = "esp32",
     ) -> None:
         self.port = Path(port)
         self.flash = Path(flash)
@@ -135,7 +140,10 @@ class VirtualBoard:
         link = ControlLink(str(self.port))
         self.console = Console(self.port)
         self.peripherals = Peripherals(link, Antenna(self, medium, link))
-        silicon = Silicon(self.flash, self.state, unique_id, radio, node)
+        if mcu not in MCUS:
+            raise ValueError(f"mcu {mcu!r}: the virtual board is an {' or an '.join(map(repr, MCUS))}")
+        self.mcu = mcu
+        silicon = Silicon(self.flash, self.state, unique_id, radio, node, mcu)
         self.power = Power(silicon, link, self.peripherals.world, self.console.show)
         self._link = link
         if radio == "sx1276":
