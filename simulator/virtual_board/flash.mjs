@@ -34,16 +34,19 @@ function entry(stats) {
   return stats.isDirectory() ? [S_IFDIR, 0] : [S_IFREG, stats.size];
 }
 
-export function hostFlash(root) {
+// `memory()` gives the VM's linear memory, where read_into writes straight into a Python buffer.
+export function hostFlash(root, memory) {
   fs.mkdirSync(root, { recursive: true });
   // Board paths are absolute ('/lib/x.py'); normalising under '/' keeps '..' inside the root.
   const host = (boardPath) => path.join(root, path.posix.normalize("/" + boardPath));
   const files = new Map(); // fd -> {position, append}
 
   return {
-    stat: (p) => attempt(() => {
+    // One number of [type, size, mtime] (`field` 0, 1, 2) per call: numbers cost the Python heap
+    // nothing, and the importer stats many paths.
+    stat: (p, field) => attempt(() => {
       const s = fs.statSync(host(p));
-      return JSON.stringify([...entry(s), Math.floor(s.mtimeMs / 1000)]);
+      return [...entry(s), Math.floor(s.mtimeMs / 1000)][field];
     }),
     listdir: (p) => attempt(() => JSON.stringify(
       fs.readdirSync(host(p)).map((name) => [name, ...entry(fs.statSync(path.join(host(p), name)))]),
@@ -73,6 +76,15 @@ export function hostFlash(root) {
       const got = fs.readSync(fd, buffer, 0, size, file.position);
       file.position += got;
       return Buffer.from(buffer.buffer, 0, got).toString("hex");
+    }),
+    // Into the buffer at `address` in the VM's memory: an ESP32's littlefs reads into the caller's
+    // buffer, allocating nothing on the Python heap, and importing a .mpy must not either.
+    read_into: (fd, address, count) => attempt(() => {
+      const file = files.get(fd);
+      if (file === undefined) return -ERRNO.EBADF;
+      const got = fs.readSync(fd, new Uint8Array(memory().buffer, address, count), 0, count, file.position);
+      file.position += got;
+      return got;
     }),
     write: (fd, hex) => attempt(() => {
       const data = Buffer.from(hex, "hex");

@@ -140,8 +140,12 @@ WebAssembly.instantiate = (source, imports) => {
     process.exit(1);
   }
   wasm.set([0x80, 0x80, 0x80, 0x80, 0x00], at + 3); // i32.const 0, in as many bytes
-  return instantiate(wasm, imports);
+  return instantiate(wasm, imports).then((result) => {
+    vmMemory = Object.values(result.instance.exports).find((value) => value instanceof WebAssembly.Memory);
+    return result;
+  });
 };
+let vmMemory; // the VM's linear memory, where flash reads land (flash.mjs)
 
 const mp = await loadMicroPython({
   stdout: (bytes) => console_.put(bytes),
@@ -264,7 +268,7 @@ mp.registerJsModule("_board", {
     mainConsole.held = false;
     return 0;
   },
-  flash: hostFlash(options.flash),
+  flash: hostFlash(options.flash, () => vmMemory),
   nvs: hostNvs(path.join(options.state, "nvs.json")),
   aes,
   reset_cause: Number(options["reset-cause"]),

@@ -5,6 +5,7 @@
 import io
 import json
 from binascii import hexlify, unhexlify
+from uctypes import addressof
 
 from _board import flash
 
@@ -31,9 +32,7 @@ class FlashFile(io.IOBase):
         return str(data, "utf-8") if self._text else data
 
     def readinto(self, buf):
-        data = _read(self._fd, len(buf))
-        buf[: len(data)] = data
-        return len(data)
+        return _check(flash.read_into(self._fd, addressof(buf), len(buf)))
 
     def read(self, size=-1):
         return self._out(_read(self._fd, size))
@@ -100,6 +99,8 @@ class HostFlash:
         self._cwd = "/"
 
     def _path(self, path):
+        if path.startswith("/") and "/." not in path and "//" not in path:
+            return path  # already plain: what the importer passes, as often as it looks for a module
         parts = []
         for part in (path if path.startswith("/") else self._cwd + "/" + path).split("/"):
             if part == "..":
@@ -120,7 +121,9 @@ class HostFlash:
             yield (name, kind, 0, size)
 
     def stat(self, path):
-        kind, size, mtime = json.loads(_check(flash.stat(self._path(path))))
+        path = self._path(path)
+        kind = _check(flash.stat(path, 0))
+        size, mtime = flash.stat(path, 1), flash.stat(path, 2)
         return (kind, 0, 0, 0, 0, 0, size, mtime, mtime, mtime)
 
     def statvfs(self, path):
