@@ -198,7 +198,8 @@ class VirtualBoard:
         self.console.close()
 
     def reset(self) -> None:
-        """Press the reset (EN) button: a fresh VM boots over the same flash, with HARD_RESET as its cause.
+        """Press the reset (EN) button: a fresh VM boots over the same flash, with PWRON_RESET as its cause
+        (what the ESP32 port reports for EN: `power.py`).
 
         RTC memory and committed NVS values are kept; returns once the new VM is started."""
         self.power.reset()
