@@ -11,6 +11,7 @@ from _board import flash
 
 _MP_STREAM_FLUSH = 1
 _MP_STREAM_CLOSE = 4
+_MP_STREAM_GET_BUFFER_SIZE = 11
 
 
 def _check(result):
@@ -83,6 +84,10 @@ class FlashFile(io.IOBase):
             return 0
         if request == _MP_STREAM_FLUSH:
             return 0
+        if request == _MP_STREAM_GET_BUFFER_SIZE:
+            # The importer's reads: littlefs's C reads allocate nothing, each of ours a little, so the
+            # fewer the better (extmod/vfs_reader.c takes at most 255; littlefs leaves it ~20).
+            return 255
         return -1
 
     def __enter__(self):
