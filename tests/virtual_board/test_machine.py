@@ -7,7 +7,7 @@ import time
 import pytest
 
 from simulator.virtual_board import VirtualBoard
-from simulator.virtual_board.board import DEEPSLEEP_RESET, HARD_RESET, PWRON_RESET, SOFT_RESET, WDT_RESET
+from simulator.virtual_board.board import DEEPSLEEP_RESET, HARD_RESET, PWRON_RESET, WDT_RESET
 from tests.virtual_board.conftest import wait_for
 
 FEEDING_MAIN = """\

@@ -5,9 +5,9 @@
 import io
 import json
 from binascii import hexlify, unhexlify
-from uctypes import addressof
 
 from _board import flash
+from uctypes import addressof
 
 _MP_STREAM_FLUSH = 1
 _MP_STREAM_CLOSE = 4
