@@ -111,7 +111,8 @@ class VirtualBoard:
     is micropython-lib's `lora` API on the medium (`frozen/lora.py`).
 
     `mcu` is the profile's MCU, "esp32" or "esp32s3": the firmware gets that chip's Python heap
-    (112 or 128 KiB, `mcu.mjs` says why) and a MemoryError beyond it.
+    (112 or 128 KiB, `mcu.mjs` says why) and a MemoryError beyond it. None leaves the VM's heap
+    unlimited: for a test harness that holds many cases at once, never for the firmware as it runs.
     """
 
     def __init__(
@@ -124,7 +125,7 @@ class VirtualBoard:
         node: str = "node",
         radio: str | None = None,
         medium: RadioMedium | None = None,
-        mcu: str = "esp32",
+        mcu: str | None = "esp32",
     ) -> None:
         self.port = Path(port)
         self.flash = Path(flash)
@@ -140,8 +141,8 @@ class VirtualBoard:
         link = ControlLink(str(self.port))
         self.console = Console(self.port)
         self.peripherals = Peripherals(link, Antenna(self, medium, link))
-        if mcu not in MCUS:
-            raise ValueError(f"mcu {mcu!r}: the virtual board is an {' or an '.join(map(repr, MCUS))}")
+        if mcu is not None and mcu not in MCUS:
+            raise ValueError(f"mcu {mcu!r}: the virtual board is an {' or an '.join(map(repr, MCUS))}, or None")
         self.mcu = mcu
         silicon = Silicon(self.flash, self.state, unique_id, radio, node, mcu)
         self.power = Power(silicon, link, self.peripherals.world, self.console.show)

@@ -110,7 +110,7 @@ class Silicon:
     unique_id: bytes
     radio: str | None  # the LoRa chip micropython-lib's `lora` finds: "sx1276", "sx1262", or none
     node: str = "node"
-    mcu: str = "esp32"  # the profile's MCU, "esp32" or "esp32s3": it sets the Python heap (mcu.mjs)
+    mcu: str | None = "esp32"  # the profile's MCU, "esp32" or "esp32s3": its Python heap (mcu.mjs); None: unlimited
 
 
 class Mcu:
@@ -139,7 +139,7 @@ class Mcu:
         world_lines = "\n".join(encode(message) for message in world)
         command = [silicon.node, str(MCU), "--flash", str(silicon.flash), "--state", str(silicon.state)]
         command += ["--reset-cause", str(reset_cause), "--repl", repl, "--unique-id", silicon.unique_id.hex()]
-        command += ["--mcu", silicon.mcu]
+        command += ["--mcu", silicon.mcu or "none"]
         command += ["--world", world_lines, "--control", str(control_out), "--events", str(events_in)]
         if soft_reboot:
             command.append("--soft-reboot")
