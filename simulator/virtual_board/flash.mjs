@@ -3,8 +3,9 @@
 //
 // Every function is synchronous and returns a negative errno on failure: an exception thrown by a
 // JavaScript function called from MicroPython aborts the whole VM instead of reaching Python.
-// File contents cross as hex strings: Python bytes reach JavaScript as a proxy read element by
-// element, while strings are copied at once, and hexlify/Buffer are fast on both sides.
+// File contents cross as hex strings for read(), and straight to and from the Python buffer's bytes
+// in the VM's memory for readinto() and write(): they must not fill the ESP32's heap with garbage
+// that littlefs would not make (a Python bytes object reaches JavaScript only as a proxy).
 import fs from "node:fs";
 import path from "node:path";
 
@@ -86,12 +87,12 @@ export function hostFlash(root, memory) {
       file.position += got;
       return got;
     }),
-    write: (fd, hex) => attempt(() => {
-      const data = Buffer.from(hex, "hex");
+    // From the buffer at `address` in the VM's memory, like read_into.
+    write_from: (fd, address, count) => attempt(() => {
       const file = files.get(fd);
       if (file === undefined) return -ERRNO.EBADF;
       const position = file.append ? fs.fstatSync(fd).size : file.position;
-      const written = fs.writeSync(fd, data, 0, data.length, position);
+      const written = fs.writeSync(fd, new Uint8Array(memory().buffer, address, count), 0, count, position);
       file.position = position + written;
       return written;
     }),
