@@ -38,10 +38,11 @@ def test_the_heap_is_the_ports_for_the_mcu(mcu_board: VirtualBoard) -> None:
 
 
 def test_a_program_that_outgrows_the_heap_gets_memory_error(mcu_board: VirtualBoard) -> None:
-    count, error = mcu_board.exec(KEEP_CHUNKS).split(" ", 1)
+    count, error = (mcu_board.exec(KEEP_CHUNKS) + " ").split(" ", 1)
     heap = HEAP_BYTES[mcu_board.mcu]
     assert (heap - BARE_BYTES) // (CHUNK + 32) <= int(count) < heap // CHUNK
-    assert error.strip() == f"memory allocation failed, allocating {CHUNK} bytes"
+    # The message, when there is room left to make it (else the port raises it bare, as here).
+    assert error.strip() in ("", f"memory allocation failed, allocating {CHUNK} bytes")
     # The memory comes back: the board goes on.
     assert mcu_board.exec("print(len(bytearray(32 * 1024)))").strip() == str(32 * 1024)
 
