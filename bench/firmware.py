@@ -21,7 +21,7 @@ from boards.profiles import load_profile, profile_names
 from boards.provisioning import FIRMWARE_DIR, NodeOptions, build_config, firmware_files, secrets_from_master, stage
 from simulator.test_keys import TEST_MASTER_KEY
 from simulator.virtual_board import BoardExecError, RadioMedium
-from simulator.virtual_board.board import VirtualBoard
+from simulator.virtual_board.board import VirtualBoard, radio_wiring
 
 FIRMWARE = FIRMWARE_DIR / "borne"
 ROUNDS = 200
@@ -146,11 +146,16 @@ def boot_figures(board_name: str, compiled: bool) -> tuple[str, str]:
                 mpy.unlink()
             for path, source in firmware_files().items():
                 shutil.copyfile(source, flash / path)
-        chip = profile["radio"]["chip"]
-        esp32 = {"mcu": profile["mcu"], "heap_limit": True}
-        with VirtualBoard(Path(folder) / "tty", flash, radio=chip, medium=medium, **esp32) as board:
+        radio = {"radio": profile["radio"]["chip"], "radio_wiring": radio_wiring(profile["radio"]), "medium": medium}
+        board = VirtualBoard(Path(folder) / "tty", flash, **radio, mcu=profile["mcu"], heap_limit=True)
+        board.wire_power_chip(profile)  # a T-Beam's, before power-on
+        with board:
             time.sleep(NODE_RUNS_S)  # main.py starts the node, which sends its first status
-            used, running = board.exec(NODE_HEAP).split()
+            try:
+                used, running = board.exec(NODE_HEAP).split()
+            except TimeoutError as error:  # the node crashed or hung: the table says what the board printed
+                printed = str(error).rpartition("printed: ")[2].strip("'").replace("\\r\\n", " ").strip()
+                return f"no node: {printed}", "-"
             heap = f"{int(used):,}" if running == "True" else f"{int(used):,} (no node: it did not boot)"
             try:
                 took = f"{int(board.exec(TIMED_BOOT, soft_reset=True).strip().splitlines()[-1]):,}"
