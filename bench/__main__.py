@@ -8,6 +8,7 @@ SECTIONS = (
     gateway.end_to_end_table,
     latency.latency_table,
     firmware.heap_table,
+    firmware.boot_table,
 )
 for section in SECTIONS:
     print(section())

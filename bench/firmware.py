@@ -1,9 +1,12 @@
-"""The firmware in the real MicroPython VM: heap after import, bytes allocated and time per frame.
+"""The firmware in the real MicroPython VM: heap after import, bytes allocated and time per frame;
+heap after boot and boot time per board, its modules as .py source against .mpy.
 
-The VM is the virtual board's (MicroPython 1.27 under Node, importing .py source); its
-heap is not an ESP32's, and every frame is signed with AES through the virtual board's
-`cryptolib`, which allocates strings to cross to the host where ESP32's C module
-allocates nothing: read these figures as upper bounds, and their changes as signals.
+The VM is the virtual board's (MicroPython 1.27 under Node). The per-frame figures run on its
+unlimited heap (the VM collects garbage between calls only, and a round of 200 frames is one call);
+the boot figures on the heap of the board's ESP32 (heap_limit, mcu.mjs). Every frame is signed with
+AES through the virtual board's `cryptolib`, which allocates strings to cross to the host where
+ESP32's C module allocates nothing: read these figures as upper bounds, and their changes as signals.
+Times are the VM's on this computer, not an ESP32's at 160 MHz: compare them with each other.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from boards.profiles import load_profile
-from boards.provisioning import FIRMWARE_DIR, NodeOptions, build_config, secrets_from_master, stage
+from boards.profiles import load_profile, profile_names
+from boards.provisioning import FIRMWARE_DIR, NodeOptions, build_config, firmware_files, secrets_from_master, stage
 from simulator.test_keys import TEST_MASTER_KEY
-from simulator.virtual_board import RadioMedium
-from simulator.virtual_board.board import VirtualBoard
+from simulator.virtual_board import BoardExecError, RadioMedium
+from simulator.virtual_board.board import VirtualBoard, radio_wiring
 
 FIRMWARE = FIRMWARE_DIR / "borne"
 ROUNDS = 200
@@ -117,4 +120,59 @@ def heap_table() -> str:
         "|---|---:|---:|",
         *[f"| {name} | {allocated:,} | {micros:,} |" for name, allocated, micros in rows],
     ]
+    return "\n".join(lines)
+
+
+NODE_HEAP = "import gc, sys; gc.collect(); print(gc.mem_alloc(), 'borne.node' in sys.modules)"
+# What main.py does at boot, timed: the imports of the firmware's start (boot.py's watchdog is in).
+TIMED_BOOT = """
+import time
+started = time.ticks_us()
+import borne.app, borne.node
+print(time.ticks_diff(time.ticks_us(), started))
+"""
+
+
+def boot_figures(board_name: str, compiled: bool) -> tuple[str, str]:
+    """Heap in use once a node has booted and run (bytes, after a collection), and the time its
+    imports take (µs), for the board's profile, its modules as .mpy or as .py source."""
+    profile = load_profile(board_name)
+    config = build_config(profile, "node", "bench", device_id=1, secrets=secrets_from_master(TEST_MASTER_KEY, 1))
+    with tempfile.TemporaryDirectory() as folder, RadioMedium() as medium:
+        flash = Path(folder) / "flash"
+        stage(config, flash)
+        if not compiled:
+            for mpy in flash.rglob("*.mpy"):
+                mpy.unlink()
+            for path, source in firmware_files().items():
+                shutil.copyfile(source, flash / path)
+        radio = {"radio": profile["radio"]["chip"], "radio_wiring": radio_wiring(profile["radio"]), "medium": medium}
+        board = VirtualBoard(Path(folder) / "tty", flash, **radio, mcu=profile["mcu"], heap_limit=True)
+        board.wire_power_chip(profile)  # a T-Beam's, before power-on
+        with board:
+            time.sleep(NODE_RUNS_S)  # main.py starts the node, which sends its first status
+            try:
+                used, running = board.exec(NODE_HEAP).split()
+            except TimeoutError as error:  # the node crashed or hung: the table says what the board printed
+                printed = str(error).rpartition("printed: ")[2].strip("'").replace("\\r\\n", " ").strip()
+                return f"no node: {printed}", "-"
+            heap = f"{int(used):,}" if running == "True" else f"{int(used):,} (no node: it did not boot)"
+            try:
+                took = f"{int(board.exec(TIMED_BOOT, soft_reset=True).strip().splitlines()[-1]):,}"
+            except BoardExecError as error:  # the table says what the board raised
+                took = error.traceback.strip().splitlines()[-1]
+    return heap, took
+
+
+def boot_table() -> str:
+    lines = [
+        "## A node's boot per board, in the VM with its ESP32's heap (mcu.mjs): .py source against .mpy",
+        "",
+        "| board | MCU | heap in use after boot, .py | .mpy | imports at boot µs, .py | .mpy |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for name in profile_names():
+        source, compiled = boot_figures(name, compiled=False), boot_figures(name, compiled=True)
+        mcu = load_profile(name)["mcu"]
+        lines.append(f"| {name} | {mcu} | {source[0]} | {compiled[0]} | {source[1]} | {compiled[1]} |")
     return "\n".join(lines)

@@ -8,6 +8,7 @@ network), config.json, a reset. A failed step raises InstallError, which says wh
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import io
 import json
@@ -16,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,21 @@ _PROBE_MARK = "BORNE-PROBE "
 _FORGOT_MARK = "BORNE-FORGOT "
 _NO_RAW_REPL = "could not enter raw repl"
 
-# Runs on the board: what it is, which firmware files it holds under TOPS (the firmware's top-level
-# files and package directories), the device its config.json names, whether a node's counters are in
-# NVS (firmware/borne/counter.py's namespace and bound key) and its unique id.
+# Runs on the board: what it is, which .mpy it reads, which firmware files it holds under TOPS (the
+# firmware's top-level files and package directories) and each one's SHA-256, so that only what
+# changed is copied, the device its config.json names, whether a node's counters are in NVS
+# (firmware/borne/counter.py's namespace and bound key) and its unique id.
 _PROBE = """\
-import sys, os, json
+import sys, os, json, hashlib, binascii
+def digest(p):
+    h = hashlib.sha256()
+    b = bytearray(512)
+    with open(p, 'rb') as f:
+        while True:
+            n = f.readinto(b)
+            if not n:
+                return binascii.hexlify(h.digest()).decode()
+            h.update(memoryview(b)[:n])
 def walk(p, out):
     try:
         mode = os.stat(p)[0]
@@ -46,9 +57,9 @@ def walk(p, out):
         for n in os.listdir(p):
             walk(p + '/' + n, out)
     else:
-        out.append(p[1:])
+        out[p[1:]] = digest(p)
     return out
-files = []
+files = {}
 for top in TOPS:
     walk('/' + top, files)
 try:
@@ -72,6 +83,7 @@ i = sys.implementation
 print(MARK + json.dumps({
     'version': '.'.join(str(v) for v in i.version[:3]),
     'machine': getattr(i, '_machine', sys.platform),
+    'mpy': getattr(i, '_mpy', 0),
     'files': files,
     'identity': identity,
     'counters': counters,
@@ -103,6 +115,9 @@ class BoardFacts:
     identity: tuple[str | None, str | None, int | None, int] | None  # role, site, device id, key epoch of config.json
     counters: bool = False  # a node's frame counters are in its NVS
     unique_id: str | None = None  # machine.unique_id() in hex: which board this is
+    # sys.implementation._mpy: the .mpy version it reads in the low byte (py/persistentcode.h); 0 if it says none
+    mpy: int = 0
+    digests: Mapping[str, str] = field(default_factory=dict)  # SHA-256 (hex) of each of `files`
 
     def holds_counters_of(self, site: str, device_id: int, key_epoch: int) -> bool:
         """Whether the board holds the counters of node `device_id` of `site` in `key_epoch`."""
@@ -243,6 +258,8 @@ class Installer:
             None if answer.get("identity") is None else tuple(answer["identity"]),
             bool(answer.get("counters")),
             answer.get("unique_id"),
+            answer.get("mpy", 0),
+            dict(answer["files"]),
         )
         chip = facts.machine.rpartition(" with ")[2].upper().replace("-", "")
         expected = mcu.upper()
@@ -254,24 +271,34 @@ class Installer:
         return facts
 
     def copy_firmware(self, stage: Path, firmware: Sequence[str], facts: BoardFacts) -> str:
-        """Copy the staged `firmware` files and remove those an older firmware left; say what was done."""
+        """Copy the staged `firmware` files the board lacks or holds otherwise, and remove those an older
+        firmware left (a module's .py beside its .mpy would be the one imported); say what was done."""
+        if facts.mpy & 0xFF != provisioning.MPY_VERSION:
+            raise InstallError(
+                f"the board's MicroPython {facts.version} cannot load the firmware, compiled as .mpy version "
+                f"{provisioning.MPY_VERSION}: flash MicroPython 1.19 or later onto it (micropython.org/download), "
+                "then run this again."
+            )
+        changed = [path for path in firmware if facts.digests.get(path) != _digest(stage / path)]
         stale = sorted(set(facts.files) - set(firmware))
-        removal = []
+        compiled = sum(path.endswith(".mpy") for path in firmware)
+        described = f"{compiled} modules as .mpy v{provisioning.MPY_VERSION}, {len(firmware) - compiled} as source"
+        described += f"; {len(changed)} files copied, {len(firmware) - len(changed)} unchanged"
         if stale:
-            removal = ["exec", f"import os\nfor f in {stale!r}:\n    os.remove('/' + f)"]
-        tops = provisioning.top_level(firmware)
-        self._step(
-            "copying the firmware",
-            *removal,
-            "fs",
-            "cp",
-            "-r",
-            *(str(stage / top.rstrip("/")) for top in tops),
-            ":",
-            timeout=COPY_TIMEOUT_S,
+            described += f"; {len(stale)} files of an older firmware removed"
+        if not changed and not stale:
+            return described
+        # Remove the stale files and make the folders the copies go in, then copy each file in place.
+        folders = sorted({"/".join(path.split("/")[:n]) for path in changed for n in range(1, path.count("/") + 1)})
+        prepare = (
+            f"import os\nfor f in {stale!r}:\n    os.remove('/' + f)\n"
+            f"for d in {folders!r}:\n    try:\n        os.mkdir('/' + d)\n    except OSError:\n        pass"
         )
-        described = f"{len(firmware)} files in place: {', '.join(tops)}"
-        return described + (f"; {len(stale)} files of an older firmware removed" if stale else "")
+        copies: list[str] = []
+        for path in changed:
+            copies += ["+", "fs", "cp", str(stage / path), f":{path}"]
+        self._step("copying the firmware", "exec", prepare, *copies, timeout=COPY_TIMEOUT_S)
+        return described
 
     def forget_other_device(self, facts: BoardFacts, config: Mapping[str, Any]) -> str | None:
         """If the board was another device (or its config.json is unreadable), erase that device's
@@ -326,6 +353,11 @@ class Installer:
         if done.returncode != 0:
             raise InstallError(f"{what}: {_last_line(done)}\n{_advice(done, self.port)}")
         return done
+
+
+def _digest(path: Path) -> str:
+    """A file's SHA-256 as the probe computes it on the board."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _last_line(done: subprocess.CompletedProcess[str]) -> str:

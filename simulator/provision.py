@@ -40,6 +40,11 @@ class Installed:
         """Where the profile puts the radio's lines: the virtual board wires its chip the same way."""
         return radio_wiring(self.config["board"]["radio"])
 
+    @property
+    def mcu(self) -> str:
+        """The profile's MCU: the virtual board gets its Python heap."""
+        return str(self.config["board"]["mcu"])
+
     def summary(self) -> str:
         keys = "; keys from the test master key" if "keys" in self.config else ""
         tops = ", ".join(provisioning.top_level(self.files))

@@ -246,6 +246,7 @@ class VirtualSite:
             flash,
             radio=config["board"]["radio"]["chip"],
             radio_wiring=radio_wiring(config["board"]["radio"]),
+            mcu=config["board"]["mcu"],
             medium=self.medium,
             unique_id=unique_id,
         )

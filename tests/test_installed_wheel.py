@@ -128,8 +128,8 @@ def test_an_installed_borne_flashes_a_virtual_board_with_mpremote(installed: Ins
     finally:
         board.send_signal(signal.SIGTERM)
         board.communicate(timeout=30)
-    assert (flash / "main.py").is_file() and (flash / "borne" / "bridge.py").is_file()
-    assert (flash / "borne" / "drivers" / "sx126x.py").is_file()  # the radio drivers come with it: no mip
+    assert (flash / "main.py").is_file() and (flash / "borne" / "bridge.mpy").is_file()
+    assert (flash / "borne" / "drivers" / "sx126x.mpy").is_file()  # the radio drivers come with it: no mip
     assert "mip" not in done.stdout
     config = json.loads((flash / "config.json").read_text(encoding="utf-8"))
     assert (config["role"], config["site"]) == ("bridge", "ecole-jaures")

@@ -63,8 +63,11 @@ def run(args: argparse.Namespace) -> int:
         # Its radio chip (the provisioned profile's) is alone on a medium: what it sends, nobody hears.
         chip = getattr(args, "radio_chip", None) or "sx1276"
         wiring = getattr(args, "radio_wiring", None)
+        mcu = getattr(args, "mcu", None) or "esp32"
         with RadioMedium() as medium:
-            board = VirtualBoard(args.pty, args.flash, state=state, radio=chip, radio_wiring=wiring, medium=medium)
+            board = VirtualBoard(
+                args.pty, args.flash, state=state, radio=chip, radio_wiring=wiring, medium=medium, mcu=mcu
+            )
             board.wire_power_chip(getattr(args, "board_profile", None) or {})  # a T-Beam's, before power-on
             with board:
                 print(f"virtual board on {board.port}, flash in {board.flash}; Ctrl-C to power it off", file=sys.stderr)

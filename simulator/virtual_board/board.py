@@ -31,6 +31,7 @@ from simulator.virtual_board.mcu import (
     EXIT_SOFT_REBOOT_FRIENDLY,
     EXIT_SOFT_REBOOT_RAW,
     MCU,
+    MCUS,
     NPM_PROJECT,
     VM_NAME,
     ControlLink,
@@ -133,6 +134,13 @@ class VirtualBoard:
     model of `frozen/sx127x_chip.py`, an SX1262 the command-level model of `frozen/sx126x_chip.py`,
     wired as `radio_wiring` says (a profile's: `radio_wiring(profile["radio"])`), by default as
     `SX1276_WIRING` or `SX1262_WIRING` (`wire_spi` rewires it).
+
+    `mcu` is the profile's MCU, "esp32" or "esp32s3". With `heap_limit` the firmware gets that chip's
+    Python heap (112 or 128 KiB, `mcu.mjs` says why) and a MemoryError beyond it; without, the VM's
+    heap is unlimited. Unlimited is the default because this VM collects garbage only between calls
+    into it, while the ESP32 port collects whenever an allocation fails: a door node holds 57-66 KB
+    after boot and makes 17-40 KB of garbage per call, so on a fixed heap it runs out where the board
+    would have collected. The heap tests and `make bench`'s heap table ask for the limit.
     """
 
     def __init__(
@@ -146,6 +154,8 @@ class VirtualBoard:
         radio: str | None = None,
         medium: RadioMedium | None = None,
         radio_wiring: Mapping[str, Any] | None = None,
+        mcu: str = "esp32",
+        heap_limit: bool = False,
     ) -> None:
         self.port = Path(port)
         self.flash = Path(flash)
@@ -161,7 +171,10 @@ class VirtualBoard:
         link = ControlLink(str(self.port))
         self.console = Console(self.port)
         self.peripherals = Peripherals(link, Antenna(self, medium, link))
-        silicon = Silicon(self.flash, self.state, unique_id, node)
+        if mcu not in MCUS:
+            raise ValueError(f"mcu {mcu!r}: the virtual board is an {' or an '.join(map(repr, MCUS))}")
+        self.mcu = mcu
+        silicon = Silicon(self.flash, self.state, unique_id, node, mcu if heap_limit else None)
         self.power = Power(silicon, link, self.peripherals.world, self.console.show)
         self._link = link
         self.radio_wiring = dict(radio_wiring or DEFAULT_WIRING.get(radio or "", {}))
@@ -217,7 +230,8 @@ class VirtualBoard:
         self.console.close()
 
     def reset(self) -> None:
-        """Press the reset (EN) button: a fresh VM boots over the same flash, with HARD_RESET as its cause.
+        """Press the reset (EN) button: a fresh VM boots over the same flash, with PWRON_RESET as its cause
+        (what the ESP32 port reports for EN: `power.py`).
 
         RTC memory and committed NVS values are kept; returns once the new VM is started."""
         self.power.reset()

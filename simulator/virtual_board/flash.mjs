@@ -3,8 +3,9 @@
 //
 // Every function is synchronous and returns a negative errno on failure: an exception thrown by a
 // JavaScript function called from MicroPython aborts the whole VM instead of reaching Python.
-// File contents cross as hex strings: Python bytes reach JavaScript as a proxy read element by
-// element, while strings are copied at once, and hexlify/Buffer are fast on both sides.
+// File contents cross as hex strings for read(), and straight to and from the Python buffer's bytes
+// in the VM's memory for readinto() and write(): they must not fill the ESP32's heap with garbage
+// that littlefs would not make (a Python bytes object reaches JavaScript only as a proxy).
 import fs from "node:fs";
 import path from "node:path";
 
@@ -56,16 +57,19 @@ function entry(stats) {
   return stats.isDirectory() ? [S_IFDIR, 0] : [S_IFREG, stats.size];
 }
 
-export function hostFlash(root) {
+// `memory()` gives the VM's linear memory, where read_into writes straight into a Python buffer.
+export function hostFlash(root, memory) {
   fs.mkdirSync(root, { recursive: true });
   // Board paths are absolute ('/lib/x.py'); normalising under '/' keeps '..' inside the root.
   const host = (boardPath) => path.join(root, path.posix.normalize("/" + boardPath));
   const files = new Map(); // fd -> {position, append}
 
   return {
-    stat: (p) => attempt(() => {
+    // One number of [type, size, mtime] (`field` 0, 1, 2) per call: numbers cost the Python heap
+    // nothing, and the importer stats many paths.
+    stat: (p, field) => attempt(() => {
       const s = fs.statSync(host(p));
-      return JSON.stringify([...entry(s), Math.floor(s.mtimeMs / 1000)]);
+      return [...entry(s), Math.floor(s.mtimeMs / 1000)][field];
     }),
     listdir: (p) => attempt(() => JSON.stringify(
       fs.readdirSync(host(p)).map((name) => [name, ...entry(fs.statSync(path.join(host(p), name)))]),
@@ -104,15 +108,24 @@ export function hostFlash(root) {
       file.position += got;
       return Buffer.from(buffer.buffer, 0, got).toString("hex");
     }),
-    write: (fd, hex) => attempt(() => {
-      const data = Buffer.from(hex, "hex");
+    // Into the buffer at `address` in the VM's memory: an ESP32's littlefs reads into the caller's
+    // buffer, allocating nothing on the Python heap, and importing a .mpy must not either.
+    read_into: (fd, address, count) => attempt(() => {
+      const file = files.get(fd);
+      if (file === undefined) return -ERRNO.EBADF;
+      const got = fs.readSync(fd, new Uint8Array(memory().buffer, address, count), 0, count, file.position);
+      file.position += got;
+      return got;
+    }),
+    // From the buffer at `address` in the VM's memory, like read_into.
+    write_from: (fd, address, count) => attempt(() => {
       const file = files.get(fd);
       if (file === undefined) return -ERRNO.EBADF;
       const size = fs.fstatSync(fd).size;
       const position = file.append ? size : file.position;
-      const more = fileBlocks(Math.max(size, position + data.length)) - fileBlocks(size);
+      const more = fileBlocks(Math.max(size, position + count)) - fileBlocks(size);
       if (more > 0 && usedBlocks(root) + more > BLOCKS) return -ERRNO.ENOSPC; // littlefs: LFS_ERR_NOSPC
-      const written = fs.writeSync(fd, data, 0, data.length, position);
+      const written = fs.writeSync(fd, new Uint8Array(memory().buffer, address, count), 0, count, position);
       file.position = position + written;
       return written;
     }),

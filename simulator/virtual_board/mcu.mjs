@@ -4,7 +4,7 @@
 // the same flash.
 //
 //   node mcu.mjs --flash DIR --state DIR [--reset-cause N] [--repl friendly|raw] [--soft-reboot]
-//                [--unique-id HEX] [--world LINES] [--control FD] [--events FD]
+//                [--unique-id HEX] [--world LINES] [--control FD] [--events FD] [--mcu esp32|esp32s3|none]
 //
 // Beside the console, two pipes link the board to the host (board.py and its parts), which plays
 // the world around the chip; messages.py has every message that travels on them, as one line of
@@ -47,6 +47,7 @@ const { values: options } = parseArgs({
     repl: { type: "string", default: "friendly" },
     "soft-reboot": { type: "boolean", default: false },
     "unique-id": { type: "string", default: "240ac4000001" },
+    mcu: { type: "string", default: "esp32" }, // the profile's MCU, which sets the Python heap: "esp32", "esp32s3", "none"
     vm: { type: "string", default: "" }, // the VM package's micropython.mjs, where mcu.py found it
   },
 });
@@ -108,10 +109,49 @@ function softReboot() {
   end(console_.repl === "raw" ? EXIT_SOFT_REBOOT_RAW : EXIT_SOFT_REBOOT_FRIENDLY);
 }
 
+// The Python heap of MicroPython's ESP32 port (v1.27). ports/esp32/mpconfigport.h starts it at
+// MICROPY_GC_INITIAL_HEAP_SIZE, 56 KiB on the ESP32 and 64 KiB on the ESP32-S3, and (MICROPY_GC_SPLIT_HEAP_AUTO)
+// py/gc.c's gc_try_add_heap adds an area that doubles the total whenever the ESP-IDF heap has a block
+// that large; the comment there sizes the initial heap so the port "can grow the heap once (double it)".
+// We model the stricter case: one fixed heap of the initial size grown once, 112 KiB and 128 KiB, and
+// nothing more (no PSRAM: the ESP32-S3 boards we support may have none, and the T3-S3's is optional).
+const HEAP_BYTES = { esp32: 112 * 1024, esp32s3: 128 * 1024 };
+// The VM's own heap holds our frozen modules too (an ESP32 keeps them in flash) and never shrinks.
+const VM_HEAP_BYTES = 1024 * 1024;
+// "none": the VM's heap, unlimited, for test harnesses that hold hundreds of cases at once.
+const heapLimited = options.mcu !== "none";
+if (heapLimited && !(options.mcu in HEAP_BYTES)) {
+  fs.writeSync(2, `virtual board: unknown MCU ${options.mcu}: "esp32", "esp32s3" or "none"\n`);
+  process.exit(1);
+}
+
+// This VM (the webassembly port's pyscript variant) grows its heap without bound instead of collecting
+// garbage mid-call: its gc_get_max_new_split() returns 128 MiB. We make it return 0, so the heap stays
+// as given and an allocation that does not fit raises MemoryError as on a board. The function's body in
+// the pinned micropython.wasm: no locals, i32.const 134217728, end.
+const MAX_NEW_SPLIT_BODY = Buffer.from([0x08, 0x00, 0x41, 0x80, 0x80, 0x80, 0xc0, 0x00, 0x0b]);
+const instantiate = WebAssembly.instantiate;
+WebAssembly.instantiate = (source, imports) => {
+  if (!(source instanceof ArrayBuffer || ArrayBuffer.isView(source))) return instantiate(source, imports);
+  const wasm = Buffer.from(ArrayBuffer.isView(source) ? source.buffer.slice(source.byteOffset, source.byteOffset + source.byteLength) : source);
+  const at = wasm.indexOf(MAX_NEW_SPLIT_BODY);
+  if (at < 0 || wasm.indexOf(MAX_NEW_SPLIT_BODY, at + 1) >= 0) {
+    fs.writeSync(2, "virtual board: this MicroPython VM is not the pinned one: cannot fix its heap; run `npm ci`\n");
+    process.exit(1);
+  }
+  if (heapLimited) wasm.set([0x80, 0x80, 0x80, 0x80, 0x00], at + 3); // i32.const 0, in as many bytes
+  return instantiate(wasm, imports).then((result) => {
+    vmMemory = Object.values(result.instance.exports).find((value) => value instanceof WebAssembly.Memory);
+    return result;
+  });
+};
+let vmMemory; // the VM's linear memory, where flash reads land (flash.mjs)
+
 const mp = await loadMicroPython({
   stdout: (bytes) => console_.put(bytes),
   stderr: (bytes) => console_.put(bytes),
   linebuffer: false,
+  heapsize: VM_HEAP_BYTES,
 });
 
 // An event for the host: a synchronous write, so that it is out before an exit that follows.
@@ -228,7 +268,7 @@ mp.registerJsModule("_board", {
     mainConsole.held = false;
     return 0;
   },
-  flash: hostFlash(options.flash),
+  flash: hostFlash(options.flash, () => vmMemory),
   nvs: hostNvs(path.join(options.state, "nvs.json")),
   aes,
   reset_cause: Number(options["reset-cause"]),
@@ -268,11 +308,19 @@ const frozen = path.join(path.dirname(fileURLToPath(import.meta.url)), "frozen")
 mp.FS.mkdir("/frozen");
 const modules = fs.readdirSync(frozen).filter((name) => name.endsWith(".py"));
 for (const name of modules) mp.FS.writeFile(`/frozen/${name}`, fs.readFileSync(path.join(frozen, name)));
-mp.runPython(`import sys
+mp.runPython(`import gc, sys
+_bare_heap = gc.mem_alloc()
 sys.path.append("/frozen")
 import ${modules.map((name) => name.slice(0, -3)).join(", ")}
 sys.path.remove("/frozen")
-_boot.start()`);
+_boot.start()
+gc.collect()`);
+// The garbage of those imports is collected as the call returns: the firmware gets the rest, up to the ESP32's heap.
+if (heapLimited) {
+  mp.runPython("_boot.fill_holes()");
+  mp.runPython(`_boot.limit_heap(${HEAP_BYTES[options.mcu]}, _bare_heap)`);
+}
+mp.runPython("del _bare_heap");
 
 if (options["soft-reboot"]) console_.put(Buffer.from("MPY: soft reboot\r\n"));
 const boot = mp.pyimport("_boot");

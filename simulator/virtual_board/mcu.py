@@ -38,6 +38,8 @@ EXIT_MACHINE_RESET = 42
 EXIT_NOT_INSTALLED = 43
 EXIT_DEEPSLEEP = 44
 
+MCUS = ("esp32", "esp32s3")  # the profiles' MCUs: mcu.mjs gives each its Python heap
+
 _ACK_TIMEOUT_S = 5  # for the VM to apply a control message (it may be busy or rebooting)
 
 
@@ -107,6 +109,7 @@ class Silicon:
     state: Path
     unique_id: bytes
     node: str = "node"
+    mcu: str | None = "esp32"  # the profile's MCU, "esp32" or "esp32s3": its Python heap (mcu.mjs); None: unlimited
 
 
 class Mcu:
@@ -135,6 +138,7 @@ class Mcu:
         world_lines = "\n".join(encode(message) for message in world)
         command = [silicon.node, str(MCU), "--flash", str(silicon.flash), "--state", str(silicon.state)]
         command += ["--reset-cause", str(reset_cause), "--repl", repl, "--unique-id", silicon.unique_id.hex()]
+        command += ["--mcu", silicon.mcu or "none"]
         command += ["--world", world_lines, "--control", str(control_out), "--events", str(events_in)]
         if soft_reboot:
             command.append("--soft-reboot")

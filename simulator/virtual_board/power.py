@@ -30,12 +30,13 @@ from simulator.virtual_board.messages import Control, DeepSleep, Event, Watchdog
 
 log = logging.getLogger(__name__)
 
-# machine.reset_cause() values on ESP32.
-PWRON_RESET = 1
-HARD_RESET = 2
+# machine.reset_cause() values on ESP32, and what gives each: ports/esp32/modmachine.c (v1.27)
+# maps esp_reset_reason(), and reports SOFT_RESET after a soft reboot (machine_deinit).
+PWRON_RESET = 1  # ESP_RST_POWERON: power on, and the EN button ("ESP_RST_EXT is never returned")
+HARD_RESET = 2  # ESP_RST_SW, ESP_RST_PANIC: machine.reset() (esp_restart) and a crash
 WDT_RESET = 3
 DEEPSLEEP_RESET = 4
-SOFT_RESET = 5  # what ESP32 reports after machine.reset() or a crash
+SOFT_RESET = 5  # a soft reboot: Ctrl-D, machine.soft_reset(), mpremote's raw-REPL reset
 
 RTC_MEMORY_FILE = "rtc_memory.bin"  # in the state directory, while the power is on
 NVS_FILE = "nvs.json"  # in the state directory: the NVS partition, committed values only
@@ -62,7 +63,7 @@ class Power:
         self.silicon = silicon
         self.mcu: Mcu | None = None  # the running VM, or None while off or in deep sleep
         self.boots = 0  # VMs started so far: each reset adds one
-        self.reset_cause = PWRON_RESET  # kept by a soft reboot, as ESP32's hardware keeps it
+        self.reset_cause = PWRON_RESET  # of the VM running now
         self.on = False
         self._link = link
         self._world = world
@@ -119,9 +120,7 @@ class Power:
             if action == "power cycle":
                 self._lose_power()
                 time.sleep(off_s)  # the board is off: nothing runs, its clocks stop
-                self._boot(reset_cause=PWRON_RESET)
-            else:
-                self._boot(reset_cause=HARD_RESET)
+            self._boot(reset_cause=PWRON_RESET)
             done.set()
             served = True
         return served
@@ -152,11 +151,11 @@ class Power:
             )
             self.on = False
         elif exit_code in (EXIT_SOFT_REBOOT_FRIENDLY, EXIT_SOFT_REBOOT_RAW):
-            # A soft reboot keeps the hardware's reset cause, the REPL's mode, and a running watchdog.
+            # A soft reboot keeps the REPL's mode and a running watchdog.
             repl = "raw" if exit_code == EXIT_SOFT_REBOOT_RAW else "friendly"
-            self._boot(reset_cause=self.reset_cause, repl=repl, soft_reboot=True)
+            self._boot(reset_cause=SOFT_RESET, repl=repl, soft_reboot=True)
         elif exit_code == EXIT_MACHINE_RESET:
-            self._boot(reset_cause=SOFT_RESET)
+            self._boot(reset_cause=HARD_RESET)
         elif exit_code == EXIT_DEEPSLEEP:
             # The chip is off but for its RTC: no VM until the timer (if any) wakes it, or a reset.
             self._wdt_timeout_s = self._wdt_deadline = None
@@ -164,7 +163,7 @@ class Power:
         else:
             log.warning("virtual board %s: the VM stopped (exit code %s); rebooting it", self._link.name, exit_code)
             time.sleep(_PANIC_PAUSE_S)
-            self._boot(reset_cause=SOFT_RESET)
+            self._boot(reset_cause=HARD_RESET)
 
     def _request(self, action: str, off_s: float = 0.0) -> None:
         if not self.on:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from boards import provisioning
 from simulator.virtual_board import VirtualBoard, VirtualBoardError, check_vm_installed
 from tests.firmware.cases import all_calls, dump
 
@@ -28,12 +28,16 @@ def require_vm(what: str) -> None:
 
 
 def deploy(board: VirtualBoard, work: Path, *then: str) -> subprocess.CompletedProcess[str]:
-    """Copy `firmware/borne` to the board with the real mpremote, as an installer does.
+    """Copy `firmware/borne` to the board with the real mpremote, compiled as an installer does.
 
     `then` continues the same mpremote command line (e.g. "+", "fs", "cp", FILE, ":").
     """
     stage = work / "stage"
-    shutil.copytree(FIRMWARE / "borne", stage / "borne", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for board_path, source in provisioning.firmware_files(FIRMWARE).items():
+        if board_path.startswith("borne/"):
+            target = stage / provisioning.board_name(board_path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(provisioning.compile_module(source, board_path))
     return _run_mpremote(board.port, "fs", "cp", "-r", str(stage / "borne"), ":", *then)
 
 

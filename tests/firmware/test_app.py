@@ -21,7 +21,7 @@ from payload_codec import Config, config_digest, derive_device_keys, encode_body
 from payload_codec.frame import build_frame
 from payload_codec.vectorgen import TEST_MASTER_KEY
 from simulator.virtual_board import RadioMedium, VirtualBoard
-from simulator.virtual_board.board import DEEPSLEEP_RESET, SOFT_RESET
+from simulator.virtual_board.board import DEEPSLEEP_RESET, HARD_RESET
 from tests.firmware.conftest import require_vm
 
 BUTTON = 0  # heltec_v2's PRG button
@@ -184,7 +184,7 @@ def test_recorded_config_and_reboot_downlinks_are_refused_after_a_reboot_and_aft
     take_reboot = "from borne import config\nfrom borne.node import Node\n"
     take_reboot += f"Node(config.load())._take_downlink(bytes.fromhex('{recorded_reboot.hex()}'), 0)"
     restarted_by(node, take_reboot)
-    assert node.reset_cause == SOFT_RESET  # machine.reset(), as the reboot downlink asked
+    assert node.reset_cause == HARD_RESET  # machine.reset(), as the reboot downlink asked
 
     # Its counters in NVS: the recorded frames are older than the last downlink accepted.
     assert take_downlinks(node, recorded_config, recorded_reboot) == ["2", "600", "4"]

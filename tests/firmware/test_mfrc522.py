@@ -92,7 +92,8 @@ def test_reads_the_uid_and_tag_type_of_a_presented_badge(
 def test_a_badge_held_on_the_reader_is_read_at_every_poll(board: VirtualBoard) -> None:
     board.present_badge(bytes.fromhex("deadbeef"), cs=CS)
     open_reader(board)
-    assert run(board, "[badge(reader) for _ in range(3)]") == [["deadbeef", "mifare_classic"]] * 3
+    # One poll per call, as the firmware's task polls: the VM collects the chip model's garbage between calls.
+    assert [run(board, "badge(reader)") for _ in range(3)] == [["deadbeef", "mifare_classic"]] * 3
 
 
 def test_with_no_badge_reads_none_and_then_the_next_badge(board: VirtualBoard) -> None:
@@ -145,7 +146,7 @@ def test_two_readers_on_one_bus_each_read_their_own_badge(board: VirtualBoard) -
     board.present_badge(bytes.fromhex("04a1b2c3d4e5f6"), "ntag", cs=OTHER_CS)
     # Both chip selects high first: one left floating would select its chip during the other's transfers.
     board.exec(f"idle = [Pin(cs, Pin.OUT, value=1) for cs in ({CS}, {OTHER_CS})]")
-    read = run(board, f"[badge(MFRC522(spi, Pin(cs))) for cs in ({CS}, {OTHER_CS})]")
+    read = [run(board, f"badge(MFRC522(spi, Pin({cs})))") for cs in (CS, OTHER_CS)]
     assert read == [["deadbeef", "mifare_classic"], ["04a1b2c3d4e5f6", "mifare_ultralight"]]
 
 

@@ -257,15 +257,17 @@ def test_staging_writes_the_firmware_and_a_config_only_its_owner_may_read(tmp_pa
 
     files = stage(config, root, firmware)
 
-    assert files == ["boot.py", "borne/__init__.py", "borne/drivers/pn532.py", "main.py", "config.json"]
+    # Modules compiled (a board compiles nothing at boot), boot.py and main.py as source.
+    assert files == ["boot.py", "borne/__init__.mpy", "borne/drivers/pn532.mpy", "main.py", "config.json"]
     assert sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file()) == [
         "boot.py",
-        "borne/__init__.py",
-        "borne/drivers/pn532.py",
+        "borne/__init__.mpy",
+        "borne/drivers/pn532.mpy",
         "checkins.log",
         "config.json",
         "main.py",
     ]
+    assert (root / "borne" / "__init__.mpy").read_bytes()[:2] == b"M\x06"  # .mpy version 6
     assert json.loads((root / "config.json").read_text()) == config
     assert stat.S_IMODE((root / "config.json").stat().st_mode) == 0o600
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from boards.profiles import load_profile
-from boards.provisioning import firmware_files
+from boards.provisioning import board_name, compile_module, firmware_files
 from boards.registry import Registry
 from payload_codec import CodecError, derive_badge_key, derive_device_keys, open_envelope, read_envelope
 from simulator.test_keys import TEST_MASTER_KEY
@@ -50,7 +50,17 @@ def read_config(port: Path) -> dict:
 
 
 def firmware_on(flash: Path) -> dict[str, bytes]:
-    return {path: (flash / path).read_bytes() for path in firmware_files() if (flash / path).is_file()}
+    """The firmware's files on the flash, as they lie there (modules compiled, boot.py and main.py as source)."""
+    names = [board_name(path) for path in firmware_files()]
+    return {name: (flash / name).read_bytes() for name in names if (flash / name).is_file()}
+
+
+def firmware_compiled() -> dict[str, bytes]:
+    """What the firmware's files should be on a board."""
+    return {
+        board_name(path): source.read_bytes() if board_name(path) == path else compile_module(source, path)
+        for path, source in firmware_files().items()
+    }
 
 
 def test_flash_leaves_the_firmware_and_its_configuration_on_the_board(site: Site, tmp_path: Path) -> None:
@@ -74,13 +84,32 @@ def test_flash_leaves_the_firmware_and_its_configuration_on_the_board(site: Site
     }
     assert (config["role"], config["site"], config["device_id"]) == ("node", SITE, READER_ID)
     assert config["board"]["name"] == "heltec_v2"
-    assert config["nfc"] == {"reader": "pn532", "retap_s": 10, "direction": "in"}
+    assert config["nfc"] == {"reader": "pn532", "retap_s": 10, "direction": "in", "retry_max_s": 600}
     assert config["sensors"] == ["bme280", "battery"]
-    assert firmware_on(flash) == {path: source.read_bytes() for path, source in firmware_files().items()}
+    assert firmware_on(flash) == firmware_compiled()
     assert not (flash / "borne" / "removed_since.py").exists()
+    assert sorted(path.name for path in flash.rglob("*.py")) == ["boot.py", "main.py"]
     steps = [line.split()[0] for line in done.stdout.splitlines() if line.startswith("[")]
     assert steps == [f"[{n}/4]" for n in range(1, 5)]
     assert not any(key in done.stdout + done.stderr for key in config["keys"].values())
+
+
+def test_a_flashed_board_runs_the_compiled_firmware_and_a_second_flash_copies_nothing(
+    site: Site, tmp_path: Path
+) -> None:
+    flash = tmp_path / "flash"
+    command = ("--board", "heltec_v2", "--role", "node", "--device", str(NODE_ID))
+    command += ("--keys", str(site.keys), "--registry", str(site.registry))
+    with RadioMedium() as medium, VirtualBoard(tmp_path / "ttyBORNE0", flash, medium=medium) as board:
+        done = borne("board", "flash", "--port", str(board.port), *command)
+        assert done.returncode == 0, done.stdout + done.stderr
+        # What boot.py and main.py imported as the board started: an exec keeps it (no soft reset).
+        modules = board.exec("import sys\nprint([m.__file__ for m in sys.modules.values() if hasattr(m, '__file__')])")
+        done = borne("board", "flash", "--port", str(board.port), *command)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert "borne/watchdog.mpy" in modules and "borne/app.mpy" in modules  # boot.py's and main.py's imports
+    (step,) = [line for line in done.stdout.splitlines() if line.startswith("[2/4]")]
+    assert f"0 files copied, {len(firmware_files())} unchanged" in step
 
 
 def test_sim_board_without_blank_boots_provisioned_with_the_test_configuration(tmp_path: Path) -> None:
@@ -103,7 +132,7 @@ def test_sim_board_without_blank_boots_provisioned_with_the_test_configuration(t
         "enc": keys.enc_key.hex(),
         "badge": derive_badge_key(TEST_MASTER_KEY).hex(),
     }
-    assert firmware_on(flash) == {path: source.read_bytes() for path, source in firmware_files().items()}
+    assert firmware_on(flash) == firmware_compiled()
     assert "installed in" in printed and "node 7" in printed
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,11 +14,12 @@ import pytest
 from boards import installer
 from boards.installer import Installer, InstallError
 from boards.profiles import load_profile
-from boards.provisioning import NodeOptions, build_config, secrets_from_master
+from boards.provisioning import CONFIG_FILE, NodeOptions, build_config, secrets_from_master, stage
 from tests.provisioning.conftest import MASTER_KEY, NODE_ID, SITE
 
 PORT = "/dev/ttyUSB0"
 S3 = "LILYGO T3-S3 with ESP32S3"
+ESP32_MPY = 6 | 3 << 8 | 10 << 10  # sys.implementation._mpy of MicroPython 1.27 on an ESP32: v6.3, xtensawin
 
 
 class FakeMpremote:
@@ -26,7 +29,8 @@ class FakeMpremote:
         self.board: dict[str, Any] = {
             "version": "1.27.0",
             "machine": machine,
-            "files": [],
+            "files": {},  # path: SHA-256
+            "mpy": ESP32_MPY,
             "identity": None,  # a blank board: no config.json
         }
         self.calls: list[list[str]] = []
@@ -69,7 +73,8 @@ def install(mpremote: FakeMpremote, config: dict[str, Any] | None = None, **opti
 def test_the_steps_run_in_order_each_with_one_line_of_progress() -> None:
     mpremote = FakeMpremote()
     lines = install(mpremote)
-    assert mpremote.commands() == ["exec", "fs", "exec", "fs", "reset"]  # a blank board: its leftovers forgotten
+    # probe; the firmware (folders made, then copied); a blank board's leftovers forgotten; config.json; reset
+    assert mpremote.commands() == ["exec", "exec", "exec", "fs", "reset"]
     assert [line.split("]")[0] + "]" for line in lines] == [f"[{n}/4]" for n in range(1, 5)]
     assert "MicroPython 1.27.0 on Heltec WiFi LoRa 32 with ESP32" in lines[0]
     assert all(call[:2] == ["connect", PORT] for call in mpremote.calls)
@@ -80,8 +85,8 @@ def test_flashing_needs_no_network_the_radio_drivers_are_among_the_firmwares_fil
     lines = install(mpremote, node_config("heltec_v3"))
     assert "mip" not in mpremote.commands()
     assert not any("import lora" in " ".join(call) for call in mpremote.calls)
-    copied = next(call for call in mpremote.calls if call[2] == "fs" and "-r" in call)
-    assert any(path.endswith("borne") for path in copied)  # borne/drivers/sx126x.py goes with the firmware
+    copy = next(call for call in mpremote.calls if "cp" in call)
+    assert ":borne/drivers/sx126x.mpy" in copy  # the SX1262's driver goes with the firmware
     assert "firmware:" in lines[1]
 
 
@@ -106,12 +111,54 @@ def test_a_board_of_another_microcontroller_than_the_profiles_is_refused() -> No
 
 def test_modules_an_older_firmware_left_are_removed_before_the_copy() -> None:
     mpremote = FakeMpremote()
-    mpremote.board["files"] = ["boot.py", "borne/app.py", "borne/removed_since.py"]
+    mpremote.board["files"] = dict.fromkeys(["boot.py", "borne/app.py", "borne/removed_since.py"], "0" * 64)
     lines = install(mpremote)
     copy = next(call for call in mpremote.calls if "cp" in call)
-    assert copy[2] == "exec" and copy[4:7] == ["fs", "cp", "-r"]
-    assert "'borne/removed_since.py'" in copy[3] and "borne/app.py" not in copy[3]
-    assert "1 files of an older firmware removed" in lines[1]
+    assert copy[2] == "exec" and copy[4:7] == ["+", "fs", "cp"]
+    # The source of a module now installed as .mpy goes too: a .py beside a .mpy is the one imported.
+    assert "'borne/app.py', 'borne/removed_since.py'" in copy[3] and "boot.py" not in copy[3]
+    assert "2 files of an older firmware removed" in lines[1]
+
+
+def staged_digests(config: dict[str, Any], tmp_path: Path) -> dict[str, str]:
+    files = stage(config, tmp_path)
+    return {path: hashlib.sha256((tmp_path / path).read_bytes()).hexdigest() for path in files if path != CONFIG_FILE}
+
+
+def test_the_modules_go_compiled_and_boot_and_main_as_source() -> None:
+    mpremote = FakeMpremote()
+    lines = install(mpremote)
+    copy = next(call for call in mpremote.calls if "cp" in call)
+    targets = copy[4:][4::5]
+    assert ":boot.py" in targets and ":main.py" in targets and ":borne/node.mpy" in targets
+    assert not any(target.endswith(".py") for target in targets if target not in (":boot.py", ":main.py"))
+    assert "as .mpy v6" in lines[1]
+
+
+def test_a_second_flash_copies_only_what_changed(tmp_path: Path) -> None:
+    mpremote = FakeMpremote()
+    mpremote.board["files"] = staged_digests(node_config(), tmp_path)
+    mpremote.board["files"]["borne/node.mpy"] = "0" * 64  # an older node module
+    lines = install(mpremote)
+    copy = next(call for call in mpremote.calls if "cp" in call)
+    assert copy[4:] == ["+", "fs", "cp", copy[7], ":borne/node.mpy"]
+    assert "1 files copied" in lines[1]
+
+
+def test_a_flash_of_the_same_firmware_copies_nothing(tmp_path: Path) -> None:
+    mpremote = FakeMpremote()
+    mpremote.board["files"] = staged_digests(node_config(), tmp_path)
+    lines = install(mpremote)
+    (copy,) = [call for call in mpremote.calls if "cp" in call]
+    assert copy[-2].endswith(CONFIG_FILE)  # config.json alone
+    assert "0 files copied" in lines[1]
+
+
+def test_a_micropython_that_reads_another_mpy_version_is_refused_with_what_to_do() -> None:
+    mpremote = FakeMpremote()
+    mpremote.board["mpy"] = 5  # MicroPython 1.12 to 1.18
+    with pytest.raises(InstallError, match=r"flash MicroPython 1\.19 or later"):
+        install(mpremote)
 
 
 def test_no_key_is_ever_printed_or_passed_on_a_command_line() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from boards.profiles import load_profile
 from simulator.virtual_board import VirtualBoard
-from simulator.virtual_board.board import DEEPSLEEP_RESET, HARD_RESET, PWRON_RESET, SOFT_RESET, WDT_RESET
+from simulator.virtual_board.board import DEEPSLEEP_RESET, HARD_RESET, PWRON_RESET, WDT_RESET
 from tests.virtual_board.conftest import wait_for
 
 FEEDING_MAIN = """\
@@ -50,7 +50,7 @@ def test_a_fed_watchdog_does_not_reset_the_board(board: VirtualBoard) -> None:
     boots = board.boots
     time.sleep(1.5)
     assert board.boots == boots
-    assert reset_cause(board) == HARD_RESET
+    assert reset_cause(board) == PWRON_RESET  # the EN button, as the ESP32 port reports it
 
 
 def test_a_soft_reset_leaves_the_watchdog_running_as_on_an_esp32(board: VirtualBoard) -> None:
@@ -79,12 +79,12 @@ def test_rtc_memory_holds_at_most_2048_bytes(board: VirtualBoard) -> None:
 def test_rtc_memory_survives_machine_reset(board: VirtualBoard) -> None:
     (board.flash / "main.py").write_text(
         "import machine\n"
-        "if machine.reset_cause() != machine.SOFT_RESET:\n"
+        "if machine.reset_cause() != machine.HARD_RESET:\n"
         "    machine.RTC().memory(b'kept')\n"
         "    machine.reset()\n"
     )
     board.reset()
-    wait_for(lambda: board.reset_cause == SOFT_RESET)
+    wait_for(lambda: board.reset_cause == HARD_RESET)  # ESP_RST_SW, as the ESP32 port reports it
     assert board.exec("import machine; print(machine.RTC().memory())").strip() == "b'kept'"
 
 
@@ -103,7 +103,7 @@ def test_deepsleep_powers_down_then_wakes_the_board_with_its_cause(board: Virtua
     causes = board.flash / "causes.txt"
     wait_for(lambda: causes.read_text().count("\n") == 2)
     assert time.monotonic() - slept >= 0.3
-    assert causes.read_text() == f"{HARD_RESET}\n{DEEPSLEEP_RESET}\n"
+    assert causes.read_text() == f"{PWRON_RESET}\n{DEEPSLEEP_RESET}\n"
     assert board.exec("import machine; print(machine.RTC().memory())").strip() == "b'before sleep'"
 
 

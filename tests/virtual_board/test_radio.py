@@ -6,13 +6,13 @@ from __future__ import annotations
 import ast
 import contextlib
 import random
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from boards import provisioning
 from payload_codec.airtime import time_on_air_ms
 from simulator.virtual_board import BoardExecError, RadioMedium, VirtualBoard
 from tests.virtual_board.conftest import wait_for
@@ -61,10 +61,11 @@ def start_modem(board: VirtualBoard, chip: str = "sx1276", **lora_cfg: object) -
 
 
 def with_radio_drivers(flash: Path) -> Path:
-    """The flash directory of a board, holding our radio drivers as the installer puts them there."""
+    """The flash directory of a board, holding our radio drivers as the installer puts them there (.mpy)."""
     for name in RADIO_DRIVERS:
-        (flash / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(FIRMWARE / name, flash / name)
+        target = flash / provisioning.board_name(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(provisioning.compile_module(FIRMWARE / name, name))
     return flash
 
 

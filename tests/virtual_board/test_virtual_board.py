@@ -10,7 +10,7 @@ import serial
 from mpremote.transport_serial import SerialTransport
 
 from simulator.virtual_board import VirtualBoard
-from simulator.virtual_board.board import HARD_RESET, SOFT_RESET
+from simulator.virtual_board.board import HARD_RESET, PWRON_RESET, SOFT_RESET
 from tests.virtual_board.conftest import run_mpremote, wait_for
 
 Mpremote = Callable[..., str]
@@ -86,15 +86,21 @@ def test_mpremote_reset_reboots_the_board_which_runs_main_py_over_the_same_files
     mpremote("fs", "cp", str(tmp_path / "main.py"), ":main.py")
     mpremote("reset")
     wait_for(lambda: (board.flash / "causes.txt").exists())
-    assert (board.flash / "causes.txt").read_text() == f"{SOFT_RESET}\n"  # ESP32's cause after machine.reset()
+    assert (board.flash / "causes.txt").read_text() == f"{HARD_RESET}\n"  # ESP32's cause after machine.reset()
     assert "machine.reset_cause" in mpremote("fs", "cat", ":main.py")
 
 
-def test_the_reset_button_boots_a_fresh_vm_with_a_hard_reset_cause(board: VirtualBoard, mpremote: Mpremote) -> None:
+def test_the_reset_button_boots_a_fresh_vm_that_reads_as_powered_on(board: VirtualBoard) -> None:
     boots = board.boots
     board.reset()
     wait_for(lambda: board.boots > boots)
-    assert mpremote("exec", "import machine; print(machine.reset_cause())").strip() == str(HARD_RESET)
+    # The EN button: ESP_RST_POWERON on an ESP32, which the port reports as PWRON_RESET.
+    assert board.exec("import machine; print(machine.reset_cause())").strip() == str(PWRON_RESET)
+
+
+def test_a_soft_reboot_reads_as_a_soft_reset(board: VirtualBoard) -> None:
+    board.exec("pass", soft_reset=True)
+    assert board.exec("import machine; print(machine.reset_cause())").strip() == str(SOFT_RESET)
 
 
 def test_asyncio_run_in_main_py_starts_the_firmware_tasks(board: VirtualBoard) -> None:

@@ -1,6 +1,7 @@
 # What an ESP32's firmware does between reset and the console: mount the flash at '/', then run
 # boot.py and main.py from it. mcu.mjs imports this module before the console starts.
 import asyncio
+import gc
 import os
 import sys
 from binascii import hexlify
@@ -89,6 +90,51 @@ def start():
     os.chdir("/")
     asyncio.run = _run
     asyncio.ThreadSafeFlag = _ThreadSafeFlag
+
+
+_filler = None  # what fills the holes between the frozen modules
+_reserved = None  # the VM's heap beyond the ESP32's: what the frozen modules took, and a block nobody uses
+_reserved_bytes = 0
+
+
+class _Gc:
+    # gc as the firmware sees it: mem_alloc() leaves out the reserve (the frozen modules are in flash on
+    # an ESP32); mem_free() is the VM's, whose heap cannot grow (mcu.mjs), so it is what is left of the
+    # ESP32's. This port's gc cannot be changed, hence a stand-in in sys.modules.
+    def __getattr__(self, name):
+        return getattr(gc, name)
+
+    def mem_alloc(self):
+        return gc.mem_alloc() - _reserved_bytes
+
+
+_PROBE_ITEMS = 32 * 1024  # a tuple of 128 KiB: larger than any hole the frozen modules leave
+
+
+def fill_holes():
+    """Fill the holes that the frozen modules' garbage left between them, so that the firmware's heap is
+    one free block as on a freshly booted board; mcu.mjs calls it once that garbage is collected."""
+    global _filler
+    probe = (None,) * _PROBE_ITEMS  # lands where the free end of the heap starts: the holes are smaller
+    chain = None
+    while True:
+        link = (chain, None)  # one 16-byte block, first fit: the lowest hole left
+        if id(link) > id(probe):
+            break
+        chain = link
+    _filler = chain
+
+
+def limit_heap(heap_bytes, bare_bytes):
+    """Leave the firmware `heap_bytes` of heap, less `bare_bytes` that the bare interpreter uses, as an
+    ESP32's port has; mcu.mjs calls it once the frozen modules' garbage is collected."""
+    global _reserved, _reserved_bytes
+    spare = gc.mem_free() - (heap_bytes - bare_bytes)
+    if spare < 0:
+        raise MemoryError("the VM's heap is too small for the frozen modules and the ESP32's heap")
+    _reserved = bytearray(spare)
+    _reserved_bytes = gc.mem_alloc() - bare_bytes
+    sys.modules["gc"] = _Gc()
 
 
 def run_script(name):

@@ -11,7 +11,10 @@ import micropython
 
 _POLLIN = 0x0001
 _MP_STREAM_POLL = 3
-_RX_BUFFER = 2048  # bytes the UART holds for a reader that does not keep up; the rest is lost
+# What the console's UART holds for a reader that does not keep up; the rest is lost. ESP32 port:
+# mphalport.c's stdin_ringbuf_array[260], filled by uart.c's RX interrupt, which drops a byte when
+# py/ringbuf.h's ringbuf_put finds it full (it keeps one slot free: 259 bytes).
+_RX_BUFFER = 259
 
 
 class _UartInput(io.IOBase):

@@ -4,12 +4,14 @@
 # relies on; the port's own VfsPosix would raise Emscripten's (ENOENT is 44).
 import io
 import json
-from binascii import hexlify, unhexlify
+from binascii import unhexlify
 
 from _board import flash
+from uctypes import addressof
 
 _MP_STREAM_FLUSH = 1
 _MP_STREAM_CLOSE = 4
+_MP_STREAM_GET_BUFFER_SIZE = 11
 
 
 def _check(result):
@@ -31,9 +33,7 @@ class FlashFile(io.IOBase):
         return str(data, "utf-8") if self._text else data
 
     def readinto(self, buf):
-        data = _read(self._fd, len(buf))
-        buf[: len(data)] = data
-        return len(data)
+        return _check(flash.read_into(self._fd, addressof(buf), len(buf)))
 
     def read(self, size=-1):
         return self._out(_read(self._fd, size))
@@ -62,7 +62,7 @@ class FlashFile(io.IOBase):
     def write(self, data):
         if isinstance(data, str):
             data = data.encode()
-        return _check(flash.write(self._fd, hexlify(data).decode()))
+        return _check(flash.write_from(self._fd, addressof(data), len(data)))  # as littlefs: no copy on the heap
 
     def seek(self, offset, whence=0):
         return _check(flash.seek(self._fd, offset, whence))
@@ -84,6 +84,10 @@ class FlashFile(io.IOBase):
             return 0
         if request == _MP_STREAM_FLUSH:
             return 0
+        if request == _MP_STREAM_GET_BUFFER_SIZE:
+            # The importer's reads: littlefs's C reads allocate nothing, each of ours a little, so the
+            # fewer the better (extmod/vfs_reader.c takes at most 255; littlefs leaves it ~20).
+            return 255
         return -1
 
     def __enter__(self):
@@ -100,6 +104,8 @@ class HostFlash:
         self._cwd = "/"
 
     def _path(self, path):
+        if path.startswith("/") and "/." not in path and "//" not in path:
+            return path  # already plain: what the importer passes, as often as it looks for a module
         parts = []
         for part in (path if path.startswith("/") else self._cwd + "/" + path).split("/"):
             if part == "..":
@@ -120,7 +126,9 @@ class HostFlash:
             yield (name, kind, 0, size)
 
     def stat(self, path):
-        kind, size, mtime = json.loads(_check(flash.stat(self._path(path))))
+        path = self._path(path)
+        kind = _check(flash.stat(path, 0))
+        size, mtime = flash.stat(path, 1), flash.stat(path, 2)
         return (kind, 0, 0, 0, 0, 0, size, mtime, mtime, mtime)
 
     def statvfs(self, path):

@@ -86,8 +86,10 @@ class Pin:
     def off(self):
         self.value(0)
 
-    def irq(self, handler=None, trigger=IRQ_FALLING | IRQ_RISING, *, wake=None, hard=False):
+    def irq(self, handler=None, trigger=IRQ_FALLING | IRQ_RISING, wake=None, **extra):
         """Call handler(pin) on the edges in `trigger` of the level the host drives."""
+        if extra:  # ports/esp32/machine_pin.c takes handler, trigger, wake: no `hard`, IRQs are soft only
+            raise TypeError("extra keyword arguments given")
         pad = _pads[self._id]
         pad.pin = self
         pad.handler = handler

@@ -1,0 +1,95 @@
+"""The ESP32's limits on the virtual board, as MicroPython's ESP32 port has them: the Python heap of
+the profile's MCU, the console's 260-byte receive buffer, soft pin IRQs only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import serial
+
+from simulator.virtual_board import BoardExecError, VirtualBoard
+from tests.virtual_board.conftest import wait_for
+
+HEAP_BYTES = {"esp32": 112 * 1024, "esp32s3": 128 * 1024}  # initial heap grown once (mcu.mjs)
+BARE_BYTES = 16 * 1024  # at most what the interpreter and the raw REPL hold before the program runs
+CHUNK = 1024
+KEEP_CHUNKS = """\
+kept = []
+try:
+    while True:
+        kept.append(bytearray(1024))
+except MemoryError as error:
+    count, kept = len(kept), None
+    print(count, error)
+"""
+
+
+@pytest.fixture(params=sorted(HEAP_BYTES))
+def mcu_board(request: pytest.FixtureRequest, board_tools: None, tmp_path: Path) -> Iterator[VirtualBoard]:
+    with VirtualBoard(tmp_path / "ttyBORNE0", tmp_path / "flash", mcu=request.param, heap_limit=True) as board:
+        yield board
+
+
+def test_the_heap_is_the_ports_for_the_mcu(mcu_board: VirtualBoard) -> None:
+    used, free = map(int, mcu_board.exec("import gc; print(gc.mem_alloc(), gc.mem_free())").split())
+    assert HEAP_BYTES[mcu_board.mcu] - BARE_BYTES <= used + free <= HEAP_BYTES[mcu_board.mcu]
+
+
+def test_a_program_that_outgrows_the_heap_gets_memory_error(mcu_board: VirtualBoard) -> None:
+    count, error = (mcu_board.exec(KEEP_CHUNKS) + " ").split(" ", 1)
+    heap = HEAP_BYTES[mcu_board.mcu]
+    assert (heap - BARE_BYTES) // (CHUNK + 32) <= int(count) < heap // CHUNK
+    # The message, when there is room left to make it (else the port raises it bare, as here).
+    assert error.strip() in ("", f"memory allocation failed, allocating {CHUNK} bytes")
+    # The memory comes back: the board goes on.
+    assert mcu_board.exec("print(len(bytearray(32 * 1024)))").strip() == str(32 * 1024)
+
+
+def test_one_allocation_larger_than_the_heap_fails(mcu_board: VirtualBoard) -> None:
+    with pytest.raises(BoardExecError) as raised:
+        mcu_board.exec(f"buffer = bytearray({HEAP_BYTES[mcu_board.mcu]})")
+    assert "MemoryError" in raised.value.traceback
+
+
+# main.py holds the console and does not read it for a while, as firmware busy elsewhere.
+SLOW_READER = """\
+import asyncio, select, sys
+async def main():
+    await asyncio.sleep_ms(1500)
+    poller = select.poll()
+    poller.register(sys.stdin, select.POLLIN)
+    got = b''
+    while poller.poll(0):
+        got += sys.stdin.buffer.read(64)
+    with open('got.txt', 'w') as f:
+        f.write(str(len(got)))
+asyncio.run(main())
+"""
+
+
+def test_a_console_flood_beyond_the_uart_buffer_loses_the_excess(board: VirtualBoard) -> None:
+    (board.flash / "main.py").write_text(SLOW_READER)
+    with serial.Serial(str(board.port), 115200, timeout=0.2) as console:
+        board.reset()
+        console.write(b"x" * 1000)
+        wait_for(lambda: (board.flash / "got.txt").exists())
+    # ports/esp32/mphalport.c's 260-byte ring buffer, which keeps one slot free.
+    assert (board.flash / "got.txt").read_text() == "259"
+
+
+def test_a_hard_pin_irq_is_refused_as_the_port_refuses_it(board: VirtualBoard) -> None:
+    code = (
+        "import machine\n"
+        "try:\n"
+        "    machine.Pin(0, machine.Pin.IN).irq(lambda pin: None, machine.Pin.IRQ_FALLING, hard=True)\n"
+        "except TypeError as error:\n"
+        "    print(error)"
+    )
+    assert board.exec(code).strip() == "extra keyword arguments given"
+
+
+def test_a_soft_pin_irq_with_wake_positional_is_taken(board: VirtualBoard) -> None:
+    code = "import machine\nmachine.Pin(0, machine.Pin.IN).irq(lambda pin: None, machine.Pin.IRQ_FALLING, None)"
+    board.exec(code)
