@@ -22,6 +22,7 @@ from machine import Pin
 from micropython import const
 
 from borne.airtime import time_on_air_us
+from borne.drivers.dio import DioWait
 
 # Opcodes (DS §13, Table 13-1 to 13-5).
 _SET_SLEEP = const(0x84)
@@ -146,8 +147,7 @@ class SX126x:
         self._answers = [memoryview(self._answer)[:n] for n in range(5)]
         self._buffer = bytearray(256)  # the chip's 256-byte data buffer: the one receive buffer
         self._view = memoryview(self._buffer)
-        self._flag = asyncio.ThreadSafeFlag()
-        self._waiting = False  # a send or recv waits for DIO1; standby() ends it
+        self._dio = DioWait()  # a send or recv waits for DIO1; standby() ends it
         self._asleep = False
         self.crc_errors = 0
         self.rssi = 0
@@ -194,7 +194,7 @@ class SX126x:
             # DS §15.2: the SX1262's PA clamps too early on a mismatched antenna.
             self._write_register(_REG_TX_CLAMP, self._read_register(_REG_TX_CLAMP) | 0x1E)
         dio1.init(Pin.IN)
-        dio1.irq(self._dio1, Pin.IRQ_RISING)
+        dio1.irq(self._dio.irq, Pin.IRQ_RISING)
         defaults = {"freq_khz": 868100, "syncword": 0x12, "preamble_len": 8, "sf": 7, "bw": 125, "coding_rate": 5}
         defaults["output_power"] = 14
         self.configure(defaults)
@@ -299,9 +299,6 @@ class SX126x:
         self._wait_ready()
         return self._answer[1]
 
-    def _dio1(self, pin):
-        self._flag.set()
-
     def device_errors(self):
         """GetDeviceErrors (DS §13.6.1): OpError's bits, 0 when all is well."""
         self._read(_GET_DEVICE_ERRORS, 2)
@@ -396,9 +393,7 @@ class SX126x:
     def standby(self):
         """STDBY_RC: ends a send or a receive under way (its call returns None or raises)."""
         self._command(_SET_STANDBY, _STDBY_RC)
-        if self._waiting:
-            self._waiting = False
-            self._flag.set()
+        self._dio.cancel()
 
     def sleep(self):
         """Sleep with warm start: the configuration is kept, the buffer lost (DS §13.1.1)."""
@@ -410,22 +405,6 @@ class SX126x:
         self._spi.write(self._commands[2])
         self._cs(1)
         self._asleep = True  # BUSY stays high while it sleeps: the next command wakes it first
-
-    async def _wait(self, timeout_ms):
-        """Wait for DIO1 (True), `timeout_ms` (False) or standby() (None)."""
-        self._waiting = True
-        try:
-            if timeout_ms is None:
-                await self._flag.wait()
-            else:
-                await asyncio.wait_for_ms(self._flag.wait(), max(timeout_ms, 0))
-        except asyncio.TimeoutError:  # noqa: UP041 (MicroPython's asyncio raises its own)
-            self._waiting = False
-            return False
-        if not self._waiting:
-            return None
-        self._waiting = False
-        return True
 
     async def send(self, frame, tx_at_ms=None):
         """Transmit `frame` (at `tx_at_ms` if given); time.ticks_ms() at TX-done."""
@@ -449,10 +428,10 @@ class SX126x:
         airtime_ms = time_on_air_us(n, self._sf, self._bw_hz, self._coding_rate, self._preamble_len) // 1000
         # The chip's own TX timeout, in steps of 15.625 us (DS §13.1.4), backs the driver's.
         timeout = (airtime_ms + _TX_SLACK_MS) * 64
-        self._flag.clear()
+        self._dio.arm()
         self._command(_SET_TX, timeout >> 16, timeout >> 8 & 0xFF, timeout & 0xFF)
         self._check("to transmit")
-        done = await self._wait(airtime_ms + _TX_SLACK_MS)
+        done = await self._dio.wait(airtime_ms + _TX_SLACK_MS)
         ended = time.ticks_ms()
         if done is None:
             raise OSError(_ECANCELED)  # standby() cut it short
@@ -468,7 +447,7 @@ class SX126x:
         self.standby()
         self._packet_params(255, self._invert_iq_rx)
         self._clear_irqs()
-        self._flag.clear()
+        self._dio.arm()
         # RX continuous (DS §13.1.5): the driver keeps the deadline, so the chip's RX timer is never
         # armed and DS §15.3's stopped-timer fix is not needed.
         self._command(_SET_RX, 0xFF, 0xFF, 0xFF)
@@ -476,7 +455,7 @@ class SX126x:
         deadline = None if timeout_ms is None else time.ticks_add(time.ticks_ms(), timeout_ms)
         while True:
             left = None if deadline is None else time.ticks_diff(deadline, time.ticks_ms())
-            got = await self._wait(left)
+            got = await self._dio.wait(left)
             if not got:
                 if got is False:
                     self.standby()

@@ -18,6 +18,7 @@ from machine import Pin
 from micropython import const
 
 from borne.airtime import time_on_air_us
+from borne.drivers.dio import DioWait
 
 _FIFO = const(0x00)
 _OP_MODE = const(0x01)
@@ -100,8 +101,7 @@ class SX127x:
         self._answer = bytearray(2)
         self._buffer = bytearray(256)  # the FIFO's 256 bytes: the one receive buffer
         self._view = memoryview(self._buffer)
-        self._flag = asyncio.ThreadSafeFlag()
-        self._waiting = False  # a send or recv waits for DIO0; standby() ends it
+        self._dio = DioWait()  # a send or recv waits for DIO0; standby() ends it
         self.crc_errors = 0
         self.rssi = 0
         self.snr = 0
@@ -131,7 +131,7 @@ class SX127x:
         self._write(_LNA, 0x23)  # G1 (the AGC picks the gain), LnaBoostHf 150 % current (DS register table, RegLna)
         self.standby()
         dio0.init(Pin.IN)
-        dio0.irq(self._dio0, Pin.IRQ_RISING)
+        dio0.irq(self._dio.irq, Pin.IRQ_RISING)
         self.configure({"syncword": 0x12, "preamble_len": 8, "sf": 7, "bw": 125, "coding_rate": 5, "output_power": 14})
 
     # SPI: the first byte is wnr (1 write, 0 read) and the address; a burst goes on at the next
@@ -154,9 +154,6 @@ class SX127x:
 
     def _mode(self, mode):
         self._write(_OP_MODE, _LONG_RANGE | (0 if self._hf else _LOW_FREQUENCY_MODE) | mode)
-
-    def _dio0(self, pin):
-        self._flag.set()
 
     def configure(self, cfg):
         """Apply the channel settings in `cfg` (in standby; the chip is left there)."""
@@ -246,30 +243,12 @@ class SX127x:
     def standby(self):
         """Standby: ends a send or a receive under way (its call returns None or raises)."""
         self._mode(_STANDBY)
-        if self._waiting:
-            self._waiting = False
-            self._flag.set()
+        self._dio.cancel()
 
     def sleep(self):
         """Sleep: registers kept, FIFO lost (DS §4.1.3)."""
         self.standby()
         self._mode(_SLEEP)
-
-    async def _wait(self, timeout_ms):
-        """Wait for DIO0 (True), `timeout_ms` (False) or standby() (None)."""
-        self._waiting = True
-        try:
-            if timeout_ms is None:
-                await self._flag.wait()
-            else:
-                await asyncio.wait_for_ms(self._flag.wait(), max(timeout_ms, 0))
-        except asyncio.TimeoutError:  # noqa: UP041 (MicroPython's asyncio raises its own)
-            self._waiting = False
-            return False
-        if not self._waiting:
-            return None
-        self._waiting = False
-        return True
 
     async def send(self, frame, tx_at_ms=None):
         """Transmit `frame` (at `tx_at_ms` if given); time.ticks_ms() at TX-done."""
@@ -288,10 +267,10 @@ class SX127x:
         self._write(_IRQ_FLAGS, _ALL_IRQS)
         if tx_at_ms is not None:
             await asyncio.sleep_ms(max(time.ticks_diff(tx_at_ms, time.ticks_ms()), 0))
-        self._flag.clear()
+        self._dio.arm()
         self._mode(_TX)
         airtime_us = time_on_air_us(n, self._sf, self._bw_hz, self._coding_rate, self._preamble_len)
-        done = await self._wait(airtime_us // 1000 + _TX_SLACK_MS)
+        done = await self._dio.wait(airtime_us // 1000 + _TX_SLACK_MS)
         ended = time.ticks_ms()
         if done is None:
             raise OSError(_ECANCELED)  # standby() cut it short
@@ -308,12 +287,12 @@ class SX127x:
         self._write(_DIO_MAPPING1, _DIO0_RX_DONE)
         self._write(_FIFO_ADDR_PTR, 0x00)
         self._write(_IRQ_FLAGS, _ALL_IRQS)
-        self._flag.clear()
+        self._dio.arm()
         self._mode(_RX_CONTINUOUS)
         deadline = None if timeout_ms is None else time.ticks_add(time.ticks_ms(), timeout_ms)
         while True:
             left = None if deadline is None else time.ticks_diff(deadline, time.ticks_ms())
-            got = await self._wait(left)
+            got = await self._dio.wait(left)
             if not got:
                 if got is False:
                     self.standby()
