@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from boards import provisioning
-from simulator.virtual_board import VirtualBoard, VirtualBoardError, check_vm_installed
+from simulator.virtual_board import RadioMedium, VirtualBoard, VirtualBoardError, check_vm_installed
 from tests.firmware.cases import all_calls, dump
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
@@ -39,6 +39,28 @@ def deploy(board: VirtualBoard, work: Path, *then: str) -> subprocess.CompletedP
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(provisioning.compile_module(source, board_path))
     return _run_mpremote(board.port, "fs", "cp", "-r", str(stage / "borne"), ":", *then)
+
+
+@pytest.fixture(scope="module")
+def medium() -> Iterator[RadioMedium]:
+    """A radio medium for a module's board, so that its radio chip hears and is heard."""
+    with RadioMedium() as medium:
+        yield medium
+
+
+def deployed_radio_board(
+    tmp_path_factory: pytest.TempPathFactory, what: str, radio: str, medium: RadioMedium, setup: str = ""
+) -> Iterator[VirtualBoard]:
+    """A module's board with its `radio` chip on `medium`, the firmware deployed by mpremote and
+    `setup` run on it once."""
+    require_vm(what)
+    work = tmp_path_factory.mktemp(radio)
+    with VirtualBoard(work / "tty", work / "flash", radio=radio, medium=medium) as board:
+        done = deploy(board, work)
+        assert done.returncode == 0, f"deploying the firmware failed:\n{done.stdout}{done.stderr}"
+        if setup:
+            board.exec(setup)
+        yield board
 
 
 def firmware_files() -> list[Path]:

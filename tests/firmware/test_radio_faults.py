@@ -20,7 +20,7 @@ from boards.provisioning import build_config, secrets_from_master, stage
 from payload_codec.vectorgen import TEST_MASTER_KEY
 from simulator.virtual_board import RadioMedium, VirtualBoard
 from simulator.virtual_board.board import SX1262_WIRING
-from tests.firmware.conftest import deploy, require_vm
+from tests.firmware.conftest import deployed_radio_board, require_vm
 from tests.firmware.conftest import run_on as run
 from tests.virtual_board.conftest import wait_for
 
@@ -42,19 +42,8 @@ def counts():
 
 
 @pytest.fixture(scope="module")
-def medium() -> Iterator[RadioMedium]:
-    with RadioMedium() as medium:
-        yield medium
-
-
-@pytest.fixture(scope="module")
 def vm(tmp_path_factory: pytest.TempPathFactory, medium: RadioMedium) -> Iterator[VirtualBoard]:
-    require_vm("radio fault tests")
-    work = tmp_path_factory.mktemp("radio_faults")
-    with VirtualBoard(work / "tty", work / "flash", radio="sx1262", medium=medium) as board:
-        done = deploy(board, work)
-        assert done.returncode == 0, f"deploying the firmware failed:\n{done.stdout}{done.stderr}"
-        yield board
+    yield from deployed_radio_board(tmp_path_factory, "radio fault tests", "sx1262", medium)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 from payload_codec.airtime import time_on_air_ms
 from simulator.virtual_board import RadioMedium, VirtualBoard
 from simulator.virtual_board.board import SX1262_WIRING
-from tests.firmware.conftest import deploy, require_vm
+from tests.firmware.conftest import deployed_radio_board
 from tests.firmware.conftest import run_on as run
 from tests.virtual_board.conftest import wait_for
 
@@ -84,20 +84,8 @@ def fresh():
 
 
 @pytest.fixture(scope="module")
-def medium() -> Iterator[RadioMedium]:
-    with RadioMedium() as medium:
-        yield medium
-
-
-@pytest.fixture(scope="module")
 def vm(tmp_path_factory: pytest.TempPathFactory, medium: RadioMedium) -> Iterator[VirtualBoard]:
-    require_vm("SX126x tests")
-    work = tmp_path_factory.mktemp("sx126x_vm")
-    with VirtualBoard(work / "tty", work / "flash", radio="sx1262", medium=medium) as board:
-        done = deploy(board, work)
-        assert done.returncode == 0, f"deploying the firmware failed:\n{done.stdout}{done.stderr}"
-        board.exec(SETUP)
-        yield board
+    yield from deployed_radio_board(tmp_path_factory, "SX126x tests", "sx1262", medium, SETUP)
 
 
 @pytest.fixture
