@@ -23,6 +23,16 @@ class RadioChip(spi_bus.Chip):
     def hear(self, payload, rssi_dbm, snr_x4, crc_ok):
         """A frame the medium delivers: kept if the modem is receiving."""
 
+    def follow_power(self):
+        """At configure: a chip powered again starts from its power-on reset; one unpowered stops
+        its timer and leaves the air."""
+        if self.answering and not self.powered:
+            self.reset()
+        if not self.answering and self.powered:
+            self.stop_timer()
+            self.tell_idle()
+        self.powered = self.answering
+
     def start_timer(self, us, then):
         self.stop_timer()
         self.timer = _board.timer_start(max((us + 999) // 1000, 1), False, then)

@@ -154,12 +154,7 @@ class SX1262(RadioChip):
     # Wiring and power.
 
     def configure(self, state):
-        if self.answering and not self.powered:
-            self.reset()  # powered again: power-on reset
-        if not self.answering and self.powered:
-            self.stop_timer()
-            self.tell_idle()
-        self.powered = self.answering
+        self.follow_power()
         for name in ("busy", "dio1", "reset"):
             old = getattr(self, name + "_pin")
             if old is not None and state.get(name) != old:

@@ -126,12 +126,7 @@ class SX1276(RadioChip):
         self.update_dio0()
 
     def configure(self, state):
-        if self.answering and not self.powered:
-            self.reset()  # powered again: power-on reset
-        if not self.answering and self.powered:
-            self.stop_timer()
-            self.tell_idle()
-        self.powered = self.answering
+        self.follow_power()
         if self.dio0_pin is not None and state.get("dio0") != self.dio0_pin:
             spi_bus.drive(self.dio0_pin, None)
         self.dio0_pin = state.get("dio0")
