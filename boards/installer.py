@@ -199,8 +199,9 @@ class Installer:
         try:
             self._step("resetting the board", "reset", timeout=RESET_TIMEOUT_S)
         except InstallError as error:
-            started = "Everything is installed: press the board's reset button to start it."
-            raise InstallError(f"{error}\n{started}") from None
+            raise InstallError(
+                f"{error}\nEverything is installed: press the board's reset button to start it."
+            ) from None
         self.report(f"[4/{STEPS}] board reset: it starts the firmware")
 
     def check(self) -> BoardCheck:

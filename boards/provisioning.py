@@ -155,11 +155,15 @@ def build_config(
     return config
 
 
+def _check_device_id(device_id: int) -> None:
+    if not 0 <= device_id <= 0xFFFF:
+        raise ProvisioningError(f"device id {device_id}: use a number from 0 to 65535")
+
+
 def _node_identity(device_id: int | None, secrets: NodeSecrets | None, options: NodeOptions) -> dict[str, Any]:
     if device_id is None:
         raise ProvisioningError("a node needs its device id (--device ID), as registered with `borne device add`")
-    if not 0 <= device_id <= 0xFFFF:
-        raise ProvisioningError(f"device id {device_id}: use a number from 0 to 65535")
+    _check_device_id(device_id)
     if secrets is None:
         raise ProvisioningError("a node needs its keys: give the site key file (--keys FILE)")
     keys = {"mic": secrets.keys.mic_key.hex(), "enc": secrets.keys.enc_key.hex()}
@@ -376,6 +380,7 @@ def register_device(
 
     RegistryError if the id or the site/name is taken; ProvisioningError for a key file others can
     read or without a master key. With `save=False`, checks all that and writes nothing."""
+    _check_device_id(device_id)  # before its keys are derived: the derivation packs it in 16 bits
     _check_key_file(key_file)
     site_keys = load_site_keys(key_file)
     if site_keys.master_key is None:

@@ -88,6 +88,10 @@ port = 0
 log = logging.getLogger(__name__)
 
 
+# The kinds of value a setting takes, as TOML writes them.
+_KINDS = {bool: "true or false", int: "a whole number (no quotes)", str: "text in quotes"}
+
+
 class ConfigError(Exception):
     """A configuration file that cannot be used; the message says what to fix."""
 
@@ -190,8 +194,8 @@ def parse_config(text: str, where: str = "configuration") -> Config:
             if key not in values:
                 raise ConfigError(f"{where}: unknown key {name}.{key}; known: {', '.join(values)}")
             if type(value) is not type(values[key]):
-                expected = type(values[key]).__name__
-                raise ConfigError(f"{where}: {name}.{key} must be a {expected}, got {value!r}")
+                expected = _KINDS[type(values[key])]
+                raise ConfigError(f"{where}: {name}.{key} must be {expected}, got {value!r}")
             values[key] = value
         sections[name] = section_class(**values)
     return _check(Config(**sections), where)

@@ -22,7 +22,7 @@ def test_the_example_is_the_defaults():
     ("text", "message"),
     [
         ("[mqtt]\nhots = 'x'\n", "unknown key mqtt.hots"),
-        ("[udp]\nenabled = 1\n", "udp.enabled must be a bool"),
+        ("[udp]\nenabled = 1\n", "udp.enabled must be true or false"),
         ("[radios]\n", "unknown section(s) radios"),
         ("[gateway]\nmax_counter_gap = 0\n", "max_counter_gap"),
         ("[gateway\n", "not valid TOML"),

@@ -15,7 +15,7 @@ import pytest
 
 from boards.installer import Installer, InstallError, Runner
 from boards.profiles import load_profile
-from boards.provisioning import NodeOptions, build_config, redacted, secrets_from_master
+from boards.provisioning import FIRMWARE_DIR, NodeOptions, build_config, redacted, secrets_from_master
 from payload_codec import badge_token, derive_badge_key, derive_device_keys
 from simulator.provision import provision_virtual_board
 from simulator.test_keys import TEST_MASTER_KEY
@@ -315,6 +315,22 @@ def test_enroll_on_a_board_without_a_working_reader_says_what_to_do(tmp_path: Pa
     assert silent.returncode == 1
     assert "error: the board's PN532 reader did not answer (" in silent.stderr
     assert f"`borne board check --port {door_board.port}` says what to check" in silent.stderr
+
+
+def test_an_enrolment_the_board_fails_says_its_error(tmp_path: Path) -> None:
+    provisioned(tmp_path / "flash")
+    # The enrolment module damaged on the board's flash: a source copy of it cut short, which the
+    # board imports before the .mpy beside it.
+    source = (FIRMWARE_DIR / "borne" / "enrolment.py").read_text(encoding="utf-8")
+    cut = source[: source.index("def poll")] + "def poll(\n"
+    (tmp_path / "flash" / "borne" / "enrolment.py").write_text(cut, encoding="utf-8")
+    with VirtualBoard(tmp_path / "ttyBORNE0", tmp_path / "flash", radio="sx1276") as board:
+        wire(board, "pn532", 0x24)
+        done = borne("badge", "enroll", "--port", str(board.port), "--timeout", "5")
+
+    assert done.returncode == 1
+    assert "error: the board failed during the enrolment: SyntaxError" in done.stderr, done.stderr
+    assert "Run this again; if it fails the same way, press the board's reset button first." in done.stderr
 
 
 # Faults the virtual board cannot make (a corruption asked for before mpremote's soft reset is served

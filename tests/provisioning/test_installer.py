@@ -99,6 +99,28 @@ def test_a_board_that_does_not_answer_says_what_to_check() -> None:
         install(mpremote)
 
 
+def test_a_board_that_does_not_answer_as_micropython_is_told_to_get_it() -> None:
+    mpremote = FakeMpremote()
+    mpremote.failures["exec"] = subprocess.CompletedProcess([], 0, "ets Jun  8 2016 00:22:57\nrst:0x10\n", "")
+    with pytest.raises(InstallError, match=r"(?s)answered, but not as MicroPython does; .*\nFlash MicroPython onto it"):
+        install(mpremote)
+
+
+def test_a_failure_mpremote_does_not_explain_is_told_to_try_again() -> None:
+    mpremote = FakeMpremote()
+    mpremote.failures["exec"] = subprocess.CompletedProcess([], 1, "", "mpremote: unexpected reply\n")
+    with pytest.raises(InstallError, match="unexpected reply\nRun this again; if it fails the same way, press"):
+        install(mpremote)
+
+
+def test_a_board_that_stops_answering_is_told_to_reset() -> None:
+    def silent(arguments: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        raise subprocess.TimeoutExpired(list(arguments), timeout)
+
+    with pytest.raises(InstallError, match=r"stopped answering for \d+ s\. Press its reset button"):
+        Installer(PORT, report=lambda line: None, runner=silent).install(node_config())
+
+
 def test_a_board_of_another_microcontroller_than_the_profiles_is_refused() -> None:
     mpremote = FakeMpremote()
     mpremote.board["machine"] = "Generic ESP32S3 module with ESP32S3"
@@ -157,7 +179,7 @@ def test_a_flash_of_the_same_firmware_copies_nothing(tmp_path: Path) -> None:
 def test_a_micropython_that_reads_another_mpy_version_is_refused_with_what_to_do() -> None:
     mpremote = FakeMpremote()
     mpremote.board["mpy"] = 5  # MicroPython 1.12 to 1.18
-    with pytest.raises(InstallError, match=r"flash MicroPython 1\.19 or later"):
+    with pytest.raises(InstallError, match=r"cannot load the firmware, .*: flash MicroPython 1\.19 or later"):
         install(mpremote)
 
 
