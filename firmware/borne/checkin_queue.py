@@ -103,20 +103,21 @@ class CheckinQueue:
     def number(self, i):
         return _u32(self._ring, self._slot(i) + 15)
 
-    def batch(self, add, max_n, now_s):
-        """Call add(tag, token, age_s, exact) for the oldest events, at most max_n; returns how many.
+    def batch(self, add, max_n, now_s, start=0):
+        """Call add(tag, token, age_s, exact) for the events from the `start`-th oldest on, at most
+        max_n; returns how many.
 
-        The events handed over have consecutive numbers from `first_number`: a gap (a record
+        The events handed over have consecutive numbers from `number(start)`: a gap (a record
         lost to a damaged flash) ends the batch. Ages are those of `now_s`. `add` is typically
         an `Uplink.add_checkin` bound once; `token` is a buffer the queue reuses.
         """
-        n = min(max_n, self.depth)
+        n = min(max_n, self.depth - start)
         token = self._token_buf
         now = self._base + now_s
         ring = self._ring
-        first = self.first_number
+        first = self.number(start) if n > 0 else 0
         for i in range(n):
-            at = self._slot(i)
+            at = self._slot(start + i)
             if _u32(ring, at + 15) != first + i:
                 return i
             for j in range(8):
