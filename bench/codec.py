@@ -10,13 +10,25 @@ from __future__ import annotations
 import json
 import statistics
 import timeit
+from typing import NamedTuple
 
 from cayennelpp import LppFrame
 
-from payload_codec import Ack, Checkin, CheckinBatch, Frame, Telemetry, build_frame, derive_device_keys, open_frame
+from payload_codec import (
+    Ack,
+    Checkin,
+    CheckinBatch,
+    Config,
+    Frame,
+    Status,
+    Telemetry,
+    build_frame,
+    derive_device_keys,
+    open_frame,
+)
 from payload_codec.airtime import time_on_air_ms
 from payload_codec.messages import decode_body, encode_body
-from payload_codec.schema import BODY_SCHEMAS, COMPILED_BODY_SCHEMAS
+from payload_codec.schema import BODY_SCHEMAS, COMPILED_BODY_SCHEMAS, MAX_CHECKINS
 from payload_codec.vectorgen import TELEMETRY_SAMPLE
 
 LORAWAN_OVERHEAD = 13  # MHDR 1 + DevAddr 4 + FCtrl 1 + FCnt 2 + FPort 1 + MIC 4
@@ -28,6 +40,40 @@ FIVE_VALUES = {
     k: TELEMETRY_SAMPLE[k] for k in ("temperature_c", "humidity_pct", "pressure_hpa", "co2_ppm", "battery_mv")
 }
 FIVE = Telemetry.from_json(FIVE_VALUES)
+STATUS = Status(
+    firmware="1.3.9",
+    uptime_s=10807,
+    reset_cause="watchdog",
+    queue_depth=3,
+    checkins_dropped=0,
+    sensor_faults=(),
+    radio_errors=1,
+    reader_errors=0,
+    duty_cycle_deferrals=0,
+    config_digest=0x1234,
+    next_downlink_counter=42,
+)
+ALL_SETTINGS = Config(
+    report_interval_s=300,
+    status_interval_s=3600,
+    spreading_factor=9,
+    tx_power_dbm=14,
+    badge_retap_s=10,
+    checkin_direction="in",
+    reboot=True,
+)
+
+# The budgets on air, envelope included, of the design: telemetry of 5 values, one check-in and
+# each further one batched with it, a plain ACK. The other frames have none: their size is shown.
+TELEMETRY_BUDGET = 18
+CHECKIN_BUDGET = 22
+FURTHER_CHECKIN_BUDGET = 11
+ACK_BUDGET = 12
+
+
+def checkin_budget(n: int) -> int:
+    """The most bytes on air a frame of `n` check-ins may take."""
+    return CHECKIN_BUDGET + FURTHER_CHECKIN_BUDGET * (n - 1)
 
 
 def _checkins(n: int) -> CheckinBatch:
@@ -70,41 +116,86 @@ def _json_checkins(n: int) -> int:
     return _json({"k": [{"b": TOKEN, "t": 3, "i": 1, "a": 30 + i} for i in range(n)]})
 
 
-def _rows() -> list[tuple[str, int, int, int]]:
-    """(message, Borne bytes, LoRaWAN + LPP bytes, short JSON bytes)"""
+class Row(NamedTuple):
+    """One message of the table: Borne's bytes on air, its budget (None: the design sets none), and
+    the same content as LoRaWAN + Cayenne LPP and as short-key JSON (None: no such message there)."""
+
+    message: str
+    kind: str  # the frame's message type
+    borne: int
+    budget: int | None
+    lpp: int | None
+    short_json: int | None
+
+
+def rows() -> list[Row]:
+    """Every frame kind of the wire contract, at the sizes that hold it to its budget."""
     short = {"t": 21.53, "h": 45.5, "p": 1013.2, "co2": 612, "b": 3700}
-    rows = [
-        (
+    table = [
+        Row(
             "telemetry, 5 values",
+            "telemetry",
             len(build_frame(FIVE, 258, 1234, KEYS)),
+            TELEMETRY_BUDGET,
             LORAWAN_OVERHEAD + _lpp_telemetry(),
             _json(short),
         )
     ]
-    for n in (1, 2, 4, 10):
+    for n in (1, 2, 4, 10, MAX_CHECKINS):
         borne = len(build_frame(_checkins(n), 258, 1234, KEYS))
-        rows.append((f"check-in x{n}", borne, LORAWAN_OVERHEAD + _lpp_checkins(n), _json_checkins(n)))
+        table.append(
+            Row(
+                f"check-in x{n}",
+                "checkin",
+                borne,
+                checkin_budget(n),
+                LORAWAN_OVERHEAD + _lpp_checkins(n),
+                _json_checkins(n),
+            )
+        )
+    status_json = {"f": "1.3.9", "u": 10807, "r": 3, "q": 3, "d": 0, "s": 0, "e": [1, 0, 0], "g": 4660, "n": 42}
+    table.append(Row("status", "status", len(build_frame(STATUS, 258, 1234, KEYS)), None, None, _json(status_json)))
     ack = len(build_frame(Ack(acked_counter16=1234), 258, 1, KEYS))
     timed = len(build_frame(Ack(acked_counter16=1234, gateway_time=1_800_000_000), 258, 1, KEYS))
-    rows.append(("ACK", ack, LORAWAN_EMPTY_ACK, _json({"a": 1234})))
-    rows.append(("ACK with time", timed, LORAWAN_DEVICE_TIME_ACK, _json({"a": 1234, "g": 1_800_000_000})))
-    return rows
+    table.append(Row("ACK", "ack", ack, ACK_BUDGET, LORAWAN_EMPTY_ACK, _json({"a": 1234})))
+    table.append(
+        Row("ACK with time", "ack", timed, None, LORAWAN_DEVICE_TIME_ACK, _json({"a": 1234, "g": 1_800_000_000}))
+    )
+    config_json = {"ri": 300, "si": 3600, "sf": 9, "tx": 14, "rt": 10, "dir": 1, "rb": 1}
+    table.append(
+        Row(
+            "config, all 7 settings",
+            "config",
+            len(build_frame(ALL_SETTINGS, 258, 2, KEYS)),
+            None,
+            None,
+            _json(config_json),
+        )
+    )
+    return table
 
 
 def airtime_table() -> str:
     lines = [
         "## Bytes and time on air (BW125, CR 4/5, 8-symbol preamble, explicit header, CRC on)",
         "",
-        "| message | Borne B | LoRaWAN+LPP B | JSON B | SF7 ms Borne / LPP / JSON | SF9 ms Borne / LPP / JSON "
-        "| SF12 ms Borne / LPP / JSON |",
-        "|---|---:|---:|---:|---|---|---|",
+        "Budgets are the design's, envelope included; a message with none shows its size only.",
+        "",
+        "| message | Borne B | budget B | LoRaWAN+LPP B | JSON B | SF7 ms Borne / LPP / JSON "
+        "| SF9 ms Borne / LPP / JSON | SF12 ms Borne / LPP / JSON |",
+        "|---|---:|---:|---:|---:|---|---|---|",
     ]
-    for name, borne, lpp, short_json in _rows():
-        cells = [
-            " / ".join(f"{time_on_air_ms(size, sf):.1f}" for size in (borne, lpp, short_json)) for sf in (7, 9, 12)
-        ]
-        lines.append(f"| {name} | {borne} | {lpp} | {short_json} | {' | '.join(cells)} |")
+    for row in rows():
+        sizes = (row.borne, row.lpp, row.short_json)
+        cells = [" / ".join(_ms(size, sf) for size in sizes) for sf in (7, 9, 12)]
+        budget = "—" if row.budget is None else f"≤ {row.budget}"
+        lpp = "—" if row.lpp is None else str(row.lpp)
+        lines.append(f"| {row.message} | {row.borne} | {budget} | {lpp} | {row.short_json} | {' | '.join(cells)} |")
     return "\n".join(lines)
+
+
+def _ms(size: int | None, sf: int) -> str:
+    return "—" if size is None else f"{time_on_air_ms(size, sf):.1f}"
 
 
 def _per_second(call, number: int) -> float:

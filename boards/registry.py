@@ -1,7 +1,7 @@
 """The device registry: which devices exist, where they stand and their keys.
 
 A TOML file that an installer edits with `borne device add/remove` and that several
-gateways of a town can share (read-only for them); the daemon reloads it on SIGHUP.
+gateways of a town can share (read-only for them); a running daemon reads it again when it changes.
 
     [devices.258]
     name = "entrance-north"          # MQTT topic segment: lower case, digits, - and _

@@ -323,7 +323,7 @@ def _rekeyed(
         return None
     print(
         f"device {device.device_id} moves to key epoch {moved.key_epoch} ({reason}): new keys, its counters start "
-        f"over; {args.registry} is updated: reload the gateways' registry (SIGHUP, `systemctl reload borne-gateway`)"
+        f"over; {args.registry} is updated: running gateways that read it see the change at the device's next frame"
     )
     return _node_config(profile, moved, secrets, options, args)
 

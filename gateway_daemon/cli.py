@@ -188,7 +188,7 @@ def _device_configure(args: argparse.Namespace) -> int:
     if intervals != {"report_interval_s": device.report_interval_s, "status_interval_s": device.status_interval_s}:
         registry.devices[device.device_id] = dataclasses.replace(device, **intervals)
         registry.save(registry_file)
-        registry_note = f"; {registry_file} has the new intervals: send SIGHUP to running gateways"
+        registry_note = f"; {registry_file} has the new intervals: running gateways read it at their next frame"
     print(
         f"device {args.device_id} ({device.site}/{device.name}): queued {_changes_text(queued)}; it goes out after "
         f"the node's next status (`borne gateway status` shows it until the node reports it applied){registry_note}"
@@ -245,7 +245,10 @@ def _device_add(args: argparse.Namespace) -> int:
     )
     device = provisioning.register_device(args.device_id, registration, args.keys, args.registry)
     fields = ", ".join(device.sensors) or "no telemetry"
-    print(f"registered device {args.device_id} as {args.site}/{args.name} ({fields}); send SIGHUP to running gateways")
+    print(
+        f"registered device {args.device_id} as {args.site}/{args.name} ({fields}); "
+        "running gateways read it at their next frame (SIGHUP: at once)"
+    )
     return 0
 
 
@@ -266,7 +269,7 @@ def _device_remove(args: argparse.Namespace) -> int:
         print(f"error: device {args.device_id} is not registered in {args.registry}", file=sys.stderr)
         return 1
     registry.save(args.registry)
-    print(f"removed device {args.device_id}; send SIGHUP to running gateways")
+    print(f"removed device {args.device_id}; running gateways read it at their next frame (SIGHUP: at once)")
     return 0
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from boards.registry import Registry, RegistryError
+from boards.registry import Device, Registry, RegistryError
 
 from . import systemd
 from .config import Config, ConfigError
@@ -34,13 +36,59 @@ def sources_from(config: Config) -> list[Source]:
     return sources
 
 
+class WatchedRegistry(Registry):
+    """The registry file as a running gateway reads it: read again whenever it changed, when the
+    next frame's device is looked up, with no SIGHUP needed.
+
+    Why at each lookup: `borne board flash` saves the registry with a device's new key epoch before
+    the board runs under the new keys, but a gateway sharing the file may get the new copy later
+    than the device's first frame. Read then, the registry gives that very frame its new keys and
+    counters (`on_change` starts them over), so it is accepted, not refused as a replay or a bad
+    MIC. Why it is cheap: a change shows in the file's inode (`Registry.save` replaces it), size or
+    mtime: one stat per frame, a few a second at LoRa rates, beside a SQLite commit per frame.
+    A file that cannot be read keeps the devices already loaded, logged once per change.
+    """
+
+    def __init__(self, path: Path, on_change: Callable[[], None]) -> None:
+        self.path = path
+        self._on_change = on_change
+        self._seen = _file_signature(path)
+        super().__init__(Registry.load(path).devices)  # a broken file at start is the caller's error
+
+    def get(self, device_id: int) -> Device | None:
+        self.refresh()
+        return super().get(device_id)
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Read the file again if it changed since it was last read (or `force`); True if it was."""
+        seen = _file_signature(self.path)  # before reading: a change meanwhile is read next time
+        if seen == self._seen and not force:
+            return False
+        self._seen = seen
+        try:
+            self.devices = Registry.load(self.path).devices
+        except RegistryError as error:
+            log.error("registry not reloaded, keeping the previous one: %s", error)
+            return False
+        self._on_change()
+        return True
+
+
+def _file_signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:  # no file: an empty registry (Registry.load)
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 class Gateway:
     """Everything one gateway runs, wired together."""
 
     def __init__(self, config: Config, sources: list[Source] | None = None) -> None:
         self.config = config
         self.registry_path = Path(config.gateway.registry_file)
-        self.registry = Registry.load(self.registry_path)
+        self.registry = WatchedRegistry(self.registry_path, self._registry_reloaded)
         self.state = GatewayState(Path(config.gateway.state_file), config.gateway.max_outbox_events)
         self._follow_key_epochs()
         self.sources = sources_from(config) if sources is None else sources
@@ -57,14 +105,12 @@ class Gateway:
         return {"sources": {source.name: source.stats.to_json(source.clock()) for source in self.sources}}
 
     def reload_registry(self) -> None:
-        """Re-read the registry (SIGHUP); a broken file keeps the one already loaded."""
-        try:
-            self.registry = Registry.load(self.registry_path)
-        except RegistryError as error:
-            log.error("registry not reloaded, keeping the previous one: %s", error)
-            return
+        """Re-read the registry now (SIGHUP), changed or not; a broken file keeps the one already loaded.
+        A running gateway also reads it by itself when it changes (WatchedRegistry)."""
+        self.registry.refresh(force=True)
+
+    def _registry_reloaded(self) -> None:
         self._follow_key_epochs()
-        self.pipeline.registry = self.registry
         self.publisher.registry_changed()
         log.info("registry reloaded: %d devices", len(self.registry.devices))
 

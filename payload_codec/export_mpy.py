@@ -29,7 +29,7 @@ from .bridge_link import (
     TX_RESULTS,
     TX_TIMINGS,
 )
-from .counter import COUNTER_LIMIT, MAX_COUNTER_GAP
+from .counter import COUNTER_LIMIT, MAX_COUNTER_GAP, WINDOW_SIZE
 from .crypto import BADGE_TOKEN_SIZE, DOWN, MIC_SIZE, UP
 from .errors import FRAME_REASONS, REASONS
 from .messages import age_to_raw, field_range
@@ -138,6 +138,7 @@ def _checkin() -> list[str]:
         _const("TAG_TYPE_MASK", TAG_TYPE_MASK, hexadecimal=True),
         _const("CHECKIN_SIZE", CHECKIN_SIZE),
         _const("MAX_CHECKINS", MAX_CHECKINS),
+        _const("NUMBER_WINDOW", WINDOW_SIZE, "the gateway tells apart the numbers this far below its highest"),
         _const(
             "AGE_SECONDS_LIMIT", AGE_SECONDS_LIMIT, "age codes below count seconds, above minutes", hexadecimal=True
         ),

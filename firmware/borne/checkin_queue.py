@@ -3,7 +3,11 @@
 Every check-in gets a number when the badge is read, one more than the last one this journal
 gave: never reused while the journal lives (the device's keys change with a board whose flash
 is erased). A frame carries the first number of its check-ins, which follow on consecutively;
-the gateway publishes each number once, whichever frame carried it.
+the gateway publishes each number once, whichever frame carried it. The numbers are reserved
+RESERVE_STEP at a time, in a record written before the first of them is given (as the frame
+counter jumps ahead): a boot that finds a damaged or torn record, which may have held the last
+number given, goes on from the reservation, so a number is never given twice for one damaged
+record. After a clean power cut the numbers follow on.
 
 Files, beside `path` (default "/checkins"):
   .log  an append-only journal of 24-byte records, each with its CRC-32:
@@ -12,12 +16,16 @@ Files, beside `path` (default "/checkins"):
           (the replay does the same), counted in `dropped`
         A ack: arg = the number acknowledged up to: every event numbered below it is removed
         B boot: a new boot id; arg = the next number
-        H head of a compacted journal: arg = dropped so far, token[0:4] = the next number.
+        R reservation: arg = the number below which numbers may have been given
+        H head of a compacted journal: arg = dropped so far, token[0:4] = the next number,
+          token[4:8] = the reservation (0 in a journal from before reservations).
         The queue is the replay of the journal.
         A torn or damaged record fails its CRC and is skipped, alone: the records are fixed
-        size. One push or ack appends one record; the journal is rewritten (to .new, then
-        os.rename over .log) only after COMPACT_AFTER records, or at a boot that found a bad
-        record or half that many.
+        size. One push or ack appends one record (and one push in RESERVE_STEP a reservation);
+        the journal is rewritten (to .new, then os.rename over .log) only after COMPACT_AFTER
+        records, or at a boot that found a bad record or half that many. A torn last record
+        that a full flash keeps from being rewritten away is padded to a whole record, so
+        that the records appended after it are read whole.
 
 Age: the node has no clock that survives a power cut. Every record carries `clock`, the
 seconds the node has been running summed over its boots (the largest clock in the journal,
@@ -35,6 +43,7 @@ from micropython import const
 
 CAPACITY = const(128)  # events; a RAM copy of 19 bytes each
 COMPACT_AFTER = const(512)  # records in the journal before it is rewritten (12 KiB)
+RESERVE_STEP = const(64)  # numbers reserved by one record
 
 _RECORD = const(24)
 _CHECKED = const(20)  # bytes under the CRC
@@ -45,6 +54,7 @@ _PUSH = const(0x50)  # 'P'
 _ACK = const(0x41)  # 'A'
 _BOOT = const(0x42)  # 'B'
 _HEAD = const(0x48)  # 'H'
+_RESERVE = const(0x52)  # 'R'
 
 
 PATH = "/checkins"
@@ -69,6 +79,8 @@ class CheckinQueue:
         self.dropped = 0
         self.journal_errors = 0  # writes the flash refused (full, or failing): see _append
         self.next_number = 0  # the number the next check-in gets
+        self._reserved = 0  # numbers below it may have been given: see RESERVE_STEP
+        self._torn = 0  # bytes of a torn last record found at boot, still in the journal
         self._rec = bytearray(_RECORD)
         self._rec_checked = memoryview(self._rec)[:_CHECKED]
         self._token_buf = bytearray(8)  # the token handed to batch()'s add
@@ -78,6 +90,8 @@ class CheckinQueue:
             _remove(leftover)
         self.boot = 0
         damaged = self._replay()
+        if damaged and self._reserved > self.next_number:
+            self.next_number = self._reserved  # the bad record may have held the last number given
         self.boot = (self.boot + 1) & 0xFFFF
         self._base = self._clock  # this boot's clock starts where the journal's ends
         if damaged or self._records >= COMPACT_AFTER // 2:
@@ -91,6 +105,9 @@ class CheckinQueue:
         """Queue one check-in and return its number; evicts the oldest event if full (see `dropped`)."""
         number = self.next_number
         clock = self._base + now_s
+        if number >= self._reserved:  # on flash before the number is given
+            self._reserved = number + RESERVE_STEP
+            self._append(_RESERVE, 0, self._reserved, None, self.boot, clock)
         self._append(_PUSH, tag, number, token, self.boot, clock)
         self._apply_push(tag, number, self.boot, clock, self._rec, 6)
         return number
@@ -103,20 +120,21 @@ class CheckinQueue:
     def number(self, i):
         return _u32(self._ring, self._slot(i) + 15)
 
-    def batch(self, add, max_n, now_s):
-        """Call add(tag, token, age_s, exact) for the oldest events, at most max_n; returns how many.
+    def batch(self, add, max_n, now_s, start=0):
+        """Call add(tag, token, age_s, exact) for the events from the `start`-th oldest on, at most
+        max_n; returns how many.
 
-        The events handed over have consecutive numbers from `first_number`: a gap (a record
+        The events handed over have consecutive numbers from `number(start)`: a gap (a record
         lost to a damaged flash) ends the batch. Ages are those of `now_s`. `add` is typically
         an `Uplink.add_checkin` bound once; `token` is a buffer the queue reuses.
         """
-        n = min(max_n, self.depth)
+        n = min(max_n, self.depth - start)
         token = self._token_buf
         now = self._base + now_s
         ring = self._ring
-        first = self.first_number
+        first = self.number(start) if n > 0 else 0
         for i in range(n):
-            at = self._slot(i)
+            at = self._slot(start + i)
             if _u32(ring, at + 15) != first + i:
                 return i
             for j in range(8):
@@ -170,17 +188,22 @@ class CheckinQueue:
 
     def _append(self, kind, tag, arg, token, boot, clock):
         self._pack(kind, tag, arg, token, boot, clock)
-        try:
-            with open(self._log, "ab") as f:
-                f.write(self._rec)
-        except OSError:
-            # A full or failing flash (ENOSPC, EIO): the queue goes on in RAM, so check-ins still
-            # leave, but what the journal lacks is lost at a power cut. Crashing would lose it all.
-            self.journal_errors += 1
+        if not self._write(self._rec):
             return
         self._records += 1
         if clock > self._clock:
             self._clock = clock
+
+    def _write(self, data):
+        try:
+            with open(self._log, "ab") as f:
+                f.write(data)
+        except OSError:
+            # A full or failing flash (ENOSPC, EIO): the queue goes on in RAM, so check-ins still
+            # leave, but what the journal lacks is lost at a power cut. Crashing would lose it all.
+            self.journal_errors += 1
+            return False
+        return True
 
     def _pack(self, kind, tag, arg, token, boot, clock):
         rec = self._rec
@@ -200,6 +223,7 @@ class CheckinQueue:
             while True:
                 got = f.readinto(rec)
                 if got < _RECORD:
+                    self._torn = got
                     return damaged or got > 0  # a torn last record
                 self._records += 1
                 if crc32(self._rec_checked) != struct.unpack_from("<I", rec, _CHECKED)[0]:
@@ -213,6 +237,9 @@ class CheckinQueue:
                     self._apply_push(tag, arg, boot, clock, rec, 6)
                 elif kind == _ACK:
                     self._apply_ack(arg)
+                elif kind == _RESERVE:
+                    if arg > self._reserved:
+                        self._reserved = arg
                 elif kind == _BOOT:
                     self.boot = boot
                     if arg > self.next_number:
@@ -221,6 +248,7 @@ class CheckinQueue:
                     self._head = self.depth = 0
                     self.dropped = arg
                     self.next_number = _u32(rec, 6)
+                    self._reserved = _u32(rec, 10)
                     self.boot = boot
                     self._clock = clock
                 else:
@@ -233,11 +261,13 @@ class CheckinQueue:
         except OSError:  # a full flash keeps the journal as it was (see _append)
             self.journal_errors += 1
             _remove(self._new)
+            if self._torn and self._write(bytes(_RECORD - self._torn)):
+                self._torn = 0  # a damaged record now, skipped alone; the next ones are read whole
 
     def _rewrite(self):
         with open(self._new, "wb") as f:
             token = self._token_buf
-            struct.pack_into("<I", token, 0, self.next_number)
+            struct.pack_into("<II", token, 0, self.next_number, self._reserved)
             self._pack(_HEAD, 0, self.dropped, token, self.boot, self._clock)
             f.write(self._rec)
             ring = self._ring
@@ -248,6 +278,7 @@ class CheckinQueue:
                 f.write(self._rec)
         os.rename(self._new, self._log)
         self._records = 1 + self.depth
+        self._torn = 0
 
 
 def _u32(buf, at):

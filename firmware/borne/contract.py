@@ -60,6 +60,7 @@ TAG_AGE_IS_BOUND = const(0x20)  # the age crossed a reboot: a lower bound
 TAG_TYPE_MASK = const(0x07)
 CHECKIN_SIZE = const(11)
 MAX_CHECKINS = const(16)
+NUMBER_WINDOW = const(64)  # the gateway tells apart the numbers this far below its highest
 AGE_SECONDS_LIMIT = const(0x8000)  # age codes below count seconds, above minutes
 AGE_MAX_CODE = const(0xFFFF)  # 23.1 days: older events saturate
 DIRECTIONS = ("none", "in", "out")

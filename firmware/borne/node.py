@@ -3,9 +3,10 @@
 Tasks, one job each, on one asyncio loop:
   _badges     polls the reader; a new presentation goes into the check-in queue (on flash)
   _checkins   sends the queue's oldest events in one frame and waits for its ACK in the receive
-              window; without one, backs off with jitter and builds the frame again: a new
-              counter, the ages of that moment, and the events' numbers, by which the gateway
-              publishes each check-in once whichever frame carried it
+              window; without one, backs off with jitter and builds a frame again: a new counter,
+              the ages of that moment, the events that follow those of the last frame (then the
+              oldest again), and the events' numbers, by which the gateway publishes each
+              check-in once whichever frame carried it
   _telemetry  every telemetry_s, the sensors' readings (not acknowledged)
   _status     at boot and every status_s: uptime, reset cause, queue, faults, counters, and the
               digest of the last config applied; a config downlink may follow in its receive
@@ -33,6 +34,7 @@ from borne.contract import (
     CHECKIN_DIRECTION,
     DIRECTIONS,
     ENVELOPE_SIZE,
+    NUMBER_WINDOW,
     REBOOT,
     REPORT_INTERVAL_S,
     SPREADING_FACTOR,
@@ -149,23 +151,34 @@ class Node:
 
     async def _checkins(self, queue):
         attempt = 0
+        # The queued event the next frame starts from. A frame not ACKed is followed by one that
+        # starts past it: with the ACKs lost (the gateway hears us, we do not hear it), every event
+        # still goes out, not only the first frame's, over and over. The gateway publishes each
+        # number once whichever frame carried it. The turn stays within NUMBER_WINDOW of the oldest
+        # event: a number further below the gateway's highest would be taken as published before.
+        start = 0
         while True:
             if not queue.depth:
                 self._waiting.clear()
                 await self._waiting.wait()
                 continue
+            oldest = queue.first_number
+            if start >= queue.depth or queue.number(start) >= oldest + NUMBER_WINDOW:
+                start = 0
             async with self.radio.lock:
                 # Built now, not at the first try: the ages are those of this sending.
                 counter = self.counter.next()
-                first = queue.first_number
-                limit = max_checkins(max_frame_size(self.radio.sf))
-                n = queue.batch(self.uplink.add_checkin, limit, self.uptime.seconds())
+                first = queue.number(start)
+                limit = min(max_checkins(max_frame_size(self.radio.sf)), oldest + NUMBER_WINDOW - first)
+                n = queue.batch(self.uplink.add_checkin, limit, self.uptime.seconds(), start)
                 frame = self.uplink.seal_checkins(counter, first)
                 acked = await self._send_for_ack(frame, counter)
             if acked:
-                queue.ack(first + n, self.uptime.seconds())
-                attempt = 0
+                if start == 0:  # an ACK from further on says nothing of the events before
+                    queue.ack(first + n, self.uptime.seconds())
+                start = attempt = 0
             else:
+                start += n
                 await asyncio.sleep_ms(backoff.delay_ms(attempt, cap_ms=self.config["nfc"]["retry_max_s"] * 1000))
                 attempt += 1
 

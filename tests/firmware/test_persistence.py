@@ -26,6 +26,7 @@ RUNNER = Path(__file__).with_name("persistence_runner.py")
 STEP = 64  # borne.counter.STEP
 RECORD = 24  # bytes of a journal record, borne.checkin_queue
 COMPACT_AFTER = 512  # borne.checkin_queue.COMPACT_AFTER
+BLOCK, PARTITION_BLOCKS = 4096, 512  # the virtual flash (flash.mjs): an ESP32's 2 MiB littlefs partition
 OPEN = "from persistence_runner import *\n"
 
 
@@ -192,7 +193,7 @@ def test_a_damaged_record_loses_only_its_event(board: VirtualBoard) -> None:
     answer(board, "q = queue()\npush(q, 0, 6)\nreport(q)")
     log = board.flash / "q.log"
     data = bytearray(log.read_bytes())
-    data[3 * RECORD + 8] ^= 0xFF  # the third push (record 0 is the first boot)
+    data[4 * RECORD + 8] ^= 0xFF  # the third push (record 0 is the first boot, 1 the numbers' reservation)
     log.write_bytes(bytes(data))
     board.power_cycle()
     state = answer(board, "q = queue()\nreport(q)")
@@ -200,6 +201,35 @@ def test_a_damaged_record_loses_only_its_event(board: VirtualBoard) -> None:
     answer(board, "push(q, 6, 1)\nreport(q)")
     board.power_cycle()
     assert answer(board, "report(queue())")["events"] == [0, 1, 3, 4, 5, 6]
+
+
+def test_a_number_whose_record_is_damaged_is_never_given_again(board: VirtualBoard) -> None:
+    given = answer(board, "q = queue()\npush(q, 0, 5)\nreport(q)")["numbers"]
+    log = board.flash / "q.log"
+    data = bytearray(log.read_bytes())
+    data[-RECORD + 8] ^= 0xFF  # the last record: the push of number 4, which a frame may have carried
+    log.write_bytes(bytes(data))
+    board.power_cycle()
+    state = answer(board, "q = queue()\npush(q, 5, 1)\nreport(q)")
+    assert state["events"] == [0, 1, 2, 3, 5]
+    assert state["numbers"][-1] not in given
+    board.power_cycle()  # the numbers go on from there, whole records again
+    assert answer(board, "q = queue()\npush(q, 6, 1)\nreport(q)")["numbers"][-1] == state["numbers"][-1] + 1
+
+
+def test_a_torn_record_the_full_flash_cannot_compact_away_loses_no_later_record(board: VirtualBoard) -> None:
+    given = answer(board, "q = queue()\npush(q, 0, 4)\nreport(q)")["numbers"]
+    with (board.flash / "q.log").open("ab") as log:
+        log.write(b"P\x04\x00\x00\x00\x00\x04\x00\x00\x00")  # a push cut by a power cut
+    (board.flash / "photos.bin").write_bytes(bytes(PARTITION_BLOCKS * BLOCK))  # another program's files
+    board.power_cycle()
+    state = answer(board, "q = queue()\npush(q, 4, 2)\nreport(q, journal_errors=q.journal_errors)")
+    assert state["journal_errors"] >= 1  # the journal could not be rewritten without the torn bytes
+    given += state["numbers"][-2:]
+    board.power_cycle()
+    state = answer(board, "q = queue()\npush(q, 6, 1)\nreport(q)")
+    assert state["events"] == [0, 1, 2, 3, 4, 5, 6]  # the records after the torn one read whole
+    assert state["numbers"][-1] not in given
 
 
 def test_a_full_queue_evicts_the_oldest_event_and_counts_it(board: VirtualBoard) -> None:
@@ -234,7 +264,7 @@ def test_a_batch_stops_at_a_number_lost_to_a_damaged_record(board: VirtualBoard)
     answer(board, "q = queue()\npush(q, 0, 4)\nreport(q)")
     log = board.flash / "q.log"
     data = bytearray(log.read_bytes())
-    data[2 * RECORD + 8] ^= 0xFF  # the push of number 1 (record 0 is the first boot)
+    data[3 * RECORD + 8] ^= 0xFF  # the push of number 1 (record 0 is the first boot, 1 the numbers' reservation)
     log.write_bytes(bytes(data))
     board.power_cycle()
     state = answer(board, "q = queue()\nreport(q)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import ipaddress
 import os
@@ -19,13 +20,15 @@ from cryptography.x509.oid import NameOID
 
 from boards.registry import Device, Registry
 from payload_codec import Telemetry, build_frame, derive_device_keys
-from payload_codec.vectorgen import TEST_MASTER_KEY
+from payload_codec.vectorgen import DEVICE_ID, TEST_MASTER_KEY
 from simulator.broker import Broker, free_port
 from simulator.packet_forwarder import PacketForwarder
 
 from .conftest import Subscriber
 from .site import Site, config_text, write_registry
 from .test_udp_end_to_end import Daemon
+
+STATE = "borne/gateway/gw-test/state"
 
 
 def _certificate(subject: str, key, issuer_key, issuer_name, *, ca: bool) -> x509.Certificate:
@@ -120,6 +123,49 @@ async def test_systemd_readiness_watchdog_sighup_and_last_will(tmp_path, broker)
         os.environ.pop("NOTIFY_SOCKET")
         os.environ.pop("WATCHDOG_USEC")
         notify.close()
+        await daemon.stop()
+
+
+async def test_a_running_gateway_follows_a_new_key_epoch_saved_in_its_registry_without_a_sighup(tmp_path, broker):
+    registry_file = tmp_path / "devices.toml"
+    write_registry(registry_file, device_ids=(DEVICE_ID, 601))
+    udp_port = free_port()
+    config = tmp_path / "gateway.toml"
+    config.write_text(config_text(tmp_path, broker.port) + f"[udp]\nenabled = true\nport = {udp_port}\n")
+    old_keys, other_keys = (derive_device_keys(TEST_MASTER_KEY, device_id) for device_id in (DEVICE_ID, 601))
+    new_keys = derive_device_keys(TEST_MASTER_KEY, DEVICE_ID, 1)
+    daemon = Daemon(config)
+    forwarder = None
+    try:
+        async with Subscriber(broker.port) as subscriber:
+            await daemon.start()
+            await subscriber.wait_for(lambda: [m.payload for m in subscriber.messages if m.topic.matches(STATE)])
+            forwarder = await PacketForwarder.connect(udp_port)
+
+            def co2(device_id: int) -> list[int]:
+                return [p["co2_ppm"] for p in subscriber.on("/telemetry") if p["device_id"] == device_id]
+
+            forwarder.hear(build_frame(Telemetry(co2_ppm=500), DEVICE_ID, 500, old_keys))
+            forwarder.hear(build_frame(Telemetry(co2_ppm=640), 601, 40, other_keys))
+            await subscriber.wait_for(lambda: co2(DEVICE_ID) == [500] and co2(601) == [640])
+
+            # `borne board flash` moves the device onto another board: it saves the registry with
+            # the device's new key epoch, and the board counts from 0 under the new keys.
+            registry = Registry.load(registry_file)
+            moved = dataclasses.replace(registry.devices[DEVICE_ID], key_epoch=1, keys=new_keys)
+            registry.devices[DEVICE_ID] = moved
+            registry.save(registry_file)
+            forwarder.hear(build_frame(Telemetry(co2_ppm=700), DEVICE_ID, 0, new_keys))
+            await subscriber.wait_for(lambda: co2(DEVICE_ID) == [500, 700])  # its very first frame: none lost
+
+            # The other device's counters are kept: its counter 40 is still taken, 41 is next.
+            forwarder.hear(build_frame(Telemetry(co2_ppm=666), 601, 40, other_keys))
+            forwarder.hear(build_frame(Telemetry(co2_ppm=641), 601, 41, other_keys))
+            await subscriber.wait_for(lambda: co2(601)[-1:] == [641])
+            assert co2(601) == [640, 641]
+    finally:
+        if forwarder is not None:
+            forwarder.close()
         await daemon.stop()
 
 
