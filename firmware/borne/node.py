@@ -87,7 +87,8 @@ class Node:
         if self.reset_cause == machine.DEEPSLEEP_RESET:
             resume_at = retained.load().get("counter")
         self.counter = FrameCounter(resume_at=resume_at)
-        self.radio = Radio(board["radio"], config["radio"])
+        # A node that deep-sleeps between reports runs nothing else while it transmits: the CPU sleeps too.
+        self.radio = Radio(board["radio"], config["radio"], light_sleep_on_air=config["deep_sleep"])
         self.led = Led(board.get("led"))
         self._i2c = sensor_bus(board)
         self.sensors = Sensors(config.get("sensors", []), board, self._i2c, single_shot=config["deep_sleep"])
@@ -181,7 +182,7 @@ class Node:
         delay = time.ticks_diff(opens, time.ticks_ms())
         if delay > 0 and self.config["deep_sleep"]:
             # Nothing else runs on a node that sleeps between reports, and the radio idles until the
-            # window: the CPU sleeps too (about 1/50 of its active current).
+            # window: the CPU sleeps too (light sleep: about 1/50 of its active current).
             machine.lightsleep(delay)
         elif delay > 0:
             await asyncio.sleep_ms(delay)

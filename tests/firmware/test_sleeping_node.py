@@ -1,5 +1,5 @@
-"""A node that deep-sleeps between reports sleeps lightly while it waits for its receive window; a
-node that stays awake waits in asyncio, where its other tasks go on."""
+"""A node that deep-sleeps between reports sleeps lightly while its frame is on air and while it waits
+for its receive window; a node that stays awake waits in asyncio, where its other tasks go on."""
 
 from __future__ import annotations
 
@@ -67,13 +67,15 @@ def status_sent(board: VirtualBoard) -> list[int]:
     return json.loads(board.exec("print(slept)").strip())
 
 
-def test_a_node_that_deep_sleeps_waits_for_its_receive_window_in_light_sleep(tmp_path: Path) -> None:
+def test_a_node_that_deep_sleeps_waits_out_its_time_on_air_and_for_its_receive_window_in_light_sleep(
+    tmp_path: Path,
+) -> None:
     with node_board(tmp_path, deep_sleep=True) as board:
-        slept = status_sent(board)
-        assert len(slept) == 1
-        assert 0 < slept[0] <= int(RADIO_DEFAULTS["ack_delay_ms"]) - RX_EARLY_MS
+        on_air, before_window = status_sent(board)
+        assert on_air == int(board.exec("print(node.radio.air_us // 1000)"))  # the status frame's time on air
+        assert 0 < before_window <= int(RADIO_DEFAULTS["ack_delay_ms"]) - RX_EARLY_MS
 
 
-def test_a_node_that_stays_awake_waits_for_its_receive_window_in_asyncio(tmp_path: Path) -> None:
+def test_a_node_that_stays_awake_waits_in_asyncio(tmp_path: Path) -> None:
     with node_board(tmp_path, deep_sleep=False) as board:
         assert status_sent(board) == []
