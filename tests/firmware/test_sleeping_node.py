@@ -79,3 +79,29 @@ def test_a_node_that_deep_sleeps_waits_out_its_time_on_air_and_for_its_receive_w
 def test_a_node_that_stays_awake_waits_in_asyncio(tmp_path: Path) -> None:
     with node_board(tmp_path, deep_sleep=False) as board:
         assert status_sent(board) == []
+
+
+# A DIO line already high when the light sleep ends, whose edge no IRQ handler saw (the ESP32 may
+# miss it while its clocks are stopped).
+MISSED_EDGE = """
+import asyncio, machine
+from borne.drivers.dio import DioWait
+dio = DioWait(machine.Pin(%d, machine.Pin.IN))
+dio.arm()
+waited = []
+async def wait():
+    waited.append(await dio.wait(1000, 20))
+task = asyncio.create_task(wait())
+"""
+DIO_PIN = 34  # an input-only GPIO that nothing else on heltec_v2 uses
+
+
+def test_after_light_sleep_a_dio_line_already_high_ends_the_wait_without_its_edge(tmp_path: Path) -> None:
+    with node_board(tmp_path, deep_sleep=True) as board:
+        board.set_pin(DIO_PIN, 1)
+        board.exec(MISSED_EDGE % DIO_PIN)
+        deadline = time.monotonic() + 10
+        while board.exec("print(task.done())").strip() != "True":
+            assert time.monotonic() < deadline, "the wait did not end"
+            time.sleep(0.1)
+        assert board.exec("print(waited)").strip() == "[True]"
