@@ -1,6 +1,6 @@
 """Run every benchmark and print its table: `python -m bench` (or `make bench`)."""
 
-from . import codec, firmware, gateway, latency
+from . import battery, codec, firmware, gateway, latency
 
 SECTIONS = (
     codec.airtime_table,
@@ -9,6 +9,7 @@ SECTIONS = (
     latency.latency_table,
     firmware.heap_table,
     firmware.boot_table,
+    battery.battery_table,
 )
 for section in SECTIONS:
     print(section())

@@ -89,7 +89,8 @@ class Node:
         if self.reset_cause == machine.DEEPSLEEP_RESET:
             resume_at = retained.load().get("counter")
         self.counter = FrameCounter(resume_at=resume_at)
-        self.radio = Radio(board["radio"], config["radio"])
+        # A node that deep-sleeps between reports runs nothing else while it transmits: the CPU sleeps too.
+        self.radio = Radio(board["radio"], config["radio"], light_sleep_on_air=config["deep_sleep"])
         self.led = Led(board.get("led"))
         self._i2c = sensor_bus(board)
         self.sensors = Sensors(config.get("sensors", []), board, self._i2c, single_shot=config["deep_sleep"])
@@ -192,7 +193,11 @@ class Node:
         opens = time.ticks_add(sent_at, radio_config["ack_delay_ms"] - RX_EARLY_MS)
         closes = time.ticks_add(opens, RX_EARLY_MS + radio.airtime_us(_ACK_FRAME_SIZE) // 1000 + RX_LATE_MS)
         delay = time.ticks_diff(opens, time.ticks_ms())
-        if delay > 0:
+        if delay > 0 and self.config["deep_sleep"]:
+            # Nothing else runs on a node that sleeps between reports, and the radio idles until the
+            # window: the CPU sleeps too (light sleep: about 1/50 of its active current).
+            machine.lightsleep(delay)
+        elif delay > 0:
             await asyncio.sleep_ms(delay)
         while True:  # another node's ACK may come first on the ACK channel: ours may follow it
             left = time.ticks_diff(closes, time.ticks_ms())

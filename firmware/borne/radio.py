@@ -62,8 +62,9 @@ class Radio:
 
     `rssi` (dBm), `snr` (dB x 4) and `rx_ticks_ms` describe the last frame received."""
 
-    def __init__(self, board_radio, radio_config):
+    def __init__(self, board_radio, radio_config, light_sleep_on_air=False):
         self.config = radio_config
+        self._light_sleep_on_air = light_sleep_on_air  # nothing else runs on this board while it transmits
         self.max_power_dbm = board_radio.get("max_power_dbm") or 14
         self.power_dbm = min(radio_config["output_power"], self.max_power_dbm)
         self.sf = radio_config["sf"]
@@ -123,6 +124,7 @@ class Radio:
     def _set_up(self):
         """Reset the modem through its reset line and set it up on the channel."""
         self.modem = make_modem(self._board_radio, self._lora_cfg(self.config["freq_khz"]))
+        self.modem.light_sleep_on_air = self._light_sleep_on_air
         self._freq_khz = self.config["freq_khz"]
         self._stale = False
 

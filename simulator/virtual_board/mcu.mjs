@@ -274,6 +274,11 @@ mp.registerJsModule("_board", {
   reset_cause: Number(options["reset-cause"]),
   unique_id: options["unique-id"],
   reset: () => end(EXIT_MACHINE_RESET),
+  // The whole VM stops, as the CPU does: Node's timers, the control pipe and the chips' models wait too.
+  lightsleep: (ms) => {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms < 0 ? Infinity : ms);
+    return 0;
+  },
   deepsleep: (ms) => {
     emit("deep_sleep", { ms });
     end(EXIT_DEEPSLEEP);

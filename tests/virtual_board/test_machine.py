@@ -107,6 +107,32 @@ def test_deepsleep_powers_down_then_wakes_the_board_with_its_cause(board: Virtua
     assert board.exec("import machine; print(machine.RTC().memory())").strip() == "b'before sleep'"
 
 
+LIGHT_SLEEP = """
+import asyncio, machine, time
+ticks, slept = [], []
+async def tick():
+    while True:
+        ticks.append(time.ticks_ms())
+        await asyncio.sleep_ms(10)
+async def sleep_lightly():
+    await asyncio.sleep_ms(100)
+    before, started = len(ticks), time.ticks_ms()
+    machine.lightsleep(300)
+    slept.append((before, len(ticks) - before, time.ticks_diff(time.ticks_ms(), started)))
+ticking = asyncio.create_task(tick())
+sleeping = asyncio.create_task(sleep_lightly())
+"""
+
+
+def test_lightsleep_stops_every_task_until_its_timer_wakes_the_chip(board: VirtualBoard) -> None:
+    board.exec(LIGHT_SLEEP)
+    wait_for(lambda: board.exec("print(len(slept))").strip() == "1")
+    ticked_before, ticked_during, slept_ms = (int(n) for n in board.exec("print(*slept[0])").split())
+    assert ticked_before > 0  # the other task ran until then
+    assert ticked_during == 0
+    assert slept_ms >= 300
+
+
 PULLED_UP_BUTTON = "import machine\nbutton = machine.Pin(0, machine.Pin.IN, machine.Pin.PULL_UP)\n"
 
 

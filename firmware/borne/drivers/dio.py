@@ -3,9 +3,12 @@ timeout, or standby() calling the wait off. Shared by the SX127x (DIO0) and SX12
 
 import asyncio
 
+import machine
+
 
 class DioWait:
-    def __init__(self):
+    def __init__(self, pin):
+        self._pin = pin  # the DIO line, which stays high until the driver clears the chip's IRQ
         self._flag = asyncio.ThreadSafeFlag()  # set from the pin's (soft) IRQ
         self._waiting = False
 
@@ -23,8 +26,18 @@ class DioWait:
             self._waiting = False
             self._flag.set()
 
-    async def wait(self, timeout_ms):
-        """Wait for the IRQ (True), `timeout_ms` (False; None: no limit) or cancel() (None)."""
+    async def wait(self, timeout_ms, light_sleep_ms=0):
+        """Wait for the IRQ (True), `timeout_ms` (False; None: no limit) or cancel() (None).
+
+        `light_sleep_ms`: first sleep that long in light sleep, when nothing else needs to run (a node
+        that deep-sleeps between reports). The ESP32 stops its clocks then and may miss the IRQ's edge,
+        so after it the line's level says whether the chip raised it."""
+        if light_sleep_ms > 0:
+            machine.lightsleep(light_sleep_ms)
+            if self._pin.value():
+                return True
+            if timeout_ms is not None:
+                timeout_ms -= light_sleep_ms
         self._waiting = True
         try:
             if timeout_ms is None:

@@ -147,7 +147,8 @@ class SX126x:
         self._answers = [memoryview(self._answer)[:n] for n in range(5)]
         self._buffer = bytearray(256)  # the chip's 256-byte data buffer: the one receive buffer
         self._view = memoryview(self._buffer)
-        self._dio = DioWait()  # a send or recv waits for DIO1; standby() ends it
+        self._dio = DioWait(dio1)  # a send or recv waits for DIO1; standby() ends it
+        self.light_sleep_on_air = False  # a send waits out its time on air in light sleep
         self._asleep = False
         self.crc_errors = 0
         self.rssi = 0
@@ -431,7 +432,7 @@ class SX126x:
         self._dio.arm()
         self._command(_SET_TX, timeout >> 16, timeout >> 8 & 0xFF, timeout & 0xFF)
         self._check("to transmit")
-        done = await self._dio.wait(airtime_ms + _TX_SLACK_MS)
+        done = await self._dio.wait(airtime_ms + _TX_SLACK_MS, airtime_ms if self.light_sleep_on_air else 0)
         ended = time.ticks_ms()
         if done is None:
             raise OSError(_ECANCELED)  # standby() cut it short

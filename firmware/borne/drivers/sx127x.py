@@ -101,7 +101,8 @@ class SX127x:
         self._answer = bytearray(2)
         self._buffer = bytearray(256)  # the FIFO's 256 bytes: the one receive buffer
         self._view = memoryview(self._buffer)
-        self._dio = DioWait()  # a send or recv waits for DIO0; standby() ends it
+        self._dio = DioWait(dio0)  # a send or recv waits for DIO0; standby() ends it
+        self.light_sleep_on_air = False  # a send waits out its time on air in light sleep
         self.crc_errors = 0
         self.rssi = 0
         self.snr = 0
@@ -270,7 +271,8 @@ class SX127x:
         self._dio.arm()
         self._mode(_TX)
         airtime_us = time_on_air_us(n, self._sf, self._bw_hz, self._coding_rate, self._preamble_len)
-        done = await self._dio.wait(airtime_us // 1000 + _TX_SLACK_MS)
+        airtime_ms = airtime_us // 1000
+        done = await self._dio.wait(airtime_ms + _TX_SLACK_MS, airtime_ms if self.light_sleep_on_air else 0)
         ended = time.ticks_ms()
         if done is None:
             raise OSError(_ECANCELED)  # standby() cut it short

@@ -37,6 +37,13 @@ def freq():
     return 160_000_000
 
 
+def lightsleep(time_ms=None):
+    """Stop the CPU for `time_ms` (ports/esp32/modmachine.c: a timer wakes it, esp_light_sleep_start): no
+    Python runs meanwhile, no task, no IRQ handler. Without `time_ms` nothing here wakes it but the
+    watchdog. Here the chips' models (which run in this VM) pause with it: on a board they go on."""
+    _board.lightsleep(-1 if time_ms is None else max(time_ms, 0))
+
+
 def deepsleep(time_ms=0):
     """Power down until `time_ms` have passed (0: until reset); the board then boots with DEEPSLEEP_RESET."""
     _board.deepsleep(time_ms)  # the host ends the VM: this call does not return

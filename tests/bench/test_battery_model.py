@@ -1,0 +1,66 @@
+"""The current model of `make bench`'s battery section, on cases worked out by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.battery import (
+    BME280_SLEEP,
+    BOARD_QUIESCENT,
+    CELL_MAH,
+    HOURS_PER_YEAR,
+    MCU_CURRENTS,
+    RADIO_CURRENTS,
+    REPORT_S,
+    STATUS_S,
+    Awake,
+    charge,
+)
+
+NEVER_AWAKE = Awake(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+
+def test_a_board_that_never_wakes_draws_only_what_its_parts_draw_asleep() -> None:
+    asleep_ma = (
+        MCU_CURRENTS["esp32s3"]["deep_sleep"].ma
+        + RADIO_CURRENTS["sx1262"]["sleep"].ma
+        + BOARD_QUIESCENT["heltec_v3"].ma
+        + BME280_SLEEP.ma
+    )
+    drawn = charge("heltec_v3", NEVER_AWAKE)
+    assert drawn.wake_uah == 0
+    assert drawn.average_ua == pytest.approx(asleep_ma * 1000)
+    assert drawn.years == pytest.approx(CELL_MAH / asleep_ma / HOURS_PER_YEAR)
+
+
+def test_a_second_of_start_up_costs_a_second_at_the_active_current() -> None:
+    awake = Awake(1000, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    active_ma = (
+        MCU_CURRENTS["esp32"]["active"].ma + RADIO_CURRENTS["sx1276"]["sleep"].ma + BOARD_QUIESCENT["tbeam_sx1276"].ma
+    )
+    assert charge("tbeam_sx1276", awake).wake_uah == pytest.approx(1000 * active_ma / 3600)  # mA x ms = µC
+
+
+def test_a_status_window_counts_once_per_status_interval() -> None:
+    window = Awake(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, rx_window=1200)
+    listening_ma = (
+        MCU_CURRENTS["esp32"]["active"].ma + RADIO_CURRENTS["sx1276"]["rx"].ma + BOARD_QUIESCENT["heltec_v2"].ma
+    )
+    share = REPORT_S / STATUS_S
+    assert charge("heltec_v2", window).wake_uah == pytest.approx(1200 * listening_ma * share / 3600)
+
+
+def test_light_sleep_lowers_the_waits_and_nothing_else() -> None:
+    working = Awake(300, 100, 20, 0, 0, 0, 0, 5, 5, 0, 0, 0)
+    waiting = Awake(0, 0, 0, 9.3, 0, 160, 260, 0, 0, 800, 0, 600)
+    assert charge("heltec_v3", working, light_sleep=True) == charge("heltec_v3", working)
+    assert charge("heltec_v3", waiting, light_sleep=True).wake_uah < charge("heltec_v3", waiting).wake_uah
+
+
+def test_the_wait_the_firmware_spends_in_light_sleep_is_charged_at_the_light_sleep_current() -> None:
+    awake_waiting = Awake(0, 0, 0, 0, 0, 0, 0, 0, 0, rx_wait=800, rx_wait_light=0, rx_window=0)
+    asleep_waiting = Awake(0, 0, 0, 0, 0, 0, 0, 0, 0, rx_wait=800, rx_wait_light=800, rx_window=0)
+    mcu = MCU_CURRENTS["esp32"]
+    saved_ma = mcu["active"].ma - mcu["light_sleep"].ma
+    saved_uah = charge("ttgo_lora32_v21", awake_waiting).wake_uah - charge("ttgo_lora32_v21", asleep_waiting).wake_uah
+    assert saved_uah == pytest.approx(800 * saved_ma * REPORT_S / STATUS_S / 3600)
