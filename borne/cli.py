@@ -89,6 +89,14 @@ def add_bench_site_commands(sim_actions: argparse._SubParsersAction) -> None:
     power.add_argument("--board", required=True, help="the board's name")
     power.add_argument("state", choices=("on", "off"))
     power.set_defaults(run=lambda args: bench_site.set_power(args.control, args.board, args.state == "on") or 0)
+    broker = sim_actions.add_parser(
+        "broker",
+        help="stop or start the broker of a bench site",
+        description="Stop or start the MQTT broker of a bench site: a rig file's broker control commands.",
+    )
+    broker.add_argument("--control", type=Path, required=True, help="the bench site's control socket")
+    broker.add_argument("state", choices=("stop", "start"))
+    broker.set_defaults(run=lambda args: bench_site.set_broker(args.control, args.state == "start") or 0)
 
 
 def add_bench_commands(commands: argparse._SubParsersAction) -> None:
