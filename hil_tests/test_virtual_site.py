@@ -15,7 +15,16 @@ import pytest
 
 from boards.profiles import load_profile
 from hil_tests.conftest import checkins_of, present, rig_site
-from hil_tests.rig import BRIDGE, GATEWAY_CONTROL, POWER_SWITCH, SIMULATOR, Site
+from hil_tests.rig import (
+    BRIDGE,
+    BRIDGE_NODE,
+    BROKER_CONTROL,
+    GATEWAY_CONTROL,
+    GATEWAY_PROCESS,
+    POWER_SWITCH,
+    SIMULATOR,
+    Site,
+)
 from simulator.mqtt_log import MqttLog
 from simulator.virtual_board import VirtualBoard
 from simulator.virtual_site import NodeSpec
@@ -170,3 +179,58 @@ def test_checkins_queued_when_a_doors_power_is_cut_arrive_once_after_it_is_back(
     mqtt.wait_for(lambda: all(checkins_of(site, uid) for uid in uids), 120, "the check-ins queued before the cut")
     time.sleep(3)
     assert all(len(checkins_of(site, uid)) == 1 for uid in uids)
+
+
+def published_once(site: Site, uids: list[bytes]) -> bool:
+    """Each badge's check-in published under one event id (QoS 1 may deliver it twice; a consumer
+    deduplicates on the event id)."""
+    return all(len({c["event_id"] for c in checkins_of(site, uid)}) == 1 for uid in uids)
+
+
+@pytest.mark.rig(needs=[BROKER_CONTROL])
+def test_checkins_made_while_the_broker_is_down_arrive_once_when_it_is_back(site, mqtt):
+    uids = [bytes([0x04, 0xB0 + i, 5, 6]) for i in range(2)]
+    site.stop_broker()
+    try:
+        for uid in uids:
+            present(site, uid)  # the gateway ACKs them from its outbox meanwhile
+            time.sleep(0.5)
+    finally:
+        site.start_broker()
+    mqtt.wait_for(lambda: all(checkins_of(site, uid) for uid in uids), 90, "the check-ins held in the outbox")
+    time.sleep(3)
+    assert published_once(site, uids)
+
+
+@pytest.mark.rig(needs=[GATEWAY_PROCESS])
+def test_checkins_around_a_sigkill_of_the_gateway_arrive_once(site, mqtt):
+    uids = [bytes([0x04, 0xC0 + i, 7, 8]) for i in range(3)]
+    present(site, uids[0])
+    site.kill_gateway()  # right after the first was heard: in its outbox, perhaps not yet published
+    try:
+        present(site, uids[1])  # no gateway: the node keeps it queued
+    finally:
+        site.start_gateway()
+    present(site, uids[2])
+    mqtt.wait_for(lambda: all(checkins_of(site, uid) for uid in uids), 90, "the check-ins around the SIGKILL")
+    time.sleep(3)
+    assert published_once(site, uids)
+
+
+@pytest.mark.rig(needs=[f"{POWER_SWITCH}:{BRIDGE_NODE}"])
+def test_the_gateway_takes_the_bridge_back_after_it_is_unplugged(site, mqtt):
+    unplugged, back = bytes.fromhex("04d0d1d2"), bytes.fromhex("04d3d4d5")
+    site.cut_power(BRIDGE_NODE)  # its USB power and its serial port go together
+    try:
+        present(site, unplugged)  # a concentrator, if there is one, hears it meanwhile; else the node retries
+    finally:
+        site.restore_power(BRIDGE_NODE)
+    present(site, back)
+
+    def heard_by_the_bridge() -> bool:
+        return any(r["source"].startswith("bridge:") for c in checkins_of(site, back) for r in c["receptions"])
+
+    mqtt.wait_for(heard_by_the_bridge, 120, "a check-in the bridge heard after it was plugged back")
+    mqtt.wait_for(lambda: checkins_of(site, unplugged), 120, "the check-in made while it was unplugged")
+    time.sleep(3)
+    assert published_once(site, [unplugged, back])
