@@ -105,8 +105,12 @@ def add_bench_commands(commands: argparse._SubParsersAction) -> None:
     check = actions.add_parser(
         "check", help="which scenarios the bench can run, and why others will skip", description=bench.__doc__
     )
-    check.add_argument("--rig", type=Path, required=True, help="the bench's rig file (see bench.example.toml)")
+    check.add_argument("--rig", type=Path, required=True, help="the bench's rig file (`borne bench example`)")
     check.set_defaults(run=lambda args: print(bench.check(args.rig)) or 0)
+    example = actions.add_parser(
+        "example", help="print a complete, commented rig file to start from: borne bench example > bench.toml"
+    )
+    example.set_defaults(run=lambda args: print(bench.EXAMPLE.read_text(encoding="utf-8"), end="") or 0)
     run = actions.add_parser("run", help="run the suite on the bench; with --report, write its report")
     run.add_argument("--rig", type=Path, required=True, help="the bench's rig file")
     run.add_argument("--report", type=Path, metavar="DIR", help="where junit.xml and summary.md go")

@@ -543,16 +543,25 @@ class BenchRig(Rig):
         import select
 
         try:
-            terminal = open("/dev/tty", "r+")  # noqa: SIM115 -- closed below, after the wait
+            # The terminal itself, not a file object: Python's text files want a tty opened "r+" to be seekable.
+            tty = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
         except OSError as error:
             raise RigError(f'no terminal to ask a person on ({error}): use [badge] presenter = "command"') from error
-        with self.terminal(), terminal as tty:
-            tty.write(f"\n{asked}, then press Enter (within {timeout_s:.0f} s): ")
-            tty.flush()
-            ready, _, _ = select.select([tty], [], [], timeout_s)
-            if not ready:
-                raise RigError(f"nobody answered within {timeout_s:.0f} s: {asked}")
-            tty.readline()
+        try:
+            with self.terminal():
+                os.write(tty, f"\n{asked}, then press Enter (within {timeout_s:.0f} s): ".encode())
+                deadline = time.monotonic() + timeout_s
+                while True:  # the terminal hands over a line once Enter is pressed
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not select.select([tty], [], [], left)[0]:
+                        raise RigError(f"nobody answered within {timeout_s:.0f} s: {asked}")
+                    line = os.read(tty, 1024)
+                    if not line:
+                        raise RigError(f"the terminal was closed before anybody answered: {asked}")
+                    if line.endswith(b"\n"):
+                        return
+        finally:
+            os.close(tty)
 
     def start_gateway(self) -> None:
         gateway = self.file.gateway

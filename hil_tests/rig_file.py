@@ -123,7 +123,7 @@ def load_rig_file(path: Path) -> RigFile:
     _known(data, where, {"name", "broker", "gateway", "badge", "concentrator", "site", "boards"})
     boards = tuple(_board(entry, f"{where} [[boards]] #{i + 1}") for i, entry in enumerate(data.get("boards", [])))
     if not boards:
-        raise RigFileError(f"{where}: no [[boards]]: describe each board on the bench (see bench.example.toml)")
+        raise RigFileError(f"{where}: no [[boards]]: describe each board on the bench (see `borne bench example`)")
     names = [board.name for board in boards]
     if len(set(names)) != len(names):
         raise RigFileError(f"{where}: two boards have the same name: {names}")
@@ -158,7 +158,7 @@ def _known(table: dict[str, Any], where: str, keys: set[str]) -> None:
 def _table(data: dict[str, Any], name: str, where: str, keys: set[str], required: bool = False) -> dict[str, Any]:
     if name not in data:
         if required:
-            raise RigFileError(f"{where}: a [{name}] table is needed (see bench.example.toml)")
+            raise RigFileError(f"{where}: a [{name}] table is needed (see `borne bench example`)")
         return {}
     if keys:
         _known(data[name], f"{where} [{name}]", keys)
@@ -203,9 +203,11 @@ def _gateway(table: dict[str, Any], base: Path, where: str) -> BenchGateway:
         try:
             read = tomllib.loads(config.read_text(encoding="utf-8"))["gateway"]
             name = name or read["name"]
+            registry = config.parent / read["registry_file"] if "registry_file" in read else None
         except (OSError, KeyError, tomllib.TOMLDecodeError) as error:
-            raise RigFileError(f"{where}: cannot read the gateway's name from {config} ({error}): set name") from error
-        registry = config.parent / read["registry_file"] if "registry_file" in read else None
+            if name is None:
+                said = f"cannot read the gateway's name from {config} ({error}): set name"
+                raise RigFileError(f"{where}: {said}") from error
     if name is None:
         raise RigFileError(f"{where}: name is needed (its MQTT topic level) when no config is given")
     if ("stop_command" in table) != ("start_command" in table):
