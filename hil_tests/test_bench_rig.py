@@ -64,17 +64,18 @@ def bench_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 
 def rig_file(
-    path: Path, ready: dict, *, power_switch: bool = True, gateway: list[str] | None = None, person: bool = False
+    path: Path, ready: dict, *, lean: bool = False, gateway: list[str] | None = None, person: bool = False
 ) -> Path:
     """The bench.toml of a bench site, as its owner would write it. `gateway`: the [gateway] table's lines,
-    if not a gateway the suite starts; `power_switch`: the entrance and the bridge have one; `person`: a
-    person at the terminal presents the badges."""
+    if not a gateway the suite starts; `lean`: no power switch (else the entrance and the bridge have
+    one), no broker commands, and the spare is not for the suite to flash; `person`: a person at the
+    terminal presents the badges."""
     control = ready["control"]
     broker = f"{BORNE} sim broker --control {control}"
     lines = [
         'name = "virtual boards on ptys"',
         f'[broker]\nhost = "127.0.0.1"\nport = {ready["broker_port"]}',
-        f'stop_command = "{broker} stop"\nstart_command = "{broker} start"',
+        *([] if lean else [f'stop_command = "{broker} stop"\nstart_command = "{broker} start"']),
         "[gateway]",
         *(gateway or ['start = "suite"', f'config = "{ready["gateway_config"]}"']),
         f'[site]\nkeys = "{ready["site_keys"]}"\nregistry = "{ready["registry"]}"\nsf = 7',
@@ -98,9 +99,9 @@ def rig_file(
             f"sensors = {json.dumps(list(spec.sensors))}",
             *([f"telemetry_s = {spec.telemetry_s}"] if spec.telemetry_s else []),
             *([f"status_s = {spec.status_s}"] if spec.status_s else []),
-            *(["flashable = true"] if spec.blank else []),
+            *(["flashable = true"] if spec.blank and not lean else []),
         ]
-        if power_switch and spec.name in ("entrance", "bridge"):
+        if not lean and spec.name in ("entrance", "bridge"):
             switch = f"{BORNE} sim power --control {control} --board {spec.name}"
             lines += [f'power_off = "{switch} off"', f'power_on = "{switch} on"']
     path.write_text("\n".join(lines) + "\n")
@@ -139,17 +140,38 @@ def test_the_scenarios_pass_on_a_bench_of_virtual_boards_and_its_report_says_so(
     assert "firmware reported by the boards: 0." in summary  # the version the nodes and the bridge reported
 
 
-def test_bench_check_lists_the_power_cut_scenarios_as_skipped_without_a_power_switch(bench_site, tmp_path):
-    bench = rig_file(tmp_path / "bench.toml", bench_site, power_switch=False)
+def running_gateway(pid: Path, log: Path, config: str) -> tuple[str, str, list[str]]:
+    """A gateway run as a service manager runs it: its start and stop commands, and the rig file's
+    [gateway] lines for it, with a reload command."""
+    start = f"{BORNE} gateway run --config {config} >> {log} 2>&1 < /dev/null & echo $! > {pid}"
+    stop = f"kill $(cat {pid}); while kill -0 $(cat {pid}) 2>/dev/null; do sleep 0.2; done"
+    lines = ['start = "running"', f'name = "{GATEWAY_NAME}"', f'stop_command = "{stop}"']
+    return start, stop, [*lines, f'start_command = "{start}"', f'reload_command = "kill -HUP $(cat {pid})"']
+
+
+def test_bench_check_names_what_each_skipped_scenario_lacks(bench_site, tmp_path):
+    _, _, service = running_gateway(tmp_path / "pid", tmp_path / "log", bench_site["gateway_config"])
+    bench = rig_file(tmp_path / "bench.toml", bench_site, lean=True, gateway=service)
     done = subprocess.run([*BORNE.split(), "bench", "check", "--rig", str(bench)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
-    said = done.stdout
-    will_run, will_skip = said.split("will skip:")
-    power_cut = "test_checkins_queued_when_a_doors_power_is_cut_arrive_once_after_it_is_back"
-    assert power_cut in will_skip and power_cut not in will_run
-    assert "a power switch (power_off and power_on commands) on entrance" in will_skip
-    assert "test_the_gateway_takes_the_bridge_back_after_it_is_unplugged" in will_skip
-    assert "a power switch (power_off and power_on commands) on bridge" in will_skip
+    will_run, will_skip = done.stdout.split("will skip:")
+    lacks = dict(re.findall(r"::(\w+)\n\s+lacks (.*)", will_skip))
+    assert lacks["test_checkins_queued_when_a_doors_power_is_cut_arrive_once_after_it_is_back"] == (
+        "a power switch (power_off and power_on commands) on entrance"
+    )
+    assert lacks["test_the_gateway_takes_the_bridge_back_after_it_is_unplugged"] == (
+        "a power switch (power_off and power_on commands) on bridge"
+    )
+    assert (
+        "[broker] stop_command and start_command"
+        in lacks["test_checkins_made_while_the_broker_is_down_arrive_once_when_it_is_back"]
+    )
+    assert '[gateway] start = "suite"' in lacks["test_checkins_around_a_sigkill_of_the_gateway_arrive_once"]
+    for flashing in (
+        "test_a_blank_board_flashed_over_its_serial_port_sends_frames_the_gateway_verifies",
+        "test_a_board_flashed_with_another_sites_key_is_refused_and_reported",
+    ):
+        assert "a node like 'spare' (that the suite may erase and flash (flashable = true))" in lacks[flashing]
     assert "test_checkins_made_while_the_gateway_is_down_arrive_when_it_is_back" in will_run
 
 
@@ -200,12 +222,8 @@ def as_the_person_at_the_terminal(command: list[str], control: Path, output: Pat
 def test_borne_bench_run_with_a_running_gateway_and_a_person_presenting_the_badges(bench_site, tmp_path):
     # The gateway runs as a service manager runs it: before the suite and after it, stopped, started and
     # reloaded by the bench owner's commands.
-    pid, log = tmp_path / "gateway.pid", tmp_path / "gateway.log"
-    run = f"{BORNE} gateway run --config {bench_site['gateway_config']}"
-    start = f"{run} >> {log} 2>&1 < /dev/null & echo $! > {pid}"
-    stop = f"kill $(cat {pid}); while kill -0 $(cat {pid}) 2>/dev/null; do sleep 0.2; done"
-    service = ['start = "running"', f'name = "{GATEWAY_NAME}"', f'stop_command = "{stop}"']
-    service += [f'start_command = "{start}"', f'reload_command = "kill -HUP $(cat {pid})"']
+    log = tmp_path / "gateway.log"
+    start, stop, service = running_gateway(tmp_path / "gateway.pid", log, bench_site["gateway_config"])
     bench = rig_file(tmp_path / "bench.toml", bench_site, gateway=service, person=True)
     subprocess.run(start, shell=True, check=True)
     try:
