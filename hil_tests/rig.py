@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,20 @@ def _registered_site(registry: Path, device_id: int) -> str:
     return device.site
 
 
+@dataclass(frozen=True)
+class Flashing:
+    """What `borne board flash` needs to flash a node of a site, as the rig knows it."""
+
+    port: str
+    profile: str
+    device_id: int
+    wired: NodeSpec | BenchBoard  # its reader, direction, sensors and reports
+    keys: Path  # the site key file
+    registry: Path  # the registry the gateway reads
+    radio: dict[str, int]
+    work: Path  # where a registry of another site's keys goes
+
+
 class Site:
     """What a scenario talks to. `simulated` is the VirtualSite behind it on the virtual rig, else None:
     only a scenario that needs SIMULATOR touches it."""
@@ -212,16 +227,31 @@ class Site:
 
     def erase(self, node: str) -> None:
         """Make the board of `node` blank (MicroPython alone), through its serial port."""
-        raise NotImplementedError
+        erase_board(self.flashing(node).port)
 
     def flash(self, node: str, keys: Path | None = None) -> str:
         """`borne board flash --port` the board of `node` with the site's key file, then have the gateway
         read its registry again; what the command printed. `keys`: another site key file instead, the
         device registered anew in a registry of its own (the gateway's is not touched)."""
-        raise NotImplementedError
+        how = self.flashing(node)
+        if keys is None:
+            said = flash_node(how.port, how.profile, how.device_id, how.wired, how.keys, how.registry, how.radio)
+            self.reload_gateway()
+            return said
+        registry = how.work / f"registry-{keys.stem}.toml"
+        registry.unlink(missing_ok=True)
+        site = _registered_site(how.registry, how.device_id)
+        return flash_node(how.port, how.profile, how.device_id, how.wired, keys, registry, how.radio, site)
 
     def board_config(self, node: str) -> dict[str, Any]:
         """The config.json the board of `node` holds, read through its serial port (the board restarts)."""
+        return board_config(self.flashing(node).port)
+
+    def flashing(self, node: str) -> Flashing:
+        raise NotImplementedError
+
+    def reload_gateway(self) -> None:
+        """Have the gateway read its device registry again."""
         raise NotImplementedError
 
 
@@ -303,29 +333,16 @@ class _VirtualSiteView(Site):
         assert self.simulated is not None
         self.simulated.broker.start()
 
-    def _port(self, node: str) -> str:
-        assert self.simulated is not None
-        return str(self.simulated.boards[node].port)
-
-    def erase(self, node: str) -> None:
-        erase_board(self._port(node))
-
-    def flash(self, node: str, keys: Path | None = None) -> str:
+    def flashing(self, node: str) -> Flashing:
         site = self.simulated
         assert site is not None
-        spec = site.specs[node]
+        spec, port = site.specs[node], str(site.boards[node].port)
         radio = {key: int(value) for key, value in site.radio.items() if key in ("sf", "freq_khz")}
-        port = self._port(node)
-        if keys is None:
-            said = flash_node(port, spec.board, spec.device_id, spec, site.keys_file, site.registry_file, radio)
-            site.reload_gateway()
-            return said
-        registry = site.work / f"registry-{keys.stem}.toml"
-        registry.unlink(missing_ok=True)
-        return flash_node(port, spec.board, spec.device_id, spec, keys, registry, radio, site.site)
+        return Flashing(port, spec.board, spec.device_id, spec, site.keys_file, site.registry_file, radio, site.work)
 
-    def board_config(self, node: str) -> dict[str, Any]:
-        return board_config(self._port(node))
+    def reload_gateway(self) -> None:
+        assert self.simulated is not None
+        self.simulated.reload_gateway()
 
 
 class VirtualRig(Rig):
@@ -432,24 +449,15 @@ class _BenchSiteView(Site):
         assert self.rig.file.broker_start is not None
         _run(self.rig.file.broker_start, "starting the broker", GATEWAY_START_S)
 
-    def erase(self, node: str) -> None:
-        erase_board(self.assigned[node].port)
-
-    def flash(self, node: str, keys: Path | None = None) -> str:
+    def flashing(self, node: str) -> Flashing:
         board, site = self.assigned[node], self.rig.file.site
-        assert board.device_id is not None and site.keys is not None and site.registry is not None
+        assert board.device_id is not None and site.keys is not None and site.registry is not None  # rig_file's
         radio = {key: value for key, value in (("sf", site.sf), ("freq_khz", site.freq_khz)) if value is not None}
-        if keys is None:
-            said = flash_node(board.port, board.profile, board.device_id, board, site.keys, site.registry, radio)
-            self.rig.reload_gateway()
-            return said
-        registry = self.rig.work / f"registry-{keys.stem}.toml"
-        registry.unlink(missing_ok=True)
-        in_site = _registered_site(site.registry, board.device_id)
-        return flash_node(board.port, board.profile, board.device_id, board, keys, registry, radio, in_site)
+        work = self.rig.work
+        return Flashing(board.port, board.profile, board.device_id, board, site.keys, site.registry, radio, work)
 
-    def board_config(self, node: str) -> dict[str, Any]:
-        return board_config(self.assigned[node].port)
+    def reload_gateway(self) -> None:
+        self.rig.reload_gateway()
 
 
 class BenchRig(Rig):
@@ -461,7 +469,8 @@ class BenchRig(Rig):
     ) -> None:
         self.file = file
         self.name = f"bench {file.name} ({file.path})"
-        self.work = work
+        self.work = work  # the gateway's log, registries of other keys
+        work.mkdir(parents=True, exist_ok=True)
         self.terminal = terminal or contextlib.nullcontext  # pytest's capture, suspended while a person is asked
         self.gateway: subprocess.Popen[bytes] | None = None
         self.gateway_log = work / "gateway.log"
