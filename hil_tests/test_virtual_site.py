@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from boards.profiles import load_profile
+from boards.provisioning import SENSOR_FIELDS
 from hil_tests.conftest import checkins_of, present, rig_site
 from hil_tests.rig import (
     BRIDGE,
@@ -115,6 +116,31 @@ def test_a_retap_after_the_delay_is_a_new_checkin_and_one_within_it_is_not(site,
     mqtt.wait_for(lambda: len(checkins_of(site, uid)) == 2, BOOT_S, "the check-in after the delay")
     time.sleep(3)
     assert len(checkins_of(site, uid)) == 2
+
+
+# What a room's air can plausibly read (a bench has real air: ranges, not values): the sensors' own ranges,
+# narrowed to a building's (BME280 datasheet §1: -40..85 °C, 300..1100 hPa; SCD4x datasheet §1.1: 400..5000 ppm).
+PLAUSIBLE = {
+    "temperature_c": (-10, 45),
+    "humidity_pct": (0, 100),
+    "pressure_hpa": (850, 1100),
+    "co2_ppm": (300, 5000),
+}
+
+
+def test_the_rooms_telemetry_carries_each_of_its_sensors_values_within_a_plausible_range(site, mqtt):
+    room = site.topic_name("meeting-room")
+    fields = {field for sensor in ROOM.sensors for field in SENSOR_FIELDS[sensor]}
+    published = len(mqtt.on(f"/{room}/telemetry"))
+
+    def complete() -> list[dict]:  # an SCD4x's first sample comes seconds after the others'
+        return [t for t in mqtt.on(f"/{room}/telemetry")[published:] if fields <= set(t)]
+
+    mqtt.wait_for(complete, 3 * (ROOM.telemetry_s or 0), "the room's telemetry with every sensor's value")
+    telemetry = complete()[0]
+    for field in sorted(fields):
+        low, high = PLAUSIBLE[field]
+        assert low <= telemetry[field] <= high, f"{field} = {telemetry[field]}"
 
 
 @pytest.mark.rig(needs=[SIMULATOR])
