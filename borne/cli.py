@@ -89,6 +89,14 @@ def add_bench_site_commands(sim_actions: argparse._SubParsersAction) -> None:
     power.add_argument("--board", required=True, help="the board's name")
     power.add_argument("state", choices=("on", "off"))
     power.set_defaults(run=lambda args: bench_site.set_power(args.control, args.board, args.state == "on") or 0)
+    broker = sim_actions.add_parser(
+        "broker",
+        help="stop or start the broker of a bench site",
+        description="Stop or start the MQTT broker of a bench site: a rig file's broker control commands.",
+    )
+    broker.add_argument("--control", type=Path, required=True, help="the bench site's control socket")
+    broker.add_argument("state", choices=("stop", "start"))
+    broker.set_defaults(run=lambda args: bench_site.set_broker(args.control, args.state == "start") or 0)
 
 
 def add_bench_commands(commands: argparse._SubParsersAction) -> None:
@@ -97,8 +105,12 @@ def add_bench_commands(commands: argparse._SubParsersAction) -> None:
     check = actions.add_parser(
         "check", help="which scenarios the bench can run, and why others will skip", description=bench.__doc__
     )
-    check.add_argument("--rig", type=Path, required=True, help="the bench's rig file (see bench.example.toml)")
+    check.add_argument("--rig", type=Path, required=True, help="the bench's rig file (`borne bench example`)")
     check.set_defaults(run=lambda args: print(bench.check(args.rig)) or 0)
+    example = actions.add_parser(
+        "example", help="print a complete, commented rig file to start from: borne bench example > bench.toml"
+    )
+    example.set_defaults(run=lambda args: print(bench.EXAMPLE.read_text(encoding="utf-8"), end="") or 0)
     run = actions.add_parser("run", help="run the suite on the bench; with --report, write its report")
     run.add_argument("--rig", type=Path, required=True, help="the bench's rig file")
     run.add_argument("--report", type=Path, metavar="DIR", help="where junit.xml and summary.md go")

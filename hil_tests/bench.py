@@ -16,6 +16,7 @@ from typing import Any
 from hil_tests.rig_file import load_rig_file
 
 HIL_TESTS = Path(__file__).resolve().parent
+EXAMPLE = HIL_TESTS / "bench.example.toml"  # `borne bench example` prints it; the wheel carries it
 
 
 class BenchError(RuntimeError):

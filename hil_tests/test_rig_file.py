@@ -20,13 +20,15 @@ def edited(tmp_path: Path, old: str, new: str) -> Path:
     return path
 
 
-def test_the_example_rig_file_describes_a_bench_with_a_bridge_a_concentrator_and_three_nodes():
+def test_the_example_rig_file_describes_a_bench_with_a_bridge_a_concentrator_three_nodes_and_a_spare():
     rig = load_rig_file(EXAMPLE)
-    assert rig.bridge is not None and rig.bridge.port == "/dev/ttyUSB0"
-    assert [node.name for node in rig.nodes] == ["entrance", "side-door", "meeting-room"]
+    assert rig.bridge is not None and rig.bridge.port == "/dev/ttyUSB0" and rig.bridge.power_switch
+    assert [node.name for node in rig.nodes] == ["entrance", "side-door", "meeting-room", "spare"]
     assert rig.udp_port == 1700 and rig.gateway.name == "town-hall-pi" and rig.gateway.controllable
-    assert [node.power_switch for node in rig.nodes] == [True, False, False]
-    assert rig.badge is not None and rig.badge.kind == "prompt"
+    assert [node.power_switch for node in rig.nodes] == [True, False, False, False]
+    assert [node.flashable for node in rig.nodes] == [False, False, False, True]
+    assert rig.site.keys == EXAMPLE.parent / "site-keys.toml" and rig.site.sf == 9
+    assert rig.broker_control and rig.badge is not None and rig.badge.kind == "prompt"
 
 
 @pytest.mark.parametrize(
@@ -37,6 +39,9 @@ def test_the_example_rig_file_describes_a_bench_with_a_bridge_a_concentrator_and
         ('presenter = "prompt"', 'presenter = "camera"', "presenter = 'camera': one of prompt, command"),
         ("device_id = 101\n", "", "a node needs its device_id"),
         ('start = "suite"', 'start = "running"\nstop_command = "true"', "needs both stop_command and start_command"),
+        ('keys = "site-keys.toml"', "", "spare may be flashed (flashable = true): set keys"),
+        ('start_command = "sudo systemctl start mosquitto"', "", "[broker]: restarting the broker needs both"),
+        ('start = "suite"', 'start = "suite"\nreload_command = "true"', 'reload_command is for start = "running"'),
     ],
 )
 def test_a_mistake_in_the_rig_file_names_the_key_to_fix(tmp_path, old, new, said):

@@ -5,9 +5,11 @@
 runs the site's boards (the nodes and a bridge) on one radio medium, each on its pty, with mosquitto
 and, if asked, a concentrator behind Semtech UDP; it writes the gateway's configuration but does not
 run the gateway, which a bench rig starts from that file. What a person or a bench owner's script
-does at a real bench (hold a badge at a reader, cut a board's power) comes in on a control socket,
-from `borne sim badge` and `borne sim power`. Once all is up it writes `DIR/bench.json` (the ports,
-the broker's, the gateway configuration's path, the control socket's), and runs until SIGTERM.
+does at a real bench (hold a badge at a reader, cut a board's power, restart the broker) comes in on
+a control socket, from `borne sim badge`, `borne sim power` and `borne sim broker`. A node marked
+`blank` is served with MicroPython alone, for the suite to flash. Once all is up it writes
+`DIR/bench.json` (the ports, the broker's, the gateway configuration's, site key file's and
+registry's paths, the control socket's), and runs until SIGTERM.
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ class _Control(socketserver.StreamRequestHandler):
         self.wfile.write(json.dumps(answer).encode() + b"\n")
 
     def _act(self, request: dict) -> None:
+        if request["action"] == "broker":
+            (self.site.broker.start if request["on"] else self.site.broker.stop)()
+            return
         board = request["board"]
         if board not in self.site.boards:
             raise BenchSiteError(f"no board {board!r} here; the boards: {sorted(self.site.boards)}")
@@ -76,7 +81,7 @@ class _Control(socketserver.StreamRequestHandler):
         elif request["action"] == "power":
             (self.site.restore_power if request["on"] else self.site.cut_power)(board)
         else:
-            raise BenchSiteError(f"unknown action {request['action']!r}: badge or power")
+            raise BenchSiteError(f"unknown action {request['action']!r}: badge, power or broker")
 
 
 def ask(control: Path, request: dict[str, object]) -> None:
@@ -103,6 +108,10 @@ def set_power(control: Path, board: str, on: bool) -> None:
     ask(control, {"action": "power", "board": board, "on": on})
 
 
+def set_broker(control: Path, on: bool) -> None:
+    ask(control, {"action": "broker", "on": on})
+
+
 def serve(work: Path, nodes: list[NodeSpec], *, concentrator: bool, radio: dict[str, int | str]) -> None:
     """Run the site until SIGTERM or SIGINT; `work/bench.json` says where everything is."""
     stop = threading.Event()
@@ -123,6 +132,8 @@ def serve(work: Path, nodes: list[NodeSpec], *, concentrator: bool, radio: dict[
             "broker_port": site.mqtt_port,
             "udp_port": site.udp_port,
             "gateway_config": str(site.config_file),
+            "site_keys": str(site.keys_file),
+            "registry": str(site.registry_file),
             "control": str(control),
         }
         (work / (READY_FILE + ".part")).write_text(json.dumps(ready, indent=2), encoding="utf-8")

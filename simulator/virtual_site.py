@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -62,6 +63,7 @@ class NodeSpec:
     deep_sleep: bool = False
     battery_mv: int = 3900  # what the battery input reads (through the profile's divider)
     retry_max_s: int | None = None  # the longest wait between check-in retries; None: the firmware's
+    blank: bool = False  # registered but not flashed: MicroPython alone, for `borne board flash --port` to install
 
 
 class VirtualSite:
@@ -96,6 +98,7 @@ class VirtualSite:
         self.gateway: subprocess.Popen[bytes] | None = None
         self.gateway_log = gateway_log or work / "gateway.log"
         self.registry_file = work / "devices.toml"
+        self.keys_file = work / "site-keys.toml"  # the site key file, as `borne site init` writes it
         self.config_file = work / "gateway.toml"
         self.record_mqtt = record_mqtt
         self.run_gateway = gateway
@@ -124,6 +127,8 @@ class VirtualSite:
         if self.record_mqtt:
             self.mqtt = MqttLog(self.broker.port).start()
         self._write_registry()
+        self.keys_file.write_text(f'master_key = "{TEST_MASTER_KEY.hex()}"\n', encoding="utf-8")
+        self.keys_file.chmod(0o600)
         bridge_config = build_config(load_profile(self.bridge_board), "bridge", self.site, radio=self.radio)
         bridge = self._board("bridge", bridge_config)
         bridge.wire_power_chip(bridge_config["board"])
@@ -135,7 +140,7 @@ class VirtualSite:
             self.concentrator = Concentrator(self.medium, self.udp_port)
             self.concentrator.start()
         for spec in self.specs.values():
-            node = self._board(spec.name, self._node_config(spec))
+            node = self._board(spec.name, self._node_config(spec), install=not spec.blank)
             self._wire(spec)  # before power-on, as on a real board: the firmware finds its chips at boot
             node.start()
 
@@ -163,6 +168,11 @@ class VirtualSite:
                     )
                 time.sleep(0.1)
                 said += log.read()  # only what was written since the last look
+
+    def reload_gateway(self) -> None:
+        """Have the gateway read its device registry again (SIGHUP), as after `borne board flash`."""
+        if self.gateway is not None:
+            self.gateway.send_signal(signal.SIGHUP)
 
     def stop_gateway(self) -> None:
         """Stop the gateway as systemd does (SIGTERM), or kill it if it lingers."""
@@ -236,10 +246,12 @@ class VirtualSite:
             config["nfc"]["retry_max_s"] = spec.retry_max_s
         return config
 
-    def _board(self, name: str, config: dict) -> VirtualBoard:
+    def _board(self, name: str, config: dict, install: bool = True) -> VirtualBoard:
+        """The board `name` is; with `install`, the firmware and `config` on its flash, else a blank one."""
         flash = self.work / "boards" / name / "flash"
         flash.mkdir(parents=True, exist_ok=True)
-        stage(config, flash)
+        if install:
+            stage(config, flash)
         unique_id = bytes.fromhex("240ac4") + len(self.boards).to_bytes(3, "big")
         board = VirtualBoard(
             self.work / "boards" / name / "tty",

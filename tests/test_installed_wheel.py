@@ -91,6 +91,7 @@ def test_the_wheel_carries_the_firmware_the_profiles_and_the_virtual_board(wheel
         "simulator/virtual_board/package-lock.json",
         "simulator/virtual_board/frozen/machine.py",
         "gateway_daemon/borne-gateway.service",
+        "hil_tests/bench.example.toml",
     ):
         assert expected in names, f"{expected} is not in the wheel"
     assert not any(name.startswith("tests/") for name in names)
@@ -104,6 +105,12 @@ def test_an_installed_borne_shows_a_board_configuration_without_touching_a_board
     assert done.returncode == 0, done.stdout + done.stderr
     assert "dry run: would install on /dev/ttyUSB0" in done.stdout
     assert '"role": "bridge"' in done.stdout
+
+
+def test_an_installed_borne_prints_the_example_rig_file_its_bench_commands_point_to(installed: Installed) -> None:
+    done = installed.run("bench", "example")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout == (ROOT / "hil_tests" / "bench.example.toml").read_text(encoding="utf-8")
 
 
 def test_an_installed_borne_flashes_a_virtual_board_with_mpremote(installed: Installed) -> None:
