@@ -1,6 +1,7 @@
 """The firmware's start: configuration, safe mode, watchdog, the board's power, and the role it plays.
 
-A boot that does not reach HEALTHY_AFTER_MS of running counts as a crash; after MAX_CRASHES in a
+A boot that does not reach HEALTHY_AFTER_MS of running counts as a crash, unless the installer stops
+it (Ctrl-C, as mpremote does); after MAX_CRASHES in a
 row (counted in RTC memory, so a power cycle starts afresh) the board stays in safe mode: the
 firmware does not start and the REPL is left to the installer, with the last error in /crash.txt.
 Holding the board's button at reset gives safe mode too, and so does a configuration error.
@@ -27,6 +28,7 @@ HEALTHY_AFTER_MS = const(120000)
 CRASH_LOG = "/crash.txt"
 
 _stopped_once = False
+_crashes_before = 0  # the count this boot found: a boot the installer stops (Ctrl-C) did not crash
 
 
 class Uptime:
@@ -55,6 +57,8 @@ def start():
     button = config["board"].get("button")
     if button is not None and machine.Pin(button, machine.Pin.IN, machine.Pin.PULL_UP).value() == 0:
         return _safe_mode("the button was held at reset")
+    global _crashes_before
+    _crashes_before = crashes
     retained.update(crashes=crashes + 1)
     try:
         asyncio.run(_main(config))
@@ -170,6 +174,9 @@ def _stopped():
         return
     _stopped_once = True
     watchdog.hold()
+    # mpremote (flash, check, enrol) stops the firmware well within HEALTHY_AFTER_MS: that boot is
+    # not a crash, or a few installer sessions in a row would leave a healthy board in safe mode.
+    retained.update(crashes=_crashes_before)
     print("borne: stopped; the REPL is free (machine.reset() starts the firmware again)")
 
 

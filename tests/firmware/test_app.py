@@ -123,6 +123,15 @@ def test_mpremote_stops_a_running_node_and_the_watchdog_spares_its_session(node)
     assert mpremote(node, "exec", "print('still here')").strip() == "still here"
 
 
+def test_installer_sessions_in_a_row_never_leave_a_healthy_board_in_safe_mode(node):
+    # Each mpremote session (flash, check, enrol) stops the firmware soon after a reset: not a crash.
+    for _ in range(4):
+        console_during(node, node.reset, 10, "\x00")
+        assert mpremote(node, "exec", "import borne.retained; print(borne.retained.load()['crashes'])").strip() == "0"
+    printed = console_during(node, node.reset, 20, "borne:")
+    assert "SAFE MODE" not in printed
+
+
 def test_a_config_downlink_is_applied_at_once_and_kept_for_the_next_boots(node):
     keys = derive_device_keys(TEST_MASTER_KEY, 7)
     change = Config(report_interval_s=120, spreading_factor=8, tx_power_dbm=10)
