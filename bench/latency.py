@@ -10,7 +10,9 @@ node's ACK wait comes after the publish, so it is not in the figure; neither is 
 dedup window, which closes at once when the bridge is its only receiver (docs/mqtt.md).
 
 The stages are timed on the rig's own clocks: the radio medium says when each frame ended on air,
-each reception carries when the gateway got it.
+each reception carries when the gateway got it. The medium hands a frame over 20 ms after its end
+(`SETTLE_S`), which a real radio does not take: it is in the figure, from the end of the frame to
+the gateway.
 """
 
 from __future__ import annotations
