@@ -26,7 +26,8 @@ name = "gateway"
 state_file = "/var/lib/borne/state.db"
 # The device registry, written by `borne device add`; several gateways may share it.
 registry_file = "/etc/borne/devices.toml"
-# Copies of one frame heard by several sources within this window are published once.
+# Copies of one frame heard by several sources within this window are published once. A frame
+# waits only until every receiver (the bridge, each forwarder heard from) gave its copy.
 dedup_window_ms = 200
 # Events kept while the broker is away (a 50-node site makes about 15,000 a day);
 # when full, telemetry and status are dropped before check-ins, and counted.

@@ -1,7 +1,8 @@
 """From a heard frame to events in the outbox, whichever source heard it.
 
-    reception → envelope → dedup window → registry → recent copy (ACK again) → counter window
-              → MIC → decode → policy → check-in numbers → outbox commit (with the windows)
+    reception → envelope → dedup window (until every receiver's copy came) → registry
+              → recent copy (ACK again) → counter window → MIC → decode → policy → check-in numbers
+              → outbox commit (with the windows)
               → ACK on the best path heard
               → after a status: the device's pending config, in the same receive window
 
@@ -15,6 +16,7 @@ and queued for the diagnostics topic.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter, deque
@@ -53,6 +55,16 @@ RECEIVER_REFRESH_S = 3600  # how stale the stored "last heard" of a device's rec
 # The gateway's own refusal, beside the codec's reasons and the sources': an authentic check-in
 # whose badge tokens travelled in clear, refused unless gateway.allow_unencrypted_checkins.
 UNENCRYPTED_CHECKIN = "unencrypted_checkin"
+
+
+@dataclass
+class _Copies:
+    """The copies of one frame heard so far in its dedup window; `complete` once every receiver has
+    given one."""
+
+    envelope: SealedEnvelope
+    receptions: list[Reception]
+    complete: asyncio.Event
 
 
 @dataclass(frozen=True)
@@ -98,7 +110,7 @@ class Pipeline:
         self.counters: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         self.diagnostics: deque[Diagnostic] = deque(maxlen=MAX_DIAGNOSTICS)
-        self._collecting: dict[bytes, tuple[SealedEnvelope, list[Reception]]] = {}
+        self._collecting: dict[bytes, _Copies] = {}
         self._recent: dict[bytes, float] = {}
         self._reacks: Counter[bytes] = Counter()
         self._reacked_at: dict[bytes, float] = {}
@@ -107,7 +119,10 @@ class Pipeline:
 
     # --- what sources call -----------------------------------------------------------
     async def deliver(self, reception: Reception) -> None:
-        """A frame heard by a source: collect its copies for the dedup window, then process."""
+        """A frame heard by a source: collect its copies for the dedup window, then process.
+
+        The window closes early once every receiver the sources have now has given its copy: no
+        other can come, so waiting would only delay the publish (with one receiver, at once)."""
         self.counters["receptions"] += 1
         envelope = read_envelope(reception.frame)
         if isinstance(envelope, CodecError):
@@ -115,15 +130,18 @@ class Pipeline:
             return
         key = reception.frame
         if key in self._collecting:
-            self._collecting[key][1].append(reception)
+            copies = self._collecting[key]
+            copies.receptions.append(reception)
             self.counters["copies_merged"] += 1
+            self._close_if_complete(copies)
             return
         self._forget_old_frames()
         if key in self._recent:
             # A copy from a slower path, too late for the window: already handled.
             self.counters["late_duplicates"] += 1
             return
-        self._collecting[key] = (envelope, [reception])
+        copies = self._collecting[key] = _Copies(envelope, [reception], asyncio.Event())
+        self._close_if_complete(copies)
         task = asyncio.create_task(self._process_after_window(key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -145,14 +163,23 @@ class Pipeline:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     # --- processing -------------------------------------------------------------------
+    def _close_if_complete(self, copies: _Copies) -> None:
+        expected = set().union(*(source.receivers() for source in self.sources))
+        if expected <= {reception.source for reception in copies.receptions}:
+            copies.complete.set()
+
     async def _process_after_window(self, key: bytes) -> None:
-        await asyncio.sleep(self.config.gateway.dedup_window_ms / 1000)
-        envelope, receptions = self._collecting.pop(key)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.config.gateway.dedup_window_ms / 1000):
+                await self._collecting[key].complete.wait()
+        copies = self._collecting.pop(key)
+        if copies.complete.is_set():
+            self.counters["windows_closed_early"] += 1
         self._recent[key] = self.clock()
         try:
-            await self._process(envelope, receptions)
+            await self._process(copies.envelope, copies.receptions)
         except Exception:  # a bug here must cost one frame, never the daemon
-            log.exception("processing a frame from %s failed", receptions[0].source)
+            log.exception("processing a frame from %s failed", copies.receptions[0].source)
             self.counters["processing_errors"] += 1
 
     async def _process(self, envelope: SealedEnvelope, receptions: list[Reception]) -> None:

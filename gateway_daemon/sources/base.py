@@ -206,6 +206,12 @@ class Source(abc.ABC, Generic[ConnectionT]):
                 self._outage(self._lost(ended), ended)
             await asyncio.sleep(self.reconnect_delay_s)
 
+    def receivers(self) -> set[str]:
+        """The receivers this source has now, as their receptions name them: those a copy of a frame
+        may still come from. A source with one receiver has it while connected; a source with
+        several (the UDP source's forwarders) says which it hears from."""
+        return {self.name} if self.connected else set()
+
     def heard(self, reception: Reception) -> bool:
         """Whether this source heard `reception`: its name is the reception's source, or prefixes it
         (a UDP source named "udp" hears "udp:<gateway EUI>")."""

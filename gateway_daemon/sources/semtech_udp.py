@@ -39,6 +39,9 @@ RAW_BOUND = 512  # bytes of a refused input kept in its Rejected: enough to see 
 MAX_GATEWAYS = 64  # gateways whose downlink path and statistics we keep: bounded, whoever sends to the port
 MAX_WAITING = 1024  # receptions and rejections waiting for a slow pipeline; beyond that they are dropped
 REBIND_DELAY_S = 2.0
+# A forwarder sends a PULL_DATA every 10 s to keep its downlink path (lora_pkt_fwd's keepalive_interval):
+# one silent for a minute is gone, and the pipeline stops waiting for its copies of a frame.
+FORWARDER_QUIET_S = 60.0
 
 
 @dataclass
@@ -107,6 +110,7 @@ class SemtechUdp(Source[_Endpoint]):
         self._transport: asyncio.DatagramTransport | None = None
         self._listening = asyncio.Event()
         self._downlink_paths: dict[str, tuple] = {}  # gateway EUI → address of its last PULL_DATA
+        self._heard_at: dict[str, float] = {}  # gateway EUI → when it last sent a PUSH_DATA or PULL_DATA
         self._pending: dict[tuple[str, int], asyncio.Future[TxAck]] = {}  # (gateway EUI, token) → its TX_ACK
 
     async def started(self) -> int:
@@ -160,6 +164,8 @@ class SemtechUdp(Source[_Endpoint]):
             self._enqueue(inbox, Rejected(source, refused.reason, detail, datagram[:RAW_BOUND]))
             return
         source = f"{self.name}:{packet.gateway_eui}"
+        if isinstance(packet, PushData | PullData):
+            _remember(self._heard_at, packet.gateway_eui, self.clock())
         match packet:
             case PushData():
                 self.stats.push_data += 1
@@ -188,6 +194,13 @@ class SemtechUdp(Source[_Endpoint]):
                     self.stats.late_tx_acks += 1
                 else:
                     answer.set_result(packet)
+
+    def receivers(self) -> set[str]:
+        """The forwarders heard from in the last FORWARDER_QUIET_S, as `udp:<gateway EUI>`."""
+        if not self.connected:
+            return set()
+        now = self.clock()
+        return {f"{self.name}:{eui}" for eui, at in self._heard_at.items() if now - at <= FORWARDER_QUIET_S}
 
     def _send_datagram(self, datagram: bytes, address: tuple) -> None:
         if self._transport is not None:

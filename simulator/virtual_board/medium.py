@@ -3,9 +3,10 @@
 Boards join it with `VirtualBoard(..., medium=medium)`: their radio chip's model reports to the
 host what the modem listens on and what it transmits, and when; the medium decides the fate of each
 frame `SETTLE_S` after the end of its time on air (those reports may come late) and delivers it to
-every receiver that hears it. Host-side radios join it too: a listener (a multi-SF concentrator:
-`add_listener`) hears every frequency and SF, and `transmit` sends a frame (a concentrator's
-downlink) that boards receive like any other.
+every receiver that hears it; a report later still no longer counts for frames already decided
+(one that collided with its frame may have been received). Host-side radios join it too: a
+listener (a multi-SF concentrator: `add_listener`) hears every frequency and SF, and `transmit`
+sends a frame (a concentrator's downlink) that boards receive like any other.
 
 The model, per frame and receiver:
 
@@ -56,7 +57,11 @@ Listener = Callable[[bytes, int, int, int, float, float, float], None]
 REFERENCE_POWER_DBM = 14  # links' RSSI and SNR are stated for a sender at this power
 CAPTURE_DB = 6  # how much stronger a frame must be to survive a collision
 LOCK_SYMBOLS = 6  # preamble symbols a receiver must hear to lock on a frame
-SETTLE_S = 0.1  # how long after a frame ends its fate is decided: boards' reports may come late
+# How long after a frame ends its fate is decided, for boards' reports of what their modems do, which
+# come through a pipe: a few ms late on a loaded host. A real modem signals RxDone as the frame ends,
+# and a receiver times its answer from that moment: every ms here delays the ACK the bridge sends
+# and its arrival at the node, twice out of the node's receive window (200 ms beyond the ACK's end).
+SETTLE_S = 0.02
 HISTORY_S = 2.0  # how long ended frames and past listening states are kept for those decisions
 
 

@@ -43,10 +43,11 @@ def write_registry(path: Path, device_ids=(DEVICE_ID,), key_epoch: int = 0) -> R
 
 
 def config_text(directory: Path, broker_port: int, metrics_port: int = 0, mqtt: str = "", **gateway) -> str:
+    gateway = {"dedup_window_ms": 100} | gateway
     extra = "".join(f"{key} = {json.dumps(value)}\n" for key, value in gateway.items())
     return (
         f'[gateway]\nname = "gw-test"\nstate_file = "{directory / "state.db"}"\n'
-        f'registry_file = "{directory / "devices.toml"}"\ndedup_window_ms = 100\n{extra}'
+        f'registry_file = "{directory / "devices.toml"}"\n{extra}'
         f'[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\nstats_interval_s = 1\n{mqtt}'
         f"[metrics]\nport = {metrics_port}\n"
     )

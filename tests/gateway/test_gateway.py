@@ -26,7 +26,7 @@ from simulator.broker import free_port
 
 from ..codec.vectors import frame_cases
 from .conftest import Subscriber
-from .site import Site, config_text, schema, write_registry
+from .site import Site, config_text, schema, until, write_registry
 
 KEYS = derive_device_keys(TEST_MASTER_KEY, DEVICE_ID)
 UPLINKS = sorted(
@@ -126,6 +126,20 @@ async def test_same_frame_from_two_receivers_is_published_once_with_both_recepti
         assert sorted(r["source"] for r in published[0]["receptions"]) == ["sim", "sim2"]
         # The ACK goes out once, through the receiver that heard the node best.
         assert (len(site.radio.sent), len(site.radio2.sent)) == (0, 1)
+
+
+async def test_a_frame_waits_for_the_copy_of_every_receiver_and_no_longer(tmp_path, broker):
+    # A window longer than the test may last: only the last receiver's copy can end it.
+    async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port, dedup_window_ms=600_000) as site:
+        await until(lambda: site.radio.connected and site.radio2.connected)
+        frame = checkin(13)
+        site.radio.hear(frame, snr_db=2.0)
+        await site.radio.delivered()
+        assert site.last_counter() is None and not site.radio.sent
+        site.radio2.hear(frame, snr_db=9.5)
+        await subscriber.wait_for(lambda: event_ids(subscriber, "checkin") == ["258:checkin:13"])
+        assert sorted(r["source"] for r in subscriber.on("/checkin")[0]["receptions"]) == ["sim", "sim2"]
+        assert site.gateway.pipeline.counters["windows_closed_early"] == 1
 
 
 async def test_a_checkin_resent_after_telemetry_is_acked_again_not_republished(tmp_path, broker):

@@ -10,7 +10,7 @@ import dataclasses
 import json
 import socket
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -32,7 +32,7 @@ from gateway_daemon.sources.semtech_protocol import (
     parse_from_forwarder,
     reception_from_rxpk,
 )
-from gateway_daemon.sources.semtech_udp import SemtechUdp
+from gateway_daemon.sources.semtech_udp import FORWARDER_QUIET_S, SemtechUdp
 
 from .recording import RecordingPipeline
 
@@ -133,9 +133,9 @@ class Forwarder:
 
 @contextlib.asynccontextmanager
 async def running(
-    pipeline: RecordingPipeline | None = None, **options: Any
+    pipeline: RecordingPipeline | None = None, clock: Callable[[], float] = lambda: NOW, **options: Any
 ) -> AsyncIterator[tuple[SemtechUdp, RecordingPipeline, Forwarder]]:
-    source = SemtechUdp(port=0, clock=lambda: NOW, **options)
+    source = SemtechUdp(port=0, clock=clock, **options)
     pipeline = pipeline or RecordingPipeline()
     task = asyncio.create_task(source.run(pipeline.deliver, pipeline.reject))
     forwarder: Forwarder | None = None
@@ -345,6 +345,19 @@ def test_reading_any_rxpk_entry_gives_a_reception_or_a_refusal(entry: Any) -> No
         assert isinstance(reception_from_rxpk(entry, SOURCE, NOW), Reception)
     except Refused as refused:
         assert len(refused.detail) < 200
+
+
+async def test_the_receivers_a_copy_may_come_from_are_the_forwarders_heard_in_the_last_minute() -> None:
+    now = NOW
+    async with running(clock=lambda: now) as (source, pipeline, forwarder), asyncio.timeout(5):
+        assert source.receivers() == set()
+        forwarder.send_up(push_data(1, rxpk=[rxpk()]))
+        await pipeline.receptions.get()
+        assert source.receivers() == {SOURCE}
+        now += FORWARDER_QUIET_S + 1  # it stopped: no PULL_DATA since
+        assert source.receivers() == set()
+        await forwarder.pull()
+        assert source.receivers() == {SOURCE}
 
 
 # --- downlinks -------------------------------------------------------------------------------

@@ -126,6 +126,15 @@ async def test_the_connection_is_let_go_of_however_serving_ended() -> None:
     assert (source.disconnected, source.connected) == (2, False)
 
 
+async def test_a_source_is_a_receiver_a_copy_may_come_from_only_while_connected() -> None:
+    source = Line(refusals=1)
+    assert source.receivers() == set()
+    async with running(source), asyncio.timeout(5):
+        await until(lambda: source.connected)
+        assert source.receivers() == {"line"}
+    assert source.receivers() == set()
+
+
 async def test_a_bug_while_serving_costs_the_connection_not_the_source(caplog) -> None:
     caplog.set_level(logging.DEBUG, logger=__name__)
     source = Line()
