@@ -42,6 +42,18 @@ async def send(client: aiomqtt.Client, topic: str, payload: str, qos: int = 1, r
     await client.publish(topic, payload, qos=qos, retain=retain, timeout=PUBLISH_TIMEOUT_S)
 
 
+def _raise_if_cancelled() -> None:
+    """Raise the cancellation a wait swallowed.
+
+    aiomqtt waits with asyncio.wait_for, which on Python 3.11 swallows a cancellation that comes as
+    the PUBACK does (CPython gh-86296), and a TaskGroup cancels its tasks only once: a loop that
+    swallowed it would publish on forever and the daemon would never stop.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class _QuietAboutInFlight(logging.Filter):
     # aiomqtt warns past 10 publishes awaiting their PUBACK; we keep IN_FLIGHT on purpose.
     def filter(self, record: logging.LogRecord) -> bool:
@@ -171,6 +183,7 @@ class Publisher:
             await self._registry_changed.wait()
             self._registry_changed.clear()
             await self._announce_devices(client, list(self.registry().devices.values()))
+            _raise_if_cancelled()
 
     async def _announce_devices(self, client: aiomqtt.Client, devices: list[Device]) -> None:
         ha, mqtt = self.config.home_assistant, self.config.mqtt
@@ -187,6 +200,7 @@ class Publisher:
                     await self._announce(client)
             else:
                 await self._note_firmware(client, message.payload)
+            _raise_if_cancelled()
 
     async def _note_firmware(self, client: aiomqtt.Client, payload: Any) -> None:
         """A node's status: when it names a firmware not yet on the node's device, publish the device again."""
@@ -203,6 +217,7 @@ class Publisher:
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         while True:
+            _raise_if_cancelled()  # after a batch: what was published is marked delivered first
             await self._publish_diagnostics(client)
             batch = self.state.pending(IN_FLIGHT)
             if batch:
@@ -240,6 +255,7 @@ class Publisher:
     async def _stats_loop(self, client: aiomqtt.Client) -> None:
         while True:
             await send(client, f"{self.topic_base}/stats", json.dumps(self.stats()), qos=0)
+            _raise_if_cancelled()
             await asyncio.sleep(self.config.mqtt.stats_interval_s)
 
     def stats(self) -> dict[str, Any]:
