@@ -123,9 +123,16 @@ def _is_key(value):
 
 
 def save(config, path=PATH):
-    """Write the configuration back (after a config downlink): whole, or not at all."""
+    """Write the configuration back (after a config downlink): whole, or not at all (then OSError)."""
     import os
 
-    with open(path + ".tmp", "w") as f:
-        json.dump(config, f)
-    os.rename(path + ".tmp", path)
+    try:
+        with open(path + ".tmp", "w") as f:
+            json.dump(config, f)
+        os.rename(path + ".tmp", path)
+    except OSError:  # a full or failing flash: the file stays as it was, and no half of it is left
+        try:
+            os.remove(path + ".tmp")
+        except OSError:
+            pass
+        raise
