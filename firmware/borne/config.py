@@ -130,9 +130,10 @@ def save(config, path=PATH):
         with open(path + ".tmp", "w") as f:
             json.dump(config, f)
         os.rename(path + ".tmp", path)
-    except OSError:  # a full or failing flash: the file stays as it was, and no half of it is left
+    except OSError as error:  # a full or failing flash: the file stays as it was, and no half of it is left
         try:
-            os.remove(path + ".tmp")
+            os.stat(path + ".tmp")
         except OSError:
-            pass
-        raise
+            raise error from None  # none was made
+        os.remove(path + ".tmp")
+        raise error
