@@ -315,6 +315,11 @@ class VirtualBoard:
         """Take the chip selected by GPIO `cs` off its SPI lines."""
         self.peripherals.unwire_spi(cs)
 
+    def refuse_flash_writes(self, refuse: bool = True) -> None:
+        """Make the flash refuse every write with OSError(EIO), as a worn or failing one does (reads
+        still work), or accept them again; it stays so through resets and power cycles."""
+        self.peripherals.refuse_flash_writes(refuse)
+
     def silence_spi(self, cs: int, silent: bool = True) -> None:
         """Unpower the SPI chip selected by GPIO `cs` (it hears nothing, MISO floats), or power it again:
         then it starts from its reset state, as a chip plugged back in does."""

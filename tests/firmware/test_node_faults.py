@@ -2,9 +2,9 @@
 
 A modem that stops answering is reset and set up again, and its failure is in the next status
 (`radio_errors`); a reader that does not answer is in `reader_errors`, a sensor that does not in
-`sensor_faults`. A door whose parts all fail, and whose flash is full, goes on sending its status
-boot after boot, never a crash, and checks badges in once its reader answers; a config downlink
-it cannot keep on a full flash is applied until the next boot rather than crash the node. Only a
+`sensor_faults`. A door whose parts all fail, and whose flash is full or refuses every write, goes
+on sending its status boot after boot, never a crash, and checks badges in once its reader answers;
+a config downlink such a flash cannot keep is applied until the next boot rather than crash the node. Only a
 modem that never answers stops the firmware: that is safe mode (`test_radio_faults.py`).
 """
 
@@ -86,6 +86,12 @@ def fill_flash(board: VirtualBoard) -> None:
     (board.flash / "photos.bin").write_bytes(bytes(PARTITION))
 
 
+FLASH_FAULTS: dict[str, Callable[[VirtualBoard], None]] = {
+    "full": fill_flash,  # ENOSPC
+    "failing": lambda board: board.refuse_flash_writes(),  # EIO, every write
+}
+
+
 def send_status(board: VirtualBoard) -> None:
     """The node's status task's one step (a status, then its receive window), run to its end."""
     board.exec("task = asyncio.create_task(node._send_status())")
@@ -146,9 +152,10 @@ def door(tmp_path: Path) -> Iterator[tuple[VirtualBoard, Heard]]:
         yield board, Heard(medium)
 
 
-def test_a_door_whose_reader_sensor_and_flash_fail_runs_on_boot_after_boot_and_says_so(door) -> None:
+@pytest.mark.parametrize("flash", FLASH_FAULTS)
+def test_a_door_whose_reader_sensor_and_flash_fail_runs_on_boot_after_boot_and_says_so(door, flash: str) -> None:
     board, heard = door
-    fill_flash(board)
+    FLASH_FAULTS[flash](board)
     boots = board.boots
     for boot in range(3):
         before = len(heard.statuses)
@@ -166,10 +173,11 @@ def test_a_door_whose_reader_sensor_and_flash_fail_runs_on_boot_after_boot_and_s
     assert board.boots == boots + 3
 
 
-def test_a_config_downlink_the_full_flash_cannot_keep_is_applied_until_the_next_boot(door) -> None:
+@pytest.mark.parametrize("flash", FLASH_FAULTS)
+def test_a_config_downlink_the_flash_cannot_keep_is_applied_until_the_next_boot(door, flash: str) -> None:
     board, _heard = door
     board.exec(START_NODE)
-    fill_flash(board)
+    FLASH_FAULTS[flash](board)
     frame = build_frame(Config(spreading_factor=8, report_interval_s=120), DEVICE, 1, KEYS)
     printed = board.exec(f"print('ACK', node._take_downlink(bytes.fromhex('{frame.hex()}'), 0))")
     assert "ACK False" in printed and "not kept" in printed
