@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import serial
 
 from boards.profiles import load_profile
 from boards.provisioning import NodeOptions, build_config, secrets_from_master, stage
@@ -154,23 +155,47 @@ def test_a_modem_that_failed_is_set_up_again_and_counted_in_the_next_status(tmp_
 # Every part failing, boot after boot.
 
 
+MFRC522_CS = 33  # heltec_v2's nfc_spi: SCK 17, MOSI 23, MISO 22, reset 32
+
+
 @pytest.fixture
-def door(tmp_path: Path) -> Iterator[tuple[VirtualBoard, Heard]]:
-    """A door with a PN532 and a BME280 on its I2C bus (heltec_v2: 4/15), its frames heard on the air.
-    The PN532 is wired but unpowered; the BME280 is not there at all."""
+def reader() -> str:
+    return "pn532"
+
+
+def power_reader(board: VirtualBoard, reader: str, powered: bool) -> None:
+    if reader == "pn532":
+        board.silence_i2c(PN532, silent=not powered)
+    else:
+        board.silence_spi(MFRC522_CS, silent=not powered)
+
+
+@pytest.fixture
+def door(tmp_path: Path, reader: str) -> Iterator[tuple[VirtualBoard, Heard]]:
+    """A door with its `reader` (a PN532 on the I2C bus, heltec_v2: 4/15, or an MFRC522 on its SPI bus)
+    and a BME280 on the I2C bus, its frames heard on the air. The reader is wired but unpowered; the
+    BME280 is not there at all. Retries of an unacknowledged check-in come within 2 s."""
     require_vm("node fault tests")
-    stage(node_config("heltec_v2", nfc="pn532", sensors=("bme280",)), tmp_path / "flash")
+    config = node_config("heltec_v2", nfc=reader, sensors=("bme280",))
+    config["nfc"]["retry_max_s"] = 2
+    stage(config, tmp_path / "flash")
     with (
         RadioMedium() as medium,
         VirtualBoard(tmp_path / "tty", tmp_path / "flash", medium=medium) as board,
     ):
-        board.wire_i2c("pn532", PN532, sda=4, scl=15)
-        board.silence_i2c(PN532)
+        if reader == "pn532":
+            board.wire_i2c("pn532", PN532, sda=4, scl=15)
+        else:
+            board.wire_spi("mfrc522", cs=MFRC522_CS, sck=17, mosi=23, miso=22, reset=32)
+        power_reader(board, reader, False)
         yield board, Heard(medium)
 
 
+@pytest.mark.parametrize("reader", ["pn532", "mfrc522"])
 @pytest.mark.parametrize("flash", FLASH_FAULTS)
-def test_a_door_whose_reader_sensor_and_flash_fail_runs_on_boot_after_boot_and_says_so(door, flash: str) -> None:
+def test_a_door_whose_reader_sensor_and_flash_fail_runs_on_boot_after_boot_and_says_so(
+    door, reader: str, flash: str
+) -> None:
     board, heard = door
     FLASH_FAULTS[flash](board)
     boots = board.boots
@@ -184,10 +209,25 @@ def test_a_door_whose_reader_sensor_and_flash_fail_runs_on_boot_after_boot_and_s
     assert board.boots == boots + 3
     assert not (board.flash / "crash.txt").exists()
 
-    board.silence_i2c(PN532, silent=False)  # the reader answers: the door checks the badge in
-    board.present_badge(bytes.fromhex("04a1b2c3d4e5f6"))
+    power_reader(board, reader, True)  # the reader answers: the door checks the badge in
+    board.present_badge(bytes.fromhex("04a1b2c3d4e5f6"), cs=None if reader == "pn532" else MFRC522_CS)
     heard.wait("a check-in frame", lambda: heard.checkins > 0)
     assert board.boots == boots + 3
+
+
+def test_a_modem_that_stops_answering_for_good_ends_in_safe_mode(door) -> None:
+    board, _heard = door
+    power_reader(board, "pn532", True)
+    with serial.Serial(str(board.port), 115200, timeout=0.2) as console:
+        board.silence_spi(18)  # the SX1276 goes, and stays
+        board.present_badge(bytes.fromhex("04a1b2c3d4e5f6"))  # a check-in to send, tried again and again
+        printed = b""
+        deadline = time.monotonic() + WAIT_S
+        while b"mpremote can reach" not in printed and time.monotonic() < deadline:
+            printed += console.read(4096)
+    text = printed.decode(errors="replace")
+    assert "the radio failed 10 times in a row" in text  # set up again after each of them, in vain
+    assert "SAFE MODE: 3 crashes in a row" in text  # then the boots that find no radio
 
 
 @pytest.mark.parametrize("flash", FLASH_FAULTS)
