@@ -242,8 +242,8 @@ class Node:
         try:
             board_config.save(config)
         except OSError as error:
-            # A full or failing flash: applied until the next boot, after which the status shows the
-            # gateway the digest of before, and it sends the config again. Crashing would do it at every status.
+            # A full or failing flash: applied until the next boot, whose status shows the gateway the
+            # digest of before, so it sends the config again (a crash here would come back with each).
             print("borne: the config downlink is applied but not kept:", repr(error))
             self.flash_errors += 1
         self.configured = True

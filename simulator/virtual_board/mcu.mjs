@@ -166,7 +166,8 @@ function emit(type, body = {}) {
 }
 
 // The world outside the chip as the host last set it: the levels it drives on input pins (-1: none),
-// the voltages on ADC pins, and the last message of every other type (the chips on the buses).
+// the voltages on ADC pins, whether the flash refuses writes (flash.mjs reads it), and the last
+// message of every other type (the chips on the buses).
 const world = { pins: {}, adc: {}, last: {}, flash: { refuseWrites: false } };
 const handlers = {}; // the frozen modules' handlers of control messages, lists by type (_board.on_control)
 
