@@ -1,9 +1,10 @@
 """The bridge's serial link when its UART overruns: the ESP32 keeps 259 bytes of console input
 (ports/esp32/mphalport.c's 260-byte ring buffer, which uart.c's RX interrupt fills from UART0's
 128-byte hardware FIFO, ESP32 Technical Reference Manual, UART chapter; `ringbuf_put` drops a byte
-when it is full), so a burst longer than that while the bridge is not reading loses its end. The virtual board delivers a burst at once, the stricter case.
-The bridge loses at most the records the burst held, counts the damaged run in its heartbeat's
-`records_dropped`, keeps running, and answers the next request.
+when it is full), so a burst longer than that while the bridge is not reading loses its end. The
+virtual board delivers a burst at once, the stricter case. The bridge loses at most the records
+the burst held, counts the damaged run in its heartbeat's `records_dropped`, keeps running, and
+answers the next request.
 """
 
 from __future__ import annotations
