@@ -123,9 +123,17 @@ def _is_key(value):
 
 
 def save(config, path=PATH):
-    """Write the configuration back (after a config downlink): whole, or not at all."""
+    """Write the configuration back (after a config downlink): whole, or not at all (then OSError)."""
     import os
 
-    with open(path + ".tmp", "w") as f:
-        json.dump(config, f)
-    os.rename(path + ".tmp", path)
+    try:
+        with open(path + ".tmp", "w") as f:
+            json.dump(config, f)
+        os.rename(path + ".tmp", path)
+    except OSError as error:  # a full or failing flash: the file stays as it was, and no half of it is left
+        try:
+            os.stat(path + ".tmp")
+        except OSError:
+            raise error from None  # none was made
+        os.remove(path + ".tmp")
+        raise error

@@ -96,6 +96,7 @@ class Node:
         self.sensors = Sensors(config.get("sensors", []), board, self._i2c, single_shot=config["deep_sleep"])
         self.reader_errors = 0
         self.rejected_downlinks = 0
+        self.flash_errors = 0  # configurations the flash refused to keep (the queue counts its own writes)
         self.configured = False  # a config downlink was applied since the last status
         nfc = config.get("nfc")
         self.queue = None
@@ -243,7 +244,13 @@ class Node:
             nfc["direction"] = DIRECTIONS[values[CHECKIN_DIRECTION]]
             self.direction = values[CHECKIN_DIRECTION]
         config["config_digest"] = self.downlink.config_digest  # the next status shows it to the gateway
-        board_config.save(config)
+        try:
+            board_config.save(config)
+        except OSError as error:
+            # A full or failing flash: applied until the next boot, whose status shows the gateway the
+            # digest of before, so it sends the config again (a crash here would come back with each).
+            print("borne: the config downlink is applied but not kept:", repr(error))
+            self.flash_errors += 1
         self.configured = True
         if values[REBOOT]:
             machine.reset()

@@ -76,7 +76,7 @@ class Radio:
         self.duty = DutyCycle()
         self.deferrals = 0
         self.errors = 0
-        self.resets = 0  # modems reset and set up again after a failure (not in the status message yet)
+        self.resets = 0  # modems set up again after a failure, each one of `errors` (in the status)
         self._stale = False  # the modem failed and setting it up again did too: try again before using it
         self._faults = 0  # modem errors since the last call that worked
         self.air_us = 0  # time on air spent since boot

@@ -97,7 +97,7 @@ SX1276_WIRING = {"sck": 5, "mosi": 27, "miso": 19, "cs": 18, "dio0": 26, "reset"
 # Where the SX1262 sits on a Heltec V3 (boards/heltec_v3.json), with its TCXO powered from DIO3.
 SX1262_WIRING = {"sck": 9, "mosi": 10, "miso": 11, "cs": 8, "busy": 13, "dio1": 14, "reset": 12, "tcxo": True}
 DEFAULT_WIRING = {"sx1276": SX1276_WIRING, "sx1262": SX1262_WIRING}
-RADIO_FAULTS = ("busy_stuck", "xosc_fails", "dio1_dead")
+RADIO_FAULTS = {"sx1276": ("dio0_dead",), "sx1262": ("busy_stuck", "xosc_fails", "dio1_dead")}  # by chip
 
 
 def radio_wiring(board_radio: Mapping[str, Any]) -> dict[str, Any]:
@@ -315,18 +315,24 @@ class VirtualBoard:
         """Take the chip selected by GPIO `cs` off its SPI lines."""
         self.peripherals.unwire_spi(cs)
 
+    def refuse_flash_writes(self, refuse: bool = True) -> None:
+        """Make the flash refuse every write with OSError(EIO), as a worn or failing one does (reads
+        still work), or accept them again; it stays so through resets and power cycles."""
+        self.peripherals.refuse_flash_writes(refuse)
+
     def silence_spi(self, cs: int, silent: bool = True) -> None:
         """Unpower the SPI chip selected by GPIO `cs` (it hears nothing, MISO floats), or power it again:
         then it starts from its reset state, as a chip plugged back in does."""
         self.peripherals.change_chip(None, cs, lambda chip: {"answering": not silent})
 
     def break_radio(self, *faults: str) -> None:
-        """Give the radio chip (an SX1262) faults among `RADIO_FAULTS`: "busy_stuck" (it hangs with
+        """Give the radio chip faults among its `RADIO_FAULTS`: an SX1262's "busy_stuck" (it hangs with
         BUSY high), "xosc_fails" (its oscillator never starts), "dio1_dead" (its IRQ never reaches the
-        pin); none mends it."""
-        unknown = set(faults) - set(RADIO_FAULTS)
+        pin); an SX1276's "dio0_dead" (the same, on DIO0); none mends it."""
+        known = RADIO_FAULTS.get(self.radio or "", ())
+        unknown = set(faults) - set(known)
         if unknown:
-            raise ValueError(f"radio faults {sorted(unknown)}: the SX1262 model has {', '.join(RADIO_FAULTS)}")
+            raise ValueError(f"radio faults {sorted(unknown)}: the {self.radio} model has {', '.join(known)}")
         cs = self.radio_wiring["cs"]
         self.peripherals.change_chip(None, cs, lambda chip: {"state": {**chip.state, "faults": list(faults)}})
 

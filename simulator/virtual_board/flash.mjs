@@ -58,7 +58,11 @@ function entry(stats) {
 }
 
 // `memory()` gives the VM's linear memory, where read_into writes straight into a Python buffer.
-export function hostFlash(root, memory) {
+// `fault.refuseWrites`: a worn or failing flash, whose every program fails: littlefs returns
+// LFS_ERR_IO (lfs.h: -5, "Error during device operation"), which MicroPython raises as OSError(EIO)
+// (extmod/vfs_lfsx_file.c: the errno is littlefs's error, negated). Every change refuses, creating or
+// truncating a file at its open (the stricter case: littlefs may defer it to the close); reads work.
+export function hostFlash(root, memory, fault = { refuseWrites: false }) {
   fs.mkdirSync(root, { recursive: true });
   // Board paths are absolute ('/lib/x.py'); normalising under '/' keeps '..' inside the root.
   const host = (boardPath) => path.join(root, path.posix.normalize("/" + boardPath));
@@ -77,22 +81,25 @@ export function hostFlash(root, memory) {
     // [free blocks, total blocks] for os.statvfs.
     statvfs: () => attempt(() => JSON.stringify([BLOCKS - usedBlocks(root), BLOCKS])),
     mkdir: (p) => attempt(() => {
+      if (fault.refuseWrites) return -ERRNO.EIO;
       if (usedBlocks(root) + 2 > BLOCKS) return -ERRNO.ENOSPC;
       fs.mkdirSync(host(p));
       return 0;
     }),
-    rmdir: (p) => attempt(() => (fs.rmdirSync(host(p)), 0)),
+    rmdir: (p) => attempt(() => (fault.refuseWrites ? -ERRNO.EIO : (fs.rmdirSync(host(p)), 0))),
     remove: (p) => attempt(() => {
+      if (fault.refuseWrites) return -ERRNO.EIO;
       if (fs.statSync(host(p)).isDirectory()) return -ERRNO.EISDIR;
       fs.unlinkSync(host(p));
       return 0;
     }),
-    rename: (from, to) => attempt(() => (fs.renameSync(host(from), host(to)), 0)),
+    rename: (from, to) => attempt(() => (fault.refuseWrites ? -ERRNO.EIO : (fs.renameSync(host(from), host(to)), 0))),
     open: (p, mode) => attempt(() => {
       const flags = OPEN_FLAGS[mode.replace(/[bt]/g, "")];
       if (flags === undefined) return -ERRNO.EINVAL;
       const exists = fs.existsSync(host(p));
       if (exists && fs.statSync(host(p)).isDirectory()) return -ERRNO.EISDIR;
+      if (fault.refuseWrites && flags !== "r" && flags !== "r+" && (!exists || flags.startsWith("w"))) return -ERRNO.EIO;
       if (!exists && flags !== "r" && flags !== "r+" && usedBlocks(root) + 1 > BLOCKS) return -ERRNO.ENOSPC;
       const fd = fs.openSync(host(p), flags);
       files.set(fd, { position: 0, append: flags.startsWith("a") });
@@ -121,6 +128,7 @@ export function hostFlash(root, memory) {
     write_from: (fd, address, count) => attempt(() => {
       const file = files.get(fd);
       if (file === undefined) return -ERRNO.EBADF;
+      if (fault.refuseWrites) return -ERRNO.EIO;
       const size = fs.fstatSync(fd).size;
       const position = file.append ? size : file.position;
       const more = fileBlocks(Math.max(size, position + count)) - fileBlocks(size);

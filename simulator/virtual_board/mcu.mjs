@@ -166,8 +166,9 @@ function emit(type, body = {}) {
 }
 
 // The world outside the chip as the host last set it: the levels it drives on input pins (-1: none),
-// the voltages on ADC pins, and the last message of every other type (the chips on the buses).
-const world = { pins: {}, adc: {}, last: {} };
+// the voltages on ADC pins, whether the flash refuses writes (flash.mjs reads it), and the last
+// message of every other type (the chips on the buses).
+const world = { pins: {}, adc: {}, last: {}, flash: { refuseWrites: false } };
 const handlers = {}; // the frozen modules' handlers of control messages, lists by type (_board.on_control)
 
 // Each control message updates the world, and gives its handler (if any) these arguments. The chips
@@ -185,6 +186,7 @@ const controls = {
   i2c_chips: (message, line) => [(world.last.i2c_chips = line)],
   spi_chips: (message, line) => [(world.last.spi_chips = line)],
   radio_frame: ({ payload, rssi_dbm, snr_x4, crc_ok }) => [payload, rssi_dbm, snr_x4, crc_ok],
+  flash_fault: ({ refuse_writes }) => [(world.flash.refuseWrites = refuse_writes)],
 };
 
 function control(line) {
@@ -268,7 +270,7 @@ mp.registerJsModule("_board", {
     mainConsole.held = false;
     return 0;
   },
-  flash: hostFlash(options.flash, () => vmMemory),
+  flash: hostFlash(options.flash, () => vmMemory, world.flash),
   nvs: hostNvs(path.join(options.state, "nvs.json")),
   aes,
   reset_cause: Number(options["reset-cause"]),

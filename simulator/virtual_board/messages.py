@@ -167,6 +167,15 @@ class RadioFrame(Message):
         return cls(**{**body, "payload": bytes.fromhex(body["payload"])})
 
 
+@dataclass(frozen=True)
+class FlashFault(Message):
+    """The flash refuses every write (`refuse_writes`), as a worn or failing one does: littlefs's
+    LFS_ERR_IO, which MicroPython raises as OSError(EIO); reads still work. False mends it."""
+
+    type: ClassVar[str] = "flash_fault"
+    refuse_writes: bool
+
+
 # Events: VM -> host.
 
 
@@ -267,13 +276,13 @@ class RadioTransmitting(Message):
         return cls(body["at_ns"], bytes.fromhex(body["payload"]), RadioSettings.from_body(body["settings"]))
 
 
-Control = PinLevel | AdcVoltage | I2cChips | SpiChips | RadioFrame
+Control = PinLevel | AdcVoltage | I2cChips | SpiChips | RadioFrame | FlashFault
 """A message from the host to the VM."""
 
 Event = Ack | WatchdogStarted | WatchdogFed | DeepSleep | PinOutput | RadioReceiving | RadioIdle | RadioTransmitting
 """A message from the VM to the host."""
 
-CONTROLS: tuple[type[Message], ...] = (PinLevel, AdcVoltage, I2cChips, SpiChips, RadioFrame)
+CONTROLS: tuple[type[Message], ...] = (PinLevel, AdcVoltage, I2cChips, SpiChips, RadioFrame, FlashFault)
 EVENTS: tuple[type[Message], ...] = (
     Ack,
     WatchdogStarted,

@@ -19,6 +19,7 @@ from simulator.virtual_board.messages import (
     Air,
     Control,
     Event,
+    FlashFault,
     I2cChip,
     I2cChips,
     PinLevel,
@@ -81,6 +82,7 @@ class Peripherals:
         self._air = Air()  # what the board's sensors measure (frozen/i2c_bus.py has the defaults)
         self._i2c: dict[tuple[int, int, int], I2cChip] = {}  # by (sda, scl, address)
         self._spi: dict[int, SpiChip] = {}  # by chip select: one chip per chip-select line
+        self._flash = FlashFault(refuse_writes=False)
         self._outputs: dict[int, int] = {}  # levels the board drives, as the running VM reported them
         self._outputs_lock = threading.Lock()
 
@@ -90,7 +92,7 @@ class Peripherals:
             self._outputs.clear()
         pins = [PinLevel(pin, level) for pin, level in self._pins.items()]
         adc = [AdcVoltage(pin, microvolts) for pin, microvolts in self._adc.items()]
-        return [*pins, *adc, self._i2c_chips(), self._spi_chips()]
+        return [*pins, *adc, self._i2c_chips(), self._spi_chips(), self._flash]
 
     def handle(self, event: Event) -> bool:
         """Note the levels the board drives, and pass the radio's events on; False for other events."""
@@ -117,6 +119,13 @@ class Peripherals:
         def change() -> AdcVoltage:
             self._adc[pin] = int(microvolts)
             return AdcVoltage(pin, int(microvolts))
+
+        self._link.tell(change)
+
+    def refuse_flash_writes(self, refuse: bool) -> None:
+        def change() -> FlashFault:
+            self._flash = FlashFault(refuse_writes=refuse)
+            return self._flash
 
         self._link.tell(change)
 

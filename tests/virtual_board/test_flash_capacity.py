@@ -65,3 +65,34 @@ def test_a_new_file_on_a_full_flash_is_refused_and_freeing_space_lets_it_in(boar
     assert f"refused {errno.ENOSPC}" in board.exec(code)
     (board.flash / "filler.bin").unlink()
     assert "created" in board.exec(code)
+
+
+def test_a_flash_that_refuses_writes_fails_each_with_eio_keeps_its_files_readable_and_survives_a_reset(
+    board: VirtualBoard,
+) -> None:
+    board.exec("f = open('/kept.txt', 'w'); f.write('kept'); f.close()")
+    board.refuse_flash_writes()
+    code = (
+        "import os\n"
+        "def attempt(name, change):\n"
+        "    try:\n"
+        "        change()\n"
+        "        print(name, 'done')\n"
+        "    except OSError as e:\n"
+        "        print(name, 'refused', e.errno)\n"
+        "def append():\n"
+        "    with open('/kept.txt', 'a') as f:\n"
+        "        f.write('more')\n"
+        "attempt('append', append)\n"
+        "attempt('create', lambda: open('/new.txt', 'w'))\n"
+        "attempt('rename', lambda: os.rename('/kept.txt', '/moved.txt'))\n"
+        "attempt('remove', lambda: os.remove('/kept.txt'))\n"
+        "attempt('mkdir', lambda: os.mkdir('/logs'))\n"
+        "print('read', open('/kept.txt').read())\n"
+    )
+    refused = [f"{change} refused {errno.EIO}" for change in ("append", "create", "rename", "remove", "mkdir")]
+    assert board.exec(code).split("\n")[:6] == [*refused, "read kept"]
+    board.reset()  # a worn flash stays worn
+    assert board.exec(code).split("\n")[:6] == [*refused, "read kept"]
+    board.refuse_flash_writes(False)
+    assert board.exec("attempt('append', append)\nprint(open('/kept.txt').read())") == "append done\nkeptmore\n"

@@ -110,6 +110,7 @@ class SX1276(RadioChip):
         self.dio0_pin = None
         self.held_in_reset = False
         self.powered = True
+        self.faults = ()  # "dio0_dead": the IRQ never reaches the board's pin (a broken trace, a dead pin)
         self.address = None  # the register of the transaction under way; None: the next byte names it
         self.writing = False
         self.reset()
@@ -130,6 +131,7 @@ class SX1276(RadioChip):
         if self.dio0_pin is not None and state.get("dio0") != self.dio0_pin:
             spi_bus.drive(self.dio0_pin, None)
         self.dio0_pin = state.get("dio0")
+        self.faults = tuple(state.get("faults") or ())
         if self.reset_pin is not None and state.get("reset") != self.reset_pin:
             spi_bus.drive(self.reset_pin, None)
         self.reset_pin = state.get("reset")
@@ -303,7 +305,8 @@ class SX1276(RadioChip):
             spi_bus.drive(self.dio0_pin, None)
             return
         wanted = _DIO0_FLAGS[self.regs[_DIO_MAPPING1] >> 6]
-        spi_bus.drive(self.dio0_pin, 1 if self.regs[_IRQ_FLAGS] & wanted else 0)
+        high = self.regs[_IRQ_FLAGS] & wanted and "dio0_dead" not in self.faults
+        spi_bus.drive(self.dio0_pin, 1 if high else 0)
 
     # Time, and the medium.
 
