@@ -110,7 +110,8 @@ def power_up(board):
     sleep Vext is still held off (power_down): its level is set first, then the hold released."""
     vext = board.get("vext")
     if vext:
-        machine.Pin(vext["pin"], machine.Pin.OUT, value=vext["on"], hold=False)
+        # hold: the ESP32 port's (ports/esp32/machine_pin.c), which micropython-esp32-stubs lacks
+        machine.Pin(vext["pin"], machine.Pin.OUT, value=vext["on"], hold=False)  # type: ignore[call-arg]
     pmu = board.get("pmu")
     if pmu:
         from borne.drivers import axp
@@ -128,8 +129,9 @@ def power_down(board):
     if vext:
         import esp32
 
-        machine.Pin(vext["pin"], machine.Pin.OUT, value=1 - vext["on"], hold=True)
-        esp32.gpio_deep_sleep_hold(True)
+        # Both the ESP32 port's (machine_pin.c, modesp32.c), which micropython-esp32-stubs lacks.
+        machine.Pin(vext["pin"], machine.Pin.OUT, value=1 - vext["on"], hold=True)  # type: ignore[call-arg]
+        esp32.gpio_deep_sleep_hold(True)  # type: ignore[attr-defined]
     pmu = board.get("pmu")
     if pmu:
         from borne.drivers import axp
