@@ -43,10 +43,20 @@ HOURS_PER_YEAR = 24 * 365
 
 @dataclass(frozen=True)
 class Figure:
-    """A current in mA, and where it comes from."""
+    """A current in mA, and where it comes from; `needs_vext_off`: measured with Vext off, so it applies
+    only where the firmware holds Vext off through deep sleep."""
 
     ma: float
     source: str
+    needs_vext_off: bool = False
+
+
+@dataclass(frozen=True)
+class Asleep:
+    """What the firmware switched off for deep sleep, as the VM had it at machine.deepsleep()."""
+
+    vext_off: bool = False  # Vext's pad held at its off level (it keeps it through deep sleep)
+    radio_rail_off: bool = False  # the power chip's rail that feeds the radio
 
 
 # The microcontrollers at MicroPython's default 160 MHz, the Wi-Fi and Bluetooth radios off.
@@ -119,7 +129,8 @@ BME280_MEASURE_MS = 9.3  # datasheet section 9.1, maximum forced-mode time at x1
 
 # What the rest of each board draws, awake and asleep, with the radio asleep: its regulator, its
 # USB-UART bridge, its PMU, its OLED left powered. Published measurements of the whole board asleep,
-# less the chips' own figures above.
+# less the chips' own figures above. A figure measured with Vext off applies only if the firmware
+# holds Vext off through deep sleep (borne.app.power_down), which the bench checks at each wake.
 BOARD_QUIESCENT = {
     "heltec_v2": Figure(
         9.2,
@@ -129,8 +140,9 @@ BOARD_QUIESCENT = {
     "heltec_v3": Figure(
         0.007,
         "whole board 15 µA in deep sleep with Vext off and the radio asleep (Heltec WiFi_Kit_series issue #6, "
-        "2024-01-07), less the ESP32-S3's 8 µA: the firmware does not switch Vext off before sleeping, which this "
-        "assumes",
+        "2024-01-07), less the ESP32-S3's 8 µA: the firmware holds Vext (GPIO36, a digital pad) off through deep "
+        "sleep with Pin(hold=True) and esp32.gpio_deep_sleep_hold(True), which the bench checks at each wake",
+        needs_vext_off=True,
     ),
     "ttgo_lora32_v21": Figure(
         12,
@@ -140,7 +152,8 @@ BOARD_QUIESCENT = {
     "tbeam_sx1276": Figure(
         0.59,
         "T-Beam (ESP32 + AXP192) 0.6 mA in deep sleep (Xinyuan-LilyGO/LilyGo-LoRa-Series issue #39, SoftRF's "
-        "author), less the ESP32's 10 µA",
+        "author), less the ESP32's 10 µA: mostly the AXP192's own and what its other rails feed, which switching "
+        "the radio's rail off (as the firmware does) does not lower",
     ),
     "tbeam_sx1262": Figure(
         0.59,
@@ -149,7 +162,8 @@ BOARD_QUIESCENT = {
     "lilygo_t3s3": Figure(
         2.5,
         "T3-S3 v1.2 ≈2.5 mA in deep sleep when its OLED is not put to sleep, 20-100 µA once it is "
-        "(Xinyuan-LilyGO/LilyGo-LoRa-Series issue #128): the firmware does not drive the OLED",
+        "(Xinyuan-LilyGO/LilyGo-LoRa-Series issue #128): the firmware does not drive the OLED (the board's "
+        "profile names it only in a source note, not as a part the firmware could command)",
     ),
 }
 
@@ -312,11 +326,19 @@ node.radio.receive = _timed("receive", node.radio.receive)
 _result = {}
 def _since(mark):
     return [mark[i] - _t0[i] for i in range(6)]
+import axp_chip
+def _asleep():  # what the firmware switched off: a pad that keeps its level through deep sleep, the PMU's rails
+    board = _cfg["board"]
+    vext, pmu = board.get("vext"), board.get("pmu") or {}
+    radio_rails = [rail for rails in pmu.values() for rail in rails]
+    return {"vext_off": bool(vext) and machine._kept_level(vext["pin"]) == 1 - vext["on"],
+            "radio_rail_off": bool(radio_rails) and not any(axp_chip.rails.get(rail) for rail in radio_rails)}
 def _deepsleep(ms):
     end = _now()
     gc.collect()
     _heap.append(gc.mem_alloc())
     _result.update(setup=_since(_setup), go=_since(_go), end=_since(end), sleep_ms=ms, heap=max(_heap) - _heap0,
+                   asleep=_asleep(),
                    wrapper_us=_wrapper_us,
                    events=[(n, _since(s), _since(e), x) for n, s, e, x in _events],
                    airtime=[node.radio.airtime_us(x) for n, s, e, x in _events if n == "send"])
@@ -358,6 +380,7 @@ class Wake:
     scale: float  # how many times faster than an ESP32 the VM ran, just before
     events: list[tuple[str, Mark, Mark, int]]  # sensors, send (bytes), receive (window ms)
     airtime_us: list[int]  # of each frame sent
+    asleep: Asleep  # what the firmware switched off for deep sleep
 
 
 def measure_wake(board_name: str, compiled: bool, timeout_s: float = 60) -> Wake:
@@ -404,6 +427,7 @@ def measure_wake(board_name: str, compiled: bool, timeout_s: float = 60) -> Wake
                         scale,
                         events,
                         r["airtime"],
+                        Asleep(**r["asleep"]),
                     )
                 time.sleep(0.5)
     raise TimeoutError(f"{board_name}: the node did not reach deep sleep within {timeout_s} s")
@@ -501,13 +525,25 @@ class Charge:
     years: float
 
 
-def charge(board_name: str, awake: Awake, *, light_sleep: bool = False) -> Charge:
+def board_asleep(board_name: str, asleep: Asleep) -> Figure:
+    """The rest of the board's current, if its figure holds for what the firmware switched off."""
+    figure = BOARD_QUIESCENT[board_name]
+    if figure.needs_vext_off and not asleep.vext_off:
+        raise ValueError(
+            f"{board_name}: its deep-sleep figure was measured with Vext off, but the firmware did not hold Vext off "
+            "through deep sleep: hold it off in borne.app.power_down, or give bench/battery.py a figure with Vext on"
+        )
+    return figure
+
+
+def charge(board_name: str, awake: Awake, *, light_sleep: bool = False, asleep: Asleep = Asleep()) -> Charge:
     """The charge of a report every REPORT_S and a status every STATUS_S, from the board's current model.
     What the firmware spends in light sleep is charged so; `light_sleep`: every wait (conversion, time on
-    air, receive windows) is."""
+    air, receive windows) is. `asleep`: what the firmware switched off for deep sleep (a radio whose rail is
+    off draws nothing; a board figure measured with Vext off needs Vext held off)."""
     profile = load_profile(board_name)
     mcu, radio = MCU_CURRENTS[profile["mcu"]], RADIO_CURRENTS[_radio_family(profile["radio"]["chip"])]
-    board = BOARD_QUIESCENT[board_name].ma
+    board = board_asleep(board_name, asleep).ma
     active = mcu["active"].ma + board
     light = mcu["light_sleep"].ma + board
     waiting = light if light_sleep else active
@@ -530,9 +566,10 @@ def charge(board_name: str, awake: Awake, *, light_sleep: bool = False) -> Charg
     )
     status_share = REPORT_S / STATUS_S
     awake_ms = awake.telemetry_ms() + awake.status_ms() * status_share
-    asleep = (REPORT_S * 1000 - awake_ms) * (mcu["deep_sleep"].ma + radio["sleep"].ma + board + BME280_SLEEP.ma)
+    radio_asleep = 0.0 if asleep.radio_rail_off else radio["sleep"].ma
+    sleeping = (REPORT_S * 1000 - awake_ms) * (mcu["deep_sleep"].ma + radio_asleep + board + BME280_SLEEP.ma)
     wake = telemetry + status * status_share  # µC
-    average_ma = (wake + asleep) / (REPORT_S * 1000)
+    average_ma = (wake + sleeping) / (REPORT_S * 1000)
     return Charge(wake / 3600, average_ma * 1000, CELL_MAH / average_ma / HOURS_PER_YEAR)
 
 
@@ -562,7 +599,8 @@ def battery_table() -> str:
         for compiled in (False, True):
             wake, awake = typical_wake(name, compiled)
             scales.append(wake.scale)
-            now, lighter = charge(name, awake), charge(name, awake, light_sleep=True)
+            now = charge(name, awake, asleep=wake.asleep)
+            lighter = charge(name, awake, light_sleep=True, asleep=wake.asleep)
             if compiled:
                 lives[name] = (now, lighter, awake)
             cells = (
@@ -579,6 +617,7 @@ def battery_table() -> str:
                 f"{now.average_ua:,.0f}",
                 f"{now.years:,.2f}",
                 f"{lighter.years:,.2f}",
+                _switched_off(wake.asleep),
             )
             rows.append(f"| {' | '.join(cells)} |")
     best = min(lives, key=lambda n: BOARD_QUIESCENT[n].ma)  # the board that sleeps best
@@ -598,8 +637,8 @@ def battery_table() -> str:
         "112 KiB, 128 KiB on an ESP32-S3).",
         "",
         "| board | MCU, radio | install | boot and imports | sensors | on air | receive windows | awake "
-        "| heap | µAh per wake | average µA | years | years, every wait in light sleep |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| heap | µAh per wake | average µA | years | years, every wait in light sleep | off in deep sleep |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         *rows,
         "",
         "| goal | figure |",
@@ -620,6 +659,11 @@ def battery_table() -> str:
         + " for the rest of the board asleep.",
     ]
     return "\n".join(lines)
+
+
+def _switched_off(asleep: Asleep) -> str:
+    off = [name for name, is_off in (("Vext held", asleep.vext_off), ("radio rail", asleep.radio_rail_off)) if is_off]
+    return ", ".join(off) or "-"
 
 
 def _staged_sources() -> str:

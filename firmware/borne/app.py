@@ -110,17 +110,42 @@ async def _main(config):
 
 def power_up(board):
     """Switch on what powers the board's parts, before they are used: Vext (Heltec: the OLED's I2C bus,
-    with the sensors on it, and the LNA) and a power chip's rails (T-Beam: the radio)."""
+    with the sensors on it, and the LNA) and a power chip's rails (T-Beam: the radio). After a deep
+    sleep Vext is still held off (power_down): its level is set first, then the hold released."""
     vext = board.get("vext")
     if vext:
-        machine.Pin(vext["pin"], machine.Pin.OUT, value=vext["on"])
+        # hold: the ESP32 port's (ports/esp32/machine_pin.c), which micropython-esp32-stubs lacks
+        machine.Pin(vext["pin"], machine.Pin.OUT, value=vext["on"], hold=False)  # type: ignore[call-arg]
     pmu = board.get("pmu")
     if pmu:
         from borne.drivers import axp
 
-        i2c = board["i2c"]
-        bus = machine.I2C(i2c["id"], sda=machine.Pin(i2c["sda"]), scl=machine.Pin(i2c["scl"]), freq=100000)
-        axp.power_rails(bus, pmu)
+        axp.power_rails(_pmu_bus(board), pmu)
+
+
+def power_down(board):
+    """Switch off what power_up switched on, just before machine.deepsleep(); the next wake's
+    power_up switches it on again. Vext is held off: an ESP32's output floats in deep sleep unless
+    its pad is held, and Vext's GPIO (21 on an ESP32, 36 on an ESP32-S3) is a digital pad, which
+    keeps its hold through deep sleep only with gpio_deep_sleep_hold on too (ESP-IDF gpio.h,
+    gpio_hold_en). A power chip keeps its rails as they are while the ESP32 sleeps: they go off."""
+    vext = board.get("vext")
+    if vext:
+        import esp32
+
+        # Both the ESP32 port's (machine_pin.c, modesp32.c), which micropython-esp32-stubs lacks.
+        machine.Pin(vext["pin"], machine.Pin.OUT, value=1 - vext["on"], hold=True)  # type: ignore[call-arg]
+        esp32.gpio_deep_sleep_hold(True)  # type: ignore[attr-defined]
+    pmu = board.get("pmu")
+    if pmu:
+        from borne.drivers import axp
+
+        axp.power_rails_off(_pmu_bus(board), pmu)
+
+
+def _pmu_bus(board):
+    i2c = board["i2c"]
+    return machine.I2C(i2c["id"], sda=machine.Pin(i2c["sda"]), scl=machine.Pin(i2c["scl"]), freq=100000)
 
 
 def supervised(job, may_end=False):

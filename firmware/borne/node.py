@@ -319,6 +319,10 @@ class Node:
         # A report sent is a healthy boot: a node that sleeps never runs long enough to say so otherwise.
         retained.update(counter=self.counter.peek, wakes=wakes + 1, crashes=0)
         self.radio.modem.sleep()  # a radio left in standby would draw a hundred times the ESP32's sleep
+        try:  # noqa: SIM105 (MicroPython has no contextlib.suppress)
+            app.power_down(self.config["board"])  # Vext held off, a power chip's radio rail off
+        except OSError:
+            pass  # a power chip that does not answer leaves the sleeping radio's rail on: µA, no reason to crash
         # RAM's duty-cycle budget does not survive the sleep: sleep long enough for what was spent (1 %).
         machine.deepsleep(max(intervals["telemetry_s"] * 1000, self.radio.air_us // 10))
 

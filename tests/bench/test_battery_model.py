@@ -13,11 +13,13 @@ from bench.battery import (
     RADIO_CURRENTS,
     REPORT_S,
     STATUS_S,
+    Asleep,
     Awake,
     charge,
 )
 
 NEVER_AWAKE = Awake(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+VEXT_OFF = Asleep(vext_off=True)
 
 
 def test_a_board_that_never_wakes_draws_only_what_its_parts_draw_asleep() -> None:
@@ -27,7 +29,7 @@ def test_a_board_that_never_wakes_draws_only_what_its_parts_draw_asleep() -> Non
         + BOARD_QUIESCENT["heltec_v3"].ma
         + BME280_SLEEP.ma
     )
-    drawn = charge("heltec_v3", NEVER_AWAKE)
+    drawn = charge("heltec_v3", NEVER_AWAKE, asleep=VEXT_OFF)
     assert drawn.wake_uah == 0
     assert drawn.average_ua == pytest.approx(asleep_ma * 1000)
     assert drawn.years == pytest.approx(CELL_MAH / asleep_ma / HOURS_PER_YEAR)
@@ -53,8 +55,11 @@ def test_a_status_window_counts_once_per_status_interval() -> None:
 def test_light_sleep_lowers_the_waits_and_nothing_else() -> None:
     working = Awake(300, 100, 20, 0, 0, 0, 0, 5, 5, 0, 0, 0)
     waiting = Awake(0, 0, 0, 9.3, 0, 160, 260, 0, 0, 800, 0, 600)
-    assert charge("heltec_v3", working, light_sleep=True) == charge("heltec_v3", working)
-    assert charge("heltec_v3", waiting, light_sleep=True).wake_uah < charge("heltec_v3", waiting).wake_uah
+    assert charge("heltec_v3", working, light_sleep=True, asleep=VEXT_OFF) == charge(
+        "heltec_v3", working, asleep=VEXT_OFF
+    )
+    lighter = charge("heltec_v3", waiting, light_sleep=True, asleep=VEXT_OFF)
+    assert lighter.wake_uah < charge("heltec_v3", waiting, asleep=VEXT_OFF).wake_uah
 
 
 def test_the_wait_the_firmware_spends_in_light_sleep_is_charged_at_the_light_sleep_current() -> None:
@@ -64,3 +69,14 @@ def test_the_wait_the_firmware_spends_in_light_sleep_is_charged_at_the_light_sle
     saved_ma = mcu["active"].ma - mcu["light_sleep"].ma
     saved_uah = charge("ttgo_lora32_v21", awake_waiting).wake_uah - charge("ttgo_lora32_v21", asleep_waiting).wake_uah
     assert saved_uah == pytest.approx(800 * saved_ma * REPORT_S / STATUS_S / 3600)
+
+
+def test_a_board_figure_measured_with_vext_off_needs_the_firmware_to_hold_vext_off() -> None:
+    with pytest.raises(ValueError, match="did not hold Vext off"):
+        charge("heltec_v3", NEVER_AWAKE, asleep=Asleep(vext_off=False))
+
+
+def test_a_radio_whose_rail_is_off_draws_nothing_asleep() -> None:
+    rail_on = charge("tbeam_sx1262", NEVER_AWAKE).average_ua
+    rail_off = charge("tbeam_sx1262", NEVER_AWAKE, asleep=Asleep(radio_rail_off=True)).average_ua
+    assert rail_on - rail_off == pytest.approx(RADIO_CURRENTS["sx1262"]["sleep"].ma * 1000)

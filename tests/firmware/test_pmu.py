@@ -67,6 +67,16 @@ def test_the_radio_answers_only_once_the_firmware_switches_its_rail_on(vm: Virtu
     assert run(vm, "radio_version()") == 0x12  # the SX1276's RegVersion
 
 
+@pytest.mark.parametrize("pmu", ["axp192", "axp2101"])
+def test_the_radios_rail_goes_off_for_deep_sleep_and_on_again_at_the_next_power_up(vm: VirtualBoard, pmu: str) -> None:
+    wire_tbeam(vm, pmu)
+    run(vm, f"axp.power_rails(i2c, {RAILS!r})")
+    assert run(vm, f"axp.power_rails_off(i2c, {RAILS!r})") == pmu
+    assert run(vm, "radio_version()") == 0x00
+    run(vm, f"axp.power_rails(i2c, {RAILS!r})")
+    assert run(vm, "radio_version()") == 0x12
+
+
 @pytest.mark.parametrize(
     ("pmu", "register", "shift", "code"),
     [

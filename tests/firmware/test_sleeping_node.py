@@ -15,6 +15,7 @@ from boards.profiles import load_profile
 from boards.provisioning import RADIO_DEFAULTS, NodeOptions, build_config, secrets_from_master, stage
 from payload_codec.vectorgen import TEST_MASTER_KEY
 from simulator.virtual_board import RadioMedium, VirtualBoard
+from simulator.virtual_board.board import DEEPSLEEP_RESET
 from tests.firmware.conftest import require_vm
 
 RX_EARLY_MS = 200  # borne.node: the window opens this much before the ACK is due
@@ -105,3 +106,58 @@ def test_after_light_sleep_a_dio_line_already_high_ends_the_wait_without_its_edg
             assert time.monotonic() < deadline, "the wait did not end"
             time.sleep(0.1)
         assert board.exec("print(waited)").strip() == "[True]"
+
+
+# One wake of the node as main.py runs it: the Vext line's level at wake and when the sensors are
+# read, written to the flash at machine.deepsleep(), which then sleeps `sleep_ms` (0: until a reset).
+WAKE_RECORDING_VEXT = """
+import asyncio, machine
+from borne import app, config
+from borne.node import Node
+cfg = config.load()
+vext = machine.Pin(cfg["board"]["vext"]["pin"])
+levels = [vext.value()]
+app.power_up(cfg["board"])
+node = Node(cfg)
+_measure = node.sensors.measure
+async def measure(*args):
+    levels.append(vext.value())
+    return await _measure(*args)
+node.sensors.measure = measure
+_deepsleep = machine.deepsleep
+def deepsleep(ms):
+    with open("vext.txt", "a") as f:
+        f.write(" ".join(str(level) for level in levels) + "\\n")
+    _deepsleep(%d)
+machine.deepsleep = deepsleep
+task = asyncio.create_task(node.run())
+"""
+
+
+def asleep_within(board: VirtualBoard, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not board.asleep:
+        assert time.monotonic() < deadline, "the node did not go to deep sleep"
+        time.sleep(0.1)
+
+
+def test_a_sleeping_heltec_node_holds_vext_off_in_deep_sleep_and_switches_it_on_before_reading_its_sensors(
+    tmp_path: Path,
+) -> None:
+    vext = load_profile("heltec_v2")["vext"]
+    off = 1 - vext["on"]
+    with node_board(tmp_path, deep_sleep=True) as board:
+        # The line reads off unless the board drives it on, as through a pull-up to off.
+        board.set_pin(vext["pin"], off)
+        board.exec(WAKE_RECORDING_VEXT % 2000)
+        asleep_within(board, 30)
+        assert board.pin_output(vext["pin"]) == off  # held: a pad that floats is seen released (None)
+        deadline = time.monotonic() + 30
+        while board.asleep or board.reset_cause != DEEPSLEEP_RESET:
+            assert time.monotonic() < deadline, "the node did not wake from deep sleep"
+            time.sleep(0.1)
+        board.exec(WAKE_RECORDING_VEXT % 0)
+        asleep_within(board, 30)
+        assert board.pin_output(vext["pin"]) == off
+        # At each wake: off until power_up, then on when the sensors are read.
+        assert (board.flash / "vext.txt").read_text().split("\n") == [f"{off} {vext['on']}"] * 2 + [""]

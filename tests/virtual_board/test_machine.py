@@ -178,6 +178,38 @@ def test_the_host_sees_the_level_of_an_output_pin(board: VirtualBoard) -> None:
     assert board.pin_output(25) is None
 
 
+def test_a_held_pad_keeps_its_output_until_its_hold_is_released(board: VirtualBoard) -> None:
+    board.exec("import machine\nvext = machine.Pin(21, machine.Pin.OUT, value=1, hold=True)")
+    board.exec("vext.value(0)")
+    assert board.pin_output(21) == 1
+    board.exec("vext.init(hold=False)")  # what was set meanwhile shows, as after gpio_hold_dis
+    assert board.pin_output(21) == 0
+
+
+def deep_sleep_after(board: VirtualBoard, setup: str) -> None:
+    """Run `setup` from main.py at the next boot, then deep-sleep until a reset."""
+    (board.flash / "main.py").write_text(f"import esp32, machine\n{setup}\nmachine.deepsleep()\n")
+    board.reset()
+    wait_for(lambda: board.asleep)
+
+
+def test_an_output_that_is_not_held_floats_in_deep_sleep(board: VirtualBoard) -> None:
+    deep_sleep_after(board, "led = machine.Pin(25, machine.Pin.OUT, value=1)\nesp32.gpio_deep_sleep_hold(True)")
+    assert board.pin_output(25) is None
+
+
+def test_a_held_output_keeps_its_level_in_deep_sleep_once_gpio_deep_sleep_hold_is_on(board: VirtualBoard) -> None:
+    deep_sleep_after(
+        board, "vext = machine.Pin(21, machine.Pin.OUT, value=1, hold=True)\nesp32.gpio_deep_sleep_hold(True)"
+    )
+    assert board.pin_output(21) == 1
+
+
+def test_a_held_digital_pad_floats_in_deep_sleep_without_gpio_deep_sleep_hold(board: VirtualBoard) -> None:
+    deep_sleep_after(board, "vext = machine.Pin(21, machine.Pin.OUT, value=1, hold=True)")
+    assert board.pin_output(21) is None
+
+
 def test_the_adc_reads_the_voltage_the_host_applies(board: VirtualBoard) -> None:
     board.set_adc(35, 1_950_000)
     code = (

@@ -48,6 +48,18 @@ def power_rails(i2c, rails_by_chip):
     return chip
 
 
+def power_rails_off(i2c, rails_by_chip):
+    """Switch off the rails that power_rails switched on (for deep sleep: the chip keeps them as
+    they are, the ESP32's own rail on); the chip's name. OSError if it does not answer or keep one off."""
+    chip = detect(i2c)
+    for rail in rails_by_chip.get(chip) or ():
+        enable, bit = _RAILS[chip][rail][:2]
+        _update(i2c, enable, 1 << bit, 0)
+        if i2c.readfrom_mem(ADDRESS, enable, 1)[0] & 1 << bit:
+            raise OSError(5, f"{chip} {rail} did not switch off")  # EIO
+    return chip
+
+
 def _switch_on(i2c, chip, rail, millivolts):
     spec = _RAILS[chip].get(rail)
     if spec is None:

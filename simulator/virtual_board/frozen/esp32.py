@@ -1,9 +1,11 @@
-# The part of ESP32's `esp32` module that the firmware uses: NVS, kept by the host (nvs.mjs).
+# The part of ESP32's `esp32` module that the firmware uses: NVS, kept by the host (nvs.mjs), and
+# gpio_deep_sleep_hold.
 # Errors are ESP32's: OSError(-esp_err_t, name), e.g. OSError(-4354, 'ESP_ERR_NVS_NOT_FOUND') for a
 # missing key, as MicroPython's check_esp_err raises them.
 import json
 from binascii import hexlify, unhexlify
 
+import machine
 from _board import nvs as _nvs
 
 _ERROR_NAMES = {
@@ -66,3 +68,11 @@ class NVS:
 
     def commit(self):
         _check(_nvs.commit(self._namespace))
+
+
+def gpio_deep_sleep_hold(enable):
+    """Whether held digital (non-RTC) pads keep their state in deep sleep (ports/esp32/modesp32.c:
+    gpio_deep_sleep_hold_en/_dis; MicroPython's docs: 'for held pads'): a pad needs Pin(..., hold=True)
+    too. On a chip it lasts through every deep sleep until changed (ESP-IDF gpio.h); here each boot
+    starts without it (stricter: set it before each sleep)."""
+    machine._deep_sleep_hold = bool(enable)

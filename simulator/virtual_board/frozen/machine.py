@@ -45,8 +45,28 @@ def lightsleep(time_ms=None):
 
 
 def deepsleep(time_ms=0):
-    """Power down until `time_ms` have passed (0: until reset); the board then boots with DEEPSLEEP_RESET."""
+    """Power down until `time_ms` have passed (0: until reset); the board then boots with DEEPSLEEP_RESET.
+    The GPIOs' outputs go with the power: only a held pad keeps its level (`_kept_level`)."""
+    for pin in _pads:
+        if _driven_by_board(_pads[pin]) and _kept_level(pin) is None:
+            _board.pin_output(pin, -1)  # it floats while the chip sleeps
     _board.deepsleep(time_ms)  # the host ends the VM: this call does not return
+
+
+# esp32.gpio_deep_sleep_hold(): whether held digital pads keep their state in deep sleep.
+_deep_sleep_hold = False
+
+
+def _kept_level(pin):
+    """The level the pad keeps driving through deep sleep, or None if it floats. ESP-IDF's gpio.h
+    (gpio_hold_en): a digital GPIO's hold does not last through deep sleep unless
+    gpio_deep_sleep_hold_en() is called too; an RTC GPIO's does by itself. The model does not tell
+    RTC pads apart and asks both of every pad (stricter: on a board an RTC GPIO, e.g. ESP32 GPIO 0,
+    2, 4, 12-15, 25-27, 32-39 or ESP32-S3 GPIO 0-21, keeps its level held alone)."""
+    pad = _pads.get(pin)
+    if pad is None or pad.held is None or pad.held < 0 or not _deep_sleep_hold:
+        return None
+    return pad.held
 
 
 class Pin:
@@ -65,9 +85,12 @@ class Pin:
             raise ValueError("invalid pin")
         self._id = id
         _pads.setdefault(id, _Pad())
-        self.init(mode, pull, value=value)
+        self.init(mode, pull, value=value, drive=drive, hold=hold)
 
     def init(self, mode=-1, pull=-1, *, value=None, drive=None, hold=None):
+        """As ports/esp32/machine_pin.c (machine_pin_obj_init_helper) does it: value, then mode and pull,
+        then `hold`: given, it releases the pad (gpio_hold_dis: what was set meanwhile shows), and True
+        latches it again (gpio_hold_en). A held pad keeps its output whatever is set until released."""
         pad = _pads[self._id]
         if value is not None:
             pad.latch = 1 if value else 0
@@ -75,6 +98,10 @@ class Pin:
             pad.pull = pull
         if mode != -1:
             pad.mode = mode
+        if hold is not None:
+            pad.held = None
+            if hold:
+                pad.held = pad.latch if _driven_by_board(pad) else -1
         _report_output(self._id)
 
     def value(self, x=None):
@@ -117,6 +144,7 @@ class _Pad:
         self.handler = None
         self.trigger = 0
         self.pin = None  # the Pin its IRQ handler is given
+        self.held = None  # pad hold: the level latched (-1: not driven), None when not held
 
 
 class _PinIRQ:
@@ -133,14 +161,21 @@ _pads = {}
 
 
 def _driven_by_board(pad):
+    if pad.held is not None:
+        return pad.held >= 0
     return pad.mode == Pin.OUT or (pad.mode == Pin.OPEN_DRAIN and pad.latch == 0)
+
+
+def _output(pad):
+    """The level the pad drives (if `_driven_by_board`): the latched one while held."""
+    return pad.latch if pad.held is None else pad.held
 
 
 def _level(pin, host_level):
     """What the pad reads, given the level the host drives on it (-1: none)."""
     pad = _pads.get(pin) or _Pad()
     if _driven_by_board(pad):
-        return pad.latch
+        return _output(pad)
     chip_level = spi_bus.driven(pin)
     if chip_level is not None:  # a chip's output (an IRQ line) wins over the host's
         return chip_level
@@ -151,7 +186,7 @@ def _level(pin, host_level):
 
 def _report_output(pin):
     pad = _pads[pin]
-    _board.pin_output(pin, pad.latch if _driven_by_board(pad) else -1)
+    _board.pin_output(pin, _output(pad) if _driven_by_board(pad) else -1)
     spi_bus.line(pin, _level(pin, _board.pin_input(pin)))  # a chip select, or a chip's reset line
 
 
