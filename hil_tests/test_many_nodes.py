@@ -26,6 +26,9 @@ from payload_codec import badge_token
 from payload_codec.airtime import sub_band
 from simulator.virtual_site import NodeSpec
 
+# Each door reads a badge at its next poll (every 150 ms) and sends it at once: six SF7 check-in frames of
+# 57 ms cannot all keep apart within those 150 ms, and on the virtual rig's equal links none is 6 dB
+# stronger than another (the medium's capture rule), so the frames that overlap are lost.
 DOORS = [NodeSpec(601 + i, f"door-{i + 1}", nfc="pn532", direction=("in", "out")[i % 2]) for i in range(6)]
 RADIO = {"sf": 7, "freq_khz": 868_100}  # one channel and one SF for all: their frames can collide
 HELD_S = 0.8
