@@ -40,6 +40,7 @@ BRIDGE = "bridge"
 CONCENTRATOR = "concentrator"
 SIMULATOR = "simulator"
 POWER_SWITCH = "power_switch"
+BADGES_AT_ONCE = "badges_at_once"
 NEEDS = {
     GATEWAY_CONTROL: 'a gateway the suite can stop and start ([gateway] start = "suite", or stop/start commands)',
     GATEWAY_PROCESS: 'a gateway process the suite owns, to SIGKILL ([gateway] start = "suite")',
@@ -48,6 +49,10 @@ NEEDS = {
     CONCENTRATOR: "a concentrator ([concentrator] udp_port)",
     SIMULATOR: "the simulator's world (the air, pin levels, radio links, boot counts): the virtual rig only",
     POWER_SWITCH: "a power switch (power_off and power_on commands)",
+    BADGES_AT_ONCE: (
+        'badges presented at several readers at the same moment ([badge] presenter = "command"; '
+        "a person holds one badge at a time)"
+    ),
 }
 BRIDGE_NODE = "bridge"  # `power_switch:bridge`: the bridge board's power
 GATEWAY_START_S = 60
@@ -518,6 +523,8 @@ class BenchRig(Rig):
                 missing.append(NEEDS[BRIDGE])
             elif kind == CONCENTRATOR and self.file.udp_port is None:
                 missing.append(NEEDS[CONCENTRATOR])
+            elif kind == BADGES_AT_ONCE and (self.file.badge is None or self.file.badge.kind != "command"):
+                missing.append(NEEDS[BADGES_AT_ONCE])
             elif kind == SIMULATOR:
                 missing.append(NEEDS[SIMULATOR])
         return missing

@@ -180,6 +180,10 @@ def test_bench_check_names_what_each_skipped_scenario_lacks(bench_site, tmp_path
     ):
         assert "a node like 'spare' (that the suite may erase and flash (flashable = true))" in lacks[flashing]
     assert "test_checkins_made_while_the_gateway_is_down_arrive_when_it_is_back" in will_run
+    # Its entrance stands for one of the six doors presented at once; the other five it lacks.
+    at_once = lacks["test_badges_presented_at_every_door_at_once_are_each_published_once_with_their_door_and_time"]
+    assert "a node like 'door-2' (pn532 reader; direction out)" in at_once
+    assert "a node like 'door-1'" not in at_once
 
 
 PROMPT = re.compile(r"Hold the badge ([0-9A-F]+) at the reader of (\S+) \(.*?press Enter.*?: ", re.DOTALL)

@@ -22,7 +22,8 @@ The model, per frame and receiver:
 - Two frames that overlap in time on the same frequency and SF collide at a receiver: both are lost,
   unless one is at least 6 dB stronger there (capture), which is then received. A board that had
   locked on the earlier of two colliding frames counts a CRC error (its modem's `crc_errors`).
-- `stats` counts frames `sent`, and receptions `delivered`, `lost` (loss or noise) and `collided`.
+- `stats` counts frames `sent`, and receptions `delivered`, `lost` (loss or noise) and `collided`;
+  `time_on_air_s` sums each sender's time on air, to check its duty cycle against.
 
 Randomness comes from the `random.Random` the medium is given (seeded 0 by default), so a test
 replays the same losses. All methods are thread-safe; deliveries run on a thread of the medium's, so
@@ -123,6 +124,7 @@ class RadioMedium:
         self._undecided: list[tuple[float, int, _Frame]] = []  # a heap, by when each frame's fate is decided
         self._order = itertools.count()
         self._stats = {"sent": 0, "delivered": 0, "lost": 0, "collided": 0}
+        self._air_s: dict[VirtualBoard | str, float] = {}  # each sender's time on air, summed
         self._changed = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="radio medium", daemon=True)
@@ -148,6 +150,12 @@ class RadioMedium:
         """Frames `sent`; receptions `delivered`, `lost` (link loss, SNR below the floor), `collided`."""
         with self._changed:
             return dict(self._stats)
+
+    def time_on_air_s(self, sender: VirtualBoard | str) -> float:
+        """Seconds `sender` (a board, or a host-side radio's name) has transmitted since the medium started,
+        whatever became of its frames: what its duty cycle is spent from."""
+        with self._changed:
+            return self._air_s.get(sender, 0.0)
 
     def set_link(
         self,
@@ -255,6 +263,7 @@ class RadioMedium:
         self._air.append(frame)
         heapq.heappush(self._undecided, (frame.end + SETTLE_S, next(self._order), frame))
         self._stats["sent"] += 1
+        self._air_s[frame.sender] = self._air_s.get(frame.sender, 0.0) + frame.end - frame.start
         self._changed.notify_all()
 
     def _run(self) -> None:

@@ -281,6 +281,15 @@ def test_a_host_transmission_reaches_a_listening_board(boards, medium) -> None:
     assert heard(board) == [(b"downlink", -84, (8 + 6) * 4)]
 
 
+def test_each_senders_time_on_air_is_summed_whatever_became_of_its_frames(medium) -> None:
+    medium.transmit(bytes(22), CHANNEL_HZ, 7, sender="a")
+    medium.transmit(bytes(22), CHANNEL_HZ, 7, sender="b")  # over a's frame: both collide, both spent air
+    medium.transmit(bytes(40), CHANNEL_HZ, 9, sender="a")
+    assert medium.time_on_air_s("a") == pytest.approx((time_on_air_ms(22, 7) + time_on_air_ms(40, 9)) / 1000)
+    assert medium.time_on_air_s("b") == pytest.approx(time_on_air_ms(22, 7) / 1000)
+    assert medium.time_on_air_s("c") == 0
+
+
 def test_a_channel_outside_the_sx1262s_image_calibration_bands_is_a_value_error(boards) -> None:
     board = boards("a", "sx1262")
     code = "try:\n    modem.configure({'freq_khz': 600000})\nexcept ValueError as e:\n    print(e)"
