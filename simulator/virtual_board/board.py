@@ -341,6 +341,8 @@ class VirtualBoard:
     ) -> None:
         """Hold a badge (UID of 4, 7 or 10 bytes; a tag type of payload_codec's TAG_TYPES) at the reader:
         the PN532 at I2C `address`, or, given `cs`, the SPI reader (MFRC522) that GPIO `cs` selects."""
+        if len(uid) not in (4, 7, 10):  # ISO/IEC 14443-3 §6.5.4: single, double or triple size
+            raise ValueError(f"a badge's UID has 4, 7 or 10 bytes, not {len(uid)} ({uid.hex()})")
         badge = {"uid": uid.hex(), "tag_type": tag_type}
         self.peripherals.change_chip(address, cs, lambda chip: {"state": {**chip.state, "badge": badge}})
 

@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import serial
 from mpremote.transport_serial import SerialTransport
 
@@ -133,3 +134,9 @@ def test_the_raw_repl_accepts_raw_paste_mode_as_a_real_board_does(board: Virtual
         assert transport.use_raw_paste  # mpremote turns it off when a board declines raw paste
     finally:
         transport.close()
+
+
+def test_a_badge_whose_uid_no_card_can_have_is_refused_by_the_host(board: VirtualBoard) -> None:
+    # ISO/IEC 14443-3: 4, 7 or 10 bytes; any other length would fail inside the reader's model instead.
+    with pytest.raises(ValueError, match="4, 7 or 10 bytes, not 5"):
+        board.present_badge(bytes(5))
