@@ -11,6 +11,7 @@ error in a task nobody awaits reaches the loop's exception handler, which crashe
 """
 
 import asyncio
+import gc
 import sys
 import time
 
@@ -57,7 +58,12 @@ def start():
         return _safe_mode("the button was held at reset")
     retained.update(crashes=crashes + 1)
     try:
-        asyncio.run(_main(config))
+        # The role's modules are the bulk of the heap: imported before the loop, and their garbage
+        # collected, so the role is built on a heap in one piece (docs: gc.collect(), "Memory
+        # fragmentation"). The virtual board's VM collects only between calls into it: this is such a point.
+        role = _role_class(config["role"])
+        gc.collect()
+        asyncio.run(_main(config, role))
     except KeyboardInterrupt:
         _stopped()
 
@@ -76,19 +82,22 @@ def clear_crashes():
     retained.update(crashes=0)
 
 
-async def _main(config):
+def _role_class(role):
+    if role == "node":
+        from borne.node import Node
+
+        return Node
+    from borne.bridge import Bridge
+
+    return Bridge
+
+
+async def _main(config, role_class):
     watchdog.arm()
     asyncio.get_event_loop().set_exception_handler(_unhandled)
     try:
         power_up(config["board"])
-        if config["role"] == "node":
-            from borne.node import Node
-
-            role = Node(config).run()
-        else:
-            from borne.bridge import Bridge
-
-            role = Bridge(config).run()
+        role = role_class(config).run()
     except Exception as error:  # a board that cannot build its role: its radio or its power chip does not answer
         return _crash(error)
     helpers = [asyncio.create_task(_keep_watchdog_fed()), asyncio.create_task(_healthy_after())]

@@ -28,7 +28,7 @@ except MemoryError as error:
 
 @pytest.fixture(params=sorted(HEAP_BYTES))
 def mcu_board(request: pytest.FixtureRequest, board_tools: None, tmp_path: Path) -> Iterator[VirtualBoard]:
-    with VirtualBoard(tmp_path / "ttyBORNE0", tmp_path / "flash", mcu=request.param, heap_limit=True) as board:
+    with VirtualBoard(tmp_path / "ttyBORNE0", tmp_path / "flash", mcu=request.param) as board:
         yield board
 
 
