@@ -6,9 +6,10 @@ into it returns (ports/webassembly/main.c: gc.collect() inside a call only asks 
 figure is read in the call after the one that collects. The per-frame figures run on its unlimited
 heap (mcu "none"): a round of 200 frames is one call, in which nothing is collected, so what
 gc.mem_alloc() gained is what the frames allocated; the boot figures on the heap of the board's ESP32
-(mcu.mjs). Every frame is signed with
-AES through the virtual board's `cryptolib`, which allocates strings to cross to the host where
-ESP32's C module allocates nothing: read these figures as upper bounds, and their changes as signals.
+(mcu.mjs). The virtual `cryptolib` and buses allocate nothing, as ESP32's C does; a float reading
+scaled onto the wire is a float object on the heap, on an ESP32 too. The VM's qstr pools differ from a
+board's (its frozen modules are compiled at start, an ESP32's are in flash), so the heap after boot
+may hold a qstr pool that a board would size otherwise: read it within ~10 KB, and its changes as signals.
 Times are the VM's on this computer, not an ESP32's at 160 MHz: compare them with each other.
 """
 
@@ -117,11 +118,11 @@ def heap_table() -> str:
     ]
     bare, running = heap_after_boot()
     lines = [
-        "## Firmware in the real MicroPython VM (upper bounds: the virtual cryptolib allocates; ESP32's does not)",
+        "## Firmware in the real MicroPython VM",
         "",
         f"Heap taken by importing the codec, its keys and its frame buffer: {imported:,} bytes.",
         f"Heap in use after boot, a door node (PN532 + BME280) built and running: {running - bare:,} bytes",
-        f"above a bare board's {bare:,} (source .py files: their compiled bytecode lives in the heap too).",
+        f"above a bare board's {bare:,} (.mpy files: their bytecode lives in the heap, as on a board).",
         "",
         "| frame built | bytes allocated per frame | µs per frame |",
         "|---|---:|---:|",
