@@ -59,8 +59,8 @@ def start():
     retained.update(crashes=crashes + 1)
     try:
         # The role's modules are the bulk of the heap: imported before the loop, and their garbage
-        # collected, so the role is built on a heap in one piece (docs: gc.collect(), "Memory
-        # fragmentation"). The virtual board's VM collects only between calls into it: this is such a point.
+        # collected, so that the role is built (in the loop's first step) on a heap in one piece. The
+        # virtual board's VM collects only when a call into it returns: main.py's does, here.
         role = _role_class(config["role"])
         gc.collect()
         asyncio.run(_main(config, role))
