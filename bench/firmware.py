@@ -10,6 +10,8 @@ gc.mem_alloc() gained is what the frames allocated; the boot figures on the heap
 scaled onto the wire is a float object on the heap, on an ESP32 too. The VM's qstr pools differ from a
 board's (its frozen modules are compiled at start, an ESP32's are in flash), so the heap after boot
 may hold a qstr pool that a board would size otherwise: read it within ~10 KB, and its changes as signals.
+With .py source the VM compiles all the boot's modules in main.py's one call and collects nothing
+meanwhile, where a board collects between them: a MemoryError in a .py column is the VM's, not the board's.
 Times are the VM's on this computer, not an ESP32's at 160 MHz: compare them with each other.
 """
 
