@@ -29,7 +29,7 @@ class SCD4x:
         self._command = bytearray(2)
         self._answer = bytearray(9)
         view = memoryview(self._answer)
-        self._words = (None, view[:3], None, view[:9])  # the answer of n words, made once: a poll allocates nothing
+        self._words = {1: view[:3], 3: view[:9]}  # the answer of n words, made once: a poll allocates nothing
 
     def _send(self, command):
         self._command[0] = command >> 8
