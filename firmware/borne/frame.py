@@ -103,6 +103,7 @@ class Uplink:
         self._keys = keys
         self._buf = bytearray(MAX_FRAME_SIZE)
         self._view = memoryview(self._buf)
+        self._frames = {}  # length -> the view of a frame that long: made once, so sealing allocates nothing
         self.checkins = 0  # events added to the batch being built
 
     def add_checkin(self, tag, token, age_s, exact=True):
@@ -153,7 +154,14 @@ class Uplink:
             if mul != 1:
                 value *= mul
             if step != 1:
-                value /= step
+                if isinstance(value, int):  # rounded half to even as round() does, without a float
+                    whole = value // step
+                    rest = value - whole * step
+                    if 2 * rest > step or (2 * rest == step and whole & 1):
+                        whole += 1
+                    value = whole
+                else:
+                    value /= step
             if isinstance(value, float):
                 value = round(value)
             struct.pack_into(fmt, buf, at, _clamp(value, low, high))
@@ -218,7 +226,11 @@ class Uplink:
             self._keys.crypt(UP, device_id, counter, buf, head, buf, head, size)
         n = head + size
         self._keys.sign(UP, device_id, counter, buf, n)
-        return self._view[: n + MIC_SIZE]
+        n += MIC_SIZE
+        frame = self._frames.get(n)
+        if frame is None:
+            frame = self._frames[n] = self._view[:n]
+        return frame
 
 
 def _flags(encrypt, ack, time):

@@ -135,12 +135,9 @@ class VirtualBoard:
     wired as `radio_wiring` says (a profile's: `radio_wiring(profile["radio"])`), by default as
     `SX1276_WIRING` or `SX1262_WIRING` (`wire_spi` rewires it).
 
-    `mcu` is the profile's MCU, "esp32" or "esp32s3". With `heap_limit` the firmware gets that chip's
-    Python heap (112 or 128 KiB, `mcu.mjs` says why) and a MemoryError beyond it; without, the VM's
-    heap is unlimited. Unlimited is the default because this VM collects garbage only between calls
-    into it, while the ESP32 port collects whenever an allocation fails: a door node holds 57-66 KB
-    after boot and makes 17-40 KB of garbage per call, so on a fixed heap it runs out where the board
-    would have collected. The heap tests and `make bench`'s heap table ask for the limit.
+    `mcu` is the profile's MCU, "esp32" (the default) or "esp32s3": the firmware gets that chip's Python
+    heap (112 or 128 KiB, `mcu.mjs` says why) and a MemoryError beyond it. "none" leaves the VM's heap
+    unlimited: only for test harnesses that hold hundreds of cases at once, never for a firmware's run.
     """
 
     def __init__(
@@ -155,7 +152,6 @@ class VirtualBoard:
         medium: RadioMedium | None = None,
         radio_wiring: Mapping[str, Any] | None = None,
         mcu: str = "esp32",
-        heap_limit: bool = False,
     ) -> None:
         self.port = Path(port)
         self.flash = Path(flash)
@@ -171,10 +167,10 @@ class VirtualBoard:
         link = ControlLink(str(self.port))
         self.console = Console(self.port)
         self.peripherals = Peripherals(link, Antenna(self, medium, link))
-        if mcu not in MCUS:
-            raise ValueError(f"mcu {mcu!r}: the virtual board is an {' or an '.join(map(repr, MCUS))}")
+        if mcu not in (*MCUS, "none"):
+            raise ValueError(f"mcu {mcu!r}: the virtual board is an {' or an '.join(map(repr, MCUS))} (or 'none')")
         self.mcu = mcu
-        silicon = Silicon(self.flash, self.state, unique_id, node, mcu if heap_limit else None)
+        silicon = Silicon(self.flash, self.state, unique_id, node, None if mcu == "none" else mcu)
         self.power = Power(silicon, link, self.peripherals.world, self.console.show)
         self._link = link
         self.radio_wiring = dict(radio_wiring or DEFAULT_WIRING.get(radio or "", {}))

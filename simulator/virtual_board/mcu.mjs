@@ -20,7 +20,7 @@ import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 
-import { aes } from "./aes.mjs";
+import { hostAes } from "./aes.mjs";
 import { hostFlash } from "./flash.mjs";
 import { hostNvs } from "./nvs.mjs";
 
@@ -272,7 +272,7 @@ mp.registerJsModule("_board", {
   },
   flash: hostFlash(options.flash, () => vmMemory, world.flash),
   nvs: hostNvs(path.join(options.state, "nvs.json")),
-  aes,
+  aes: hostAes(() => vmMemory),
   reset_cause: Number(options["reset-cause"]),
   unique_id: options["unique-id"],
   reset: () => end(EXIT_MACHINE_RESET),

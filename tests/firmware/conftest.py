@@ -78,7 +78,7 @@ def board_answers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     require_vm("firmware tests")
     work = tmp_path_factory.mktemp("firmware_vm")
     (work / "calls.json").write_text(dump(all_calls()), encoding="utf-8")
-    with VirtualBoard(work / "tty", work / "flash") as board:
+    with VirtualBoard(work / "tty", work / "flash", mcu="none") as board:
         done = deploy(board, work, "+", "fs", "cp", str(work / "calls.json"), ":calls.json", "+", "run", str(RUNNER))
     if done.returncode != 0 or "\nDONE " not in "\n" + done.stdout:
         pytest.fail(f"the firmware run in the VM failed (exit {done.returncode}):\n{done.stdout[-3000:]}{done.stderr}")

@@ -119,3 +119,14 @@ def test_it_refuses_with_value_error(vm: VirtualBoard, statement: str) -> None:
 def test_the_constructor_takes_no_keyword_arguments_as_in_micropython(vm: VirtualBoard) -> None:
     code = "try:\n    cryptolib.aes(bytes(16), 2, IV=bytes(16))\nexcept TypeError:\n    print('TypeError')"
     assert run(vm, code) == "TypeError"
+
+
+def test_encrypting_in_place_allocates_nothing_as_the_c_module(vm: VirtualBoard) -> None:
+    # Within one call this VM collects nothing, so what gc.mem_alloc() gained is what was allocated; in
+    # a function, where no new global grows the module's dictionary.
+    code = (
+        "import gc\ndef measure(c, block):\n    before = gc.mem_alloc()\n    for _ in range(100):\n"
+        "        c.encrypt(block, block)\n    return gc.mem_alloc() - before\n"
+        "c = cryptolib.aes(bytes(16), 1)\nblock = bytearray(16)\nc.encrypt(block, block)\nprint(measure(c, block))"
+    )
+    assert run(vm, code) == "0"

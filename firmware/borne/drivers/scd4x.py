@@ -28,6 +28,8 @@ class SCD4x:
         self._address = address
         self._command = bytearray(2)
         self._answer = bytearray(9)
+        view = memoryview(self._answer)
+        self._words = {1: view[:3], 3: view[:9]}  # the answer of n words, made once: a poll allocates nothing
 
     def _send(self, command):
         self._command[0] = command >> 8
@@ -38,10 +40,10 @@ class SCD4x:
         """Send a read command, then read `n` words, checking each CRC. Returns the buffer."""
         self._send(command)
         time.sleep_ms(_COMMAND_MS)
-        answer = memoryview(self._answer)[: 3 * n]
+        answer = self._words[n]
         self._i2c.readfrom_into(self._address, answer)
         for i in range(0, 3 * n, 3):
-            if crc8(answer[i : i + 2]) != answer[i + 2]:
+            if crc8(answer, i, i + 2) != answer[i + 2]:
                 raise OSError(5, "SCD4x bad CRC")  # EIO
         return answer
 

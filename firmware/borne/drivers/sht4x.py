@@ -32,7 +32,7 @@ class SHT4x:
         time.sleep_ms(wait_ms)
         a = self._answer
         self._i2c.readfrom_into(self._address, a)
-        if crc8(memoryview(a)[0:2]) != a[2] or crc8(memoryview(a)[3:5]) != a[5]:
+        if crc8(a, 0, 2) != a[2] or crc8(a, 3, 5) != a[5]:
             raise OSError(5, "SHT4x bad CRC")  # EIO
         return a
 

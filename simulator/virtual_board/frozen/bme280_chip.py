@@ -89,6 +89,18 @@ class BME280(Chip):
 
     def configure(self, state):
         self.first_sample_ms = state.get("first_sample_ms")
+        self.latch_air()
+
+    def latch_air(self):
+        """Work out the raw values of the air the host set (every i2c_chips message configures the chip):
+        the bisection makes kilobytes of floats, which the chip makes none of, so it runs here, in the
+        host's call, and not in the firmware's, where its garbage would count against the ESP32's heap."""
+        air = self.air
+        adc_t = _invert(lambda raw: temperature(raw)[0], air["temperature_c"], 20)
+        t_fine = temperature(adc_t)[1]
+        adc_p = _invert(lambda raw: pressure(raw, t_fine), air["pressure_hpa"] * 100, 20, rising=False)
+        adc_h = _invert(lambda raw: humidity(raw, t_fine), air["humidity_pct"], 16)
+        self.adc = (adc_t, adc_p, adc_h)
 
     def measuring(self):
         return time.ticks_diff(self.done_at, time.ticks_ms()) > 0
@@ -146,12 +158,8 @@ class BME280(Chip):
 
     def measure(self):
         """Latch raw ADC values for the air, with the oversampling set (0 skips a measurement)."""
-        air = self.air
         ctrl = self.registers[_REG_CTRL_MEAS]
-        adc_t = _invert(lambda raw: temperature(raw)[0], air["temperature_c"], 20)
-        t_fine = temperature(adc_t)[1]
-        adc_p = _invert(lambda raw: pressure(raw, t_fine), air["pressure_hpa"] * 100, 20, rising=False)
-        adc_h = _invert(lambda raw: humidity(raw, t_fine), air["humidity_pct"], 16)
+        adc_t, adc_p, adc_h = self.adc
         if not ctrl >> 5:
             adc_t = _SKIPPED_20
         if not (ctrl >> 2) & 0x07:

@@ -1,9 +1,10 @@
 # ESP32's `cryptolib` (MicroPython's extmod/modcryptolib.c), with AES computed by the host.
 # ESP32 builds enable ECB and CBC, not CTR (MICROPY_PY_CRYPTOLIB_CTR), nor the MODE_* constants.
 # Arguments are checked in the order, and with the errors, of modcryptolib.c.
-from binascii import hexlify, unhexlify
+from binascii import hexlify
 
 import _board
+from uctypes import addressof
 
 _MODE_ECB = 1
 _MODE_CBC = 2
@@ -11,11 +12,16 @@ _ENCRYPTING = 1
 _DECRYPTING = 2
 
 
-def _read_buffer(obj):
+# Tuples built once: `isinstance(x, (a, b))` would build one at each call, where the C allocates nothing.
+_BUFFERS = (bytes, bytearray, memoryview)
+_WRITABLE = (bytearray, memoryview)
+
+
+def _buffer(obj):
     if isinstance(obj, str):
         return obj.encode()
-    if isinstance(obj, (bytes, bytearray, memoryview)):
-        return bytes(obj)
+    if isinstance(obj, _BUFFERS):
+        return obj
     raise TypeError("object with buffer protocol required")
 
 
@@ -34,18 +40,18 @@ class aes:  # MicroPython's name
             raise TypeError(f"can't convert {type(mode).__name__} to int")
         if mode not in (_MODE_ECB, _MODE_CBC):
             raise ValueError("mode")
-        key = _read_buffer(key)
+        key = _buffer(key)
         if len(key) not in (16, 32):
             raise ValueError("key")
         if iv is not None:
-            iv = _read_buffer(iv)
+            iv = _buffer(iv)
             if len(iv) != 16:
                 raise ValueError("IV")
         elif mode == _MODE_CBC:
             raise ValueError("IV")
         self._key = hexlify(key).decode()
         self._mode = mode
-        self._iv = iv or bytes(16)  # CBC's chaining value, carried from one call to the next
+        self._iv = bytearray(iv or 16)  # CBC's chaining value, carried from one call to the next (aes.mjs)
         self._direction = None  # the first call fixes it: the key schedule differs
 
     def encrypt(self, in_buf, out_buf=None):
@@ -55,27 +61,30 @@ class aes:  # MicroPython's name
         return self._process(in_buf, out_buf, _DECRYPTING)
 
     def _process(self, in_buf, out_buf, direction):
-        data = _read_buffer(in_buf)
-        if len(data) % 16:
+        data = _buffer(in_buf)
+        length = len(data)
+        if length % 16:
             raise ValueError("blksize % 16")
         if out_buf is not None:
-            if isinstance(out_buf, (bytes, str)) or not isinstance(out_buf, (bytearray, memoryview)):
+            if not isinstance(out_buf, _WRITABLE):
                 raise TypeError("object with buffer protocol required")
-            if len(out_buf) < len(data):
+            if len(out_buf) < length:
                 raise ValueError("output too small")
         if self._direction is None:
             self._direction = direction
         elif self._direction != direction:
             raise ValueError("can't encrypt & decrypt")
-        result = _board.aes(
-            self._key, self._mode, hexlify(self._iv).decode(), hexlify(data).decode(), direction == _ENCRYPTING
-        )
-        if isinstance(result, int):
-            raise OSError(-result)
-        result = unhexlify(result)
-        if self._mode == _MODE_CBC and data:
-            self._iv = (result if direction == _ENCRYPTING else data)[-16:]
-        if out_buf is None:
-            return result
-        out_buf[: len(result)] = result
-        return out_buf
+        out = bytearray(length) if out_buf is None else out_buf  # as the C: a new buffer only when none is given
+        if length:
+            result = _board.aes(
+                self._key,
+                self._mode,
+                addressof(self._iv),
+                addressof(data),
+                addressof(out),
+                length,
+                direction == _ENCRYPTING,
+            )
+            if result < 0:
+                raise OSError(-result)
+        return bytes(out) if out_buf is None else out_buf

@@ -11,13 +11,14 @@ import _board
 
 air = {"temperature_c": 21.0, "humidity_pct": 45.0, "pressure_hpa": 1013.25, "co2_ppm": 420}
 _devices = {}  # (sda, scl, address) -> model
+_wired = ()  # the same as a tuple of (key, model), which a transfer walks without allocating
 _described = None
 
 
 def configure(line, booting=False):
     """Apply the host's i2c_chips message (its JSON line, or "": none yet); models of chips still
     wired keep their state."""
-    global _described
+    global _described, _wired
     # Imported here: the chips' modules build on Chip, below.
     from axp_chip import AXP192, AXP2101, rails
     from bme280_chip import BME280
@@ -38,6 +39,7 @@ def configure(line, booting=False):
     wired = rewire(_devices, kinds, message["chips"], ("sda", "scl", "address"), booting)
     _devices.clear()
     _devices.update(wired)
+    _wired = tuple(_devices.items())
 
 
 def rewire(models, kinds, chips, wiring, booting):
@@ -73,9 +75,14 @@ def powered(model):
 
 
 def device(sda, scl, address):
-    """The model that ACKs `address` on these lines, or None (no chip there, or one that is silent)."""
-    model = _devices.get((sda, scl, address))
-    return model if model is not None and powered(model) else None
+    """The model that ACKs `address` on these lines, or None (no chip there, or one that is silent).
+
+    A walk of the few chips wired, comparing their keys field by field: a tuple built to look one up
+    would be garbage at every transfer, which the ESP32's C (ports/esp32/machine_i2c.c) makes none of."""
+    for key, model in _wired:
+        if key[2] == address and key[0] == sda and key[1] == scl:
+            return model if powered(model) else None
+    return None
 
 
 def addresses(sda, scl):

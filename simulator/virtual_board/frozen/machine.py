@@ -435,27 +435,32 @@ class SPI:
     def deinit(self):
         self._on = False
 
-    def _transfer(self, out):
+    def _transfer(self, out, into):
         if not self._on:
             raise OSError("transfer on deinitialized SPI")
-        baudrate, polarity, phase, bits, firstbit, sck, mosi, miso = self._config
-        lsb_first = firstbit == self.LSB
+        config = self._config
+        sck, mosi, miso = config[5], config[6], config[7]
+        lsb_first = config[4] == self.LSB
         if lsb_first:
-            out = bytes(_bit_reversed(b) for b in out)
+            out = _bit_reversed(out) if isinstance(out, int) else bytes(_bit_reversed(b) for b in out)
         idle = 0xFF if _level(miso, _board.pin_input(miso)) else 0x00  # what a MISO nobody drives reads
-        answer = spi_bus.transfer(sck, mosi, miso, (baudrate, polarity, phase, bits), bytes(out), idle)
-        return bytes(_bit_reversed(b) for b in answer) if lsb_first else answer
+        spi_bus.transfer(sck, mosi, miso, config[0], config[1], config[2], config[3], out, into, idle)
+        if lsb_first and into is not None:
+            for n, b in enumerate(into):
+                into[n] = _bit_reversed(b)
 
     def write(self, buf):
-        self._transfer(buf)
+        self._transfer(buf, None)
 
     def read(self, nbytes, write=0x00):
-        return bytes(self._transfer(bytes((write,)) * nbytes))
+        buf = bytearray(nbytes)
+        self._transfer(write, buf)
+        return bytes(buf)
 
     def readinto(self, buf, write=0x00):
-        buf[:] = self._transfer(bytes((write,)) * len(buf))
+        self._transfer(write, buf)
 
     def write_readinto(self, write_buf, read_buf):
         if len(write_buf) != len(read_buf):
             raise ValueError("buffers must be the same length")
-        read_buf[:] = self._transfer(write_buf)
+        self._transfer(write_buf, read_buf)

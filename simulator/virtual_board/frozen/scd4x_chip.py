@@ -36,6 +36,11 @@ def words(*values):
     return out
 
 
+# get_data_ready_status's two answers, made once: the firmware polls it (bytes: nobody changes them).
+_SAMPLE_WAITING = bytes(words(0x8006))
+_NO_SAMPLE = bytes(words(0x8000))
+
+
 class SCD4x(Chip):
     def __init__(self, air):
         super().__init__(air)
@@ -82,7 +87,7 @@ class SCD4x(Chip):
             self.shot_at = time.ticks_add(time.ticks_ms(), self.single_shot_ms)
         elif command == _DATA_READY:
             # The low 11 bits are non-zero when a sample waits to be read.
-            self.answer = words(0x8006 if self.sample_waiting() else 0x8000)
+            self.answer = _SAMPLE_WAITING if self.sample_waiting() else _NO_SAMPLE
         elif command == _READ_MEASUREMENT:
             if self.sample_waiting():  # else the chip NACKs the read: no data
                 if self.running:
@@ -105,4 +110,6 @@ class SCD4x(Chip):
         answer, self.answer = self.answer, None
         if answer is None:
             return None
+        if n == len(answer) and isinstance(answer, bytes):
+            return answer  # as it is: a poll's answer allocates nothing
         return bytes(answer[:n]) + b"\xff" * (n - len(answer))

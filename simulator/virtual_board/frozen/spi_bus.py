@@ -14,6 +14,10 @@ import _board
 import i2c_bus
 
 _devices = {}  # (sck, mosi, miso, cs) -> model
+# The same as a tuple of (key, model): what a pin read or a chip select walks through, which must allocate
+# nothing, as the ESP32's C does (ports/esp32/machine_pin.c); a dict's views and items would, and the
+# firmware polls a BUSY line thousands of times a command.
+_wired = ()
 _levels = {}  # GPIO -> the level the board last set on it
 _driven = {}  # GPIO -> the level a chip drives on it
 _described = None
@@ -23,7 +27,7 @@ on_drive = None  # machine's: called with (pin, old, new) when a chip changes th
 def configure(line, booting=False):
     """Apply the host's spi_chips message (its JSON line, or "": none yet); models of chips still
     wired keep their state."""
-    global _described
+    global _described, _wired
     from mfrc522_chip import MFRC522  # here: the chips' modules build on Chip, below
     from sx126x_chip import SX1261, SX1262
     from sx127x_chip import SX1276
@@ -41,6 +45,7 @@ def configure(line, booting=False):
             model.unplug()
     _devices.clear()
     _devices.update(wired)
+    _wired = tuple(_devices.items())
 
 
 def models():
@@ -61,7 +66,7 @@ def drive(pin, new):
 
 def driven(pin):
     """The level a chip drives on GPIO `pin`, or None."""
-    for model in _devices.values():
+    for _, model in _wired:
         model.settle()
     return _driven.get(pin)
 
@@ -76,8 +81,8 @@ def line(pin, new):
     if _levels.get(pin) == new:
         return
     _levels[pin] = new
-    for (_, _, _, cs), model in _devices.items():
-        if cs == pin:
+    for key, model in _wired:
+        if key[3] == pin:
             if new:
                 model.deselect()
             else:
@@ -86,25 +91,33 @@ def line(pin, new):
             model.line(pin, new)
 
 
-def transfer(sck, mosi, miso, settings, out, idle):
-    """What MISO carries while the bytes `out` go out on MOSI, most significant bit first.
+def transfer(sck, mosi, miso, baudrate, polarity, phase, bits, out, into, idle):
+    """Clock the bytes `out` out on MOSI, most significant bit first, and what MISO carries meanwhile
+    into `into` (None: dropped); `out` may be an int, that byte sent `len(into)` times.
 
-    `settings` is (baudrate, polarity, phase, bits); a chip clocked otherwise than it expects hears
-    nothing it understands and stays silent. Bytes nobody drives read `idle`."""
-    chips = [
-        model
-        for (c, o, i, cs), model in _devices.items()
-        if (c, o, i) == (sck, mosi, miso) and not level(cs) and i2c_bus.powered(model) and model.understands(*settings)
-    ]
-    answer = bytearray(len(out))
-    for n, byte in enumerate(out):
+    A chip clocked otherwise than it expects (baudrate, polarity, phase, bits) hears nothing it
+    understands and stays silent. Bytes nobody drives read `idle`. Allocates nothing, as the ESP32's
+    SPI driver does (ports/esp32/machine_hw_spi.c): the firmware's drivers clock every command through here."""
+    count = len(into) if isinstance(out, int) else len(out)
+    for key, chip in _wired:
+        if key[0] != sck or key[1] != mosi or key[2] != miso or level(key[3]) or not i2c_bus.powered(chip):
+            continue
+        if not chip.understands(baudrate, polarity, phase, bits):
+            continue
+        _joined.append(chip)
+    for n in range(count):
         got = None
-        for chip in chips:
+        byte = out if isinstance(out, int) else out[n]
+        for chip in _joined:
             driven = chip.exchange(byte)
             if driven is not None:
                 got = driven if got is None else got & driven  # two chips fighting: low wins
-        answer[n] = idle if got is None else got
-    return answer
+        if into is not None:
+            into[n] = idle if got is None else got
+    _joined.clear()
+
+
+_joined = []  # the chips that take part in a transfer: a list kept, not one built per transfer
 
 
 class Chip(i2c_bus.Chip):
@@ -115,7 +128,8 @@ class Chip(i2c_bus.Chip):
     max_baudrate = 10_000_000
 
     def understands(self, baudrate, polarity, phase, bits):
-        return (polarity, phase, bits) == (self.polarity, self.phase, 8) and baudrate <= self.max_baudrate
+        # Compared one by one: two tuples would be allocated at every transfer.
+        return polarity == self.polarity and phase == self.phase and bits == 8 and baudrate <= self.max_baudrate
 
     def select(self):
         """Chip select went low: the next byte starts a transaction."""

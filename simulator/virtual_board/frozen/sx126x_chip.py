@@ -116,7 +116,10 @@ class SX1262(RadioChip):
         self.powered = True
         self.busy_until = None  # ticks_us when BUSY falls; None: high until something else lowers it
         self.busy_level = -1  # what BUSY was last driven to; -1: not yet
+        # One buffer for the command being clocked in, and the handlers by opcode, made once: the
+        # firmware clocks every command and polls its reads, which allocate nothing on the chip.
         self.command = bytearray()
+        self.handlers = {int(name[4:], 16): getattr(self, name) for name in dir(self) if name.startswith("cmd_")}
         self.ignoring = False
         self.reset()
 
@@ -215,7 +218,7 @@ class SX1262(RadioChip):
     # SPI transactions.
 
     def select(self):
-        self.command = bytearray()
+        self.command[:] = b""  # emptied, its room kept
         self.ignoring = not self.powered or self.held_in_reset
         if self.ignoring:
             return
@@ -249,15 +252,15 @@ class SX1262(RadioChip):
         return self.read_byte(opcode, n - before - 2)
 
     def deselect(self):
-        command, self.command = self.command, bytearray()
+        command = self.command
         if self.ignoring or not command or not self.powered or self.held_in_reset:
             return
         opcode = command[0]
-        params = command[1:]
         if opcode in _READS:
             self.after_read(opcode)
             self.busy_for(10)
             return
+        params = command[1:]
         count = _WRITES.get(opcode, -1)
         if count == -1 or (count is not None and len(params) != count) or (count is None and len(params) < 2):
             self.status = _CMD_ERROR
@@ -267,7 +270,7 @@ class SX1262(RadioChip):
             self.status = _EXEC_ERROR
             return
         self.busy_for(_BUSY_US.get(opcode, 10))
-        getattr(self, f"cmd_{opcode:02x}")(params)
+        self.handlers[opcode](params)
 
     def status_byte(self):
         return (self.mode & 0x07) << 4 | (self.status & 0x07) << 1
@@ -279,16 +282,19 @@ class SX1262(RadioChip):
             return self.registers.get((c[1] << 8 | c[2]) + i, 0)
         if opcode == 0x1E:  # ReadBuffer
             return self.buffer[(c[1] + i) & 0xFF]
-        data = {
-            0x11: (self.packet_type or 0,),
-            0x12: (self.irqs >> 8, self.irqs & 0xFF),
-            0x13: (self.rx_length, self.rx_start),
-            0x14: self.packet_status,
-            0x15: (self.packet_status[0],),
-            0x10: (0, 0, 0, 0, 0, 0),
-            0x17: (self.errors >> 8, self.errors & 0xFF),
-        }.get(opcode, ())
-        return data[i] if i < len(data) else 0
+        if opcode == 0x11:  # GetPacketType
+            return (self.packet_type or 0) if i == 0 else 0
+        if opcode == 0x12:  # GetIrqStatus
+            return self.irqs >> 8 if i == 0 else self.irqs & 0xFF if i == 1 else 0
+        if opcode == 0x13:  # GetRxBufferStatus
+            return self.rx_length if i == 0 else self.rx_start if i == 1 else 0
+        if opcode == 0x14:  # GetPacketStatus
+            return self.packet_status[i] if i < len(self.packet_status) else 0
+        if opcode == 0x15:  # GetRssiInst
+            return self.packet_status[0] if i == 0 else 0
+        if opcode == 0x17:  # GetDeviceErrors
+            return self.errors >> 8 if i == 0 else self.errors & 0xFF if i == 1 else 0
+        return 0  # GetStats (0x10): zeros; past a read's data: zeros
 
     def after_read(self, opcode):
         # GetStatus reports the last command's status once; the other reads leave it (DS §13.5.1).
