@@ -258,7 +258,7 @@ class Node:
     @property
     def flash_errors(self):
         """The file writes the flash refused since boot, full or failing: config saves and the check-in
-        journal's records. The frame counter is in NVS: a bound it cannot store stops the node instead."""
+        journal's records. The frame counter is in NVS: a bound it cannot store is a crash instead."""
         queue = self.queue
         return self.config_save_errors + (queue.journal_errors if queue else 0)
 
