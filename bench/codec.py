@@ -49,6 +49,7 @@ STATUS = Status(
     sensor_faults=(),
     radio_errors=1,
     reader_errors=0,
+    flash_errors=0,
     duty_cycle_deferrals=0,
     config_digest=0x1234,
     next_downlink_counter=42,
@@ -153,7 +154,7 @@ def rows() -> list[Row]:
                 _json_checkins(n),
             )
         )
-    status_json = {"f": "1.3.9", "u": 10807, "r": 3, "q": 3, "d": 0, "s": 0, "e": [1, 0, 0], "g": 4660, "n": 42}
+    status_json = {"f": "1.3.9", "u": 10807, "r": 3, "q": 3, "d": 0, "s": 0, "e": [1, 0, 0, 0], "g": 4660, "n": 42}
     table.append(Row("status", "status", len(build_frame(STATUS, 258, 1234, KEYS)), None, None, _json(status_json)))
     ack = len(build_frame(Ack(acked_counter16=1234), 258, 1, KEYS))
     timed = len(build_frame(Ack(acked_counter16=1234, gateway_time=1_800_000_000), 258, 1, KEYS))

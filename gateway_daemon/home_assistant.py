@@ -30,6 +30,7 @@ STATUS_SENSORS = {
     "queue_depth": "Check-ins waiting",
     "checkins_dropped": "Check-ins dropped",
     "radio_errors": "Radio errors",
+    "flash_errors": "Flash errors",  # a full or worn flash: check-ins kept in RAM only, configs not kept
 }
 MISSED_REPORTS = 3  # a sensor is unavailable after this many of its messages did not come
 

@@ -186,6 +186,7 @@ _STATUS_COUNTERS = (
     "checkins_dropped",
     "radio_errors",
     "reader_errors",
+    "flash_errors",
     "duty_cycle_deferrals",
     "config_digest",
 )
@@ -204,6 +205,7 @@ class Status:
     checkins_dropped: int = 0  # check-ins lost because the queue was full
     radio_errors: int = 0
     reader_errors: int = 0
+    flash_errors: int = 0  # file writes the flash refused (full or failing): journal records, config saves
     duty_cycle_deferrals: int = 0  # frames held back to respect the duty cycle
     config_digest: int = 0  # config_digest() of the last config downlink applied, 0 before any
     next_downlink_counter: int = 0  # the lowest downlink counter the node accepts next
@@ -218,6 +220,7 @@ class Status:
             "checkins_dropped": self.checkins_dropped,
             "radio_errors": self.radio_errors,
             "reader_errors": self.reader_errors,
+            "flash_errors": self.flash_errors,
             "duty_cycle_deferrals": self.duty_cycle_deferrals,
             "config_digest": self.config_digest,
             "next_downlink_counter": self.next_downlink_counter,
@@ -553,6 +556,7 @@ def _status_from_raw(raw: Any) -> Status:
         checkins_dropped=raw.checkins_dropped,
         radio_errors=raw.radio_errors,
         reader_errors=raw.reader_errors,
+        flash_errors=raw.flash_errors,
         duty_cycle_deferrals=raw.duty_cycle_deferrals,
         config_digest=raw.config_digest,
         next_downlink_counter=raw.next_downlink_counter,

@@ -173,6 +173,7 @@ _STATUS_LAYOUT = (
     "sensor_faults" / Int8ul,  # telemetry bitmap of the sensors that failed to answer
     "radio_errors" / Int16ul,
     "reader_errors" / Int16ul,
+    "flash_errors" / Int16ul,  # file writes the flash refused (full or failing), since boot
     "duty_cycle_deferrals" / Int16ul,  # frames held back to respect the duty cycle
     "config_digest" / Int16ul,  # CONFIG_DIGEST of the last config body applied, 0 before any
     # The lowest downlink counter the node accepts next (the last it accepted + 1, 0 before any):

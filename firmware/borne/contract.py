@@ -110,9 +110,9 @@ RESERVED_BITMAP_BIT = const(0x80)  # announces a second presence byte
 
 # --- Status and ACK -------------------------------------------------------------------------------
 # Status body: firmware_major, firmware_minor, firmware_patch, uptime_s, reset_cause, queue_depth, checkins_dropped,
-# sensor_faults, radio_errors, reader_errors, duty_cycle_deferrals, config_digest, next_downlink_counter.
-STATUS_LAYOUT = "<BBBIBHHBHHHHI"
-STATUS_SIZE = const(25)
+# sensor_faults, radio_errors, reader_errors, flash_errors, duty_cycle_deferrals, config_digest, next_downlink_counter.
+STATUS_LAYOUT = "<BBBIBHHBHHHHHI"
+STATUS_SIZE = const(27)
 # config_digest: the first bytes of the SHA-256 of the last config body applied, little-endian.
 CONFIG_DIGEST_SIZE = const(2)
 # The reset cause after a crash; the others are machine.reset_cause()'s codes, reported as they are.

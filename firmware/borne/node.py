@@ -96,7 +96,7 @@ class Node:
         self.sensors = Sensors(config.get("sensors", []), board, self._i2c, single_shot=config["deep_sleep"])
         self.reader_errors = 0
         self.rejected_downlinks = 0
-        self.flash_errors = 0  # configurations the flash refused to keep (the queue counts its own writes)
+        self.config_save_errors = 0  # configurations the flash refused to keep
         self.configured = False  # a config downlink was applied since the last status
         nfc = config.get("nfc")
         self.queue = None
@@ -250,10 +250,17 @@ class Node:
             # A full or failing flash: applied until the next boot, whose status shows the gateway the
             # digest of before, so it sends the config again (a crash here would come back with each).
             print("borne: the config downlink is applied but not kept:", repr(error))
-            self.flash_errors += 1
+            self.config_save_errors += 1
         self.configured = True
         if values[REBOOT]:
             machine.reset()
+
+    @property
+    def flash_errors(self):
+        """The file writes the flash refused since boot, full or failing: config saves and the check-in
+        journal's records. The frame counter is in NVS: a bound it cannot store is a crash instead."""
+        queue = self.queue
+        return self.config_save_errors + (queue.journal_errors if queue else 0)
 
     # Telemetry and status.
 
@@ -298,6 +305,7 @@ class Node:
                 sensor_faults=self.sensors.faults,
                 radio_errors=self.radio.errors,
                 reader_errors=self.reader_errors,
+                flash_errors=self.flash_errors,
                 duty_cycle_deferrals=self.radio.deferrals,
                 config_digest=self.config.get("config_digest", 0),
                 next_downlink_counter=self.counter.next_downlink,

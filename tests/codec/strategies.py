@@ -75,6 +75,7 @@ status_fields = st.fixed_dictionaries(
                 "checkins_dropped",
                 "radio_errors",
                 "reader_errors",
+                "flash_errors",
                 "duty_cycle_deferrals",
                 "config_digest",
             )

@@ -22,10 +22,10 @@ def test_the_budgeted_messages_have_their_budget_and_keep_to_it():
         assert row.budget is None or row.borne <= row.budget, row
 
 
-def test_a_status_takes_its_25_byte_body_and_an_envelope_with_the_whole_counter():
+def test_a_status_takes_its_27_byte_body_and_an_envelope_with_the_whole_counter():
     (status,) = (row for row in rows() if row.kind == "status")
-    assert STATUS_SIZE == 25
-    assert status.borne == ENVELOPE_SIZE + FULL_COUNTER_EXTRA + STATUS_SIZE == 36
+    assert STATUS_SIZE == 27
+    assert status.borne == ENVELOPE_SIZE + FULL_COUNTER_EXTRA + STATUS_SIZE == 38
 
 
 def test_the_printed_table_shows_each_size_beside_its_budget():

@@ -148,7 +148,7 @@ def _allocations(call, keys):
     measure("checkin_16", checkins)
     measure("checkin_1", lambda: up.add_checkin(0x41, token, 5) and up.seal_checkins(1002, 70001))
     measure("telemetry", lambda: up.telemetry(3000, values))
-    measure("status", lambda: up.status(4000, (1, 2, 3), 3600, 1, 2, 0, 0, 1, 2, 3))
+    measure("status", lambda: up.status(4000, (1, 2, 3), 3600, 1, 2, 0, 0, 1, 2, 3, 4))
     measure("ack_read", lambda: down.read(ack, None))
     measure("time_on_air", lambda: airtime.time_on_air_us(20, 9))
     return answers

@@ -64,6 +64,7 @@ def uplink_call(case: dict) -> dict:
             faults,
             fields.get("radio_errors", 0),
             fields.get("reader_errors", 0),
+            fields.get("flash_errors", 0),
             fields.get("duty_cycle_deferrals", 0),
             fields.get("config_digest", 0),
             fields.get("next_downlink_counter", 0),

@@ -2,10 +2,11 @@
 
 A modem that stops answering is reset and set up again, and its failure is in the next status
 (`radio_errors`); a reader that does not answer is in `reader_errors`, a sensor that does not in
-`sensor_faults`. A door whose parts all fail, and whose flash is full or refuses every write, goes
-on sending its status boot after boot, never a crash, and checks badges in once its reader answers;
-a config downlink such a flash cannot keep is applied until the next boot rather than crash the node. Only a
-modem that never answers stops the firmware: that is safe mode (`test_radio_faults.py`).
+`sensor_faults`, a write the flash refuses in `flash_errors`. A door whose parts all fail, and whose
+flash is full or refuses every write, goes on sending its status boot after boot, never a crash, and
+checks badges in once its reader answers; a config downlink such a flash cannot keep is applied until
+the next boot rather than crash the node. Only a modem that never answers stops the firmware: that is
+safe mode (`test_radio_faults.py`).
 """
 
 from __future__ import annotations
@@ -238,6 +239,24 @@ def test_a_config_downlink_the_flash_cannot_keep_is_applied_until_the_next_boot(
     frame = build_frame(Config(spreading_factor=8, report_interval_s=120), DEVICE, 1, KEYS)
     printed = board.exec(f"print('ACK', node._take_downlink(bytes.fromhex('{frame.hex()}'), 0))")
     assert "ACK False" in printed and "not kept" in printed
-    assert run(board, "[node.radio.sf, node.configured, node.flash_errors]") == [8, True, 1]  # applied at once
+    assert run(board, "[node.radio.sf, node.configured, node.config_save_errors]") == [8, True, 1]  # applied at once
     assert run(board, "config.load()['radio']['sf']") == 7  # not kept: the gateway sends it again after a boot
     assert not list(board.flash.glob("config.json.*"))  # nothing half written left behind
+
+
+@pytest.mark.parametrize("flash", FLASH_FAULTS)
+def test_every_write_the_flash_refuses_is_counted_in_the_next_status(door, flash: str) -> None:
+    board, heard = door
+    FLASH_FAULTS[flash](board)
+    # A failing flash refuses the check-in journal's boot record; a full one may still hold it in the
+    # journal's last block.
+    board.exec(START_NODE)
+    refused = run(board, "node.queue.journal_errors")
+    before = len(heard.statuses)
+    send_status(board)
+    assert heard.next_status(before).flash_errors == refused
+
+    frame = build_frame(Config(report_interval_s=120), DEVICE, 1, KEYS)
+    board.exec(f"node._take_downlink(bytes.fromhex('{frame.hex()}'), 0)")  # a config it cannot keep
+    send_status(board)
+    assert heard.next_status(before + 1).flash_errors == refused + 1

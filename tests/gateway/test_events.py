@@ -112,7 +112,7 @@ def test_status_publishes_every_counter_and_the_faulty_sensors_by_name():
     assert event.payload == (
         '{"event_id": "258:4003", "time": "2026-12-01T00:00:00.250Z", "firmware": "1.3.9", "uptime_s": 10807,'
         ' "reset_cause": "watchdog", "sensor_faults": ["temperature_c", "humidity_pct"], "queue_depth": 6,'
-        ' "checkins_dropped": 1, "radio_errors": 3, "reader_errors": 6, "duty_cycle_deferrals": 15,'
+        ' "checkins_dropped": 1, "radio_errors": 3, "reader_errors": 6, "flash_errors": 9, "duty_cycle_deferrals": 15,'
         ' "config_digest": 13107, "next_downlink_counter": 3001, "gateway": "gw-1", "site": "ecole-jaures",'
         ' "device": "door-258", "device_id": 258, "facility": "school",'
         ' "counter": 4003, ' + RECEPTIONS

@@ -108,7 +108,7 @@ async def test_home_assistant_sees_every_device_kind_the_gateway_and_firmware(tm
     write_devices(tmp_path)
     async with Site(tmp_path, broker.port) as site, HomeAssistantModel(broker.port) as ha:
         nodes = Nodes(site)
-        await nodes.send(DOOR, Status(firmware="1.4.2", uptime_s=60, queue_depth=2))
+        await nodes.send(DOOR, Status(firmware="1.4.2", uptime_s=60, queue_depth=2, flash_errors=1))
         await nodes.send(AIR, Telemetry(temperature_c=21.5, humidity_pct=40.0, pressure_hpa=1013.2, co2_ppm=650))
         await nodes.send(METER, Telemetry(meter_pulses=1234, battery_mv=3700))
         await nodes.send(METER, Status(firmware="1.3.0", uptime_s=60))
@@ -121,6 +121,7 @@ async def test_home_assistant_sees_every_device_kind_the_gateway_and_firmware(tm
         assert numeric(ha, f"{node(AIR)}_temperature_c") == 21.5
         assert numeric(ha, f"{node(METER)}_meter_pulses") == 1234
         await ha.until(lambda: numeric(ha, f"{node(DOOR)}_queue_depth") == 2)
+        assert numeric(ha, f"{node(DOOR)}_flash_errors") == 1
         # Firmware versions from the status messages, on their devices.
         await ha.until(lambda: ha.devices.get(node(DOOR), {}).get("sw_version") == "1.4.2")
         await ha.until(lambda: ha.devices.get(node(METER), {}).get("sw_version") == "1.3.0")
