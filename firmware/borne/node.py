@@ -143,11 +143,7 @@ class Node:
         tag = checkin_tag(self.direction, TAG_TYPES.index(tag_type), len(uid))
         if not self.presentations.seen(token):
             return
-        try:
-            queue.push(tag, token, self.uptime.seconds())
-        except OSError:  # the flash refused the write: the check-in is lost, and said so in status
-            queue.dropped += 1
-            return
+        queue.push(tag, token, self.uptime.seconds())  # a write the flash refuses: kept in RAM (flash_errors)
         self.led.flash()
         self._waiting.set()
 
