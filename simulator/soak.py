@@ -36,6 +36,7 @@ RADIO = {"sf": 7}  # the shortest airtime: the most check-ins per node within th
 BADGE_HELD_S = 0.8  # long enough for the reader's poll to see the badge
 BETWEEN_VISITORS_S = 0.7  # the reader sees the badge gone before the next one comes
 DRAIN_S = 180  # at the end, how long check-ins still queued on nodes may take to be published
+BOOT_S = 120  # how long the doors may take to boot on a loaded machine before the first visitor comes
 FAULTS = ("broker restart", "daemon SIGKILL", "bridge unplugged", "gateway outage", "door power cut")
 
 
@@ -106,9 +107,16 @@ def run_soak(work: Path, options: SoakOptions, say: Callable[[str], None] = prin
     badge_key = derive_badge_key(TEST_MASTER_KEY)
     rng = random.Random(options.seed)
     started = time.monotonic()
-    with VirtualSite(work, [*doors, room], radio=RADIO, seed=options.seed) as site:
+    with VirtualSite(work, [*doors, room], radio=RADIO, seed=options.seed, record_mqtt=True) as site:
         mqtt = MqttLog(site.mqtt_port, "borne/+/+/checkin", session="soak").start()
         try:
+            # A badge held at a door still booting is never read: that would be no check-in, not a lost one.
+            assert site.mqtt is not None
+            booted = site.mqtt
+            booted.wait_for(
+                lambda: all(booted.on(f"/{door.name}/status") for door in doors), BOOT_S, "every door's first status"
+            )
+            say(f"{len(doors)} doors running (each sent its first status)")
             visits = _Visits(site, [door.name for door in doors], options.checkins, badge_key)
             schedule = _schedule(options, rng)
             faults: Counter[str] = Counter()

@@ -17,6 +17,10 @@ from borne.airtime import DutyCycle, time_on_air_us
 _SPI_BAUD = const(2000000)
 MAX_FAULTS = const(10)  # modem errors in a row before the board resets
 _TX_SLACK_MS = const(1000)  # beyond the frame's time on air, before a send counts as failed
+# A single-channel receiver (our bridge) leaves RX for standby to read each frame from its FIFO
+# (SX1276 DS §4.1.2.3), then forwards it before it listens again: a frame whose preamble starts
+# meanwhile is not heard. So a frame never follows the one before it sooner than this.
+TURNAROUND_MS = const(100)
 
 
 def make_modem(board_radio, lora_cfg):
@@ -80,6 +84,7 @@ class Radio:
         self._stale = False  # the modem failed and setting it up again did too: try again before using it
         self._faults = 0  # modem errors since the last call that worked
         self.air_us = 0  # time on air spent since boot
+        self._sent_ms = None  # ticks_ms at the end of the last frame sent
         self.rssi = 0
         self.snr = 0
         self.rx_ticks_ms = 0
@@ -161,6 +166,10 @@ class Radio:
         if wait:
             self.deferrals += 1
             await asyncio.sleep_ms(wait)
+        if tx_at_ms is None and self._sent_ms is not None:  # a frame at a set time (an ACK) keeps it
+            gap = TURNAROUND_MS - time.ticks_diff(time.ticks_ms(), self._sent_ms)
+            if gap > 0:
+                await asyncio.sleep_ms(gap)
         late_ms = max(time.ticks_diff(tx_at_ms, time.ticks_ms()), 0) if tx_at_ms is not None else 0
         try:
             if self._stale:
@@ -178,6 +187,8 @@ class Radio:
             self._failed(error)
             return None
         self._faults = 0
+        if sent:
+            self._sent_ms = sent
         return sent
 
     async def receive(self, freq_khz, timeout_ms):
