@@ -17,9 +17,9 @@ from borne.airtime import DutyCycle, time_on_air_us
 _SPI_BAUD = const(2000000)
 MAX_FAULTS = const(10)  # modem errors in a row before the board resets
 _TX_SLACK_MS = const(1000)  # beyond the frame's time on air, before a send counts as failed
-# A single-channel receiver (our bridge) leaves RX for standby to read each frame from its FIFO
-# (SX1276 DS §4.1.2.3), then forwards it before it listens again: a frame whose preamble starts
-# meanwhile is not heard. So a frame never follows the one before it sooner than this.
+# A single-channel receiver (our bridge) puts its modem in standby to read each frame from the FIFO
+# (drivers' recv), then forwards it before it listens again: a frame whose preamble starts meanwhile
+# is not heard. So a frame never follows the one before it sooner than this.
 TURNAROUND_MS = const(100)
 
 
