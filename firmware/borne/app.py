@@ -210,7 +210,8 @@ def _stopped():
     watchdog.hold()
     # mpremote (flash, check, enrol) stops the firmware well within HEALTHY_AFTER_MS: that boot is
     # not a crash, or a few installer sessions in a row would leave a healthy board in safe mode.
-    retained.update(crashes=_crashes_before)
+    # Only this boot's count is taken back: a boot already found healthy has cleared the rest.
+    retained.update(crashes=min(retained.load().get("crashes", 0), _crashes_before))
     print("borne: stopped; the REPL is free (machine.reset() starts the firmware again)")
 
 
