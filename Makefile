@@ -24,8 +24,9 @@ $(NODE_INSTALLED): $(NPM_PROJECT)/package.json $(NPM_PROJECT)/package-lock.json 
 demo: $(INSTALLED) $(NODE_INSTALLED)
 	$(VENV)/bin/borne demo
 
+# Two workers, the HIL scenarios on one of them from the start (conftest.py says why).
 test: $(INSTALLED) $(NODE_INSTALLED) lint
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -n 2 --dist loadscope --no-loadscope-reorder
 
 lint: $(INSTALLED)
 	$(PYTHON) -m ruff check .

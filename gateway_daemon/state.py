@@ -200,7 +200,7 @@ class GatewayState:
             if number is not None:
                 if top is not None and already_seen(top, seen_below, number):
                     continue
-                top, seen_below = slide_window(top, seen_below, number)
+                top, seen_below = _publish_number(top, seen_below, number)
             fresh.append(event)
         return fresh
 
@@ -321,7 +321,7 @@ class GatewayState:
         ).fetchone()
         seen_below = _from_column(seen_below)
         for number in numbers:
-            top, seen_below = slide_window(top, seen_below, number)
+            top, seen_below = _publish_number(top, seen_below, number)
         self._db.execute(
             "UPDATE devices SET checkin_top = ?, checkins_seen_below = ? WHERE device_id = ?",
             (top, _to_column(seen_below), device_id),
@@ -483,3 +483,14 @@ class _Transaction:
 
     def __exit__(self, kind, error, trace) -> None:
         self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _publish_number(top: int | None, seen_below: int, number: int) -> tuple[int, int]:
+    """The window of published check-in numbers once `number` is published.
+
+    Unlike a frame counter's, a device's first number published marks none below it: the frame
+    that carried the numbers before it may have been lost on air, and the node sends it again. A
+    number published before this state was lost comes again under the same event id."""
+    if top is None:
+        return number, 0
+    return slide_window(top, seen_below, number)

@@ -236,6 +236,7 @@ def test_borne_bench_run_with_a_running_gateway_and_a_person_presenting_the_badg
     log = tmp_path / "gateway.log"
     start, stop, service = running_gateway(tmp_path / "gateway.pid", log, bench_site["gateway_config"])
     bench = rig_file(tmp_path / "bench.toml", bench_site, gateway=service, person=True)
+    log.touch()  # the start command's shell opens it in the background: it may not exist yet when read
     subprocess.run(start, shell=True, check=True)
     try:
         deadline = time.monotonic() + SITE_START_S

@@ -2,20 +2,22 @@
 
 Doors with PN532 readers see a stream of visitors, each with a badge of their own, while the
 broker restarts, the gateway daemon is SIGKILLed, the bridge board is unplugged, the gateway is
-stopped for a while and doors lose their power. Then every check-in presented is looked for on
-MQTT by its badge's token (each badge is presented once), and the table says what a day of
-faults cost:
+stopped for a while and doors lose their power. A visitor holds the badge until the door's LED
+flashes (the door has the check-in in its journal then), as a person waits for the light. Then
+every check-in the doors read is looked for on MQTT by its badge's token (each badge is presented
+once), and the table says what a day of faults cost:
 
-    presented  published  lost  duplicates  copies  time error p50/p99  frames on air  collisions
+    presented  unread  published  lost  duplicates  copies  time error p50/p99  frames on air  collisions
 
-`lost` are badges never published; `duplicates` are badges published under more than one event
+`presented` are the badges a door read; `unread` the visitors whose badge no door's LED ever
+acknowledged (a door off, booting or broken: no check-in, but a fault of its own);
+`lost` are badges read and never published; `duplicates` are badges published under more than one event
 id (a consumer that deduplicates on event ids would count them twice); `copies` are repeated
 deliveries of one event id (QoS 1's at-least-once, removed by deduplicating on the event id).
 """
 
 from __future__ import annotations
 
-import itertools
 import random
 import statistics
 import sys
@@ -33,10 +35,9 @@ from simulator.test_keys import TEST_MASTER_KEY
 from simulator.virtual_site import NodeSpec, VirtualSite
 
 RADIO = {"sf": 7}  # the shortest airtime: the most check-ins per node within the 1 % duty cycle
-BADGE_HELD_S = 0.8  # long enough for the reader's poll to see the badge
 BETWEEN_VISITORS_S = 0.7  # the reader sees the badge gone before the next one comes
 DRAIN_S = 180  # at the end, how long check-ins still queued on nodes may take to be published
-BOOT_S = 120  # how long the doors may take to boot on a loaded machine before the first visitor comes
+READ_WAIT_S = 120  # how long a visitor holds a badge for the LED: a door booting on a loaded machine
 FAULTS = ("broker restart", "daemon SIGKILL", "bridge unplugged", "gateway outage", "door power cut")
 
 
@@ -61,6 +62,7 @@ class Presentation:
 @dataclass
 class SoakReport:
     presented: int
+    unread: int
     published: int
     lost: list[Presentation]
     duplicates: int
@@ -75,9 +77,19 @@ class SoakReport:
         p50 = statistics.median(errors) if errors else float("nan")
         p99 = errors[min(len(errors) - 1, int(len(errors) * 0.99))] if errors else float("nan")
         faults = ", ".join(f"{count} {kind}" for kind, count in self.faults.items()) or "none"
-        header = ("presented", "published", "lost", "duplicates", "copies", "time error p50 / p99", "frames on air")
+        header = (
+            "presented",
+            "unread",
+            "published",
+            "lost",
+            "duplicates",
+            "copies",
+            "time error p50 / p99",
+            "frames on air",
+        )
         values = (
             self.presented,
+            self.unread,
             self.published,
             len(self.lost),
             self.duplicates,
@@ -93,7 +105,7 @@ class SoakReport:
             + f"  {self.medium.get('collided', 0):>10}",
         ]
         for missing in self.lost[:10]:
-            lines.append(f"lost: badge {missing.token} at {missing.door}, presented {time.ctime(missing.at)}")
+            lines.append(f"lost: badge {missing.token} at {missing.door}, read {time.ctime(missing.at)}")
         return "\n".join(lines)
 
 
@@ -107,20 +119,14 @@ def run_soak(work: Path, options: SoakOptions, say: Callable[[str], None] = prin
     badge_key = derive_badge_key(TEST_MASTER_KEY)
     rng = random.Random(options.seed)
     started = time.monotonic()
-    with VirtualSite(work, [*doors, room], radio=RADIO, seed=options.seed, record_mqtt=True) as site:
+    with VirtualSite(work, [*doors, room], radio=RADIO, seed=options.seed) as site:
         mqtt = MqttLog(site.mqtt_port, "borne/+/+/checkin", session="soak").start()
+        visits = _Visits(site, [door.name for door in doors], options.checkins, badge_key)
         try:
-            # A badge held at a door still booting is never read: that would be no check-in, not a lost one.
-            assert site.mqtt is not None
-            booted = site.mqtt
-            booted.wait_for(
-                lambda: all(booted.on(f"/{door.name}/status") for door in doors), BOOT_S, "every door's first status"
-            )
-            say(f"{len(doors)} doors running (each sent its first status)")
-            visits = _Visits(site, [door.name for door in doors], options.checkins, badge_key)
             schedule = _schedule(options, rng)
             faults: Counter[str] = Counter()
             visitors = [threading.Thread(target=visits.run, args=(door,), daemon=True) for door in visits.doors]
+            visits.open_gate(schedule[0][0] if schedule else options.checkins)
             for thread in visitors:
                 thread.start()
             next_progress = time.monotonic()
@@ -128,6 +134,7 @@ def run_soak(work: Path, options: SoakOptions, say: Callable[[str], None] = prin
                 if schedule and visits.count >= schedule[0][0]:
                     _, kind = schedule.pop(0)
                     say(f"{visits.count}/{options.checkins} presented: {kind}")
+                    visits.open_gate(schedule[0][0] if schedule else options.checkins)
                     _inject(site, visits, kind, options, rng)
                     faults[kind] += 1
                 if time.monotonic() >= next_progress:
@@ -141,49 +148,74 @@ def run_soak(work: Path, options: SoakOptions, say: Callable[[str], None] = prin
             deadline = time.monotonic() + DRAIN_S
             while time.monotonic() < deadline and not tokens <= {m["badge_token"] for m in mqtt.on("checkin")}:
                 time.sleep(0.5)
-            return _report(visits.presented, mqtt.on("checkin"), site.medium.stats, faults, started)
+            return _report(visits, mqtt.on("checkin"), site.medium.stats, faults, started)
         finally:
+            visits.stop()
             mqtt.stop()
 
 
 class _Visits:
-    """Visitors at the doors, one thread per door; a door can be paused for a fault."""
+    """Visitors at the doors, one thread per door; a door can be paused for a fault.
+
+    Visitors come in order of their numbers and wait at `gate` (the number of the next fault's turn)
+    until the fault has begun: however fast the doors read, every fault of the schedule comes between
+    the check-ins it was scheduled between, and check-ins go on while it lasts."""
 
     def __init__(self, site: VirtualSite, doors: list[str], total: int, badge_key: bytes) -> None:
         self.site = site
         self.doors = doors
         self.total = total
         self.badge_key = badge_key
-        self.presented: list[Presentation] = []
+        self.presented: list[Presentation] = []  # the badges a door read
+        self.unread: list[Presentation] = []  # the badges no door read within READ_WAIT_S
         self.failure: BaseException | None = None
         self.locks = {door: threading.Lock() for door in doors}  # held while a badge is at the reader
-        self._numbers = itertools.count()
-        self._lock = threading.Lock()
+        self.gate = total
+        self._handed = 0  # numbers given to visitors so far
+        self._lock = threading.Condition()
 
     @property
     def count(self) -> int:
         with self._lock:
-            return len(self.presented)
+            return len(self.presented) + len(self.unread)
 
     def run(self, door: str) -> None:
         try:
             while (number := self._next()) is not None:
                 uid = bytes([0x04]) + number.to_bytes(6, "big")  # a badge of its own for every visit
+                token = badge_token(self.badge_key, uid).hex()
                 with self.locks[door]:
-                    self.site.present_badge(door, uid)
-                    at = time.time()
-                    time.sleep(BADGE_HELD_S)
-                    self.site.remove_badge(door)
+                    came = time.time()
+                    read_at = self.site.present_badge_until_read(door, uid, READ_WAIT_S)
                     with self._lock:
-                        self.presented.append(Presentation(door, badge_token(self.badge_key, uid).hex(), at))
+                        if read_at is None:
+                            self.unread.append(Presentation(door, token, came))
+                        else:
+                            self.presented.append(Presentation(door, token, read_at))
                     time.sleep(BETWEEN_VISITORS_S)
         except BaseException as error:  # raised again by the soak's own thread
             self.failure = error
+            self.stop()  # the others would wait at the gate for a count this visit never adds to
+
+    def open_gate(self, number: int) -> None:
+        """Let visitors through up to `number` (not included)."""
+        with self._lock:
+            self.gate = min(number, self.total)
+            self._lock.notify_all()
+
+    def stop(self) -> None:
+        """No visitor after the ones at the doors now."""
+        with self._lock:
+            self.total = self.gate = self._handed
+            self._lock.notify_all()
 
     def _next(self) -> int | None:
         with self._lock:
-            number = next(self._numbers)
-            return number if number < self.total and self.failure is None else None
+            self._lock.wait_for(lambda: self._handed < self.gate or self._handed >= self.total)
+            if self._handed >= self.total or self.failure is not None:
+                return None
+            self._handed += 1
+            return self._handed - 1
 
 
 def _schedule(options: SoakOptions, rng: random.Random) -> list[tuple[int, str]]:
@@ -227,7 +259,7 @@ def _inject(site: VirtualSite, visits: _Visits, kind: str, options: SoakOptions,
 
 
 def _report(
-    presented: list[Presentation],
+    visits: _Visits,
     published: list[dict],
     medium: dict[str, int],
     faults: Counter[str],
@@ -240,12 +272,14 @@ def _report(
     by_token: dict[str, list[dict]] = {}
     for message in first_of.values():
         by_token.setdefault(message["badge_token"], []).append(message)
+    presented = visits.presented
     lost = [p for p in presented if p.token not in by_token]
     errors = [
         abs(_unix(by_token[p.token][0]["time"]) - p.at) for p in presented if p.token in by_token
     ]  # the first event id's time
     return SoakReport(
         presented=len(presented),
+        unread=len(visits.unread),
         published=len(by_token),
         lost=lost,
         duplicates=sum(len(messages) - 1 for messages in by_token.values()),
@@ -262,10 +296,16 @@ def _unix(iso: str) -> float:
 
 
 def main(work: Path, options: SoakOptions) -> int:
-    """Run the soak, print its table; 1 if a check-in was lost or duplicated."""
+    """Run the soak, print its table; 1 if a check-in was lost or duplicated, or a badge never read."""
     report = run_soak(work, options, say=lambda text: print(f"{time.strftime('%H:%M:%S')}  {text}", flush=True))
     print(report.table())
     if report.lost or report.duplicates:
         print("soak failed: check-ins were lost or duplicated", file=sys.stderr)
+        return 1
+    if report.unread:
+        print(
+            f"soak failed: no door read {report.unread} badges within {READ_WAIT_S} s (see the boards' consoles)",
+            file=sys.stderr,
+        )
         return 1
     return 0

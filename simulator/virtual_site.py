@@ -209,6 +209,21 @@ class VirtualSite:
     def remove_badge(self, node: str) -> None:
         self.boards[node].remove_badge(**self._reader(node))
 
+    def present_badge_until_read(self, node: str, uid: bytes, timeout: float) -> float | None:
+        """Hold a badge at `node`'s reader as a visitor does, until the door's LED flashes (the firmware
+        flashes it once the check-in is in its journal), then take it away. Returns when it flashed
+        (time.time()), or None if it had not within `timeout` s: a door that is off or still booting."""
+        led = self.profiles[node]["led"]
+        if not led:
+            raise ValueError(f"{node}'s board ({self.specs[node].board}) has no LED to show a badge was read")
+        board, pin, lit = self.boards[node], led["pin"], 1 if led["active_high"] else 0
+        flashes = board.times_driven(pin, lit)
+        self.present_badge(node, uid)
+        try:
+            return time.time() if board.wait_driven(pin, lit, flashes + 1, timeout) else None
+        finally:
+            self.remove_badge(node)
+
     def _reader(self, node: str) -> dict[str, int]:
         spec = self.specs[node]
         if spec.nfc == "mfrc522":

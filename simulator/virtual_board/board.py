@@ -261,6 +261,15 @@ class VirtualBoard:
         """The level the board drives on GPIO `pin` (a `Pin` in OUT mode), or None if it drives none."""
         return self.peripherals.pin_output(pin)
 
+    def times_driven(self, pin: int, level: int) -> int:
+        """How many times the board has driven GPIO `pin` to `level` from another level (or from none),
+        over all its boots: a flash of an LED that `pin_output` would miss between two looks is counted."""
+        return self.peripherals.times_driven(pin, level)
+
+    def wait_driven(self, pin: int, level: int, times: int, timeout: float) -> bool:
+        """Wait until `times_driven(pin, level)` reaches `times`; False if it has not within `timeout` s."""
+        return self.peripherals.wait_driven(pin, level, times, timeout)
+
     def wire_i2c(self, kind: str, address: int, *, sda: int, scl: int, **state: object) -> None:
         """Wire a chip to the I2C lines on GPIOs `sda` and `scl`: `kind` is "bme280", "scd4x", "sht4x",
         "pn532", or a power chip, "axp192" or "axp2101" (at 0x34; an SPI chip wired with

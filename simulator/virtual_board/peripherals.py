@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -85,6 +86,8 @@ class Peripherals:
         self._flash = FlashFault(refuse_writes=False)
         self._outputs: dict[int, int] = {}  # levels the board drives, as the running VM reported them
         self._outputs_lock = threading.Lock()
+        self._outputs_changed = threading.Condition(self._outputs_lock)
+        self._entered: Counter[tuple[int, int]] = Counter()  # (pin, level): times the pin went to level, ever
 
     def world(self) -> list[Control]:
         """What a VM finds at power-on, as control messages. Every pin is an input after a reset."""
@@ -100,8 +103,10 @@ class Peripherals:
             with self._outputs_lock:
                 if event.level is None:
                     self._outputs.pop(event.pin, None)
-                else:
+                elif self._outputs.get(event.pin) != event.level:
                     self._outputs[event.pin] = event.level
+                    self._entered[(event.pin, event.level)] += 1
+                    self._outputs_changed.notify_all()
             return True
         return self.antenna.handle(event)
 
@@ -132,6 +137,14 @@ class Peripherals:
     def pin_output(self, pin: int) -> int | None:
         with self._outputs_lock:
             return self._outputs.get(pin)
+
+    def times_driven(self, pin: int, level: int) -> int:
+        with self._outputs_lock:
+            return self._entered[(pin, level)]
+
+    def wait_driven(self, pin: int, level: int, times: int, timeout: float) -> bool:
+        with self._outputs_changed:
+            return self._outputs_changed.wait_for(lambda: self._entered[(pin, level)] >= times, timeout)
 
     def wire_i2c(self, kind: str, address: int, *, sda: int, scl: int, **state: object) -> None:
         def change() -> I2cChips:

@@ -184,3 +184,14 @@ def test_a_check_in_number_below_the_window_counts_as_published(tmp_path):
     accept(state, 1, checkin_event(100))
     accept(state, 2, checkin_event(102))  # 101 not heard yet: within the window, still publishable
     assert [e.checkin_number for e in state.unpublished(1, [checkin_event(n) for n in (30, 101, 102)])] == [101]
+
+
+def test_the_check_ins_before_a_devices_first_one_heard_are_still_published(tmp_path):
+    # The node's first check-in frame was lost on air; the next one, which carries the check-ins after
+    # it, is heard first. The first frame's numbers come again in a later frame: they were never published.
+    state = GatewayState(tmp_path / "state.db")
+    accept(state, 1, checkin_event(1), checkin_event(2))
+    assert [e.checkin_number for e in state.unpublished(1, [checkin_event(n) for n in (0, 1, 2, 3)])] == [0, 3]
+    accept(state, 2, checkin_event(0))
+    assert [e.event_id for e in state.pending()] == ["1:checkin:1", "1:checkin:2", "1:checkin:0"]
+    assert state.unpublished(1, [checkin_event(0)]) == []
