@@ -348,7 +348,10 @@ async function startRepl() {
 function giveToMain() {
   const stop = mainConsole.interruptChar < 0 ? -1 : input.indexOf(mainConsole.interruptChar);
   const taken = input.splice(0, stop < 0 ? input.length : stop);
-  if (taken.length) boot.console_input(Buffer.from(taken).toString("hex"));
+  // The UART's ring buffer keeps what fits and drops the rest (_console.py): dropped here, since on a
+  // board the bytes never touch the Python heap, and a long burst passed in whole would exhaust it.
+  const room = taken.length ? boot.console_room() : 0;
+  if (room > 0) boot.console_input(Buffer.from(taken.slice(0, room)).toString("hex"));
   if (stop < 0) return false;
   input.shift();
   mainConsole.held = false;

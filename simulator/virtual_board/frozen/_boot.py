@@ -50,6 +50,11 @@ def console_input(hex_data):
     _console.uart_input.receive(bytes.fromhex(hex_data))
 
 
+def console_room():
+    """How many bytes the console's receive buffer has room for."""
+    return _console.uart_input.room()
+
+
 def console_leftover():
     """What main.py left unread on the console (in hex): the REPL reads it next, as on a board."""
     return hexlify(_console.uart_input.read()).decode()

@@ -24,8 +24,11 @@ class _UartInput(io.IOBase):
         self._held = bytearray()
         self.buffer = self
 
+    def room(self):
+        return _RX_BUFFER - len(self._held)
+
     def receive(self, data):
-        room = _RX_BUFFER - len(self._held)
+        room = self.room()
         self._held.extend(data[:room] if room < len(data) else data)
 
     def ioctl(self, request, arg):
