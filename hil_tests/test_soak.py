@@ -25,5 +25,6 @@ def test_a_short_soak_loses_and_duplicates_no_check_in_through_every_fault(tmp_p
     assert report.presented == 300, report.table()  # every badge read: no door stayed off or stuck
     assert not report.lost, report.table()
     assert report.duplicates == 0, report.table()
+    assert report.bounds_broken == 0, report.table()
     assert report.published == 300
     assert any("presented, " in line for line in said)  # progress is shown on the way

@@ -7,13 +7,16 @@ flashes (the door has the check-in in its journal then), as a person waits for t
 every check-in the doors read is looked for on MQTT by its badge's token (each badge is presented
 once), and the table says what a day of faults cost:
 
-    presented  unread  published  lost  duplicates  copies  time error p50/p99  frames on air  collisions
+    presented  unread  published  lost  duplicates  copies  time error p50/p99  bound times  frames on air  collisions
 
 `presented` are the badges a door read; `unread` the visitors whose badge no door's LED ever
 acknowledged (a door off, booting or broken: no check-in, but a fault of its own);
 `lost` are badges read and never published; `duplicates` are badges published under more than one event
 id (a consumer that deduplicates on event ids would count them twice); `copies` are repeated
 deliveries of one event id (QoS 1's at-least-once, removed by deduplicating on the event id).
+The time error is that of the check-ins published with their true time; `bound times` are those
+that waited across their door's reboot, published as "at this time or earlier" (`time_is_bound`):
+one presented after its bound, by more than a second, is counted broken.
 """
 
 from __future__ import annotations
@@ -67,7 +70,9 @@ class SoakReport:
     lost: list[Presentation]
     duplicates: int
     copies: int
-    time_errors_s: list[float]
+    time_errors_s: list[float]  # of the check-ins published with their true time
+    bound_times: int  # check-ins published with a bound for a time
+    bounds_broken: int  # of those, the ones presented after the bound (by more than a second)
     medium: dict[str, int]
     faults: Counter[str] = field(default_factory=Counter)
     elapsed_s: float = 0
@@ -85,7 +90,9 @@ class SoakReport:
             "duplicates",
             "copies",
             "time error p50 / p99",
+            "bound times",
             "frames on air",
+            "collisions",
         )
         values = (
             self.presented,
@@ -95,14 +102,15 @@ class SoakReport:
             self.duplicates,
             self.copies,
             f"{p50:.2f} s / {p99:.2f} s",
+            f"{self.bound_times} ({self.bounds_broken} broken)" if self.bounds_broken else self.bound_times,
             self.medium.get("sent", 0),
+            self.medium.get("collided", 0),
         )
         widths = [max(len(str(h)), len(str(v))) for h, v in zip(header, values, strict=True)]
         lines = [
             f"faults: {faults}; {self.elapsed_s / 60:.1f} min",
-            "  ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True)) + "  collisions",
-            "  ".join(f"{v!s:>{w}}" for v, w in zip(values, widths, strict=True))
-            + f"  {self.medium.get('collided', 0):>10}",
+            "  ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True)),
+            "  ".join(f"{v!s:>{w}}" for v, w in zip(values, widths, strict=True)),
         ]
         for missing in self.lost[:10]:
             lines.append(f"lost: badge {missing.token} at {missing.door}, read {time.ctime(missing.at)}")
@@ -274,9 +282,11 @@ def _report(
         by_token.setdefault(message["badge_token"], []).append(message)
     presented = visits.presented
     lost = [p for p in presented if p.token not in by_token]
-    errors = [
-        abs(_unix(by_token[p.token][0]["time"]) - p.at) for p in presented if p.token in by_token
-    ]  # the first event id's time
+    # A time that is a bound (the check-in waited across its door's reboot) says "at this time or
+    # earlier": it has no error to measure, only a promise to check.
+    firsts = [(p, by_token[p.token][0]) for p in presented if p.token in by_token]  # the first event id's
+    errors = [abs(_unix(m["time"]) - p.at) for p, m in firsts if not m["time_is_bound"]]
+    bounds = [(p, m) for p, m in firsts if m["time_is_bound"]]
     return SoakReport(
         presented=len(presented),
         unread=len(visits.unread),
@@ -285,6 +295,8 @@ def _report(
         duplicates=sum(len(messages) - 1 for messages in by_token.values()),
         copies=sum(count - 1 for count in event_ids.values()),
         time_errors_s=errors,
+        bound_times=len(bounds),
+        bounds_broken=sum(1 for p, m in bounds if _unix(m["time"]) < p.at - 1),
         medium=medium,
         faults=faults,
         elapsed_s=time.monotonic() - started,
@@ -299,8 +311,8 @@ def main(work: Path, options: SoakOptions) -> int:
     """Run the soak, print its table; 1 if a check-in was lost or duplicated, or a badge never read."""
     report = run_soak(work, options, say=lambda text: print(f"{time.strftime('%H:%M:%S')}  {text}", flush=True))
     print(report.table())
-    if report.lost or report.duplicates:
-        print("soak failed: check-ins were lost or duplicated", file=sys.stderr)
+    if report.lost or report.duplicates or report.bounds_broken:
+        print("soak failed: check-ins were lost or duplicated, or published later than a bound", file=sys.stderr)
         return 1
     if report.unread:
         print(
