@@ -36,9 +36,10 @@ lint: $(INSTALLED)
 bench: $(INSTALLED)
 	$(PYTHON) -m bench
 
-# The virtual site through 10,000 check-ins and a schedule of faults (about an hour); prints what was lost.
+# The virtual site through 10,000 check-ins and a schedule of faults (about an hour and a half: twelve
+# doors, each with a visitor every 6 s, as much as its duty cycle carries); prints what was lost.
 soak: $(INSTALLED) $(NODE_INSTALLED)
-	$(VENV)/bin/borne sim soak --checkins 10000
+	$(VENV)/bin/borne sim soak --checkins 10000 --doors 12
 
 vectors: $(INSTALLED)
 	$(VENV)/bin/borne codec vectors

@@ -53,13 +53,19 @@ def add_soak_command(actions: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--outage", type=float, default=defaults.outage_s, help="seconds a gateway outage lasts (%(default)s)"
     )
+    parser.add_argument(
+        "--every",
+        type=float,
+        default=defaults.visitor_every_s,
+        help="seconds between two visitors at a door (%(default)s: within a door's duty cycle)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--work", type=Path, help="where the boards' flash, the state and logs go (a temp dir)")
     parser.set_defaults(run=_run_soak)
 
 
 def _run_soak(args: argparse.Namespace) -> int:
-    options = soak.SoakOptions(args.checkins, args.doors, args.faults_per_kind, args.outage, args.seed)
+    options = soak.SoakOptions(args.checkins, args.doors, args.faults_per_kind, args.outage, args.seed, args.every)
     install_vm()
     if args.work is not None:
         return soak.main(args.work, options)

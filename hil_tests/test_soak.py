@@ -19,7 +19,9 @@ def test_a_short_soak_loses_and_duplicates_no_check_in_through_every_fault(tmp_p
     require_site_tools()
     said: list[str] = []
     # Each fault is also a scenario of its own, on both rigs (test_virtual_site.py): this one is short.
-    report = run_soak(tmp_path, SoakOptions(checkins=300, doors=3, faults_per_kind=1, outage_s=10), say=said.append)
+    report = run_soak(
+        tmp_path, SoakOptions(checkins=300, doors=3, faults_per_kind=1, outage_s=10, visitor_every_s=1), say=said.append
+    )
     print(report.table())
     assert report.faults == {kind: 1 for kind in FAULTS}
     assert report.presented == 300, report.table()  # every badge read: no door stayed off or stuck
