@@ -18,18 +18,30 @@ _RX_BUFFER = 259
 
 
 class _UartInput(io.IOBase):
-    """What main.py reads as sys.stdin (and sys.stdin.buffer): bytes held for it, never blocking."""
+    """What main.py reads as sys.stdin (and sys.stdin.buffer): bytes held for it, never blocking.
+
+    A ring, as py/ringbuf.h's: taking bytes out moves an index; readinto() allocates nothing, read()
+    only the bytes it returns (and the buffer it fills them from), as the ESP32's stream read does.
+    The rest of the buffer is never copied: a reader draining it a byte at a time in one step would
+    otherwise leave garbage quadratic in its length, which this VM collects only when the step returns
+    (the ESP32 collects whenever an allocation fails), and run the ESP32's heap out where a board does not."""
 
     def __init__(self):
-        self._held = bytearray()
+        self._ring = bytearray(_RX_BUFFER)
+        self._start = 0  # where the oldest byte held is
+        self._held = 0  # how many bytes are held
         self.buffer = self
 
     def room(self):
-        return _RX_BUFFER - len(self._held)
+        return _RX_BUFFER - self._held
 
     def receive(self, data):
-        room = self.room()
-        self._held.extend(data[:room] if room < len(data) else data)
+        ring = self._ring
+        at = (self._start + self._held) % _RX_BUFFER
+        for byte in data[: self.room()]:
+            ring[at] = byte
+            at = at + 1 if at + 1 < _RX_BUFFER else 0
+        self._held = min(self._held + len(data), _RX_BUFFER)
 
     def ioctl(self, request, arg):
         if request == _MP_STREAM_POLL:
@@ -37,16 +49,21 @@ class _UartInput(io.IOBase):
         return 0
 
     def readinto(self, buf):
-        n = min(len(buf), len(self._held))
-        buf[:n] = self._held[:n]
-        self._held = self._held[n:]
+        n = min(len(buf), self._held)
+        ring = self._ring
+        at = self._start
+        for i in range(n):
+            buf[i] = ring[at]
+            at = at + 1 if at + 1 < _RX_BUFFER else 0
+        self._start = at
+        self._held -= n
         return n
 
     def read(self, n=-1):
-        n = len(self._held) if n < 0 else min(n, len(self._held))
-        data = bytes(self._held[:n])
-        self._held = self._held[n:]
-        return data
+        n = self._held if n < 0 else min(n, self._held)
+        data = bytearray(n)
+        self.readinto(data)
+        return bytes(data)
 
 
 uart_input = _UartInput()
