@@ -191,15 +191,18 @@ async def _healthy_after():
 
 
 def _crash(error):
+    gc.collect()  # a task that ran the heap out left its garbage: what follows needs a little
     print("borne: crashed; restarting")
     sys.print_exception(error)
     try:
         with open(CRASH_LOG, "w") as f:
             sys.print_exception(error, f)
-    except OSError:
-        pass  # a full or broken flash must not stop the reset
-    retained.update(crashed=True)
-    machine.reset()
+    except (OSError, MemoryError):
+        pass  # a full or broken flash, or a heap still full, must not stop the reset
+    try:
+        retained.update(crashed=True)
+    finally:
+        machine.reset()
 
 
 def _stopped():
