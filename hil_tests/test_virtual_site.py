@@ -208,14 +208,19 @@ def test_checkins_made_while_the_gateway_is_down_arrive_when_it_is_back(site, mq
     assert len(frames) < len(uids)  # those queued behind the first went out together, in one frame
 
 
+def bridge_heartbeat(site, mqtt) -> dict | None:
+    """The bridge board's last heartbeat, as the gateway's last stats on MQTT show it."""
+    stats = mqtt.on(f"/{site.gateway_name}/stats")
+    sources = stats[-1]["sources"] if stats else {}
+    return next(
+        (s["heartbeat"] for name, s in sources.items() if name.startswith("bridge:") and "heartbeat" in s), None
+    )
+
+
 @pytest.mark.rig(needs=[BRIDGE])
 def test_the_bridge_boards_heartbeat_reaches_the_gateways_stats(site, mqtt):
     def heartbeat() -> dict | None:
-        stats = mqtt.on(f"/{site.gateway_name}/stats")
-        sources = stats[-1]["sources"] if stats else {}
-        return next(
-            (s["heartbeat"] for name, s in sources.items() if name.startswith("bridge:") and "heartbeat" in s), None
-        )
+        return bridge_heartbeat(site, mqtt)
 
     mqtt.wait_for(lambda: (heartbeat() or {}).get("transmitted"), 30, "a heartbeat counting the ACKs sent")
     beat = heartbeat()
@@ -286,6 +291,15 @@ def test_the_gateway_takes_the_bridge_back_after_it_is_unplugged(site, mqtt):
         present(site, unplugged)  # a concentrator, if there is one, hears it meanwhile; else the node retries
     finally:
         site.restore_power(BRIDGE_NODE)
+    # Whoever plugs it back waits until it runs; here, for its first heartbeat. A badge shown while it
+    # boots is heard by a concentrator alone, if there is one, and then never again by the bridge.
+    plugged = time.monotonic()
+
+    def booted() -> bool:
+        beat = bridge_heartbeat(site, mqtt)
+        return beat is not None and beat["uptime_s"] <= time.monotonic() - plugged + 1
+
+    mqtt.wait_for(booted, 120, "the bridge's first heartbeat after it was plugged back")
     present(site, back)
 
     def heard_by_the_bridge() -> bool:
