@@ -226,7 +226,7 @@ class _Visits:
     def _next(self) -> int | None:
         with self._lock:
             self._lock.wait_for(lambda: self._handed < self.gate or self._handed >= self.total)
-            if self._handed >= self.total or self.failure is not None:
+            if self._handed >= self.total:  # stop() ends the run, a failed visit's too
                 return None
             self._handed += 1
             return self._handed - 1

@@ -99,14 +99,19 @@ asyncio.run(main())
 """
 
 
-def test_a_console_flood_beyond_the_uart_buffer_loses_the_excess(board: VirtualBoard) -> None:
-    (board.flash / "main.py").write_text(SLOW_READER)
+def flood_console(board: VirtualBoard, main_py: str, flood: bytes) -> str:
+    """Boot `main_py`, send `flood` to the console at once, and return what main.py wrote to got.txt."""
+    (board.flash / "main.py").write_text(main_py)
     with serial.Serial(str(board.port), 115200, timeout=0.2) as console:
         board.reset()
-        console.write(b"x" * 1000)
+        console.write(flood)
         wait_for(lambda: (board.flash / "got.txt").exists())
+    return (board.flash / "got.txt").read_text()
+
+
+def test_a_console_flood_beyond_the_uart_buffer_loses_the_excess(board: VirtualBoard) -> None:
     # ports/esp32/mphalport.c's 260-byte ring buffer, which keeps one slot free.
-    assert (board.flash / "got.txt").read_text() == "259"
+    assert flood_console(board, SLOW_READER, b"x" * 1000) == "259"
 
 
 # main.py drains a full console buffer a byte at a time in one task step, as the bridge reads its link.
@@ -134,12 +139,7 @@ READ_BYTES_PER_BYTE = 80
 
 
 def test_draining_the_console_buffer_bytewise_allocates_only_what_it_returns(board: VirtualBoard) -> None:
-    (board.flash / "main.py").write_text(BYTEWISE_READER)
-    with serial.Serial(str(board.port), 115200, timeout=0.2) as console:
-        board.reset()
-        console.write(b"U" * 1000)
-        wait_for(lambda: (board.flash / "got.txt").exists())
-    got, grew = map(int, (board.flash / "got.txt").read_text().split())
+    got, grew = map(int, flood_console(board, BYTEWISE_READER, b"U" * 1000).split())
     assert got == 259
     assert grew <= got * READ_BYTES_PER_BYTE
 
