@@ -32,6 +32,8 @@ STATUS_SENSORS = {
     "radio_errors": "Radio errors",
     "flash_errors": "Flash errors",  # a full or worn flash: check-ins kept in RAM only, configs not kept
 }
+# Only a door has a badge reader: a reader that stops answering shows here before visitors complain.
+READER_SENSORS = {"reader_errors": "Badge reader errors"}
 MISSED_REPORTS = 3  # a sensor is unavailable after this many of its messages did not come
 
 
@@ -101,7 +103,7 @@ def discovery_messages(
                 }
             )
             messages.append(_config_message(discovery_prefix, "sensor", f"{node}/{field}", config))
-        for field, name in STATUS_SENSORS.items():
+        for field, name in {**STATUS_SENSORS, **(READER_SENSORS if device.nfc else {})}.items():
             config = {
                 "name": name,
                 "unique_id": f"{node}_{field}",

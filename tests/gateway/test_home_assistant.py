@@ -12,7 +12,7 @@ from pathlib import Path
 import aiomqtt
 
 from boards.registry import Device, Registry
-from gateway_daemon.home_assistant import SENSORS, STATUS_SENSORS, discovery_messages
+from gateway_daemon.home_assistant import READER_SENSORS, SENSORS, STATUS_SENSORS, discovery_messages
 from payload_codec import Checkin, CheckinBatch, Status, Telemetry, build_frame, derive_device_keys
 from payload_codec.vectorgen import TELEMETRY_SAMPLE, TEST_MASTER_KEY
 from simulator.broker import free_port
@@ -34,7 +34,7 @@ def test_every_discovery_template_reads_a_key_published_on_its_topic():
         1, "door-1", "ecole", "school", derive_device_keys(TEST_MASTER_KEY, 1), sensors=tuple(SENSORS), nfc=True
     )
     configs = [json.loads(payload) for _, payload in discovery_messages([device], "gw", "borne", "homeassistant")]
-    assert len(configs) == len(SENSORS) + len(STATUS_SENSORS) + 1
+    assert len(configs) == len(SENSORS) + len(STATUS_SENSORS) + len(READER_SENSORS) + 1
     for config in configs:
         kind = config.get("state_topic", config.get("topic")).rsplit("/", 1)[1]
         reads = re.fullmatch(r"\{\{ value_json(?:\.get\('(\w+)'\)|\.(\w+)) \}\}", config["value_template"])
@@ -108,7 +108,7 @@ async def test_home_assistant_sees_every_device_kind_the_gateway_and_firmware(tm
     write_devices(tmp_path)
     async with Site(tmp_path, broker.port) as site, HomeAssistantModel(broker.port) as ha:
         nodes = Nodes(site)
-        await nodes.send(DOOR, Status(firmware="1.4.2", uptime_s=60, queue_depth=2, flash_errors=1))
+        await nodes.send(DOOR, Status(firmware="1.4.2", uptime_s=60, queue_depth=2, flash_errors=1, reader_errors=4))
         await nodes.send(AIR, Telemetry(temperature_c=21.5, humidity_pct=40.0, pressure_hpa=1013.2, co2_ppm=650))
         await nodes.send(METER, Telemetry(meter_pulses=1234, battery_mv=3700))
         await nodes.send(METER, Status(firmware="1.3.0", uptime_s=60))
@@ -122,6 +122,8 @@ async def test_home_assistant_sees_every_device_kind_the_gateway_and_firmware(tm
         assert numeric(ha, f"{node(METER)}_meter_pulses") == 1234
         await ha.until(lambda: numeric(ha, f"{node(DOOR)}_queue_depth") == 2)
         assert numeric(ha, f"{node(DOOR)}_flash_errors") == 1
+        assert numeric(ha, f"{node(DOOR)}_reader_errors") == 4
+        assert f"{node(AIR)}_reader_errors" not in ha.entities  # no badge reader there
         # Firmware versions from the status messages, on their devices.
         await ha.until(lambda: ha.devices.get(node(DOOR), {}).get("sw_version") == "1.4.2")
         await ha.until(lambda: ha.devices.get(node(METER), {}).get("sw_version") == "1.3.0")
