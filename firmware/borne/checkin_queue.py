@@ -6,8 +6,9 @@ is erased). A frame carries the first number of its check-ins, which follow on c
 the gateway publishes each number once, whichever frame carried it. The numbers are reserved
 RESERVE_STEP at a time, in a record written before the first of them is given (as the frame
 counter jumps ahead): a boot that finds a damaged or torn record, which may have held the last
-number given, goes on from the reservation, so a number is never given twice for one damaged
-record. After a clean power cut the numbers follow on.
+number given, goes on from the reservation. Each damaged record past the first may have hidden a
+later reservation (with the pushes after it), so each adds RESERVE_STEP: a number is never given
+twice, however many records were damaged. After a clean power cut the numbers follow on.
 
 Files, beside `path` (default "/checkins"):
   .log  an append-only journal of 24-byte records, each with its CRC-32:
@@ -90,8 +91,8 @@ class CheckinQueue:
             _remove(leftover)
         self.boot = 0
         damaged = self._replay()
-        if damaged and self._reserved > self.next_number:
-            self.next_number = self._reserved  # the bad record may have held the last number given
+        if damaged:  # a bad record may have held the last number given, or a reservation
+            self.next_number = max(self.next_number, self._reserved) + (damaged - 1) * RESERVE_STEP
         self.boot = (self.boot + 1) & 0xFFFF
         self._base = self._clock  # this boot's clock starts where the journal's ends
         if damaged or self._records >= COMPACT_AFTER // 2:
@@ -214,20 +215,20 @@ class CheckinQueue:
         struct.pack_into("<I", rec, _CHECKED, crc32(self._rec_checked))
 
     def _replay(self):
-        """Rebuild the queue from the journal; True if a record was torn or damaged."""
-        damaged = False
+        """Rebuild the queue from the journal; how many records were torn or damaged."""
+        damaged = 0
         rec = self._rec
         if not _exists(self._log):
-            return False
+            return 0
         with open(self._log, "rb") as f:
             while True:
                 got = f.readinto(rec)
                 if got < _RECORD:
                     self._torn = got
-                    return damaged or got > 0  # a torn last record
+                    return damaged + (got > 0)  # a torn last record
                 self._records += 1
                 if crc32(self._rec_checked) != struct.unpack_from("<I", rec, _CHECKED)[0]:
-                    damaged = True
+                    damaged += 1
                     continue
                 kind, tag, arg = struct.unpack_from(_LAYOUT, rec, 0)
                 boot, clock = struct.unpack_from(_STAMP, rec, 14)
@@ -252,7 +253,7 @@ class CheckinQueue:
                     self.boot = boot
                     self._clock = clock
                 else:
-                    damaged = True
+                    damaged += 1
 
     def _compact(self):
         """Rewrite the journal as its head and the queued events: to .new, renamed over .log."""

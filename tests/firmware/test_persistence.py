@@ -217,6 +217,22 @@ def test_a_number_whose_record_is_damaged_is_never_given_again(board: VirtualBoa
     assert answer(board, "q = queue()\npush(q, 6, 1)\nreport(q)")["numbers"][-1] == state["numbers"][-1] + 1
 
 
+def test_a_number_is_never_given_again_when_a_reservation_and_the_push_after_it_are_damaged(
+    board: VirtualBoard,
+) -> None:
+    # Numbers 0-63 under the first reservation; number 64 needs a second one, written just before its push.
+    given = answer(board, f"q = queue()\npush(q, 0, {STEP + 1})\nreport(q)")["numbers"]
+    log = board.flash / "q.log"
+    data = bytearray(log.read_bytes())
+    data[-2 * RECORD + 8] ^= 0xFF  # the second reservation
+    data[-RECORD + 8] ^= 0xFF  # the push of number 64, which a frame may have carried
+    log.write_bytes(bytes(data))
+    board.power_cycle()
+    state = answer(board, f"q = queue()\npush(q, {STEP + 1}, 1)\nreport(q)")
+    assert state["events"][-2:] == [STEP - 1, STEP + 1]  # event 64 is lost with its record
+    assert state["numbers"][-1] not in given
+
+
 def test_a_torn_record_the_full_flash_cannot_compact_away_loses_no_later_record(board: VirtualBoard) -> None:
     given = answer(board, "q = queue()\npush(q, 0, 4)\nreport(q)")["numbers"]
     with (board.flash / "q.log").open("ab") as log:
