@@ -51,6 +51,9 @@ LATE_COPY_S = 1.0  # beyond the ACK delay: a copy heard later than that is the n
 MAX_REACKS = 8  # re-ACKs of one retransmitted frame: an echo, not a way to drain our duty cycle
 REACK_WINDOW_S = 60  # ... within this long; a node backing off for minutes gets its ACK again
 MAX_DIAGNOSTICS = 1000
+# How long a downlink we sent is recognised when another of our receivers hears it: Borne keeps IQ
+# normal both ways, so a concentrator hears the bridge's ACKs (and the reverse) as they go out.
+OWN_DOWNLINK_S = 10.0
 RECEIVER_REFRESH_S = 3600  # how stale the stored "last heard" of a device's receiver may get
 # The gateway's own refusal, beside the codec's reasons and the sources': an authentic check-in
 # whose badge tokens travelled in clear, refused unless gateway.allow_unencrypted_checkins.
@@ -115,6 +118,7 @@ class Pipeline:
         self._reacks: Counter[bytes] = Counter()
         self._reacked_at: dict[bytes, float] = {}
         self._receivers_stored: dict[tuple[int, str], Receiver] = {}
+        self._sent: dict[bytes, float] = {}  # our downlinks of the last OWN_DOWNLINK_S, by their bytes
         self._tasks: set[asyncio.Task] = set()
 
     # --- what sources call -----------------------------------------------------------
@@ -124,6 +128,9 @@ class Pipeline:
         The window closes early once every receiver the sources have now has given its copy: no
         other can come, so waiting would only delay the publish (with one receiver, at once)."""
         self.counters["receptions"] += 1
+        if self._is_own_downlink(reception.frame):
+            self.counters["own_downlinks_heard"] += 1  # not a node's frame: no rejection to report
+            return
         envelope = read_envelope(reception.frame)
         if isinstance(envelope, CodecError):
             await self.reject(Rejected(reception.source, envelope.reason, envelope.detail, reception.frame))
@@ -294,6 +301,7 @@ class Pipeline:
         if source is None:
             self.counters[f"{kind}_without_path"] += 1
             return
+        self._sent[frame] = self.clock()  # before it is on the air: another receiver may hear it at once
         try:
             await source.transmit(downlink)
             self.counters[f"{kind}_sent"] += 1
@@ -323,6 +331,12 @@ class Pipeline:
 
     async def _refuse(self, reception: Reception, error: CodecError, device_id: int | None = None) -> None:
         await self.reject(Rejected(reception.source, error.reason, error.detail, reception.frame), device_id)
+
+    def _is_own_downlink(self, frame: bytes) -> bool:
+        horizon = self.clock() - OWN_DOWNLINK_S
+        for sent in [sent for sent, at in self._sent.items() if at < horizon]:
+            del self._sent[sent]
+        return frame in self._sent
 
     def _forget_old_frames(self) -> None:
         horizon = self.clock() - self.config.radio.ack_delay_ms / 1000 - LATE_COPY_S

@@ -128,6 +128,21 @@ async def test_same_frame_from_two_receivers_is_published_once_with_both_recepti
         assert (len(site.radio.sent), len(site.radio2.sent)) == (0, 1)
 
 
+async def test_an_ack_heard_back_by_the_gateways_other_receiver_is_no_rejection(tmp_path, broker):
+    # Downlinks keep IQ normal: a concentrator near the bridge hears the bridge's ACKs, and the reverse.
+    async with Site(tmp_path, broker.port) as site:
+        site.radio.hear(checkin(15))
+        await site.settle()
+        (ack,) = site.radio.sent
+        site.radio2.hear(ack.frame)
+        await site.settle()
+        assert site.gateway.pipeline.rejected == {}
+        assert site.gateway.pipeline.counters["own_downlinks_heard"] == 1
+        site.radio2.hear(ack.frame[:-1] + bytes([ack.frame[-1] ^ 1]))  # not ours: refused as any downlink heard
+        await site.settle()
+        assert site.gateway.pipeline.rejected == {"wrong_direction": 1}
+
+
 async def test_a_frame_waits_for_the_copy_of_every_receiver_and_no_longer(tmp_path, broker):
     # A window longer than the test may last: only the last receiver's copy can end it.
     async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port, dedup_window_ms=600_000) as site:
