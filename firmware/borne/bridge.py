@@ -23,6 +23,9 @@ from borne.radio import Radio
 
 HEARTBEAT_MS = const(10000)
 LEAD_MS = const(30)  # the listener stops this long before a transmission, to free the radio
+# Transmissions scheduled at once. Doors answered one second after their uplinks overlap in that
+# second: with room for one, every second door's ACK was refused while the first waited.
+MAX_REQUESTS = const(4)
 EARLIEST_MS = const(5000)  # a request further ahead than this is refused: too_early
 MAX_WAIT_MS = const(-5)  # and one this far behind its time: too_late
 SERIAL_POLL_MS = const(5)  # stdin has no asyncio stream on every port: polled
@@ -43,7 +46,7 @@ class Bridge:
         self.radio = Radio(config["board"]["radio"], config["radio"])
         self._writer = link.Writer()
         self._reader = link.Reader()
-        self._requests = []  # transmit requests accepted, waiting for their time: (at_ms, tx_id, record copy)
+        self._requests = []  # transmit requests accepted, by time: (at_ms, tx_id, cfg, frame, airtime_us)
         self._due = asyncio.Event()
         self._stop = asyncio.Event()  # mpremote's Ctrl-C, read on the console
         self._uptime = app.Uptime()
@@ -78,13 +81,21 @@ class Bridge:
         while True:
             async with radio.lock:
                 packet = None
-                if not self._requests:  # else a transmission is about to take the radio
-                    packet = await radio.receive(freq_khz, None)
+                listen_ms = self._listen_ms()
+                if listen_ms != 0:  # else a transmission is about to take the radio
+                    packet = await radio.receive(freq_khz, listen_ms)
             if packet is None:
                 await asyncio.sleep_ms(LEAD_MS)  # a transmission stopped us: it takes the radio first
                 continue
             self.received += 1
             self._forward(packet)
+
+    def _listen_ms(self):
+        """How long the listener may hold the radio: None (no transmission waits), or until the next
+        one's lead time, 0 once it has come. Half duplex: the bridge is deaf only while it sends."""
+        if not self._requests:
+            return None
+        return max(time.ticks_diff(self._requests[0][0], time.ticks_ms()) - 2 * LEAD_MS, 0)
 
     def _forward(self, packet):
         if len(packet) > contract.MAX_FRAME_SIZE:
@@ -148,8 +159,8 @@ class Bridge:
         _, tx_id, freq_hz, sf, bw_hz, cr, power, timing, at_us = struct.unpack_from(contract.TRANSMIT_LAYOUT, record)
         if not (7 <= sf <= 12 and bw_hz in _BANDWIDTHS_HZ and 5 <= cr <= 8):
             return self._result(tx_id, contract.TX_BAD_REQUEST)  # settings the modem would refuse
-        if self._requests:
-            return self._result(tx_id, contract.TX_BUSY)  # one ACK at a time: a second one would be late anyway
+        if len(self._requests) >= MAX_REQUESTS:
+            return self._result(tx_id, contract.TX_BUSY)
         delay_ms = 0
         if timing == contract.TIMING_AT_TIMESTAMP:
             delay_ms = time.ticks_diff(at_us & _TICKS_MASK, time.ticks_us()) // 1000
@@ -158,15 +169,32 @@ class Bridge:
         if delay_ms > EARLIEST_MS:
             return self._result(tx_id, contract.TX_TOO_EARLY)
         airtime = self.radio.airtime_us(n - contract.TRANSMIT_SIZE)
+        at_ms = time.ticks_add(time.ticks_ms(), max(delay_ms, 0))
+        queued_us = 0
+        place = len(self._requests)  # the requests stay in time order
+        for i, (other_ms, _, _, _, other_us) in enumerate(self._requests):
+            queued_us += other_us
+            if time.ticks_diff(other_ms, at_ms) > 0 and place > i:
+                place = i
+            # Both on the air at once, or too close for the radio to be set up between them.
+            if _overlap(at_ms, airtime, other_ms, other_us):
+                return self._result(tx_id, contract.TX_BUSY)
+        duty = self.radio.duty
         try:
-            if self.radio.duty.wait_ms(freq_hz, airtime):
-                return self._result(tx_id, contract.TX_DUTY_CYCLE)
+            wait_ms = duty.wait_ms(freq_hz, airtime)
         except ValueError:
             return self._result(tx_id, contract.TX_BAD_REQUEST)  # outside EU868, or too long for any budget
-        at_ms = time.ticks_add(time.ticks_ms(), max(delay_ms, 0))
+        if queued_us:
+            # The queued transmissions spend the budget first: one they would leave short goes late.
+            try:
+                wait_ms = duty.wait_ms(freq_hz, airtime + queued_us)
+            except ValueError:  # together longer than the sub-band's bucket
+                wait_ms = 1
+        if wait_ms:
+            return self._result(tx_id, contract.TX_DUTY_CYCLE)
         cfg = {"freq_khz": freq_hz // 1000, "sf": sf, "bw": _bandwidth(bw_hz), "coding_rate": cr}
         cfg["output_power"] = min(power, self.radio.max_power_dbm)
-        self._requests.append((at_ms, tx_id, cfg, bytes(record[contract.TRANSMIT_SIZE : n]), airtime))
+        self._requests.insert(place, (at_ms, tx_id, cfg, bytes(record[contract.TRANSMIT_SIZE : n]), airtime))
         self._due.set()
 
     async def _transmit(self):
@@ -175,14 +203,17 @@ class Bridge:
             await self._due.wait()
             self._due.clear()
             while self._requests:
-                at_ms, tx_id, cfg, frame, airtime = self._requests[0]
+                request = self._requests[0]
+                at_ms, tx_id, cfg, frame, airtime = request
                 wait = time.ticks_diff(at_ms, time.ticks_ms()) - LEAD_MS
                 if wait > 0:
-                    await asyncio.sleep_ms(wait)
+                    # In steps, so that an earlier request that comes meanwhile goes first.
+                    await asyncio.sleep_ms(min(wait, LEAD_MS))
+                    continue
                 radio.modem.standby()  # the listener's receive returns None: it gives the radio up
                 async with radio.lock:
                     sent = await radio.send(frame, cfg["freq_khz"], at_ms, cfg=cfg)
-                self._requests.pop(0)
+                self._requests.remove(request)
                 if sent is None:
                     self._result(tx_id, contract.TX_RADIO_ERROR)
                 else:
@@ -221,3 +252,10 @@ class Bridge:
             )
             self._write(contract.HEARTBEAT_SIZE)
             await asyncio.sleep_ms(HEARTBEAT_MS)
+
+
+def _overlap(a_ms, a_us, b_ms, b_us):
+    """Whether transmissions starting at ticks_ms a_ms and b_ms, a_us and b_us long, come closer than
+    LEAD_MS: the radio needs that long between them to be set up for the next."""
+    start = time.ticks_diff(b_ms, a_ms)  # b's start, from a's
+    return -(b_us // 1000 + LEAD_MS) < start < a_us // 1000 + LEAD_MS
