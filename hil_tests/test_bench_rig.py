@@ -8,6 +8,7 @@ only through its CLI, its process or commands, and MQTT, as on a bench."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from hil_tests.conftest import require_site_tools
 from hil_tests.rig import SIMULATOR
 from hil_tests.test_flashing import SPARE
 from hil_tests.test_virtual_site import DOOR, ROOM, SIDE_DOOR
-from simulator.bench_site import READY_FILE, present_badge
+from simulator.bench_site import BOOT_S, READY_FILE, present_badge
 from simulator.children import start_child
 from simulator.virtual_site import GATEWAY_NAME, NodeSpec
 
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.rig(needs=[SIMULATOR])  # it serves virtual boards as a
 HIL_TESTS = Path(__file__).resolve().parent
 BRIDGE_BOARD = NodeSpec(0, "bridge")  # the bridge's entry in the rig file, written as the nodes' are
 SITE_START_S = 180
+BENCH_UP_S = 60 + BOOT_S  # its VMs start, then its nodes boot
 # The gateway starts with the first module's site, after the boards' boot statuses went unheard: with the
 # door module last, their next ones (every 60 s) are out before its status scenario looks for them.
 SCENARIOS = ("test_flashing.py", "test_two_paths.py", "test_battery_node.py", "test_virtual_site.py")
@@ -41,20 +43,18 @@ NODES = (DOOR, SIDE_DOOR, ROOM, SPARE)
 BORNE = f"{sys.executable} -m borne"
 
 
-@pytest.fixture(scope="module")
-def bench_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """A bench site with the doors, the room and the blank board the scenarios ask for, and a concentrator:
-    its bench.json."""
+@contextlib.contextmanager
+def running_bench_site(work: Path, nodes: Sequence[NodeSpec], *options: str) -> Iterator[dict]:
+    """A bench site (`python -m simulator.bench_site` with `options`) serving `nodes` and a bridge, up and
+    its nodes booted: its bench.json. Its output goes to `work/site.log`."""
     require_site_tools()
-    work = tmp_path_factory.mktemp("bench")
-    nodes = work / "nodes.json"
-    nodes.write_text(json.dumps([dataclasses.asdict(spec) for spec in NODES]))
-    command = [sys.executable, "-m", "simulator.bench_site", "--work", str(work / "site"), "--nodes", str(nodes)]
-    command += ["--concentrator", "--sf", "7"]
+    (work / "nodes.json").write_text(json.dumps([dataclasses.asdict(spec) for spec in nodes]))
+    command = [sys.executable, "-m", "simulator.bench_site", "--work", str(work / "site")]
+    command += ["--nodes", str(work / "nodes.json"), *options]
     with (work / "site.log").open("wb") as output:
         site = start_child(command, stdout=output, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + SITE_START_S
+        deadline = time.monotonic() + BENCH_UP_S
         while not (work / "site" / READY_FILE).exists():
             assert site.poll() is None, (work / "site.log").read_text()
             assert time.monotonic() < deadline, f"the bench site did not start: {(work / 'site.log').read_text()}"
@@ -65,13 +65,27 @@ def bench_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         site.wait(timeout=30)
 
 
+@pytest.fixture(scope="module")
+def bench_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A bench site with the doors, the room and the blank board the scenarios ask for, and a concentrator:
+    its bench.json."""
+    with running_bench_site(tmp_path_factory.mktemp("bench"), NODES, "--concentrator", "--sf", "7") as ready:
+        yield ready
+
+
 def rig_file(
-    path: Path, ready: dict, *, lean: bool = False, gateway: list[str] | None = None, person: bool = False
+    path: Path,
+    ready: dict,
+    *,
+    nodes: Sequence[NodeSpec] = NODES,
+    lean: bool = False,
+    gateway: list[str] | None = None,
+    person: bool = False,
 ) -> Path:
-    """The bench.toml of a bench site, as its owner would write it. `gateway`: the [gateway] table's lines,
-    if not a gateway the suite starts; `lean`: no power switch (else the entrance and the bridge have
-    one), no broker commands, and the spare is not for the suite to flash; `person`: a person at the
-    terminal presents the badges."""
+    """The bench.toml of a bench site serving `nodes`, as its owner would write it: its radio settings, and
+    its concentrator if it has one. `gateway`: the [gateway] table's lines, if not a gateway the suite
+    starts; `lean`: no power switch (else the entrance and the bridge have one), no broker commands, and
+    the spare is not for the suite to flash; `person`: a person at the terminal presents the badges."""
     control = ready["control"]
     broker = f"{BORNE} sim broker --control {control}"
     lines = [
@@ -80,8 +94,9 @@ def rig_file(
         *([] if lean else [f'stop_command = "{broker} stop"\nstart_command = "{broker} start"']),
         "[gateway]",
         *(gateway or ['start = "suite"', f'config = "{ready["gateway_config"]}"']),
-        f'[site]\nkeys = "{ready["site_keys"]}"\nregistry = "{ready["registry"]}"\nsf = 7',
-        f"[concentrator]\nudp_port = {ready['udp_port']}",
+        f'[site]\nkeys = "{ready["site_keys"]}"\nregistry = "{ready["registry"]}"',
+        *(f"{key} = {value}" for key, value in ready["radio"].items()),
+        *([f"[concentrator]\nudp_port = {ready['udp_port']}"] if ready["udp_port"] is not None else []),
         "[badge]",
         *(
             ['presenter = "prompt"', "timeout_s = 120"]
@@ -92,7 +107,7 @@ def rig_file(
             ]
         ),
     ]
-    for spec in (BRIDGE_BOARD, *NODES):
+    for spec in (BRIDGE_BOARD, *nodes):
         lines += [
             "[[boards]]",
             f'name = "{spec.name}"\nport = "{ready["boards"][spec.name]}"\nprofile = "{spec.board}"',

@@ -1,15 +1,17 @@
 """A virtual site served as a bench: what a bench rig file can describe, without the hardware.
 
-    python -m simulator.bench_site --work DIR --nodes nodes.json [--concentrator] [--sf 7]
+    python -m simulator.bench_site --work DIR --nodes nodes.json [--concentrator] [--sf 7] [--freq-khz 868100]
 
 runs the site's boards (the nodes and a bridge) on one radio medium, each on its pty, with mosquitto
 and, if asked, a concentrator behind Semtech UDP; it writes the gateway's configuration but does not
 run the gateway, which a bench rig starts from that file. What a person or a bench owner's script
 does at a real bench (hold a badge at a reader, cut a board's power, restart the broker) comes in on
 a control socket, from `borne sim badge`, `borne sim power` and `borne sim broker`. A node marked
-`blank` is served with MicroPython alone, for the suite to flash. Once all is up it writes
+`blank` is served with MicroPython alone, for the suite to flash. Once all is up, every other node
+booted (its first frame sent) as a bench's boards are running when its suite starts, it writes
 `DIR/bench.json` (the ports, the broker's, the gateway configuration's, site key file's and
-registry's paths, the control socket's), and runs until SIGTERM.
+registry's paths, the control socket's, the radio settings the boards were flashed with), and runs
+until SIGTERM.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ ANSWER_TIMEOUT_S = 60
 # The outdoor concentrator hears the doors 6 dB worse than the indoor bridge beside them: the gateway
 # ACKs on the best path heard, so ACKs go by the bridge, and the concentrator is the second path.
 CONCENTRATOR_SNR_DB = 2.0
+BOOT_S = 180  # the nodes' VMs boot on a shared 2-core machine, a bench site of six doors too
 
 
 class BenchSiteError(RuntimeError):
@@ -112,6 +115,21 @@ def set_broker(control: Path, on: bool) -> None:
     ask(control, {"action": "broker", "on": on})
 
 
+def wait_until_booted(site: VirtualSite, stop: threading.Event) -> None:
+    """Until every node but a blank one (MicroPython alone sends nothing) has sent its first frame, its
+    boot status, whatever became of it on the air; BenchSiteError, naming them, if some have not within
+    BOOT_S. Returns early if `stop` is set."""
+    deadline = time.monotonic() + BOOT_S
+    while not stop.is_set():
+        air = site.medium.time_on_air_s
+        silent = [name for name, spec in site.specs.items() if not spec.blank and not air(site.boards[name])]
+        if not silent:
+            return
+        if time.monotonic() > deadline:
+            raise BenchSiteError(f"{', '.join(silent)} sent no frame within {BOOT_S} s of power-on: did they boot?")
+        stop.wait(0.5)
+
+
 def serve(work: Path, nodes: list[NodeSpec], *, concentrator: bool, radio: dict[str, int | str]) -> None:
     """Run the site until SIGTERM or SIGINT; `work/bench.json` says where everything is."""
     stop = threading.Event()
@@ -127,20 +145,30 @@ def serve(work: Path, nodes: list[NodeSpec], *, concentrator: bool, radio: dict[
             for name in site.specs:
                 site.medium.set_link(site.boards[name], "concentrator", snr_db=CONCENTRATOR_SNR_DB)
         threading.Thread(target=server.serve_forever, name="bench control", daemon=True).start()
-        ready = {
-            "boards": {name: str(board.port) for name, board in site.boards.items()},
-            "broker_port": site.mqtt_port,
-            "udp_port": site.udp_port,
-            "gateway_config": str(site.config_file),
-            "site_keys": str(site.keys_file),
-            "registry": str(site.registry_file),
-            "control": str(control),
-        }
-        (work / (READY_FILE + ".part")).write_text(json.dumps(ready, indent=2), encoding="utf-8")
-        (work / (READY_FILE + ".part")).rename(work / READY_FILE)  # whole or absent for whoever waits on it
-        print(f"bench site ready: {work / READY_FILE}", file=sys.stderr, flush=True)
-        stop.wait()
-        server.shutdown()
+        try:
+            wait_until_booted(site, stop)
+            if not stop.is_set():
+                _write_ready(work, site, control, radio)
+                stop.wait()
+        finally:
+            server.shutdown()
+
+
+def _write_ready(work: Path, site: VirtualSite, control: Path, radio: dict[str, int | str]) -> None:
+    """Write `work/bench.json`: whole or absent for whoever waits on it."""
+    ready = {
+        "boards": {name: str(board.port) for name, board in site.boards.items()},
+        "broker_port": site.mqtt_port,
+        "udp_port": site.udp_port,
+        "gateway_config": str(site.config_file),
+        "site_keys": str(site.keys_file),
+        "registry": str(site.registry_file),
+        "control": str(control),
+        "radio": {key: value for key, value in radio.items() if key in ("sf", "freq_khz")},
+    }
+    (work / (READY_FILE + ".part")).write_text(json.dumps(ready, indent=2), encoding="utf-8")
+    (work / (READY_FILE + ".part")).rename(work / READY_FILE)
+    print(f"bench site ready: {work / READY_FILE}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,10 +177,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=Path, required=True, help="a JSON list of nodes (NodeSpec's fields)")
     parser.add_argument("--concentrator", action="store_true", help="also a concentrator behind Semtech UDP")
     parser.add_argument("--sf", type=int, help="the site's spreading factor")
+    parser.add_argument("--freq-khz", type=int, help="the site's channel, in kHz")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
-    radio: dict[str, int | str] = {"sf": args.sf} if args.sf else {}
-    serve(args.work, node_specs(args.nodes), concentrator=args.concentrator, radio=radio)
+    given = {"sf": args.sf, "freq_khz": args.freq_khz}
+    radio: dict[str, int | str] = {key: value for key, value in given.items() if value}
+    try:
+        serve(args.work, node_specs(args.nodes), concentrator=args.concentrator, radio=radio)
+    except BenchSiteError as error:
+        print(f"the bench site stopped: {error}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 
