@@ -75,6 +75,19 @@ class Console:
         if self.kind == "uart":
             self._to_port += text
 
+    def replug(self) -> None:
+        """The chip reset, or went to deep sleep: a native USB port leaves the host with its USB device
+        and comes back as a new one (a new pty at the same path), so a host that held it open must open
+        it again, as with a real /dev/ttyACM0; what it sent the board is lost. A USB-UART bridge stays."""
+        if self.kind == "usb" and self._master >= 0:
+            with contextlib.suppress(OSError):  # what the board sent before it reset is on its way to the host
+                os.write(self._master, self._to_port)
+            self.close()
+            self._to_mcu.clear()
+            self._to_port.clear()
+            self._port_closed_at = None
+            self.open()
+
     def drop_input(self) -> None:
         """Lose what arrived for the VM, as a UART does while its chip reboots or sleeps."""
         self._to_mcu.clear()

@@ -400,6 +400,7 @@ async function receive(byte) {
     const code = pasted;
     pasted = null;
     console_.put([0x04]);
+    console_.flush(); // the board acknowledges the paste before it runs the code (which may reset it)
     console_.swallow = "OK";
     for (const b of code) await type(b);
     await type(0x04);

@@ -177,8 +177,8 @@ BURST = b"".join(b"%04d" % i for i in range(250))  # 1000 bytes, none of them Ct
 def read_a_burst(board: VirtualBoard) -> bytes:
     """What READ_A_LINE in main.py gets of BURST and a newline sent after it."""
     (board.flash / "main.py").write_text(READ_A_LINE)
+    board.reset()
     with serial.Serial(str(board.port), 115200, timeout=0.2) as console:
-        board.reset()
         console.write(BURST)
         wait_for(lambda: (board.flash / "reading.txt").exists())
         console.write(b"\n")
@@ -212,8 +212,8 @@ def test_a_ctrl_c_behind_unread_input_waits_for_main_py_to_read_on_a_native_usb_
     usb_board: VirtualBoard,
 ) -> None:
     (usb_board.flash / "main.py").write_text(READ_LATE)
+    usb_board.reset()
     with serial.Serial(str(usb_board.port), 115200, timeout=0.2) as console:
-        usb_board.reset()
         console.write(b"x" * 300 + b"\x03")  # the Ctrl-C comes after more than the buffer holds
         # A UART console would have stopped main.py at once; here the Ctrl-C waits in USB's FIFO.
         wait_for(lambda: (usb_board.flash / "still_running.txt").exists())
@@ -232,6 +232,22 @@ def test_mpremote_interrupts_main_py_and_copies_files_over_a_native_usb_console(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip().endswith("hello from the T3-S3")
+
+
+def test_a_reset_takes_a_native_usb_port_from_the_host_which_opens_it_again(usb_board: VirtualBoard) -> None:
+    with serial.Serial(str(usb_board.port), 115200, timeout=5) as console:
+        usb_board.reset()  # the chip's USB device leaves the bus, and comes back as a new one
+        with pytest.raises(serial.SerialException):
+            console.write(b"\r\n")
+            console.read(1)
+    assert usb_board.exec("print(6 * 7)").strip() == "42"
+
+
+def test_a_reset_leaves_a_uart_consoles_port_open(board: VirtualBoard) -> None:
+    with serial.Serial(str(board.port), 115200, timeout=5) as console:
+        board.reset()  # the USB-UART bridge stays on the bus
+        console.write(b"\r\n")
+        assert console.read_until(b">>> ").endswith(b">>> ")
 
 
 def test_a_hard_pin_irq_is_refused_as_the_port_refuses_it(board: VirtualBoard) -> None:
