@@ -157,7 +157,7 @@ def boot_figures(board_name: str, compiled: bool) -> tuple[str, str]:
             for path, source in firmware_files().items():
                 shutil.copyfile(source, flash / path)
         radio = {"radio": profile["radio"]["chip"], "radio_wiring": radio_wiring(profile["radio"]), "medium": medium}
-        board = VirtualBoard(Path(folder) / "tty", flash, **radio, mcu=profile["mcu"])
+        board = VirtualBoard(Path(folder) / "tty", flash, **radio, mcu=profile["mcu"], console=profile["console"])
         board.wire_power_chip(profile)  # a T-Beam's, before power-on
         with board:
             time.sleep(NODE_RUNS_S)  # main.py starts the node, which sends its first status

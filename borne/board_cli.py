@@ -371,6 +371,7 @@ def run_sim_board(args: argparse.Namespace) -> int:
         args.radio_wiring = installed.radio_wiring
         args.board_profile = installed.config["board"]
         args.mcu = installed.mcu
+        args.console = installed.console
         print(f"installed in {args.flash}: {installed.summary()}", file=sys.stderr)
     install_vm()
     return virtual_board.run(args)

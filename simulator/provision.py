@@ -45,6 +45,11 @@ class Installed:
         """The profile's MCU: the virtual board gets its Python heap."""
         return str(self.config["board"]["mcu"])
 
+    @property
+    def console(self) -> str:
+        """The profile's console: the virtual board's input is fed as a UART or native USB feeds it."""
+        return str(self.config["board"]["console"])
+
     def summary(self) -> str:
         keys = "; keys from the test master key" if "keys" in self.config else ""
         tops = ", ".join(provisioning.top_level(self.files))

@@ -274,6 +274,7 @@ class VirtualSite:
             radio=config["board"]["radio"]["chip"],
             radio_wiring=radio_wiring(config["board"]["radio"]),
             mcu=config["board"]["mcu"],
+            console=config["board"]["console"],
             medium=self.medium,
             unique_id=unique_id,
         )

@@ -64,9 +64,17 @@ def run(args: argparse.Namespace) -> int:
         chip = getattr(args, "radio_chip", None) or "sx1276"
         wiring = getattr(args, "radio_wiring", None)
         mcu = getattr(args, "mcu", None) or "esp32"
+        console = getattr(args, "console", None) or "uart"
         with RadioMedium() as medium:
             board = VirtualBoard(
-                args.pty, args.flash, state=state, radio=chip, radio_wiring=wiring, medium=medium, mcu=mcu
+                args.pty,
+                args.flash,
+                state=state,
+                radio=chip,
+                radio_wiring=wiring,
+                medium=medium,
+                mcu=mcu,
+                console=console,
             )
             board.wire_power_chip(getattr(args, "board_profile", None) or {})  # a T-Beam's, before power-on
             with board:

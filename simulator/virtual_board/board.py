@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from simulator.virtual_board.console import BoardExecError, Console
 from simulator.virtual_board.mcu import (
+    CONSOLES,
     EXIT_DEEPSLEEP,
     EXIT_MACHINE_RESET,
     EXIT_NOT_INSTALLED,
@@ -138,6 +139,10 @@ class VirtualBoard:
     `mcu` is the profile's MCU, "esp32" (the default) or "esp32s3": the firmware gets that chip's Python
     heap (112 or 128 KiB, `mcu.mjs` says why) and a MemoryError beyond it. "none" leaves the VM's heap
     unlimited: only for test harnesses that hold hundreds of cases at once, never for a firmware's run.
+
+    `console` is the profile's console: "uart" (the default: UART0 behind a USB-UART bridge chip), whose
+    receive buffer loses what main.py has no room for, or "usb" (an ESP32-S3's native USB), which holds
+    the rest back until main.py reads it (`mcu.mjs` says how each treats input, `console.py` output).
     """
 
     def __init__(
@@ -152,6 +157,7 @@ class VirtualBoard:
         medium: RadioMedium | None = None,
         radio_wiring: Mapping[str, Any] | None = None,
         mcu: str = "esp32",
+        console: str = "uart",
     ) -> None:
         self.port = Path(port)
         self.flash = Path(flash)
@@ -164,14 +170,18 @@ class VirtualBoard:
             raise ValueError(f"radio {radio!r}: the virtual board has an 'sx1276', an 'sx1262' or None")
         self.radio = radio
         self.medium = medium
+        if console not in CONSOLES:
+            raise ValueError(f"console {console!r}: the virtual board's console is {' or '.join(map(repr, CONSOLES))}")
+        if mcu == "esp32" and console == "usb":
+            raise ValueError("console 'usb' needs an ESP32-S3 (mcu='esp32s3'): an ESP32 has no USB of its own")
         link = ControlLink(str(self.port))
-        self.console = Console(self.port)
+        self.console = Console(self.port, console)
         self.peripherals = Peripherals(link, Antenna(self, medium, link))
         if mcu not in (*MCUS, "none"):
             raise ValueError(f"mcu {mcu!r}: the virtual board is an {' or an '.join(map(repr, MCUS))} (or 'none')")
         self.mcu = mcu
-        silicon = Silicon(self.flash, self.state, unique_id, node, None if mcu == "none" else mcu)
-        self.power = Power(silicon, link, self.peripherals.world, self.console.show)
+        silicon = Silicon(self.flash, self.state, unique_id, node, None if mcu == "none" else mcu, console)
+        self.power = Power(silicon, link, self.peripherals.world, self.console.show, self.console.replug)
         self._link = link
         self.radio_wiring = dict(radio_wiring or DEFAULT_WIRING.get(radio or "", {}))
         if radio is not None:

@@ -1,8 +1,8 @@
 """The board's USB serial port: a pty linked at a path of your choice, the bytes pumped between it and
 the VM's console, and the raw REPL as `mpremote exec` drives it.
 
-Opening or closing the port does not reset the board, and what it prints while nobody has the port
-open is lost, as on a real one.
+Opening or closing the port does not reset the board. What it prints while nobody has the port open
+is lost, as on a real one, except on a native USB console, which keeps the latest for the next host.
 """
 
 from __future__ import annotations
@@ -20,6 +20,11 @@ from simulator.virtual_board.mcu import Mcu, VirtualBoardError
 
 _POLL_S = 0.05
 _MAX_UNREAD = 1 << 16  # console output held for a slow reader, beyond which it is dropped
+# What the board's console keeps of its output while no host has the port open. UART: nothing, it goes
+# out on the wire. Native USB: MicroPython writes it into TinyUSB's transmit FIFO, "expecting it to
+# overwrite old data so it will have latest data buffered when host connects" (ports/esp32 v1.27,
+# shared/tinyusb/mp_usbd_cdc.c), whose size is CFG_TUD_CDC_TX_BUFSIZE, 256 at full speed (tusb_config.h).
+KEPT_WHILE_CLOSED = {"uart": 0, "usb": 256}
 RAW_REPL_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
 
 
@@ -35,8 +40,9 @@ class BoardExecError(Exception):
 class Console:
     """The pty at `port` and the bytes on their way between it and the VM's console (stdin/stdout)."""
 
-    def __init__(self, port: Path) -> None:
+    def __init__(self, port: Path, kind: str = "uart") -> None:
         self.port = port
+        self.kind = kind  # the profile's console, "uart" or "usb"
         self._master = -1
         self._to_mcu = bytearray()
         self._to_port = bytearray()
@@ -64,8 +70,23 @@ class Console:
             self.port.unlink()
 
     def show(self, text: bytes) -> None:
-        """Print what the board's ROM prints (the VM never sees it), such as the watchdog's message."""
-        self._to_port += text
+        """Print what ESP-IDF prints (the VM never sees it), such as the watchdog's message: on UART0, its
+        console (ports/esp32/boards/sdkconfig.base keeps ESP-IDF's default), which a native USB port never carries."""
+        if self.kind == "uart":
+            self._to_port += text
+
+    def replug(self) -> None:
+        """The chip reset, or went to deep sleep: a native USB port leaves the host with its USB device
+        and comes back as a new one (a new pty at the same path), so a host that held it open must open
+        it again, as with a real /dev/ttyACM0; what it sent the board is lost. A USB-UART bridge stays."""
+        if self.kind == "usb" and self._master >= 0:
+            with contextlib.suppress(OSError):  # what the board sent before it reset is on its way to the host
+                os.write(self._master, self._to_port)
+            self.close()
+            self._to_mcu.clear()
+            self._to_port.clear()
+            self._port_closed_at = None
+            self.open()
 
     def drop_input(self) -> None:
         """Lose what arrived for the VM, as a UART does while its chip reboots or sleeps."""
@@ -84,7 +105,8 @@ class Console:
                 selector.register(mcu.stdin, selectors.EVENT_WRITE, self.pump_input)
 
     def pump_port(self, events: int, mcu: Mcu | None) -> bool:
-        """Move bytes over the pty; what the VM printed is dropped while nobody has the port open."""
+        """Move bytes over the pty; what the VM printed is dropped while nobody has the port open (but
+        the latest, on a native USB console)."""
         try:
             if events & selectors.EVENT_READ:
                 self._to_mcu += os.read(self._master, 4096)
@@ -93,7 +115,7 @@ class Console:
         except BlockingIOError:
             pass
         except OSError:  # EIO: the last client closed the port
-            self._to_port.clear()
+            del self._to_port[: max(len(self._to_port) - KEPT_WHILE_CLOSED[self.kind], 0)]
             self._port_closed_at = time.monotonic()
             return True
         self._port_closed_at = None

@@ -5,6 +5,7 @@
 //
 //   node mcu.mjs --flash DIR --state DIR [--reset-cause N] [--repl friendly|raw] [--soft-reboot]
 //                [--unique-id HEX] [--world LINES] [--control FD] [--events FD] [--mcu esp32|esp32s3|none]
+//                [--console uart|usb]
 //
 // Beside the console, two pipes link the board to the host (board.py and its parts), which plays
 // the world around the chip; messages.py has every message that travels on them, as one line of
@@ -48,6 +49,7 @@ const { values: options } = parseArgs({
     "soft-reboot": { type: "boolean", default: false },
     "unique-id": { type: "string", default: "240ac4000001" },
     mcu: { type: "string", default: "esp32" }, // the profile's MCU, which sets the Python heap: "esp32", "esp32s3", "none"
+    console: { type: "string", default: "uart" }, // the profile's console, which feeds main.py's input: "uart", "usb"
     vm: { type: "string", default: "" }, // the VM package's micropython.mjs, where mcu.py found it
   },
 });
@@ -122,6 +124,10 @@ const VM_HEAP_BYTES = 1024 * 1024;
 const heapLimited = options.mcu !== "none";
 if (heapLimited && !(options.mcu in HEAP_BYTES)) {
   fs.writeSync(2, `virtual board: unknown MCU ${options.mcu}: "esp32", "esp32s3" or "none"\n`);
+  process.exit(1);
+}
+if (!["uart", "usb"].includes(options.console)) {
+  fs.writeSync(2, `virtual board: unknown console ${options.console}: "uart" or "usb"\n`);
   process.exit(1);
 }
 
@@ -259,6 +265,11 @@ mp.registerJsModule("_board", {
     mainConsole.interruptChar = char;
     return 0;
   },
+  console_read: () => {
+    // main.py read from a full receive buffer: a native USB console hands it what waits (giveToMain).
+    if (mainConsole.held && input.length) setImmediate(feed);
+    return 0;
+  },
   release_console: () => {
     // main.py's task has ended: the REPL starts, after the Python call that told us returns, and
     // reads what main.py left unread.
@@ -344,14 +355,23 @@ async function startRepl() {
   feed(); // what arrived for the REPL meanwhile
 }
 
-// Input for main.py, up to a Ctrl-C, which ends main.py's task and starts the REPL.
+// Input for main.py, up to a Ctrl-C, which ends main.py's task and starts the REPL. Its receive buffer
+// (_console.py's 259-byte ring) is fed as MicroPython's ESP32 port (v1.27) feeds it from the console:
+// - "uart": ports/esp32/uart.c's RX interrupt takes each byte as it comes: a Ctrl-C interrupts wherever
+//   it is, and a byte that finds the ring full is lost. Dropped here, since on a board the bytes never
+//   touch the Python heap, and a long burst passed in whole would exhaust it.
+// - "usb": shared/tinyusb/mp_usbd_cdc.c's tud_cdc_rx_cb takes bytes in order while the ring has room
+//   and leaves the rest in TinyUSB's FIFO, which NAKs the host once full: nothing is lost, the rest
+//   waits for main.py to read (console_read), and so does a Ctrl-C behind it (which empties the ring).
 function giveToMain() {
-  const stop = mainConsole.interruptChar < 0 ? -1 : input.indexOf(mainConsole.interruptChar);
-  const taken = input.splice(0, stop < 0 ? input.length : stop);
-  // The UART's ring buffer keeps what fits and drops the rest (_console.py): dropped here, since on a
-  // board the bytes never touch the Python heap, and a long burst passed in whole would exhaust it.
-  const room = taken.length ? boot.console_room() : 0;
-  if (room > 0) boot.console_input(Buffer.from(taken.slice(0, room)).toString("hex"));
+  let stop = mainConsole.interruptChar < 0 ? -1 : input.indexOf(mainConsole.interruptChar);
+  const room = input.length ? boot.console_room() : 0;
+  let taken;
+  if (options.console === "usb") {
+    if (stop >= room) stop = -1;
+    taken = input.splice(0, stop < 0 ? room : stop);
+  } else taken = input.splice(0, stop < 0 ? input.length : stop).slice(0, room);
+  if (taken.length) boot.console_input(Buffer.from(taken).toString("hex"));
   if (stop < 0) return false;
   input.shift();
   mainConsole.held = false;
@@ -380,6 +400,7 @@ async function receive(byte) {
     const code = pasted;
     pasted = null;
     console_.put([0x04]);
+    console_.flush(); // the board acknowledges the paste before it runs the code (which may reset it)
     console_.swallow = "OK";
     for (const b of code) await type(b);
     await type(0x04);

@@ -39,6 +39,7 @@ EXIT_NOT_INSTALLED = 43
 EXIT_DEEPSLEEP = 44
 
 MCUS = ("esp32", "esp32s3")  # the profiles' MCUs: mcu.mjs gives each its Python heap
+CONSOLES = ("uart", "usb")  # the profiles' consoles: a USB-UART bridge on UART0, or the ESP32-S3's native USB
 
 _ACK_TIMEOUT_S = 5  # for the VM to apply a control message (it may be busy or rebooting)
 
@@ -110,6 +111,7 @@ class Silicon:
     unique_id: bytes
     node: str = "node"
     mcu: str | None = "esp32"  # the profile's MCU, "esp32" or "esp32s3": its Python heap (mcu.mjs); None: unlimited
+    console: str = "uart"  # the profile's console, "uart" or "usb": how main.py's input is fed (mcu.mjs)
 
 
 class Mcu:
@@ -138,7 +140,7 @@ class Mcu:
         world_lines = "\n".join(encode(message) for message in world)
         command = [silicon.node, str(MCU), "--flash", str(silicon.flash), "--state", str(silicon.state)]
         command += ["--reset-cause", str(reset_cause), "--repl", repl, "--unique-id", silicon.unique_id.hex()]
-        command += ["--mcu", silicon.mcu or "none"]
+        command += ["--mcu", silicon.mcu or "none", "--console", silicon.console]
         command += ["--world", world_lines, "--control", str(control_out), "--events", str(events_in)]
         if soft_reboot:
             command.append("--soft-reboot")

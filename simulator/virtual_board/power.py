@@ -59,6 +59,7 @@ class Power:
         link: ControlLink,
         world: Callable[[], Sequence[Control]],
         show: Callable[[bytes], None],
+        replug: Callable[[], None],
     ) -> None:
         self.silicon = silicon
         self.mcu: Mcu | None = None  # the running VM, or None while off or in deep sleep
@@ -68,6 +69,7 @@ class Power:
         self._link = link
         self._world = world
         self._show = show
+        self._replug = replug  # the chip reset or slept: a native USB port leaves the host (Console.replug)
         self._requests: queue.Queue[tuple[str, float, threading.Event]] = queue.Queue()
         # The watchdog (which only a soft reboot leaves running) and deep sleep, on the host's clock.
         self._wdt_timeout_s: float | None = None
@@ -160,6 +162,7 @@ class Power:
             # The chip is off but for its RTC: no VM until the timer (if any) wakes it, or a reset.
             self._wdt_timeout_s = self._wdt_deadline = None
             self._wake_at = time.monotonic() + self._sleep_ms / 1000 if self._sleep_ms > 0 else None
+            self._replug()
         else:
             log.warning("virtual board %s: the VM stopped (exit code %s); rebooting it", self._link.name, exit_code)
             time.sleep(_PANIC_PAUSE_S)
@@ -179,6 +182,8 @@ class Power:
     def _boot(self, *, reset_cause: int, repl: str = "friendly", soft_reboot: bool = False) -> None:
         if not soft_reboot:
             self._wdt_timeout_s = self._wdt_deadline = None  # a chip reset stops the watchdog
+            if self.on:
+                self._replug()
         self._wake_at = None
 
         def start() -> Mcu:

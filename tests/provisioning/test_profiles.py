@@ -62,7 +62,7 @@ def test_every_gpio_exists_on_the_mcu_and_can_do_its_job(name: str) -> None:
 @pytest.mark.parametrize("name", profile_names())
 def test_every_fact_of_the_profile_names_its_source(name: str) -> None:
     profile = raw_profile(name)
-    facts = {"mcu", "radio", "i2c", "nfc_spi", "led", "button", "battery", "pulse", "vext", "pmu"}
+    facts = {"mcu", "console", "radio", "i2c", "nfc_spi", "led", "button", "battery", "pulse", "vext", "pmu"}
     assert facts <= set(profile["sources"]), f"no source for {sorted(facts - set(profile['sources']))}"
 
 
@@ -71,6 +71,15 @@ def test_the_schema_refuses_an_sx1262_without_its_busy_pin() -> None:
     profile["radio"]["busy"] = None
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator(SCHEMA).validate(profile)
+
+
+def test_the_schema_refuses_a_native_usb_console_on_an_esp32_which_has_no_usb() -> None:
+    profile = raw_profile("heltec_v2")
+    profile["console"] = "usb"
+    with pytest.raises(jsonschema.ValidationError, match="'uart' was expected"):
+        jsonschema.Draft202012Validator(SCHEMA).validate(profile)
+    profile["mcu"], profile["console"] = "esp32s3", "usb"  # pins aside, the schema takes it on an ESP32-S3
+    jsonschema.Draft202012Validator(SCHEMA).validate(profile)
 
 
 def test_the_schema_refuses_a_key_the_firmware_does_not_know() -> None:

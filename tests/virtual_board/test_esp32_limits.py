@@ -1,5 +1,6 @@
 """The ESP32's limits on the virtual board, as MicroPython's ESP32 port has them: the Python heap of
-the profile's MCU, the console's 260-byte receive buffer, soft pin IRQs only."""
+the profile's MCU, the console's 260-byte receive buffer (which a UART console overflows and a native
+USB one does not), soft pin IRQs only."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import serial
 
 from simulator.virtual_board import BoardExecError, VirtualBoard
-from tests.virtual_board.conftest import wait_for
+from tests.virtual_board.conftest import run_mpremote, wait_for
 
 HEAP_BYTES = {"esp32": 112 * 1024, "esp32s3": 128 * 1024}  # initial heap grown once (mcu.mjs)
 BARE_BYTES = 16 * 1024  # at most what the interpreter and the raw REPL hold before the program runs
@@ -142,6 +143,111 @@ def test_draining_the_console_buffer_bytewise_allocates_only_what_it_returns(boa
     got, grew = map(int, flood_console(board, BYTEWISE_READER, b"U" * 1000).split())
     assert got == 259
     assert grew <= got * READ_BYTES_PER_BYTE
+
+
+@pytest.fixture
+def usb_board(board_tools: None, tmp_path: Path) -> Iterator[VirtualBoard]:
+    """A board whose console is the ESP32-S3's native USB, as the T3-S3's is (boards/lilygo_t3s3.json)."""
+    with VirtualBoard(tmp_path / "ttyACM0", tmp_path / "flash", mcu="esp32s3", console="usb") as board:
+        yield board
+
+
+# main.py is busy while a burst arrives, then reads it up to its last byte, a newline, which the host
+# sends once main.py has begun to read (there is room for it then, whatever the console).
+READ_A_LINE = """\
+import asyncio, select, sys
+async def main():
+    await asyncio.sleep_ms(1500)
+    poller = select.poll()
+    poller.register(sys.stdin, select.POLLIN)
+    got = b''
+    while not got.endswith(b'\\n'):
+        if poller.poll(0):
+            got += sys.stdin.buffer.read(64)
+            open('reading.txt', 'w').close()
+        else:
+            await asyncio.sleep_ms(10)
+    with open('got.txt', 'wb') as f:
+        f.write(got)
+asyncio.run(main())
+"""
+BURST = b"".join(b"%04d" % i for i in range(250))  # 1000 bytes, none of them Ctrl-C
+
+
+def read_a_burst(board: VirtualBoard) -> bytes:
+    """What READ_A_LINE in main.py gets of BURST and a newline sent after it."""
+    (board.flash / "main.py").write_text(READ_A_LINE)
+    board.reset()
+    with serial.Serial(str(board.port), 115200, timeout=0.2) as console:
+        console.write(BURST)
+        wait_for(lambda: (board.flash / "reading.txt").exists())
+        console.write(b"\n")
+        wait_for(lambda: (board.flash / "got.txt").exists())
+    return (board.flash / "got.txt").read_bytes()
+
+
+def test_a_burst_beyond_the_buffer_loses_its_excess_on_a_uart_console(board: VirtualBoard) -> None:
+    assert read_a_burst(board) == BURST[:259] + b"\n"
+
+
+def test_a_burst_beyond_the_buffer_reaches_main_py_whole_on_a_native_usb_console(usb_board: VirtualBoard) -> None:
+    # USB holds the host back until main.py has read room free (shared/tinyusb/mp_usbd_cdc.c).
+    assert read_a_burst(usb_board) == BURST + b"\n"
+
+
+# main.py reads nothing for a while, then reads; it notes that it was still running when it began.
+READ_LATE = """\
+import asyncio, sys
+async def main():
+    await asyncio.sleep_ms(1500)
+    open('still_running.txt', 'w').close()
+    while True:
+        sys.stdin.buffer.read(64)
+        await asyncio.sleep_ms(10)
+asyncio.run(main())
+"""
+
+
+def test_a_ctrl_c_behind_unread_input_waits_for_main_py_to_read_on_a_native_usb_console(
+    usb_board: VirtualBoard,
+) -> None:
+    (usb_board.flash / "main.py").write_text(READ_LATE)
+    usb_board.reset()
+    with serial.Serial(str(usb_board.port), 115200, timeout=0.2) as console:
+        console.write(b"x" * 300 + b"\x03")  # the Ctrl-C comes after more than the buffer holds
+        # A UART console would have stopped main.py at once; here the Ctrl-C waits in USB's FIFO.
+        wait_for(lambda: (usb_board.flash / "still_running.txt").exists())
+    # main.py's reads made room: the Ctrl-C got through and stopped it, and the REPL answers.
+    assert usb_board.exec("print(6 * 7)").strip() == "42"
+
+
+def test_mpremote_interrupts_main_py_and_copies_files_over_a_native_usb_console(
+    usb_board: VirtualBoard, tmp_path: Path
+) -> None:
+    (usb_board.flash / "main.py").write_text(READ_LATE)  # the firmware holds the console, as an installed one does
+    usb_board.reset()
+    (tmp_path / "greet.py").write_text("print('hello from the T3-S3')\n")
+    done = run_mpremote(
+        usb_board.port, "fs", "cp", str(tmp_path / "greet.py"), ":greet.py", "+", "exec", "import greet"
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().endswith("hello from the T3-S3")
+
+
+def test_a_reset_takes_a_native_usb_port_from_the_host_which_opens_it_again(usb_board: VirtualBoard) -> None:
+    with serial.Serial(str(usb_board.port), 115200, timeout=5) as console:
+        usb_board.reset()  # the chip's USB device leaves the bus, and comes back as a new one
+        with pytest.raises(serial.SerialException):
+            console.write(b"\r\n")
+            console.read(1)
+    assert usb_board.exec("print(6 * 7)").strip() == "42"
+
+
+def test_a_reset_leaves_a_uart_consoles_port_open(board: VirtualBoard) -> None:
+    with serial.Serial(str(board.port), 115200, timeout=5) as console:
+        board.reset()  # the USB-UART bridge stays on the bus
+        console.write(b"\r\n")
+        assert console.read_until(b">>> ").endswith(b">>> ")
 
 
 def test_a_hard_pin_irq_is_refused_as_the_port_refuses_it(board: VirtualBoard) -> None:

@@ -11,9 +11,10 @@ import micropython
 
 _POLLIN = 0x0001
 _MP_STREAM_POLL = 3
-# What the console's UART holds for a reader that does not keep up; the rest is lost. ESP32 port:
-# mphalport.c's stdin_ringbuf_array[260], filled by uart.c's RX interrupt, which drops a byte when
-# py/ringbuf.h's ringbuf_put finds it full (it keeps one slot free: 259 bytes).
+# What the console holds for a reader that does not keep up. ESP32 port: mphalport.c's
+# stdin_ringbuf_array[260] (py/ringbuf.h's ringbuf_put keeps one slot free: 259 bytes), filled by
+# uart.c's RX interrupt, which drops a byte that finds it full, or by native USB's mp_usbd_cdc.c, which
+# leaves it with the host until there is room (mcu.mjs's giveToMain).
 _RX_BUFFER = 259
 
 
@@ -50,6 +51,8 @@ class _UartInput(io.IOBase):
 
     def readinto(self, buf):
         n = min(len(buf), self._held)
+        if n and self._held == _RX_BUFFER:
+            _board.console_read()  # room at last for what native USB held back
         ring = self._ring
         at = self._start
         for i in range(n):
