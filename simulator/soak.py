@@ -53,7 +53,7 @@ class SoakOptions:
     faults_per_kind: int = 0  # 0: one of each kind per 1,000 check-ins, at least one
     outage_s: float = 60  # how long a gateway outage lasts
     seed: int = 1
-    # A visitor at each door every this many seconds. A door's 1 % duty cycle carries about 16
+    # A visitor at each door every this many seconds on average. A door's 1 % duty cycle carries about 16
     # check-ins a minute at SF7 in full frames, less in smaller ones (borne/airtime.py keeps half of
     # it for bursts): a faster stream fills its queue until the oldest are dropped, which the soak
     # would count lost. The short soak of `make test` goes faster, on the burst budget.
@@ -134,7 +134,8 @@ def run_soak(work: Path, options: SoakOptions, say: Callable[[str], None] = prin
     started = time.monotonic()
     with VirtualSite(work, [*doors, room], radio=RADIO, seed=options.seed) as site:
         mqtt = MqttLog(site.mqtt_port, "borne/+/+/checkin", session="soak").start()
-        visits = _Visits(site, [door.name for door in doors], options.checkins, badge_key, options.visitor_every_s)
+        names = [door.name for door in doors]
+        visits = _Visits(site, names, options.checkins, badge_key, options.visitor_every_s, options.seed)
         try:
             schedule = _schedule(options, rng)
             faults: Counter[str] = Counter()
@@ -151,7 +152,7 @@ def run_soak(work: Path, options: SoakOptions, say: Callable[[str], None] = prin
                     _inject(site, visits, kind, options, rng)
                     faults[kind] += 1
                 if time.monotonic() >= next_progress:
-                    say(f"{visits.count}/{options.checkins} presented, {len(mqtt.on('checkin'))} published")
+                    say(f"{visits.count}/{options.checkins} presented, {visits.progress(mqtt.on('checkin'))}")
                     next_progress = time.monotonic() + 30
                 time.sleep(0.2)
             if visits.failure is not None:
@@ -174,9 +175,12 @@ class _Visits:
     until the fault has begun: however fast the doors read, every fault of the schedule comes between
     the check-ins it was scheduled between, and check-ins go on while it lasts."""
 
-    def __init__(self, site: VirtualSite, doors: list[str], total: int, badge_key: bytes, every_s: float) -> None:
+    def __init__(
+        self, site: VirtualSite, doors: list[str], total: int, badge_key: bytes, every_s: float, seed: int
+    ) -> None:
         self.site = site
         self.every_s = every_s
+        self.seed = seed
         self.doors = doors
         self.total = total
         self.badge_key = badge_key
@@ -194,7 +198,13 @@ class _Visits:
             return len(self.presented) + len(self.unread)
 
     def run(self, door: str) -> None:
+        # Visitors come at random, as people do: at each door a Poisson stream, `every_s` apart on
+        # average. In step at every door (all starting together, every `every_s`), the doors would
+        # send together each time and collide each time: the burst test_many_nodes takes on, not a
+        # day's traffic.
+        arrivals = random.Random(f"{self.seed}:{door}")
         try:
+            time.sleep(arrivals.uniform(0, self.every_s))
             while (number := self._next()) is not None:
                 uid = bytes([0x04]) + number.to_bytes(6, "big")  # a badge of its own for every visit
                 token = badge_token(self.badge_key, uid).hex()
@@ -206,10 +216,18 @@ class _Visits:
                             self.unread.append(Presentation(door, token, came))
                         else:
                             self.presented.append(Presentation(door, token, read_at))
-                    time.sleep(max(BETWEEN_VISITORS_S, came + self.every_s - time.time()))
+                    time.sleep(max(BETWEEN_VISITORS_S, came + arrivals.expovariate(1 / self.every_s) - time.time()))
         except BaseException as error:  # raised again by the soak's own thread
             self.failure = error
             self.stop()  # the others would wait at the gate for a count this visit never adds to
+
+    def progress(self, published: list[dict]) -> str:
+        """How many check-ins were published, and the door with the most still to be."""
+        tokens = {message["badge_token"] for message in published}
+        with self._lock:
+            waiting = Counter(p.door for p in self.presented if p.token not in tokens)
+        behind = f"; most waiting: {waiting.most_common(1)[0][0]} ({waiting.most_common(1)[0][1]})" if waiting else ""
+        return f"{len(tokens)} published{behind}"
 
     def open_gate(self, number: int) -> None:
         """Let visitors through up to `number` (not included)."""
