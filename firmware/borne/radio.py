@@ -16,7 +16,6 @@ from borne.airtime import DutyCycle, time_on_air_us
 
 _SPI_BAUD = const(2000000)
 MAX_FAULTS = const(10)  # modem errors in a row before the board resets
-_TX_SLACK_MS = const(1000)  # beyond the frame's time on air, before a send counts as failed
 # A single-channel receiver (our bridge) puts its modem in standby to read each frame from the FIFO
 # (drivers' recv), then forwards it before it listens again: a frame whose preamble starts meanwhile
 # is not heard. So a frame never follows the one before it sooner than this.
@@ -170,7 +169,6 @@ class Radio:
             gap = TURNAROUND_MS - time.ticks_diff(time.ticks_ms(), self._sent_ms)
             if gap > 0:
                 await asyncio.sleep_ms(gap)
-        late_ms = max(time.ticks_diff(tx_at_ms, time.ticks_ms()), 0) if tx_at_ms is not None else 0
         try:
             if self._stale:
                 self._set_up_again()
@@ -181,9 +179,10 @@ class Radio:
                 self._freq_khz = None  # the next use tunes the channel again
             self.duty.spend(freq_khz * 1000, airtime)
             self.air_us += airtime
-            # The modem waits for TX_DONE without end if it never comes: a deadline does not.
-            sent = await asyncio.wait_for_ms(self.modem.send(frame, tx_at_ms), late_ms + airtime // 1000 + _TX_SLACK_MS)
-        except (asyncio.TimeoutError, OSError, RuntimeError, ValueError, KeyError) as error:  # noqa: UP041 (MicroPython has no builtin TimeoutError)
+            # Our drivers give up on a TX-done that does not come (OSError 110): no deadline here, whose
+            # asyncio.wait_for_ms would cost two tasks per frame.
+            sent = await self.modem.send(frame, tx_at_ms)
+        except (OSError, RuntimeError, ValueError, KeyError) as error:
             self._failed(error)
             return None
         self._faults = 0

@@ -2,22 +2,34 @@
 timeout, or standby() calling the wait off. Shared by the SX127x (DIO0) and SX126x (DIO1) drivers."""
 
 import asyncio
+import time
 
 import machine
+from micropython import const
+
+# How often a wait with a deadline looks whether the IRQ came. asyncio.wait_for_ms would put the
+# deadline on the flag's wait, at the cost of two tasks and their coroutines at every wait (about
+# 460 bytes of heap, `make bench`); a sleep allocates nothing, and the IRQ keeps its own time.
+_POLL_MS = const(10)
 
 
 class DioWait:
     def __init__(self, pin):
         self._pin = pin  # the DIO line, which stays high until the driver clears the chip's IRQ
-        self._flag = asyncio.ThreadSafeFlag()  # set from the pin's (soft) IRQ
+        self._flag = asyncio.ThreadSafeFlag()  # set from the pin's (soft) IRQ: what a wait without deadline awaits
+        self._fired = False  # the IRQ came, and no wait took it yet
         self._waiting = False
+        self.ticks_ms = time.ticks_ms()  # when the last IRQ came (or a light sleep found the line high)
 
     def irq(self, pin):
         """The pin's IRQ handler: the chip raised its DIO line."""
+        self.ticks_ms = time.ticks_ms()
+        self._fired = True
         self._flag.set()
 
     def arm(self):
         """Forget an IRQ that came before the operation about to start."""
+        self._fired = False
         self._flag.clear()
 
     def cancel(self):
@@ -27,7 +39,8 @@ class DioWait:
             self._flag.set()
 
     async def wait(self, timeout_ms, light_sleep_ms=0):
-        """Wait for the IRQ (True), `timeout_ms` (False; None: no limit) or cancel() (None).
+        """Wait for the IRQ (True; `ticks_ms` says when it came), `timeout_ms` (False; None: no limit)
+        or cancel() (None).
 
         `light_sleep_ms`: first sleep that long in light sleep, when nothing else needs to run (a node
         that deep-sleeps between reports). The ESP32 stops its clocks then and may miss the IRQ's edge,
@@ -35,19 +48,25 @@ class DioWait:
         if light_sleep_ms > 0:
             machine.lightsleep(light_sleep_ms)
             if self._pin.value():
+                self.ticks_ms = time.ticks_ms()
                 return True
             if timeout_ms is not None:
                 timeout_ms -= light_sleep_ms
         self._waiting = True
-        try:
-            if timeout_ms is None:
+        if timeout_ms is None:
+            while self._waiting and not self._fired:
                 await self._flag.wait()
-            else:
-                await asyncio.wait_for_ms(self._flag.wait(), max(timeout_ms, 0))
-        except asyncio.TimeoutError:  # noqa: UP041 (MicroPython's asyncio raises its own)
-            self._waiting = False
-            return False
+        else:
+            deadline = time.ticks_add(time.ticks_ms(), max(timeout_ms, 0))
+            while self._waiting and not self._fired:
+                left = time.ticks_diff(deadline, time.ticks_ms())
+                if left <= 0:
+                    self._waiting = False
+                    return False
+                await asyncio.sleep_ms(min(left, _POLL_MS))
         if not self._waiting:
             return None
         self._waiting = False
+        self._fired = False  # taken: the next wait waits for the next IRQ
+        self._flag.clear()
         return True

@@ -147,6 +147,7 @@ class SX126x:
         self._answers = [memoryview(self._answer)[:n] for n in range(5)]
         self._buffer = bytearray(256)  # the chip's 256-byte data buffer: the one receive buffer
         self._view = memoryview(self._buffer)
+        self._packet = self._view[:0]  # what recv returned last
         self._dio = DioWait(dio1)  # a send or recv waits for DIO1; standby() ends it
         self.light_sleep_on_air = False  # a send waits out its time on air in light sleep
         self._asleep = False
@@ -433,7 +434,6 @@ class SX126x:
         self._command(_SET_TX, timeout >> 16, timeout >> 8 & 0xFF, timeout & 0xFF)
         self._check("to transmit")
         done = await self._dio.wait(airtime_ms + _TX_SLACK_MS, airtime_ms if self.light_sleep_on_air else 0)
-        ended = time.ticks_ms()
         if done is None:
             raise OSError(_ECANCELED)  # standby() cut it short
         irqs = self._irq_status()
@@ -441,7 +441,7 @@ class SX126x:
         if not done or not irqs & _IRQ_TX_DONE:
             self.standby()
             raise OSError(_ETIMEDOUT)
-        return ended  # the chip falls back to STDBY_RC by itself (DS §13.1.4)
+        return self._dio.ticks_ms  # the chip falls back to STDBY_RC by itself (DS §13.1.4)
 
     async def recv(self, timeout_ms=None):
         """The next frame with a good CRC within `timeout_ms` (None: until standby()), or None."""
@@ -469,7 +469,7 @@ class SX126x:
                 self.crc_errors += 1
                 continue
             break
-        self.ticks_ms = time.ticks_ms()
+        self.ticks_ms = self._dio.ticks_ms
         self.standby()
         self._read(_GET_RX_BUFFER_STATUS, 2)  # length, start (DS §13.5.2)
         n = self._answer[1]
@@ -478,7 +478,9 @@ class SX126x:
         self.rssi = -(self._answer[1] >> 1)
         snr = self._answer[2]
         self.snr = snr - 256 if snr > 127 else snr  # SnrPkt is the SNR in dB x 4
-        packet = self._view[:n]
+        if len(self._packet) != n:  # a view per length: frames of one length (ACKs) allocate nothing
+            self._packet = self._view[:n]
+        packet = self._packet
         buf = self._command_buf
         buf[0] = _READ_BUFFER
         buf[1] = start

@@ -101,6 +101,7 @@ class SX127x:
         self._answer = bytearray(2)
         self._buffer = bytearray(256)  # the FIFO's 256 bytes: the one receive buffer
         self._view = memoryview(self._buffer)
+        self._packet = self._view[:0]  # what recv returned last
         self._dio = DioWait(dio0)  # a send or recv waits for DIO0; standby() ends it
         self.light_sleep_on_air = False  # a send waits out its time on air in light sleep
         self.crc_errors = 0
@@ -273,7 +274,6 @@ class SX127x:
         airtime_us = time_on_air_us(n, self._sf, self._bw_hz, self._coding_rate, self._preamble_len)
         airtime_ms = airtime_us // 1000
         done = await self._dio.wait(airtime_ms + _TX_SLACK_MS, airtime_ms if self.light_sleep_on_air else 0)
-        ended = time.ticks_ms()
         if done is None:
             raise OSError(_ECANCELED)  # standby() cut it short
         flags = self._read(_IRQ_FLAGS)
@@ -281,7 +281,7 @@ class SX127x:
         if not done or not flags & _TX_DONE:
             self.standby()
             raise OSError(_ETIMEDOUT)
-        return ended  # the chip is back in standby by itself (DS §4.1.6)
+        return self._dio.ticks_ms  # the chip is back in standby by itself (DS §4.1.6)
 
     async def recv(self, timeout_ms=None):
         """The next frame with a good CRC within `timeout_ms` (None: until standby()), or None."""
@@ -308,7 +308,7 @@ class SX127x:
                 self.crc_errors += 1
                 continue
             break
-        self.ticks_ms = time.ticks_ms()
+        self.ticks_ms = self._dio.ticks_ms
         self.standby()
         n = self._read(_RX_NB_BYTES)
         self._write(_FIFO_ADDR_PTR, self._read(_FIFO_RX_CURRENT))
@@ -318,7 +318,9 @@ class SX127x:
         self.rssi = (_RSSI_OFFSET_HF if self._hf else _RSSI_OFFSET_LF) + self._read(_PKT_RSSI)
         if self.snr < 0:
             self.rssi += self.snr // 4
-        packet = self._view[:n]
+        if len(self._packet) != n:  # a view per length: frames of one length (ACKs) allocate nothing
+            self._packet = self._view[:n]
+        packet = self._packet
         self._address[0] = _FIFO
         self._cs(0)
         self._spi.write(self._address)

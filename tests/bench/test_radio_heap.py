@@ -1,0 +1,32 @@
+"""`make bench`'s bytes allocated per LoRa frame, by the firmware's `Radio` and our drivers in the real
+MicroPython VM (bench/radio_heap.py): a frame sent or received allocates nothing but the frames of
+the coroutines it calls, and the meter that counts them reads nothing where nothing is allocated."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.radio_heap import FRAMES, measure
+from tests.firmware.conftest import require_vm
+
+
+@pytest.fixture(scope="module", params=["sx1276", "sx1262"])
+def figures(request: pytest.FixtureRequest) -> dict[str, list[int]]:
+    require_vm("the bench's radio heap figures")
+    return measure(request.param)
+
+
+def test_the_meter_counts_nothing_for_a_task_that_only_sleeps(figures) -> None:
+    assert figures["slept"][0] == 0
+
+
+def test_a_frame_sent_allocates_only_the_frames_of_its_coroutines(figures) -> None:
+    firmware, _, missed = figures["sent"]
+    assert missed == 0
+    assert firmware == FRAMES * figures["coroutines"][0]
+
+
+def test_a_frame_received_allocates_only_the_frames_of_its_coroutines(figures) -> None:
+    firmware, _, missed = figures["received"]
+    assert missed == 0
+    assert firmware == FRAMES * figures["coroutines"][1]
