@@ -123,9 +123,11 @@ def qstr_info(board: VirtualBoard) -> dict[str, int]:
 
 START_NODE = """
 import asyncio
-from borne import config
+from borne import app, config
 from borne.node import Node
 node = Node(config.load())
+del config
+app.forget("borne.config")  # as app.start does once the configuration is loaded
 task = asyncio.create_task(node.run())
 """
 NODE_RUNS_S = 8  # its tasks start, read the badge reader and the sensor, send a status
