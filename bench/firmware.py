@@ -10,7 +10,11 @@ gc.mem_alloc() gained is what the frames allocated; the boot figures on the heap
 scaled onto the wire is a float object on the heap, on an ESP32 too. The VM's qstr pools differ from a
 board's: its chip models' qstrs fill the first pools, so the firmware's begin a larger one than a
 board would allocate for them (py/qstr.c doubles each pool); the heap after boot says how much that
-pool takes, and what a board's pools would (`board_qstr_pool_bytes`).
+pool takes, and what a board's pools would (`board_qstr_pool_bytes`) for as many qstrs. A board
+interns a few tens more or fewer (names its ROM holds, or that the VM's chip models interned
+first): near a pool's end (620 entries with boot.py's), that decides whether a board begins a
+pool of 640 entries (4,512 bytes). The chip models' objects the firmware holds (Pin, I2C, SPI:
+Python instances here, static C objects on an ESP32) count about 1 KB here that a board spares.
 With .py source the VM compiles all the boot's modules in main.py's one call and collects nothing
 meanwhile, where a board collects between them: a MemoryError in a .py column is the VM's, not the board's.
 Times are the VM's on this computer, not an ESP32's at 160 MHz: compare them with each other.
