@@ -132,6 +132,7 @@ from borne.node import Node
 node = Node(config.load())
 del config
 app.forget("borne.config")  # as app.start does once the configuration is loaded
+app.forget("borne.contract")  # and once the role's modules are imported
 task = asyncio.create_task(node.run())
 """
 NODE_RUNS_S = 8  # its tasks start, read the badge reader and the sensor, send a status

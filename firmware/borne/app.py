@@ -70,6 +70,7 @@ def start():
         # collected, so that the role is built (in the loop's first step) on a heap in one piece. The
         # virtual board's VM collects only when a call into it returns: main.py's does, here.
         role = _role_class(config["role"])
+        forget("borne.contract")  # its facts are copied into the modules that read them: the module is done
         gc.collect()
         asyncio.run(_main(config, role))
     except KeyboardInterrupt:
