@@ -8,8 +8,13 @@ heap (mcu "none"): a round of 200 frames is one call, in which nothing is collec
 gc.mem_alloc() gained is what the frames allocated; the boot figures on the heap of the board's ESP32
 (mcu.mjs). The virtual `cryptolib` and buses allocate nothing, as ESP32's C does; a float reading
 scaled onto the wire is a float object on the heap, on an ESP32 too. The VM's qstr pools differ from a
-board's (its frozen modules are compiled at start, an ESP32's are in flash), so the heap after boot
-may hold a qstr pool that a board would size otherwise: read it within ~10 KB, and its changes as signals.
+board's: its chip models' qstrs fill the first pools, so the firmware's begin a larger one than a
+board would allocate for them (py/qstr.c doubles each pool); the heap after boot says how much that
+pool takes, and what a board's pools would (`board_qstr_pool_bytes`) for as many qstrs. A board
+interns a few tens more or fewer (names its ROM holds, or that the VM's chip models interned
+first): near a pool's end (620 entries with boot.py's), that decides whether a board begins a
+pool of 640 entries (4,512 bytes). The chip models' objects the firmware holds (Pin, I2C, SPI:
+Python instances here, static C objects on an ESP32) count about 1 KB here that a board spares.
 With .py source the VM compiles all the boot's modules in main.py's one call and collects nothing
 meanwhile, where a board collects between them: a MemoryError in a .py column is the VM's, not the board's.
 Times are the VM's on this computer, not an ESP32's at 160 MHz: compare them with each other.
@@ -17,10 +22,13 @@ Times are the VM's on this computer, not an ESP32's at 160 MHz: compare them wit
 
 from __future__ import annotations
 
+import io
 import json
+import keyword
 import shutil
 import tempfile
 import time
+import tokenize
 from pathlib import Path
 
 from boards.profiles import load_profile, profile_names
@@ -68,18 +76,71 @@ print(json.dumps(result))
 
 COLLECT = "import gc; gc.collect()"  # done as this call returns: read the heap in the next
 HEAP_IN_USE = "import gc; print(gc.mem_alloc())"
+QSTR_INFO = "import micropython; micropython.qstr_info()"  # qstr pool: n_pool=6, n_qstr=835, n_str_data_bytes=…
+
+# The qstr pools of MicroPython 1.27 (py/qstr.c, qstr_add): the interned strings' entries live in pools on
+# the heap, each one allocated when the last is full, with twice its entries; the first is twice the 10
+# that tools/mpy-tool.py gives the frozen modules' pool in ROM, on an ESP32 as in the VM. An entry is a
+# pointer, a 2-byte hash and a 1-byte length (ports/esp32: 32 bits, MICROPY_QSTR_BYTES_IN_HASH 2 at its
+# ROM level); a pool has a 24-byte header; the heap gives whole 16-byte blocks (py/gc.c).
+QSTR_FIRST_POOL = 20
+QSTR_ENTRY_BYTES = 7
+QSTR_POOL_HEADER = 24
+GC_BLOCK = 16
+
+
+def qstr_pool_bytes(interned: int) -> int:
+    """Heap taken by the pools that hold `interned` qstrs made at run time."""
+    total, entries, held = 0, QSTR_FIRST_POOL, 0
+    while held < interned:
+        total += -(-(QSTR_POOL_HEADER + QSTR_ENTRY_BYTES * entries) // GC_BLOCK) * GC_BLOCK
+        held += entries
+        entries *= 2
+    return total
+
+
+def boot_qstrs() -> int:
+    """At most how many qstrs a bare board has interned at run time: the distinct names and short strings
+    of boot.py and the modules it imports (fewer in truth: the ESP32's ROM pools hold many of them)."""
+    names = {"boot.py", "borne"}
+    for path in ("boot.py", "borne/__init__.py", "borne/watchdog.py", "borne/retained.py"):
+        names |= {path, path.removesuffix(".py").replace("/", ".")}
+        for token in tokenize.generate_tokens(io.StringIO((FIRMWARE_DIR / path).read_text()).readline):
+            name = token.type == tokenize.NAME and not keyword.iskeyword(token.string)
+            if name or (token.type == tokenize.STRING and len(token.string) < 12):  # short strings are interned
+                names.add(token.string)
+    return len(names)
+
+
+def board_qstr_pool_bytes(added: int) -> tuple[int, int]:
+    """The least and the most heap a board's pools take for `added` more qstrs, by how many were
+    interned before them: from none to `boot_qstrs()`."""
+    costs = [qstr_pool_bytes(before + added) - qstr_pool_bytes(before) for before in range(boot_qstrs() + 1)]
+    return min(costs), max(costs)
+
+
+def qstr_info(board: VirtualBoard) -> dict[str, int]:
+    """The run-time qstr pools' figures, as micropython.qstr_info() prints them."""
+    line = board.exec(QSTR_INFO).strip().splitlines()[0]
+    return {key: int(value) for key, value in (item.split("=") for item in line.split(": ", 1)[1].split(", "))}
+
+
 START_NODE = """
 import asyncio
-from borne import config
+from borne import app, config
 from borne.node import Node
 node = Node(config.load())
+del config
+app.forget("borne.config")  # as app.start does once the configuration is loaded
+app.forget("borne.contract")  # and once the role's modules are imported
 task = asyncio.create_task(node.run())
 """
 NODE_RUNS_S = 8  # its tasks start, read the badge reader and the sensor, send a status
 
 
-def heap_after_boot() -> tuple[int, int]:
-    """Heap in use (after a collection) on a bare board, and with a door node built and running."""
+def heap_after_boot() -> tuple[int, int, dict[str, int]]:
+    """Heap in use (after a collection) on a bare board, and with a door node built and running; what the
+    firmware added to the qstr pools (qstr_info's figures)."""
     options = NodeOptions(nfc="pn532", sensors=("bme280",), direction="in")
     profile = load_profile("heltec_v2")
     config = build_config(
@@ -95,11 +156,13 @@ def heap_after_boot() -> tuple[int, int]:
             board.wire_i2c("bme280", 0x76, sda=i2c["sda"], scl=i2c["scl"])
             board.exec(COLLECT)
             bare = int(board.exec(HEAP_IN_USE).strip())
+            qstrs_bare = qstr_info(board)
             board.exec(START_NODE)
             time.sleep(NODE_RUNS_S)
             board.exec(COLLECT)
             running = int(board.exec(HEAP_IN_USE).strip())
-    return bare, running
+            qstrs = qstr_info(board)
+    return bare, running, {key: qstrs[key] - qstrs_bare[key] for key in qstrs}
 
 
 def heap_table() -> str:
@@ -118,13 +181,21 @@ def heap_table() -> str:
         ("telemetry, 5 values, encrypted", *figures["telemetry_encrypted"]),
         ("one check-in, encrypted", *figures["checkin_encrypted"]),
     ]
-    bare, running = heap_after_boot()
+    bare, running, qstrs = heap_after_boot()
+    used, text = running - bare, qstrs["n_str_data_bytes"]
+    pools = qstrs["n_total_bytes"] - text
+    least, most = board_qstr_pool_bytes(qstrs["n_qstr"])
     lines = [
         "## Firmware in the real MicroPython VM",
         "",
         f"Heap taken by importing the codec, its keys and its frame buffer: {imported:,} bytes.",
-        f"Heap in use after boot, a door node (PN532 + BME280) built and running: {running - bare:,} bytes",
+        f"Heap in use after boot, a door node (PN532 + BME280) built and running: {used:,} bytes",
         f"above a bare board's {bare:,} (.mpy files: their bytecode lives in the heap, as on a board).",
+        f"Of it, the {qstrs['n_qstr']:,} qstrs the firmware interned: {text:,} bytes of their text, and",
+        f"{pools:,} of qstr pools (the VM began {qstrs['n_pool']} more). The pools are the VM's: its chip models'",
+        "qstrs filled its first ones, so the firmware's began a larger one. A board's start at 20 entries and double",
+        f"(py/qstr.c): the same qstrs take {least:,} to {most:,} bytes of pools there, by how many the board",
+        f"interned before them; a door node on a board: {used - pools + least:,} to {used - pools + most:,} bytes.",
         "",
         "| frame built | bytes allocated per frame | µs per frame |",
         "|---|---:|---:|",

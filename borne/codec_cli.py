@@ -14,7 +14,7 @@ from payload_codec import vectorgen
 from payload_codec.crypto import DOWN, UP
 from payload_codec.errors import CodecError
 from payload_codec.export_js import export_js
-from payload_codec.export_mpy import export_mpy
+from payload_codec.export_mpy import export_modules
 from payload_codec.frame import SealedEnvelope, build_frame, open_envelope, read_envelope
 from payload_codec.messages import decode_body, message_from_json
 from payload_codec.schema import FLAG_ENCRYPTED, TYPE_BY_NAME
@@ -60,16 +60,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     export_js = actions.add_parser("export-js", help="print the TS013 JavaScript payload formatter")
     export_js.set_defaults(run=_export_js)
 
-    export_mpy = actions.add_parser("export-mpy", help="write the firmware's contract module from the schema")
+    export_mpy = actions.add_parser("export-mpy", help="write the firmware's contract modules from the schema")
     export_mpy.add_argument(
         "--output",
         type=Path,
         default=CONTRACT_MODULE,
         metavar="PATH",
-        help="where to write it (default: firmware/borne/contract.py)",
+        help="where to write contract.py, link_contract.py beside it (default: firmware/borne/contract.py)",
     )
     export_mpy.add_argument(
-        "--check", action="store_true", help="only compare it with the schema; exit 1 if it differs"
+        "--check", action="store_true", help="only compare them with the schema; exit 1 if one differs"
     )
     export_mpy.set_defaults(run=_export_mpy)
 
@@ -183,16 +183,22 @@ def _export_js(args: argparse.Namespace) -> int:
 
 
 def _export_mpy(args: argparse.Namespace) -> int:
-    source = export_mpy()
-    path: Path = args.output
+    output: Path = args.output
+    modules = {
+        output if name == CONTRACT_MODULE.name else output.with_name(name): source
+        for name, source in export_modules().items()
+    }
     if args.check:
-        if path.is_file() and path.read_text(encoding="utf-8") == source:
-            return 0
-        command = "borne codec export-mpy" + ("" if path == CONTRACT_MODULE else f" --output {path}")
-        print(f"{_shown(path)} differs from the schema: run `{command}`", file=sys.stderr)
-        return 1
-    path.write_text(source, encoding="utf-8")
-    print(f"wrote {_shown(path)}")
+        stale = [
+            path for path, source in modules.items() if not path.is_file() or path.read_text(encoding="utf-8") != source
+        ]
+        command = "borne codec export-mpy" + ("" if output == CONTRACT_MODULE else f" --output {output}")
+        for path in stale:
+            print(f"{_shown(path)} differs from the schema: run `{command}`", file=sys.stderr)
+        return 1 if stale else 0
+    for path, source in modules.items():
+        path.write_text(source, encoding="utf-8")
+        print(f"wrote {_shown(path)}")
     return 0
 
 

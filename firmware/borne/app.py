@@ -1,6 +1,6 @@
 """The firmware's start: configuration, safe mode, watchdog, the board's power, and the role it plays.
 
-A boot that does not reach HEALTHY_AFTER_MS of running counts as a crash, unless the installer stops
+A boot that does not reach _HEALTHY_AFTER_MS of running counts as a crash, unless the installer stops
 it (Ctrl-C, as mpremote does); after MAX_CRASHES in a
 row (counted in RTC memory, so a power cycle starts afresh) the board stays in safe mode: the
 firmware does not start and the REPL is left to the installer, with the last error in /crash.txt.
@@ -19,13 +19,12 @@ import time
 import machine
 from micropython import const
 
-from borne import config as board_config
 from borne import retained, watchdog
 from borne.contract import RESET_CRASH
 
 FIRMWARE_VERSION = (0, 4, 0)
 MAX_CRASHES = const(3)
-HEALTHY_AFTER_MS = const(120000)
+_HEALTHY_AFTER_MS = const(120000)
 CRASH_LOG = "/crash.txt"
 
 _stopped_once = False
@@ -49,10 +48,15 @@ class Uptime:
 def start():
     """What main.py runs: the configured role until Ctrl-C; safe mode if the board must not run it."""
     crashes = retained.load().get("crashes", 0)
+    from borne import config as board_config  # its checks run once: dropped below
+
     try:
         config = board_config.load()
     except board_config.ConfigError as error:
         return _safe_mode(f"the configuration is wrong: {error}")
+    finally:
+        del board_config
+        forget("borne.config")
     if crashes >= MAX_CRASHES:
         return _safe_mode(f"{crashes} crashes in a row; the last error is in {CRASH_LOG}")
     button = config["board"].get("button")
@@ -66,6 +70,7 @@ def start():
         # collected, so that the role is built (in the loop's first step) on a heap in one piece. The
         # virtual board's VM collects only when a call into it returns: main.py's does, here.
         role = _role_class(config["role"])
+        forget("borne.contract")  # its facts are copied into the modules that read them: the module is done
         gc.collect()
         asyncio.run(_main(config, role))
     except KeyboardInterrupt:
@@ -79,6 +84,16 @@ def reset_cause():
         retained.save(state)
         return RESET_CRASH
     return machine.reset_cause()
+
+
+def forget(name):
+    """Drop a module that is done with, such as the configuration's checks once the board has booted:
+    its code leaves the heap at the next collection, unless something still holds it (an `import`
+    that needs it again reads it from flash again). Its qstrs stay: MicroPython never frees them."""
+    sys.modules.pop(name, None)
+    package, _, module = name.rpartition(".")
+    if package in sys.modules and hasattr(sys.modules[package], module):
+        delattr(sys.modules[package], module)
 
 
 def clear_crashes():
@@ -186,7 +201,7 @@ async def _keep_watchdog_fed():
 
 
 async def _healthy_after():
-    await asyncio.sleep_ms(HEALTHY_AFTER_MS)
+    await asyncio.sleep_ms(_HEALTHY_AFTER_MS)
     retained.update(crashes=0)
 
 
@@ -211,7 +226,7 @@ def _stopped():
         return
     _stopped_once = True
     watchdog.hold()
-    # mpremote (flash, check, enrol) stops the firmware well within HEALTHY_AFTER_MS: that boot is
+    # mpremote (flash, check, enrol) stops the firmware well within _HEALTHY_AFTER_MS: that boot is
     # not a crash, or a few installer sessions in a row would leave a healthy board in safe mode.
     # Only this boot's count is taken back: a boot already found healthy has cleared the rest.
     retained.update(crashes=min(retained.load().get("crashes", 0), _crashes_before))

@@ -4,7 +4,7 @@ import time
 
 from micropython import const
 
-GONE_POLLS = const(3)  # polls without the badge before it counts as taken away (a reader misses some)
+_GONE_POLLS = const(3)  # polls without the badge before it counts as taken away (a reader misses some)
 _RECENT = const(16)  # badges remembered for the re-tap delay
 
 
@@ -16,7 +16,7 @@ class Presentations:
     delay, or another badge, it is. Badges are known by their token only: the UID is never kept.
     """
 
-    def __init__(self, retap_ms, gone_polls=GONE_POLLS):
+    def __init__(self, retap_ms, gone_polls=_GONE_POLLS):
         self.retap_ms = retap_ms
         self._gone_polls = gone_polls
         self._present = None  # the token of the badge on the reader

@@ -18,7 +18,7 @@ import time
 import micropython
 from micropython import const
 
-from borne import app, contract, link
+from borne import app, contract, link, link_contract
 from borne.radio import Radio
 
 HEARTBEAT_MS = const(10000)
@@ -105,10 +105,10 @@ class Bridge:
         ended_us = time.ticks_add(time.ticks_us(), -time.ticks_diff(time.ticks_ms(), radio.rx_ticks_ms) * 1000)
         record = self._writer.record
         struct.pack_into(
-            contract.RECEIVED_LAYOUT,
+            link_contract.RECEIVED_LAYOUT,
             record,
             0,
-            contract.RECORD_RECEIVED,
+            link_contract.RECORD_RECEIVED,
             self.config["radio"]["freq_khz"] * 1000,
             radio.sf,
             radio.bw_hz,
@@ -117,7 +117,7 @@ class Bridge:
             radio.snr,
             ended_us,
         )
-        at = contract.RECEIVED_SIZE
+        at = link_contract.RECEIVED_SIZE
         for byte in packet:  # a memoryview or lora's RxPacket (a bytearray): copied byte by byte
             record[at] = byte
             at += 1
@@ -152,23 +152,25 @@ class Bridge:
 
     def _request(self, n):
         record = self._reader.record
-        if record[0] != contract.RECORD_TRANSMIT:
+        if record[0] != link_contract.RECORD_TRANSMIT:
             return  # the gateway sends only transmit requests: anything else is not for us
-        if n < contract.TRANSMIT_SIZE + 1:
-            return self._result(record[1] | record[2] << 8 if n >= 3 else 0, contract.TX_BAD_REQUEST)
-        _, tx_id, freq_hz, sf, bw_hz, cr, power, timing, at_us = struct.unpack_from(contract.TRANSMIT_LAYOUT, record)
+        if n < link_contract.TRANSMIT_SIZE + 1:
+            return self._result(record[1] | record[2] << 8 if n >= 3 else 0, link_contract.TX_BAD_REQUEST)
+        _, tx_id, freq_hz, sf, bw_hz, cr, power, timing, at_us = struct.unpack_from(
+            link_contract.TRANSMIT_LAYOUT, record
+        )
         if not (7 <= sf <= 12 and bw_hz in _BANDWIDTHS_HZ and 5 <= cr <= 8):
-            return self._result(tx_id, contract.TX_BAD_REQUEST)  # settings the modem would refuse
+            return self._result(tx_id, link_contract.TX_BAD_REQUEST)  # settings the modem would refuse
         if len(self._requests) >= MAX_REQUESTS:
-            return self._result(tx_id, contract.TX_BUSY)
+            return self._result(tx_id, link_contract.TX_BUSY)
         delay_ms = 0
-        if timing == contract.TIMING_AT_TIMESTAMP:
+        if timing == link_contract.TIMING_AT_TIMESTAMP:
             delay_ms = time.ticks_diff(at_us & _TICKS_MASK, time.ticks_us()) // 1000
         if delay_ms < MAX_WAIT_MS:
-            return self._result(tx_id, contract.TX_TOO_LATE)
+            return self._result(tx_id, link_contract.TX_TOO_LATE)
         if delay_ms > EARLIEST_MS:
-            return self._result(tx_id, contract.TX_TOO_EARLY)
-        airtime = self.radio.airtime_us(n - contract.TRANSMIT_SIZE)
+            return self._result(tx_id, link_contract.TX_TOO_EARLY)
+        airtime = self.radio.airtime_us(n - link_contract.TRANSMIT_SIZE)
         at_ms = time.ticks_add(time.ticks_ms(), max(delay_ms, 0))
         queued_us = 0
         place = len(self._requests)  # the requests stay in time order
@@ -178,12 +180,12 @@ class Bridge:
                 place = i
             # Both on the air at once, or too close for the radio to be set up between them.
             if _overlap(at_ms, airtime, other_ms, other_us):
-                return self._result(tx_id, contract.TX_BUSY)
+                return self._result(tx_id, link_contract.TX_BUSY)
         duty = self.radio.duty
         try:
             wait_ms = duty.wait_ms(freq_hz, airtime)
         except ValueError:
-            return self._result(tx_id, contract.TX_BAD_REQUEST)  # outside EU868, or too long for any budget
+            return self._result(tx_id, link_contract.TX_BAD_REQUEST)  # outside EU868, or too long for any budget
         if queued_us:
             # The queued transmissions spend the budget first: one they would leave short goes late.
             try:
@@ -191,10 +193,10 @@ class Bridge:
             except ValueError:  # together longer than the sub-band's bucket
                 wait_ms = 1
         if wait_ms:
-            return self._result(tx_id, contract.TX_DUTY_CYCLE)
+            return self._result(tx_id, link_contract.TX_DUTY_CYCLE)
         cfg = {"freq_khz": freq_hz // 1000, "sf": sf, "bw": _bandwidth(bw_hz), "coding_rate": cr}
         cfg["output_power"] = min(power, self.radio.max_power_dbm)
-        self._requests.insert(place, (at_ms, tx_id, cfg, bytes(record[contract.TRANSMIT_SIZE : n]), airtime))
+        self._requests.insert(place, (at_ms, tx_id, cfg, bytes(record[link_contract.TRANSMIT_SIZE : n]), airtime))
         self._due.set()
 
     async def _transmit(self):
@@ -215,32 +217,32 @@ class Bridge:
                     sent = await radio.send(frame, cfg["freq_khz"], at_ms, cfg=cfg)
                 self._requests.remove(request)
                 if sent is None:
-                    self._result(tx_id, contract.TX_RADIO_ERROR)
+                    self._result(tx_id, link_contract.TX_RADIO_ERROR)
                 else:
                     self.transmitted += 1
-                    self._result(tx_id, contract.TX_SENT, airtime)
+                    self._result(tx_id, link_contract.TX_SENT, airtime)
 
     def _result(self, tx_id, result, airtime_us=0):
         struct.pack_into(
-            contract.TRANSMIT_RESULT_LAYOUT,
+            link_contract.TRANSMIT_RESULT_LAYOUT,
             self._writer.record,
             0,
-            contract.RECORD_TRANSMIT_RESULT,
+            link_contract.RECORD_TRANSMIT_RESULT,
             tx_id,
             result,
             airtime_us,
         )
-        self._write(contract.TRANSMIT_RESULT_SIZE)
+        self._write(link_contract.TRANSMIT_RESULT_SIZE)
 
     async def _heartbeat(self):
         while True:
             major, minor, patch = app.FIRMWARE_VERSION
             struct.pack_into(
-                contract.HEARTBEAT_LAYOUT,
+                link_contract.HEARTBEAT_LAYOUT,
                 self._writer.record,
                 0,
-                contract.RECORD_HEARTBEAT,
-                contract.LINK_VERSION,
+                link_contract.RECORD_HEARTBEAT,
+                link_contract.LINK_VERSION,
                 major,
                 minor,
                 patch,
@@ -250,7 +252,7 @@ class Bridge:
                 min(self.radio.errors, 0xFFFF),
                 min(self.dropped + self._reader.damaged, 0xFFFF),
             )
-            self._write(contract.HEARTBEAT_SIZE)
+            self._write(link_contract.HEARTBEAT_SIZE)
             await asyncio.sleep_ms(HEARTBEAT_MS)
 
 

@@ -4,7 +4,7 @@ Every check-in gets a number when the badge is read, one more than the last one 
 gave: never reused while the journal lives (the device's keys change with a board whose flash
 is erased). A frame carries the first number of its check-ins, which follow on consecutively;
 the gateway publishes each number once, whichever frame carried it. The numbers are reserved
-RESERVE_STEP at a time, in a record written before the first of them is given (as the frame
+_RESERVE_STEP at a time, in a record written before the first of them is given (as the frame
 counter jumps ahead): a boot that finds a damaged or torn record, which may have held the last
 number given, goes on from the reservation. Each damaged record past the first may have hidden a
 later reservation (with the pushes after it), so each adds RESERVE_STEP: a number is never given
@@ -22,7 +22,7 @@ Files, beside `path` (default "/checkins"):
           token[4:8] = the reservation (0 in a journal from before reservations).
         The queue is the replay of the journal.
         A torn or damaged record fails its CRC and is skipped, alone: the records are fixed
-        size. One push or ack appends one record (and one push in RESERVE_STEP a reservation);
+        size. One push or ack appends one record (and one push in _RESERVE_STEP a reservation);
         the journal is rewritten (to .new, then os.rename over .log) only after COMPACT_AFTER
         records, or at a boot that found a bad record or half that many. A torn last record
         that a full flash keeps from being rewritten away is padded to a whole record, so
@@ -42,9 +42,9 @@ from binascii import crc32
 
 from micropython import const
 
-CAPACITY = const(128)  # events; a RAM copy of 19 bytes each
+_CAPACITY = const(128)  # events; a RAM copy of 19 bytes each
 COMPACT_AFTER = const(512)  # records in the journal before it is rewritten (12 KiB)
-RESERVE_STEP = const(64)  # numbers reserved by one record
+_RESERVE_STEP = const(64)  # numbers reserved by one record
 
 _RECORD = const(24)
 _CHECKED = const(20)  # bytes under the CRC
@@ -70,7 +70,7 @@ class CheckinQueue:
     `now_s` arguments are the seconds since this boot (the scheduler's uptime clock).
     """
 
-    def __init__(self, path=PATH, capacity=CAPACITY):
+    def __init__(self, path=PATH, capacity=_CAPACITY):
         self._log = path + ".log"
         self._new = path + ".new"
         self.capacity = capacity
@@ -80,7 +80,7 @@ class CheckinQueue:
         self.dropped = 0
         self.journal_errors = 0  # writes the flash refused (full, or failing): see _append
         self.next_number = 0  # the number the next check-in gets
-        self._reserved = 0  # numbers below it may have been given: see RESERVE_STEP
+        self._reserved = 0  # numbers below it may have been given: see _RESERVE_STEP
         self._torn = 0  # bytes of a torn last record found at boot, still in the journal
         self._rec = bytearray(_RECORD)
         self._rec_checked = memoryview(self._rec)[:_CHECKED]
@@ -107,7 +107,7 @@ class CheckinQueue:
         number = self.next_number
         clock = self._base + now_s
         if number >= self._reserved:  # on flash before the number is given
-            self._reserved = number + RESERVE_STEP
+            self._reserved = number + _RESERVE_STEP
             self._append(_RESERVE, 0, self._reserved, None, self.boot, clock)
         self._append(_PUSH, tag, number, token, self.boot, clock)
         self._apply_push(tag, number, self.boot, clock, self._rec, 6)

@@ -3,12 +3,12 @@ bridge_link, byte for byte (the shared vectors hold both to it).
 
 A record is `type | fields | CRC-16/CCITT-FALSE (LE)`, COBS-encoded, between 0x00 delimiters.
 MicroPython has neither COBS nor binascii.crc_hqx, and both are a few lines: written here. The
-record types, their layouts and codes are in contract.py, generated from payload_codec.
+record types, their layouts and codes are in link_contract.py, generated from payload_codec.
 """
 
 import struct
 
-from .contract import CRC_SIZE, MAX_ENCODED_SIZE, MAX_RECORD_SIZE
+from .link_contract import CRC_SIZE, MAX_ENCODED_SIZE, MAX_RECORD_SIZE
 
 
 def crc16(data, n):

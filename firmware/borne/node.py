@@ -23,7 +23,6 @@ import machine
 from micropython import const
 
 from borne import app, backoff, retained
-from borne import config as board_config
 from borne.airtime import max_frame_size
 from borne.badges import Presentations
 from borne.checkin_queue import CheckinQueue
@@ -48,13 +47,13 @@ from borne.frame import Downlink, Uplink, checkin_tag, max_checkins
 from borne.radio import Radio
 from borne.sensors import Sensors
 
-POLL_MS = const(150)  # badge reader polls: a tap lasts a few hundred ms
-RX_EARLY_MS = const(200)  # the receive window opens this much before the ACK is due (a reader poll may hold the loop)
-RX_LATE_MS = const(200)  # and stays open this much after its end
+_POLL_MS = const(150)  # badge reader polls: a tap lasts a few hundred ms
+_RX_EARLY_MS = const(200)  # the receive window opens this much before the ACK is due (a reader poll may hold the loop)
+_RX_LATE_MS = const(200)  # and stays open this much after its end
 _ACK_FRAME_SIZE = ENVELOPE_SIZE + ACK_TIME_SIZE  # the longest ACK on air: with the gateway's time
-STATUS_AFTER_BOOT_MS = const(3000)  # plus up to as much again, at random
-STATUS_AFTER_CONFIG_MS = const(3000)  # the status that shows the gateway a config was applied
-JITTER_PCT = const(10)  # each report interval varies by up to this much, at random
+_STATUS_AFTER_BOOT_MS = const(3000)  # plus up to as much again, at random
+_STATUS_AFTER_CONFIG_MS = const(3000)  # the status that shows the gateway a config was applied
+_JITTER_PCT = const(10)  # each report interval varies by up to this much, at random
 
 
 class Led:
@@ -136,7 +135,7 @@ class Node:
             if badge is not None:
                 self._check_in(queue, badge[0], badge[1])
                 badge = None  # the UID is forgotten at once
-            await asyncio.sleep_ms(POLL_MS)
+            await asyncio.sleep_ms(_POLL_MS)
 
     def _check_in(self, queue, uid, tag_type):
         token = badge_token(self.badge_key, uid)
@@ -187,8 +186,8 @@ class Node:
         if sent_at is None:
             return False
         radio_config = self.config["radio"]
-        opens = time.ticks_add(sent_at, radio_config["ack_delay_ms"] - RX_EARLY_MS)
-        closes = time.ticks_add(opens, RX_EARLY_MS + radio.airtime_us(_ACK_FRAME_SIZE) // 1000 + RX_LATE_MS)
+        opens = time.ticks_add(sent_at, radio_config["ack_delay_ms"] - _RX_EARLY_MS)
+        closes = time.ticks_add(opens, _RX_EARLY_MS + radio.airtime_us(_ACK_FRAME_SIZE) // 1000 + _RX_LATE_MS)
         delay = time.ticks_diff(opens, time.ticks_ms())
         if delay > 0 and self.config["deep_sleep"]:
             # Nothing else runs on a node that sleeps between reports, and the radio idles until the
@@ -240,6 +239,10 @@ class Node:
             nfc["direction"] = DIRECTIONS[values[CHECKIN_DIRECTION]]
             self.direction = values[CHECKIN_DIRECTION]
         config["config_digest"] = self.downlink.config_digest  # the next status shows it to the gateway
+        # Dropped once the board booted (app.start), the module comes back from flash with the first
+        # config downlink, and stays: one allocation of it, not one at each.
+        from borne import config as board_config
+
         try:
             board_config.save(config)
         except OSError as error:
@@ -261,18 +264,18 @@ class Node:
     # Telemetry and status.
 
     async def _telemetry(self):
-        await asyncio.sleep_ms(backoff.uniform_ms(STATUS_AFTER_BOOT_MS))  # not with every node powered on with it
+        await asyncio.sleep_ms(backoff.uniform_ms(_STATUS_AFTER_BOOT_MS))  # not with every node powered on with it
         while True:
             await self._send_telemetry()
             await asyncio.sleep_ms(_jittered(self.config["intervals"]["telemetry_s"] * 1000))
 
     async def _status(self):
-        await asyncio.sleep_ms(STATUS_AFTER_BOOT_MS + backoff.uniform_ms(STATUS_AFTER_BOOT_MS))
+        await asyncio.sleep_ms(_STATUS_AFTER_BOOT_MS + backoff.uniform_ms(_STATUS_AFTER_BOOT_MS))
         while True:
             await self._send_status()
             if self.configured:
                 self.configured = False
-                await asyncio.sleep_ms(STATUS_AFTER_CONFIG_MS)
+                await asyncio.sleep_ms(_STATUS_AFTER_CONFIG_MS)
             else:
                 await asyncio.sleep_ms(_jittered(self.config["intervals"]["status_s"] * 1000))
 
@@ -318,7 +321,7 @@ class Node:
         if wakes % max(1, intervals["status_s"] // intervals["telemetry_s"]) == 0:
             await self._send_status()
             if self.configured:  # show the gateway the config before sleeping on it
-                await asyncio.sleep_ms(STATUS_AFTER_CONFIG_MS)
+                await asyncio.sleep_ms(_STATUS_AFTER_CONFIG_MS)
                 await self._send_status()
         # A report sent is a healthy boot: a node that sleeps never runs long enough to say so otherwise.
         retained.update(counter=self.counter.peek, wakes=wakes + 1, crashes=0)
@@ -332,9 +335,9 @@ class Node:
 
 
 def _jittered(interval_ms):
-    """`interval_ms`, give or take JITTER_PCT at random: frames of nodes on the same period drift
+    """`interval_ms`, give or take _JITTER_PCT at random: frames of nodes on the same period drift
     apart instead of colliding at every report (they are not acknowledged, so a collision loses them)."""
-    spread = interval_ms * JITTER_PCT // 100
+    spread = interval_ms * _JITTER_PCT // 100
     return interval_ms - spread + backoff.uniform_ms(2 * spread)
 
 

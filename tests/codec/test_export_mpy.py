@@ -1,6 +1,7 @@
-"""The firmware's contract module, `firmware/borne/contract.py`, is the schema's export and says it right.
+"""The firmware's contract modules, `firmware/borne/contract.py` and `link_contract.py`, are the schema's
+export and say it right.
 
-The committed module must be what `borne codec export-mpy` writes today, so a table changed in the
+The committed modules must be what `borne codec export-mpy` writes today, so a table changed in the
 schema without exporting again fails here (and in `make lint`). Its values are held to payload_codec
 by running it in CPython with MicroPython's `const` stood in; on the board, the firmware's tests in
 the VM (tests/firmware) build and read the shared vectors with it, and mpy-cross compiles it with
@@ -9,6 +10,7 @@ every other firmware file (tests/firmware/test_toolchain.py).
 
 from __future__ import annotations
 
+import re
 import struct
 import sys
 import types
@@ -24,7 +26,7 @@ from payload_codec import export_mpy as export_module
 from payload_codec.airtime import MAX_FRAME_BY_SF, SUB_BANDS, SubBand
 from payload_codec.bridge_link import RECORD_SCHEMAS
 from payload_codec.errors import FRAME_REASONS, CodecError
-from payload_codec.export_mpy import export_mpy
+from payload_codec.export_mpy import export_modules, export_mpy
 from payload_codec.messages import decode_body
 from payload_codec.schema import (
     CONFIG_FIELDS,
@@ -37,7 +39,12 @@ from payload_codec.schema import (
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "firmware" / "borne" / "contract.py"
-STALE_MESSAGE = "firmware/borne/contract.py differs from the schema: run `borne codec export-mpy`"
+STALE = "differs from the schema: run `borne codec export-mpy`"
+
+
+def committed() -> dict[str, str]:
+    """The committed source of each generated module, by its file name."""
+    return {name: COMMITTED.with_name(name).read_text(encoding="utf-8") for name in export_modules()}
 
 
 def run_check(*options: str) -> int:
@@ -46,19 +53,22 @@ def run_check(*options: str) -> int:
 
 @pytest.fixture
 def contract(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """The exported module's names and values, run in CPython with a stand-in for `micropython.const`."""
+    """The exported modules' names and values, run in CPython with a stand-in for `micropython.const`."""
     micropython = types.ModuleType("micropython")
     micropython.const = lambda value: value  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "micropython", micropython)
-    namespace: dict[str, Any] = {}
-    exec(compile(export_mpy(), "contract.py", "exec"), namespace)
-    return {name: value for name, value in namespace.items() if name.isupper()}
+    names: dict[str, Any] = {}
+    for name, source in export_modules().items():
+        namespace: dict[str, Any] = {}
+        exec(compile(source, name, "exec"), namespace)
+        names.update((name, value) for name, value in namespace.items() if name.isupper())
+    return names
 
 
 # --- the committed file and the check -------------------------------------------------------------
-def test_the_committed_contract_module_is_the_schemas_export() -> None:
+def test_the_committed_contract_modules_are_the_schemas_export() -> None:
     assert CONTRACT_MODULE == COMMITTED
-    assert COMMITTED.read_text(encoding="utf-8") == export_mpy(), STALE_MESSAGE
+    assert committed() == export_modules(), f"a contract module {STALE}"
 
 
 def test_the_check_passes_on_the_committed_module(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -82,15 +92,16 @@ def test_a_table_changed_in_the_schema_fails_the_check_until_exported(
 ) -> None:
     monkeypatch.setattr(export_module, table, changed)
     monkeypatch.chdir(ROOT)
-    assert export_mpy() != COMMITTED.read_text(encoding="utf-8")
+    stale = [name for name, source in export_modules().items() if committed()[name] != source]
+    assert len(stale) == 1
     assert run_check() == 1
-    assert STALE_MESSAGE in capsys.readouterr().err
+    assert f"firmware/borne/{stale[0]} {STALE}" in capsys.readouterr().err
 
 
 def test_export_then_check_on_another_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     output = tmp_path / "contract.py"
     assert cli.main(["codec", "export-mpy", "--output", str(output)]) == 0
-    assert output.read_text(encoding="utf-8") == export_mpy()
+    assert {name: (tmp_path / name).read_text(encoding="utf-8") for name in export_modules()} == export_modules()
     assert run_check("--output", str(output)) == 0
     output.write_text(export_mpy().replace("const(250)", "const(251)"), encoding="utf-8")
     assert run_check("--output", str(output)) == 1
@@ -223,3 +234,14 @@ def test_the_eu868_tables_are_the_codecs(contract: dict[str, Any]) -> None:
     assert [(low, high, per_mille / 1000) for low, high, per_mille in contract["SUB_BANDS"]] == [
         (band.low_hz, band.high_hz, band.duty_cycle) for band in SUB_BANDS
     ]
+
+
+def test_only_the_bridge_imports_the_serial_links_facts() -> None:
+    # Each name a module holds costs a board's heap: a node never loads the bridge's link records.
+    firmware = COMMITTED.parent
+    importers = sorted(
+        str(path.relative_to(firmware))
+        for path in firmware.rglob("*.py")
+        if re.search(r"^\s*(from|import) .*\blink_contract\b", path.read_text(encoding="utf-8"), re.MULTILINE)
+    )
+    assert importers == ["bridge.py", "link.py"]

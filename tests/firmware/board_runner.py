@@ -6,7 +6,7 @@ import json
 import struct
 from binascii import hexlify, unhexlify
 
-from borne import airtime, badges, contract, crypto, frame, link
+from borne import airtime, badges, contract, crypto, frame, link, link_contract
 
 _keys = {}
 
@@ -165,17 +165,17 @@ def record(call):
         writer = link.Writer()
         writer.record[:n] = reader.record[:n]
         answer["reframed"] = _hex(writer.frame(n))
-        if reader.record[0] == contract.RECORD_TRANSMIT and n >= contract.TRANSMIT_SIZE:
-            fields = list(struct.unpack_from(contract.TRANSMIT_LAYOUT, reader.record))
-            fields.append(_hex(reader.record[contract.TRANSMIT_SIZE : n]))  # MicroPython has no [*a, b]
+        if reader.record[0] == link_contract.RECORD_TRANSMIT and n >= link_contract.TRANSMIT_SIZE:
+            fields = list(struct.unpack_from(link_contract.TRANSMIT_LAYOUT, reader.record))
+            fields.append(_hex(reader.record[link_contract.TRANSMIT_SIZE : n]))  # MicroPython has no [*a, b]
             answer["transmit"] = fields
     return answer
 
 
 def pack(call):
-    # A record the bridge builds from its fields: a layout of borne.contract, then the frame, if any.
+    # A record the bridge builds from its fields: a layout of borne.link_contract, then the frame, if any.
     writer = link.Writer()
-    layout = getattr(contract, call["layout"])
+    layout = getattr(link_contract, call["layout"])
     struct.pack_into(layout, writer.record, 0, *call["values"])
     size = struct.calcsize(layout)
     tail = unhexlify(call["tail"])

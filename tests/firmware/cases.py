@@ -204,7 +204,7 @@ def all_calls() -> list[dict]:
 
 
 def bridge_record_values(case: dict) -> dict | None:
-    """The values the bridge packs (a layout of borne.contract) for a record it sends; None for others."""
+    """The values the bridge packs (a layout of borne.link_contract) for a record it sends; None for others."""
     if not case["valid"]:
         return None
     f = case["fields"]
