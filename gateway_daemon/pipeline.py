@@ -307,7 +307,8 @@ class Pipeline:
             self.counters[f"{kind}_sent"] += 1
         except TransmitError as error:
             self.counters[f"{kind}_failed_{error.reason}"] += 1
-            log.warning("%s to device %s via %s failed: %s", message.msg_type.name, device.device_id, source.name, error)
+            kind_name = message.msg_type.name
+            log.warning("%s to device %s via %s failed: %s", kind_name, device.device_id, source.name, error)
 
     def _source_of(self, reception: Reception) -> Source | None:
         return next((source for source in self.sources if source.heard(reception)), None)

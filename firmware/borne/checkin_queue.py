@@ -7,7 +7,7 @@ the gateway publishes each number once, whichever frame carried it. The numbers 
 _RESERVE_STEP at a time, in a record written before the first of them is given (as the frame
 counter jumps ahead): a boot that finds a damaged or torn record, which may have held the last
 number given, goes on from the reservation. Each damaged record past the first may have hidden a
-later reservation (with the pushes after it), so each adds RESERVE_STEP: a number is never given
+later reservation (with the pushes after it), so each adds _RESERVE_STEP: a number is never given
 twice, however many records were damaged. After a clean power cut the numbers follow on.
 
 Files, beside `path` (default "/checkins"):
@@ -92,7 +92,7 @@ class CheckinQueue:
         self.boot = 0
         damaged = self._replay()
         if damaged:  # a bad record may have held the last number given, or a reservation
-            self.next_number = max(self.next_number, self._reserved) + (damaged - 1) * RESERVE_STEP
+            self.next_number = max(self.next_number, self._reserved) + (damaged - 1) * _RESERVE_STEP
         self.boot = (self.boot + 1) & 0xFFFF
         self._base = self._clock  # this boot's clock starts where the journal's ends
         if damaged or self._records >= COMPACT_AFTER // 2:
