@@ -147,13 +147,13 @@ class Mcu:
         entry = vm_entry()
         if entry is not None:
             command += ["--vm", str(entry)]
-        # A session of its own: Ctrl-C in the terminal powers off the board, not just its VM.
+        # A session of its own, as every child has (children.py): Ctrl-C in the terminal powers off
+        # the board, not just its VM.
         process = start_child(
             command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             cwd=NPM_PROJECT,
-            start_new_session=True,
             pass_fds=(control_out, events_in),
         )
         os.close(control_out)
