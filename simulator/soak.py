@@ -171,8 +171,8 @@ def run_soak(work: Path, options: SoakOptions, say: Callable[[str], None] = prin
                     _, kind = schedule.pop(0)
                     say(f"{visits.count}/{options.checkins} presented: {kind}")
                     visits.open_gate(schedule[0][0] if schedule else options.checkins)
+                    faults[kind] += 1  # once begun: an interrupted soak's table counts the fault it stopped in
                     _inject(site, visits, kind, options, rng)
-                    faults[kind] += 1
                 if time.monotonic() >= next_progress:
                     say(f"{visits.count}/{options.checkins} presented, {len(mqtt.on('checkin'))} published")
                     next_progress = time.monotonic() + 30
