@@ -75,7 +75,8 @@ class Presentation:
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM reached `borne sim soak`."""
+    """SIGINT or SIGTERM reached `borne sim soak` (main() has them raise it): run_soak returns the report
+    of what it saw until then. A KeyboardInterrupt of another caller's (pytest's) goes through."""
 
     def __init__(self, signum: int) -> None:
         self.signal = signal.Signals(signum)
@@ -185,10 +186,10 @@ def run_soak(work: Path, options: SoakOptions, say: Callable[[str], None] = prin
             while time.monotonic() < deadline and not tokens <= {m["badge_token"] for m in mqtt.on("checkin")}:
                 time.sleep(0.5)
             return _report(visits, mqtt.on("checkin"), site.medium.stats, faults, started)
-        except KeyboardInterrupt as interruption:  # SIGINT, or Interrupted: what was seen until now is the report
+        except Interrupted as interruption:  # what was seen until now is the report
             visits.stop()
-            report = _report(visits, mqtt.on("checkin"), site.medium.stats, faults, started, _signal_of(interruption))
-            say(f"interrupted by {_signal_of(interruption).name}: the visitors stop; the site shuts down")
+            report = _report(visits, mqtt.on("checkin"), site.medium.stats, faults, started, interruption.signal)
+            say(f"interrupted by {interruption.signal.name}: the visitors stop; the site shuts down")
             return report
         finally:
             visits.stop()
@@ -348,10 +349,6 @@ def _unix(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def _signal_of(interruption: KeyboardInterrupt) -> signal.Signals:
-    return interruption.signal if isinstance(interruption, Interrupted) else signal.SIGINT
-
-
 @contextlib.contextmanager
 def _interrupted_by_signals() -> Iterator[None]:
     """SIGINT and SIGTERM raise Interrupted in the main thread meanwhile. SIGINT too where it was
@@ -375,7 +372,7 @@ def main(work: Path, options: SoakOptions) -> int:
         with _interrupted_by_signals():
             report = run_soak(work, options, say=lambda text: print(f"{time.strftime('%H:%M:%S')}  {text}", flush=True))
     except KeyboardInterrupt as interruption:  # while the site started, or again while it shut down
-        stopped = _signal_of(interruption)
+        stopped = interruption.signal if isinstance(interruption, Interrupted) else signal.SIGINT
         print(
             f"soak interrupted by {stopped.name}: no report (the site was starting, or shutting down after "
             "an earlier interruption)",
