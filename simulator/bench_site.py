@@ -133,8 +133,14 @@ def wait_until_booted(site: VirtualSite, stop: threading.Event) -> None:
 def serve(work: Path, nodes: list[NodeSpec], *, concentrator: bool, radio: dict[str, int | str]) -> None:
     """Run the site until SIGTERM or SIGINT; `work/bench.json` says where everything is."""
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stopped_by: list[str] = []
+
+    def stop_on(signum: int, frame: object) -> None:
+        stopped_by.append(signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, stop_on)
+    signal.signal(signal.SIGINT, stop_on)
     control = work / CONTROL_SOCKET
     with contextlib.suppress(FileNotFoundError):
         control.unlink()
@@ -152,6 +158,8 @@ def serve(work: Path, nodes: list[NodeSpec], *, concentrator: bool, radio: dict[
                 stop.wait()
         finally:
             server.shutdown()
+    if stopped_by:
+        print(f"bench site stopped by {stopped_by[0]}: its boards and broker are off", file=sys.stderr, flush=True)
 
 
 def _write_ready(work: Path, site: VirtualSite, control: Path, radio: dict[str, int | str]) -> None:

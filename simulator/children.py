@@ -6,6 +6,11 @@ SIGKILL when its parent dies (prctl PR_SET_PDEATHSIG), between fork and exec.
 
 Elsewhere (macOS, BSD) there is no such signal: children start the same way, and only a clean stop
 (`with`, stop(), SIGINT, SIGTERM) ends them.
+
+Each child has a session of its own: a Ctrl-C at the terminal goes to the terminal's foreground
+process group, and it must reach the owner alone, which stops its children in order (the gateway
+before the broker it publishes to, a board by powering it off), instead of every one of them dying
+at once under a soak or a demo still counting what they publish.
 """
 
 from __future__ import annotations
@@ -46,7 +51,9 @@ def start_child(command: Sequence[str], **popen: Any) -> subprocess.Popen[Any]:
     """Start `command` as `subprocess.Popen(command, **popen)` does, tied to this process's life.
 
     On Linux the child is killed when this process ends, however it ends; callers still stop
-    their children themselves on a clean exit. Any thread may call it."""
+    their children themselves on a clean exit. The child has a session of its own (out of reach of
+    the terminal's Ctrl-C) unless `start_new_session=False` is given. Any thread may call it."""
+    popen.setdefault("start_new_session", True)
     if _prctl is None:
         return subprocess.Popen(command, **popen)
     if "preexec_fn" in popen:

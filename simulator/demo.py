@@ -56,47 +56,53 @@ class DemoOptions:
 
 
 def run_demo(options: DemoOptions) -> int:
-    """Run the virtual site live until `options.duration_s` or Ctrl-C; 1, with the reason, if it cannot start."""
+    """Run the virtual site live until `options.duration_s` or Ctrl-C; 1, with the reason, if it cannot
+    start; 130 if Ctrl-C came while it started."""
     install_vm()
     with contextlib.ExitStack() as stack:
         work = options.work or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="borne-demo-")))
         try:
-            return asyncio.run(_demo(work, options))
+            say(f"setting up the virtual site in {work}")
+            # Started here, in the main thread: a Ctrl-C meanwhile stops what had started (VirtualSite's
+            # `with`); a thread of asyncio's would go on starting it, with nobody left to stop it.
+            site = stack.enter_context(VirtualSite(work, NODES, radio=RADIO, seed=options.seed))
+            return asyncio.run(_demo(site, options))
         except (BrokerMissing, VirtualBoardError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            say("stopped by Ctrl-C while the site was starting; it shuts down")
+            return 128 + signal.SIGINT
 
 
-async def _demo(work: Path, options: DemoOptions) -> int:
-    say(f"setting up the virtual site in {work}")
-    site = VirtualSite(work, NODES, radio=RADIO, seed=options.seed)
-    await asyncio.to_thread(site.start)
-    try:
-        say(f"mosquitto on 127.0.0.1:{site.mqtt_port}; gateway log: {site.gateway_log}")
-        for name, board in site.boards.items():
-            say(f"board {name}: console on {board.port} (mpremote connect {board.port})")
-        say("the nodes boot, then visitors badge in; Ctrl-C stops" if not options.duration_s else "running")
-        stop = asyncio.Event()
-        for signal_number in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(signal_number, stop.set)
-        tally = Tally()
-        rng = random.Random(options.seed)
-        printer = asyncio.create_task(_print_mqtt(site.mqtt_port, tally))
-        world = [asyncio.create_task(job) for job in (_visitors(site, rng, options, tally), _weather(site, rng))]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), options.duration_s or None)
-        for task in world:
-            task.cancel()
-        await asyncio.gather(*world, return_exceptions=True)
-        say("stopping: waiting for the last check-ins to be published")
-        deadline = time.monotonic() + DRAIN_S
-        while tally.published["checkin"] < tally.presented and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-        printer.cancel()
-        await asyncio.gather(printer, return_exceptions=True)
-        say(tally.summary(site.medium.stats))
-    finally:
-        await asyncio.to_thread(site.stop)
+async def _demo(site: VirtualSite, options: DemoOptions) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stop.set)
+    say(f"mosquitto on 127.0.0.1:{site.mqtt_port}; gateway log: {site.gateway_log}")
+    for name, board in site.boards.items():
+        say(f"board {name}: console on {board.port} (mpremote connect {board.port})")
+    say("the nodes boot, then visitors badge in; Ctrl-C stops" if not options.duration_s else "running")
+    tally = Tally()
+    rng = random.Random(options.seed)
+    printer = asyncio.create_task(_print_mqtt(site.mqtt_port, tally))
+    world = [asyncio.create_task(job) for job in (_visitors(site, rng, options, tally), _weather(site, rng))]
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), options.duration_s or None)
+    for task in world:
+        task.cancel()
+    await asyncio.gather(*world, return_exceptions=True)
+    hurry = asyncio.Event()  # a second Ctrl-C: no more waiting
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, hurry.set)
+    say("stopping: waiting for the last check-ins to be published (Ctrl-C again to stop now)")
+    deadline = time.monotonic() + DRAIN_S
+    while tally.published["checkin"] < tally.presented and time.monotonic() < deadline and not hurry.is_set():
+        await asyncio.sleep(0.2)
+    printer.cancel()
+    await asyncio.gather(printer, return_exceptions=True)
+    say(tally.summary(site.medium.stats))
     return 0
 
 

@@ -17,17 +17,24 @@ deliveries of one event id (QoS 1's at-least-once, removed by deduplicating on t
 The time error is that of the check-ins published with their true time; `bound times` are those
 that waited across their door's reboot, published as "at this time or earlier" (`time_is_bound`):
 one presented after its bound, by more than a second, is counted broken.
+
+Ctrl-C (SIGINT) or SIGTERM (a CI job's timeout) stops the visitors at once and the table counts
+what the soak saw until then: the check-ins read but not published yet are `not yet published`
+(they were on their way), not lost. The site then shuts down and the soak exits 128 + the signal's
+number (130 for Ctrl-C).
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
+import signal
 import statistics
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -67,12 +74,21 @@ class Presentation:
     at: float  # wall-clock time the badge was presented
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM reached `borne sim soak` (main() has them raise it): run_soak returns the report
+    of what it saw until then. A KeyboardInterrupt of another caller's (pytest's) goes through."""
+
+    def __init__(self, signum: int) -> None:
+        self.signal = signal.Signals(signum)
+        super().__init__(self.signal.name)
+
+
 @dataclass
 class SoakReport:
     presented: int
     unread: int
     published: int
-    lost: list[Presentation]
+    unpublished: list[Presentation]  # read, never published: lost, or not yet published if interrupted
     duplicates: int
     copies: int
     time_errors_s: list[float]  # of the check-ins published with their true time
@@ -81,6 +97,13 @@ class SoakReport:
     medium: dict[str, int]
     faults: Counter[str] = field(default_factory=Counter)
     elapsed_s: float = 0
+    interrupted: signal.Signals | None = None  # the signal that stopped the soak before its end
+
+    @property
+    def lost(self) -> list[Presentation]:
+        """The badges read and never published; none are known lost in an interrupted soak, which did not
+        wait for the check-ins on their way."""
+        return [] if self.interrupted else self.unpublished
 
     def table(self) -> str:
         errors = sorted(self.time_errors_s)
@@ -91,7 +114,7 @@ class SoakReport:
             "presented",
             "unread",
             "published",
-            "lost",
+            "not yet published" if self.interrupted else "lost",
             "duplicates",
             "copies",
             "time error p50 / p99",
@@ -103,7 +126,7 @@ class SoakReport:
             self.presented,
             self.unread,
             self.published,
-            len(self.lost),
+            len(self.unpublished),
             self.duplicates,
             self.copies,
             f"{p50:.2f} s / {p99:.2f} s",
@@ -112,8 +135,9 @@ class SoakReport:
             self.medium.get("collided", 0),
         )
         widths = [max(len(str(h)), len(str(v))) for h, v in zip(header, values, strict=True)]
+        interrupted = f"; interrupted by {self.interrupted.name}: what it saw until then" if self.interrupted else ""
         lines = [
-            f"faults: {faults}; {self.elapsed_s / 60:.1f} min",
+            f"faults: {faults}; {self.elapsed_s / 60:.1f} min{interrupted}",
             "  ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True)),
             "  ".join(f"{v!s:>{w}}" for v, w in zip(values, widths, strict=True)),
         ]
@@ -136,9 +160,9 @@ def run_soak(work: Path, options: SoakOptions, say: Callable[[str], None] = prin
         mqtt = MqttLog(site.mqtt_port, "borne/+/+/checkin", session="soak").start()
         names = [door.name for door in doors]
         visits = _Visits(site, names, options.checkins, badge_key, options.visitor_every_s, options.seed)
+        faults: Counter[str] = Counter()
         try:
             schedule = _schedule(options, rng)
-            faults: Counter[str] = Counter()
             visitors = [threading.Thread(target=visits.run, args=(door,), daemon=True) for door in visits.doors]
             visits.open_gate(schedule[0][0] if schedule else options.checkins)
             for thread in visitors:
@@ -149,8 +173,8 @@ def run_soak(work: Path, options: SoakOptions, say: Callable[[str], None] = prin
                     _, kind = schedule.pop(0)
                     say(f"{visits.count}/{options.checkins} presented: {kind}")
                     visits.open_gate(schedule[0][0] if schedule else options.checkins)
+                    faults[kind] += 1  # once begun: an interrupted soak's table counts the fault it stopped in
                     _inject(site, visits, kind, options, rng)
-                    faults[kind] += 1
                 if time.monotonic() >= next_progress:
                     say(f"{visits.count}/{options.checkins} presented, {visits.progress(mqtt.on('checkin'))}")
                     next_progress = time.monotonic() + 30
@@ -163,6 +187,11 @@ def run_soak(work: Path, options: SoakOptions, say: Callable[[str], None] = prin
             while time.monotonic() < deadline and not tokens <= {m["badge_token"] for m in mqtt.on("checkin")}:
                 time.sleep(0.5)
             return _report(visits, mqtt.on("checkin"), site.medium.stats, faults, started)
+        except Interrupted as interruption:  # what was seen until now is the report
+            visits.stop()
+            report = _report(visits, mqtt.on("checkin"), site.medium.stats, faults, started, interruption.signal)
+            say(f"interrupted by {interruption.signal.name}: the visitors stop; the site shuts down")
+            return report
         finally:
             visits.stop()
             mqtt.stop()
@@ -196,6 +225,11 @@ class _Visits:
     def count(self) -> int:
         with self._lock:
             return len(self.presented) + len(self.unread)
+
+    def records(self) -> tuple[list[Presentation], list[Presentation]]:
+        """The badges read and the visitors unread so far, as they are now (visitors may still be at the doors)."""
+        with self._lock:
+            return list(self.presented), list(self.unread)
 
     def run(self, door: str) -> None:
         # Visitors come at random, as people do: at each door a Poisson stream, `every_s` apart on
@@ -296,6 +330,7 @@ def _report(
     medium: dict[str, int],
     faults: Counter[str],
     started: float,
+    interrupted: signal.Signals | None = None,
 ) -> SoakReport:
     event_ids = Counter(message["event_id"] for message in published)
     first_of = {}  # each event id's first delivery
@@ -304,8 +339,8 @@ def _report(
     by_token: dict[str, list[dict]] = {}
     for message in first_of.values():
         by_token.setdefault(message["badge_token"], []).append(message)
-    presented = visits.presented
-    lost = [p for p in presented if p.token not in by_token]
+    presented, unread = visits.records()
+    unpublished = [p for p in presented if p.token not in by_token]
     # A time that is a bound (the check-in waited across its door's reboot) says "at this time or
     # earlier": it has no error to measure, only a promise to check.
     firsts = [(p, by_token[p.token][0]) for p in presented if p.token in by_token]  # the first event id's
@@ -313,9 +348,9 @@ def _report(
     bounds = [(p, m) for p, m in firsts if m["time_is_bound"]]
     return SoakReport(
         presented=len(presented),
-        unread=len(visits.unread),
+        unread=len(unread),
         published=len(by_token),
-        lost=lost,
+        unpublished=unpublished,
         duplicates=sum(len(messages) - 1 for messages in by_token.values()),
         copies=sum(count - 1 for count in event_ids.values()),
         time_errors_s=errors,
@@ -324,6 +359,7 @@ def _report(
         medium=medium,
         faults=faults,
         elapsed_s=time.monotonic() - started,
+        interrupted=interrupted,
     )
 
 
@@ -331,10 +367,45 @@ def _unix(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
+@contextlib.contextmanager
+def _interrupted_by_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM raise Interrupted in the main thread meanwhile. SIGINT too where it was
+    ignored (a soak started in the background of a script): whoever sends it means the soak to stop."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def main(work: Path, options: SoakOptions) -> int:
-    """Run the soak, print its table; 1 if a check-in was lost or duplicated, or a badge never read."""
-    report = run_soak(work, options, say=lambda text: print(f"{time.strftime('%H:%M:%S')}  {text}", flush=True))
+    """Run the soak, print its table; 1 if a check-in was lost or duplicated, or a badge never read;
+    128 + the signal's number if SIGINT or SIGTERM stopped it."""
+    try:
+        with _interrupted_by_signals():
+            report = run_soak(work, options, say=lambda text: print(f"{time.strftime('%H:%M:%S')}  {text}", flush=True))
+    except KeyboardInterrupt as interruption:  # while the site started, or again while it shut down
+        stopped = interruption.signal if isinstance(interruption, Interrupted) else signal.SIGINT
+        print(
+            f"soak interrupted by {stopped.name}: no report (the site was starting, or shutting down after "
+            "an earlier interruption)",
+            file=sys.stderr,
+        )
+        return 128 + stopped
     print(report.table())
+    if report.interrupted:
+        print(
+            f"soak interrupted by {report.interrupted.name} after {report.presented + report.unread} of "
+            f"{options.checkins} visitors: {len(report.unpublished)} check-ins read were not yet published "
+            "(on their way, not lost); run it to its end for what a day of faults costs",
+            file=sys.stderr,
+        )
+        return 128 + report.interrupted
     if report.lost or report.duplicates or report.bounds_broken:
         print("soak failed: check-ins were lost or duplicated, or published later than a bound", file=sys.stderr)
         return 1

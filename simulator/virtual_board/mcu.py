@@ -91,7 +91,11 @@ def install_vm(node: str = "node") -> None:
         shutil.copyfile(NPM_PROJECT / pins, target / pins)
     print(f"installing the MicroPython VM ({VM_NAME}) with npm into {target}", file=sys.stderr, flush=True)
     command = [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"]
-    with start_child(command, cwd=target, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as npm_ci:
+    # npm stays in the terminal's process group: its own children, whom the parent-death signal does
+    # not reach, stop with it on Ctrl-C.
+    with start_child(
+        command, cwd=target, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=False
+    ) as npm_ci:
         try:
             _, errors = npm_ci.communicate(timeout=NPM_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -147,13 +151,13 @@ class Mcu:
         entry = vm_entry()
         if entry is not None:
             command += ["--vm", str(entry)]
-        # A session of its own: Ctrl-C in the terminal powers off the board, not just its VM.
+        # A session of its own, as every child has (children.py): Ctrl-C in the terminal powers off
+        # the board, not just its VM.
         process = start_child(
             command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             cwd=NPM_PROJECT,
-            start_new_session=True,
             pass_fds=(control_out, events_in),
         )
         os.close(control_out)
