@@ -56,15 +56,18 @@ class SoakOptions:
     """`borne sim soak`'s options."""
 
     checkins: int = 10_000
-    doors: int = 6
+    doors: int = 24
     faults_per_kind: int = 0  # 0: one of each kind per 1,000 check-ins, at least one
     outage_s: float = 60  # how long a gateway outage lasts
     seed: int = 1
-    # A visitor at each door every this many seconds on average. A door's 1 % duty cycle carries about 16
-    # check-ins a minute at SF7 in full frames, less in smaller ones (borne/airtime.py keeps half of
-    # it for bursts): a faster stream fills its queue until the oldest are dropped, which the soak
-    # would count lost. The short soak of `make test` goes faster, on the burst budget.
-    visitor_every_s: float = 6.0
+    # A visitor at each door every this many seconds on average. A door sends at most 0.5 % of the
+    # time, sustained (borne/airtime.py keeps the other half of the sub-band's 1 % for bursts): 18 s an
+    # hour, 318 frames of one check-in (57 ms at SF7), about 5 a minute. A visitor every 15 s fits even
+    # one check-in per frame, with room for retries. Faster, a door lives on batching (16 check-ins in
+    # 297 ms), which a busy channel undoes: long frames collide more, their retries spend the budget,
+    # and a door that fell behind stays behind until its queue drops the oldest, which the soak would
+    # count lost. The short soak of `make test` goes faster, on the burst budget.
+    visitor_every_s: float = 15.0
 
 
 @dataclass
