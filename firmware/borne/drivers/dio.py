@@ -19,6 +19,9 @@ class DioWait:
         self._flag = asyncio.ThreadSafeFlag()  # set from the pin's (soft) IRQ: what a wait without deadline awaits
         self._fired = False  # the IRQ came, and no wait took it yet
         self._waiting = False
+        # Which wait is the current one. A wait cancelled while it sleeps between two looks at the
+        # flag must not take the IRQ of the operation that started meanwhile (standby() then send()).
+        self._turn = 0
         self.ticks_ms = time.ticks_ms()  # when the last IRQ came (or a light sleep found the line high)
 
     def irq(self, pin):
@@ -52,19 +55,20 @@ class DioWait:
                 return True
             if timeout_ms is not None:
                 timeout_ms -= light_sleep_ms
+        self._turn = turn = (self._turn + 1) & 0xFFFF
         self._waiting = True
         if timeout_ms is None:
-            while self._waiting and not self._fired:
+            while self._waiting and self._turn == turn and not self._fired:
                 await self._flag.wait()
         else:
             deadline = time.ticks_add(time.ticks_ms(), max(timeout_ms, 0))
-            while self._waiting and not self._fired:
+            while self._waiting and self._turn == turn and not self._fired:
                 left = time.ticks_diff(deadline, time.ticks_ms())
                 if left <= 0:
                     self._waiting = False
                     return False
                 await asyncio.sleep_ms(min(left, _POLL_MS))
-        if not self._waiting:
+        if not self._waiting or self._turn != turn:
             return None
         self._waiting = False
         self._fired = False  # taken: the next wait waits for the next IRQ
