@@ -32,8 +32,13 @@ class DioWait:
         self._pending = pending  # the driver's: the IRQ flags the line shows, read over SPI (0: none, or no answer)
         self._fired = False  # the IRQ came, and no wait took it yet
         self._waiting = False
+        # The wait under way's state, kept here rather than in its coroutine, whose frame each wait allocates.
+        self._started = 0  # when it started (ticks_ms)
+        self._checked = 0  # when it last read the chip's flags
+        self._seen = False  # the flags were set at that read, and the IRQ had not come
         self.dead = False  # the line never rose while the chip's flags said it should: waits poll the flags
         self.polled = False  # the last wait ended on the flags read over SPI, not on the IRQ
+        self.armed_ms = 0  # when the operation waited for started (arm())
         self.ticks_ms = time.ticks_ms()  # when the last IRQ came (or a poll or a light sleep found it)
 
     def irq(self, pin):
@@ -42,8 +47,9 @@ class DioWait:
         self._fired = True
 
     def arm(self):
-        """Forget an IRQ that came before the operation about to start."""
+        """Forget an IRQ that came before the operation about to start, and note when it starts."""
         self._fired = False
+        self.armed_ms = time.ticks_ms()
 
     def cancel(self):
         """End a wait under way: it returns None."""
@@ -65,52 +71,51 @@ class DioWait:
             if timeout_ms is not None:
                 timeout_ms -= light_sleep_ms
         self._waiting = True
-        started = time.ticks_ms()
-        checked = started
-        seen = False  # the flags were set at the last look, and the IRQ had not come
+        self._seen = False
+        self._started = self._checked = time.ticks_ms()
         while self._waiting and not self._fired:
             now = time.ticks_ms()
-            if self.dead or seen or time.ticks_diff(now, checked) >= _CHECK_MS:
-                checked = now
-                if not self._pending():
-                    seen = False
-                elif self.dead:
-                    return self._polled(now)
-                elif seen:  # still set one look later, and still no IRQ: the line is dead
-                    self.dead = True
-                    return self._polled(now)
-                else:
-                    seen = True  # an IRQ on its way may still come: look again
-            period = _IRQ_POLL_MS if self.dead or seen else _POLL_MS
-            if timeout_ms is not None:
-                left = timeout_ms - time.ticks_diff(now, started)
-                if left <= 0:
-                    if self.dead or not (seen or self._pending()):
-                        self._waiting = False
-                        return False
-                    seen = True  # the flags are set at the deadline: one look later tells a dead line
-                    checked = now
-                else:
-                    period = min(left, period)
-            await asyncio.sleep_ms(period)
+            if self._look(now):
+                return True
+            left = _POLL_MS if timeout_ms is None else timeout_ms - time.ticks_diff(now, self._started)
+            if left <= 0:
+                if self.dead or not (self._seen or self._pending()):
+                    self._waiting = False
+                    return False
+                self._seen = True  # the flags are set at the deadline: one look later tells a dead line
+                self._checked = now
+                left = _POLL_MS
+            await asyncio.sleep_ms(min(left, _IRQ_POLL_MS if self.dead or self._seen else _POLL_MS))
         if not self._waiting:
             return None
         self._waiting = False
         self._fired = False  # taken: the next wait waits for the next IRQ
         return True
 
-    def tx_done_ms(self, started, airtime_ms):
-        """When a send started at `started` ended: the IRQ's time; on the flags read over SPI (no IRQ to
-        note it), the end of its time on air if that is sooner than the read that found it."""
-        if self.polled:
-            ended = time.ticks_add(started, airtime_ms)
-            if time.ticks_diff(self.ticks_ms, ended) > 0:
-                return ended
-        return self.ticks_ms
-
-    def _polled(self, now):
+    def _look(self, now):
+        """Whether the chip's IRQ flags, read over SPI when it is time to, end the wait: on a dead line,
+        or on one found dead now (set at two reads, and no IRQ between them)."""
+        if not (self.dead or self._seen or time.ticks_diff(now, self._checked) >= _CHECK_MS):
+            return False
+        self._checked = now
+        if not self._pending():
+            self._seen = False
+            return False
+        if not (self.dead or self._seen):
+            self._seen = True  # an IRQ on its way may still come: look again
+            return False
+        self.dead = True
         self._waiting = False
         self._fired = False
         self.polled = True
         self.ticks_ms = now
         return True
+
+    def tx_done_ms(self, airtime_ms):
+        """When the send armed last ended: the IRQ's time; on the flags read over SPI (no IRQ to note
+        it), the end of its time on air if that is sooner than the read that found it."""
+        if self.polled:
+            ended = time.ticks_add(self.armed_ms, airtime_ms)
+            if time.ticks_diff(self.ticks_ms, ended) > 0:
+                return ended
+        return self.ticks_ms

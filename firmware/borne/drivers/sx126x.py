@@ -453,7 +453,6 @@ class SX126x:
         # The chip's own TX timeout, in steps of 15.625 us (DS §13.1.4), backs the driver's.
         timeout = (airtime_ms + _TX_SLACK_MS) * 64
         self._dio.arm()
-        started = time.ticks_ms()
         self._command(_SET_TX, timeout >> 16, timeout >> 8 & 0xFF, timeout & 0xFF)
         self._check("to transmit")
         done = await self._dio.wait(airtime_ms + _TX_SLACK_MS, airtime_ms if self.light_sleep_on_air else 0)
@@ -464,7 +463,7 @@ class SX126x:
         if not done or not irqs & _IRQ_TX_DONE:
             self.standby()
             raise OSError(_ETIMEDOUT)
-        return self._dio.tx_done_ms(started, airtime_ms)  # the chip falls back to STDBY_RC by itself (DS §13.1.4)
+        return self._dio.tx_done_ms(airtime_ms)  # the chip falls back to STDBY_RC by itself (DS §13.1.4)
 
     async def recv(self, timeout_ms=None):
         """The next frame with a good CRC within `timeout_ms` (None: until standby()), or None."""

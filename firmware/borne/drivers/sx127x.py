@@ -293,7 +293,6 @@ class SX127x:
         if tx_at_ms is not None:
             await asyncio.sleep_ms(max(time.ticks_diff(tx_at_ms, time.ticks_ms()), 0))
         self._dio.arm()
-        started = time.ticks_ms()
         self._mode(_TX)
         airtime_us = time_on_air_us(n, self._sf, self._bw_hz, self._coding_rate, self._preamble_len)
         airtime_ms = airtime_us // 1000
@@ -305,7 +304,7 @@ class SX127x:
         if not done or not flags & _TX_DONE:
             self.standby()
             raise OSError(_ETIMEDOUT)
-        return self._dio.tx_done_ms(started, airtime_ms)  # the chip is back in standby by itself (DS §4.1.6)
+        return self._dio.tx_done_ms(airtime_ms)  # the chip is back in standby by itself (DS §4.1.6)
 
     async def recv(self, timeout_ms=None):
         """The next frame with a good CRC within `timeout_ms` (None: until standby()), or None."""
