@@ -196,6 +196,24 @@ def test_a_send_without_tx_done_is_etimedout(board) -> None:
     assert run(board, "modem.dio_dead") is False
 
 
+def test_a_wait_that_standby_ended_ends_though_the_next_operations_wait_has_begun(board) -> None:
+    # standby() during a recv, then a send at once (a bridge's transmission): the recv's wait, asleep
+    # until its next look, must end then, not wait on as the send's and take the send's IRQ.
+    board.exec(
+        "from borne.drivers.dio import DioWait\n"
+        "line = Pin(25, Pin.IN)\n"
+        "dio = DioWait(line, lambda: 0)\n"
+        "async def waits(name):\n"
+        "    results.append([name, await dio.wait(None)])\n"
+        "asyncio.create_task(waits('recv'))"
+    )
+    time.sleep(0.1)
+    board.exec("dio.cancel()\ndio.arm()\nasyncio.create_task(waits('send'))")
+    assert results(board) == [["recv", None]]  # while the send's wait goes on
+    board.exec("dio.irq(line)")
+    assert results(board, 2) == [["recv", None], ["send", True]]
+
+
 def test_a_dio0_that_never_rises_is_found_dead_and_reg_irq_flags_polled_instead(board, medium) -> None:
     heard = []
     medium.add_listener(lambda payload, *_radio: heard.append(payload), name="sx127x dio0 probe")

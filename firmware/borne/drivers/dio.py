@@ -32,6 +32,7 @@ class DioWait:
         self._pending = pending  # the driver's: the IRQ flags the line shows, read over SPI (0: none, or no answer)
         self._fired = False  # the IRQ came, and no wait took it yet
         self._waiting = False
+        self._ticket = 0  # the wait under way's number: one that a newer wait replaced ends (None)
         # The wait under way's state, kept here rather than in its coroutine, whose frame each wait allocates.
         self._started = 0  # when it started (ticks_ms)
         self._checked = 0  # when it last read the chip's flags
@@ -52,7 +53,7 @@ class DioWait:
         self.armed_ms = time.ticks_ms()
 
     def cancel(self):
-        """End a wait under way: it returns None."""
+        """End a wait under way: it returns None (so does one that a newer wait replaced)."""
         self._waiting = False
 
     async def wait(self, timeout_ms, light_sleep_ms=0):
@@ -70,10 +71,13 @@ class DioWait:
                 return True
             if timeout_ms is not None:
                 timeout_ms -= light_sleep_ms
+        # A wait that cancel() ended may sleep on while the next operation's wait starts: its number
+        # tells it that this one is not its own.
+        self._ticket = ticket = (self._ticket + 1) & 0x3FFF
         self._waiting = True
         self._seen = False
         self._started = self._checked = time.ticks_ms()
-        while self._waiting and not self._fired:
+        while self._waiting and self._ticket == ticket and not self._fired:
             now = time.ticks_ms()
             if self._look(now):
                 return True
@@ -86,7 +90,7 @@ class DioWait:
                 self._checked = now
                 left = _POLL_MS
             await asyncio.sleep_ms(min(left, _IRQ_POLL_MS if self.dead or self._seen else _POLL_MS))
-        if not self._waiting:
+        if not self._waiting or self._ticket != ticket:
             return None
         self._waiting = False
         self._fired = False  # taken: the next wait waits for the next IRQ
