@@ -34,13 +34,14 @@ class DioWait:
         self._waiting = False
         self._ticket = 0  # the wait under way's number: one that a newer wait replaced ends (None)
         # The wait under way's state, kept here rather than in its coroutine, whose frame each wait allocates.
-        self._started = 0  # when it started (ticks_ms)
-        self._checked = 0  # when it last read the chip's flags
+        now = time.ticks_ms()
+        self._started = now  # when it started
+        self._checked = now  # when it last read the chip's flags
         self._seen = False  # the flags were set at that read, and the IRQ had not come
         self.dead = False  # the line never rose while the chip's flags said it should: waits poll the flags
         self.polled = False  # the last wait ended on the flags read over SPI, not on the IRQ
-        self.armed_ms = 0  # when the operation waited for started (arm())
-        self.ticks_ms = time.ticks_ms()  # when the last IRQ came (or a poll or a light sleep found it)
+        self.armed_ms = now  # when the operation waited for started (arm())
+        self.ticks_ms = now  # when the last IRQ came (or a poll or a light sleep found it)
 
     def irq(self, pin):
         """The pin's IRQ handler: the chip raised its DIO line."""
