@@ -3,7 +3,9 @@ on SX1276 boards and SX126x (`borne/drivers/sx126x.py`) on SX1262 boards, with o
 
 The board profile says which chip and pins (and, for an SX1262, its TCXO and RF switch); the
 configuration's "radio" section the channel. One task at a time uses the radio (`lock`): the modem
-is half duplex and has one channel. A modem that fails is reset and set up again (`resets`).
+is half duplex and has one channel. A modem that fails is reset and set up again (`resets`). A chip
+whose DIO line never reaches the board, though it answers on SPI, is not a failure: the driver reads
+its IRQ flags over SPI instead (`dio_dead`, counted once in `errors`).
 """
 
 import asyncio
@@ -74,6 +76,7 @@ class Radio:
         self.bw_hz = int(float(radio_config["bw"]) * 1000)
         self._cfgs = {}  # lora_cfg by channel (kHz)
         self._board_radio = board_radio
+        self.dio_dead = False  # the chip's DIO line never reaches the board: its IRQ flags are polled
         self._set_up()
         self.lock = asyncio.Lock()
         self.duty = DutyCycle()
@@ -129,6 +132,8 @@ class Radio:
         """Reset the modem through its reset line and set it up on the channel."""
         self.modem = make_modem(self._board_radio, self._lora_cfg(self.config["freq_khz"]))
         self.modem.light_sleep_on_air = self._light_sleep_on_air
+        if self.dio_dead:
+            self.modem.dio_dead = True  # the line is still dead after a reset: poll from the start
         self._freq_khz = self.config["freq_khz"]
         self._stale = False
 
@@ -137,11 +142,22 @@ class Radio:
         self._set_up()
         self.resets += 1
 
+    def _check_dio(self):
+        """Count, once, a DIO line the driver found dead: the frames go on, but the board needs a look."""
+        if self.modem.dio_dead and not self.dio_dead:
+            self.dio_dead = True
+            self.errors += 1
+            print(
+                "borne: radio: the chip's DIO line never reaches the board (a broken solder joint, or the"
+                " wrong dio pin in the board profile): its IRQ flags are read over SPI instead; check the line"
+            )
+
     def _failed(self, error):
         """A modem call raised `error`: count it, reset the modem and set it up again (a chip that
         hangs, refuses a command or lost its IRQ starts afresh), and after MAX_FAULTS in a row raise,
         so that the board resets."""
         print("borne: radio failed:", repr(error))
+        self._check_dio()
         self.errors += 1
         self._faults += 1
         self._freq_khz = None
@@ -185,6 +201,7 @@ class Radio:
         except (OSError, RuntimeError, ValueError, KeyError) as error:
             self._failed(error)
             return None
+        self._check_dio()
         self._faults = 0
         if sent:
             self._sent_ms = sent
@@ -201,6 +218,7 @@ class Radio:
         except (OSError, RuntimeError, ValueError) as error:
             self._failed(error)
             return None
+        self._check_dio()
         self._faults = 0
         if packet is not None:
             # Our drivers keep a packet's metadata beside their one buffer.

@@ -1,8 +1,10 @@
 """Faults of a running node, seen where the gateway sees them: in its status frames, heard on the air.
 
 A modem that stops answering is reset and set up again, and its failure is in the next status
-(`radio_errors`); a reader that does not answer is in `reader_errors`, a sensor that does not in
-`sensor_faults`, a write the flash refuses in `flash_errors`. A door whose parts all fail, and whose
+(`radio_errors`); a radio chip whose DIO line never reaches the board is polled over SPI, counted
+once in `radio_errors`, and the node's frames go on without a reset; a reader that does not answer
+is in `reader_errors`, a sensor that does not in `sensor_faults`, a write the flash refuses in
+`flash_errors`. A door whose parts all fail, and whose
 flash is full or refuses every write, goes on sending its status boot after boot, never a crash, and
 checks badges in once its reader answers; a config downlink such a flash cannot keep is applied until
 the next boot rather than crash the node. Only a modem that never answers stops the firmware: that is
@@ -119,8 +121,6 @@ def mend(board: VirtualBoard) -> None:
 RADIO_FAULTS = {
     # An SX1276 that lost its power: the send never ends (no TxDone), RegVersion reads 0x00.
     "sx1276 unpowered": ("heltec_v2", unpower_sx1276, power_sx1276, False),
-    # An SX1276 whose DIO0 never rises: TxDone goes unseen; the chip itself answers.
-    "sx1276 IRQ lost": ("heltec_v2", lambda board: board.break_radio("dio0_dead"), mend, True),
     # An SX1262 that hangs with BUSY high: every command times out, the reset's set-up too.
     "sx1262 stuck busy": ("heltec_v3", lambda board: board.break_radio("busy_stuck"), mend, False),
     # An SX1262 whose oscillator does not start: SetTx refused (an OpError).
@@ -151,6 +151,28 @@ def test_a_modem_that_failed_is_set_up_again_and_counted_in_the_next_status(tmp_
         # (A chip that lost only its IRQ did send the first, which counted no error yet.)
         assert [status.radio_errors for status in heard.statuses[before:]] in ([1], [0, 1])
         assert run(board, "[node.radio.errors, node.radio.resets]") == [1, 1]
+
+
+def test_a_node_whose_dio0_never_reaches_the_board_goes_on_sending_and_says_so_once(tmp_path: Path) -> None:
+    # An SX1276 whose DIO0 never rises (a cold solder joint): TxDone goes unseen, the chip answers.
+    require_vm("node fault tests")
+    stage(node_config("heltec_v2"), tmp_path / "flash")
+    with (
+        RadioMedium() as medium,
+        VirtualBoard(tmp_path / "tty", tmp_path / "flash", radio="sx1276", medium=medium) as board,
+    ):
+        heard = Heard(medium)
+        board.exec(START_NODE)
+        board.break_radio("dio0_dead")
+        boots = board.boots
+        before = len(heard.statuses)
+        for _ in range(3):
+            send_status(board)
+        heard.wait("three status frames", lambda: len(heard.statuses) >= before + 3)
+        # The first went before the line was found dead (at its TX-done); the next say so.
+        assert [status.radio_errors for status in heard.statuses[before:]] == [0, 1, 1]
+        assert run(board, "[node.radio.errors, node.radio.resets, node.radio.dio_dead]") == [1, 0, True]
+        assert board.boots == boots
 
 
 # Every part failing, boot after boot.

@@ -87,7 +87,7 @@ def test_a_node_that_stays_awake_waits_in_asyncio(tmp_path: Path) -> None:
 MISSED_EDGE = """
 import asyncio, machine
 from borne.drivers.dio import DioWait
-dio = DioWait(machine.Pin(%d, machine.Pin.IN))
+dio = DioWait(machine.Pin(%d, machine.Pin.IN), lambda: 0)  # no chip to ask for its IRQ flags
 dio.arm()
 waited = []
 async def wait():

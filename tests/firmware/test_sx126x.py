@@ -202,11 +202,26 @@ def test_standby_during_a_send_cuts_it_short_with_ecanceled(board) -> None:
     assert results(board) == [["errno", ECANCELED]]
 
 
-def test_a_tx_done_that_never_comes_is_etimedout(board) -> None:
+def test_a_dio1_that_never_rises_is_found_dead_and_getirqstatus_polled_instead(board, medium) -> None:
+    heard = []
+    medium.add_listener(lambda payload, *_radio: heard.append(payload), name="sx126x dio1 probe")
     board.exec("modem = radio()")
-    board.break_radio("dio1_dead")
-    board.exec("asyncio.create_task(transmit(modem, b'x'))")
+    board.break_radio("dio1_dead")  # TxDone and RxDone reach GetIrqStatus, never the board's pin
+    board.exec("asyncio.create_task(transmit(modem, b'unseen'))")
+    assert isinstance(results(board)[0], int)  # its TX-done, from GetIrqStatus at the wait's end
+    assert run(board, "modem.dio_dead") is True
+    wait_for(lambda: b"unseen" in heard)
+    board.exec("asyncio.create_task(receive(modem, 5000))")  # polled from the start
+    time.sleep(0.2)
+    board.radio_receive(b"\x01\x02", -97, 6.5)
+    assert results(board, 2)[1] == ["0102", -97, 26]
+
+
+def test_a_chip_that_stops_answering_during_a_send_is_etimedout_not_a_dead_dio1(board) -> None:
+    board.exec("modem = radio()\nasyncio.create_task(transmit(modem, b'x'))")
+    board.unwire_spi(CS)  # the chip goes during the send: nothing raises DIO1, MISO floats
     assert results(board, timeout=5) == [["errno", ETIMEDOUT]]
+    assert run(board, "modem.dio_dead") is False
 
 
 def test_an_oscillator_that_does_not_start_makes_send_an_op_error(board) -> None:

@@ -190,9 +190,44 @@ def test_recv_returns_none_at_its_timeout_and_standby_ends_a_pending_one(board) 
 
 def test_a_send_without_tx_done_is_etimedout(board) -> None:
     board.exec("modem = radio()")
-    board.unwire_spi(CS)  # the chip goes: nothing raises DIO0 any more
+    board.unwire_spi(CS)  # the chip goes: nothing raises DIO0 any more, and RegIrqFlags says nothing
     board.exec("asyncio.create_task(transmit(modem, b'x'))")
     assert results(board, timeout=5) == [["errno", ETIMEDOUT]]
+    assert run(board, "modem.dio_dead") is False
+
+
+def test_a_wait_that_standby_ended_ends_though_the_next_operations_wait_has_begun(board) -> None:
+    # standby() during a recv, then a send at once (a bridge's transmission): the recv's wait, asleep
+    # until its next look, must end then, not wait on as the send's and take the send's IRQ.
+    board.exec(
+        "from borne.drivers.dio import DioWait\n"
+        "line = Pin(25, Pin.IN)\n"
+        "dio = DioWait(line, lambda: 0)\n"
+        "async def waits(name):\n"
+        "    results.append([name, await dio.wait(None)])\n"
+        "asyncio.create_task(waits('recv'))"
+    )
+    time.sleep(0.1)
+    board.exec("dio.cancel()\ndio.arm()\nasyncio.create_task(waits('send'))")
+    assert results(board) == [["recv", None]]  # while the send's wait goes on
+    board.exec("dio.irq(line)")
+    assert results(board, 2) == [["recv", None], ["send", True]]
+
+
+def test_a_dio0_that_never_rises_is_found_dead_and_reg_irq_flags_polled_instead(board, medium) -> None:
+    heard = []
+    medium.add_listener(lambda payload, *_radio: heard.append(payload), name="sx127x dio0 probe")
+    board.exec("modem = radio()")
+    board.break_radio("dio0_dead")  # TxDone and RxDone reach RegIrqFlags, never the board's pin
+    board.exec("asyncio.create_task(transmit(modem, b'unseen'))")
+    assert isinstance(results(board)[0], int)  # its TX-done, from RegIrqFlags at the wait's end
+    assert run(board, "modem.dio_dead") is True
+    wait_for(lambda: b"unseen" in heard)
+    assert registers(board, 0x01, 0x12) == [0x81, 0x00]  # back in standby, TxDone cleared
+    board.exec("asyncio.create_task(receive(modem, 5000))")  # polled from the start
+    time.sleep(0.2)
+    board.radio_receive(b"\x01\x02\x03", -97, 6.5)
+    assert results(board, 2)[1] == ["010203", -97, 26]
 
 
 # What the datasheet forbids, done to the chip directly: it behaves as the SX1276 does.

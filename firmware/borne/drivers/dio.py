@@ -1,5 +1,13 @@
 """What a radio driver waits for after starting a send or a receive: the IRQ of its DIO line, a
-timeout, or standby() calling the wait off. Shared by the SX127x (DIO0) and SX126x (DIO1) drivers."""
+timeout, or standby() calling the wait off. Shared by the SX127x (DIO0) and SX126x (DIO1) drivers.
+
+A DIO line that never reaches the MCU (a cold solder joint, a wrong pin in the board profile) leaves
+a chip that works and answers on SPI: its IRQ flags say what the line should have said. So a wait
+that ends without the IRQ asks the chip (the driver's `pending`: its IRQ flags over SPI), and so does
+a wait without deadline once a second (as micropython-lib's lora-async modem does, "belts and braces"
+against a missed IRQ); flags that are set while the IRQ still does not come one look later mean a dead
+line (`dead`), and from then on every wait polls the flags instead (`_IRQ_POLL_MS`), the IRQ still
+taken should it come."""
 
 import asyncio
 import time
@@ -7,47 +15,56 @@ import time
 import machine
 from micropython import const
 
-# How often a wait with a deadline looks whether the IRQ came. asyncio.wait_for_ms would put the
-# deadline on the flag's wait, at the cost of two tasks and their coroutines at every wait (about
-# 460 bytes of heap, `make bench`); a sleep allocates nothing, and the IRQ keeps its own time.
+# How often a wait looks whether the IRQ came. asyncio.wait_for_ms would put the deadline on a flag's
+# wait, at the cost of two tasks and their coroutines at every wait (about 460 bytes of heap, `make
+# bench`); a sleep allocates nothing, and the IRQ keeps its own time.
 _POLL_MS = const(10)
+# Once the line is found dead, how often a wait reads the chip's IRQ flags over SPI: a few bytes on
+# the bus, and a time of TX-done or RX-done late by this much at most.
+_IRQ_POLL_MS = const(5)
+# How often a wait asks the chip whether the line is dead when the IRQ does not come.
+_CHECK_MS = const(1000)
 
 
 class DioWait:
-    def __init__(self, pin):
+    def __init__(self, pin, pending):
         self._pin = pin  # the DIO line, which stays high until the driver clears the chip's IRQ
-        self._flag = asyncio.ThreadSafeFlag()  # set from the pin's (soft) IRQ: what a wait without deadline awaits
+        self._pending = pending  # the driver's: the IRQ flags the line shows, read over SPI (0: none, or no answer)
         self._fired = False  # the IRQ came, and no wait took it yet
         self._waiting = False
-        # Which wait is the current one. A wait cancelled while it sleeps between two looks at the
-        # flag must not take the IRQ of the operation that started meanwhile (standby() then send()).
-        self._turn = 0
-        self.ticks_ms = time.ticks_ms()  # when the last IRQ came (or a light sleep found the line high)
+        self._ticket = 0  # the wait under way's number: one that a newer wait replaced ends (None)
+        # The wait under way's state, kept here rather than in its coroutine, whose frame each wait allocates.
+        now = time.ticks_ms()
+        self._started = now  # when it started
+        self._checked = now  # when it last read the chip's flags
+        self._seen = False  # the flags were set at that read, and the IRQ had not come
+        self.dead = False  # the line never rose while the chip's flags said it should: waits poll the flags
+        self.polled = False  # the last wait ended on the flags read over SPI, not on the IRQ
+        self.armed_ms = now  # when the operation waited for started (arm())
+        self.ticks_ms = now  # when the last IRQ came (or a poll or a light sleep found it)
 
     def irq(self, pin):
         """The pin's IRQ handler: the chip raised its DIO line."""
         self.ticks_ms = time.ticks_ms()
         self._fired = True
-        self._flag.set()
 
     def arm(self):
-        """Forget an IRQ that came before the operation about to start."""
+        """Forget an IRQ that came before the operation about to start, and note when it starts."""
         self._fired = False
-        self._flag.clear()
+        self.armed_ms = time.ticks_ms()
 
     def cancel(self):
-        """End a wait under way: it returns None."""
-        if self._waiting:
-            self._waiting = False
-            self._flag.set()
+        """End a wait under way: it returns None (so does one that a newer wait replaced)."""
+        self._waiting = False
 
     async def wait(self, timeout_ms, light_sleep_ms=0):
         """Wait for the IRQ (True; `ticks_ms` says when it came), `timeout_ms` (False; None: no limit)
-        or cancel() (None).
+        or cancel() (None). On a dead line, the chip's IRQ flags set stand for the IRQ (True, `polled`).
 
         `light_sleep_ms`: first sleep that long in light sleep, when nothing else needs to run (a node
         that deep-sleeps between reports). The ESP32 stops its clocks then and may miss the IRQ's edge,
         so after it the line's level says whether the chip raised it."""
+        self.polled = False
         if light_sleep_ms > 0:
             machine.lightsleep(light_sleep_ms)
             if self._pin.value():
@@ -55,22 +72,55 @@ class DioWait:
                 return True
             if timeout_ms is not None:
                 timeout_ms -= light_sleep_ms
-        self._turn = turn = (self._turn + 1) & 0xFFFF
+        # A wait that cancel() ended may sleep on while the next operation's wait starts: its number
+        # tells it that this one is not its own.
+        self._ticket = ticket = (self._ticket + 1) & 0x3FFF
         self._waiting = True
-        if timeout_ms is None:
-            while self._waiting and self._turn == turn and not self._fired:
-                await self._flag.wait()
-        else:
-            deadline = time.ticks_add(time.ticks_ms(), max(timeout_ms, 0))
-            while self._waiting and self._turn == turn and not self._fired:
-                left = time.ticks_diff(deadline, time.ticks_ms())
-                if left <= 0:
+        self._seen = False
+        self._started = self._checked = time.ticks_ms()
+        while self._waiting and self._ticket == ticket and not self._fired:
+            now = time.ticks_ms()
+            if self._look(now):
+                return True
+            left = _POLL_MS if timeout_ms is None else timeout_ms - time.ticks_diff(now, self._started)
+            if left <= 0:
+                if self.dead or not (self._seen or self._pending()):
                     self._waiting = False
                     return False
-                await asyncio.sleep_ms(min(left, _POLL_MS))
-        if not self._waiting or self._turn != turn:
+                self._seen = True  # the flags are set at the deadline: one look later tells a dead line
+                self._checked = now
+                left = _POLL_MS
+            await asyncio.sleep_ms(min(left, _IRQ_POLL_MS if self.dead or self._seen else _POLL_MS))
+        if not self._waiting or self._ticket != ticket:
             return None
         self._waiting = False
         self._fired = False  # taken: the next wait waits for the next IRQ
-        self._flag.clear()
         return True
+
+    def _look(self, now):
+        """Whether the chip's IRQ flags, read over SPI when it is time to, end the wait: on a dead line,
+        or on one found dead now (set at two reads, and no IRQ between them)."""
+        if not (self.dead or self._seen or time.ticks_diff(now, self._checked) >= _CHECK_MS):
+            return False
+        self._checked = now
+        if not self._pending():
+            self._seen = False
+            return False
+        if not (self.dead or self._seen):
+            self._seen = True  # an IRQ on its way may still come: look again
+            return False
+        self.dead = True
+        self._waiting = False
+        self._fired = False
+        self.polled = True
+        self.ticks_ms = now
+        return True
+
+    def tx_done_ms(self, airtime_ms):
+        """When the send armed last ended: the IRQ's time; on the flags read over SPI (no IRQ to note
+        it), the end of its time on air if that is sooner than the read that found it."""
+        if self.polled:
+            ended = time.ticks_add(self.armed_ms, airtime_ms)
+            if time.ticks_diff(self.ticks_ms, ended) > 0:
+                return ended
+        return self.ticks_ms

@@ -12,7 +12,8 @@ driver's API (`borne/drivers/sx127x.py`): `configure(cfg)`, `await send(frame, t
 Errors: a chip that does not answer is OSError(19) at construction; BUSY high past its time
 OSError(110, why); a command the chip refuses (CmdError/ExecError in its status byte) or a device
 error (GetDeviceErrors) OSError(5, why); a TX-done that never comes OSError(110); standby() during a
-send OSError(125).
+send OSError(125). A DIO1 that never reaches the board while the chip works (`dio_dead`, see
+`borne/drivers/dio.py`): GetIrqStatus over SPI stands for it, polled from then on.
 """
 
 import asyncio
@@ -87,6 +88,7 @@ _RAMP_40_US = const(0x02)  # SetTxParams RampTime (DS §13.4.4)
 # The status byte (DS §13.5.1): chip mode in bits 6:4, command status in bits 3:1.
 _MODE_STDBY_RC = const(0x2)
 _MODE_STDBY_XOSC = const(0x3)
+_MODE_TX = const(0x6)  # the highest chip mode; 0, 1 and 7 are unused
 _CMD_ERROR = const(0x4)  # unknown opcode or wrong number of parameters
 _EXEC_ERROR = const(0x5)  # the command came at a time the chip could not execute it
 
@@ -148,7 +150,7 @@ class SX126x:
         self._buffer = bytearray(256)  # the chip's 256-byte data buffer: the one receive buffer
         self._view = memoryview(self._buffer)
         self._packet = self._view[:0]  # what recv returned last
-        self._dio = DioWait(dio1)  # a send or recv waits for DIO1; standby() ends it
+        self._dio = DioWait(dio1, self._pending)  # a send or recv waits for DIO1; standby() ends it
         self.light_sleep_on_air = False  # a send waits out its time on air in light sleep
         self._asleep = False
         self.crc_errors = 0
@@ -310,6 +312,26 @@ class SX126x:
         self._read(_GET_IRQ_STATUS, 2)
         return self._answer[1] << 8 | self._answer[2]
 
+    def _pending(self):
+        """The IRQs that DIO1 shows, if any is set: GetIrqStatus (DS §13.3.3) over SPI, for a wait whose
+        IRQ does not come. 0 from a chip that does not answer: a MISO that floats reads 0x00 or 0xFF,
+        whose chip mode (status bits 6:4, DS §13.5.1) is none of STDBY_RC to TX."""
+        self._read(_GET_IRQ_STATUS, 2)
+        mode = self._answer[0] >> 4 & 0x07
+        if mode < _MODE_STDBY_RC or mode > _MODE_TX:
+            return 0
+        return (self._answer[1] << 8 | self._answer[2]) & _IRQ_USED
+
+    @property
+    def dio_dead(self):
+        """DIO1 was found dead: GetIrqStatus said TxDone, RxDone, an error or a timeout and the line
+        never rose. The driver polls GetIrqStatus instead (True also makes a new driver poll from the start)."""
+        return self._dio.dead
+
+    @dio_dead.setter
+    def dio_dead(self, dead):
+        self._dio.dead = dead
+
     def _clear_irqs(self):
         self._command(_CLEAR_IRQ_STATUS, _IRQ_ALL >> 8, _IRQ_ALL & 0xFF)
 
@@ -441,7 +463,7 @@ class SX126x:
         if not done or not irqs & _IRQ_TX_DONE:
             self.standby()
             raise OSError(_ETIMEDOUT)
-        return self._dio.ticks_ms  # the chip falls back to STDBY_RC by itself (DS §13.1.4)
+        return self._dio.tx_done_ms(airtime_ms)  # the chip falls back to STDBY_RC by itself (DS §13.1.4)
 
     async def recv(self, timeout_ms=None):
         """The next frame with a good CRC within `timeout_ms` (None: until standby()), or None."""

@@ -8,7 +8,9 @@ datasheet rev 4: "§" its sections, "p." its pages, "register table" its LoRa re
 a good CRC as a memoryview of the driver's one buffer (valid until the next recv), its `rssi` (dBm),
 `snr` (dB x 4) and `ticks_ms` in attributes of the driver, or None at the timeout or `standby()`.
 Frames with a bad CRC are dropped and counted in `crc_errors`. A chip that does not answer raises
-OSError(19) at construction; a TX-done that never comes OSError(110).
+OSError(19) at construction; a TX-done that never comes OSError(110). A DIO0 that never reaches the
+board while the chip works (`dio_dead`, see `borne/drivers/dio.py`): RegIrqFlags read over SPI stands
+for it, polled from then on.
 """
 
 import asyncio
@@ -102,7 +104,8 @@ class SX127x:
         self._buffer = bytearray(256)  # the FIFO's 256 bytes: the one receive buffer
         self._view = memoryview(self._buffer)
         self._packet = self._view[:0]  # what recv returned last
-        self._dio = DioWait(dio0)  # a send or recv waits for DIO0; standby() ends it
+        self._dio0_flag = _TX_DONE  # the IRQ flag that DIO0 shows now (RegDioMapping1)
+        self._dio = DioWait(dio0, self._pending)  # a send or recv waits for DIO0; standby() ends it
         self.light_sleep_on_air = False  # a send waits out its time on air in light sleep
         self.crc_errors = 0
         self.rssi = 0
@@ -153,6 +156,25 @@ class SX127x:
         self._cs(0)
         self._spi.write(self._register)
         self._cs(1)
+
+    def _pending(self):
+        """The IRQ flag that DIO0 shows, if set: RegIrqFlags (DS §4.1.2.4, register table p.111) read
+        over SPI, for a wait whose IRQ does not come. 0 from a chip that does not answer: a MISO that
+        floats reads 0x00 or 0xFF, never RegVersion's 0x12."""
+        flags = self._read(_IRQ_FLAGS) & self._dio0_flag
+        if flags and self._read(_VERSION) != _SILICON_VERSION:
+            return 0
+        return flags
+
+    @property
+    def dio_dead(self):
+        """DIO0 was found dead: the chip's flags said TxDone or RxDone and the line never rose. The
+        driver polls RegIrqFlags instead (True also makes a new driver poll from the start)."""
+        return self._dio.dead
+
+    @dio_dead.setter
+    def dio_dead(self, dead):
+        self._dio.dead = dead
 
     def _mode(self, mode):
         self._write(_OP_MODE, _LONG_RANGE | (0 if self._hf else _LOW_FREQUENCY_MODE) | mode)
@@ -259,6 +281,7 @@ class SX127x:
             raise ValueError("frame length")
         self.standby()  # the FIFO is filled in standby, TX is started from it (DS §4.1.6)
         self._write(_DIO_MAPPING1, _DIO0_TX_DONE)
+        self._dio0_flag = _TX_DONE
         self._write(_FIFO_ADDR_PTR, 0x00)
         self._address[0] = _FIFO | 0x80
         self._cs(0)
@@ -281,12 +304,13 @@ class SX127x:
         if not done or not flags & _TX_DONE:
             self.standby()
             raise OSError(_ETIMEDOUT)
-        return self._dio.ticks_ms  # the chip is back in standby by itself (DS §4.1.6)
+        return self._dio.tx_done_ms(airtime_ms)  # the chip is back in standby by itself (DS §4.1.6)
 
     async def recv(self, timeout_ms=None):
         """The next frame with a good CRC within `timeout_ms` (None: until standby()), or None."""
         self.standby()
         self._write(_DIO_MAPPING1, _DIO0_RX_DONE)
+        self._dio0_flag = _RX_DONE
         self._write(_FIFO_ADDR_PTR, 0x00)
         self._write(_IRQ_FLAGS, _ALL_IRQS)
         self._dio.arm()
