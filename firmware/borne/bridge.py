@@ -22,7 +22,10 @@ from borne import app, contract, link, link_contract
 from borne.radio import Radio
 
 HEARTBEAT_MS = const(10000)
-LEAD_MS = const(30)  # the listener stops this long before a transmission, to free the radio
+# The listener stops this long before a transmission, which then takes the radio: time to call the
+# receive off and load the frame (a few SPI writes). Half duplex, the bridge hears nothing from then
+# until the frame is out: every ms here is a ms an uplink can be lost in, at each ACK.
+LEAD_MS = const(10)
 # Transmissions scheduled at once. Doors answered one second after their uplinks overlap in that
 # second: with room for one, every second door's ACK was refused while the first waited.
 MAX_REQUESTS = const(4)
@@ -95,7 +98,7 @@ class Bridge:
         one's lead time, 0 once it has come. Half duplex: the bridge is deaf only while it sends."""
         if not self._requests:
             return None
-        return max(time.ticks_diff(self._requests[0][0], time.ticks_ms()) - 2 * LEAD_MS, 0)
+        return max(time.ticks_diff(self._requests[0][0], time.ticks_ms()) - LEAD_MS, 0)
 
     def _forward(self, packet):
         if len(packet) > contract.MAX_FRAME_SIZE:
