@@ -38,9 +38,10 @@ bench: $(INSTALLED)
 
 # The virtual site through 10,000 check-ins and a schedule of faults (about an hour and three quarters:
 # 24 doors, each with a visitor every 15 s on average, which its duty cycle carries even one check-in
-# per frame); prints what was lost.
+# per frame; a concentrator beside the bridge, so that one receiver listens while the other sends an
+# ACK); prints what was lost.
 soak: $(INSTALLED) $(NODE_INSTALLED)
-	$(VENV)/bin/borne sim soak --checkins 10000 --doors 24 --every 15  # the defaults, said aloud
+	$(VENV)/bin/borne sim soak --checkins 10000 --doors 24 --every 15 --concentrator
 
 vectors: $(INSTALLED)
 	$(VENV)/bin/borne codec vectors

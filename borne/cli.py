@@ -59,13 +59,22 @@ def add_soak_command(actions: argparse._SubParsersAction) -> None:
         default=defaults.visitor_every_s,
         help="seconds between two visitors at a door (%(default)s: within a door's duty cycle)",
     )
+    parser.add_argument("--concentrator", action="store_true", help="a concentrator beside the bridge: two receivers")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--work", type=Path, help="where the boards' flash, the state and logs go (a temp dir)")
     parser.set_defaults(run=_run_soak)
 
 
 def _run_soak(args: argparse.Namespace) -> int:
-    options = soak.SoakOptions(args.checkins, args.doors, args.faults_per_kind, args.outage, args.seed, args.every)
+    options = soak.SoakOptions(
+        checkins=args.checkins,
+        doors=args.doors,
+        faults_per_kind=args.faults_per_kind,
+        outage_s=args.outage,
+        seed=args.seed,
+        concentrator=args.concentrator,
+        visitor_every_s=args.every,
+    )
     install_vm()
     if args.work is not None:
         return soak.main(args.work, options)

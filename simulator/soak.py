@@ -60,6 +60,11 @@ class SoakOptions:
     faults_per_kind: int = 0  # 0: one of each kind per 1,000 check-ins, at least one
     outage_s: float = 60  # how long a gateway outage lasts
     seed: int = 1
+    # A concentrator (a Semtech UDP packet forwarder) beside the bridge, as a second receiver. A
+    # single-radio bridge is deaf on its channel while it sends an ACK: with a dozen busy doors it
+    # missed a quarter of the uplinks, and a door whose retries kept failing fell behind for good.
+    # With two receivers the gateway ACKs through one while the other listens.
+    concentrator: bool = False
     # A visitor at each door every this many seconds on average. A door sends at most 0.5 % of the
     # time, sustained (borne/airtime.py keeps the other half of the sub-band's 1 % for bursts): 18 s an
     # hour, 318 frames of one check-in (57 ms at SF7), about 5 a minute. A visitor every 15 s fits even
@@ -159,7 +164,7 @@ def run_soak(work: Path, options: SoakOptions, say: Callable[[str], None] = prin
     badge_key = derive_badge_key(TEST_MASTER_KEY)
     rng = random.Random(options.seed)
     started = time.monotonic()
-    with VirtualSite(work, [*doors, room], radio=RADIO, seed=options.seed) as site:
+    with VirtualSite(work, [*doors, room], radio=RADIO, seed=options.seed, concentrator=options.concentrator) as site:
         mqtt = MqttLog(site.mqtt_port, "borne/+/+/checkin", session="soak").start()
         names = [door.name for door in doors]
         visits = _Visits(site, names, options.checkins, badge_key, options.visitor_every_s, options.seed)
