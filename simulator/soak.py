@@ -266,8 +266,8 @@ class _Visits:
     def progress(self, published: list[dict]) -> str:
         """How many check-ins were published, and the door with the most still to be."""
         tokens = {message["badge_token"] for message in published}
-        with self._lock:
-            waiting = Counter(p.door for p in self.presented if p.token not in tokens)
+        presented, _ = self.records()
+        waiting = Counter(p.door for p in presented if p.token not in tokens)
         behind = f"; most waiting: {waiting.most_common(1)[0][0]} ({waiting.most_common(1)[0][1]})" if waiting else ""
         return f"{len(tokens)} published{behind}"
 
