@@ -331,7 +331,7 @@ class Node:
         except OSError:
             pass  # a power chip that does not answer leaves the sleeping radio's rail on: µA, no reason to crash
         # RAM's duty-cycle budget does not survive the sleep: sleep long enough for what was spent (1 %).
-        machine.deepsleep(max(intervals["telemetry_s"] * 1000, self.radio.air_us // 10))
+        machine.deepsleep(max(intervals["telemetry_s"] * 1000, self.radio.air_ms * 100))
 
 
 def _jittered(interval_ms):

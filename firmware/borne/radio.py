@@ -85,7 +85,9 @@ class Radio:
         self.resets = 0  # modems set up again after a failure, each one of `errors` (in the status)
         self._stale = False  # the modem failed and setting it up again did too: try again before using it
         self._faults = 0  # modem errors since the last call that worked
-        self.air_us = 0  # time on air spent since boot
+        # Time on air spent since boot, in ms as the drivers count it: in µs it would pass MicroPython's
+        # small ints (2**30) after 18 minutes of air, and every frame sent would then allocate.
+        self.air_ms = 0
         self._sent_ms = None  # ticks_ms at the end of the last frame sent
         self.rssi = 0
         self.snr = 0
@@ -194,7 +196,7 @@ class Radio:
                 self.modem.configure(cfg)
                 self._freq_khz = None  # the next use tunes the channel again
             self.duty.spend(freq_khz * 1000, airtime)
-            self.air_us += airtime
+            self.air_ms += airtime // 1000
             # Our drivers give up on a TX-done that does not come (OSError 110): no deadline here, whose
             # asyncio.wait_for_ms would cost two tasks per frame.
             sent = await self.modem.send(frame, tx_at_ms)
