@@ -181,7 +181,9 @@ class VirtualBoard:
             raise ValueError(f"mcu {mcu!r}: the virtual board is an {' or an '.join(map(repr, MCUS))} (or 'none')")
         self.mcu = mcu
         silicon = Silicon(self.flash, self.state, unique_id, node, None if mcu == "none" else mcu, console)
-        self.power = Power(silicon, link, self.peripherals.world, self.console.show, self.console.replug)
+        self.power = Power(
+            silicon, link, self.peripherals.world, self.console.show, self.console.replug, self.console.unplug
+        )
         self._link = link
         self.radio_wiring = dict(radio_wiring or DEFAULT_WIRING.get(radio or "", {}))
         if radio is not None:

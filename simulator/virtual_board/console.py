@@ -47,6 +47,7 @@ class Console:
         self._to_mcu = bytearray()
         self._to_port = bytearray()
         self._port_closed_at: float | None = None  # when the port was last found with nobody holding it
+        self._unplugged = False  # a native USB port gone from the host while the chip deep sleeps
 
     def open(self) -> None:
         """Create the pty and link it at `port`."""
@@ -76,17 +77,27 @@ class Console:
             self._to_port += text
 
     def replug(self) -> None:
-        """The chip reset, or went to deep sleep: a native USB port leaves the host with its USB device
+        """The chip reset or woke from deep sleep: a native USB port leaves the host with its USB device
         and comes back as a new one (a new pty at the same path), so a host that held it open must open
         it again, as with a real /dev/ttyACM0; what it sent the board is lost. A USB-UART bridge stays."""
+        if self.kind == "usb" and (self._master >= 0 or self._unplugged):
+            self.unplug()
+            self._unplugged = False
+            self.open()
+
+    def unplug(self) -> None:
+        """The chip went to deep sleep: a native USB port leaves the host until the chip wakes or resets
+        ("If the application enters Deep-sleep mode, the USB Serial/JTAG device will disappear from the
+        system", ESP-IDF's USB Serial/JTAG console guide, Limitations; the S3's USB OTG, which MicroPython
+        uses, sleeps with the same digital domain). The path is gone meanwhile. A USB-UART bridge stays."""
         if self.kind == "usb" and self._master >= 0:
-            with contextlib.suppress(OSError):  # what the board sent before it reset is on its way to the host
+            with contextlib.suppress(OSError):  # what the board sent before it went is on its way to the host
                 os.write(self._master, self._to_port)
             self.close()
+            self._unplugged = True
             self._to_mcu.clear()
             self._to_port.clear()
             self._port_closed_at = None
-            self.open()
 
     def drop_input(self) -> None:
         """Lose what arrived for the VM, as a UART does while its chip reboots or sleeps."""
@@ -96,7 +107,9 @@ class Console:
         """Register what is to be pumped now: the port, and the console of the running VM, if any."""
         # A port nobody holds signals POLLHUP at once: look at it again only after _POLL_S, and
         # meanwhile keep serving the VM (its radio, pins and watchdog cannot wait).
-        if self._port_closed_at is None or time.monotonic() - self._port_closed_at >= _POLL_S:
+        if self._master < 0:
+            pass  # no port: a native USB console while the chip deep sleeps
+        elif self._port_closed_at is None or time.monotonic() - self._port_closed_at >= _POLL_S:
             events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self._to_port else 0)
             selector.register(self._master, events, self.pump_port)
         if mcu is not None:

@@ -60,6 +60,7 @@ class Power:
         world: Callable[[], Sequence[Control]],
         show: Callable[[bytes], None],
         replug: Callable[[], None],
+        unplug: Callable[[], None],
     ) -> None:
         self.silicon = silicon
         self.mcu: Mcu | None = None  # the running VM, or None while off or in deep sleep
@@ -69,7 +70,8 @@ class Power:
         self._link = link
         self._world = world
         self._show = show
-        self._replug = replug  # the chip reset or slept: a native USB port leaves the host (Console.replug)
+        self._replug = replug  # the chip reset or woke: a native USB port comes back as a new one (Console.replug)
+        self._unplug = unplug  # the chip deep sleeps: a native USB port is gone until it wakes (Console.unplug)
         self._requests: queue.Queue[tuple[str, float, threading.Event]] = queue.Queue()
         # The watchdog (which only a soft reboot leaves running) and deep sleep, on the host's clock.
         self._wdt_timeout_s: float | None = None
@@ -162,7 +164,7 @@ class Power:
             # The chip is off but for its RTC: no VM until the timer (if any) wakes it, or a reset.
             self._wdt_timeout_s = self._wdt_deadline = None
             self._wake_at = time.monotonic() + self._sleep_ms / 1000 if self._sleep_ms > 0 else None
-            self._replug()
+            self._unplug()
         else:
             log.warning("virtual board %s: the VM stopped (exit code %s); rebooting it", self._link.name, exit_code)
             time.sleep(_PANIC_PAUSE_S)

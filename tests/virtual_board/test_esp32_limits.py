@@ -243,6 +243,33 @@ def test_a_reset_takes_a_native_usb_port_from_the_host_which_opens_it_again(usb_
     assert usb_board.exec("print(6 * 7)").strip() == "42"
 
 
+def test_a_native_usb_port_is_gone_while_the_chip_deep_sleeps_and_back_when_it_wakes(
+    usb_board: VirtualBoard,
+) -> None:
+    (usb_board.flash / "main.py").write_text(
+        "import machine\nif machine.reset_cause() != machine.DEEPSLEEP_RESET:\n    machine.deepsleep(2000)\n"
+    )
+    usb_board.reset()
+    wait_for(lambda: usb_board.asleep)
+    assert not usb_board.port.exists()  # no /dev/ttyACM0 while the USB device sleeps with the chip
+    with pytest.raises(serial.SerialException):
+        serial.Serial(str(usb_board.port), 115200)
+    wait_for(lambda: not usb_board.asleep)
+    assert usb_board.exec("import machine; print(machine.reset_cause() == machine.DEEPSLEEP_RESET)").strip() == "True"
+
+
+def test_a_uart_consoles_port_stays_while_the_chip_deep_sleeps(board: VirtualBoard) -> None:
+    (board.flash / "main.py").write_text("import machine\nmachine.deepsleep()\n")  # until a reset wakes it
+    board.reset()
+    wait_for(lambda: board.asleep)
+    with serial.Serial(str(board.port), 115200, timeout=0.5) as console:  # the USB-UART bridge stays powered
+        console.write(b"\r\n")
+        assert console.read(16) == b""  # a sleeping chip hears nothing
+    (board.flash / "main.py").unlink()
+    board.reset()
+    assert board.exec("print(6 * 7)").strip() == "42"
+
+
 def test_a_reset_leaves_a_uart_consoles_port_open(board: VirtualBoard) -> None:
     with serial.Serial(str(board.port), 115200, timeout=5) as console:
         board.reset()  # the USB-UART bridge stays on the bus
