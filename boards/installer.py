@@ -390,7 +390,9 @@ def _advice_on(output: str, port: str) -> str:
     if "failed to access" in output or "no device found" in output or "No such file" in output:
         return (
             f"Check the cable and the port name (`python -m mpremote connect list` lists the boards), that no other "
-            f"program holds {port} (a serial monitor, another mpremote), and that you may open it (group dialout)."
+            f"program holds {port} (a serial monitor, another mpremote), and that you may open it (group dialout). "
+            "A board on its own USB (an ESP32-S3) has no port while it deep sleeps: press its reset button, then run "
+            "this again."
         )
     if _NO_RAW_REPL in output:
         return (
