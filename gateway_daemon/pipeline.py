@@ -37,6 +37,7 @@ from payload_codec import (
     read_envelope,
 )
 from payload_codec.counter import resolve_checkin_number
+from payload_codec.crypto import mic_matches
 from payload_codec.schema import FLAG_ACK_REQUESTED, FLAG_TIME_REQUESTED
 
 from .config import Config
@@ -58,6 +59,32 @@ RECEIVER_REFRESH_S = 3600  # how stale the stored "last heard" of a device's rec
 # The gateway's own refusal, beside the codec's reasons and the sources': an authentic check-in
 # whose badge tokens travelled in clear, refused unless gateway.allow_unencrypted_checkins.
 UNENCRYPTED_CHECKIN = "unencrypted_checkin"
+
+
+def replay_cause(envelope: SealedEnvelope, device: Device, last: int) -> str:
+    """What a frame refused as a replay most likely is, for the installer who reads the diagnostic.
+
+    The wire contract checks the counter before the MIC, so an erased or re-flashed board, whose
+    counters start again below the window, is a `replay` whatever its key. The MIC, tried with the
+    counter nearest the window that the frame's bits name, tells the two apart: it verifies for a
+    frame of this device sent again, or a board of this key whose counters went back; it does not
+    for a board holding another key."""
+    if envelope.full_counter is not None:
+        counter = envelope.full_counter
+    else:
+        counter = last - ((last - envelope.counter16) & 0xFFFF)
+        if counter < 0:
+            counter += 0x10000
+    keys = device.keys
+    if mic_matches(keys.mic_key, envelope.direction, envelope.device_id, counter, envelope.signed, envelope.mic):
+        return (
+            "its MIC verifies: a frame of this device sent again, or a board whose counters went back (its flash "
+            "erased): flash it again with `borne board flash`, which gives the device the keys of a new epoch"
+        )
+    return (
+        f"its MIC does not verify with device {envelope.device_id}'s key either: the board holds other keys "
+        "(its flash erased, or flashed for another device): flash it again with `borne board flash`"
+    )
 
 
 @dataclass
@@ -204,6 +231,8 @@ class Pipeline:
         last, seen_below = self.state.window(device.device_id)
         frame = open_envelope(envelope, device.keys, last, self.config.gateway.max_counter_gap, seen_below)
         if isinstance(frame, CodecError):
+            if frame.reason == "replay" and last is not None:
+                frame = CodecError("replay", f"{frame.detail}; {replay_cause(envelope, device, last)}")
             await self._refuse(best, frame, device.device_id)
             return
         if frame.msg_type == "checkin" and not frame.encrypted and not self.config.gateway.allow_unencrypted_checkins:

@@ -288,6 +288,32 @@ async def test_the_same_counter_twice_is_refused_as_a_replay_naming_the_last_acc
         assert sorted(event_ids(subscriber, "telemetry")) == ["258:1", "258:2", "258:3"]
 
 
+@pytest.mark.parametrize(
+    ("keys", "cause"),
+    [(KEYS, "its MIC verifies"), (derive_device_keys(TEST_MASTER_KEY, DEVICE_ID + 1), "its MIC does not verify")],
+    ids=["counters went back", "other keys"],
+)
+async def test_a_replay_says_whether_its_mic_verifies_so_an_erased_board_is_told_from_a_foreign_key(
+    tmp_path, broker, keys, cause
+):
+    async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port) as site:
+        site.radio.hear(telemetry(500))
+        await site.settle()
+        # A board whose flash was erased counts from 0 again: its status (a full counter) and its
+        # telemetry (16 bits) are below the window, whether it holds this device's key or another.
+        for frame in (
+            build_frame(STATUS_SAMPLE, DEVICE_ID, 1, keys),
+            build_frame(Telemetry(co2_ppm=600), DEVICE_ID, 2, keys),
+        ):
+            site.radio.hear(frame)
+            await site.settle()
+        await subscriber.wait_for(lambda: len(subscriber.on("/rejected")) == 2)
+        for report in subscriber.on("/rejected"):
+            jsonschema.validate(report, schema("rejected"))
+            assert report["reason"] == "replay"  # the wire contract's reason, checked before the MIC
+            assert cause in report["detail"] and "borne board flash" in report["detail"]
+
+
 async def test_a_resent_older_frame_is_reported_with_the_last_accepted_counter(tmp_path, broker):
     async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port) as site:
         older = telemetry(100)
