@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from boards.provisioning import NFC_RETRY_MAX_S
 from payload_codec import badge_token, derive_badge_key
 from simulator.mqtt_log import MqttLog
 from simulator.test_keys import TEST_MASTER_KEY
@@ -46,7 +47,9 @@ from simulator.virtual_site import NodeSpec, VirtualSite
 
 RADIO = {"sf": 7}  # the shortest airtime: the most check-ins per node within the 1 % duty cycle
 BETWEEN_VISITORS_S = 0.7  # at least: the reader sees the badge gone before the next one comes
-DRAIN_S = 180  # at the end, how long check-ins still queued on nodes may take to be published
+# At the end, how long check-ins still queued on doors may take to be published: a door may be waiting out
+# its longest retry backoff (the firmware's nfc.retry_max_s) when the last visitor leaves, then send.
+DRAIN_S = NFC_RETRY_MAX_S + 60
 READ_WAIT_S = 120  # how long a visitor holds a badge for the LED: a door booting on a loaded machine
 FAULTS = ("broker restart", "daemon SIGKILL", "bridge unplugged", "gateway outage", "door power cut")
 
@@ -192,7 +195,11 @@ def run_soak(work: Path, options: SoakOptions, say: Callable[[str], None] = prin
             say(f"all {visits.count} presented; waiting for the last check-ins to be published")
             tokens = {p.token for p in visits.presented}
             deadline = time.monotonic() + DRAIN_S
+            next_progress = time.monotonic() + 30
             while time.monotonic() < deadline and not tokens <= {m["badge_token"] for m in mqtt.on("checkin")}:
+                if time.monotonic() >= next_progress:
+                    say(f"waiting for the last check-ins: {visits.progress(mqtt.on('checkin'))}")
+                    next_progress = time.monotonic() + 30
                 time.sleep(0.5)
             return _report(visits, mqtt.on("checkin"), site.medium.stats, faults, started)
         except Interrupted as interruption:  # what was seen until now is the report
