@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from .base import Deliver, Downlink, Reception, Reject, Rejected, Source, SourceStats, TransmitError, counter
 from .semtech_protocol import (
@@ -68,8 +68,9 @@ class _Endpoint(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # A datagram endpoint's transport, whatever its class: Python 3.11's selector one does not
+        # derive from asyncio.DatagramTransport, and an assert here left the socket unclosed.
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
         self.received(data, addr, self.inbox)

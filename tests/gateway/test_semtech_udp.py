@@ -8,6 +8,7 @@ import base64
 import contextlib
 import dataclasses
 import json
+import logging
 import socket
 import struct
 from collections.abc import AsyncIterator, Callable
@@ -464,3 +465,19 @@ async def test_a_downlink_the_concentrator_cannot_send_is_refused_before_it_goes
         with pytest.raises(TransmitError) as failed:
             await source.transmit(downlink(spreading_factor=13))
     assert failed.value.reason == "bad_request"
+
+
+# --- the socket ------------------------------------------------------------------------------
+
+
+async def test_the_socket_opens_without_an_error_and_is_closed_when_the_source_stops(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with running() as (source, _, forwarder), asyncio.timeout(5):
+        await forwarder.pull()
+        port = source.bound_port
+    assert port is not None
+    errors = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
+    assert errors == []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+        again.bind(("127.0.0.1", port))  # free: the stopped source closed its socket
