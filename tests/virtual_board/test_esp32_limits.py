@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from textwrap import indent
 
 import pytest
 import serial
 
 from simulator.virtual_board import BoardExecError, VirtualBoard
+from simulator.virtual_board.board import HARD_RESET
 from tests.virtual_board.conftest import run_mpremote, wait_for
 
 HEAP_BYTES = {"esp32": 112 * 1024, "esp32s3": 128 * 1024}  # initial heap grown once (mcu.mjs)
@@ -46,6 +48,41 @@ def test_a_program_that_outgrows_the_heap_gets_memory_error(mcu_board: VirtualBo
     assert error.strip() in ("", f"memory allocation failed, allocating {CHUNK} bytes")
     # The memory comes back: the board goes on.
     assert mcu_board.exec("print(len(bytearray(32 * 1024)))").strip() == str(32 * 1024)
+
+
+# A program that filled the heap to its last block, and still holds it all.
+FILL_THE_HEAP = """\
+kept = []
+for size in (1024, 64, 16):
+    try:
+        while True:
+            kept.append(bytearray(size))
+    except MemoryError:
+        pass
+"""
+
+
+def test_a_board_whose_heap_is_full_still_resets(mcu_board: VirtualBoard) -> None:
+    # As a crash handler does once a task ran the heap out: machine.reset() is C on a board, which
+    # allocates nothing (ports/esp32/modmachine.c), so it works on a full heap.
+    (mcu_board.flash / "main.py").write_text(
+        f"import machine\nif machine.reset_cause() != machine.HARD_RESET:\n{indent(FILL_THE_HEAP, '    ')}"
+        "    machine.reset()\n"
+    )
+    boots = mcu_board.boots
+    mcu_board.reset()
+    wait_for(lambda: mcu_board.boots == boots + 2)  # the reset button's boot, then machine.reset()'s
+    assert mcu_board.reset_cause == HARD_RESET
+
+
+def test_the_watchdog_is_fed_and_pins_driven_on_a_full_heap(mcu_board: VirtualBoard) -> None:
+    done = mcu_board.exec(
+        "import machine\nwdt = machine.WDT(timeout=5000)\nled = machine.Pin(25, machine.Pin.OUT)\n"
+        + FILL_THE_HEAP
+        + "wdt.feed()\nled.value(1)\nled.value()\nkept = None\nprint('done')",
+        timeout=20,
+    )
+    assert done.strip() == "done"
 
 
 def test_one_allocation_larger_than_the_heap_fails(mcu_board: VirtualBoard) -> None:

@@ -9,6 +9,11 @@ import sys
 import _board
 import micropython
 
+# Looked up on the _board proxy once, as machine.py's: a lookup allocates, and a MemoryError in the VM's
+# JavaScript glue leaves it spinning, where the board's C works on a full heap.
+_host_console_read = _board.console_read
+_host_kbd_intr = _board.kbd_intr
+
 _POLLIN = 0x0001
 _MP_STREAM_POLL = 3
 # What the console holds for a reader that does not keep up. ESP32 port: mphalport.c's
@@ -52,7 +57,7 @@ class _UartInput(io.IOBase):
     def readinto(self, buf):
         n = min(len(buf), self._held)
         if n and self._held == _RX_BUFFER:
-            _board.console_read()  # room at last for what native USB held back
+            _host_console_read()  # room at last for what native USB held back
         ring = self._ring
         at = self._start
         for i in range(n):
@@ -88,7 +93,7 @@ class _MicroPython:
 
     def kbd_intr(self, char):
         micropython.kbd_intr(char)
-        _board.kbd_intr(char)  # mcu.mjs interrupts main.py on this character (-1: never)
+        _host_kbd_intr(char)  # mcu.mjs interrupts main.py on this character (-1: never)
 
 
 sys.modules["sys"] = _Sys()

@@ -6,6 +6,10 @@ from binascii import hexlify
 import _board
 from uctypes import addressof
 
+# Looked up on the _board proxy once, as machine.py's: a lookup allocates, and a MemoryError in the VM's
+# JavaScript glue leaves it spinning, where the board's C works on a full heap.
+_host_aes = _board.aes
+
 _MODE_ECB = 1
 _MODE_CBC = 2
 _ENCRYPTING = 1
@@ -76,7 +80,7 @@ class aes:  # MicroPython's name
             raise ValueError("can't encrypt & decrypt")
         out = bytearray(length) if out_buf is None else out_buf  # as the C: a new buffer only when none is given
         if length:
-            result = _board.aes(
+            result = _host_aes(
                 self._key,
                 self._mode,
                 addressof(self._iv),

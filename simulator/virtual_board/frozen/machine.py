@@ -16,9 +16,24 @@ SOFT_RESET = 5
 
 _RTC_MEMORY_MAX = 2048  # bytes of RTC slow memory MicroPython gives to RTC.memory() on ESP32
 
+# The host's functions, looked up on the _board proxy once: each lookup makes a new proxy object on the
+# heap, and a MemoryError raised inside the VM's JavaScript glue leaves the VM spinning instead of
+# raising. On a board these are C that allocates nothing, so they work on a full heap: so must these.
+_host_reset = _board.reset
+_host_lightsleep = _board.lightsleep
+_host_deepsleep = _board.deepsleep
+_host_pin_output = _board.pin_output
+_host_pin_input = _board.pin_input
+_host_adc_input = _board.adc_input
+_host_wdt_feed = _board.wdt_feed
+_host_timer_start = _board.timer_start
+_host_timer_stop = _board.timer_stop
+_host_rtc_memory_read = _board.rtc_memory_read
+_host_rtc_memory_write = _board.rtc_memory_write
+
 
 def reset():
-    _board.reset()  # the host restarts the VM: this call does not return
+    _host_reset()  # the host restarts the VM: this call does not return
 
 
 def soft_reset():
@@ -41,7 +56,7 @@ def lightsleep(time_ms=None):
     """Stop the CPU for `time_ms` (ports/esp32/modmachine.c: a timer wakes it, esp_light_sleep_start): no
     Python runs meanwhile, no task, no IRQ handler. Without `time_ms` nothing here wakes it but the
     watchdog. Here the chips' models (which run in this VM) pause with it: on a board they go on."""
-    _board.lightsleep(-1 if time_ms is None else max(time_ms, 0))
+    _host_lightsleep(-1 if time_ms is None else max(time_ms, 0))
 
 
 def deepsleep(time_ms=0):
@@ -49,8 +64,8 @@ def deepsleep(time_ms=0):
     The GPIOs' outputs go with the power: only a held pad keeps its level (`_kept_level`)."""
     for pin in _pads:
         if _driven_by_board(_pads[pin]) and _kept_level(pin) is None:
-            _board.pin_output(pin, -1)  # it floats while the chip sleeps
-    _board.deepsleep(time_ms)  # the host ends the VM: this call does not return
+            _host_pin_output(pin, -1)  # it floats while the chip sleeps
+    _host_deepsleep(time_ms)  # the host ends the VM: this call does not return
 
 
 # esp32.gpio_deep_sleep_hold(): whether held digital pads keep their state in deep sleep.
@@ -106,7 +121,7 @@ class Pin:
 
     def value(self, x=None):
         if x is None:
-            return _level(self._id, _board.pin_input(self._id))
+            return _level(self._id, _host_pin_input(self._id))
         _pads[self._id].latch = 1 if x else 0
         _report_output(self._id)
         return None
@@ -186,8 +201,8 @@ def _level(pin, host_level):
 
 def _report_output(pin):
     pad = _pads[pin]
-    _board.pin_output(pin, _output(pad) if _driven_by_board(pad) else -1)
-    spi_bus.line(pin, _level(pin, _board.pin_input(pin)))  # a chip select, or a chip's reset line
+    _host_pin_output(pin, _output(pad) if _driven_by_board(pad) else -1)
+    spi_bus.line(pin, _level(pin, _host_pin_input(pin)))  # a chip select, or a chip's reset line
 
 
 def _host_changed_pin(pin, old, new):
@@ -197,7 +212,7 @@ def _host_changed_pin(pin, old, new):
 
 def _chip_changed_pin(pin, old, new):
     # A chip on a bus changed the level it drives on `pin` (None: released).
-    host = _board.pin_input(pin)
+    host = _host_pin_input(pin)
     pad = _pads.get(pin) or _Pad()
     if _driven_by_board(pad):
         return
@@ -248,7 +263,7 @@ class ADC:
 
     def read_uv(self):
         """The voltage the host set on the pin, in microvolts, clipped to the attenuation's range."""
-        return max(0, min(_board.adc_input(self._pin), self._FULL_SCALE_UV[self._atten]))
+        return max(0, min(_host_adc_input(self._pin), self._FULL_SCALE_UV[self._atten]))
 
     def read_u16(self):
         return self.read_uv() * 65535 // self._FULL_SCALE_UV[self._atten]
@@ -268,7 +283,7 @@ class WDT:
         _board.wdt(timeout)  # the host's clock runs it, and a soft reset leaves it running
 
     def feed(self):
-        _board.wdt_feed()
+        _host_wdt_feed()
 
 
 class Timer:
@@ -296,11 +311,11 @@ class Timer:
             if callback is not None:
                 callback(self)
 
-        self._handle = _board.timer_start(period, mode == Timer.PERIODIC, fire)
+        self._handle = _host_timer_start(period, mode == Timer.PERIODIC, fire)
 
     def deinit(self):
         if self._handle >= 0:
-            _board.timer_stop(self._handle)
+            _host_timer_stop(self._handle)
             self._handle = -1
 
 
@@ -311,12 +326,12 @@ class RTC:
     def memory(self, data=None):
         """RTC slow memory: kept through resets and deep sleep, lost when the power goes."""
         if data is None:
-            return bytes.fromhex(_board.rtc_memory_read())
+            return bytes.fromhex(_host_rtc_memory_read())
         if isinstance(data, str):
             data = data.encode()
         if len(data) > _RTC_MEMORY_MAX:
             raise ValueError("buffer too long")
-        _board.rtc_memory_write(hexlify(data).decode())
+        _host_rtc_memory_write(hexlify(data).decode())
         return None
 
 
@@ -443,7 +458,7 @@ class SPI:
         lsb_first = config[4] == self.LSB
         if lsb_first:
             out = _bit_reversed(out) if isinstance(out, int) else bytes(_bit_reversed(b) for b in out)
-        idle = 0xFF if _level(miso, _board.pin_input(miso)) else 0x00  # what a MISO nobody drives reads
+        idle = 0xFF if _level(miso, _host_pin_input(miso)) else 0x00  # what a MISO nobody drives reads
         spi_bus.transfer(sck, mosi, miso, config[0], config[1], config[2], config[3], out, into, idle)
         if lsb_first and into is not None:
             for n, b in enumerate(into):

@@ -7,6 +7,14 @@ from binascii import unhexlify
 import _board
 import spi_bus
 
+# Looked up on the _board proxy once, as machine.py's: a lookup allocates, and a MemoryError in the VM's
+# JavaScript glue leaves it spinning, where the board's C works on a full heap.
+_host_timer_start = _board.timer_start
+_host_timer_stop = _board.timer_stop
+_host_radio_receiving = _board.radio_receiving
+_host_radio_transmitting = _board.radio_transmitting
+_host_radio_idle = _board.radio_idle
+
 
 def time_on_air_us(length, sf, bw_hz, cr, preamble, crc, implicit, ldro):
     t_sym = (1 << sf) * 1_000_000 // bw_hz
@@ -35,25 +43,25 @@ class RadioChip(spi_bus.Chip):
 
     def start_timer(self, us, then):
         self.stop_timer()
-        self.timer = _board.timer_start(max((us + 999) // 1000, 1), False, then)
+        self.timer = _host_timer_start(max((us + 999) // 1000, 1), False, then)
 
     def stop_timer(self):
         if self.timer >= 0:
-            _board.timer_stop(self.timer)
+            _host_timer_stop(self.timer)
             self.timer = -1
 
     def tell_receiving(self, settings):
         self.on_air = True
-        _board.radio_receiving(settings)
+        _host_radio_receiving(settings)
 
     def tell_transmitting(self, payload_hex, settings):
         self.tell_idle()  # the medium times the frame itself: no idle to tell at its end
-        _board.radio_transmitting(payload_hex, settings)
+        _host_radio_transmitting(payload_hex, settings)
 
     def tell_idle(self):
         if self.on_air is not False:
             self.on_air = False
-            _board.radio_idle()
+            _host_radio_idle()
 
 
 def host_frame(payload_hex, rssi_dbm, snr_x4, crc_ok):
