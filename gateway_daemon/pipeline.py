@@ -3,7 +3,7 @@
     reception → envelope → dedup window (until every receiver's copy came) → registry
               → recent copy (ACK again) → counter window → MIC → decode → policy → check-in numbers
               → outbox commit (with the windows)
-              → ACK on the best path heard
+              → ACK on the best path heard (the next one if that one refuses it unsent)
               → after a status: the device's pending config, in the same receive window
 
 A check-in frame the node built again after a lost ACK has a new counter and may carry check-ins
@@ -59,6 +59,12 @@ RECEIVER_REFRESH_S = 3600  # how stale the stored "last heard" of a device's rec
 # The gateway's own refusal, beside the codec's reasons and the sources': an authentic check-in
 # whose badge tokens travelled in clear, refused unless gateway.allow_unencrypted_checkins.
 UNENCRYPTED_CHECKIN = "unencrypted_checkin"
+# Why a receiver refuses a downlink at once, before anything went on the air: another receiver that
+# heard the frame can still send it in the same window. A radio error, or no answer, may have sent it.
+REFUSED_UNSENT = frozenset(
+    {"no_downlink_path", "disconnected", "busy", "duty_cycle", "too_late", "too_early"}
+    | {"collision_packet", "collision_beacon"}
+)
 
 
 def replay_cause(envelope: SealedEnvelope, device: Device, last: int) -> str:
@@ -226,7 +232,7 @@ class Pipeline:
             return
         accepted_before = self.state.accepted_counter(device.device_id, raw)
         if accepted_before is not None:
-            await self._retransmission(device, accepted_before, best, envelope)
+            await self._retransmission(device, accepted_before, receptions, envelope)
             return
         last, seen_below = self.state.window(device.device_id)
         frame = open_envelope(envelope, device.keys, last, self.config.gateway.max_counter_gap, seen_below)
@@ -269,17 +275,20 @@ class Pipeline:
         self.wake_publisher()
         self._remember_receivers(device, receptions)
         if frame.ack_requested:
-            await self._send_ack(device, frame.counter, frame.time_requested, best)
+            await self._send_ack(device, frame.counter, frame.time_requested, receptions)
         elif isinstance(frame.message, Status):
-            await self._send_pending_config(device, frame.message, best)
+            await self._send_pending_config(device, frame.message, receptions)
 
-    async def _retransmission(self, device: Device, counter: int, best: Reception, envelope: SealedEnvelope) -> None:
+    async def _retransmission(
+        self, device: Device, counter: int, receptions: list[Reception], envelope: SealedEnvelope
+    ) -> None:
         """The same bytes as a frame recently accepted from this device.
 
         A node that asked for an ACK and did not hear it sends its frame again: ACK it
         once more and publish nothing. Any other copy (no ACK asked, or asked too often)
         is a replay. The bytes are those accepted before, so their MIC was verified then.
         """
+        best = max(receptions, key=lambda r: r.snr_db)
         key = frame_hash(best.frame)
         now = self.clock()
         if now - self._reacked_at.get(key, now) > REACK_WINDOW_S:
@@ -292,13 +301,13 @@ class Pipeline:
             await self._refuse(best, error, device.device_id)
             return
         self.counters["retransmissions"] += 1
-        await self._send_ack(device, counter, bool(envelope.flags & FLAG_TIME_REQUESTED), best)
+        await self._send_ack(device, counter, bool(envelope.flags & FLAG_TIME_REQUESTED), receptions)
 
-    async def _send_ack(self, device: Device, counter: int, time_requested: bool, best: Reception) -> None:
+    async def _send_ack(self, device: Device, counter: int, time_requested: bool, receptions: list[Reception]) -> None:
         ack = Ack(acked_counter16=counter & 0xFFFF, gateway_time=int(self.clock()) if time_requested else None)
-        await self._send_in_window(device, ack, best, "acks")
+        await self._send_in_window(device, ack, receptions, "acks")
 
-    async def _send_pending_config(self, device: Device, status: Status, best: Reception) -> None:
+    async def _send_pending_config(self, device: Device, status: Status, receptions: list[Reception]) -> None:
         """A node listens after its status: send the config pending for it, unless this status shows it applied."""
         pending = self.state.pending_config(device.device_id)
         if pending is None:
@@ -309,35 +318,43 @@ class Pipeline:
                 log.info("device %s applied its config %s", device.device_id, pending_changes(pending).to_json())
             return
         self.state.config_tried(device.device_id, pending.body, self.clock())
-        await self._send_in_window(device, pending_changes(pending), best, "configs")
+        await self._send_in_window(device, pending_changes(pending), receptions, "configs")
 
-    async def _send_in_window(self, device: Device, message: Message, best: Reception, kind: str) -> None:
-        """Send a downlink in the receive window after `best`, on the path that heard it; `kind`
-        names its counters (`acks_sent`, `configs_failed_too_late`, …)."""
+    async def _send_in_window(self, device: Device, message: Message, receptions: list[Reception], kind: str) -> None:
+        """Send a downlink in the receive window after the frame heard in `receptions`, through the
+        receiver that heard it best; through the next one if that one refused it at once, unsent (no
+        downlink path yet, busy, …); `kind` names its counters (`acks_sent`, `configs_failed_too_late`, …)."""
         downlink_counter = self.state.next_downlink_counter(device.device_id)
         frame = build_frame(message, device.device_id, downlink_counter, device.keys)
         radio = self.config.radio
-        downlink = Downlink(
-            frame=frame,
-            answers=best,
-            delay_us=radio.ack_delay_ms * 1000,
-            frequency_hz=radio.ack_frequency_hz,
-            spreading_factor=best.spreading_factor,
-            bandwidth_hz=best.bandwidth_hz,
-            tx_power_dbm=radio.ack_tx_power_dbm,
-        )
-        source = self._source_of(best)
-        if source is None:
+        paths = [(r, source) for r in sorted(receptions, key=lambda r: -r.snr_db) if (source := self._source_of(r))]
+        if not paths:
             self.counters[f"{kind}_without_path"] += 1
             return
-        self._sent[frame] = self.clock()  # before it is on the air: another receiver may hear it at once
-        try:
-            await source.transmit(downlink)
-            self.counters[f"{kind}_sent"] += 1
-        except TransmitError as error:
-            self.counters[f"{kind}_failed_{error.reason}"] += 1
-            kind_name = message.msg_type.name
-            log.warning("%s to device %s via %s failed: %s", kind_name, device.device_id, source.name, error)
+        for reception, source in paths:
+            downlink = Downlink(
+                frame=frame,
+                answers=reception,
+                delay_us=radio.ack_delay_ms * 1000,
+                frequency_hz=radio.ack_frequency_hz,
+                spreading_factor=reception.spreading_factor,
+                bandwidth_hz=reception.bandwidth_hz,
+                tx_power_dbm=radio.ack_tx_power_dbm,
+            )
+            self._sent[frame] = self.clock()  # before it is on the air: another receiver may hear it at once
+            try:
+                await source.transmit(downlink)
+            except TransmitError as error:
+                self.counters[f"{kind}_failed_{error.reason}"] += 1
+                unsent = error.reason in REFUSED_UNSENT and reception is not paths[-1][0]
+                then = ": trying the next receiver that heard the frame" if unsent else ""
+                name = message.msg_type.name
+                log.warning("%s to device %s via %s failed: %s%s", name, device.device_id, source.name, error, then)
+                if unsent:
+                    continue
+            else:
+                self.counters[f"{kind}_sent"] += 1
+            return
 
     def _source_of(self, reception: Reception) -> Source | None:
         return next((source for source in self.sources if source.heard(reception)), None)

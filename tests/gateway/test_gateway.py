@@ -11,6 +11,7 @@ from dataclasses import replace
 import jsonschema
 import pytest
 
+from gateway_daemon.sources.semtech_udp import SemtechUdp
 from payload_codec import (
     DOWN,
     Checkin,
@@ -27,6 +28,7 @@ from simulator.broker import free_port
 from ..codec.vectors import frame_cases
 from .conftest import Subscriber
 from .site import Site, config_text, schema, until, write_registry
+from .test_semtech_udp import Forwarder, push_data, rxpk
 
 KEYS = derive_device_keys(TEST_MASTER_KEY, DEVICE_ID)
 UPLINKS = sorted(
@@ -126,6 +128,26 @@ async def test_same_frame_from_two_receivers_is_published_once_with_both_recepti
         assert sorted(r["source"] for r in published[0]["receptions"]) == ["sim", "sim2"]
         # The ACK goes out once, through the receiver that heard the node best.
         assert (len(site.radio.sent), len(site.radio2.sent)) == (0, 1)
+
+
+async def test_an_ack_the_best_receiver_refuses_unsent_goes_through_the_next_that_heard_the_frame(tmp_path, broker):
+    # A concentrator whose packet forwarder has not pulled yet (the daemon has just restarted) heard the
+    # node best: it refuses the ACK at once, and the bridge that heard the node too sends it instead.
+    udp = SemtechUdp(port=0)
+    async with Site(tmp_path, broker.port, extra_sources=(udp,)) as site:
+        forwarder = Forwarder(await udp.started())
+        try:
+            frame = checkin(21)
+            forwarder.send_up(push_data(1, rxpk=[rxpk(frame, lsnr=9.5)]))
+            await forwarder.heard_up()  # its PUSH_ACK: the concentrator's copy is in
+            site.radio.hear(frame, snr_db=2.0)
+            site.radio2.hear(frame, snr_db=1.0)
+            await until(lambda: site.radio.sent)
+        finally:
+            forwarder.close()
+        assert (len(site.radio.sent), len(site.radio2.sent)) == (1, 0)
+        counters = site.gateway.pipeline.counters
+        assert (counters["acks_failed_no_downlink_path"], counters["acks_sent"]) == (1, 1)
 
 
 async def test_an_ack_heard_back_by_the_gateways_other_receiver_is_no_rejection(tmp_path, broker):
