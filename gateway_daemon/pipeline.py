@@ -60,32 +60,39 @@ RECEIVER_REFRESH_S = 3600  # how stale the stored "last heard" of a device's rec
 # whose badge tokens travelled in clear, refused unless gateway.allow_unencrypted_checkins.
 UNENCRYPTED_CHECKIN = "unencrypted_checkin"
 # Why a receiver refuses a downlink at once, before anything went on the air: another receiver that
-# heard the frame can still send it in the same window. A radio error, or no answer, may have sent it.
+# heard the frame can still send it in the same window. A radio error, no answer, or a bridge's port
+# lost while it had the request (`port_lost`) may have sent it.
 REFUSED_UNSENT = frozenset(
     {"no_downlink_path", "disconnected", "busy", "duty_cycle", "too_late", "too_early"}
     | {"collision_packet", "collision_beacon"}
 )
 
 
-def replay_cause(envelope: SealedEnvelope, device: Device, last: int) -> str:
-    """What a frame refused as a replay most likely is, for the installer who reads the diagnostic.
+def replay_cause(envelope: SealedEnvelope, device: Device, last: int) -> str | None:
+    """What a frame refused as old most likely is, for the installer who reads the diagnostic; None
+    for a 16-bit counter refused as spent (past 2**32), not as old.
 
-    The wire contract checks the counter before the MIC, so an erased or re-flashed board, whose
-    counters start again below the window, is a `replay` whatever its key. The MIC, tried with the
-    counter nearest the window that the frame's bits name, tells the two apart: it verifies for a
-    frame of this device sent again, or a board of this key whose counters went back; it does not
-    for a board holding another key."""
+    The wire contract checks the counter before the MIC, so a board whose counters start again (its
+    flash erased) is a `replay` whatever its key. The MIC tells the cases apart, tried with the
+    counters the frame may carry: the whole one if it has it; else the highest up to `last` with the
+    frame's 16 bits, or those bits alone (a board counting from 0 again). It verifies for a frame of
+    this device recorded and sent again, or a board of this key whose counters went back; it does
+    not for a board holding other keys."""
     if envelope.full_counter is not None:
-        counter = envelope.full_counter
+        candidates = {envelope.full_counter}
     else:
-        counter = last - ((last - envelope.counter16) & 0xFFFF)
-        if counter < 0:
-            counter += 0x10000
-    keys = device.keys
-    if mic_matches(keys.mic_key, envelope.direction, envelope.device_id, counter, envelope.signed, envelope.mic):
+        ahead = (envelope.counter16 - last) & 0xFFFF
+        if 0 < ahead <= 0x8000:
+            return None  # ahead of the window: refused because the 32-bit counter is spent
+        below = last - ((last - envelope.counter16) & 0xFFFF)
+        candidates = {envelope.counter16} | ({below} if below >= 0 else set())
+    mic_key = device.keys.mic_key
+    signed, mic = envelope.signed, envelope.mic
+    if any(mic_matches(mic_key, envelope.direction, envelope.device_id, c, signed, mic) for c in candidates):
         return (
-            "its MIC verifies: a frame of this device sent again, or a board whose counters went back (its flash "
-            "erased): flash it again with `borne board flash`, which gives the device the keys of a new epoch"
+            "its MIC verifies: a frame of this device recorded and sent again, or a board whose counters went "
+            "back (its flash erased: flash it again with `borne board flash`, which moves the device to a new "
+            "key epoch)"
         )
     return (
         f"its MIC does not verify with device {envelope.device_id}'s key either: the board holds other keys "
@@ -237,8 +244,9 @@ class Pipeline:
         last, seen_below = self.state.window(device.device_id)
         frame = open_envelope(envelope, device.keys, last, self.config.gateway.max_counter_gap, seen_below)
         if isinstance(frame, CodecError):
-            if frame.reason == "replay" and last is not None:
-                frame = CodecError("replay", f"{frame.detail}; {replay_cause(envelope, device, last)}")
+            cause = replay_cause(envelope, device, last) if frame.reason == "replay" and last is not None else None
+            if cause is not None:
+                frame = CodecError("replay", f"{frame.detail}; {cause}")
             await self._refuse(best, frame, device.device_id)
             return
         if frame.msg_type == "checkin" and not frame.encrypted and not self.config.gateway.allow_unencrypted_checkins:
@@ -327,11 +335,12 @@ class Pipeline:
         downlink_counter = self.state.next_downlink_counter(device.device_id)
         frame = build_frame(message, device.device_id, downlink_counter, device.keys)
         radio = self.config.radio
-        paths = [(r, source) for r in sorted(receptions, key=lambda r: -r.snr_db) if (source := self._source_of(r))]
+        heard = sorted(receptions, key=lambda reception: reception.snr_db, reverse=True)
+        paths = [(reception, path) for reception in heard if (path := self._source_of(reception)) is not None]
         if not paths:
             self.counters[f"{kind}_without_path"] += 1
             return
-        for reception, source in paths:
+        for tried, (reception, source) in enumerate(paths, start=1):
             downlink = Downlink(
                 frame=frame,
                 answers=reception,
@@ -346,11 +355,11 @@ class Pipeline:
                 await source.transmit(downlink)
             except TransmitError as error:
                 self.counters[f"{kind}_failed_{error.reason}"] += 1
-                unsent = error.reason in REFUSED_UNSENT and reception is not paths[-1][0]
-                then = ": trying the next receiver that heard the frame" if unsent else ""
+                next_path = error.reason in REFUSED_UNSENT and tried < len(paths)
+                then = ": trying the next receiver that heard the frame" if next_path else ""
                 name = message.msg_type.name
                 log.warning("%s to device %s via %s failed: %s%s", name, device.device_id, source.name, error, then)
-                if unsent:
+                if next_path:
                     continue
             else:
                 self.counters[f"{kind}_sent"] += 1

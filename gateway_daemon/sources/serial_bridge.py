@@ -166,7 +166,9 @@ class SerialBridge(Source[_Link]):
         self._transport = None
         for answer in self._pending.values():
             if not answer.done():
-                answer.set_exception(TransmitError("disconnected", f"{self.port} closed"))
+                # The record went out: the bridge may have sent it, or may still. Not `disconnected`,
+                # which says nothing was written, and after which another receiver may send the downlink.
+                answer.set_exception(TransmitError("port_lost", f"{self.port} closed while the bridge had the request"))
         if link.transport is not None and not link.transport.is_closing():
             link.transport.abort()
         with contextlib.suppress(TimeoutError):  # so that a stopped bridge has let go of the port
@@ -236,8 +238,8 @@ class SerialBridge(Source[_Link]):
         """Send `downlink` through the bridge at its reception's timestamp plus `delay_us`.
 
         Raises TransmitError with the bridge's result (too_late, duty_cycle, …), `no_answer`
-        when the bridge says nothing in time, or `disconnected` when the port is down.
-        """
+        when the bridge says nothing in time, `disconnected` when the port is down (nothing was written),
+        or `port_lost` when it closed while the bridge had the request (it may have gone out)."""
         transport = self._transport
         if transport is None or transport.is_closing():
             raise TransmitError("disconnected", f"{self.port} is not open")

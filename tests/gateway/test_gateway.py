@@ -11,16 +11,20 @@ from dataclasses import replace
 import jsonschema
 import pytest
 
+from boards.registry import Device
+from gateway_daemon.pipeline import replay_cause
 from gateway_daemon.sources.semtech_udp import SemtechUdp
 from payload_codec import (
     DOWN,
     Checkin,
     CheckinBatch,
     CodecError,
+    SealedEnvelope,
     Telemetry,
     build_frame,
     derive_device_keys,
     open_frame,
+    read_envelope,
 )
 from payload_codec.vectorgen import DEVICE_ID, STATUS_SAMPLE, TEST_MASTER_KEY
 from simulator.broker import free_port
@@ -310,17 +314,19 @@ async def test_the_same_counter_twice_is_refused_as_a_replay_naming_the_last_acc
         assert sorted(event_ids(subscriber, "telemetry")) == ["258:1", "258:2", "258:3"]
 
 
+@pytest.mark.parametrize("last", [500, 70_000], ids=["last below 65536", "last past 65536"])
 @pytest.mark.parametrize(
     ("keys", "cause"),
     [(KEYS, "its MIC verifies"), (derive_device_keys(TEST_MASTER_KEY, DEVICE_ID + 1), "its MIC does not verify")],
     ids=["counters went back", "other keys"],
 )
 async def test_a_replay_says_whether_its_mic_verifies_so_an_erased_board_is_told_from_a_foreign_key(
-    tmp_path, broker, keys, cause
+    tmp_path, broker, keys, cause, last
 ):
     async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port) as site:
-        site.radio.hear(telemetry(500))
+        site.radio.hear(build_frame(STATUS_SAMPLE, DEVICE_ID, last, KEYS))  # its whole counter
         await site.settle()
+        assert site.last_counter() == last
         # A board whose flash was erased counts from 0 again: its status (a full counter) and its
         # telemetry (16 bits) are below the window, whether it holds this device's key or another.
         for frame in (
@@ -334,6 +340,13 @@ async def test_a_replay_says_whether_its_mic_verifies_so_an_erased_board_is_told
             jsonschema.validate(report, schema("rejected"))
             assert report["reason"] == "replay"  # the wire contract's reason, checked before the MIC
             assert cause in report["detail"] and "borne board flash" in report["detail"]
+
+
+def test_a_spent_counter_is_not_explained_as_an_old_frame() -> None:
+    envelope = read_envelope(telemetry(0xFFFF_FFF0 & 0xFFFF))  # 16 bits ahead of the window, past 2**32
+    assert isinstance(envelope, SealedEnvelope)
+    device = Device(DEVICE_ID, "door", "site", "hall", KEYS)
+    assert replay_cause(envelope, device, last=0xFFFF_FF00) is None
 
 
 async def test_a_resent_older_frame_is_reported_with_the_last_accepted_counter(tmp_path, broker):
