@@ -391,8 +391,8 @@ def _advice_on(output: str, port: str) -> str:
         return (
             f"Check the cable and the port name (`python -m mpremote connect list` lists the boards), that no other "
             f"program holds {port} (a serial monitor, another mpremote), and that you may open it (group dialout). "
-            "A board on its own USB (an ESP32-S3) has no port while it deep sleeps: press its reset button, then run "
-            "this again."
+            "A board on the ESP32-S3's own USB (the T3-S3) has no port while it deep sleeps: press its reset button, "
+            "then run this again within a few seconds."
         )
     if _NO_RAW_REPL in output:
         return (

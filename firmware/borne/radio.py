@@ -196,7 +196,7 @@ class Radio:
                 self.modem.configure(cfg)
                 self._freq_khz = None  # the next use tunes the channel again
             self.duty.spend(freq_khz * 1000, airtime)
-            self.air_ms += airtime // 1000
+            self.air_ms += -(-airtime // 1000)  # rounded up: the deep sleep that pays for it is long enough
             # Our drivers give up on a TX-done that does not come (OSError 110): no deadline here, whose
             # asyncio.wait_for_ms would cost two tasks per frame.
             sent = await self.modem.send(frame, tx_at_ms)

@@ -67,6 +67,7 @@ class Console:
         if self._master >= 0:
             os.close(self._master)
             self._master = -1
+        self._unplugged = False
         with contextlib.suppress(FileNotFoundError):
             self.port.unlink()
 

@@ -73,7 +73,8 @@ def test_a_node_that_deep_sleeps_waits_out_its_time_on_air_and_for_its_receive_w
 ) -> None:
     with node_board(tmp_path, deep_sleep=True) as board:
         on_air, before_window = status_sent(board)
-        assert on_air == int(board.exec("print(node.radio.air_ms)"))  # the status frame's time on air
+        # The status frame's time on air: whole ms in the driver's light sleep, rounded up in the count.
+        assert on_air <= int(board.exec("print(node.radio.air_ms)")) <= on_air + 1
         assert 0 < before_window <= int(RADIO_DEFAULTS["ack_delay_ms"]) - RX_EARLY_MS
 
 
