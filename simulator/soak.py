@@ -97,7 +97,7 @@ class Interrupted(KeyboardInterrupt):
 @dataclass
 class SoakReport:
     presented: int
-    unread: int
+    unread: list[Presentation]  # visitors whose badge no door read within READ_WAIT_S (`at`: when they came)
     published: int
     unpublished: list[Presentation]  # read, never published: lost, or not yet published if interrupted
     duplicates: int
@@ -135,7 +135,7 @@ class SoakReport:
         )
         values = (
             self.presented,
-            self.unread,
+            len(self.unread),
             self.published,
             len(self.unpublished),
             self.duplicates,
@@ -154,6 +154,8 @@ class SoakReport:
         ]
         for missing in self.lost[:10]:
             lines.append(f"lost: badge {missing.token} at {missing.door}, read {time.ctime(missing.at)}")
+        for visitor in self.unread[:10]:
+            lines.append(f"unread: badge {visitor.token} at {visitor.door}, held from {time.ctime(visitor.at)}")
         return "\n".join(lines)
 
 
@@ -363,7 +365,7 @@ def _report(
     bounds = [(p, m) for p, m in firsts if m["time_is_bound"]]
     return SoakReport(
         presented=len(presented),
-        unread=len(unread),
+        unread=unread,
         published=len(by_token),
         unpublished=unpublished,
         duplicates=sum(len(messages) - 1 for messages in by_token.values()),
@@ -415,7 +417,7 @@ def main(work: Path, options: SoakOptions) -> int:
     print(report.table())
     if report.interrupted:
         print(
-            f"soak interrupted by {report.interrupted.name} after {report.presented + report.unread} of "
+            f"soak interrupted by {report.interrupted.name} after {report.presented + len(report.unread)} of "
             f"{options.checkins} visitors: {len(report.unpublished)} check-ins read were not yet published "
             "(on their way, not lost); run it to its end for what a day of faults costs",
             file=sys.stderr,
@@ -426,7 +428,8 @@ def main(work: Path, options: SoakOptions) -> int:
         return 1
     if report.unread:
         print(
-            f"soak failed: no door read {report.unread} badges within {READ_WAIT_S} s (see the boards' consoles)",
+            f"soak failed: no door read {len(report.unread)} badges within {READ_WAIT_S} s (the lines above say where"
+            " and when: a door off, booting, or whose reader did not answer)",
             file=sys.stderr,
         )
         return 1
