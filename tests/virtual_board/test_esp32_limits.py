@@ -85,6 +85,20 @@ def test_the_watchdog_is_fed_and_pins_driven_on_a_full_heap(mcu_board: VirtualBo
     assert done.strip() == "done"
 
 
+def test_an_open_file_and_nvs_are_written_on_a_full_heap(mcu_board: VirtualBoard) -> None:
+    # A check-in's journal record and the frame counter: littlefs writes an open file through the
+    # buffer it took at open, and NVS is ESP-IDF's C, so neither needs the Python heap.
+    done = mcu_board.exec(
+        "import esp32\nnvs = esp32.NVS('borne')\njournal = open('journal', 'wb')\nrecord = b'check-in record!'\n"
+        + FILL_THE_HEAP
+        + "journal.write(record)\njournal.close()\nnvs.set_i32('counter', 7)\nnvs.commit()\nkept = None\nprint('done')",
+        timeout=20,
+    )
+    assert done.strip() == "done"
+    kept = mcu_board.exec("import esp32\nprint(open('journal', 'rb').read(), esp32.NVS('borne').get_i32('counter'))")
+    assert kept.strip() == "b'check-in record!' 7"
+
+
 def test_one_allocation_larger_than_the_heap_fails(mcu_board: VirtualBoard) -> None:
     with pytest.raises(BoardExecError) as raised:
         mcu_board.exec(f"buffer = bytearray({HEAP_BYTES[mcu_board.mcu]})")

@@ -8,6 +8,13 @@ from binascii import hexlify, unhexlify
 import machine
 from _board import nvs as _nvs
 
+# Looked up on the nvs proxy once (as machine.py's host functions are): a lookup allocates, and a
+# MemoryError in the VM's JavaScript glue leaves it spinning, where ESP-IDF's NVS works on a full heap.
+_nvs_set = _nvs.set
+_nvs_get = _nvs.get
+_nvs_erase = _nvs.erase
+_nvs_commit = _nvs.commit
+
 _ERROR_NAMES = {
     -0x1102: "ESP_ERR_NVS_NOT_FOUND",
     -0x1105: "ESP_ERR_NVS_NOT_ENOUGH_SPACE",
@@ -41,33 +48,33 @@ class NVS:
             raise TypeError(f"can't convert {type(value).__name__} to int")
         if not -0x80000000 <= value <= 0x7FFFFFFF:
             raise OverflowError("overflow converting long int to machine word")
-        _check(_nvs.set(self._namespace, _key(key), "i32", value))
+        _check(_nvs_set(self._namespace, _key(key), "i32", value))
 
     def get_i32(self, key):
-        return json.loads(_check(_nvs.get(self._namespace, _key(key), "i32")))
+        return json.loads(_check(_nvs_get(self._namespace, _key(key), "i32")))
 
     def set_blob(self, key, value):
         if isinstance(value, str):
             value = value.encode()
         elif not isinstance(value, (bytes, bytearray, memoryview)):
             raise TypeError("object with buffer protocol required")
-        _check(_nvs.set(self._namespace, _key(key), "blob", hexlify(value).decode()))
+        _check(_nvs_set(self._namespace, _key(key), "blob", hexlify(value).decode()))
 
     def get_blob(self, key, buffer):
         """Copy the blob into `buffer` (which must be large enough); return its length."""
         if not isinstance(buffer, (bytearray, memoryview)):
             raise TypeError("object with buffer protocol required")
-        blob = unhexlify(json.loads(_check(_nvs.get(self._namespace, _key(key), "blob"))))
+        blob = unhexlify(json.loads(_check(_nvs_get(self._namespace, _key(key), "blob"))))
         if len(blob) > len(buffer):
             _check(_ESP_ERR_NVS_INVALID_LENGTH)
         buffer[: len(blob)] = blob
         return len(blob)
 
     def erase_key(self, key):
-        _check(_nvs.erase(self._namespace, _key(key)))
+        _check(_nvs_erase(self._namespace, _key(key)))
 
     def commit(self):
-        _check(_nvs.commit(self._namespace))
+        _check(_nvs_commit(self._namespace))
 
 
 def gpio_deep_sleep_hold(enable):

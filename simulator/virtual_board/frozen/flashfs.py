@@ -9,6 +9,14 @@ from binascii import unhexlify
 from _board import flash
 from uctypes import addressof
 
+# An open file's calls, looked up on the flash proxy once (as machine.py's host functions are): a
+# lookup allocates, and a MemoryError in the VM's JavaScript glue leaves it spinning, where littlefs
+# reads and writes an open file on a full heap.
+_flash_read_into = flash.read_into
+_flash_write_from = flash.write_from
+_flash_seek = flash.seek
+_flash_close = flash.close
+
 _MP_STREAM_FLUSH = 1
 _MP_STREAM_CLOSE = 4
 _MP_STREAM_GET_BUFFER_SIZE = 11
@@ -33,7 +41,7 @@ class FlashFile(io.IOBase):
         return str(data, "utf-8") if self._text else data
 
     def readinto(self, buf):
-        return _check(flash.read_into(self._fd, addressof(buf), len(buf)))
+        return _check(_flash_read_into(self._fd, addressof(buf), len(buf)))
 
     def read(self, size=-1):
         return self._out(_read(self._fd, size))
@@ -62,10 +70,10 @@ class FlashFile(io.IOBase):
     def write(self, data):
         if isinstance(data, str):
             data = data.encode()
-        return _check(flash.write_from(self._fd, addressof(data), len(data)))  # as littlefs: no copy on the heap
+        return _check(_flash_write_from(self._fd, addressof(data), len(data)))  # as littlefs: no copy on the heap
 
     def seek(self, offset, whence=0):
-        return _check(flash.seek(self._fd, offset, whence))
+        return _check(_flash_seek(self._fd, offset, whence))
 
     def tell(self):
         return self.seek(0, 1)
@@ -75,7 +83,7 @@ class FlashFile(io.IOBase):
 
     def close(self):
         if self._fd is not None:
-            flash.close(self._fd)
+            _flash_close(self._fd)
             self._fd = None
 
     def ioctl(self, request, arg):
