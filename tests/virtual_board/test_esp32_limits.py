@@ -62,6 +62,12 @@ for size in (1024, 64, 16):
 """
 
 
+def on_a_full_heap(board: VirtualBoard, before: str, then: str) -> str:
+    """Run `before` (what must exist first: objects allocate on a board too), fill the heap, run `then`
+    on the full heap; "done" once it ran, the heap given back."""
+    return board.exec(before + FILL_THE_HEAP + then + "kept = None\nprint('done')", timeout=20).strip()
+
+
 def test_a_board_whose_heap_is_full_still_resets(mcu_board: VirtualBoard) -> None:
     # As a crash handler does once a task ran the heap out: machine.reset() is C on a board, which
     # allocates nothing (ports/esp32/modmachine.c), so it works on a full heap.
@@ -76,25 +82,23 @@ def test_a_board_whose_heap_is_full_still_resets(mcu_board: VirtualBoard) -> Non
 
 
 def test_the_watchdog_is_fed_and_pins_driven_on_a_full_heap(mcu_board: VirtualBoard) -> None:
-    done = mcu_board.exec(
-        "import machine\nwdt = machine.WDT(timeout=5000)\nled = machine.Pin(25, machine.Pin.OUT)\n"
-        + FILL_THE_HEAP
-        + "wdt.feed()\nled.value(1)\nled.value()\nkept = None\nprint('done')",
-        timeout=20,
+    done = on_a_full_heap(
+        mcu_board,
+        "import machine\nwdt = machine.WDT(timeout=5000)\nled = machine.Pin(25, machine.Pin.OUT)\n",
+        "wdt.feed()\nled.value(1)\nled.value()\n",
     )
-    assert done.strip() == "done"
+    assert done == "done"
 
 
 def test_an_open_file_and_nvs_are_written_on_a_full_heap(mcu_board: VirtualBoard) -> None:
     # A check-in's journal record and the frame counter: littlefs writes an open file through the
     # buffer it took at open, and NVS is ESP-IDF's C, so neither needs the Python heap.
-    done = mcu_board.exec(
-        "import esp32\nnvs = esp32.NVS('borne')\njournal = open('journal', 'wb')\nrecord = b'check-in record!'\n"
-        + FILL_THE_HEAP
-        + "journal.write(record)\njournal.close()\nnvs.set_i32('counter', 7)\nnvs.commit()\nkept = None\nprint('done')",
-        timeout=20,
+    done = on_a_full_heap(
+        mcu_board,
+        "import esp32\nnvs = esp32.NVS('borne')\njournal = open('journal', 'wb')\nrecord = b'check-in record!'\n",
+        "journal.write(record)\njournal.close()\nnvs.set_i32('counter', 7)\nnvs.commit()\n",
     )
-    assert done.strip() == "done"
+    assert done == "done"
     kept = mcu_board.exec("import esp32\nprint(open('journal', 'rb').read(), esp32.NVS('borne').get_i32('counter'))")
     assert kept.strip() == "b'check-in record!' 7"
 
