@@ -407,7 +407,8 @@ def register_device(
 def settle_with_registry(device: Device, options: NodeOptions) -> tuple[NodeOptions, list[str]]:
     """`options` completed from the registry's entry, and warnings; ProvisioningError where they contradict it.
 
-    The gateway's Home Assistant entities follow the registry: a badge reader, the report interval."""
+    The gateway's Home Assistant entities follow the registry: a badge reader, the report and status
+    intervals (an entity expires when its reports stop coming at the registry's pace)."""
     if (options.nfc is not None) != device.nfc:
         has = "has a badge reader" if device.nfc else "has no badge reader"
         fix = "add --nfc pn532|mfrc522" if device.nfc else "drop --nfc"
@@ -419,6 +420,8 @@ def settle_with_registry(device: Device, options: NodeOptions) -> tuple[NodeOpti
             f"device {device.device_id} reports every {device.report_interval_s} s in the registry (Home Assistant "
             f"expects that): drop --telemetry-s, or register it again with --report-interval {options.telemetry_s}"
         )
+    if options.status_s is None:
+        options = replace(options, status_s=device.status_interval_s)  # not an installer's choice: no flag
     measured = {field for sensor in options.sensors for field in SENSOR_FIELDS.get(sensor, ())}
     warnings = [
         f"the registry lists {field} for device {device.device_id}, which none of its sensors measures"

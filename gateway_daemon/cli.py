@@ -69,6 +69,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     add.add_argument("--battery", action="store_true", help="runs on battery (Home Assistant expires its values)")
     add.add_argument("--report-interval", type=int, default=300, help="seconds between telemetry reports")
     add.add_argument(
+        "--status-interval",
+        type=int,
+        default=provisioning.INTERVAL_DEFAULTS["status_s"],
+        help="seconds between status reports (%(default)s); `borne board flash` gives the board this",
+    )
+    add.add_argument(
         "--sensors",
         default="",
         help=f"the chips wired to it, comma-separated, among {','.join(provisioning.SENSORS)} (as `borne board flash`)",
@@ -242,6 +248,7 @@ def _device_add(args: argparse.Namespace) -> int:
         nfc=args.nfc,
         battery=args.battery,
         report_interval_s=args.report_interval,
+        status_interval_s=args.status_interval,
     )
     device = provisioning.register_device(args.device_id, registration, args.keys, args.registry)
     fields = ", ".join(device.sensors) or "no telemetry"

@@ -233,6 +233,14 @@ def test_the_telemetry_interval_is_the_registrys_unless_it_contradicts_it(site: 
         settle_with_registry(device, replace(options, telemetry_s=300))
 
 
+def test_the_status_interval_is_the_registrys(site: Site) -> None:
+    register(site.registry, 261, nfc=False, status_interval_s=120)
+    device, secrets = registered_node(261, site.keys, site.registry)
+    options, _ = settle_with_registry(device, NodeOptions())
+    config = build_config(load_profile("heltec_v2"), "node", SITE, device_id=261, secrets=secrets, options=options)
+    assert config["intervals"]["status_s"] == 120  # Home Assistant's status entity expires at 3 of them
+
+
 def test_a_registry_field_no_chosen_sensor_measures_is_a_warning(site: Site) -> None:
     device, _ = registered_node(NODE_ID, site.keys, site.registry)  # registered with temperature_c, co2_ppm
     _, warnings = settle_with_registry(device, NodeOptions(sensors=("bme280",)))

@@ -76,6 +76,15 @@ def test_a_device_is_registered_with_its_chips_and_gets_their_fields(tmp_path: P
     assert device.sensors == ("temperature_c", "humidity_pct", "pressure_hpa", "co2_ppm", "battery_mv")
 
 
+def test_a_device_is_registered_with_its_report_and_status_intervals(tmp_path: Path) -> None:
+    init_site(tmp_path)
+    assert add_device(tmp_path, 101, "--name", "entrance", "--report-interval", "600", "--status-interval", "60") == 0
+    assert add_device(tmp_path, 102, "--name", "side-door") == 0
+    devices = Registry.load(tmp_path / "devices.toml").devices
+    assert (devices[101].report_interval_s, devices[101].status_interval_s) == (600, 60)
+    assert (devices[102].report_interval_s, devices[102].status_interval_s) == (300, 3600)
+
+
 def test_a_field_name_for_a_sensor_is_refused_with_the_chips_that_measure_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
