@@ -219,7 +219,7 @@ class Bridge:
                 async with radio.lock:
                     sent = await radio.send(frame, cfg["freq_khz"], at_ms, cfg=cfg)
                 self._requests.remove(request)
-                if sent is None:
+                if not sent:
                     self._result(tx_id, link_contract.TX_RADIO_ERROR)
                 else:
                     self.transmitted += 1

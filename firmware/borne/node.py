@@ -182,9 +182,9 @@ class Node:
     async def _send_for_ack(self, frame, counter):
         """Send a frame that asks for an ACK; True if the gateway ACKed it in the receive window."""
         radio = self.radio
-        sent_at = await radio.send(frame)
-        if sent_at is None:
+        if not await radio.send(frame):
             return False
+        sent_at = radio.sent_ms
         radio_config = self.config["radio"]
         opens = time.ticks_add(sent_at, radio_config["ack_delay_ms"] - _RX_EARLY_MS)
         closes = time.ticks_add(opens, _RX_EARLY_MS + radio.airtime_us(_ACK_FRAME_SIZE) // 1000 + _RX_LATE_MS)

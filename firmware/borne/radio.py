@@ -15,6 +15,7 @@ from machine import SPI, Pin
 from micropython import const
 
 from borne.airtime import DutyCycle, time_on_air_us
+from borne.reused import RETURN_NONE, RETURN_TRUE, Reused, sleep_ms
 
 _SPI_BAUD = const(2000000)
 MAX_FAULTS = const(10)  # modem errors in a row before the board resets
@@ -88,7 +89,13 @@ class Radio:
         # Time on air spent since boot, in ms as the drivers count it: in µs it would pass MicroPython's
         # small ints (2**30) after 18 minutes of air, and every frame sent would then allocate.
         self.air_ms = 0
-        self._sent_ms = None  # ticks_ms at the end of the last frame sent
+        # ticks_ms at the end of the last frame sent; at first, as if a turnaround ago: the first goes at once
+        self.sent_ms = time.ticks_add(time.ticks_ms(), -TURNAROUND_MS)
+        self._sending = Reused(self._sends)
+        self._frame = b""  # the send under way's arguments
+        self._frame_freq_khz = 0
+        self._tx_at_ms = None
+        self._frame_cfg = None
         self.rssi = 0
         self.snr = 0
         self.rx_ticks_ms = 0
@@ -170,44 +177,57 @@ class Radio:
         except (OSError, ValueError) as again:  # the next call tries again first
             print("borne: radio reset failed:", repr(again))
 
-    async def send(self, frame, freq_khz=None, tx_at_ms=None, cfg=None):
-        """Transmit `frame` once the sub-band's duty cycle allows it; ticks_ms at its end, or None if
-        the modem failed (counted in `errors`).
+    def send(self, frame, freq_khz=None, tx_at_ms=None, cfg=None):
+        """Transmit `frame` once the sub-band's duty cycle allows it: await it; True, and `sent_ms` is
+        ticks_ms at its end, or None if the modem failed (counted in `errors`). Allocates nothing, for
+        a board that sends for years (borne/reused.py).
 
         `cfg` replaces the channel's settings for this frame (a bridge's transmit request). Call with
         `lock` held. ValueError if the frame can never fit the sub-band's budget.
         """
-        freq_khz = freq_khz or self.config["freq_khz"]
-        airtime = self.airtime_us(len(frame))
-        wait = self.duty.wait_ms(freq_khz * 1000, airtime)
-        if wait:
-            self.deferrals += 1
-            await asyncio.sleep_ms(wait)
-        if tx_at_ms is None and self._sent_ms is not None:  # a frame at a set time (an ACK) keeps it
-            gap = TURNAROUND_MS - time.ticks_diff(time.ticks_ms(), self._sent_ms)
-            if gap > 0:
-                await asyncio.sleep_ms(gap)
-        try:
-            if self._stale:
-                self._set_up_again()
-            if cfg is None:
-                self._tune(freq_khz)
-            else:
-                self.modem.configure(cfg)
-                self._freq_khz = None  # the next use tunes the channel again
-            self.duty.spend(freq_khz * 1000, airtime)
-            self.air_ms += -(-airtime // 1000)  # rounded up: the deep sleep that pays for it is long enough
-            # Our drivers give up on a TX-done that does not come (OSError 110): no deadline here, whose
-            # asyncio.wait_for_ms would cost two tasks per frame.
-            sent = await self.modem.send(frame, tx_at_ms)
-        except (OSError, RuntimeError, ValueError, KeyError) as error:
-            self._failed(error)
-            return None
-        self._check_dio()
-        self._faults = 0
-        if sent:
-            self._sent_ms = sent
-        return sent
+        self._frame = frame
+        self._frame_freq_khz = freq_khz or self.config["freq_khz"]
+        self._tx_at_ms = tx_at_ms
+        self._frame_cfg = cfg
+        return self._sending()
+
+    def _sends(self):
+        # Every send(), one after another (see borne/reused.py).
+        while True:
+            frame = self._frame
+            freq_khz = self._frame_freq_khz
+            tx_at_ms = self._tx_at_ms
+            cfg = self._frame_cfg
+            airtime = self.airtime_us(len(frame))
+            wait = self.duty.wait_ms(freq_khz * 1000, airtime)
+            if wait:
+                self.deferrals += 1
+                yield from sleep_ms(wait)
+            if tx_at_ms is None:  # a frame at a set time (an ACK) keeps it
+                gap = TURNAROUND_MS - time.ticks_diff(time.ticks_ms(), self.sent_ms)
+                if gap > 0:
+                    yield from sleep_ms(gap)
+            try:
+                if self._stale:
+                    self._set_up_again()
+                if cfg is None:
+                    self._tune(freq_khz)
+                else:
+                    self.modem.configure(cfg)
+                    self._freq_khz = None  # the next use tunes the channel again
+                self.duty.spend(freq_khz * 1000, airtime)
+                self.air_ms += -(-airtime // 1000)  # rounded up: the deep sleep that pays for it is long enough
+                # Our drivers give up on a TX-done that does not come (OSError 110): no deadline here, whose
+                # asyncio.wait_for_ms would cost two tasks per frame.
+                yield from self.modem.send(frame, tx_at_ms)
+            except (OSError, RuntimeError, ValueError, KeyError) as error:
+                self._failed(error)
+                yield RETURN_NONE
+                continue
+            self._check_dio()
+            self._faults = 0
+            self.sent_ms = self.modem.sent_ms
+            yield RETURN_TRUE
 
     async def receive(self, freq_khz, timeout_ms):
         """The next frame heard on `freq_khz` within `timeout_ms`, or None (also if the modem failed);

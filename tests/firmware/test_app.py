@@ -59,6 +59,12 @@ def console_during(board: VirtualBoard, action, seconds: float, until: str) -> s
     return output.decode(errors="replace")
 
 
+# The node's modules, imported by an `exec` of their own before the one that builds a Node: this VM
+# collects garbage only as a call into it returns (an ESP32 collects when its heap is full), and the
+# imports' garbage and a Node made in the same call would outgrow the ESP32's heap.
+NODE_IMPORTS = ("exec", "from borne import config\nfrom borne.node import Node", "+")
+
+
 def mpremote(board: VirtualBoard, *args: str) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "mpremote", "connect", str(board.port), *args],
@@ -136,8 +142,6 @@ def test_a_config_downlink_is_applied_at_once_and_kept_for_the_next_boots(node):
     change = Config(report_interval_s=120, spreading_factor=8, tx_power_dbm=10)
     frame = build_frame(change, 7, 1, keys)
     code = f"""
-from borne import config
-from borne.node import Node
 node = Node(config.load())
 acked = node._take_downlink(bytes.fromhex("{frame.hex()}"), 0)
 kept = config.load()
@@ -146,7 +150,7 @@ print(kept["config_digest"], node.configured)
 """
     console_during(node, node.reset, 5, "\x00")
     digest = config_digest(encode_body(change))  # what its next status shows the gateway
-    assert mpremote(node, "exec", code).split() == ["False", "8", "10", "120", "8", str(digest), "True"]
+    assert mpremote(node, *NODE_IMPORTS, "exec", code).split() == ["False", "8", "10", "120", "8", str(digest), "True"]
 
 
 def take_downlinks(node: VirtualBoard, *frames: bytes) -> list[str]:
@@ -155,22 +159,21 @@ def take_downlinks(node: VirtualBoard, *frames: bytes) -> list[str]:
     lowest downlink counter it accepts next (which its status frames report).
     A frame that rebooted the node would leave nothing printed (and mpremote would fail)."""
     code = f"""
-from borne import config
-from borne.node import Node
 node = Node(config.load())
 for frame in {[frame.hex() for frame in frames]!r}:
     node._take_downlink(bytes.fromhex(frame), 0)
 print(node.rejected_downlinks, config.load()["intervals"]["telemetry_s"], node.counter.next_downlink)
 """
-    return mpremote(node, "exec", code).split()
+    return mpremote(node, *NODE_IMPORTS, "exec", code).split()
 
 
-def restarted_by(node: VirtualBoard, code: str) -> None:
-    """Run `code`, which ends the VM (a reset, a deep sleep), and wait until the board boots again."""
+def restarted_by(node: VirtualBoard, code: str, *before: str) -> None:
+    """Run `code` (after the mpremote commands `before`), which ends the VM (a reset, a deep sleep), and
+    wait until the board boots again."""
     boots = node.boots
     with contextlib.suppress(subprocess.TimeoutExpired):  # mpremote may wait on a board that went away
         subprocess.run(
-            [sys.executable, "-m", "mpremote", "connect", str(node.port), "exec", code],
+            [sys.executable, "-m", "mpremote", "connect", str(node.port), *before, "exec", code],
             capture_output=True,
             text=True,
             timeout=20,
@@ -189,9 +192,8 @@ def test_recorded_config_and_reboot_downlinks_are_refused_after_a_reboot_and_aft
     recorded_reboot = build_frame(Config(reboot=True), 7, 3, keys)
     console_during(node, node.reset, 5, "\x00")
     assert take_downlinks(node, recorded_config, newer_config) == ["0", "600", "3"]
-    take_reboot = "from borne import config\nfrom borne.node import Node\n"
-    take_reboot += f"Node(config.load())._take_downlink(bytes.fromhex('{recorded_reboot.hex()}'), 0)"
-    restarted_by(node, take_reboot)
+    take_reboot = f"Node(config.load())._take_downlink(bytes.fromhex('{recorded_reboot.hex()}'), 0)"
+    restarted_by(node, take_reboot, *NODE_IMPORTS)
     assert node.reset_cause == HARD_RESET  # machine.reset(), as the reboot downlink asked
 
     # Its counters in NVS: the recorded frames are older than the last downlink accepted.

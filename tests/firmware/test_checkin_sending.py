@@ -76,8 +76,10 @@ def door(tmp_path: Path) -> Iterator[tuple[VirtualBoard, Heard]]:
 
 def send_unacknowledged(board: VirtualBoard, count: int) -> None:
     """Queue `count` check-ins (event i: token i) and start the node's check-in task alone."""
-    board.exec(  # the firmware that main.py started stops for the REPL
-        "import asyncio, struct\nfrom borne import config\nfrom borne.node import Node\n"
+    # The firmware that main.py started stops for the REPL. The modules are imported in a call of their
+    # own: this VM collects garbage only as a call returns (an ESP32 collects when its heap is full).
+    board.exec("import asyncio, struct\nfrom borne import config\nfrom borne.node import Node")
+    board.exec(
         "node = Node(config.load())\n"
         f"for i in range({count}):\n    node.queue.push(0x45, struct.pack('<Q', i), 0)\n"
         "task = asyncio.create_task(node._checkins(node.queue))\n"

@@ -36,7 +36,15 @@ KEYS = derive_device_keys(TEST_MASTER_KEY, DEVICE)
 PN532 = 0x24
 WAIT_S = 120  # for a frame on the air: a loaded machine runs the VM slowly
 PARTITION = 0x200000  # flash.mjs: MicroPython's 2 MiB vfs partition
-START_NODE = "import asyncio, json\nfrom borne import config\nfrom borne.node import Node\nnode = Node(config.load())\n"
+NODE_IMPORTS = "import asyncio, json\nfrom borne import config\nfrom borne.node import Node"
+
+
+def start_node(board: VirtualBoard) -> None:
+    """A Node on the board, as `node`: main.py's stops for the REPL. Its modules are imported in a call of
+    their own: this VM collects garbage only as a call into it returns (an ESP32 collects when its heap is
+    full), and the imports' garbage and a Node made in the same call would outgrow the ESP32's heap."""
+    board.exec(NODE_IMPORTS)
+    board.exec("node = Node(config.load())")
 
 
 class Heard:
@@ -139,7 +147,7 @@ def test_a_modem_that_failed_is_set_up_again_and_counted_in_the_next_status(tmp_
         VirtualBoard(tmp_path / "tty", tmp_path / "flash", radio=chip, medium=medium) as board,
     ):
         heard = Heard(medium)
-        board.exec(START_NODE)  # main.py's node stops for the REPL: this one runs its status step alone
+        start_node(board)  # this one runs its status step alone
         fail(board)
         before = len(heard.statuses)
         send_status(board)
@@ -162,7 +170,7 @@ def test_a_node_whose_dio0_never_reaches_the_board_goes_on_sending_and_says_so_o
         VirtualBoard(tmp_path / "tty", tmp_path / "flash", radio="sx1276", medium=medium) as board,
     ):
         heard = Heard(medium)
-        board.exec(START_NODE)
+        start_node(board)
         board.break_radio("dio0_dead")
         boots = board.boots
         before = len(heard.statuses)
@@ -256,7 +264,7 @@ def test_a_modem_that_stops_answering_for_good_ends_in_safe_mode(door) -> None:
 @pytest.mark.parametrize("flash", FLASH_FAULTS)
 def test_a_config_downlink_the_flash_cannot_keep_is_applied_until_the_next_boot(door, flash: str) -> None:
     board, _heard = door
-    board.exec(START_NODE)
+    start_node(board)
     FLASH_FAULTS[flash](board)
     frame = build_frame(Config(spreading_factor=8, report_interval_s=120), DEVICE, 1, KEYS)
     printed = board.exec(f"print('ACK', node._take_downlink(bytes.fromhex('{frame.hex()}'), 0))")
@@ -272,7 +280,7 @@ def test_every_write_the_flash_refuses_is_counted_in_the_next_status(door, flash
     FLASH_FAULTS[flash](board)
     # A failing flash refuses the check-in journal's boot record; a full one may still hold it in the
     # journal's last block.
-    board.exec(START_NODE)
+    start_node(board)
     refused = run(board, "node.queue.journal_errors")
     before = len(heard.statuses)
     send_status(board)

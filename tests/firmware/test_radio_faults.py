@@ -52,14 +52,14 @@ radio = Radio(config["board"], config["radio"])
 results = []
 received = []
 async def send(payload):
-    results.append(await radio.send(payload))
+    results.append(radio.sent_ms if await radio.send(payload) else None)  # TX-done's time
 async def receive(timeout_ms):
     packet = await radio.receive(config["radio"]["freq_khz"], timeout_ms)
     received.append(packet and bytes(packet).hex())
 async def send_until_it_raises(n):
     try:
         for _ in range(n):
-            results.append(await radio.send(b"frame"))
+            results.append(radio.sent_ms if await radio.send(b"frame") else None)
     except RuntimeError as error:
         results.append(str(error))
 def counts():

@@ -192,9 +192,10 @@ def door_node(tmp_path: Path) -> Iterator[VirtualBoard]:
 
 def test_the_node_counts_reader_errors_while_its_pn532_starts_then_checks_badges_in(door_node):
     board = door_node
-    board.exec(
-        "import asyncio, json\nfrom borne import config\nfrom borne.node import Node\nnode = Node(config.load())\n"
-    )  # the firmware that main.py started stops for the REPL: this one runs the badge task alone
+    # The firmware that main.py started stops for the REPL: this one runs the badge task alone. Its modules
+    # are imported in a call of their own: this VM collects garbage only as a call returns.
+    board.exec("import asyncio, json\nfrom borne import config\nfrom borne.node import Node")
+    board.exec("node = Node(config.load())")
     board.wire_i2c("pn532", PN532, sda=4, scl=15, power_up_ms=2000)
     board.silence_i2c(PN532)
     board.silence_i2c(PN532, silent=False)  # powered: it NACKs for 2 s

@@ -111,10 +111,11 @@ def test_after_light_sleep_a_dio_line_already_high_ends_the_wait_without_its_edg
 
 # One wake of the node as main.py runs it: the Vext line's level at wake and when the sensors are
 # read, written to the flash at machine.deepsleep(), which then sleeps `sleep_ms` (0: until a reset).
+# Imported in a call of their own: this VM collects garbage only as a call into it returns (an ESP32
+# collects when its heap is full), and the imports' garbage and a Node made in the same call would
+# outgrow the ESP32's heap.
+NODE_IMPORTS = "import asyncio, machine\nfrom borne import app, config\nfrom borne.node import Node"
 WAKE_RECORDING_VEXT = """
-import asyncio, machine
-from borne import app, config
-from borne.node import Node
 cfg = config.load()
 vext = machine.Pin(cfg["board"]["vext"]["pin"])
 levels = [vext.value()]
@@ -150,6 +151,7 @@ def test_a_sleeping_heltec_node_holds_vext_off_in_deep_sleep_and_switches_it_on_
     with node_board(tmp_path, deep_sleep=True) as board:
         # The line reads off unless the board drives it on, as through a pull-up to off.
         board.set_pin(vext["pin"], off)
+        board.exec(NODE_IMPORTS)
         board.exec(WAKE_RECORDING_VEXT % 2000)
         asleep_within(board, 30)
         assert board.pin_output(vext["pin"]) == off  # held: a pad that floats is seen released (None)
@@ -157,6 +159,7 @@ def test_a_sleeping_heltec_node_holds_vext_off_in_deep_sleep_and_switches_it_on_
         while board.asleep or board.reset_cause != DEEPSLEEP_RESET:
             assert time.monotonic() < deadline, "the node did not wake from deep sleep"
             time.sleep(0.1)
+        board.exec(NODE_IMPORTS)
         board.exec(WAKE_RECORDING_VEXT % 0)
         asleep_within(board, 30)
         assert board.pin_output(vext["pin"]) == off

@@ -69,8 +69,8 @@ async def receive(modem, timeout_ms):
 async def transmit(modem, payload):
     started = time.ticks_ms()
     try:
-        ended = await modem.send(payload)
-        results.append(time.ticks_diff(ended, started))
+        await modem.send(payload)
+        results.append(time.ticks_diff(modem.sent_ms, started))
     except OSError as e:
         results.append(["errno", e.errno])
 def attempt(call):

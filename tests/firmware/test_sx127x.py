@@ -48,8 +48,8 @@ async def receive(modem, timeout_ms):
 async def transmit(modem, payload):
     started = time.ticks_ms()
     try:
-        ended = await modem.send(payload)
-        results.append(time.ticks_diff(ended, started))
+        await modem.send(payload)
+        results.append(time.ticks_diff(modem.sent_ms, started))
     except OSError as e:
         results.append(["errno", e.errno])
 def attempt(call):
@@ -194,6 +194,22 @@ def test_a_send_without_tx_done_is_etimedout(board) -> None:
     board.exec("asyncio.create_task(transmit(modem, b'x'))")
     assert results(board, timeout=5) == [["errno", ETIMEDOUT]]
     assert run(board, "modem.dio_dead") is False
+
+
+def test_a_send_whose_task_was_cancelled_leaves_the_next_send_whole(board, medium) -> None:
+    # A send is one generator resumed frame after frame (borne/reused.py): one that its task left
+    # half-way, on the air, must not be what the next send resumes.
+    heard = []
+    medium.add_listener(lambda payload, *rest: heard.append(payload), name="probe")
+    board.exec("modem = radio()\nsending = asyncio.create_task(transmit(modem, b'0123456789abc'))")
+    time.sleep(0.05)
+    board.exec("sending.cancel()\nasyncio.create_task(transmit(modem, b'xy'))")
+    [took_ms] = results(board)
+    assert isinstance(took_ms, int), took_ms  # not an errno
+    airtime = time_on_air_ms(2, 9, 125_000, 5, 8)
+    assert airtime - 2 <= took_ms <= airtime + 60
+    wait_for(lambda: b"xy" in heard)
+    assert run(board, "sending.done()") is True
 
 
 def test_a_wait_that_standby_ended_ends_though_the_next_operations_wait_has_begun(board) -> None:

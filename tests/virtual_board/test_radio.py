@@ -22,7 +22,7 @@ DEFAULT_SNR_X4 = 32  # the medium's default link: -90 dBm, 8 dB
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 RADIO_DRIVERS = ("borne/__init__.py", "borne/airtime.py", "borne/contract.py", "borne/drivers/__init__.py")
-RADIO_DRIVERS += ("borne/drivers/dio.py", "borne/drivers/sx127x.py", "borne/drivers/sx126x.py")
+RADIO_DRIVERS += ("borne/drivers/dio.py", "borne/drivers/sx127x.py", "borne/drivers/sx126x.py", "borne/reused.py")
 
 # What firmware does on a Heltec V2 (SX1276: our driver, against the chip's register-level model) or
 # a Heltec V3 (SX1262: our driver, against the chip's command-level model); then helpers that record

@@ -9,11 +9,12 @@ against a missed IRQ); flags that are set while the IRQ still does not come one 
 line (`dead`), and from then on every wait polls the flags instead (`_IRQ_POLL_MS`), the IRQ still
 taken should it come."""
 
-import asyncio
 import time
 
 import machine
 from micropython import const
+
+from borne.reused import RETURN_FALSE, RETURN_NONE, RETURN_TRUE, Reused, sleep_ms
 
 # How often a wait looks whether the IRQ came. asyncio.wait_for_ms would put the deadline on a flag's
 # wait, at the cost of two tasks and their coroutines at every wait (about 460 bytes of heap, `make
@@ -32,8 +33,9 @@ class DioWait:
         self._pending = pending  # the driver's: the IRQ flags the line shows, read over SPI (0: none, or no answer)
         self._fired = False  # the IRQ came, and no wait took it yet
         self._waiting = False
-        self._ticket = 0  # the wait under way's number: one that a newer wait replaced ends (None)
-        # The wait under way's state, kept here rather than in its coroutine, whose frame each wait allocates.
+        # The wait under way: its arguments, and its state between looks.
+        self._timeout_ms = None
+        self._light_sleep_ms = 0
         now = time.ticks_ms()
         self._started = now  # when it started
         self._checked = now  # when it last read the chip's flags
@@ -42,6 +44,7 @@ class DioWait:
         self.polled = False  # the last wait ended on the flags read over SPI, not on the IRQ
         self.armed_ms = now  # when the operation waited for started (arm())
         self.ticks_ms = now  # when the last IRQ came (or a poll or a light sleep found it)
+        self._wait = Reused(self._waits)
 
     def irq(self, pin):
         """The pin's IRQ handler: the chip raised its DIO line."""
@@ -54,48 +57,61 @@ class DioWait:
         self.armed_ms = time.ticks_ms()
 
     def cancel(self):
-        """End a wait under way: it returns None (so does one that a newer wait replaced)."""
+        """End a wait under way: it gives None."""
         self._waiting = False
 
-    async def wait(self, timeout_ms, light_sleep_ms=0):
-        """Wait for the IRQ (True; `ticks_ms` says when it came), `timeout_ms` (False; None: no limit)
-        or cancel() (None). On a dead line, the chip's IRQ flags set stand for the IRQ (True, `polled`).
+    def wait(self, timeout_ms, light_sleep_ms=0):
+        """Await it: the IRQ (True; `ticks_ms` says when it came), `timeout_ms` (False; None: no limit)
+        or cancel() (None; also for a wait that another task's newer wait replaced). On a dead line, the
+        chip's IRQ flags set stand for the IRQ (True, `polled`). Allocates nothing (borne/reused.py).
 
         `light_sleep_ms`: first sleep that long in light sleep, when nothing else needs to run (a node
         that deep-sleeps between reports). The ESP32 stops its clocks then and may miss the IRQ's edge,
         so after it the line's level says whether the chip raised it."""
-        self.polled = False
-        if light_sleep_ms > 0:
-            machine.lightsleep(light_sleep_ms)
-            if self._pin.value():
-                self.ticks_ms = time.ticks_ms()
-                return True
-            if timeout_ms is not None:
-                timeout_ms -= light_sleep_ms
-        # A wait that cancel() ended may sleep on while the next operation's wait starts: its number
-        # tells it that this one is not its own.
-        self._ticket = ticket = (self._ticket + 1) & 0x3FFF
-        self._waiting = True
-        self._seen = False
-        self._started = self._checked = time.ticks_ms()
-        while self._waiting and self._ticket == ticket and not self._fired:
-            now = time.ticks_ms()
-            if self._look(now):
-                return True
-            left = _POLL_MS if timeout_ms is None else timeout_ms - time.ticks_diff(now, self._started)
-            if left <= 0:
-                if self.dead or not (self._seen or self._pending()):
+        self._timeout_ms = timeout_ms
+        self._light_sleep_ms = light_sleep_ms
+        return self._wait()
+
+    def _waits(self):
+        # Every wait(), one after another (see borne/reused.py).
+        while True:
+            timeout_ms = self._timeout_ms
+            self.polled = False
+            if self._light_sleep_ms > 0:
+                machine.lightsleep(self._light_sleep_ms)
+                if self._pin.value():
+                    self.ticks_ms = time.ticks_ms()
+                    yield RETURN_TRUE
+                    continue
+                if timeout_ms is not None:
+                    timeout_ms -= self._light_sleep_ms
+            self._waiting = True
+            self._seen = False
+            self._started = self._checked = time.ticks_ms()
+            end = None
+            while self._waiting and not self._fired:
+                now = time.ticks_ms()
+                if self._look(now):
+                    end = RETURN_TRUE
+                    break
+                left = _POLL_MS if timeout_ms is None else timeout_ms - time.ticks_diff(now, self._started)
+                if left <= 0:
+                    if self.dead or not (self._seen or self._pending()):
+                        self._waiting = False
+                        end = RETURN_FALSE
+                        break
+                    self._seen = True  # the flags are set at the deadline: one look later tells a dead line
+                    self._checked = now
+                    left = _POLL_MS
+                yield from sleep_ms(min(left, _IRQ_POLL_MS if self.dead or self._seen else _POLL_MS))
+            if end is None:
+                if self._waiting:
                     self._waiting = False
-                    return False
-                self._seen = True  # the flags are set at the deadline: one look later tells a dead line
-                self._checked = now
-                left = _POLL_MS
-            await asyncio.sleep_ms(min(left, _IRQ_POLL_MS if self.dead or self._seen else _POLL_MS))
-        if not self._waiting or self._ticket != ticket:
-            return None
-        self._waiting = False
-        self._fired = False  # taken: the next wait waits for the next IRQ
-        return True
+                    self._fired = False  # taken: the next wait waits for the next IRQ
+                    end = RETURN_TRUE
+                else:
+                    end = RETURN_NONE  # cancel()
+            yield end
 
     def _look(self, now):
         """Whether the chip's IRQ flags, read over SPI when it is time to, end the wait: on a dead line,

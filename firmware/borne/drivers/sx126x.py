@@ -5,7 +5,7 @@ the same IP, where it says more).
 `SX126x(spi, cs, busy, dio1, reset, chip="sx1262", tcxo_mv=None, tcxo_start_us=5000,
 dio2_rf_switch=False)` resets the chip, checks it answers in standby, powers its TCXO from DIO3 if
 the board has one, calibrates, and leaves it in STDBY_RC with LoRa selected. The rest is the SX127x
-driver's API (`borne/drivers/sx127x.py`): `configure(cfg)`, `await send(frame, tx_at_ms)`,
+driver's API (`borne/drivers/sx127x.py`): `configure(cfg)`, `await send(frame, tx_at_ms)` (then `sent_ms`),
 `await recv(timeout_ms)` (a memoryview of the driver's one buffer, with `rssi`, `snr` (dB x 4) and
 `ticks_ms` in attributes), `standby()`, `sleep()`, `crc_errors`.
 
@@ -16,7 +16,6 @@ send OSError(125). A DIO1 that never reaches the board while the chip works (`di
 `borne/drivers/dio.py`): GetIrqStatus over SPI stands for it, polled from then on.
 """
 
-import asyncio
 import time
 
 from machine import Pin
@@ -24,6 +23,7 @@ from micropython import const
 
 from borne.airtime import time_on_air_us
 from borne.drivers.dio import DioWait
+from borne.reused import RETURN_TRUE, Reused, sleep_ms
 
 # Opcodes (DS §13, Table 13-1 to 13-5).
 _SET_SLEEP = const(0x84)
@@ -152,6 +152,10 @@ class SX126x:
         self._packet = self._view[:0]  # what recv returned last
         self._dio = DioWait(dio1, self._pending)  # a send or recv waits for DIO1; standby() ends it
         self.light_sleep_on_air = False  # a send waits out its time on air in light sleep
+        self._sending = Reused(self._sends)
+        self._frame = b""  # the send under way's arguments
+        self._tx_at_ms = None
+        self.sent_ms = 0  # time.ticks_ms() at the last TX-done
         self._asleep = False
         self.crc_errors = 0
         self.rssi = 0
@@ -430,40 +434,49 @@ class SX126x:
         self._cs(1)
         self._asleep = True  # BUSY stays high while it sleeps: the next command wakes it first
 
-    async def send(self, frame, tx_at_ms=None):
-        """Transmit `frame` (at `tx_at_ms` if given); time.ticks_ms() at TX-done."""
-        n = len(frame)
-        if not 0 < n < 256:
+    def send(self, frame, tx_at_ms=None):
+        """Transmit `frame` (at `tx_at_ms` if given): await it; True, `sent_ms` the time of TX-done."""
+        if not 0 < len(frame) < 256:
             raise ValueError("frame length")
-        self.standby()
-        self._packet_params(n, self._invert_iq_tx)
-        buf = self._command_buf
-        buf[0] = _WRITE_BUFFER
-        buf[1] = 0
-        self._wait_ready()
-        self._cs(0)
-        self._spi.write(self._commands[2])
-        self._spi.write(frame)
-        self._cs(1)
-        self._wait_ready()
-        self._clear_irqs()
-        if tx_at_ms is not None:
-            await asyncio.sleep_ms(max(time.ticks_diff(tx_at_ms, time.ticks_ms()), 0))
-        airtime_ms = time_on_air_us(n, self._sf, self._bw_hz, self._coding_rate, self._preamble_len) // 1000
-        # The chip's own TX timeout, in steps of 15.625 us (DS §13.1.4), backs the driver's.
-        timeout = (airtime_ms + _TX_SLACK_MS) * 64
-        self._dio.arm()
-        self._command(_SET_TX, timeout >> 16, timeout >> 8 & 0xFF, timeout & 0xFF)
-        self._check("to transmit")
-        done = await self._dio.wait(airtime_ms + _TX_SLACK_MS, airtime_ms if self.light_sleep_on_air else 0)
-        if done is None:
-            raise OSError(_ECANCELED)  # standby() cut it short
-        irqs = self._irq_status()
-        self._clear_irqs()
-        if not done or not irqs & _IRQ_TX_DONE:
+        self._frame = frame
+        self._tx_at_ms = tx_at_ms
+        return self._sending()
+
+    def _sends(self):
+        # Every send(), one after another (see borne/reused.py).
+        while True:
+            frame = self._frame
+            n = len(frame)
             self.standby()
-            raise OSError(_ETIMEDOUT)
-        return self._dio.tx_done_ms(airtime_ms)  # the chip falls back to STDBY_RC by itself (DS §13.1.4)
+            self._packet_params(n, self._invert_iq_tx)
+            buf = self._command_buf
+            buf[0] = _WRITE_BUFFER
+            buf[1] = 0
+            self._wait_ready()
+            self._cs(0)
+            self._spi.write(self._commands[2])
+            self._spi.write(frame)
+            self._cs(1)
+            self._wait_ready()
+            self._clear_irqs()
+            if self._tx_at_ms is not None:
+                yield from sleep_ms(max(time.ticks_diff(self._tx_at_ms, time.ticks_ms()), 0))
+            airtime_ms = time_on_air_us(n, self._sf, self._bw_hz, self._coding_rate, self._preamble_len) // 1000
+            # The chip's own TX timeout, in steps of 15.625 us (DS §13.1.4), backs the driver's.
+            timeout = (airtime_ms + _TX_SLACK_MS) * 64
+            self._dio.arm()
+            self._command(_SET_TX, timeout >> 16, timeout >> 8 & 0xFF, timeout & 0xFF)
+            self._check("to transmit")
+            done = yield from self._dio.wait(airtime_ms + _TX_SLACK_MS, airtime_ms if self.light_sleep_on_air else 0)
+            if done is None:
+                raise OSError(_ECANCELED)  # standby() cut it short
+            irqs = self._irq_status()
+            self._clear_irqs()
+            if not done or not irqs & _IRQ_TX_DONE:
+                self.standby()
+                raise OSError(_ETIMEDOUT)
+            self.sent_ms = self._dio.tx_done_ms(airtime_ms)  # the chip falls back to STDBY_RC by itself (DS §13.1.4)
+            yield RETURN_TRUE
 
     async def recv(self, timeout_ms=None):
         """The next frame with a good CRC within `timeout_ms` (None: until standby()), or None."""

@@ -4,7 +4,8 @@ datasheet rev 4: "§" its sections, "p." its pages, "register table" its LoRa re
 `SX127x(spi, cs, dio0, reset)` resets the chip, checks it, and leaves it in LoRa standby;
 `configure(cfg)` takes the keys of a channel (`freq_khz`, `sf`, `bw`, `coding_rate`, `syncword`,
 `preamble_len`, `output_power`, `invert_iq_rx`, `invert_iq_tx`; those absent keep their value).
-`await send(frame)` returns `time.ticks_ms()` at TX-done; `await recv(timeout_ms)` the next frame with
+`await send(frame)` gives True, and `sent_ms` is then `time.ticks_ms()` at TX-done (the send allocates
+nothing, see `borne/reused.py`); `await recv(timeout_ms)` gives the next frame with
 a good CRC as a memoryview of the driver's one buffer (valid until the next recv), its `rssi` (dBm),
 `snr` (dB x 4) and `ticks_ms` in attributes of the driver, or None at the timeout or `standby()`.
 Frames with a bad CRC are dropped and counted in `crc_errors`. A chip that does not answer raises
@@ -13,7 +14,6 @@ board while the chip works (`dio_dead`, see `borne/drivers/dio.py`): RegIrqFlags
 for it, polled from then on.
 """
 
-import asyncio
 import time
 
 from machine import Pin
@@ -21,6 +21,7 @@ from micropython import const
 
 from borne.airtime import time_on_air_us
 from borne.drivers.dio import DioWait
+from borne.reused import RETURN_TRUE, Reused, sleep_ms
 
 _FIFO = const(0x00)
 _OP_MODE = const(0x01)
@@ -107,6 +108,10 @@ class SX127x:
         self._dio0_flag = _TX_DONE  # the IRQ flag that DIO0 shows now (RegDioMapping1)
         self._dio = DioWait(dio0, self._pending)  # a send or recv waits for DIO0; standby() ends it
         self.light_sleep_on_air = False  # a send waits out its time on air in light sleep
+        self._sending = Reused(self._sends)
+        self._frame = b""  # the send under way's arguments
+        self._tx_at_ms = None
+        self.sent_ms = 0  # time.ticks_ms() at the last TX-done
         self.crc_errors = 0
         self.rssi = 0
         self.snr = 0
@@ -274,37 +279,46 @@ class SX127x:
         self.standby()
         self._mode(_SLEEP)
 
-    async def send(self, frame, tx_at_ms=None):
-        """Transmit `frame` (at `tx_at_ms` if given); time.ticks_ms() at TX-done."""
-        n = len(frame)
-        if not 0 < n < 256:
+    def send(self, frame, tx_at_ms=None):
+        """Transmit `frame` (at `tx_at_ms` if given): await it; True, `sent_ms` the time of TX-done."""
+        if not 0 < len(frame) < 256:
             raise ValueError("frame length")
-        self.standby()  # the FIFO is filled in standby, TX is started from it (DS §4.1.6)
-        self._write(_DIO_MAPPING1, _DIO0_TX_DONE)
-        self._dio0_flag = _TX_DONE
-        self._write(_FIFO_ADDR_PTR, 0x00)
-        self._address[0] = _FIFO | 0x80
-        self._cs(0)
-        self._spi.write(self._address)
-        self._spi.write(frame)
-        self._cs(1)
-        self._write(_PAYLOAD_LENGTH, n)
-        self._write(_IRQ_FLAGS, _ALL_IRQS)
-        if tx_at_ms is not None:
-            await asyncio.sleep_ms(max(time.ticks_diff(tx_at_ms, time.ticks_ms()), 0))
-        self._dio.arm()
-        self._mode(_TX)
-        airtime_us = time_on_air_us(n, self._sf, self._bw_hz, self._coding_rate, self._preamble_len)
-        airtime_ms = airtime_us // 1000
-        done = await self._dio.wait(airtime_ms + _TX_SLACK_MS, airtime_ms if self.light_sleep_on_air else 0)
-        if done is None:
-            raise OSError(_ECANCELED)  # standby() cut it short
-        flags = self._read(_IRQ_FLAGS)
-        self._write(_IRQ_FLAGS, _ALL_IRQS)
-        if not done or not flags & _TX_DONE:
-            self.standby()
-            raise OSError(_ETIMEDOUT)
-        return self._dio.tx_done_ms(airtime_ms)  # the chip is back in standby by itself (DS §4.1.6)
+        self._frame = frame
+        self._tx_at_ms = tx_at_ms
+        return self._sending()
+
+    def _sends(self):
+        # Every send(), one after another (see borne/reused.py).
+        while True:
+            frame = self._frame
+            n = len(frame)
+            self.standby()  # the FIFO is filled in standby, TX is started from it (DS §4.1.6)
+            self._write(_DIO_MAPPING1, _DIO0_TX_DONE)
+            self._dio0_flag = _TX_DONE
+            self._write(_FIFO_ADDR_PTR, 0x00)
+            self._address[0] = _FIFO | 0x80
+            self._cs(0)
+            self._spi.write(self._address)
+            self._spi.write(frame)
+            self._cs(1)
+            self._write(_PAYLOAD_LENGTH, n)
+            self._write(_IRQ_FLAGS, _ALL_IRQS)
+            if self._tx_at_ms is not None:
+                yield from sleep_ms(max(time.ticks_diff(self._tx_at_ms, time.ticks_ms()), 0))
+            self._dio.arm()
+            self._mode(_TX)
+            airtime_us = time_on_air_us(n, self._sf, self._bw_hz, self._coding_rate, self._preamble_len)
+            airtime_ms = airtime_us // 1000
+            done = yield from self._dio.wait(airtime_ms + _TX_SLACK_MS, airtime_ms if self.light_sleep_on_air else 0)
+            if done is None:
+                raise OSError(_ECANCELED)  # standby() cut it short
+            flags = self._read(_IRQ_FLAGS)
+            self._write(_IRQ_FLAGS, _ALL_IRQS)
+            if not done or not flags & _TX_DONE:
+                self.standby()
+                raise OSError(_ETIMEDOUT)
+            self.sent_ms = self._dio.tx_done_ms(airtime_ms)  # the chip is back in standby by itself (DS §4.1.6)
+            yield RETURN_TRUE
 
     async def recv(self, timeout_ms=None):
         """The next frame with a good CRC within `timeout_ms` (None: until standby()), or None."""
