@@ -154,25 +154,49 @@ class Node:
         # number once whichever frame carried it. The turn stays within NUMBER_WINDOW of the oldest
         # event: a number further below the gateway's highest would be taken as published before.
         start = 0
+        # Numbers [beyond_lo, beyond_hi) past the oldest event that an ACK said the gateway has, from a
+        # frame that did not start at the oldest: the queue removes events in order only, so they are
+        # removed with the events before them, and no frame carries them meanwhile. A door that fell
+        # behind on a busy channel catches up with every frame ACKed, not only those of the oldest.
+        # Kept in RAM: after a reboot they go out again, and the gateway publishes each number once.
+        beyond_lo = beyond_hi = 0
         while True:
             if not queue.depth:
                 self._waiting.clear()
                 await self._waiting.wait()
                 continue
             oldest = queue.first_number
+            if beyond_hi <= oldest:
+                beyond_lo = beyond_hi = 0
             if start >= queue.depth or queue.number(start) >= oldest + NUMBER_WINDOW:
                 start = 0
+            if start and queue.number(start) == beyond_lo:
+                start += beyond_hi - beyond_lo  # the numbers are consecutive there: one frame carried them
+                if start >= queue.depth or queue.number(start) >= oldest + NUMBER_WINDOW:
+                    start = 0
             async with self.radio.lock:
                 # Built now, not at the first try: the ages are those of this sending.
                 counter = self.counter.next()
                 first = queue.number(start)
                 limit = min(max_checkins(max_frame_size(self.radio.sf)), oldest + NUMBER_WINDOW - first)
+                if first < beyond_lo:
+                    limit = min(limit, beyond_lo - first)  # up to what the gateway has, not into it
                 n = queue.batch(self.uplink.add_checkin, limit, self.uptime.seconds(), start)
                 frame = self.uplink.seal_checkins(counter, first)
                 acked = await self._send_for_ack(frame, counter)
             if acked:
-                if start == 0:  # an ACK from further on says nothing of the events before
-                    queue.ack(first + n, self.uptime.seconds())
+                if start == 0:
+                    upto = first + n
+                    if beyond_lo <= upto < beyond_hi:
+                        upto = beyond_hi
+                        beyond_lo = beyond_hi = 0
+                    queue.ack(upto, self.uptime.seconds())
+                elif beyond_lo < beyond_hi and (first + n == beyond_lo or beyond_hi == first):
+                    beyond_lo = min(beyond_lo, first)  # next to those the gateway has: one range
+                    beyond_hi = max(beyond_hi, first + n)
+                else:
+                    beyond_lo = first
+                    beyond_hi = first + n
                 start = attempt = 0
             else:
                 start += n

@@ -1,8 +1,10 @@
 """The node's check-in sending when its frames are heard but no ACK ever comes back (the gateway's
-downlinks are lost): every queued check-in still goes out, not only those of the first frame.
+downlinks are lost): every queued check-in still goes out, not only those of the first frame; and
+when only some are ACKed (a busy channel): an ACK for a frame past the oldest check-ins counts.
 
 The real firmware's check-in task runs alone on a provisioned door node in the VM; a listener on
-the radio medium hears its frames, and nobody answers them.
+the radio medium hears its frames, and nobody answers them, or the node's send-and-wait-for-ACK is
+given the gateway's answers in turn.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from payload_codec.counter import WINDOW_SIZE
 from payload_codec.schema import MAX_CHECKINS
 from payload_codec.vectorgen import TEST_MASTER_KEY
 from simulator.virtual_board import RadioMedium, VirtualBoard
-from tests.firmware.conftest import require_vm
+from tests.firmware.conftest import require_vm, run_on
 
 DEVICE = 7
 KEYS = derive_device_keys(TEST_MASTER_KEY, DEVICE)
@@ -40,9 +42,8 @@ class Heard:
         frame = open_frame(payload, KEYS, None)
         if isinstance(frame, CodecError) or not isinstance(frame.message, CheckinBatch):
             return
-        tokens = [int.from_bytes(c.badge_token, "little") for c in frame.message.checkins]
         with self._changed:
-            self.frames.append((frame.message.first_number16, tokens))
+            self.frames.append(opened(payload))
             self._changed.notify_all()
 
     def wait_for(self, count: int) -> list[tuple[int, list[int]]]:
@@ -74,16 +75,34 @@ def door(tmp_path: Path) -> Iterator[tuple[VirtualBoard, Heard]]:
         yield board, Heard(medium)
 
 
-def send_unacknowledged(board: VirtualBoard, count: int) -> None:
-    """Queue `count` check-ins (event i: token i) and start the node's check-in task alone."""
+def send_unacknowledged(board: VirtualBoard, count: int, answers: list[bool] | None = None) -> None:
+    """Queue `count` check-ins (event i: token i) and start the node's check-in task alone. `answers`:
+    whether the gateway ACKs each frame in turn (then none), given to the node's send-and-wait for an
+    ACK in place of its radio; the frames it was handed meanwhile are in `sent`."""
     # The firmware that main.py started stops for the REPL. The modules are imported in a call of their
     # own: this VM collects garbage only as a call returns (an ESP32 collects when its heap is full).
-    board.exec("import asyncio, struct\nfrom borne import config\nfrom borne.node import Node")
+    board.exec("import asyncio, json, struct\nfrom borne import config\nfrom borne.node import Node")
     board.exec(
         "node = Node(config.load())\n"
         f"for i in range({count}):\n    node.queue.push(0x45, struct.pack('<Q', i), 0)\n"
+        f"answers = {answers!r}\n"
+        "sent = []\n"
+        "async def answered(frame, counter):\n"
+        "    if answers:\n"
+        "        sent.append(bytes(frame).hex())\n"
+        "    return bool(answers) and answers.pop(0)\n"
+        "if answers is not None:\n"
+        "    node._send_for_ack = answered\n"
         "task = asyncio.create_task(node._checkins(node.queue))\n"
     )
+
+
+def opened(frame: bytes) -> tuple[int, list[int]]:
+    """(first number, tokens as integers) of a check-in frame."""
+    opened = open_frame(frame, KEYS, None)
+    assert not isinstance(opened, CodecError), opened
+    assert isinstance(opened.message, CheckinBatch)
+    return opened.message.first_number16, [int.from_bytes(c.badge_token, "little") for c in opened.message.checkins]
 
 
 def numbers(frames: list[tuple[int, list[int]]]) -> list[int]:
@@ -111,3 +130,30 @@ def test_the_frames_take_turns_only_over_the_numbers_the_gateway_still_tells_apa
     # Number 64 and above would make the gateway take the oldest, 0, for one published before.
     assert sorted(set(numbers(frames))) == list(range(WINDOW_SIZE))
     assert frames[-1][0] == 0
+
+
+@pytest.mark.parametrize(
+    ("answers", "firsts"),
+    [
+        # The oldest's frame lost, the next one ACKed, then the oldest's: the queue removes events in
+        # order, so the second frame's go with the oldest's, and no frame carries them again.
+        ([False, True, True, True], [0, 16, 0, 32]),
+        # The oldest's lost twice: the frame after it skips the 16 the gateway has, and its ACK joins them.
+        ([False, True, False, True, True], [0, 16, 0, 32, 0]),
+    ],
+    ids=["then the oldest ACKed", "the oldest lost again"],
+)
+def test_an_ack_for_a_frame_past_the_oldest_checkins_is_kept_until_those_before_it_are_acked(door, answers, firsts):
+    # A busy channel, where some frames are ACKed and some not: every ACK counts, as the events of 3
+    # frames go out in len(firsts) frames, where an ACK that did not start at the oldest used to count for nothing.
+    board, _ = door
+    send_unacknowledged(board, 3 * MAX_CHECKINS, answers=answers)
+    deadline = time.monotonic() + WAIT_S
+    while run_on(board, "answers"):
+        sent = len(run_on(board, "sent"))
+        assert time.monotonic() < deadline, f"{sent} check-in frames sent, {len(answers)} expected"
+        time.sleep(0.2)
+    frames = [opened(bytes.fromhex(frame)) for frame in run_on(board, "sent")]
+    assert [first for first, _ in frames] == firsts
+    assert sorted(set(numbers(frames))) == list(range(3 * MAX_CHECKINS))
+    assert run_on(board, "node.queue.depth") == 0
