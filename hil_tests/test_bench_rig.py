@@ -193,7 +193,8 @@ def test_bench_check_names_what_each_skipped_scenario_lacks(bench_site, tmp_path
         "test_a_blank_board_flashed_over_its_serial_port_sends_frames_the_gateway_verifies",
         "test_a_board_flashed_with_another_sites_key_is_refused_and_reported",
     ):
-        assert "a node like 'spare' (that the suite may erase and flash (flashable = true))" in lacks[flashing]
+        needs = "a node like 'spare' (status every 60 s or less; that the suite may erase and flash (flashable = true))"
+        assert needs in lacks[flashing]
     assert "test_checkins_made_while_the_gateway_is_down_arrive_when_it_is_back" in will_run
     # Its entrance stands for one of the six doors presented at once; the other five it lacks.
     at_once = lacks["test_badges_presented_at_every_door_at_once_are_each_published_once_with_their_door_and_time"]
