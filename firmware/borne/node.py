@@ -168,12 +168,10 @@ class Node:
             oldest = queue.first_number
             if beyond_hi <= oldest:
                 beyond_lo = beyond_hi = 0
+            if 0 < start < queue.depth and queue.number(start) == beyond_lo:
+                start += beyond_hi - beyond_lo  # the numbers are consecutive there: one frame carried them
             if start >= queue.depth or queue.number(start) >= oldest + NUMBER_WINDOW:
                 start = 0
-            if start and queue.number(start) == beyond_lo:
-                start += beyond_hi - beyond_lo  # the numbers are consecutive there: one frame carried them
-                if start >= queue.depth or queue.number(start) >= oldest + NUMBER_WINDOW:
-                    start = 0
             async with self.radio.lock:
                 # Built now, not at the first try: the ages are those of this sending.
                 counter = self.counter.next()
