@@ -184,7 +184,7 @@ async def _round(way, n):
     while i < n:
         if way == "received":
             _start_timer(5, _from_the_air)  # once the modem listens
-            if await radio.receive(freq_khz, 1000) is None:
+            if not await radio.receive(freq_khz, 1000):
                 missed += 1
         elif way == "sent":
             if await radio.send(frame) is None:
@@ -205,8 +205,8 @@ async def _measure():
     figures["coroutines"] = _coroutines()
 
 def _coroutines():
-    # What making (not running) the awaitables of a send and of a receive allocates: a coroutine's
-    # frame; nothing for a Reused (borne/reused.py), which these calls leave under way, so the last.
+    # What making (not running) the awaitables of a send and of a receive allocates: nothing for a
+    # Reused (borne/reused.py), a coroutine's frame else. These calls leave them under way: the last.
     before = gc.mem_alloc()
     radio.receive(freq_khz, 1000)
     radio.modem.recv(1000)
@@ -281,11 +281,11 @@ def radio_heap_table() -> str:
         "|---|---:|---:|---:|",
         *rows,
         "",
-        "A send's awaitables (Radio.send, the driver's send, DioWait.wait) are generators made once and resumed",
-        "(borne/reused.py). A receive's Radio.receive and recv are coroutines: MicroPython makes a coroutine's frame",
-        "on the heap at each call, on an ESP32 as here. A received frame of another length than the last also gets",
-        "a view of its own (16 bytes). A DIO line that never reaches the board (the chip's IRQ flags read over SPI",
-        "every 5 ms instead) adds nothing.",
+        "The awaitables of a send (Radio.send, the driver's send, DioWait.wait) and of a receive (Radio.receive, the",
+        "driver's recv, DioWait.wait) are generators made once and resumed (borne/reused.py), where a coroutine's",
+        "frame is made on the heap at each call, on an ESP32 as here. A received frame of another length than the",
+        "last gets a view of its own (16 bytes; these are all of one length). A DIO line that never reaches the",
+        "board (the chip's IRQ flags read over SPI every 5 ms instead) adds nothing.",
         f"The meter's zero, a task that only sleeps as long: {zero}.",
     ]
     return "\n".join(lines)

@@ -83,15 +83,15 @@ class Bridge:
         freq_khz = self.config["radio"]["freq_khz"]
         while True:
             async with radio.lock:
-                packet = None
+                heard = None
                 listen_ms = self._listen_ms()
                 if listen_ms != 0:  # else a transmission is about to take the radio
-                    packet = await radio.receive(freq_khz, listen_ms)
-            if packet is None:
+                    heard = await radio.receive(freq_khz, listen_ms)
+            if not heard:
                 await asyncio.sleep_ms(LEAD_MS)  # a transmission stopped us: it takes the radio first
                 continue
             self.received += 1
-            self._forward(packet)
+            self._forward(radio.packet)
 
     def _listen_ms(self):
         """How long the listener may hold the radio: None (no transmission waits), or until the next
@@ -121,7 +121,7 @@ class Bridge:
             ended_us,
         )
         at = link_contract.RECEIVED_SIZE
-        for byte in packet:  # a memoryview or lora's RxPacket (a bytearray): copied byte by byte
+        for byte in packet:  # a view of the driver's buffer: copied byte by byte, as a slice would allocate
             record[at] = byte
             at += 1
         self._write(at)

@@ -221,10 +221,9 @@ class Node:
             left = time.ticks_diff(closes, time.ticks_ms())
             if left <= 0:
                 return False
-            received = await radio.receive(radio_config["ack_freq_khz"], left)
-            if received is None:
+            if not await radio.receive(radio_config["ack_freq_khz"], left):
                 return False
-            if self._take_downlink(received, counter):
+            if self._take_downlink(radio.packet, counter):
                 return True
 
     def _take_downlink(self, frame, counter):

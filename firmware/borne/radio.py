@@ -66,7 +66,7 @@ def make_modem(board_radio, lora_cfg):
 class Radio:
     """Sends and receives frames on the configured channel; `deferrals` counts frames the duty cycle held back.
 
-    `rssi` (dBm), `snr` (dB x 4) and `rx_ticks_ms` describe the last frame received."""
+    `packet` is the last frame received; `rssi` (dBm), `snr` (dB x 4) and `rx_ticks_ms` describe it."""
 
     def __init__(self, board_radio, radio_config, light_sleep_on_air=False):
         self.config = radio_config
@@ -96,6 +96,10 @@ class Radio:
         self._frame_freq_khz = 0
         self._tx_at_ms = None
         self._frame_cfg = None
+        self._receiving = Reused(self._receives)
+        self._rx_freq_khz = 0  # the receive under way's arguments
+        self._rx_timeout_ms = 0
+        self.packet = b""
         self.rssi = 0
         self.snr = 0
         self.rx_ticks_ms = 0
@@ -229,22 +233,35 @@ class Radio:
             self.sent_ms = self.modem.sent_ms
             yield RETURN_TRUE
 
-    async def receive(self, freq_khz, timeout_ms):
-        """The next frame heard on `freq_khz` within `timeout_ms`, or None (also if the modem failed);
-        valid until the next receive. Call with `lock` held."""
-        try:
-            if self._stale:
-                self._set_up_again()
-            self._tune(freq_khz)
-            packet = await self.modem.recv(timeout_ms)
-        except (OSError, RuntimeError, ValueError) as error:
-            self._failed(error)
-            return None
-        self._check_dio()
-        self._faults = 0
-        if packet is not None:
+    def receive(self, freq_khz, timeout_ms):
+        """Listen on `freq_khz` for `timeout_ms`: await it; True, and `packet` is the frame heard (valid
+        until the next receive), or None: nothing heard, or the modem failed (counted in `errors`).
+        Call with `lock` held. Allocates nothing, as send does."""
+        self._rx_freq_khz = freq_khz
+        self._rx_timeout_ms = timeout_ms
+        return self._receiving()
+
+    def _receives(self):
+        # Every receive(), one after another (see borne/reused.py).
+        while True:
+            try:
+                if self._stale:
+                    self._set_up_again()
+                self._tune(self._rx_freq_khz)
+                heard = yield from self.modem.recv(self._rx_timeout_ms)
+            except (OSError, RuntimeError, ValueError) as error:
+                self._failed(error)
+                yield RETURN_NONE
+                continue
+            self._check_dio()
+            self._faults = 0
+            if not heard:
+                yield RETURN_NONE
+                continue
             # Our drivers keep a packet's metadata beside their one buffer.
-            self.rssi = self.modem.rssi
-            self.snr = self.modem.snr
-            self.rx_ticks_ms = self.modem.ticks_ms
-        return packet
+            modem = self.modem
+            self.packet = modem.packet
+            self.rssi = modem.rssi
+            self.snr = modem.snr
+            self.rx_ticks_ms = modem.ticks_ms
+            yield RETURN_TRUE

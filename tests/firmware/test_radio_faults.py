@@ -54,8 +54,8 @@ received = []
 async def send(payload):
     results.append(radio.sent_ms if await radio.send(payload) else None)  # TX-done's time
 async def receive(timeout_ms):
-    packet = await radio.receive(config["radio"]["freq_khz"], timeout_ms)
-    received.append(packet and bytes(packet).hex())
+    heard = await radio.receive(config["radio"]["freq_khz"], timeout_ms)
+    received.append(heard and bytes(radio.packet).hex())
 async def send_until_it_raises(n):
     try:
         for _ in range(n):

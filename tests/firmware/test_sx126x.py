@@ -64,8 +64,8 @@ def radio(power=14, **cfg):
     return modem
 results = []
 async def receive(modem, timeout_ms):
-    packet = await modem.recv(timeout_ms)
-    results.append(packet and [bytes(packet).hex(), modem.rssi, modem.snr])
+    heard = await modem.recv(timeout_ms)
+    results.append(heard and [bytes(modem.packet).hex(), modem.rssi, modem.snr])
 async def transmit(modem, payload):
     started = time.ticks_ms()
     try:

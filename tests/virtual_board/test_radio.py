@@ -36,16 +36,15 @@ IMPORTS = {"sx1276": "from borne.drivers.sx127x import SX127x", "sx1262": "from 
 HELPERS = """\
 import asyncio, time
 from machine import SPI, Pin
-heard = []  # what recv() returned: (payload, rssi, snr), or None
+heard = []  # what recv() heard: (payload, rssi, snr), or None
 sent = []  # how long each send() took, in ms
 
 async def listen(timeout_ms):
-    packet = await modem.recv(timeout_ms)
-    heard.append(packet and (bytes(packet), modem.rssi, modem.snr))
+    heard.append((bytes(modem.packet), modem.rssi, modem.snr) if await modem.recv(timeout_ms) else None)
 
 async def listen_continuously():  # recv() again after each frame, in RX continuous mode each time
-    while (packet := await modem.recv(None)) is not None:
-        heard.append((bytes(packet), modem.rssi, modem.snr))
+    while await modem.recv(None):
+        heard.append((bytes(modem.packet), modem.rssi, modem.snr))
     heard.append("stopped")
 
 async def send(payload):

@@ -96,9 +96,11 @@ class PN532:
         view = self._in_view[: 1 + n]
         start = time.ticks_ms()
         while True:
+            # The time is read before the status: a task held up between the two still looks once past the deadline.
+            late = time.ticks_diff(time.ticks_ms(), start) > timeout_ms
             self._i2c.readfrom_into(self._address, view)
             if view[0] == _READY:
                 return view[1:]
-            if time.ticks_diff(time.ticks_ms(), start) > timeout_ms:
+            if late:
                 raise OSError(110, "PN532 not ready")  # ETIMEDOUT
             time.sleep_ms(1)

@@ -23,7 +23,7 @@ from micropython import const
 
 from borne.airtime import time_on_air_us
 from borne.drivers.dio import DioWait
-from borne.reused import RETURN_TRUE, Reused, sleep_ms
+from borne.reused import RETURN_NONE, RETURN_TRUE, Reused, sleep_ms
 
 # Opcodes (DS §13, Table 13-1 to 13-5).
 _SET_SLEEP = const(0x84)
@@ -149,12 +149,14 @@ class SX126x:
         self._answers = [memoryview(self._answer)[:n] for n in range(5)]
         self._buffer = bytearray(256)  # the chip's 256-byte data buffer: the one receive buffer
         self._view = memoryview(self._buffer)
-        self._packet = self._view[:0]  # what recv returned last
+        self.packet = self._view[:0]  # the frame the last recv that gave True received
         self._dio = DioWait(dio1, self._pending)  # a send or recv waits for DIO1; standby() ends it
         self.light_sleep_on_air = False  # a send waits out its time on air in light sleep
         self._sending = Reused(self._sends)
         self._frame = b""  # the send under way's arguments
         self._tx_at_ms = None
+        self._receiving = Reused(self._receives)
+        self._rx_timeout_ms = None  # the recv under way's
         self.sent_ms = 0  # time.ticks_ms() at the last TX-done
         self._asleep = False
         self.crc_errors = 0
@@ -212,8 +214,12 @@ class SX126x:
 
     def _wait_ready(self):
         started = time.ticks_us()
-        while self._busy():
-            if time.ticks_diff(time.ticks_us(), started) > self._busy_timeout_us:
+        while True:
+            # The time is read before BUSY: a task held up between the two still looks once past the deadline.
+            late = time.ticks_diff(time.ticks_us(), started) > self._busy_timeout_us
+            if not self._busy():
+                return
+            if late:
                 raise OSError(
                     _ETIMEDOUT,
                     "the SX126x's BUSY line stays high: check the radio's power, its reset line and the TCXO settings",
@@ -478,32 +484,48 @@ class SX126x:
             self.sent_ms = self._dio.tx_done_ms(airtime_ms)  # the chip falls back to STDBY_RC by itself (DS §13.1.4)
             yield RETURN_TRUE
 
-    async def recv(self, timeout_ms=None):
-        """The next frame with a good CRC within `timeout_ms` (None: until standby()), or None."""
-        self.standby()
-        self._packet_params(255, self._invert_iq_rx)
-        self._clear_irqs()
-        self._dio.arm()
-        # RX continuous (DS §13.1.5): the driver keeps the deadline, so the chip's RX timer is never
-        # armed and DS §15.3's stopped-timer fix is not needed.
-        self._command(_SET_RX, 0xFF, 0xFF, 0xFF)
-        self._check("to receive")
-        deadline = None if timeout_ms is None else time.ticks_add(time.ticks_ms(), timeout_ms)
+    def recv(self, timeout_ms=None):
+        """Listen for the next frame with a good CRC within `timeout_ms` (None: until standby()): await
+        it; True, and `packet` is the frame (a view of the one buffer, valid until the next recv), or
+        None. Allocates nothing, but a view for a frame of a new length (borne/reused.py)."""
+        self._rx_timeout_ms = timeout_ms
+        return self._receiving()
+
+    def _receives(self):
+        # Every recv(), one after another (see borne/reused.py).
         while True:
-            left = None if deadline is None else time.ticks_diff(deadline, time.ticks_ms())
-            got = await self._dio.wait(left)
-            if not got:
-                if got is False:
-                    self.standby()
-                return None
-            irqs = self._irq_status()
+            self.standby()
+            self._packet_params(255, self._invert_iq_rx)
             self._clear_irqs()
-            if not irqs & _IRQ_RX_DONE:
-                continue
-            if irqs & (_IRQ_CRC_ERR | _IRQ_HEADER_ERR):
-                self.crc_errors += 1
-                continue
-            break
+            self._dio.arm()
+            # RX continuous (DS §13.1.5): the driver keeps the deadline, so the chip's RX timer is never
+            # armed and DS §15.3's stopped-timer fix is not needed.
+            self._command(_SET_RX, 0xFF, 0xFF, 0xFF)
+            self._check("to receive")
+            timeout_ms = self._rx_timeout_ms
+            deadline = None if timeout_ms is None else time.ticks_add(time.ticks_ms(), timeout_ms)
+            end = RETURN_NONE
+            while True:
+                left = None if deadline is None else time.ticks_diff(deadline, time.ticks_ms())
+                got = yield from self._dio.wait(left)
+                if not got:
+                    if got is False:
+                        self.standby()
+                    break
+                irqs = self._irq_status()
+                self._clear_irqs()
+                if not irqs & _IRQ_RX_DONE:
+                    continue
+                if irqs & (_IRQ_CRC_ERR | _IRQ_HEADER_ERR):
+                    self.crc_errors += 1
+                    continue
+                self._read_packet()
+                end = RETURN_TRUE
+                break
+            yield end
+
+    def _read_packet(self):
+        """Read the frame received, and its strength, into `packet`, `rssi`, `snr` and `ticks_ms`."""
         self.ticks_ms = self._dio.ticks_ms
         self.standby()
         self._read(_GET_RX_BUFFER_STATUS, 2)  # length, start (DS §13.5.2)
@@ -513,9 +535,8 @@ class SX126x:
         self.rssi = -(self._answer[1] >> 1)
         snr = self._answer[2]
         self.snr = snr - 256 if snr > 127 else snr  # SnrPkt is the SNR in dB x 4
-        if len(self._packet) != n:  # a view per length: frames of one length (ACKs) allocate nothing
-            self._packet = self._view[:n]
-        packet = self._packet
+        if len(self.packet) != n:  # a view per length: frames of one length (ACKs) allocate nothing
+            self.packet = self._view[:n]
         buf = self._command_buf
         buf[0] = _READ_BUFFER
         buf[1] = start
@@ -523,7 +544,6 @@ class SX126x:
         self._wait_ready()
         self._cs(0)
         self._spi.write(self._commands[3])
-        self._spi.readinto(packet)
+        self._spi.readinto(self.packet)
         self._cs(1)
         self._wait_ready()
-        return packet

@@ -21,7 +21,7 @@ from micropython import const
 
 from borne.airtime import time_on_air_us
 from borne.drivers.dio import DioWait
-from borne.reused import RETURN_TRUE, Reused, sleep_ms
+from borne.reused import RETURN_NONE, RETURN_TRUE, Reused, sleep_ms
 
 _FIFO = const(0x00)
 _OP_MODE = const(0x01)
@@ -104,13 +104,15 @@ class SX127x:
         self._answer = bytearray(2)
         self._buffer = bytearray(256)  # the FIFO's 256 bytes: the one receive buffer
         self._view = memoryview(self._buffer)
-        self._packet = self._view[:0]  # what recv returned last
+        self.packet = self._view[:0]  # the frame the last recv that gave True received
         self._dio0_flag = _TX_DONE  # the IRQ flag that DIO0 shows now (RegDioMapping1)
         self._dio = DioWait(dio0, self._pending)  # a send or recv waits for DIO0; standby() ends it
         self.light_sleep_on_air = False  # a send waits out its time on air in light sleep
         self._sending = Reused(self._sends)
         self._frame = b""  # the send under way's arguments
         self._tx_at_ms = None
+        self._receiving = Reused(self._receives)
+        self._rx_timeout_ms = None  # the recv under way's
         self.sent_ms = 0  # time.ticks_ms() at the last TX-done
         self.crc_errors = 0
         self.rssi = 0
@@ -320,32 +322,48 @@ class SX127x:
             self.sent_ms = self._dio.tx_done_ms(airtime_ms)  # the chip is back in standby by itself (DS §4.1.6)
             yield RETURN_TRUE
 
-    async def recv(self, timeout_ms=None):
-        """The next frame with a good CRC within `timeout_ms` (None: until standby()), or None."""
-        self.standby()
-        self._write(_DIO_MAPPING1, _DIO0_RX_DONE)
-        self._dio0_flag = _RX_DONE
-        self._write(_FIFO_ADDR_PTR, 0x00)
-        self._write(_IRQ_FLAGS, _ALL_IRQS)
-        self._dio.arm()
-        self._mode(_RX_CONTINUOUS)
-        deadline = None if timeout_ms is None else time.ticks_add(time.ticks_ms(), timeout_ms)
+    def recv(self, timeout_ms=None):
+        """Listen for the next frame with a good CRC within `timeout_ms` (None: until standby()): await
+        it; True, and `packet` is the frame (a view of the one buffer, valid until the next recv), or
+        None. Allocates nothing, but a view for a frame of a new length (borne/reused.py)."""
+        self._rx_timeout_ms = timeout_ms
+        return self._receiving()
+
+    def _receives(self):
+        # Every recv(), one after another (see borne/reused.py).
         while True:
-            left = None if deadline is None else time.ticks_diff(deadline, time.ticks_ms())
-            got = await self._dio.wait(left)
-            if not got:
-                if got is False:
-                    self.standby()
-                return None
-            flags = self._read(_IRQ_FLAGS)
+            self.standby()
+            self._write(_DIO_MAPPING1, _DIO0_RX_DONE)
+            self._dio0_flag = _RX_DONE
+            self._write(_FIFO_ADDR_PTR, 0x00)
             self._write(_IRQ_FLAGS, _ALL_IRQS)
-            if not flags & _RX_DONE:
-                continue
-            # A frame without a CRC, or with a bad one, is dropped (DS §4.1.1.4: check CrcOnPayload).
-            if flags & _PAYLOAD_CRC_ERROR or not self._read(_HOP_CHANNEL) & _CRC_ON_PAYLOAD:
-                self.crc_errors += 1
-                continue
-            break
+            self._dio.arm()
+            self._mode(_RX_CONTINUOUS)
+            timeout_ms = self._rx_timeout_ms
+            deadline = None if timeout_ms is None else time.ticks_add(time.ticks_ms(), timeout_ms)
+            end = RETURN_NONE
+            while True:
+                left = None if deadline is None else time.ticks_diff(deadline, time.ticks_ms())
+                got = yield from self._dio.wait(left)
+                if not got:
+                    if got is False:
+                        self.standby()
+                    break
+                flags = self._read(_IRQ_FLAGS)
+                self._write(_IRQ_FLAGS, _ALL_IRQS)
+                if not flags & _RX_DONE:
+                    continue
+                # A frame without a CRC, or with a bad one, is dropped (DS §4.1.1.4: check CrcOnPayload).
+                if flags & _PAYLOAD_CRC_ERROR or not self._read(_HOP_CHANNEL) & _CRC_ON_PAYLOAD:
+                    self.crc_errors += 1
+                    continue
+                self._read_packet()
+                end = RETURN_TRUE
+                break
+            yield end
+
+    def _read_packet(self):
+        """Read the frame received, and its strength, into `packet`, `rssi`, `snr` and `ticks_ms`."""
         self.ticks_ms = self._dio.ticks_ms
         self.standby()
         n = self._read(_RX_NB_BYTES)
@@ -356,12 +374,10 @@ class SX127x:
         self.rssi = (_RSSI_OFFSET_HF if self._hf else _RSSI_OFFSET_LF) + self._read(_PKT_RSSI)
         if self.snr < 0:
             self.rssi += self.snr // 4
-        if len(self._packet) != n:  # a view per length: frames of one length (ACKs) allocate nothing
-            self._packet = self._view[:n]
-        packet = self._packet
+        if len(self.packet) != n:  # a view per length: frames of one length (ACKs) allocate nothing
+            self.packet = self._view[:n]
         self._address[0] = _FIFO
         self._cs(0)
         self._spi.write(self._address)
-        self._spi.readinto(packet)
+        self._spi.readinto(self.packet)
         self._cs(1)
-        return packet
