@@ -414,7 +414,7 @@ def error_cases() -> list[dict]:
         _error_case(
             "truncated_below_full_counter_envelope", "truncated", build_frame(STATUS_SAMPLE, DEVICE_ID, 7, keys)[:11]
         ),
-        _error_case("too_long_frame", "too_long", good[:5] + bytes(MAX_FRAME_SIZE)),
+        _error_case("too_long_frame", "too_long", good[:5] + bytes(MAX_FRAME_SIZE + 1 - 5)),  # one byte over
         _error_case("unknown_version", "unknown_version", bytes([(VERSION + 1) << 6 | good[0] & 0x3F]) + good[1:]),
         _error_case("unknown_type_code_0", "unknown_type", bytes([VERSION << 6 | 0 << 3]) + good[1:]),
         _error_case("unknown_type_code_7", "unknown_type", bytes([VERSION << 6 | 7 << 3]) + good[1:]),
