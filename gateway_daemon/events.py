@@ -17,7 +17,7 @@ import json
 from datetime import UTC, datetime
 
 from boards.registry import Device
-from payload_codec import CheckinBatch, Frame
+from payload_codec import AGE_MAX_S, CheckinBatch, Frame
 
 from .sources import Reception
 from .state import OutboxEvent
@@ -69,8 +69,9 @@ def events_of(
         event_id = f"{source}:checkin:{number}"
         fields = checkin.to_json()
         # The node has no clock: each check-in happened its age_s before the frame was heard, or
-        # earlier still when the age crossed a reboot of the node (the time it was off is unknown).
-        fields["time_is_bound"] = fields.pop("age_is_bound")
+        # earlier still when the age crossed a reboot of the node (the time it was off is unknown),
+        # or when it reached the longest age the frame carries (it saturates there, at 23.1 days).
+        fields["time_is_bound"] = fields.pop("age_is_bound") or checkin.age_s >= AGE_MAX_S
         payload = {"event_id": event_id, "time": iso_time(heard_at - checkin.age_s), "number": number}
         payload.update(fields)
         payload.update(common)

@@ -57,7 +57,9 @@ class GatewayCollector:
             "borne_mqtt_published", "Events the broker acknowledged", value=stats["mqtt_published"]
         )
         yield CounterMetricFamily(
-            "borne_mqtt_reconnects", "Connections to the broker lost", value=stats["mqtt_reconnects"]
+            "borne_mqtt_reconnects",
+            "Broker connections that failed to open or were lost: each is retried",
+            value=stats["mqtt_reconnects"],
         )
         yield GaugeMetricFamily(
             "borne_mqtt_connected", "1 when connected to the broker", value=int(self.gateway.publisher.connected)

@@ -89,7 +89,9 @@ class Publisher:
         gateway = config.gateway.name
         self.topic_base = f"{config.mqtt.topic_prefix}/gateway/{gateway}"
         self.firmware: dict[int, str] = {}  # device id → the version its last status named
-        self._retained_counters: dict[str, int] = {}  # state topic → counter of the message retained on it
+        # State topic → the sender (device id and key epoch: the event id's first part) and counter of the
+        # message retained on it.
+        self._retained: dict[str, tuple[str, int]] = {}
 
     def wake(self) -> None:
         """Something new is waiting: an accepted event or a rejected input."""
@@ -236,14 +238,18 @@ class Publisher:
         """Whether the broker should keep this event as its device's latest state.
 
         A frame accepted late, by the receive window, is older than what is retained already:
-        it is published, but must not replace the newer state.
+        it is published, but must not replace the newer state. Counters are compared only under
+        the same keys: a board flashed with new keys (a new key epoch), or a new device under the
+        topic's name, starts its counters at 0 again, and its first report is the newest.
         """
         if event.kind not in RETAINED_KINDS:
             return False
+        sender = event.event_id.partition(":")[0]
         counter = json.loads(event.payload)["counter"]
-        if counter < self._retained_counters.get(event.topic, -1):
+        retained = self._retained.get(event.topic)
+        if retained is not None and retained[0] == sender and counter < retained[1]:
             return False
-        self._retained_counters[event.topic] = counter
+        self._retained[event.topic] = (sender, counter)
         return True
 
     async def _publish_diagnostics(self, client: aiomqtt.Client) -> None:

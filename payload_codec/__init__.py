@@ -38,9 +38,10 @@ from .messages import (
     encode_body,
     message_from_json,
 )
-from .schema import MESSAGE_TYPES, TYPE_BY_NAME
+from .schema import AGE_MAX_S, MESSAGE_TYPES, TYPE_BY_NAME
 
 __all__ = [
+    "AGE_MAX_S",
     "ALL_SEEN",
     "DOWN",
     "MAX_COUNTER_GAP",

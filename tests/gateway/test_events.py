@@ -11,7 +11,7 @@ import pytest
 from boards.registry import Device
 from gateway_daemon.events import events_of
 from gateway_daemon.sources import Reception
-from payload_codec import CodecError, derive_device_keys, open_frame
+from payload_codec import AGE_MAX_S, CodecError, derive_device_keys, open_frame
 from payload_codec.vectorgen import DEVICE_ID, TEST_MASTER_KEY
 
 from ..codec.vectors import direction_of, frame_cases, keys_of
@@ -62,8 +62,8 @@ def test_an_event_carries_the_vector_fields_byte_for_byte_and_validates(case):
         payload = json.loads(event.payload)
         expected = {"event_id": payload["event_id"], "time": payload["time"]}
         if case["type"] == "checkin":
-            # On MQTT a check-in's age bound is said of its time.
-            fields = {**fields, "time_is_bound": fields["age_is_bound"]}
+            # On MQTT a check-in's age bound is said of its time; an age that saturated is a bound too.
+            fields = {**fields, "time_is_bound": fields["age_is_bound"] or fields["age_s"] == AGE_MAX_S}
             del fields["age_is_bound"]
             expected["number"] = payload["number"]
         expected.update(fields)
@@ -96,6 +96,15 @@ def test_a_check_in_batch_gives_one_event_per_check_in_identified_by_its_number_
 def test_a_check_in_whose_age_crossed_a_reboot_is_published_with_its_time_as_a_bound():
     events = outbox_of(case_named("checkin_ages_across_a_reboot_are_bounds"))
     assert [json.loads(event.payload)["time_is_bound"] for event in events] == [True, True, False]
+
+
+def test_a_check_in_whose_age_saturated_is_published_with_its_time_as_a_bound():
+    # 23.1 days is the longest age a frame carries: one that waited longer is sent with it.
+    (saturated,) = outbox_of(case_named("checkin_age_1998788s"))
+    (younger,) = outbox_of(case_named("checkin_age_86408s"))
+    saturated, younger = json.loads(saturated.payload), json.loads(younger.payload)
+    assert saturated["age_s"] == AGE_MAX_S
+    assert (saturated["time_is_bound"], younger["time_is_bound"]) == (True, False)
 
 
 def test_telemetry_publishes_only_the_fields_the_board_has():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import re
@@ -192,6 +193,21 @@ async def test_a_report_accepted_late_does_not_replace_the_newer_retained_state(
                 await ha.until(lambda co2=co2: numeric(ha, f"{node(AIR)}_co2_ppm") == co2)
         async with HomeAssistantModel(broker.port) as restarted:
             await restarted.until(lambda: numeric(restarted, f"{node(AIR)}_co2_ppm") == 800)
+
+
+async def test_a_board_flashed_with_new_keys_has_its_first_report_retained(tmp_path, broker):
+    # Its counters start again at 0 under the new key epoch: they are not older than the last epoch's.
+    write_devices(tmp_path)
+    rekeyed = dataclasses.replace(AIR, key_epoch=1, keys=derive_device_keys(TEST_MASTER_KEY, AIR.device_id, 1))
+    async with Site(tmp_path, broker.port) as site:
+        async with HomeAssistantModel(broker.port) as ha:
+            site.radio.hear(build_frame(Telemetry(co2_ppm=800), AIR.device_id, 5000, AIR.keys))
+            await ha.until(lambda: numeric(ha, f"{node(AIR)}_co2_ppm") == 800)
+            Registry({device.device_id: device for device in (DOOR, rekeyed, METER)}).save(tmp_path / "devices.toml")
+            site.radio.hear(build_frame(Telemetry(co2_ppm=450), AIR.device_id, 1, rekeyed.keys))
+            await ha.until(lambda: numeric(ha, f"{node(AIR)}_co2_ppm") == 450)
+        async with HomeAssistantModel(broker.port) as restarted:
+            await restarted.until(lambda: numeric(restarted, f"{node(AIR)}_co2_ppm") == 450)
 
 
 async def test_the_model_would_see_a_retained_checkin_replayed_and_a_missing_field_warned(broker):
