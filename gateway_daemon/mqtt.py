@@ -25,6 +25,7 @@ import aiomqtt
 from boards.registry import Device, Registry
 
 from .config import Config
+from .events import device_topic
 from .home_assistant import discovery_messages, gateway_discovery_messages
 from .pipeline import Pipeline
 from .state import GatewayState, OutboxEvent
@@ -201,10 +202,10 @@ class Publisher:
                 if message.payload == b"online":  # Home Assistant restarted: it wants the configs again
                     await self._announce(client)
             else:
-                await self._note_firmware(client, message.payload)
+                await self._note_firmware(client, str(message.topic), message.payload)
             _raise_if_cancelled()
 
-    async def _note_firmware(self, client: aiomqtt.Client, payload: Any) -> None:
+    async def _note_firmware(self, client: aiomqtt.Client, topic: str, payload: Any) -> None:
         """A node's status: when it names a firmware not yet on the node's device, publish the device again."""
         try:
             status = json.loads(payload)
@@ -212,7 +213,9 @@ class Publisher:
             firmware = str(status["firmware"])
         except (ValueError, TypeError, KeyError):
             return  # not one of ours: another publisher's message on a matching topic
-        if device is None or self.firmware.get(device.device_id) == firmware:
+        if device is None or topic != device_topic(self.config.mqtt.topic_prefix, device, "status"):
+            return  # a status of another device's topic says nothing of this one
+        if self.firmware.get(device.device_id) == firmware:
             return
         self.firmware[device.device_id] = firmware
         await self._announce_devices(client, [device])

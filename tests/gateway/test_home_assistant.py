@@ -195,6 +195,20 @@ async def test_a_report_accepted_late_does_not_replace_the_newer_retained_state(
             await restarted.until(lambda: numeric(restarted, f"{node(AIR)}_co2_ppm") == 800)
 
 
+async def test_a_status_on_another_devices_topic_does_not_set_a_devices_firmware(tmp_path, broker):
+    write_devices(tmp_path)
+    async with Site(tmp_path, broker.port) as site, HomeAssistantModel(broker.port) as ha:
+        nodes = Nodes(site)
+        await nodes.send(DOOR, Status(firmware="1.4.2", uptime_s=60))
+        await ha.until(lambda: ha.devices.get(node(DOOR), {}).get("sw_version") == "1.4.2")
+        async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+            spoofed = {"device_id": DOOR.device_id, "firmware": "6.6.6"}
+            await client.publish(f"borne/{AIR.site}/{AIR.name}/status", json.dumps(spoofed), qos=1)
+        await nodes.send(METER, Status(firmware="1.3.0", uptime_s=60))  # read after the message above
+        await ha.until(lambda: ha.devices.get(node(METER), {}).get("sw_version") == "1.3.0")
+        assert ha.devices[node(DOOR)]["sw_version"] == "1.4.2"
+
+
 async def test_a_board_flashed_with_new_keys_has_its_first_report_retained(tmp_path, broker):
     # Its counters start again at 0 under the new key epoch: they are not older than the last epoch's.
     write_devices(tmp_path)
