@@ -261,7 +261,12 @@ def _simulate(call, bus=None, busy=False):
 def _simulated(cls, names, bus=None):
     for name in names:
         setattr(cls, name, _simulate(getattr(cls, name), bus))
-_simulated(machine.SPI, ("_transfer",), lambda a: len(a[1]) * 8 * 1000000 // a[0]._config[0] + %(spi_overhead_us)d)
+# SPI._transfer(self, out, into): `out` is a buffer or, when reading, the one byte sent meanwhile (an int).
+_simulated(
+    machine.SPI,
+    ("_transfer",),
+    lambda a: len(a[1] if a[2] is None else a[2]) * 8 * 1000000 // a[0]._config[0] + %(spi_overhead_us)d,
+)
 _simulated(machine.SoftI2C, ("writeto", "readfrom_into"), lambda a: (len(a[2]) + 1) * 90)
 _simulated(machine.Pin, ("init", "value"))
 _simulated(machine.RTC, ("memory",))
