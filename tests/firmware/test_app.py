@@ -91,6 +91,49 @@ def node(tmp_path: Path) -> Iterator[VirtualBoard]:
         yield board
 
 
+# A door's check-in journal as it is after 250 check-ins, half of them ACKed: 375 records, more than
+# the COMPACT_AFTER // 2 at which a boot rewrites it (borne/checkin_queue.py).
+LONG_JOURNAL = """
+from borne.checkin_queue import CheckinQueue
+queue = CheckinQueue()
+for i in range(250):
+    queue.push(0x45, bytes(8), i)
+    if i % 2:
+        queue.ack(queue.first_number + 1, i)
+"""
+
+
+def test_a_door_whose_journal_is_long_starts(tmp_path):
+    # Its boot replays every record before anything is collected in this VM (an ESP32 collects when its
+    # heap is full): a replay that allocated per record outgrew the ESP32's heap, and the door never
+    # started again after a power cut.
+    flash = tmp_path / "flash"
+    profile = load_profile("heltec_v2")
+    options = NodeOptions(nfc="pn532", direction="in")
+    stage(
+        build_config(
+            profile, "node", "test", device_id=7, secrets=secrets_from_master(TEST_MASTER_KEY, 7), options=options
+        ),
+        flash,
+    )
+    main = flash / "main.py"
+    boot_code = main.read_bytes()
+    main.unlink()
+    with VirtualBoard(tmp_path / "tty-journal", flash, mcu="none") as board:
+        board.exec(LONG_JOURNAL, timeout=120)
+    journal = flash / "checkins.log"
+    long_size = journal.stat().st_size
+    main.write_bytes(boot_code)
+    with RadioMedium() as medium, VirtualBoard(tmp_path / "tty", flash, medium=medium) as board:
+        deadline = time.monotonic() + 60
+        while journal.stat().st_size >= long_size:  # the boot rewrites it once it replayed it
+            assert time.monotonic() < deadline, "the door did not get through its journal at boot"
+            time.sleep(0.2)
+        files = mpremote(board, "exec", "import os; print(sorted(os.listdir()))")
+        assert "crash.txt" not in files
+        assert mpremote(board, "exec", "import borne.retained; print(borne.retained.load()['crashes'])").strip() == "0"
+
+
 def test_a_board_without_its_configuration_starts_in_safe_mode_and_says_why(tmp_path):
     provision(tmp_path / "flash", with_config=False)
     with VirtualBoard(tmp_path / "tty", tmp_path / "flash") as board:
