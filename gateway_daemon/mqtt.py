@@ -90,8 +90,7 @@ class Publisher:
         gateway = config.gateway.name
         self.topic_base = f"{config.mqtt.topic_prefix}/gateway/{gateway}"
         self.firmware: dict[int, str] = {}  # device id → the version its last status named
-        # State topic → the sender (device id and key epoch: the event id's first part) and counter of the
-        # message retained on it.
+        # State topic → the sender (device id and key epoch) and counter of the message retained on it.
         self._retained: dict[str, tuple[str, int]] = {}
 
     def wake(self) -> None:
@@ -247,8 +246,8 @@ class Publisher:
         """
         if event.kind not in RETAINED_KINDS:
             return False
-        sender = event.event_id.partition(":")[0]
-        counter = json.loads(event.payload)["counter"]
+        sender, _, counter_text = event.event_id.partition(":")  # a report's id is `<sender>:<counter>`
+        counter = int(counter_text)
         retained = self._retained.get(event.topic)
         if retained is not None and retained[0] == sender and counter < retained[1]:
             return False
