@@ -215,6 +215,18 @@ class CheckinQueue:
         struct.pack_into(_STAMP, rec, 14, boot, clock)
         struct.pack_into("<I", rec, _CHECKED, crc32(self._rec_checked))
 
+    def _pack_event(self, at):
+        """The push record of the event in ring slot `at`, its bytes copied one by one: a compaction
+        writes up to _CAPACITY of them in one call, and allocates nothing for them but their CRCs."""
+        rec, ring = self._rec, self._ring
+        rec[0] = _PUSH
+        rec[1] = ring[at]
+        for j in range(4):  # arg: the number
+            rec[2 + j] = ring[at + 15 + j]
+        for j in range(14):  # token, boot and clock: in the same order in both
+            rec[6 + j] = ring[at + 1 + j]
+        struct.pack_into("<I", rec, _CHECKED, crc32(self._rec_checked))
+
     def _replay(self):
         """Rebuild the queue from the journal; how many records were torn or damaged."""
         damaged = 0
@@ -274,11 +286,8 @@ class CheckinQueue:
             struct.pack_into("<II", token, 0, self.next_number, self._reserved)
             self._pack(_HEAD, 0, self.dropped, token, self.boot, self._clock)
             f.write(self._rec)
-            ring = self._ring
             for i in range(self.depth):
-                at = self._slot(i)
-                boot, clock, number = struct.unpack_from("<HII", ring, at + 9)
-                self._pack(_PUSH, ring[at], number, ring[at + 1 : at + 9], boot, clock)
+                self._pack_event(self._slot(i))
                 f.write(self._rec)
         os.rename(self._new, self._log)
         self._records = 1 + self.depth
