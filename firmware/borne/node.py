@@ -89,10 +89,10 @@ class Node:
             resume_at = retained.load().get("counter")
         self.counter = FrameCounter(resume_at=resume_at)
         # A node that deep-sleeps between reports runs nothing else while it transmits: the CPU sleeps too.
-        self.radio = Radio(board["radio"], config["radio"], light_sleep_on_air=config["deep_sleep"])
+        self.radio = Radio(board["radio"], config["radio"], light_sleep=config["deep_sleep"])
         self.led = Led(board.get("led"))
         self._i2c = sensor_bus(board)
-        self.sensors = Sensors(config.get("sensors", []), board, self._i2c, single_shot=config["deep_sleep"])
+        self.sensors = Sensors(config.get("sensors", []), board, self._i2c, deep_sleep=config["deep_sleep"])
         self.reader_errors = 0
         self.rejected_downlinks = 0
         self.config_save_errors = 0  # configurations the flash refused to keep

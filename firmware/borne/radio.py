@@ -68,9 +68,9 @@ class Radio:
 
     `packet` is the last frame received; `rssi` (dBm), `snr` (dB x 4) and `rx_ticks_ms` describe it."""
 
-    def __init__(self, board_radio, radio_config, light_sleep_on_air=False):
+    def __init__(self, board_radio, radio_config, light_sleep=False):
         self.config = radio_config
-        self._light_sleep_on_air = light_sleep_on_air  # nothing else runs on this board while it transmits
+        self._light_sleep = light_sleep  # nothing else runs on this board while it sends or listens
         self.max_power_dbm = board_radio.get("max_power_dbm") or 14
         self.power_dbm = min(radio_config["output_power"], self.max_power_dbm)
         self.sf = radio_config["sf"]
@@ -144,7 +144,7 @@ class Radio:
     def _set_up(self):
         """Reset the modem through its reset line and set it up on the channel."""
         self.modem = make_modem(self._board_radio, self._lora_cfg(self.config["freq_khz"]))
-        self.modem.light_sleep_on_air = self._light_sleep_on_air
+        self.modem.light_sleep = self._light_sleep
         if self.dio_dead:
             self.modem.dio_dead = True  # the line is still dead after a reset: poll from the start
         self._freq_khz = self.config["freq_khz"]

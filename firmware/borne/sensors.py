@@ -5,11 +5,12 @@ status frame carries), never a crash; a missing one is looked for again at every
 sensor plugged in later is found.
 
 An SCD4x measures on its own every 5 s (periodic measurement), except on a node that deep-sleeps
-between readings (`single_shot`): it would never be awake 5 s after starting it, so `measure()` asks
-for one sample (single shot, SCD41) and waits the 5 s it takes.
+between readings (`deep_sleep`): it would never be awake 5 s after starting it, so `measure()` asks
+for one sample (single shot, SCD41) and waits the 5 s it takes. Nothing else runs on such a node, so
+its waits for a sensor's measurement are spent in light sleep.
 """
 
-import asyncio
+import machine
 
 from borne.contract import (
     BATTERY_MV,
@@ -73,9 +74,9 @@ def _sht4x(bus):
 
 
 class Sensors:
-    def __init__(self, names, board, i2c, single_shot=False):
+    def __init__(self, names, board, i2c, deep_sleep=False):
         self.names = names
-        self._single_shot = single_shot
+        self._single_shot = deep_sleep  # the SCD4x measures once per reading, in light sleep
         self._i2c = i2c  # the board's sensor bus, shared with a PN532
         self._drivers: dict = {}  # name -> driver, once it answered
         self._co2 = None  # the SCD4x's last sample: it measures every 5 s, on its own, or once per measure()
@@ -104,7 +105,7 @@ class Sensors:
                 _single_shot(self._driver("scd4x", _scd4x_idle))
                 from borne.drivers.scd4x import SINGLE_SHOT_MS
 
-                await asyncio.sleep_ms(SINGLE_SHOT_MS)
+                machine.lightsleep(SINGLE_SHOT_MS)  # the watchdog's 30 s allow it
             except OSError:
                 self._drivers.pop("scd4x", None)  # read() looks for it again, and counts the fault
         return self.read()
@@ -134,7 +135,7 @@ class Sensors:
                 values[HUMIDITY_PCT] = self._co2[2] / 100
         if "bme280" in names:
             try:
-                t, h, p = self._driver("bme280", _bme280).read()
+                t, h, p = self._driver("bme280", _bme280).read(self._single_shot)
                 values[TEMPERATURE_C] = t / 100
                 values[HUMIDITY_PCT] = h / 100
                 values[PRESSURE_HPA] = p / 100

@@ -213,13 +213,41 @@ function control(line) {
 
 for (const line of options.world.split("\n")) if (line) control(line); // before any handler exists
 
-if (options.control !== undefined) {
-  let pending = "";
+// The control pipe's text: applied line by line; how many lines it held.
+let controlPending = "";
+function takeControl(text) {
+  const lines = (controlPending + text).split("\n");
+  controlPending = lines.pop();
+  for (const line of lines) if (line) control(line);
+  return lines.length;
+}
+
+if (options.control !== undefined)
   new net.Socket({ fd: Number(options.control), readable: true, writable: false }).on("data", (chunk) => {
-    const lines = (pending + chunk.toString()).split("\n");
-    pending = lines.pop();
-    for (const line of lines) if (line) control(line);
+    takeControl(chunk.toString());
   });
+
+// The CPU in light sleep, for `ms` (< 0: for ever): Node's timers wait, as the chip's do, but the world
+// outside it goes on: the control pipe is read every millisecond (its fd is non-blocking: libuv opened
+// it for the socket above), and its messages are applied. With `wakeOnControl`, the sleep ends once one
+// is, for machine.py to look at the level of its wake pin. 1: ended so; 0: the time is up.
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+const controlChunk = Buffer.alloc(4096);
+function lightSleep(ms, wakeOnControl) {
+  const end = performance.now() + (ms < 0 ? Infinity : ms);
+  for (;;) {
+    let n = 0;
+    if (options.control !== undefined)
+      try {
+        n = fs.readSync(Number(options.control), controlChunk);
+      } catch (error) {
+        if (error.code !== "EAGAIN") throw error;
+      }
+    if (n > 0 && takeControl(controlChunk.toString("latin1", 0, n)) && wakeOnControl) return 1;
+    const left = end - performance.now();
+    if (left <= 0) return 0;
+    Atomics.wait(sleeper, 0, 0, Math.min(left, 1));
+  }
 }
 
 // CLOCK_MONOTONIC in ns, as Python's time.monotonic() reads it (a double: within a few ns for years).
@@ -286,12 +314,9 @@ mp.registerJsModule("_board", {
   aes: hostAes(() => vmMemory),
   reset_cause: Number(options["reset-cause"]),
   unique_id: options["unique-id"],
+  mcu: options.mcu,
   reset: () => end(EXIT_MACHINE_RESET),
-  // The whole VM stops, as the CPU does: Node's timers, the control pipe and the chips' models wait too.
-  lightsleep: (ms) => {
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms < 0 ? Infinity : ms);
-    return 0;
-  },
+  lightsleep: (ms, wakeOnControl) => lightSleep(ms, Boolean(wakeOnControl)),
   deepsleep: (ms) => {
     emit("deep_sleep", { ms });
     end(EXIT_DEEPSLEEP);

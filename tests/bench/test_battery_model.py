@@ -80,3 +80,13 @@ def test_a_radio_whose_rail_is_off_draws_nothing_asleep() -> None:
     rail_on = charge("tbeam_sx1262", NEVER_AWAKE).average_ua
     rail_off = charge("tbeam_sx1262", NEVER_AWAKE, asleep=Asleep(radio_rail_off=True)).average_ua
     assert rail_on - rail_off == pytest.approx(RADIO_CURRENTS["sx1262"]["sleep"].ma * 1000)
+
+
+def test_a_receive_window_and_a_conversion_in_light_sleep_save_the_cpus_current_and_not_the_chips() -> None:
+    awake = Awake(0, 0, 0, 9.3, 0, 0, 0, 0, 0, 0, 0, rx_window=300)
+    asleep = Awake(0, 0, 0, 9.3, 0, 0, 0, 0, 0, 0, 0, rx_window=300, sensor_wait_light=9.3, rx_window_light=300)
+    mcu = MCU_CURRENTS["esp32"]
+    saved_ma = mcu["active"].ma - mcu["light_sleep"].ma
+    saved_uah = charge("heltec_v2", awake).wake_uah - charge("heltec_v2", asleep).wake_uah
+    assert saved_uah == pytest.approx((9.3 + 300 * REPORT_S / STATUS_S) * saved_ma / 3600)
+    assert charge("heltec_v2", asleep).wake_uah == pytest.approx(charge("heltec_v2", awake, light_sleep=True).wake_uah)

@@ -34,10 +34,10 @@ from borne.sensors import Sensors
 from borne.drivers import pn532
 i2c = I2C(0, scl=Pin({SCL}), sda=Pin({SDA}), freq=100000)
 sensors = None
-def reading(names=None, single_shot=False):
+def reading(names=None, deep_sleep=False):
     global sensors
     if names is not None:
-        sensors = Sensors(names, {{}}, i2c, single_shot=single_shot)
+        sensors = Sensors(names, {{}}, i2c, deep_sleep=deep_sleep)
     values = sensors.read()
     return [None if v is None else round(v, 1) for v in values[:4]], sensors.faults
 reader_errors = 0
@@ -136,10 +136,34 @@ def test_an_scd4x_reports_nothing_before_its_first_periodic_sample_and_counts_no
 
 
 def test_a_sleeping_nodes_scd4x_with_no_shot_taken_is_a_co2_fault_and_its_single_shot_reads(board):
-    assert run(board, "reading(['scd4x'], single_shot=True)") == [[None] * 4, CO2]  # nothing measured
+    assert run(board, "reading(['scd4x'], deep_sleep=True)") == [[None] * 4, CO2]  # nothing measured
     run(board, "[asyncio.create_task(sensors.measure()), 0][1]")
     time.sleep(6)  # measure() waits the datasheet's 5 s for its single shot
     assert run(board, "[sensors.values[3], sensors.faults]") == [800, 0]
+
+
+# machine.lightsleep() recorded: the ms it was asked.
+SLEEPS_RECORDED = """
+import machine
+slept = []
+_lightsleep = machine.lightsleep
+def _recording(ms=None):
+    slept.append(ms)
+    _lightsleep(ms)
+machine.lightsleep = _recording
+"""
+
+
+def test_a_sleeping_node_waits_for_its_bme280_and_its_scd4x_single_shot_in_light_sleep(board):
+    board.exec(SLEEPS_RECORDED)
+    try:
+        run(board, "[reading(['bme280', 'scd4x'], deep_sleep=True), 0][1]")
+        run(board, "[asyncio.create_task(sensors.measure()), 0][1]")
+        time.sleep(6)  # the single shot's 5 s, asleep
+        # The BME280's longest measurement time (datasheet §9.1: 9.3 ms) at each reading; the single shot's 5 s.
+        assert run(board, "[sensors.values[3], sensors.faults, slept]") == [800, 0, [10, 5000, 10]]
+    finally:
+        board.exec("machine.lightsleep = _lightsleep")
 
 
 # PN532.

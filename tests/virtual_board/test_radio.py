@@ -15,6 +15,7 @@ import pytest
 from boards import provisioning
 from payload_codec.airtime import time_on_air_ms
 from simulator.virtual_board import BoardExecError, RadioMedium, VirtualBoard
+from simulator.virtual_board.board import SX1262_WIRING, SX1276_WIRING
 from tests.virtual_board.conftest import wait_for
 
 CHANNEL_HZ = 868_100_000
@@ -28,10 +29,13 @@ RADIO_DRIVERS += ("borne/drivers/dio.py", "borne/drivers/sx127x.py", "borne/driv
 # a Heltec V3 (SX1262: our driver, against the chip's command-level model); then helpers that record
 # what happens.
 MODEMS = {
-    "sx1276": "SX127x(SPI(1, baudrate=2_000_000, sck=Pin(5), mosi=Pin(27), miso=Pin(19)), Pin(18), Pin(26), Pin(14))",
-    "sx1262": "SX126x(SPI(1, baudrate=2_000_000, sck=Pin(9), mosi=Pin(10), miso=Pin(11)), Pin(8), Pin(13), Pin(14), "
+    "sx1276": "SX127x(SPI(1, baudrate=2_000_000, sck=Pin(5), mosi=Pin(27), miso=Pin(19)), Pin(18), Pin({dio}), "
+    "Pin(14))",
+    "sx1262": "SX126x(SPI(1, baudrate=2_000_000, sck=Pin(9), mosi=Pin(10), miso=Pin(11)), Pin(8), Pin(13), Pin({dio}), "
     "Pin(12), tcxo_mv=1800, dio2_rf_switch=True)",
 }
+WIRING = {"sx1276": SX1276_WIRING, "sx1262": SX1262_WIRING}
+DIO = {"sx1276": "dio0", "sx1262": "dio1"}  # the line that carries the chip's IRQ
 IMPORTS = {"sx1276": "from borne.drivers.sx127x import SX127x", "sx1262": "from borne.drivers.sx126x import SX126x"}
 HELPERS = """\
 import asyncio, time
@@ -54,9 +58,10 @@ async def send(payload):
 """
 
 
-def start_modem(board: VirtualBoard, chip: str = "sx1276", **lora_cfg: object) -> None:
+def start_modem(board: VirtualBoard, chip: str = "sx1276", dio: int | None = None, **lora_cfg: object) -> None:
     settings = {"freq_khz": CHANNEL_HZ // 1000, "sf": 7, "bw": "125", "coding_rate": 5, **lora_cfg}
-    board.exec(f"{IMPORTS[chip]}\n{HELPERS}modem = {MODEMS[chip]}\nmodem.configure({settings!r})")
+    modem = MODEMS[chip].format(dio=WIRING[chip][DIO[chip]] if dio is None else dio)
+    board.exec(f"{IMPORTS[chip]}\n{HELPERS}modem = {modem}\nmodem.configure({settings!r})")
 
 
 def with_radio_drivers(flash: Path) -> Path:
@@ -97,11 +102,17 @@ def boards(board_tools: None, tmp_path: Path, medium: RadioMedium) -> Iterator[C
     """Make a board on the medium, its modem constructed with `lora_cfg` (868.1 MHz, SF7 by default)."""
     with contextlib.ExitStack() as stack:
 
-        def make(name: str, chip: str = "sx1276", **lora_cfg: object) -> VirtualBoard:
+        def make(
+            name: str, chip: str = "sx1276", *, dio: int | None = None, mcu: str = "esp32", **lora_cfg: object
+        ) -> VirtualBoard:
+            """`dio`: the GPIO of the chip's IRQ line, if not the usual one."""
             flash = with_radio_drivers(tmp_path / name)
-            board = VirtualBoard(tmp_path / f"tty{name}", flash, radio=chip, medium=medium)
+            wiring = None if dio is None else {**WIRING[chip], DIO[chip]: dio}
+            board = VirtualBoard(
+                tmp_path / f"tty{name}", flash, radio=chip, medium=medium, radio_wiring=wiring, mcu=mcu
+            )
             stack.enter_context(board)
-            start_modem(board, chip, **lora_cfg)
+            start_modem(board, chip, dio, **lora_cfg)
             return board
 
         yield make
@@ -114,6 +125,62 @@ def test_a_board_receives_another_boards_frame_with_the_links_rssi_and_snr(board
     send(sender, b"hello")
     wait_for(lambda: heard(receiver) != [])
     assert heard(receiver) == [(b"hello", -71, 26)]
+
+
+# A node that deep-sleeps between reports listens in light sleep: machine.lightsleep() recorded, as
+# (ms asked, ms slept).
+SLEEPING_LIGHTLY = """
+import machine
+slept = []
+_lightsleep = machine.lightsleep
+def lightsleep(ms=None):
+    started = time.ticks_ms()
+    _lightsleep(ms)
+    slept.append((ms, time.ticks_diff(time.ticks_ms(), started)))
+machine.lightsleep = lightsleep
+modem.light_sleep = True
+"""
+
+
+@pytest.mark.parametrize("chip", ["sx1276", "sx1262"])
+def test_a_sleeping_node_listens_in_light_sleep_and_its_irq_line_wakes_it_for_a_frame(boards, medium, chip) -> None:
+    board = boards("a", chip)
+    board.exec(SLEEPING_LIGHTLY)
+    listen(board, medium, timeout_ms=4000)
+    time.sleep(0.5)
+    medium.transmit(b"woke", CHANNEL_HZ, 7)
+    wait_for(lambda: heard(board) != [], timeout_s=3)  # long before the receive's 4 s
+    assert heard(board) == [(b"woke", -90, DEFAULT_SNR_X4)]
+    ((asked, slept),) = ast.literal_eval(board.exec("print(slept)"))
+    assert asked > 3500 and 400 < slept < 3000  # asleep from the start of the receive to the frame's end
+    # The wake left the line's pad an RTC IO: the driver made it a digital GPIO again, whose IRQ an
+    # awake receive takes (no poll of the chip's flags, no line found dead).
+    board.exec("modem.light_sleep = False")
+    listen(board, medium)
+    medium.transmit(b"awake", CHANNEL_HZ, 7)
+    wait_for(lambda: len(heard(board)) == 2)
+    assert heard(board)[1][0] == b"awake"
+    assert board.exec("print(modem._dio.polled, modem.dio_dead)").split() == ["False", "False"]
+
+
+def test_a_sleeping_node_whose_irq_line_cannot_wake_the_cpu_listens_awake(boards, medium) -> None:
+    board = boards("a", "sx1262", dio=33, mcu="esp32s3")  # as a LilyGO T3-S3: GPIO 33 is no RTC GPIO of an S3
+    board.exec(SLEEPING_LIGHTLY)
+    listen(board, medium, timeout_ms=4000)
+    medium.transmit(b"heard", CHANNEL_HZ, 7)
+    wait_for(lambda: heard(board) != [])
+    assert heard(board)[0][0] == b"heard"
+    assert board.exec("print(slept)").strip() == "[]"
+
+
+def test_a_sleeping_node_that_hears_nothing_sleeps_through_its_receive(boards, medium) -> None:
+    board = boards("a")
+    board.exec(SLEEPING_LIGHTLY)
+    listen(board, medium, timeout_ms=600)
+    wait_for(lambda: heard(board) != [])
+    assert heard(board) == [None]
+    ((asked, slept),) = ast.literal_eval(board.exec("print(slept)"))
+    assert asked <= 600 <= slept + 5
 
 
 def test_an_sx1262_and_an_sx1276_with_the_same_private_sync_word_hear_each_other(boards, medium) -> None:

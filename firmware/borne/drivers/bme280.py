@@ -4,6 +4,7 @@
 import struct
 import time
 
+import machine
 from micropython import const
 
 _REG_CALIB_TP = const(0x88)  # 0x88..0x9F: T1..T3, P1..P9
@@ -18,7 +19,9 @@ _CHIP_ID = const(0x60)
 _OVERSAMPLE_X1 = const(0x01)
 _MODE_FORCED = const(0x01)
 _STATUS_MEASURING = const(0x08)
-_MEASURE_POLLS = const(20)  # x1 oversampling of all three takes 8 ms at most; poll 1 ms apart
+_MEASURE_POLLS = const(20)  # poll 1 ms apart
+# x1 oversampling of all three takes 8 ms, 9.3 at most (datasheet §9.1: 1.25 + 2.3 + 2 x (2.3 + 0.575) ms).
+_MEASURE_MAX_MS = const(10)
 
 ADDRESS = const(0x76)  # SDO to GND; 0x77 with SDO to VDDIO
 
@@ -44,12 +47,16 @@ class BME280:
         self._i2c.readfrom_mem_into(self._address, register, view)
         return view
 
-    def read(self):
-        """Measure once: (temperature in 0.01 °C, relative humidity in 0.01 %, pressure in Pa)."""
+    def read(self, light_sleep=False):
+        """Measure once: (temperature in 0.01 °C, relative humidity in 0.01 %, pressure in Pa).
+        `light_sleep`: nothing else runs on this node (it deep-sleeps between readings), so the CPU
+        light-sleeps through the measurement's longest time instead of polling it awake."""
         i2c, address = self._i2c, self._address
         # ctrl_hum takes effect only at the next write of ctrl_meas, which starts the measurement.
         i2c.writeto_mem(address, _REG_CTRL_HUM, bytes((_OVERSAMPLE_X1,)))
         i2c.writeto_mem(address, _REG_CTRL_MEAS, bytes((_OVERSAMPLE_X1 << 5 | _OVERSAMPLE_X1 << 2 | _MODE_FORCED,)))
+        if light_sleep:
+            machine.lightsleep(_MEASURE_MAX_MS)
         for _ in range(_MEASURE_POLLS):
             if not self._read(_REG_STATUS, 1)[0] & _STATUS_MEASURING:
                 break

@@ -11,6 +11,7 @@ taken should it come."""
 
 import time
 
+import esp32
 import machine
 from micropython import const
 
@@ -36,6 +37,8 @@ class DioWait:
         # The wait under way: its arguments, and its state between looks.
         self._timeout_ms = None
         self._light_sleep_ms = 0
+        self._sleep_to_irq = False
+        self._wakes_cpu = None  # whether the line can wake the ESP32 from light sleep: asked at first need
         now = time.ticks_ms()
         self._started = now  # when it started
         self._checked = now  # when it last read the chip's flags
@@ -60,31 +63,51 @@ class DioWait:
         """End a wait under way: it gives None."""
         self._waiting = False
 
-    def wait(self, timeout_ms, light_sleep_ms=0):
+    def wait(self, timeout_ms, light_sleep_ms=0, sleep_to_irq=False):
         """Await it: the IRQ (True; `ticks_ms` says when it came), `timeout_ms` (False; None: no limit)
         or cancel() (None; also for a wait that another task's newer wait replaced). On a dead line, the
         chip's IRQ flags set stand for the IRQ (True, `polled`). Allocates nothing (borne/reused.py).
 
-        `light_sleep_ms`: first sleep that long in light sleep, when nothing else needs to run (a node
-        that deep-sleeps between reports). The ESP32 stops its clocks then and may miss the IRQ's edge,
-        so after it the line's level says whether the chip raised it."""
+        On a node that deep-sleeps between reports nothing else needs to run, and the wait is spent in
+        light sleep as far as the chip allows. `light_sleep_ms`: first sleep that long (a send's time on
+        air: its TX-done cannot come sooner, and follows within a ms). `sleep_to_irq`: sleep until the
+        line rises or `timeout_ms` (a receive, whose IRQ comes from the air), where the line can wake
+        the ESP32 (ext0: an RTC GPIO; else the wait stays awake). The ESP32 stops its clocks then and
+        may miss the IRQ's edge, so after it the line's level says whether the chip raised it."""
         self._timeout_ms = timeout_ms
         self._light_sleep_ms = light_sleep_ms
+        self._sleep_to_irq = sleep_to_irq and timeout_ms is not None and self._can_wake_cpu()
         return self._wait()
+
+    def _can_wake_cpu(self):
+        """Whether the line can wake the ESP32 from light sleep (ext0): an RTC GPIO, as the port says."""
+        if self._wakes_cpu is None:
+            try:
+                esp32.wake_on_ext0(self._pin, True)
+                self._wakes_cpu = True
+            except ValueError:  # not an RTC GPIO (e.g. GPIO 33 on an ESP32-S3)
+                self._wakes_cpu = False
+            esp32.wake_on_ext0(None, True)
+        return self._wakes_cpu
 
     def _waits(self):
         # Every wait(), one after another (see borne/reused.py).
         while True:
             timeout_ms = self._timeout_ms
             self.polled = False
-            if self._light_sleep_ms > 0:
-                machine.lightsleep(self._light_sleep_ms)
+            if self._light_sleep_ms > 0 or self._sleep_to_irq:
+                slept = time.ticks_ms()
+                if self._light_sleep_ms > 0:
+                    machine.lightsleep(self._light_sleep_ms)
+                if self._sleep_to_irq and timeout_ms is not None:
+                    self._sleep_to_line(timeout_ms - time.ticks_diff(time.ticks_ms(), slept))
                 if self._pin.value():
                     self.ticks_ms = time.ticks_ms()
+                    self._fired = False  # taken, its edge seen or not
                     yield RETURN_TRUE
                     continue
                 if timeout_ms is not None:
-                    timeout_ms -= self._light_sleep_ms
+                    timeout_ms -= time.ticks_diff(time.ticks_ms(), slept)
             self._waiting = True
             self._seen = False
             self._started = self._checked = time.ticks_ms()
@@ -112,6 +135,19 @@ class DioWait:
                 else:
                     end = RETURN_NONE  # cancel()
             yield end
+
+    def _sleep_to_line(self, ms):
+        """Light-sleep up to `ms`, woken by the line rising (ext0). The wake leaves its pad an RTC IO,
+        which reads 0 and takes no IRQ: a Pin.init() with a mode makes it a digital GPIO again
+        (ports/esp32/machine_pin.c: rtc_gpio_deinit), as ESP-IDF's Sleep Modes guide asks."""
+        if ms <= 0:
+            return
+        esp32.wake_on_ext0(self._pin, True)
+        try:
+            machine.lightsleep(ms)
+        finally:
+            esp32.wake_on_ext0(None, True)  # it would wake the node from deep sleep too
+            self._pin.init(self._pin.IN)
 
     def _look(self, now):
         """Whether the chip's IRQ flags, read over SPI when it is time to, end the wait: on a dead line,

@@ -151,7 +151,7 @@ class SX126x:
         self._view = memoryview(self._buffer)
         self.packet = self._view[:0]  # the frame the last recv that gave True received
         self._dio = DioWait(dio1, self._pending)  # a send or recv waits for DIO1; standby() ends it
-        self.light_sleep_on_air = False  # a send waits out its time on air in light sleep
+        self.light_sleep = False  # nothing else runs on this board: sends and receives wait in light sleep
         self._sending = Reused(self._sends)
         self._frame = b""  # the send under way's arguments
         self._tx_at_ms = None
@@ -473,7 +473,7 @@ class SX126x:
             self._dio.arm()
             self._command(_SET_TX, timeout >> 16, timeout >> 8 & 0xFF, timeout & 0xFF)
             self._check("to transmit")
-            done = yield from self._dio.wait(airtime_ms + _TX_SLACK_MS, airtime_ms if self.light_sleep_on_air else 0)
+            done = yield from self._dio.wait(airtime_ms + _TX_SLACK_MS, airtime_ms if self.light_sleep else 0)
             if done is None:
                 raise OSError(_ECANCELED)  # standby() cut it short
             irqs = self._irq_status()
@@ -507,7 +507,7 @@ class SX126x:
             end = RETURN_NONE
             while True:
                 left = None if deadline is None else time.ticks_diff(deadline, time.ticks_ms())
-                got = yield from self._dio.wait(left)
+                got = yield from self._dio.wait(left, 0, self.light_sleep)
                 if not got:
                     if got is False:
                         self.standby()

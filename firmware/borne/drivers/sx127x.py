@@ -107,7 +107,7 @@ class SX127x:
         self.packet = self._view[:0]  # the frame the last recv that gave True received
         self._dio0_flag = _TX_DONE  # the IRQ flag that DIO0 shows now (RegDioMapping1)
         self._dio = DioWait(dio0, self._pending)  # a send or recv waits for DIO0; standby() ends it
-        self.light_sleep_on_air = False  # a send waits out its time on air in light sleep
+        self.light_sleep = False  # nothing else runs on this board: sends and receives wait in light sleep
         self._sending = Reused(self._sends)
         self._frame = b""  # the send under way's arguments
         self._tx_at_ms = None
@@ -311,7 +311,7 @@ class SX127x:
             self._mode(_TX)
             airtime_us = time_on_air_us(n, self._sf, self._bw_hz, self._coding_rate, self._preamble_len)
             airtime_ms = airtime_us // 1000
-            done = yield from self._dio.wait(airtime_ms + _TX_SLACK_MS, airtime_ms if self.light_sleep_on_air else 0)
+            done = yield from self._dio.wait(airtime_ms + _TX_SLACK_MS, airtime_ms if self.light_sleep else 0)
             if done is None:
                 raise OSError(_ECANCELED)  # standby() cut it short
             flags = self._read(_IRQ_FLAGS)
@@ -344,7 +344,7 @@ class SX127x:
             end = RETURN_NONE
             while True:
                 left = None if deadline is None else time.ticks_diff(deadline, time.ticks_ms())
-                got = yield from self._dio.wait(left)
+                got = yield from self._dio.wait(left, 0, self.light_sleep)
                 if not got:
                     if got is False:
                         self.standby()

@@ -1,11 +1,12 @@
-# The part of ESP32's `esp32` module that the firmware uses: NVS, kept by the host (nvs.mjs), and
-# gpio_deep_sleep_hold.
+# The part of ESP32's `esp32` module that the firmware uses: NVS, kept by the host (nvs.mjs),
+# gpio_deep_sleep_hold and wake_on_ext0.
 # Errors are ESP32's: OSError(-esp_err_t, name), e.g. OSError(-4354, 'ESP_ERR_NVS_NOT_FOUND') for a
 # missing key, as MicroPython's check_esp_err raises them.
 import json
 from binascii import hexlify, unhexlify
 
 import machine
+from _board import mcu as _mcu
 from _board import nvs as _nvs
 
 # Looked up on the nvs proxy once (as machine.py's host functions are): a lookup allocates, and a
@@ -83,3 +84,25 @@ def gpio_deep_sleep_hold(enable):
     too. On a chip it lasts through every deep sleep until changed (ESP-IDF gpio.h); here each boot
     starts without it (stricter: set it before each sleep)."""
     machine._deep_sleep_hold = bool(enable)
+
+
+# The GPIOs that can wake the chip (its RTC GPIOs), ports/esp32/modesp32.h RTC_VALID_EXT_PINS.
+if _mcu == "esp32s3":
+    _WAKE_PINS = frozenset(range(22))
+else:
+    _WAKE_PINS = frozenset((0, 2, 4, 12, 13, 14, 15, 25, 26, 27, 32, 33, 34, 35, 36, 37, 38, 39))
+
+
+def wake_on_ext0(pin, level=None):
+    """Wake from light sleep (and deep sleep, not modelled) when `pin` is at `level` (None: stop),
+    as ports/esp32/modesp32.c's: ValueError('invalid pin') for a pin that is not an RTC GPIO."""
+    if pin is None:
+        machine._ext0_pin = -1
+    else:
+        if not isinstance(pin, machine.Pin):
+            raise ValueError("expecting a pin")
+        if pin._id not in _WAKE_PINS:
+            raise ValueError("invalid pin")
+        machine._ext0_pin = pin._id
+    if level is not None:
+        machine._ext0_level = 1 if level else 0

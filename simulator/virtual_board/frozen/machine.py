@@ -2,6 +2,7 @@
 # the chip is the host's (board.py and its parts): it drives input pins and ADC voltages, runs the watchdog's
 # clock, keeps RTC memory while the power is on, and wakes the board from deep sleep.
 import sys
+import time
 from binascii import hexlify
 
 import _board
@@ -52,11 +53,43 @@ def freq():
     return 160_000_000
 
 
+# esp32.wake_on_ext0(): the GPIO whose level wakes the CPU from light sleep (-1: none), and that level.
+_ext0_pin = -1
+_ext0_level = 1
+# In light sleep: a pin's edge meanwhile runs no IRQ handler (_edge).
+_asleep = False
+
+
 def lightsleep(time_ms=None):
     """Stop the CPU for `time_ms` (ports/esp32/modmachine.c: a timer wakes it, esp_light_sleep_start): no
     Python runs meanwhile, no task, no IRQ handler. Without `time_ms` nothing here wakes it but the
-    watchdog. Here the chips' models (which run in this VM) pause with it: on a board they go on."""
-    _host_lightsleep(-1 if time_ms is None else max(time_ms, 0))
+    watchdog, or the ext0 pin. The world goes on: the host's messages are applied as they come, so a
+    radio chip's model hears its frames, but an edge they make is missed (the ESP32's GPIOs are not
+    clocked), only the level stays. With esp32.wake_on_ext0() set, the pin at its level wakes the CPU
+    (esp_sleep_enable_ext0_wakeup, as machine_sleep_helper sets it for light sleep too). The chips'
+    own timers (a radio's TX-done) wait for the wake: use it for waits in which they have nothing to do."""
+    global _asleep
+    _asleep = True
+    try:
+        if _ext0_pin < 0:
+            _host_lightsleep(-1 if time_ms is None else max(time_ms, 0), False)
+            return
+        pad = _pads[_ext0_pin]  # wake_on_ext0() took a Pin, which made it
+        pad.rtc = False  # the RTC IO reads the level the wake watches
+        start = time.ticks_ms()
+        while _level(_ext0_pin, _host_pin_input(_ext0_pin)) != _ext0_level:
+            left = -1
+            if time_ms is not None:
+                left = time_ms - time.ticks_diff(time.ticks_ms(), start)
+                if left <= 0:
+                    break
+            _host_lightsleep(left, True)  # returns early once a message of the host is applied
+        # ESP-IDF made the pad an RTC IO for the wake and leaves it so: it reads 0 and takes no IRQ until
+        # Pin.init() with a mode makes it digital again (machine_pin.c calls rtc_gpio_deinit then; ESP-IDF's
+        # Sleep Modes guide: "before using these pads as digital GPIOs, ... rtc_gpio_deinit()").
+        pad.rtc = True
+    finally:
+        _asleep = False
 
 
 def deepsleep(time_ms=0):
@@ -113,6 +146,7 @@ class Pin:
             pad.pull = pull
         if mode != -1:
             pad.mode = mode
+            pad.rtc = False  # a digital GPIO again
         if hold is not None:
             pad.held = None
             if hold:
@@ -160,6 +194,7 @@ class _Pad:
         self.trigger = 0
         self.pin = None  # the Pin its IRQ handler is given
         self.held = None  # pad hold: the level latched (-1: not driven), None when not held
+        self.rtc = False  # left an RTC IO by a wake from light sleep (lightsleep): reads 0, no IRQ
 
 
 class _PinIRQ:
@@ -191,6 +226,8 @@ def _level(pin, host_level):
     pad = _pads.get(pin) or _Pad()
     if _driven_by_board(pad):
         return _output(pad)
+    if pad.rtc:
+        return 0
     chip_level = spi_bus.driven(pin)
     if chip_level is not None:  # a chip's output (an IRQ line) wins over the host's
         return chip_level
@@ -222,7 +259,7 @@ def _chip_changed_pin(pin, old, new):
 
 def _edge(pin, before, after):
     pad = _pads.get(pin)
-    if pad is None or pad.handler is None:
+    if pad is None or pad.handler is None or pad.rtc or _asleep:
         return
     edge = Pin.IRQ_RISING if after > before else Pin.IRQ_FALLING if after < before else 0
     if edge & pad.trigger:
