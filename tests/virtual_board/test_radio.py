@@ -173,6 +173,37 @@ def test_a_sleeping_node_whose_irq_line_cannot_wake_the_cpu_listens_awake(boards
     assert board.exec("print(slept)").strip() == "[]"
 
 
+def test_a_sleeping_node_whose_irq_pin_reads_high_without_an_irq_listens_awake_until_its_deadline(
+    boards, medium
+) -> None:
+    # A wrong pin in the profile, held high (a pull-up, a strapping pin): light sleep would end at once, and
+    # the level said an IRQ the chip never raised, again and again, with nothing else let to run.
+    board = boards("a", dio=22)  # the chip's DIO0 goes to GPIO 22; the modem is told GPIO 2, held high
+    board.set_pin(2, 1)
+    start_modem(board, dio=2)
+    board.exec(SLEEPING_LIGHTLY)
+    listen(board, medium, timeout_ms=800)
+    wait_for(lambda: heard(board) != [])
+    assert heard(board) == [None]
+    assert board.exec("print(slept)").strip() == "[]"
+
+
+def test_a_sleeping_node_whose_irq_line_is_dead_polls_the_chip_awake(boards, medium) -> None:
+    # A line that never rises cannot wake the CPU: asleep, the frame would be found only at the deadline.
+    board = boards("a")
+    board.break_radio("dio0_dead")
+    listen(board, medium, timeout_ms=4000)
+    medium.transmit(b"first", CHANNEL_HZ, 7)
+    wait_for(lambda: heard(board) != [])
+    assert board.exec("print(modem.dio_dead)").strip() == "True"  # found dead by that receive
+    board.exec(SLEEPING_LIGHTLY)
+    listen(board, medium, timeout_ms=4000)
+    medium.transmit(b"second", CHANNEL_HZ, 7)
+    wait_for(lambda: len(heard(board)) == 2, timeout_s=3)
+    assert heard(board)[1][0] == b"second"
+    assert board.exec("print(slept)").strip() == "[]"
+
+
 def test_a_sleeping_node_that_hears_nothing_sleeps_through_its_receive(boards, medium) -> None:
     board = boards("a")
     board.exec(SLEEPING_LIGHTLY)

@@ -76,7 +76,8 @@ class DioWait:
         may miss the IRQ's edge, so after it the line's level says whether the chip raised it."""
         self._timeout_ms = timeout_ms
         self._light_sleep_ms = light_sleep_ms
-        self._sleep_to_irq = sleep_to_irq and timeout_ms is not None and self._can_wake_cpu()
+        # A line found dead never rises: its waits poll the chip's flags, awake.
+        self._sleep_to_irq = sleep_to_irq and timeout_ms is not None and not self.dead and self._can_wake_cpu()
         return self._wait()
 
     def _can_wake_cpu(self):
@@ -97,11 +98,17 @@ class DioWait:
             self.polled = False
             if self._light_sleep_ms > 0 or self._sleep_to_irq:
                 slept = time.ticks_ms()
+                rose = False
                 if self._light_sleep_ms > 0:
                     machine.lightsleep(self._light_sleep_ms)
-                if self._sleep_to_irq and timeout_ms is not None:
-                    self._sleep_to_line(timeout_ms - time.ticks_diff(time.ticks_ms(), slept))
-                if self._pin.value():
+                    rose = self._pin.value()
+                elif timeout_ms is not None and not self._pin.value():
+                    # A line high before the sleep (stuck, or a wrong pin with a pull-up) would wake it at
+                    # once and say nothing of this IRQ: the wait stays awake, on the line's edges and the
+                    # chip's flags.
+                    self._sleep_to_line(timeout_ms)
+                    rose = self._pin.value()
+                if rose:
                     self.ticks_ms = time.ticks_ms()
                     self._fired = False  # taken, its edge seen or not
                     yield RETURN_TRUE
