@@ -76,7 +76,7 @@ def _sht4x(bus):
 class Sensors:
     def __init__(self, names, board, i2c, deep_sleep=False):
         self.names = names
-        self._single_shot = deep_sleep  # the SCD4x measures once per reading, in light sleep
+        self._deep_sleep = deep_sleep  # nothing else runs: the SCD4x measures once per reading, waits in light sleep
         self._i2c = i2c  # the board's sensor bus, shared with a PN532
         self._drivers: dict = {}  # name -> driver, once it answered
         self._co2 = None  # the SCD4x's last sample: it measures every 5 s, on its own, or once per measure()
@@ -99,7 +99,7 @@ class Sensors:
 
     async def measure(self):
         """read(), after the SCD4x's single shot on a node that sleeps between readings."""
-        if self._single_shot and "scd4x" in self.names:
+        if self._deep_sleep and "scd4x" in self.names:
             self._co2 = None
             try:
                 _single_shot(self._driver("scd4x", _scd4x_idle))
@@ -120,10 +120,10 @@ class Sensors:
         # Temperature and humidity from the most precise sensor that has them: SHT4x, BME280, SCD4x.
         if "scd4x" in names:
             try:
-                scd = self._driver("scd4x", _scd4x_idle if self._single_shot else _scd4x)
+                scd = self._driver("scd4x", _scd4x_idle if self._deep_sleep else _scd4x)
                 if scd.data_ready():
                     self._co2 = scd.read()
-                elif self._single_shot:
+                elif self._deep_sleep:
                     raise OSError(110, "SCD4x single shot not ready")  # ETIMEDOUT: no sample for this reading
             except OSError:
                 self._drivers.pop("scd4x", None)
@@ -135,7 +135,7 @@ class Sensors:
                 values[HUMIDITY_PCT] = self._co2[2] / 100
         if "bme280" in names:
             try:
-                t, h, p = self._driver("bme280", _bme280).read(self._single_shot)
+                t, h, p = self._driver("bme280", _bme280).read(self._deep_sleep)
                 values[TEMPERATURE_C] = t / 100
                 values[HUMIDITY_PCT] = h / 100
                 values[PRESSURE_HPA] = p / 100
