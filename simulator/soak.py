@@ -50,6 +50,9 @@ BETWEEN_VISITORS_S = 0.7  # at least: the reader sees the badge gone before the 
 # At the end, how long check-ins still queued on doors may take to be published: a door may be waiting out
 # its longest retry backoff (the firmware's nfc.retry_max_s) when the last visitor leaves, then send.
 DRAIN_S = NFC_RETRY_MAX_S + 60
+# For a door that lost check-ins, the soak shows its frames this long after its first lost one was read.
+LOST_FRAMES_S = 3600
+LOST_FRAMES_SHOWN = 60
 READ_WAIT_S = 120  # how long a visitor holds a badge for the LED: a door booting on a loaded machine
 FAULTS = ("broker restart", "daemon SIGKILL", "bridge unplugged", "gateway outage", "door power cut")
 
@@ -94,6 +97,16 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(self.signal.name)
 
 
+@dataclass(frozen=True)
+class DoorFrame:
+    """One frame a door sent, and its fate at each receiver that listened for it (the medium's words:
+    delivered, collided, garbled, lost; None: that receiver was sending)."""
+
+    at: float  # wall clock
+    airtime_s: float
+    fates: dict[str, str | None]
+
+
 @dataclass
 class SoakReport:
     presented: int
@@ -107,6 +120,9 @@ class SoakReport:
     bounds_broken: int  # of those, the ones presented after the bound (by more than a second)
     medium: dict[str, int]
     faults: Counter[str] = field(default_factory=Counter)
+    # The frames of each door that lost check-ins, from its first lost one's read for LOST_FRAMES_S: what
+    # the gateway's receivers made of them tells a door that did not send from frames that did not get through.
+    lost_doors_frames: dict[str, list[DoorFrame]] = field(default_factory=dict)
     elapsed_s: float = 0
     interrupted: signal.Signals | None = None  # the signal that stopped the soak before its end
 
@@ -154,6 +170,18 @@ class SoakReport:
         ]
         for missing in self.lost[:10]:
             lines.append(f"lost: badge {missing.token} at {missing.door}, read {time.ctime(missing.at)}")
+        for door, frames in self.lost_doors_frames.items():
+            first_lost = min(p.at for p in self.lost if p.door == door)
+            fates = Counter(fate for frame in frames for fate in frame.fates.values())
+            lines.append(
+                f"{door} sent {len(frames)} frames in the {LOST_FRAMES_S // 60} min after its first lost check-in was"
+                f" read ({time.strftime('%H:%M:%S', time.localtime(first_lost))}); receptions: "
+                + (", ".join(f"{count} {fate or 'receiver sending'}" for fate, count in fates.most_common()) or "none")
+            )
+            for frame in frames[:LOST_FRAMES_SHOWN]:
+                heard = ", ".join(f"{receiver} {fate or 'sending'}" for receiver, fate in frame.fates.items())
+                at = time.strftime("%H:%M:%S", time.localtime(frame.at))
+                lines.append(f"  {at}  {frame.airtime_s * 1000:4.0f} ms  {heard}")
         for visitor in self.unread[:10]:
             lines.append(f"unread: badge {visitor.token} at {visitor.door}, held from {time.ctime(visitor.at)}")
         return "\n".join(lines)
@@ -170,6 +198,7 @@ def run_soak(work: Path, options: SoakOptions, say: Callable[[str], None] = prin
     rng = random.Random(options.seed)
     started = time.monotonic()
     with VirtualSite(work, [*doors, room], radio=RADIO, seed=options.seed, concentrator=options.concentrator) as site:
+        site.medium.keep_transmissions()
         mqtt = MqttLog(site.mqtt_port, "borne/+/+/checkin", session="soak").start()
         names = [door.name for door in doors]
         visits = _Visits(site, names, options.checkins, badge_key, options.visitor_every_s, options.seed)
@@ -203,7 +232,9 @@ def run_soak(work: Path, options: SoakOptions, say: Callable[[str], None] = prin
                     say(f"waiting for the last check-ins: {visits.progress(mqtt.on('checkin'))}")
                     next_progress = time.monotonic() + 30
                 time.sleep(0.5)
-            return _report(visits, mqtt.on("checkin"), site.medium.stats, faults, started)
+            report = _report(visits, mqtt.on("checkin"), site.medium.stats, faults, started)
+            report.lost_doors_frames = _lost_doors_frames(site, report.lost)
+            return report
         except Interrupted as interruption:  # what was seen until now is the report
             visits.stop()
             report = _report(visits, mqtt.on("checkin"), site.medium.stats, faults, started, interruption.signal)
@@ -378,6 +409,19 @@ def _report(
         elapsed_s=time.monotonic() - started,
         interrupted=interrupted,
     )
+
+
+def _lost_doors_frames(site: VirtualSite, lost: list[Presentation]) -> dict[str, list[DoorFrame]]:
+    names: dict[object, str] = {board: name for name, board in site.boards.items()}
+    frames = {}
+    for door in sorted({p.door for p in lost}):
+        since = min(p.at for p in lost if p.door == door)
+        frames[door] = [
+            DoorFrame(sent.at, sent.airtime_s, {names.get(r, str(r)): fate for r, fate in sent.fates.items()})
+            for sent in site.medium.transmissions(site.boards[door])
+            if since <= sent.at < since + LOST_FRAMES_S
+        ]
+    return frames
 
 
 def _unix(iso: str) -> float:

@@ -45,6 +45,7 @@ from micropython import const
 _CAPACITY = const(128)  # events; a RAM copy of 19 bytes each
 COMPACT_AFTER = const(512)  # records in the journal before it is rewritten (12 KiB)
 _RESERVE_STEP = const(64)  # numbers reserved by one record
+_DAY_S = const(86400)
 
 _RECORD = const(24)
 _CHECKED = const(20)  # bytes under the CRC
@@ -121,6 +122,15 @@ class CheckinQueue:
 
     def number(self, i):
         return _u32(self._ring, self._slot(i) + 15)
+
+    def fill_s(self, now_s):
+        """Seconds until a push would evict the oldest event, at the pace the queued events came from
+        the oldest until `now_s`: a burst followed by quiet slows the pace as time goes on. None when
+        empty. The pace is taken at most a day per event, which keeps the figure a small int."""
+        if not self.depth:
+            return None
+        since_oldest = self._base + now_s - _u32(self._ring, self._slot(0) + 11)
+        return (self.capacity - self.depth) * min(since_oldest // self.depth, _DAY_S)
 
     def batch(self, add, max_n, now_s, start=0):
         """Call add(tag, token, age_s, exact) for the events from the `start`-th oldest on, at most

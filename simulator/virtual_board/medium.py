@@ -23,7 +23,8 @@ The model, per frame and receiver:
   unless one is at least 6 dB stronger there (capture), which is then received. A board that had
   locked on the earlier of two colliding frames counts a CRC error (its modem's `crc_errors`).
 - `stats` counts frames `sent`, and receptions `delivered`, `lost` (loss or noise) and `collided`;
-  `time_on_air_s` sums each sender's time on air, to check its duty cycle against.
+  `time_on_air_s` sums each sender's time on air, to check its duty cycle against. After
+  `keep_transmissions`, `transmissions` tells each of a sender's frames and its fate at each receiver.
 
 Randomness comes from the `random.Random` the medium is given (seeded 0 by default), so a test
 replays the same losses. All methods are thread-safe; deliveries run on a thread of the medium's, so
@@ -97,6 +98,16 @@ class _Frame:
 
 
 @dataclass(frozen=True)
+class Transmission:
+    """A frame a sender put on the air, as `RadioMedium.transmissions` keeps it: when it began (wall
+    clock), how long it lasted, and its fate at each receiver that listened for it (see `_fate`)."""
+
+    at: float
+    airtime_s: float
+    fates: dict[VirtualBoard | str, str | None]
+
+
+@dataclass(frozen=True)
 class _Listening:
     """From `since` on, the modem of a board's VM (the `boots`-th) listens for `modulation`, or not (None)."""
 
@@ -125,6 +136,7 @@ class RadioMedium:
         self._order = itertools.count()
         self._stats = {"sent": 0, "delivered": 0, "lost": 0, "collided": 0}
         self._air_s: dict[VirtualBoard | str, float] = {}  # each sender's time on air, summed
+        self._transmissions: dict[VirtualBoard | str, list[Transmission]] | None = None  # see keep_transmissions
         self._changed = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="radio medium", daemon=True)
@@ -156,6 +168,18 @@ class RadioMedium:
         whatever became of its frames: what its duty cycle is spent from."""
         with self._changed:
             return self._air_s.get(sender, 0.0)
+
+    def keep_transmissions(self) -> None:
+        """From now on, keep every frame's fate at each receiver, for `transmissions`: what a long run
+        (the soak) tells of a node whose frames did not get through."""
+        with self._changed:
+            if self._transmissions is None:
+                self._transmissions = {}
+
+    def transmissions(self, sender: VirtualBoard | str) -> list[Transmission]:
+        """The frames `sender` put on the air since `keep_transmissions`, oldest first, each decided."""
+        with self._changed:
+            return list((self._transmissions or {}).get(sender, ()))
 
     def set_link(
         self,
@@ -286,16 +310,23 @@ class RadioMedium:
         """Who hears `frame`, as calls that hand it over."""
         m = frame.modulation
         receptions: list[Callable[[], None]] = []
+        fates: dict[VirtualBoard | str, str | None] = {}
         for board in sorted(self._listening, key=lambda board: str(board.port)):
             if self._hears(board, frame):
                 fate, rssi, snr = self._fate(frame, board)
+                fates[board] = fate
                 if fate in ("delivered", "garbled"):
                     valid_crc = fate == "delivered"
                     receptions.append(partial(board.radio_receive, frame.payload, rssi, snr, valid_crc=valid_crc))
         for name, callback in self._listeners:
             fate, rssi, snr = self._fate(frame, name)
+            fates[name] = fate
             if fate == "delivered":
                 receptions.append(partial(callback, frame.payload, m.frequency_hz, m.sf, m.bw_hz, rssi, snr, frame.end))
+        if self._transmissions is not None:
+            began = time.time() - time.monotonic() + frame.start
+            sent = Transmission(began, frame.end - frame.start, fates)
+            self._transmissions.setdefault(frame.sender, []).append(sent)
         return receptions
 
     def _fate(self, frame: _Frame, receiver: VirtualBoard | str) -> tuple[str | None, float, float]:

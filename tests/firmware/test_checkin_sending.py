@@ -157,3 +157,24 @@ def test_an_ack_for_a_frame_past_the_oldest_checkins_is_kept_until_those_before_
     assert [first for first, _ in frames] == firsts
     assert sorted(set(numbers(frames))) == list(range(3 * MAX_CHECKINS))
     assert run_on(board, "node.queue.depth") == 0
+
+
+@pytest.mark.parametrize(
+    ("read_at", "now_s", "ceiling_s"),
+    [
+        ([], 0, 600),  # nothing queued: nothing to lose
+        (range(0, 5400, 600), 6000, 600),  # a quiet door: its 118 free slots last for days
+        (range(0, 960, 15), 960, 240),  # 64 free slots at one visitor in 15 s: full in 960 s, 4 tries
+        (range(0, 1800, 15), 1800, 60),  # 8 free: full in 120 s, but no faster than the duty cycle's pace
+        ([0] * 100, 3600, 252),  # a burst an hour ago: 28 free slots at one in 36 s
+    ],
+    ids=["empty", "quiet door", "busy door", "nearly full", "burst then quiet"],
+)
+def test_a_filling_queue_brings_the_retry_ceiling_under_the_time_it_takes_to_fill(door, read_at, now_s, ceiling_s):
+    # The backoff's own ceiling had reached nfc.retry_max_s (10 minutes): a door whose gateway missed its
+    # last few tries waited up to that long while its queue filled, and a push evicted a check-in never sent.
+    board, _ = door
+    board.exec("import json\nfrom borne import config\nfrom borne.node import Node\nnode = Node(config.load())")
+    board.exec(f"for at in {list(read_at)!r}:\n    node.queue.push(0x45, bytes(8), at)")
+    board.exec(f'node.config["nfc"]["retry_max_s"] = 600\nnode.uptime.seconds = lambda: {now_s}')
+    assert run_on(board, "node._retry_ceiling_ms(node.queue)") == ceiling_s * 1000

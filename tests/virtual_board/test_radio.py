@@ -316,6 +316,26 @@ def test_two_overlapping_frames_of_equal_strength_are_both_lost(boards, medium) 
     assert medium.stats["collided"] == 2
 
 
+def test_the_medium_keeps_each_senders_frames_with_their_fate_at_each_receiver(boards, medium) -> None:
+    # What the soak shows of a door whose check-ins were lost: did it send, and what became of its frames.
+    sender, receiver = boards("a", sf=10), boards("c", sf=10)
+    medium.keep_transmissions()
+    listen(receiver, medium, timeout_ms=1500)
+    send(sender, bytes(20))
+    wait_for(lambda: medium.stats["sent"] == 1)
+    medium.transmit(b"intruder", CHANNEL_HZ, 10, sender="intruder")
+    wait_for(lambda: len(medium.transmissions(sender)) == 1)
+    [frame] = medium.transmissions(sender)
+    assert frame.fates == {receiver: "garbled"}  # the receiver had locked on it: a CRC error
+    assert frame.airtime_s == pytest.approx(time_on_air_ms(20, 10) / 1000, rel=0.01)
+    assert abs(frame.at - time.time()) < 30
+    assert medium.transmissions("intruder")[0].fates == {receiver: "collided"}
+    listen(receiver, medium, timeout_ms=1500)
+    send(sender, bytes(20))
+    wait_for(lambda: len(medium.transmissions(sender)) == 2)
+    assert medium.transmissions(sender)[1].fates == {receiver: "delivered"}
+
+
 def test_a_frame_10_db_stronger_than_the_one_it_overlaps_is_received(boards, medium) -> None:
     sender, receiver = boards("a", sf=10), boards("c", sf=10)
     medium.set_link(sender, receiver, rssi_dbm=-60)
