@@ -19,7 +19,7 @@ from hil_tests.conftest import require_site_tools
 from hil_tests.rig import SIMULATOR
 from hil_tests.test_nothing_left_behind import kill_all, processes_mentioning
 from simulator.children import start_child
-from simulator.soak import FAULTS, SoakOptions, run_soak
+from simulator.soak import FAULTS, DoorFrame, Presentation, SoakOptions, SoakReport, run_soak
 
 pytestmark = pytest.mark.rig(needs=[SIMULATOR])  # the faults are the simulator's
 
@@ -39,6 +39,37 @@ def test_a_short_soak_loses_and_duplicates_no_check_in_through_every_fault(tmp_p
     assert report.bounds_broken == 0, report.table()
     assert report.published == 300
     assert any("presented, " in line for line in said)  # progress is shown on the way
+
+
+def test_the_table_shows_what_became_of_the_frames_of_a_door_that_lost_check_ins() -> None:
+    # The soak that lost 6 check-ins at one door could not tell a door that did not send from frames
+    # that did not get through: the table now shows them, with each receiver's fate for each.
+    read_at = time.mktime((2026, 12, 4, 5, 37, 28, 0, 0, -1))
+    lost = [Presentation("door-12", "00aa", read_at), Presentation("door-12", "00bb", read_at + 20)]
+    frames = [
+        DoorFrame(read_at + 5, 0.297, {"bridge": "collided", "concentrator": "collided"}),
+        DoorFrame(read_at + 400, 0.297, {"bridge": None, "concentrator": "delivered"}),
+    ]
+    report = SoakReport(
+        presented=10,
+        unread=[],
+        published=8,
+        unpublished=lost,
+        duplicates=0,
+        copies=0,
+        time_errors_s=[0.1] * 8,
+        bound_times=0,
+        bounds_broken=0,
+        medium={"sent": 12, "collided": 2},
+        lost_doors_frames={"door-12": frames},
+    )
+    lines = report.table().splitlines()
+    assert (
+        "door-12 sent 2 frames in the 60 min after its first lost check-in was read (05:37:28); receptions:"
+        " 2 collided, 1 receiver sending, 1 delivered" in lines
+    )
+    assert "  05:37:33   297 ms  bridge collided, concentrator collided" in lines
+    assert "  05:44:08   297 ms  bridge sending, concentrator delivered" in lines
 
 
 STARTED_WITHIN_S = 300  # a loaded 2-core machine boots the site's VMs and the gateway slowly
