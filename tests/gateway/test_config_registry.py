@@ -111,3 +111,22 @@ def test_json_logs_are_one_object_a_line():
         "logger": "gateway_daemon.pipeline",
         "message": "ACK to 258 failed",
     }
+
+
+@pytest.mark.parametrize("journal", [False, True], ids=["to a file", "to the journal"])
+def test_plain_log_lines_begin_with_the_time_unless_the_journal_stamps_them(tmp_path, monkeypatch, journal):
+    import logging
+    import re
+
+    from gateway_daemon import logs
+
+    with (tmp_path / "gateway.log").open("w") as stderr:
+        monkeypatch.setattr(sys, "stderr", stderr)
+        stream = os.fstat(stderr.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{stream.st_dev}:{stream.st_ino}" if journal else "8:12345")
+        logs.configure("INFO", json_lines=False)
+        logging.getLogger("gateway_daemon.pipeline").warning("ACK to %s failed", 258)
+    logging.basicConfig(handlers=[logging.NullHandler()], force=True)  # not the closed file for the next test
+    line = (tmp_path / "gateway.log").read_text().rstrip("\n")
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "
+    assert re.fullmatch(("" if journal else stamp) + "WARNING gateway_daemon.pipeline: ACK to 258 failed", line), line
