@@ -7,7 +7,8 @@
      "radio": {"freq_khz", "sf", "bw", "coding_rate", "syncword", "preamble_len", "output_power",
                "ack_freq_khz", "ack_delay_ms"},
      "nfc": {"reader": "pn532" | "mfrc522", "retap_s": 10, "direction": "none" | "in" | "out",
-             "retry_max_s": 600} | null,                 # the longest wait between check-in retries
+             "retry_max_s": 600} | null,                 # the longest wait between check-in retries, less
+                                                 # as the queue fills
      "sensors": ["bme280", "scd4x", "sht4x", "battery", "pulse"],
      "intervals": {"telemetry_s": 300, "status_s": 3600},
      "deep_sleep": false,
