@@ -48,6 +48,6 @@ def journal_stamps_stderr() -> bool:
     try:
         device, inode = (int(part) for part in os.environ.get("JOURNAL_STREAM", "").split(":"))
         stream = os.fstat(sys.stderr.fileno())
-    except (ValueError, OSError):  # unset or malformed; a stderr without a file descriptor
+    except (ValueError, OSError, AttributeError):  # unset or malformed; a stderr without a file descriptor, or none
         return False
     return (stream.st_dev, stream.st_ino) == (device, inode)

@@ -45,6 +45,10 @@ def sub_band(frequency_hz):
     raise ValueError("frequency outside EU868 sub-bands")
 
 
+def _refill_ms(band, airtime_us):
+    return -(-2 * airtime_us // SUB_BANDS[band][2])  # a bucket refills ‰ / 2 µs of air per ms
+
+
 class DutyCycle:
     """The transmit budget of each sub-band, a token bucket in microseconds of air.
 
@@ -85,8 +89,12 @@ class DutyCycle:
         missing = airtime_us - self._credit_us[band]
         if missing <= 0:
             return 0
-        rate = SUB_BANDS[band][2]  # refills rate/2 µs per ms
-        return -(-2 * missing // rate)
+        return _refill_ms(band, missing)
+
+    def pace_ms(self, frequency_hz, airtime_us):
+        """Milliseconds the bucket takes to earn back a frame of `airtime_us` on this frequency: the
+        pace at which such frames may go on for good, the bucket's depth being for bursts."""
+        return _refill_ms(sub_band(frequency_hz), airtime_us)
 
     def spend(self, frequency_hz, airtime_us, now_ms=None):
         """Record a frame of `airtime_us` sent now on this frequency."""

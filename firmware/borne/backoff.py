@@ -17,7 +17,8 @@ _BITS = const(30)  # getrandbits gives at most 32; 30 keeps the value a small in
 
 def ceiling_ms(attempt, base_ms=_BASE_MS, cap_ms=_CAP_MS):
     """The longest wait before retry `attempt` (0, 1, …): base_ms * 2**attempt, at most cap_ms."""
-    if attempt >= _BITS or base_ms << attempt >= cap_ms:
+    # base_ms << attempt >= cap_ms, without the shift: from attempt 20 it would pass 2**30, a big int
+    if attempt >= _BITS or base_ms > (cap_ms - 1) >> attempt:
         return cap_ms
     return base_ms << attempt
 

@@ -125,8 +125,9 @@ class CheckinQueue:
 
     def fill_s(self, now_s):
         """Seconds until a push would evict the oldest event, at the pace the queued events came from
-        the oldest until `now_s`: a burst followed by quiet slows the pace as time goes on. None when
-        empty. The pace is taken at most a day per event, which keeps the figure a small int."""
+        the oldest until `now_s`: 0 when full, or after a burst of more events than seconds, whose
+        pace slows as time goes on. Time the node was off is left out: the figure errs short. None
+        when empty. The pace is taken at most a day per event, which keeps the figure a small int."""
         if not self.depth:
             return None
         since_oldest = self._base + now_s - _u32(self._ring, self._slot(0) + 11)

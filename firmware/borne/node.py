@@ -54,9 +54,6 @@ _ACK_FRAME_SIZE = ENVELOPE_SIZE + ACK_TIME_SIZE  # the longest ACK on air: with 
 _STATUS_AFTER_BOOT_MS = const(3000)  # plus up to as much again, at random
 _STATUS_AFTER_CONFIG_MS = const(3000)  # the status that shows the gateway a config was applied
 _TRIES_BEFORE_FULL = const(4)  # at least, before a queue filling at its pace evicts a check-in
-# The retry ceiling a filling queue brings the backoff down to, at most: a full frame at SF7 (297 ms)
-# every 30 s on average is the sub-band's 1 %, which a door may spend in bursts (borne/airtime.py).
-_RETRY_FLOOR_S = const(60)
 _JITTER_PCT = const(10)  # each report interval varies by up to this much, at random
 
 
@@ -202,20 +199,20 @@ class Node:
                 start = attempt = 0
             else:
                 start += n
-                await asyncio.sleep_ms(backoff.delay_ms(attempt, cap_ms=self._retry_ceiling_ms(queue)))
+                await asyncio.sleep_ms(backoff.delay_ms(attempt, cap_ms=self._retry_ceiling_ms(queue, len(frame))))
                 attempt += 1
 
-    def _retry_ceiling_ms(self, queue):
-        """The longest wait before the next try: nfc.retry_max_s, less when the queue would fill
-        sooner. The backoff reaches its cap after 8 failed tries, and a door with a visitor every 15 s
-        fills its 128 slots in 32 minutes: at one try in 5 minutes on average, a few lost to collisions
-        or to a gateway still out were enough for a push to evict a check-in never sent. A filling
-        queue now leaves _TRIES_BEFORE_FULL tries at least before that."""
-        ceiling_s = self.config["nfc"]["retry_max_s"]
+    def _retry_ceiling_ms(self, queue, frame_size):
+        """The longest wait before the next try of a frame of `frame_size` bytes: nfc.retry_max_s, or
+        less, so that a queue filling at its pace sees _TRIES_BEFORE_FULL tries before a push evicts
+        its oldest check-in; never less than twice the duty cycle's pace for that frame (the wait is
+        uniform under the ceiling: it averages half), whose budget a gateway that comes back needs."""
+        cap_s = self.config["nfc"]["retry_max_s"]
         fill_s = queue.fill_s(self.uptime.seconds())
-        if fill_s is not None:
-            ceiling_s = min(ceiling_s, max(_RETRY_FLOOR_S, fill_s // _TRIES_BEFORE_FULL))
-        return ceiling_s * 1000
+        if fill_s is None:
+            return cap_s * 1000
+        pace_ms = 2 * self.radio.pace_ms(frame_size)
+        return min(cap_s * 1000, max(pace_ms, min(fill_s // _TRIES_BEFORE_FULL, cap_s) * 1000))
 
     async def _send_for_ack(self, frame, counter):
         """Send a frame that asks for an ACK; True if the gateway ACKed it in the receive window."""

@@ -136,6 +136,10 @@ class Radio:
         c = self.config
         return time_on_air_us(size, self.sf, self.bw_hz, c["coding_rate"], c["preamble_len"])
 
+    def pace_ms(self, size):
+        """How often frames of `size` bytes may go on the uplink channel for good, in ms (borne/airtime.py)."""
+        return self.duty.pace_ms(self.config["freq_khz"] * 1000, self.airtime_us(size))
+
     def _tune(self, freq_khz):
         if freq_khz != self._freq_khz:
             self.modem.configure(self._lora_cfg(freq_khz))

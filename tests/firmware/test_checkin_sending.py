@@ -19,8 +19,9 @@ import pytest
 from boards.profiles import load_profile
 from boards.provisioning import NodeOptions, build_config, secrets_from_master, stage
 from payload_codec import CheckinBatch, CodecError, derive_device_keys, open_frame
+from payload_codec.airtime import time_on_air_ms
 from payload_codec.counter import WINDOW_SIZE
-from payload_codec.schema import MAX_CHECKINS
+from payload_codec.schema import CHECKIN_HEAD_SIZE, CHECKIN_SIZE, ENVELOPE_SIZE, MAX_CHECKINS
 from payload_codec.vectorgen import TEST_MASTER_KEY
 from simulator.virtual_board import RadioMedium, VirtualBoard
 from tests.firmware.conftest import require_vm, run_on
@@ -159,22 +160,55 @@ def test_an_ack_for_a_frame_past_the_oldest_checkins_is_kept_until_those_before_
     assert run_on(board, "node.queue.depth") == 0
 
 
+FULL_FRAME = ENVELOPE_SIZE + CHECKIN_HEAD_SIZE + MAX_CHECKINS * CHECKIN_SIZE  # 297 ms at SF7
+# Twice the time the 1 % sub-band's bucket takes to earn back a full frame at SF7 (it refills half the
+# duty cycle: 5 µs of air per ms; borne/airtime.py): the wait under that ceiling averages once that time.
+DUTY_FLOOR_MS = 2 * 2 * time_on_air_ms(FULL_FRAME, 7) * 1000 / 10
+
+
 @pytest.mark.parametrize(
     ("read_at", "now_s", "ceiling_s"),
     [
         ([], 0, 600),  # nothing queued: nothing to lose
         (range(0, 5400, 600), 6000, 600),  # a quiet door: its 118 free slots last for days
         (range(0, 960, 15), 960, 240),  # 64 free slots at one visitor in 15 s: full in 960 s, 4 tries
-        (range(0, 1800, 15), 1800, 60),  # 8 free: full in 120 s, but no faster than the duty cycle's pace
+        (range(0, 1800, 15), 1800, None),  # 8 free: full in 120 s, but tries no faster than the duty cycle's pace
         ([0] * 100, 3600, 252),  # a burst an hour ago: 28 free slots at one in 36 s
+        (range(0, 960, 15), "reboot", 240),  # as the busy door, read before a reboot 15 s ago
     ],
-    ids=["empty", "quiet door", "busy door", "nearly full", "burst then quiet"],
+    ids=["empty", "quiet door", "busy door", "nearly full", "burst then quiet", "after a reboot"],
 )
 def test_a_filling_queue_brings_the_retry_ceiling_under_the_time_it_takes_to_fill(door, read_at, now_s, ceiling_s):
-    # The backoff's own ceiling had reached nfc.retry_max_s (10 minutes): a door whose gateway missed its
-    # last few tries waited up to that long while its queue filled, and a push evicted a check-in never sent.
     board, _ = door
     board.exec("import json\nfrom borne import config\nfrom borne.node import Node\nnode = Node(config.load())")
     board.exec(f"for at in {list(read_at)!r}:\n    node.queue.push(0x45, bytes(8), at)")
+    if now_s == "reboot":  # the queue as the next boot reads it from its journal
+        board.exec("from borne.checkin_queue import CheckinQueue\nnode.queue = CheckinQueue()")
+        now_s = 15
     board.exec(f'node.config["nfc"]["retry_max_s"] = 600\nnode.uptime.seconds = lambda: {now_s}')
-    assert run_on(board, "node._retry_ceiling_ms(node.queue)") == ceiling_s * 1000
+    ceiling_ms = run_on(board, f"node._retry_ceiling_ms(node.queue, {FULL_FRAME})")
+    assert ceiling_ms == (pytest.approx(DUTY_FLOOR_MS, abs=2) if ceiling_s is None else ceiling_s * 1000)
+
+
+def test_a_door_that_gets_no_ack_waits_under_the_ceiling_its_filling_queue_sets(door):
+    # The backoff's own ceiling is nfc.retry_max_s (10 minutes) after 8 failures: with it, a door whose
+    # gateway missed its last few tries waited that long while its queue filled, and evicted check-ins.
+    board, _ = door
+    board.exec(
+        "import asyncio, json\nfrom borne import backoff, config\nfrom borne.node import Node\n"
+        "node = Node(config.load())\n"
+        'node.config["nfc"]["retry_max_s"] = 600\n'
+        "for i in range(100):\n    node.queue.push(0x45, bytes(8), 0)\n"
+        "node.uptime.seconds = lambda: 3600\n"  # a burst an hour ago: 28 free slots at one in 36 s
+        "ceilings = []\n"
+        "def recorded(attempt, cap_ms):\n    ceilings.append(cap_ms)\n    return 600_000\n"
+        "backoff.delay_ms = recorded\n"
+        "async def unanswered(frame, counter):\n    return False\n"
+        "node._send_for_ack = unanswered\n"
+        "task = asyncio.create_task(node._checkins(node.queue))\n"
+    )
+    deadline = time.monotonic() + WAIT_S
+    while not run_on(board, "ceilings"):
+        assert time.monotonic() < deadline, "the door never waited to try again"
+        time.sleep(0.2)
+    assert run_on(board, "ceilings") == [252_000]
