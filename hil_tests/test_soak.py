@@ -19,7 +19,8 @@ from hil_tests.conftest import require_site_tools
 from hil_tests.rig import SIMULATOR
 from hil_tests.test_nothing_left_behind import kill_all, processes_mentioning
 from simulator.children import start_child
-from simulator.soak import FAULTS, DoorFrame, Presentation, SoakOptions, SoakReport, run_soak
+from simulator.soak import FAULTS, Presentation, SoakOptions, SoakReport, run_soak
+from simulator.virtual_board.medium import Transmission
 
 pytestmark = pytest.mark.rig(needs=[SIMULATOR])  # the faults are the simulator's
 
@@ -47,8 +48,8 @@ def test_the_table_shows_what_became_of_the_frames_of_a_door_that_lost_check_ins
     read_at = time.mktime((2026, 12, 4, 5, 37, 28, 0, 0, -1))
     lost = [Presentation("door-12", "00aa", read_at), Presentation("door-12", "00bb", read_at + 20)]
     frames = [
-        DoorFrame(read_at + 5, 0.297, {"bridge": "collided", "concentrator": "collided"}),
-        DoorFrame(read_at + 400, 0.297, {"bridge": None, "concentrator": "delivered"}),
+        Transmission(read_at + 5, 0.297, {"bridge": "collided", "concentrator": "collided"}),
+        Transmission(read_at + 400, 0.297, {"bridge": None, "concentrator": "delivered"}),
     ]
     report = SoakReport(
         presented=10,

@@ -35,7 +35,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -43,6 +43,7 @@ from boards.provisioning import NFC_RETRY_MAX_S
 from payload_codec import badge_token, derive_badge_key
 from simulator.mqtt_log import MqttLog
 from simulator.test_keys import TEST_MASTER_KEY
+from simulator.virtual_board.medium import Transmission
 from simulator.virtual_site import NodeSpec, VirtualSite
 
 RADIO = {"sf": 7}  # the shortest airtime: the most check-ins per node within the 1 % duty cycle
@@ -97,16 +98,6 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(self.signal.name)
 
 
-@dataclass(frozen=True)
-class DoorFrame:
-    """One frame a door sent, and its fate at each receiver that listened for it (the medium's words:
-    delivered, collided, garbled, lost; None: that receiver was sending)."""
-
-    at: float  # wall clock
-    airtime_s: float
-    fates: dict[str, str | None]
-
-
 @dataclass
 class SoakReport:
     presented: int
@@ -122,7 +113,8 @@ class SoakReport:
     faults: Counter[str] = field(default_factory=Counter)
     # The frames of each door that lost check-ins, from its first lost one's read for LOST_FRAMES_S: what
     # the gateway's receivers made of them tells a door that did not send from frames that did not get through.
-    lost_doors_frames: dict[str, list[DoorFrame]] = field(default_factory=dict)
+    # Each receiver by its name in the site.
+    lost_doors_frames: dict[str, list[Transmission]] = field(default_factory=dict)
     elapsed_s: float = 0
     interrupted: signal.Signals | None = None  # the signal that stopped the soak before its end
 
@@ -411,13 +403,13 @@ def _report(
     )
 
 
-def _lost_doors_frames(site: VirtualSite, lost: list[Presentation]) -> dict[str, list[DoorFrame]]:
+def _lost_doors_frames(site: VirtualSite, lost: list[Presentation]) -> dict[str, list[Transmission]]:
     names: dict[object, str] = {board: name for name, board in site.boards.items()}
     frames = {}
     for door in sorted({p.door for p in lost}):
         since = min(p.at for p in lost if p.door == door)
         frames[door] = [
-            DoorFrame(sent.at, sent.airtime_s, {names.get(r, str(r)): fate for r, fate in sent.fates.items()})
+            replace(sent, fates={names.get(r, str(r)): fate for r, fate in sent.fates.items()})
             for sent in site.medium.transmissions(site.boards[door])
             if since <= sent.at < since + LOST_FRAMES_S
         ]
