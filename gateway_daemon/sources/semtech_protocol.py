@@ -1,13 +1,17 @@
 """The Semtech UDP packet forwarder protocol, both ends of it: no sockets here, only the packets.
 
-Protocol version 2 of Lora-net/packet_forwarder's PROTOCOL.TXT. Every datagram starts with
-version (2), a random token (2 bytes) and an identifier; the forwarder's own packets then carry
+Lora-net/packet_forwarder's PROTOCOL.TXT, versions 1 and 2. Every datagram starts with the
+protocol version, a random token (2 bytes) and an identifier; the forwarder's own packets then carry
 its gateway EUI (8 bytes) and JSON:
 
     forwarder → server   PUSH_DATA 0x00 (`rxpk` heard, `stat`)   answered by PUSH_ACK 0x01
                          PULL_DATA 0x02 (keep-alive, downlink path)  answered by PULL_ACK 0x04
                          TX_ACK    0x05 (the fate of one PULL_RESP, same token)
     server → forwarder   PULL_RESP 0x03 (`txpk` to send)
+
+Version 1 (PROTOCOL.TXT up to v1.2, older forwarders whose version is fixed when they are built) is
+the same but for TX_ACK, which it does not have: a version 1 forwarder says nothing of a downlink's
+fate, and its PULL_RESP's token is unused. The server answers each forwarder in its own version.
 
 The gateway's `SemtechUdp` source is the server: it reads with `parse_from_forwarder` and
 `reception_from_rxpk` and writes `PushAck`, `PullAck` and `PullResp(txpk_of(downlink))`. The rig's
@@ -28,7 +32,8 @@ from typing import Any
 
 from .base import Downlink, Reception
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 2  # what the rig's forwarder speaks, and the version a packet is built in by default
+PROTOCOL_VERSIONS = (1, 2)
 PUSH_DATA, PUSH_ACK, PULL_DATA, PULL_RESP, PULL_ACK, TX_ACK = range(6)
 PACKET_NAMES = ("PUSH_DATA", "PUSH_ACK", "PULL_DATA", "PULL_RESP", "PULL_ACK", "TX_ACK")
 HEADER = struct.Struct(">BHB")  # version, token, identifier
@@ -48,7 +53,7 @@ TX_ERRORS = frozenset(
 REFUSALS: dict[str, str] = {
     "oversized": "a datagram larger than UDP over IPv4 carries",
     "bad_header": "shorter than the protocol's header, or a forwarder's packet without its gateway EUI",
-    "bad_version": "a protocol version other than 2",
+    "bad_version": "a protocol version other than 1 or 2",
     "unknown_packet": "a packet identifier the sender does not send (or none at all)",
     "bad_json": "a body that is not a JSON object",
     "bad_rxpk": "rxpk not a list, or an entry missing a field or holding one of the wrong type",
@@ -79,8 +84,10 @@ class Refused(Exception):
 # --- the packets ------------------------------------------------------------------------------
 
 
-def _packet(identifier: int, token: int, gateway_eui: str = "", body: dict[str, Any] | None = None) -> bytes:
-    datagram = HEADER.pack(PROTOCOL_VERSION, token, identifier) + bytes.fromhex(gateway_eui)
+def _packet(
+    identifier: int, token: int, version: int, gateway_eui: str = "", body: dict[str, Any] | None = None
+) -> bytes:
+    datagram = HEADER.pack(version, token, identifier) + bytes.fromhex(gateway_eui)
     return datagram + (json.dumps(body, separators=(",", ":")).encode() if body is not None else b"")
 
 
@@ -93,12 +100,13 @@ class PushData:
     gateway_eui: str  # 16 hex digits
     rxpk: list[Any]
     stat: Any = None  # the gateway's statistics object, None when absent
+    version: int = PROTOCOL_VERSION
 
     def encode(self) -> bytes:
         body: dict[str, Any] = {"rxpk": self.rxpk}
         if self.stat is not None:
             body["stat"] = self.stat
-        return _packet(PUSH_DATA, self.token, self.gateway_eui, body)
+        return _packet(PUSH_DATA, self.token, self.version, self.gateway_eui, body)
 
 
 @dataclass(frozen=True)
@@ -106,9 +114,10 @@ class PushAck:
     """The server's receipt for one PUSH_DATA, with its token."""
 
     token: int
+    version: int = PROTOCOL_VERSION
 
     def encode(self) -> bytes:
-        return _packet(PUSH_ACK, self.token)
+        return _packet(PUSH_ACK, self.token, self.version)
 
 
 @dataclass(frozen=True)
@@ -117,9 +126,10 @@ class PullData:
 
     token: int
     gateway_eui: str
+    version: int = PROTOCOL_VERSION
 
     def encode(self) -> bytes:
-        return _packet(PULL_DATA, self.token, self.gateway_eui)
+        return _packet(PULL_DATA, self.token, self.version, self.gateway_eui)
 
 
 @dataclass(frozen=True)
@@ -127,9 +137,10 @@ class PullAck:
     """The server's answer to a PULL_DATA: the downlink path is open."""
 
     token: int
+    version: int = PROTOCOL_VERSION
 
     def encode(self) -> bytes:
-        return _packet(PULL_ACK, self.token)
+        return _packet(PULL_ACK, self.token, self.version)
 
 
 @dataclass(frozen=True)
@@ -137,11 +148,12 @@ class PullResp:
     """A downlink for the forwarder to send; its TX_ACK repeats `token`. `txpk` is the JSON
     object as sent (`Txpk.to_json()`), unchecked when parsed: `Txpk.from_json` reads it."""
 
-    token: int
+    token: int  # 0 in version 1, which has no TX_ACK to repeat it
     txpk: Any
+    version: int = PROTOCOL_VERSION
 
     def encode(self) -> bytes:
-        return _packet(PULL_RESP, self.token, body={"txpk": self.txpk})
+        return _packet(PULL_RESP, self.token, self.version, body={"txpk": self.txpk})
 
 
 @dataclass(frozen=True)
@@ -155,7 +167,7 @@ class TxAck:
 
     def encode(self) -> bytes:
         verdict = {"error": self.error} | ({"warn": self.warning} if self.warning else {})
-        return _packet(TX_ACK, self.token, self.gateway_eui, {"txpk_ack": verdict})
+        return _packet(TX_ACK, self.token, PROTOCOL_VERSION, self.gateway_eui, {"txpk_ack": verdict})
 
 
 FromForwarder = PushData | PullData | TxAck
@@ -165,14 +177,14 @@ FromServer = PushAck | PullAck | PullResp
 def parse_from_forwarder(datagram: bytes) -> FromForwarder:
     """Read one datagram a forwarder sent; raises Refused (bad_header, bad_version, unknown_packet,
     bad_json, bad_rxpk, bad_tx_ack, oversized) for anything else. Never raises anything else."""
-    token, identifier = _header(datagram, (PUSH_DATA, PULL_DATA, TX_ACK), "a forwarder")
+    version, token, identifier = _header(datagram, (PUSH_DATA, PULL_DATA, TX_ACK), "a forwarder")
     if len(datagram) < HEADER.size + EUI_SIZE:
         raise Refused("bad_header", f"{PACKET_NAMES[identifier]} of {len(datagram)} bytes has no gateway EUI")
     gateway_eui = datagram[HEADER.size : HEADER.size + EUI_SIZE].hex()
     # Some forwarders end their JSON with the C string's NUL.
     body = datagram[HEADER.size + EUI_SIZE :].rstrip(b"\0")
     if identifier == PULL_DATA:
-        return PullData(token, gateway_eui)
+        return PullData(token, gateway_eui, version)
     try:
         if identifier == TX_ACK:
             return _tx_ack(token, gateway_eui, body)
@@ -182,35 +194,36 @@ def parse_from_forwarder(datagram: bytes) -> FromForwarder:
             raise Refused("bad_rxpk", f"rxpk is {show(rxpk)}, not a list")
     except Refused as refused:  # past the header: the refusal names the forwarder it came from
         raise Refused(refused.reason, refused.detail, gateway_eui) from None
-    return PushData(token, gateway_eui, rxpk, message.get("stat"))
+    return PushData(token, gateway_eui, rxpk, message.get("stat"), version)
 
 
 def parse_from_server(datagram: bytes) -> FromServer:
     """Read one datagram a server sent to a forwarder; raises Refused (bad_header, bad_version,
     unknown_packet, bad_json, bad_txpk, oversized) for anything else."""
-    token, identifier = _header(datagram, (PUSH_ACK, PULL_ACK, PULL_RESP), "a server")
+    version, token, identifier = _header(datagram, (PUSH_ACK, PULL_ACK, PULL_RESP), "a server")
     if identifier == PUSH_ACK:
-        return PushAck(token)
+        return PushAck(token, version)
     if identifier == PULL_ACK:
-        return PullAck(token)
+        return PullAck(token, version)
     message = _json_object(datagram[HEADER.size :], "PULL_RESP")
     if "txpk" not in message:
         raise Refused("bad_txpk", "PULL_RESP without txpk")
-    return PullResp(token, message["txpk"])
+    return PullResp(token, message["txpk"], version)
 
 
-def _header(datagram: bytes, expected: tuple[int, ...], sender: str) -> tuple[int, int]:
+def _header(datagram: bytes, expected: tuple[int, ...], sender: str) -> tuple[int, int, int]:
+    """The datagram's version, token and identifier, one of `expected` that its version has."""
     if len(datagram) > MAX_DATAGRAM:
         raise Refused("oversized", f"{len(datagram)} bytes")
     if len(datagram) < HEADER.size:
         raise Refused("bad_header", f"{len(datagram)} bytes, shorter than a header")
     version, token, identifier = HEADER.unpack_from(datagram)
-    if version != PROTOCOL_VERSION:
-        raise Refused("bad_version", f"protocol version {version}; set the forwarder to version {PROTOCOL_VERSION}")
-    if identifier not in expected:
+    if version not in PROTOCOL_VERSIONS:
+        raise Refused("bad_version", f"protocol version {version}, not one of the Semtech packet forwarder's (1 and 2)")
+    if identifier not in expected or (version == 1 and identifier == TX_ACK):
         name = PACKET_NAMES[identifier] if identifier < len(PACKET_NAMES) else "unknown"
         raise Refused("unknown_packet", f"identifier 0x{identifier:02x} ({name}), not one {sender} sends")
-    return token, identifier
+    return version, token, identifier
 
 
 def _tx_ack(token: int, gateway_eui: str, body: bytes) -> TxAck:
@@ -284,10 +297,22 @@ def reception_from_rxpk(rxpk: Any, source: str, received_at: float) -> Reception
         frequency_hz=frequency_hz,
         spreading_factor=spreading_factor,
         bandwidth_hz=bandwidth_hz,
-        rssi_dbm=_number(rxpk, "rssi", "bad_rxpk"),
-        snr_db=_number(rxpk, "lsnr", "bad_rxpk"),
+        **_signal(rxpk),
         timestamp_us=timestamp_us,
     )
+
+
+def _signal(rxpk: dict[str, Any]) -> dict[str, float]:
+    """The frame's RSSI (dBm) and SNR (dB): the entry's `rssi` and `lsnr`, or where the forwarder reports
+    each antenna apart in `rsig` (`rssic` and `lsnr` of each, as SX1301 v2 gateways such as Kerlink's
+    iBTS do), those of the antenna that heard it best."""
+    if "rsig" in rxpk and not ("rssi" in rxpk and "lsnr" in rxpk):
+        antennas = rxpk["rsig"]
+        if not isinstance(antennas, list) or not antennas or not all(isinstance(a, dict) for a in antennas):
+            raise Refused("bad_rxpk", f"rsig is {show(antennas)}, not a list of objects")
+        snr_db, rssi_dbm = max((_number(a, "lsnr", "bad_rxpk"), _number(a, "rssic", "bad_rxpk")) for a in antennas)
+        return {"rssi_dbm": rssi_dbm, "snr_db": snr_db}
+    return {"rssi_dbm": _number(rxpk, "rssi", "bad_rxpk"), "snr_db": _number(rxpk, "lsnr", "bad_rxpk")}
 
 
 # --- txpk: a frame to send --------------------------------------------------------------------

@@ -110,7 +110,8 @@ class SemtechUdp(Source[_Endpoint]):
         self.gateway_stats: dict[str, dict[str, Any]] = {}
         self._transport: asyncio.DatagramTransport | None = None
         self._listening = asyncio.Event()
-        self._downlink_paths: dict[str, tuple] = {}  # gateway EUI → address of its last PULL_DATA
+        # gateway EUI → address of its last PULL_DATA, and the protocol version it speaks
+        self._downlink_paths: dict[str, tuple[tuple, int]] = {}
         self._heard_at: dict[str, float] = {}  # gateway EUI → when it last sent a PUSH_DATA or PULL_DATA
         self._pending: dict[tuple[str, int], asyncio.Future[TxAck]] = {}  # (gateway EUI, token) → its TX_ACK
 
@@ -170,7 +171,7 @@ class SemtechUdp(Source[_Endpoint]):
         match packet:
             case PushData():
                 self.stats.push_data += 1
-                self._send_datagram(PushAck(packet.token).encode(), sender)
+                self._send_datagram(PushAck(packet.token, packet.version).encode(), sender)
                 if isinstance(packet.stat, dict):
                     _remember(self.gateway_stats, packet.gateway_eui, {**packet.stat, "received_at": self.clock()})
                 elif packet.stat is not None:
@@ -186,8 +187,8 @@ class SemtechUdp(Source[_Endpoint]):
             case PullData():
                 self.stats.pull_data += 1
                 # lora_pkt_fwd pulls from its own socket, not the one it pushes from: downlinks go here.
-                _remember(self._downlink_paths, packet.gateway_eui, sender)
-                self._send_datagram(PullAck(packet.token).encode(), sender)
+                _remember(self._downlink_paths, packet.gateway_eui, (sender, packet.version))
+                self._send_datagram(PullAck(packet.token, packet.version).encode(), sender)
             case TxAck():
                 self.stats.tx_acks += 1
                 answer = self._pending.get((packet.gateway_eui, packet.token))
@@ -215,7 +216,8 @@ class SemtechUdp(Source[_Endpoint]):
 
     async def _send(self, downlink: Downlink) -> None:
         """Send `downlink` through the gateway that heard `downlink.answers`, at that reception's
-        timestamp plus `delay_us` on the gateway's clock, and wait for the forwarder's TX_ACK.
+        timestamp plus `delay_us` on the gateway's clock, and wait for the forwarder's TX_ACK (a version 1
+        forwarder sends none: a downlink handed to it counts as sent).
 
         Raises TransmitError: `no_downlink_path` when that gateway has sent no PULL_DATA yet,
         `bad_request` for a downlink it cannot send, the forwarder's error in lower case
@@ -225,10 +227,10 @@ class SemtechUdp(Source[_Endpoint]):
         if not gateway_eui:
             # Its timestamp is on no known gateway's clock: the concentrator would send at a random time.
             raise TransmitError("bad_request", f"answers a reception from {downlink.answers.source}")
-        transport, address = self._transport, self._downlink_paths.get(gateway_eui)
+        transport, path = self._transport, self._downlink_paths.get(gateway_eui)
         if transport is None:
             raise TransmitError("no_downlink_path", "the UDP source is not listening")
-        if address is None:
+        if path is None:
             raise TransmitError(
                 "no_downlink_path",
                 f"gateway {gateway_eui} has sent no PULL_DATA yet: check that its packet forwarder "
@@ -238,6 +240,10 @@ class SemtechUdp(Source[_Endpoint]):
             txpk = txpk_of(downlink)
         except ValueError as error:
             raise TransmitError("bad_request", str(error)) from None
+        address, version = path
+        if version == 1:
+            transport.sendto(PullResp(0, txpk.to_json(), version).encode(), address)
+            return
         token = random.randrange(65536)
         while (gateway_eui, token) in self._pending:
             token = random.randrange(65536)

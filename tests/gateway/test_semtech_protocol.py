@@ -143,7 +143,7 @@ def test_a_txpk_a_forwarder_cannot_send_is_refused(change: dict[str, Any]) -> No
     ("datagram", "reason"),
     [
         (b"\x02\x00", "bad_header"),
-        (b"\x01\x00\x01\x01", "bad_version"),
+        (b"\x03\x00\x01\x01", "bad_version"),
         (PullData(1, "0016c001ff10a235").encode(), "unknown_packet"),
         (b"\x02\x00\x01\x03{", "bad_json"),
         (b"\x02\x00\x01\x03{}", "bad_txpk"),

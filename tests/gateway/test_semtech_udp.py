@@ -80,8 +80,8 @@ HEARD = Reception(
 )
 
 
-def datagram(identifier: int, token: int, body: bytes = b"", eui: bytes = EUI) -> bytes:
-    return struct.pack(">BHB", 2, token, identifier) + eui + body
+def datagram(identifier: int, token: int, body: bytes = b"", eui: bytes = EUI, version: int = 2) -> bytes:
+    return struct.pack(">BHB", version, token, identifier) + eui + body
 
 
 def push_data(token: int, **message: Any) -> bytes:
@@ -230,6 +230,25 @@ def test_an_unusable_rxpk_is_refused_with_its_reason(fields: dict[str, Any], rea
     assert refused.value.reason == reason
 
 
+def test_where_the_forwarder_reports_each_antenna_the_best_ones_signal_is_the_frames() -> None:
+    # SX1301 v2 gateways (Kerlink's iBTS) give RSSI and SNR per antenna in rsig, not in the entry.
+    antennas = [{"ant": 0, "chan": 2, "rssic": -101, "lsnr": -3.5}, {"ant": 1, "chan": 2, "rssic": -95, "lsnr": 4.25}]
+    heard = reception_from_rxpk(rxpk(rssi=DROP, lsnr=DROP, rsig=antennas), SOURCE, NOW)
+    assert (heard.rssi_dbm, heard.snr_db) == (-95.0, 4.25)
+    # Where the entry gives both, they are the frame's (lora_pkt_fwd may add rsig beside them).
+    assert reception_from_rxpk(rxpk(rsig=antennas), SOURCE, NOW) == HEARD
+
+
+@pytest.mark.parametrize(
+    "rsig", [[], {"rssic": -95, "lsnr": 4}, [{"rssic": -95}], [{"lsnr": 4.0, "rssic": "-95"}], ["ant 0"]]
+)
+def test_an_rsig_without_each_antennas_signal_is_refused(rsig: Any) -> None:
+    with pytest.raises(Refused) as refused:
+        reception_from_rxpk(rxpk(rssi=DROP, lsnr=DROP, rsig=rsig), SOURCE, NOW)
+    assert refused.value.reason == "bad_rxpk"
+    assert "rsig" in refused.value.detail or "lsnr" in refused.value.detail or "rssic" in refused.value.detail
+
+
 @pytest.mark.parametrize(("freq", "hz"), [(868.1, 868_100_000), (869.525, 869_525_000), (867.8999999, 867_900_000)])
 def test_the_frequency_in_mhz_becomes_whole_hertz(freq: float, hz: int) -> None:
     assert reception_from_rxpk(rxpk(freq=freq), SOURCE, NOW).frequency_hz == hz
@@ -264,7 +283,9 @@ NESTED = b"[" * 5000 + b"]" * 5000
 MALFORMED = [
     (b"", "bad_header"),
     (b"\x02\x12", "bad_header"),
-    (b"\x01\x12\x34\x00" + EUI + b'{"rxpk":[]}', "bad_version"),
+    (b"\x03\x12\x34\x00" + EUI + b'{"rxpk":[]}', "bad_version"),
+    (b"\x00\x12\x34\x02" + EUI, "bad_version"),
+    (b"\x01\x12\x34\x05" + EUI, "unknown_packet"),  # a TX_ACK, which version 1 does not have
     (datagram(PUSH_ACK, 7), "unknown_packet"),
     (datagram(PULL_RESP, 7, b'{"txpk":{}}'), "unknown_packet"),
     (datagram(0x42, 7), "unknown_packet"),
@@ -418,6 +439,21 @@ async def test_a_downlink_the_forwarder_refuses_raises_its_error(error: str, rea
             await sending
     assert failed.value.reason == reason
     assert source.stats.transmits == {reason: 1}
+
+
+async def test_a_version_1_forwarder_is_answered_in_version_1_and_its_downlink_needs_no_tx_ack() -> None:
+    # PROTOCOL.TXT up to v1.2: no TX_ACK, and PULL_RESP's token bytes are unused.
+    async with running(tx_ack_timeout_s=0.2) as (source, pipeline, forwarder), asyncio.timeout(5):
+        forwarder.send_up(datagram(PUSH_DATA, 0x1234, json.dumps({"rxpk": [rxpk()]}).encode(), version=1))
+        assert await forwarder.heard_up() == bytes([1, 0x12, 0x34, PUSH_ACK])
+        assert await pipeline.receptions.get() == HEARD
+        forwarder.send_down(datagram(PULL_DATA, 0xA55A, version=1))
+        assert await forwarder.heard_down() == bytes([1, 0xA5, 0x5A, PULL_ACK])
+        await source.transmit(downlink())  # returns without a TX_ACK, well within the timeout
+        resp = await forwarder.heard_down()
+    assert resp[:4] == bytes([1, 0, 0, PULL_RESP])
+    assert json.loads(resp[4:])["txpk"]["data"] == base64.b64encode(ACK).decode()
+    assert source.stats.transmits == {"sent": 1}
 
 
 async def test_a_downlink_without_tx_ack_fails_with_no_tx_ack() -> None:

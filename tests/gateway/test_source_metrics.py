@@ -89,7 +89,7 @@ async def test_a_running_gateway_exports_each_sources_counters_to_prometheus_and
             forwarder.pull()  # the downlink path, for the ACK
             forwarder.hear(telemetry(1))
             forwarder.hear(checkin(2))  # asks for an ACK: one downlink
-            forwarder.send_raw(b"\x01\x00\x01\x00" + eui + b"{}")  # a forwarder set to protocol version 1
+            forwarder.send_raw(b"\x03\x00\x01\x00" + eui + b"{}")  # a protocol version no forwarder speaks
             heard_badly = rxpk_of(
                 b"\x01", timestamp_us=5, frequency_hz=868_100_000, spreading_factor=9, bandwidth_hz=125_000,
                 rssi_dbm=-120, snr_db=-15,
@@ -111,7 +111,7 @@ async def test_a_running_gateway_exports_each_sources_counters_to_prometheus_and
                 ("borne_source_transmits_total", (("result", "sent"),)): 1,
                 ("borne_source_reconnects_total", ()): 0,
                 ("borne_source_connected", ()): 1,
-                ("borne_udp_datagrams_total", ()): 6,  # PULL_DATA, 3 PUSH_DATA, version 1, TX_ACK
+                ("borne_udp_datagrams_total", ()): 6,  # PULL_DATA, 3 PUSH_DATA, version 3, TX_ACK
                 ("borne_udp_push_data_total", ()): 3,
                 ("borne_udp_pull_data_total", ()): 1,
                 ("borne_udp_tx_acks_total", ()): 1,

@@ -43,7 +43,7 @@ async def test_malformed_and_oversized_datagrams_are_refused_and_reported(tmp_pa
         eui = forwarder.gateway_eui
         for datagram in [
             b"\x02",
-            b"\x01\x00\x01\x00" + eui + b"{}",
+            b"\x03\x00\x01\x00" + eui + b"{}",  # a protocol version no forwarder speaks
             b"\x02\x00\x01\x09" + eui,
             b"\x02\x00\x01\x00" + eui + b'{"rxpk": [{"stat": 1',
             b"\x02\x00\x01\x00" + eui + b"{" + b" " * 65_000 + b"}",
