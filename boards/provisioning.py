@@ -276,7 +276,10 @@ def registered_node(
     if pending is not None:
         device = pending
     elif not registry_file.exists():
-        raise ProvisioningError(f"{registry_file}: no such registry; give the site's device registry with --registry")
+        raise ProvisioningError(
+            f"{registry_file}: no such registry; give the site's device registry with --registry "
+            "(`borne site init` writes it beside the key file)"
+        )
     else:
         device = Registry.load(registry_file).get(device_id)
     if device is None:
@@ -378,9 +381,15 @@ def register_device(
 ) -> Device:
     """Add `device_id` to the registry with keys derived from the site key file; return its entry.
 
-    RegistryError if the id or the site/name is taken; ProvisioningError for a key file others can
+    RegistryError if the id or the site/name is taken; ProvisioningError for a registry file that does not
+    exist (a device added to a registry no gateway reads would never be heard), a key file others can
     read or without a master key. With `save=False`, checks all that and writes nothing."""
     _check_device_id(device_id)  # before its keys are derived: the derivation packs it in 16 bits
+    if not registry_file.exists():
+        raise ProvisioningError(
+            f"{registry_file}: no such registry; give the site's device registry with --registry "
+            "(`borne site init` writes it beside the key file)"
+        )
     _check_key_file(key_file)
     site_keys = load_site_keys(key_file)
     if site_keys.master_key is None:
@@ -424,7 +433,9 @@ def settle_with_registry(device: Device, options: NodeOptions) -> tuple[NodeOpti
         options = replace(options, status_s=device.status_interval_s)  # not an installer's choice: no flag
     measured = {field for sensor in options.sensors for field in SENSOR_FIELDS.get(sensor, ())}
     warnings = [
-        f"the registry lists {field} for device {device.device_id}, which none of its sensors measures"
+        f"the registry lists {field} for device {device.device_id}, which none of its sensors measures "
+        f"(add {' or '.join(sensor for sensor, fields in SENSOR_FIELDS.items() if field in fields)} to --sensors; "
+        "else Home Assistant shows it unknown)"
         for field in device.sensors
         if field not in measured
     ]

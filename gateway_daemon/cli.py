@@ -27,6 +27,8 @@ CONFIG_DIR = Path("/etc/borne")
 DEFAULT_CONFIG = CONFIG_DIR / "gateway.toml"
 DEFAULT_STATE = Path("/var/lib/borne/state.db")  # as the example configuration's
 SITE_FILES = ("site-keys.toml", "devices.toml", "gateway.toml")
+DEFAULT_REGISTRY = CONFIG_DIR / "devices.toml"
+REGISTRY_HELP = "the site's device registry, which the gateway reads (default: %(default)s)"
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -80,14 +82,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help=f"the chips wired to it, comma-separated, among {','.join(provisioning.SENSORS)} (as `borne board flash`)",
     )
     add.add_argument("--nfc", action="store_true", help="has a badge reader")
-    add.add_argument("--registry", type=Path, default=Path("/etc/borne/devices.toml"))
+    add.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY, metavar="DEVICES_TOML", help=REGISTRY_HELP)
     add.set_defaults(run=_device_add)
     listing = device_actions.add_parser("list", help="list registered devices (keys shortened)")
-    listing.add_argument("--registry", type=Path, default=Path("/etc/borne/devices.toml"))
+    listing.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY, metavar="DEVICES_TOML", help=REGISTRY_HELP)
     listing.set_defaults(run=_device_list)
     remove = device_actions.add_parser("remove", help="unregister a device")
     remove.add_argument("device_id", type=lambda text: int(text, 0))
-    remove.add_argument("--registry", type=Path, default=Path("/etc/borne/devices.toml"))
+    remove.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY, metavar="DEVICES_TOML", help=REGISTRY_HELP)
     remove.set_defaults(run=_device_remove)
     configure = device_actions.add_parser(
         "configure",
@@ -253,7 +255,7 @@ def _device_add(args: argparse.Namespace) -> int:
     device = provisioning.register_device(args.device_id, registration, args.keys, args.registry)
     fields = ", ".join(device.sensors) or "no telemetry"
     print(
-        f"registered device {args.device_id} as {args.site}/{args.name} ({fields}); "
+        f"registered device {args.device_id} as {args.site}/{args.name} ({fields}) in {args.registry}; "
         "running gateways read it at their next frame (SIGHUP: at once)"
     )
     return 0
@@ -261,6 +263,8 @@ def _device_add(args: argparse.Namespace) -> int:
 
 def _device_list(args: argparse.Namespace) -> int:
     registry = Registry.load(args.registry)
+    if not registry.devices:
+        print(f"no device registered in {args.registry}")
     for device in sorted(registry.devices.values(), key=lambda d: d.device_id):
         flags = ", ".join(filter(None, ["battery" if device.battery else "", "nfc" if device.nfc else ""]))
         print(
@@ -276,7 +280,10 @@ def _device_remove(args: argparse.Namespace) -> int:
         print(f"error: device {args.device_id} is not registered in {args.registry}", file=sys.stderr)
         return 1
     registry.save(args.registry)
-    print(f"removed device {args.device_id}; running gateways read it at their next frame (SIGHUP: at once)")
+    print(
+        f"removed device {args.device_id} from {args.registry}; running gateways read it at their next frame "
+        "(SIGHUP: at once)"
+    )
     return 0
 
 

@@ -65,7 +65,10 @@ def discovery_messages(
 ) -> list[tuple[str, str]]:
     """(topic, retained payload) of every discovery config for these devices.
 
-    `firmware` holds the version each node last reported in its status, when known.
+    `firmware` holds the version each node last reported in its status, when known. It goes on the
+    device of the status sensors' configs only: Home Assistant keeps a device's `sw_version` from any of
+    its entities, and sets up again (unavailable until their next message) only the sensors whose
+    config changed, which the status naming the new version revives at once.
     """
     firmware = firmware or {}
     availability = f"{prefix}/gateway/{gateway}/state"
@@ -81,9 +84,8 @@ def discovery_messages(
             "suggested_area": area_name(device.facility or device.site),
             "via_device": gateway_identifier(gateway),
         }
-        if device.device_id in firmware:
-            ha_device["sw_version"] = firmware[device.device_id]
         common = {"availability_topic": availability, "device": ha_device}
+        status_device = ha_device | ({"sw_version": firmware[device.device_id]} if device.device_id in firmware else {})
         for field in device.sensors:
             name, device_class, unit, state_class, icon = SENSORS[field]
             config = {
@@ -113,6 +115,7 @@ def discovery_messages(
                 "state_class": "measurement",
                 "expire_after": MISSED_REPORTS * device.status_interval_s,
                 **common,
+                "device": status_device,
             }
             messages.append(_config_message(discovery_prefix, "sensor", f"{node}/{field}", config))
         if device.nfc:

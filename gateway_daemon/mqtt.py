@@ -89,7 +89,9 @@ class Publisher:
         self._registry_changed = asyncio.Event()
         gateway = config.gateway.name
         self.topic_base = f"{config.mqtt.topic_prefix}/gateway/{gateway}"
-        self.firmware: dict[int, str] = {}  # device id → the version its last status named
+        # Device id → the version its last status named, kept across restarts: the discovery configs
+        # announced at start are then those retained, which Home Assistant takes as unchanged.
+        self.firmware: dict[int, str] = state.firmware_versions()
         # State topic → the sender (device id and key epoch) and counter of the message retained on it.
         self._retained: dict[str, tuple[str, int]] = {}
 
@@ -205,7 +207,13 @@ class Publisher:
             _raise_if_cancelled()
 
     async def _note_firmware(self, client: aiomqtt.Client, topic: str, payload: Any) -> None:
-        """A node's status: when it names a firmware not yet on the node's device, publish the device again."""
+        """A node's status: when it names a firmware not yet on the node's device, publish the device again.
+
+        Home Assistant sets up again a sensor whose config changed, unavailable until its next message
+        (mqtt/sensor.py: `expire_after`): so the version is on the status sensors' configs alone, and
+        this gateway announces it before it publishes the status that names it (`_publish`), which
+        then gives those sensors their values. A status another gateway published comes here after it.
+        """
         try:
             status = json.loads(payload)
             device = self.registry().devices.get(status["device_id"])
@@ -217,6 +225,7 @@ class Publisher:
         if self.firmware.get(device.device_id) == firmware:
             return
         self.firmware[device.device_id] = firmware
+        self.state.note_firmware(device.device_id, firmware)
         await self._announce_devices(client, [device])
 
     async def _drain(self, client: aiomqtt.Client) -> None:
@@ -232,6 +241,8 @@ class Publisher:
                 await self._wake.wait()
 
     async def _publish(self, client: aiomqtt.Client, event: OutboxEvent) -> None:
+        if event.kind == "status" and self.config.home_assistant.enabled:
+            await self._note_firmware(client, event.topic, event.payload)
         await send(client, event.topic, event.payload, retain=self._retains(event))
         self.state.delivered(event.seq)
         self.published += 1

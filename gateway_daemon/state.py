@@ -73,6 +73,10 @@ CREATE TABLE IF NOT EXISTS pending_configs (
     tries INTEGER NOT NULL DEFAULT 0,
     last_try_at REAL
 );
+CREATE TABLE IF NOT EXISTS firmware (
+    device_id INTEGER PRIMARY KEY,
+    version TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS receivers (
     device_id INTEGER NOT NULL,
     receiver TEXT NOT NULL,
@@ -365,6 +369,19 @@ class GatewayState:
             (device_id,),
         ).fetchone()
         return None if row is None else PendingConfig(*row)
+
+    def firmware_versions(self) -> dict[int, str]:
+        """The firmware version each device's last status named, by device id (`note_firmware`)."""
+        return dict(self._db.execute("SELECT device_id, version FROM firmware").fetchall())
+
+    def note_firmware(self, device_id: int, version: str) -> None:
+        """Keep the firmware version a device's status named, for the gateway's next start."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO firmware (device_id, version) VALUES (?, ?)"
+                " ON CONFLICT (device_id) DO UPDATE SET version = excluded.version",
+                (device_id, version),
+            )
 
     def pending_configs(self) -> list[PendingConfig]:
         rows = self._db.execute(

@@ -4,8 +4,9 @@ The rules modelled, from Home Assistant's MQTT integration (2024.x) and its docu
 (integrations/sensor.mqtt, binary_sensor.mqtt, tag.mqtt, mqtt#discovery):
 
 - Discovery: configs on `<discovery prefix>/<component>/[<node id>/]<object id>/config`; a
-  config for an entity already set up updates it; each config's `device` goes into the device
-  registry, merged by its identifiers.
+  config for an entity already set up updates it, unless it is the same (mqtt/mixins.py:
+  "Ignoring unchanged update"); each config's `device` goes into the device registry, merged by
+  its identifiers (a key a config leaves out stays as it was).
 - Subscriptions: an entity subscribes to its state and availability topics once it is set up,
   so it receives their retained message then, once; later messages reach every entity of the topic.
 - Templates: Jinja2 in a sandbox that forbids mutation, with `value` (the payload) and
@@ -13,7 +14,10 @@ The rules modelled, from Home Assistant's MQTT integration (2024.x) and its docu
   renders empty and logs `Template variable warning`; using one otherwise is an error.
 - Sensor: a rendered empty string is ignored (the last value stays), `None` makes the state
   unknown, anything else is the state (a number for a sensor with a unit or state class).
-  Every message restarts `expire_after`; past it the sensor is unavailable until the next one.
+  Every message restarts `expire_after`; past it the sensor is unavailable until the next one. A
+  sensor with `expire_after` set up again by a changed config starts expired (mqtt/sensor.py,
+  `_setup_from_config`), and its topic's retained message is not sent again: it is unavailable
+  until its next message.
 - Binary sensor: the payload is compared with `payload_on`/`payload_off`; another is ignored
   with a warning.
 - Availability: unavailable until `payload_available` (`online`) arrives on the availability
@@ -146,7 +150,11 @@ class HomeAssistantModel:
         if device := config.get("device"):
             self.devices.setdefault(device["identifiers"][0], {}).update(device)
         if key in self.entities:  # an update of an entity already set up: no new subscription
-            self.entities[key].config = config
+            entity = self.entities[key]
+            if config != entity.config:
+                entity.config = config
+                if entity.component == "sensor" and config.get("expire_after"):
+                    entity.updated_at = None  # expired until its next message
             return
         entity = Entity(component, discovery_id, config)
         self.entities[key] = entity

@@ -184,6 +184,40 @@ async def test_home_assistant_restarted_reads_the_last_states_and_replays_no_bad
             assert restarted.warnings == [] and restarted.errors == []
 
 
+async def test_a_restarted_gateway_and_a_new_firmware_leave_the_nodes_sensors_available(tmp_path, broker):
+    """Home Assistant sets up again a sensor whose discovery config changed, and it stays unavailable
+    until its next message: a status an hour later. The gateway changes a config only for a new
+    firmware, and then before the status that names it."""
+    write_devices(tmp_path)
+    async with HomeAssistantModel(broker.port) as ha:
+        async with Site(tmp_path, broker.port) as site:
+            nodes = Nodes(site)
+            await nodes.send(DOOR, Status(firmware="1.4.2", uptime_s=60, queue_depth=2))
+            await nodes.send(AIR, Telemetry(temperature_c=21.5, humidity_pct=40.0, pressure_hpa=1013.2, co2_ppm=650))
+            await ha.until(lambda: ha.devices.get(node(DOOR), {}).get("sw_version") == "1.4.2")
+            await ha.until(lambda: numeric(ha, f"{node(AIR)}_co2_ppm") == 650)
+        async with Site(tmp_path, broker.port) as site:  # the same state file: a restart
+            nodes = Nodes(site)
+            nodes.counters = {DOOR.device_id: 1, AIR.device_id: 1}
+            # A report published after the restart's discovery configs, and the door's retained status read back.
+            await nodes.send(METER, Telemetry(meter_pulses=1, battery_mv=3700))
+            await ha.until(lambda: numeric(ha, f"{node(METER)}_meter_pulses") == 1)
+            await asyncio.sleep(0.5)
+            assert numeric(ha, f"{node(DOOR)}_queue_depth") == 2
+            assert numeric(ha, f"{node(AIR)}_co2_ppm") == 650
+
+            await nodes.send(DOOR, Status(firmware="1.5.0", uptime_s=5, queue_depth=3))
+            await ha.until(lambda: ha.devices[node(DOOR)].get("sw_version") == "1.5.0")
+            await ha.until(lambda: numeric(ha, f"{node(DOOR)}_queue_depth") == 3)
+            await asyncio.sleep(0.5)  # the broker's copy of the status came back to the gateway meanwhile
+            door = ha.device_entities(node(DOOR))
+            assert {key: ha.state(key) for key in door if door[key].component == "sensor"} == {
+                f"{node(DOOR)}_{field}": "3" if field == "queue_depth" else "0"
+                for field in (*STATUS_SENSORS, *READER_SENSORS)
+            }
+            assert ha.warnings == [] and ha.errors == []
+
+
 async def test_a_report_accepted_late_does_not_replace_the_newer_retained_state(tmp_path, broker):
     write_devices(tmp_path)
     async with Site(tmp_path, broker.port) as site:

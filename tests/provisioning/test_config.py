@@ -244,7 +244,10 @@ def test_the_status_interval_is_the_registrys(site: Site) -> None:
 def test_a_registry_field_no_chosen_sensor_measures_is_a_warning(site: Site) -> None:
     device, _ = registered_node(NODE_ID, site.keys, site.registry)  # registered with temperature_c, co2_ppm
     _, warnings = settle_with_registry(device, NodeOptions(sensors=("bme280",)))
-    assert warnings == [f"the registry lists co2_ppm for device {NODE_ID}, which none of its sensors measures"]
+    assert warnings == [
+        f"the registry lists co2_ppm for device {NODE_ID}, which none of its sensors measures "
+        "(add scd4x to --sensors; else Home Assistant shows it unknown)"
+    ]
     assert settle_with_registry(device, NodeOptions(sensors=("scd4x",)))[1] == []
 
 
