@@ -32,19 +32,14 @@ from simulator.concentrator import Concentrator
 from simulator.mqtt_log import MqttLog
 from simulator.test_keys import TEST_MASTER_KEY
 from simulator.virtual_board import RadioMedium, VirtualBoard
-from simulator.virtual_board.board import radio_wiring
+from simulator.virtual_board.board import PN532_ADDRESS, radio_wiring
 
 log = logging.getLogger(__name__)
 
-PN532_ADDRESS = 0x24
-BME280_ADDRESS = 0x76
-SCD4X_ADDRESS = 0x62
-SHT4X_ADDRESS = 0x44
 GATEWAY_START_S = 60
 GATEWAY_NAME = "virtual-gateway"  # its MQTT topic level
 STATS_INTERVAL_S = 5  # the gateway's counters on MQTT: often, on a rig
 _BRIDGE_CONNECTED = b"bridge board connected"  # what the gateway logs once it has the bridge's port
-_I2C_CHIPS = {"bme280": BME280_ADDRESS, "scd4x": SCD4X_ADDRESS, "sht4x": SHT4X_ADDRESS}
 
 
 @dataclass(frozen=True)
@@ -284,21 +279,10 @@ class VirtualSite:
     def _wire(self, spec: NodeSpec) -> None:
         board = self.boards[spec.name]
         profile = self.profiles[spec.name]
-        board.wire_power_chip(profile)
-        i2c = profile["i2c"]
-        for sensor in spec.sensors:
-            if sensor in _I2C_CHIPS:
-                board.wire_i2c(sensor, _I2C_CHIPS[sensor], sda=i2c["sda"], scl=i2c["scl"])
+        board.wire_parts(profile, spec.sensors, spec.nfc)
         if "battery" in spec.sensors:
             battery = profile["battery"]
             board.set_adc(battery["pin"], round(spec.battery_mv * 1000 / battery["ratio"]))
-        if spec.nfc == "pn532":
-            board.wire_i2c("pn532", PN532_ADDRESS, sda=i2c["sda"], scl=i2c["scl"])
-        elif spec.nfc == "mfrc522":
-            spi = profile["nfc_spi"]
-            board.wire_spi(
-                "mfrc522", cs=spi["cs"], sck=spi["sck"], mosi=spi["mosi"], miso=spi["miso"], reset=spi["reset"]
-            )
 
     def _write_registry(self) -> None:
         registry = Registry({})

@@ -76,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
                 mcu=mcu,
                 console=console,
             )
-            board.wire_power_chip(getattr(args, "board_profile", None) or {})  # a T-Beam's, before power-on
+            # What its configuration names (`borne sim board --nfc --sensors`), and a T-Beam's power chip.
+            profile, sensors = getattr(args, "board_profile", None) or {}, getattr(args, "sensors", None) or ()
+            board.wire_parts(profile, sensors, getattr(args, "nfc", None))
             with board:
                 print(f"virtual board on {board.port}, flash in {board.flash}; Ctrl-C to power it off", file=sys.stderr)
                 stop.wait()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import selectors
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -115,6 +115,11 @@ def radio_wiring(board_radio: Mapping[str, Any]) -> dict[str, Any]:
 
 
 PMU_ADDRESS = 0x34  # the AXP192's and the AXP2101's (frozen/axp_chip.py)
+PN532_ADDRESS = 0x24
+BME280_ADDRESS = 0x76
+SCD4X_ADDRESS = 0x62
+SHT4X_ADDRESS = 0x44
+I2C_SENSORS = {"bme280": BME280_ADDRESS, "scd4x": SCD4X_ADDRESS, "sht4x": SHT4X_ADDRESS}
 
 
 class VirtualBoard:
@@ -298,6 +303,23 @@ class VirtualBoard:
         if pmu:
             i2c = board_profile["i2c"]
             self.wire_i2c(next(iter(pmu)), PMU_ADDRESS, sda=i2c["sda"], scl=i2c["scl"])
+
+    def wire_parts(self, board_profile: Mapping[str, Any], sensors: Iterable[str] = (), nfc: str | None = None) -> None:
+        """Wire what a node's configuration names to the places its board profile gives: its power chip,
+        its I2C sensors (`sensors`, as `borne board flash --sensors` names them) and its badge reader,
+        "pn532" on the I2C bus or "mfrc522" on the profile's `nfc_spi`. Call it before power-on."""
+        self.wire_power_chip(board_profile)
+        i2c = board_profile.get("i2c")
+        for sensor in sensors:
+            if sensor in I2C_SENSORS:
+                self.wire_i2c(sensor, I2C_SENSORS[sensor], sda=i2c["sda"], scl=i2c["scl"])
+        if nfc == "pn532":
+            self.wire_i2c("pn532", PN532_ADDRESS, sda=i2c["sda"], scl=i2c["scl"])
+        elif nfc == "mfrc522":
+            spi = board_profile["nfc_spi"]
+            self.wire_spi(
+                "mfrc522", cs=spi["cs"], sck=spi["sck"], mosi=spi["mosi"], miso=spi["miso"], reset=spi["reset"]
+            )
 
     def unwire_i2c(self, address: int) -> None:
         """Take the chip at `address` off its I2C lines."""

@@ -136,6 +136,25 @@ def test_sim_board_without_blank_boots_provisioned_with_the_test_configuration(t
     assert "installed in" in printed and "node 7" in printed
 
 
+@pytest.mark.parametrize(("board", "reader"), [("heltec_v2", "pn532"), ("heltec_v3", "mfrc522")])
+def test_sim_board_wires_the_reader_and_sensors_it_is_given_and_the_self_test_passes(
+    tmp_path: Path, board: str, reader: str
+) -> None:
+    port, flash = tmp_path / "ttyBORNE0", tmp_path / "flash"
+    command = [sys.executable, "-m", "borne", "sim", "board", "--pty", str(port), "--flash", str(flash)]
+    command += ["--board", board, "--device", "7", "--nfc", reader, "--sensors", "bme280,scd4x"]
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            wait_for(port.exists)
+            done = borne("board", "check", "--port", str(port))
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=10)
+    assert done.returncode == 0, done.stdout + done.stderr
+    passed = {line.split("  ")[0].strip() for line in done.stdout.splitlines() if "  pass  " in line}
+    assert {f"reader {reader}", "sensor bme280", "sensor scd4x"} <= passed, done.stdout
+
+
 def test_a_site_from_nothing_one_command_takes_a_board_to_registered_and_installed(tmp_path: Path) -> None:
     site = tmp_path / "site"
     done = borne("site", "init", "town-hall", "--dir", str(site))
