@@ -381,7 +381,7 @@ class Wake:
     setup: Mark  # imports, configuration, the board powered and the node built
     go: Mark  # the node's task created (the bench's own set-up in between)
     end: Mark  # machine.deepsleep() called
-    heap: int  # bytes in use at the highest of the samples (after a collection)
+    heap: int  # what the heap grew by to its highest sample, garbage included (no collection within a call)
     wrapper_us: float  # what timing one simulated call costs the VM beside the call
     scale: float  # how many times faster than an ESP32 the VM ran, just before
     events: list[tuple[str, Mark, Mark, int]]  # sensors, send (bytes), receive (window ms)
@@ -655,8 +655,10 @@ def battery_table() -> str:
         f"long as in the VM, CPU time times {min(scales):.0f}-{max(scales):.0f} (the VM's speed against an ESP32 at "
         "160 MHz, measured before each wake), the simulated chips' and files' time replaced by the buses' and the "
         f"flash's. Boot is {STARTUP_MS} ms of ESP-IDF start-up plus MicroPython's imports and the node's set-up. "
-        "Heap: bytes in use in the VM at the highest sample, the chips' models included (the ESP32's heap is "
-        "112 KiB, 128 KiB on an ESP32-S3).",
+        "Heap: what the VM's heap grew by from before the imports to its highest sample. The wake runs in one call "
+        "to the VM, which collects garbage only between calls: it counts the garbage an ESP32 (112 KiB of heap, "
+        "128 KiB on an ESP32-S3) collects as it goes, and the chips' models. The heap a node keeps in use is in "
+        "the boot table, measured on the ESP32's heap.",
         "",
         "| board | MCU, radio | install | boot and imports | sensors | on air | receive windows | awake "
         "| heap | µAh per wake | average µA | years | years, every wait in light sleep | off in deep sleep |",

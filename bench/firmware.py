@@ -250,6 +250,10 @@ def boot_table() -> str:
     lines = [
         "## A node's boot per board, in the VM with its ESP32's heap (mcu.mjs): .py source against .mpy",
         "",
+        "With .py source the VM compiles every module of the boot in main.py's one call and collects no garbage",
+        "meanwhile, where a board collects between them: a MemoryError (no node booted) in a .py column is the",
+        "VM's, not a board's. What it shows is what .mpy spares: no source compiled on the board.",
+        "",
         "| board | MCU | heap in use after boot, .py | .mpy | imports at boot µs, .py | .mpy |",
         "|---|---|---:|---:|---:|---:|",
     ]

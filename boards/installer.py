@@ -140,9 +140,14 @@ _CHECK_MARK = "BORNE-CHECK "
 _SELFTEST_IMPORT = "import borne.node, borne.selftest"
 _SELFTEST = "borne.selftest.run()"
 _NOT_BORNE = "no module named 'borne"
-_WIRING = "boards/README.md, 'What to wire where'"
+
 _I2C_CHIPS = {"bme280": "BME280", "scd4x": "SCD4x", "sht4x": "SHT4x", "pn532": "PN532"}
 _EIO, _ETIMEDOUT = 5, 110
+
+
+def _wiring(board: Mapping[str, Any]) -> str:
+    """Where an installer reads the board's wiring: a command of the installed `borne`, and the guide."""
+    return f"`borne board wiring {board.get('name')}`, and the installer's guide, section 4"
 
 
 @dataclass(frozen=True)
@@ -465,7 +470,7 @@ def _reader_result(record: Mapping[str, Any], board: Mapping[str, Any]) -> Check
     # Its driver's only check at start is VersionReg, which reads 0x00 or 0xFF when nothing drives MISO.
     advice = (
         f"the MFRC522 did not answer: check its wiring to {pins} (the module's SDA pin is CS), its 3.3 V and GND "
-        f"(see {_WIRING})"
+        f"(see {_wiring(board)})"
     )
     return CheckResult(name, False, found, advice)
 
@@ -513,7 +518,7 @@ def _i2c_advice(chip: str, where: str, record: Mapping[str, Any], board: Mapping
         )
     if errno == _ETIMEDOUT:
         return f"{chip} {where} did not finish a measurement: power-cycle the board; replace the {chip} if it stays so"
-    return f"{chip} {where} did not answer: check its wiring to {pins}, its 3.3 V and GND{extra} (see {_WIRING})"
+    return f"{chip} {where} did not answer: check its wiring to {pins}, its 3.3 V and GND{extra} (see {_wiring(board)})"
 
 
 def _counters(record: Mapping[str, Any]) -> str:

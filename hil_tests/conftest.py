@@ -12,6 +12,7 @@ CI); the virtual rig lacks nothing, so a skip there still fails under CI.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ from simulator.virtual_site import NodeSpec
 
 BADGE_KEY = derive_badge_key(TEST_MASTER_KEY)
 RIG = pytest.StashKey[Rig]()
+SCRATCH = pytest.StashKey[Path]()  # the bench's work folder when no --report names one
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -60,7 +62,10 @@ def make_rig(config: pytest.Config, report_dir: Path | None) -> Rig:
         raise pytest.UsageError(str(error)) from error
     capture = config.pluginmanager.getplugin("capturemanager")
     terminal = capture.global_and_fixture_disabled if capture is not None else None
-    work = report_dir / "bench" if report_dir is not None else Path(tempfile.mkdtemp(prefix="borne-bench-"))
+    if report_dir is not None:
+        work = report_dir / "bench"
+    else:
+        work = config.stash[SCRATCH] = Path(tempfile.mkdtemp(prefix="borne-bench-"))
     return BenchRig(loaded, work, terminal)
 
 
@@ -68,6 +73,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     rig = config.stash.get(RIG, None)
     if rig is not None:
         rig.close()
+    scratch = config.stash.get(SCRATCH, None)
+    if scratch is not None:
+        with contextlib.suppress(OSError):
+            scratch.rmdir()  # left empty (`borne bench check` runs nothing); a run's gateway log stays
 
 
 def scenario_needs(item: pytest.Item) -> tuple[list[str], list[NodeSpec]]:

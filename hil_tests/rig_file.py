@@ -116,7 +116,10 @@ def load_rig_file(path: Path) -> RigFile:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
-        raise RigFileError(f"cannot read the rig file {path}: {error}") from error
+        raise RigFileError(
+            f"cannot read the rig file {path}: {error.strerror or error}. hil_tests/bench.example.toml describes "
+            "a bench of real boards: copy it and write yours"
+        ) from error
     except tomllib.TOMLDecodeError as error:
         raise RigFileError(f"{path} is not valid TOML: {error}") from error
     where = str(path)

@@ -110,7 +110,7 @@ def test_a_board_without_its_sensor_fails_the_check_with_where_to_wire_it(tmp_pa
     assert [name for name, result in table(done).items() if result == "FAIL"] == ["sensor bme280"]
     assert (
         "-> BME280 at I2C address 0x76 did not answer: check its wiring to SDA=GPIO4/SCL=GPIO15, its 3.3 V and GND "
-        "(see boards/README.md, 'What to wire where')"
+        "(see `borne board wiring heltec_v2`, and the installer's guide, section 4)"
     ) in done.stdout
     assert "1 of 6 checks failed" in done.stdout
 
