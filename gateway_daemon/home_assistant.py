@@ -112,7 +112,9 @@ def discovery_messages(
                 "state_topic": f"{base_topic}/status",
                 "value_template": field_template(field),
                 "entity_category": "diagnostic",
-                "state_class": "measurement",
+                # The errors and drops count since the node's boot, from 0 again after a reboot, which is
+                # what total_increasing means to Home Assistant's statistics; the queue's depth goes up and down.
+                "state_class": "measurement" if field == "queue_depth" else "total_increasing",
                 "expire_after": MISSED_REPORTS * device.status_interval_s,
                 **common,
                 "device": status_device,

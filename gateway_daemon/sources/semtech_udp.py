@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from .base import Deliver, Downlink, Reception, Reject, Rejected, Source, SourceStats, TransmitError, counter
@@ -56,6 +56,17 @@ class UdpStats(SourceStats):
     overloaded: int = counter(
         "borne_udp_overloaded_total", "Receptions and rejections dropped because the pipeline fell behind"
     )
+    heard_at: dict[str, float] = field(default_factory=dict)  # gateway EUI → its last PUSH_DATA or PULL_DATA
+    gateway_stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # gateway EUI → its last `stat`
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        """Every source's entry, and each forwarder heard: how long ago, and its last `stat` report."""
+        message = super().to_json(now)
+        message["forwarders"] = {
+            eui: {"heard_s_ago": round(max(0.0, now - at), 1), "stat": self.gateway_stats.get(eui)}
+            for eui, at in self.heard_at.items()
+        }
+        return message
 
 
 class _Endpoint(asyncio.DatagramProtocol):
@@ -89,7 +100,7 @@ class SemtechUdp(Source[_Endpoint]):
 
     `run` answers every forwarder packet as it arrives and hands receptions on; `transmit` sends a
     downlink through the gateway that heard the reception it answers. `started()` waits for the
-    socket and returns its port. `stats` holds the counters, `gateway_stats` each gateway's last
+    socket and returns its port. `stats` holds the counters, each forwarder heard and each one's last
     `stat` report (plus `received_at`).
     """
 
@@ -107,12 +118,10 @@ class SemtechUdp(Source[_Endpoint]):
         self.port = port
         self.tx_ack_timeout_s = tx_ack_timeout_s
         self.bound_port: int | None = None  # the port actually listened on (`port` may be 0 in tests)
-        self.gateway_stats: dict[str, dict[str, Any]] = {}
         self._transport: asyncio.DatagramTransport | None = None
         self._listening = asyncio.Event()
         # gateway EUI → address of its last PULL_DATA, and the protocol version it speaks
         self._downlink_paths: dict[str, tuple[tuple, int]] = {}
-        self._heard_at: dict[str, float] = {}  # gateway EUI → when it last sent a PUSH_DATA or PULL_DATA
         self._pending: dict[tuple[str, int], asyncio.Future[TxAck]] = {}  # (gateway EUI, token) → its TX_ACK
 
     async def started(self) -> int:
@@ -167,13 +176,14 @@ class SemtechUdp(Source[_Endpoint]):
             return
         source = f"{self.name}:{packet.gateway_eui}"
         if isinstance(packet, PushData | PullData):
-            _remember(self._heard_at, packet.gateway_eui, self.clock())
+            _remember(self.stats.heard_at, packet.gateway_eui, self.clock())
         match packet:
             case PushData():
                 self.stats.push_data += 1
                 self._send_datagram(PushAck(packet.token, packet.version).encode(), sender)
                 if isinstance(packet.stat, dict):
-                    _remember(self.gateway_stats, packet.gateway_eui, {**packet.stat, "received_at": self.clock()})
+                    report = {**packet.stat, "received_at": self.clock()}
+                    _remember(self.stats.gateway_stats, packet.gateway_eui, report)
                 elif packet.stat is not None:
                     detail = f"stat is {show(packet.stat)}, not an object"
                     self._enqueue(inbox, Rejected(source, "bad_stat", detail, datagram[:RAW_BOUND]))
@@ -202,7 +212,7 @@ class SemtechUdp(Source[_Endpoint]):
         if not self.connected:
             return set()
         now = self.clock()
-        return {f"{self.name}:{eui}" for eui, at in self._heard_at.items() if now - at <= FORWARDER_QUIET_S}
+        return {f"{self.name}:{eui}" for eui, at in self.stats.heard_at.items() if now - at <= FORWARDER_QUIET_S}
 
     def _send_datagram(self, datagram: bytes, address: tuple) -> None:
         if self._transport is not None:

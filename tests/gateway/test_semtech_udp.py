@@ -183,7 +183,10 @@ async def test_the_gateways_stat_report_is_kept_under_its_eui() -> None:
     async with running() as (source, _, forwarder), asyncio.timeout(5):
         forwarder.send_up(push_data(2, stat=report))
         await forwarder.heard_up()
-    assert source.gateway_stats == {EUI.hex(): report | {"received_at": NOW}}
+    assert source.stats.gateway_stats == {EUI.hex(): report | {"received_at": NOW}}
+    assert source.stats.to_json(NOW + 2.25)["forwarders"] == {
+        EUI.hex(): {"heard_s_ago": 2.2, "stat": report | {"received_at": NOW}}
+    }
     assert source.stats.push_data == 1
 
 

@@ -133,6 +133,8 @@ async def test_a_running_gateway_exports_each_sources_counters_to_prometheus_and
             await subscriber.wait_for(lambda: latest().get("transmits") == {"sent": 1})
             published = subscriber.on("/gateway/gw-test/stats")[-1]
             jsonschema.validate(published, schema("stats"))
+            heard = published["sources"]["udp"].pop("forwarders")
+            assert list(heard) == [eui.hex()] and heard[eui.hex()]["heard_s_ago"] < 60
             assert published["sources"]["udp"] == {
                 "connected": True,
                 "received": 2,
