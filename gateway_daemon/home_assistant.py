@@ -34,7 +34,18 @@ STATUS_SENSORS = {
 }
 # Only a door has a badge reader: a reader that stops answering shows here before visitors complain.
 READER_SENSORS = {"reader_errors": "Badge reader errors"}
+# The link's quality, from each status's receptions: the best receiver's, which is what keeps the node heard.
+# Reception key → (name, device class, unit)
+SIGNAL_SENSORS = {
+    "rssi_dbm": ("Signal strength", "signal_strength", "dBm"),
+    "snr_db": ("Signal-to-noise ratio", None, "dB"),
+}
 MISSED_REPORTS = 3  # a sensor is unavailable after this many of its messages did not come
+
+
+def best_reception_template(key: str) -> str:
+    """The highest `key` among a message's receptions (the receivers that heard its frame)."""
+    return f"{{{{ (value_json.get('receptions') or []) | map(attribute='{key}') | max }}}}"
 
 
 def field_template(field: str) -> str:
@@ -120,6 +131,22 @@ def discovery_messages(
                 "device": status_device,
             }
             messages.append(_config_message(discovery_prefix, "sensor", f"{node}/{field}", config))
+        for key, (name, device_class, unit) in SIGNAL_SENSORS.items():
+            config = {
+                "name": name,
+                "unique_id": f"{node}_{key}",
+                "state_topic": f"{base_topic}/status",
+                "value_template": best_reception_template(key),
+                "entity_category": "diagnostic",
+                "state_class": "measurement",
+                "unit_of_measurement": unit,
+                "expire_after": MISSED_REPORTS * device.status_interval_s,
+                **common,
+                "device": status_device,
+            }
+            if device_class:
+                config["device_class"] = device_class
+            messages.append(_config_message(discovery_prefix, "sensor", f"{node}/{key}", config))
         if device.nfc:
             tag = {
                 "topic": f"{base_topic}/checkin",

@@ -13,7 +13,15 @@ from pathlib import Path
 import aiomqtt
 
 from boards.registry import Device, Registry
-from gateway_daemon.home_assistant import READER_SENSORS, SENSORS, STATUS_SENSORS, discovery_messages
+from gateway_daemon.home_assistant import (
+    READER_SENSORS,
+    SENSORS,
+    SIGNAL_SENSORS,
+    STATUS_SENSORS,
+    best_reception_template,
+    discovery_messages,
+)
+from gateway_daemon.sources import Reception
 from payload_codec import Checkin, CheckinBatch, Status, Telemetry, build_frame, derive_device_keys
 from payload_codec.vectorgen import TELEMETRY_SAMPLE, TEST_MASTER_KEY
 from simulator.broker import free_port
@@ -35,10 +43,14 @@ def test_every_discovery_template_reads_a_key_published_on_its_topic():
         1, "door-1", "ecole", "school", derive_device_keys(TEST_MASTER_KEY, 1), sensors=tuple(SENSORS), nfc=True
     )
     configs = [json.loads(payload) for _, payload in discovery_messages([device], "gw", "borne", "homeassistant")]
-    assert len(configs) == len(SENSORS) + len(STATUS_SENSORS) + len(READER_SENSORS) + 1
+    assert len(configs) == len(SENSORS) + len(STATUS_SENSORS) + len(READER_SENSORS) + len(SIGNAL_SENSORS) + 1
+    reception = Reception(b"", "sim", 0.0, 868_100_000, 9, 125_000, -80.0, 8.0, 0).metadata()
     for config in configs:
         kind = config.get("state_topic", config.get("topic")).rsplit("/", 1)[1]
-        reads = re.fullmatch(r"\{\{ value_json(?:\.get\('(\w+)'\)|\.(\w+)) \}\}", config["value_template"])
+        template = config["value_template"]
+        if template in {best_reception_template(key) for key in reception}:  # every message lists its receptions
+            continue
+        reads = re.fullmatch(r"\{\{ value_json(?:\.get\('(\w+)'\)|\.(\w+)) \}\}", template)
         key = reads.group(1) or reads.group(2)
         assert key in PUBLISHED[kind], (kind, key)
 
@@ -124,6 +136,9 @@ async def test_home_assistant_sees_every_device_kind_the_gateway_and_firmware(tm
         await ha.until(lambda: numeric(ha, f"{node(DOOR)}_queue_depth") == 2)
         assert numeric(ha, f"{node(DOOR)}_flash_errors") == 1
         assert numeric(ha, f"{node(DOOR)}_reader_errors") == 4
+        assert numeric(ha, f"{node(DOOR)}_rssi_dbm") == -80.0  # the simulated receiver's
+        assert numeric(ha, f"{node(DOOR)}_snr_db") == 8.0
+        assert ha.entities[f"{node(DOOR)}_rssi_dbm"].config["device_class"] == "signal_strength"
         assert f"{node(AIR)}_reader_errors" not in ha.entities  # no badge reader there
         # Firmware versions from the status messages, on their devices.
         await ha.until(lambda: ha.devices.get(node(DOOR), {}).get("sw_version") == "1.4.2")
@@ -214,7 +229,7 @@ async def test_a_restarted_gateway_and_a_new_firmware_leave_the_nodes_sensors_av
             assert {key: ha.state(key) for key in door if door[key].component == "sensor"} == {
                 f"{node(DOOR)}_{field}": "3" if field == "queue_depth" else "0"
                 for field in (*STATUS_SENSORS, *READER_SENSORS)
-            }
+            } | {f"{node(DOOR)}_rssi_dbm": "-80.0", f"{node(DOOR)}_snr_db": "8.0"}
             assert ha.warnings == [] and ha.errors == []
 
 
