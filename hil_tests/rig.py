@@ -244,7 +244,7 @@ class Site:
             self.reload_gateway()
             return said
         registry = how.work / f"registry-{keys.stem}.toml"
-        registry.unlink(missing_ok=True)
+        Registry({}).save(registry)  # empty, as `borne site init` writes a new site's
         site = _registered_site(how.registry, how.device_id)
         return flash_node(how.port, how.profile, how.device_id, how.wired, keys, registry, how.radio, site)
 

@@ -104,7 +104,10 @@ def test_a_flashed_board_runs_the_compiled_firmware_and_a_second_flash_copies_no
         done = borne("board", "flash", "--port", str(board.port), *command)
         assert done.returncode == 0, done.stdout + done.stderr
         # What boot.py and main.py imported as the board started: an exec keeps it (no soft reset).
-        modules = board.exec("import sys\nprint([m.__file__ for m in sys.modules.values() if hasattr(m, '__file__')])")
+        modules = board.exec(
+            "import sys\nprint([m.__file__ for m in sys.modules.values() if hasattr(m, '__file__')])",
+            READ_BACK_TIMEOUT_S,
+        )
         done = borne("board", "flash", "--port", str(board.port), *command)
         assert done.returncode == 0, done.stdout + done.stderr
     assert "borne/watchdog.mpy" in modules and "borne/app.mpy" in modules  # boot.py's and main.py's imports
