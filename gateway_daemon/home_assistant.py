@@ -77,9 +77,10 @@ def discovery_messages(
     """(topic, retained payload) of every discovery config for these devices.
 
     `firmware` holds the version each node last reported in its status, when known. It goes on the
-    device of the status sensors' configs only: Home Assistant keeps a device's `sw_version` from any of
-    its entities, and sets up again (unavailable until their next message) only the sensors whose
-    config changed, which the status naming the new version revives at once.
+    device of one config only, the firmware sensor's, which has no `expire_after`: Home Assistant keeps a
+    device's `sw_version` from any of its entities, and sets up again a sensor whose config changed, expired
+    until its next message when it has `expire_after` (mqtt/sensor.py), even one that comes right after the
+    config (the set-up runs after the messages already in). So a new firmware changes no other config.
     """
     firmware = firmware or {}
     availability = f"{prefix}/gateway/{gateway}/state"
@@ -96,7 +97,6 @@ def discovery_messages(
             "via_device": gateway_identifier(gateway),
         }
         common = {"availability_topic": availability, "device": ha_device}
-        status_device = ha_device | ({"sw_version": firmware[device.device_id]} if device.device_id in firmware else {})
         for field in device.sensors:
             name, device_class, unit, state_class, icon = SENSORS[field]
             config = {
@@ -128,7 +128,6 @@ def discovery_messages(
                 "state_class": "measurement" if field == "queue_depth" else "total_increasing",
                 "expire_after": MISSED_REPORTS * device.status_interval_s,
                 **common,
-                "device": status_device,
             }
             messages.append(_config_message(discovery_prefix, "sensor", f"{node}/{field}", config))
         for key, (name, device_class, unit) in SIGNAL_SENSORS.items():
@@ -142,11 +141,21 @@ def discovery_messages(
                 "unit_of_measurement": unit,
                 "expire_after": MISSED_REPORTS * device.status_interval_s,
                 **common,
-                "device": status_device,
             }
             if device_class:
                 config["device_class"] = device_class
             messages.append(_config_message(discovery_prefix, "sensor", f"{node}/{key}", config))
+        firmware_sensor = {
+            "name": "Firmware",
+            "unique_id": f"{node}_firmware",
+            "state_topic": f"{base_topic}/status",
+            "value_template": field_template("firmware"),
+            "entity_category": "diagnostic",
+            "icon": "mdi:chip",
+            **common,  # no expire_after: the one config a new firmware changes must not blank the sensor
+            "device": ha_device | ({"sw_version": firmware[device.device_id]} if device.device_id in firmware else {}),
+        }
+        messages.append(_config_message(discovery_prefix, "sensor", f"{node}/firmware", firmware_sensor))
         if device.nfc:
             tag = {
                 "topic": f"{base_topic}/checkin",

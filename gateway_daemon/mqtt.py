@@ -209,10 +209,9 @@ class Publisher:
     async def _note_firmware(self, client: aiomqtt.Client, topic: str, payload: Any) -> None:
         """A node's status: when it names a firmware not yet on the node's device, publish the device again.
 
-        Home Assistant sets up again a sensor whose config changed, unavailable until its next message
-        (mqtt/sensor.py: `expire_after`): so the version is on the status sensors' configs alone, and
-        this gateway announces it before it publishes the status that names it (`_publish`), which
-        then gives those sensors their values. A status another gateway published comes here after it.
+        The version is on the firmware sensor's config alone (see `discovery_messages`); this gateway
+        announces it before it publishes the status that names it (`_publish`), so that the device's
+        version changes with that status. A status another gateway published comes here after it.
         """
         try:
             status = json.loads(payload)

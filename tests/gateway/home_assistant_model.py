@@ -17,7 +17,10 @@ The rules modelled, from Home Assistant's MQTT integration (2024.x) and its docu
   Every message restarts `expire_after`; past it the sensor is unavailable until the next one. A
   sensor with `expire_after` set up again by a changed config starts expired (mqtt/sensor.py,
   `_setup_from_config`), and its topic's retained message is not sent again: it is unavailable
-  until its next message.
+  until its next message. Home Assistant sets it up in a task of its own, after the messages
+  already received, so a state message right behind the config may come before the set-up and
+  leave it expired (seen on 2024.1.6): the model applies a config at once, and counts each
+  set-up (`set_up_again`), for tests to hold at zero where none must happen.
 - Binary sensor: the payload is compared with `payload_on`/`payload_off`; another is ignored
   with a warning.
 - Availability: unavailable until `payload_available` (`online`) arrives on the availability
@@ -80,6 +83,7 @@ class Entity:
     value: str | None = None  # None: unknown
     updated_at: float | None = None  # when its last state message came, on the model's clock
     had_retained: bool = False  # its state topic's retained message was delivered to it
+    set_up_again: int = 0  # changed configs it took: each one expires a sensor with expire_after
 
     @property
     def state_topic(self) -> str:
@@ -153,6 +157,7 @@ class HomeAssistantModel:
             entity = self.entities[key]
             if config != entity.config:
                 entity.config = config
+                entity.set_up_again += 1
                 if entity.component == "sensor" and config.get("expire_after"):
                     entity.updated_at = None  # expired until its next message
             return

@@ -43,7 +43,8 @@ def test_every_discovery_template_reads_a_key_published_on_its_topic():
         1, "door-1", "ecole", "school", derive_device_keys(TEST_MASTER_KEY, 1), sensors=tuple(SENSORS), nfc=True
     )
     configs = [json.loads(payload) for _, payload in discovery_messages([device], "gw", "borne", "homeassistant")]
-    assert len(configs) == len(SENSORS) + len(STATUS_SENSORS) + len(READER_SENSORS) + len(SIGNAL_SENSORS) + 1
+    # The tag scanner and the firmware sensor besides.
+    assert len(configs) == len(SENSORS) + len(STATUS_SENSORS) + len(READER_SENSORS) + len(SIGNAL_SENSORS) + 2
     reception = Reception(b"", "sim", 0.0, 868_100_000, 9, 125_000, -80.0, 8.0, 0).metadata()
     for config in configs:
         kind = config.get("state_topic", config.get("topic")).rsplit("/", 1)[1]
@@ -201,8 +202,8 @@ async def test_home_assistant_restarted_reads_the_last_states_and_replays_no_bad
 
 async def test_a_restarted_gateway_and_a_new_firmware_leave_the_nodes_sensors_available(tmp_path, broker):
     """Home Assistant sets up again a sensor whose discovery config changed, and it stays unavailable
-    until its next message: a status an hour later. The gateway changes a config only for a new
-    firmware, and then before the status that names it."""
+    until its next message: a status an hour later. Across a restart no config changes; a new firmware
+    changes only the firmware sensor's, which does not expire."""
     write_devices(tmp_path)
     async with HomeAssistantModel(broker.port) as ha:
         async with Site(tmp_path, broker.port) as site:
@@ -229,7 +230,10 @@ async def test_a_restarted_gateway_and_a_new_firmware_leave_the_nodes_sensors_av
             assert {key: ha.state(key) for key in door if door[key].component == "sensor"} == {
                 f"{node(DOOR)}_{field}": "3" if field == "queue_depth" else "0"
                 for field in (*STATUS_SENSORS, *READER_SENSORS)
-            } | {f"{node(DOOR)}_rssi_dbm": "-80.0", f"{node(DOOR)}_snr_db": "8.0"}
+            } | {f"{node(DOOR)}_rssi_dbm": "-80.0", f"{node(DOOR)}_snr_db": "8.0", f"{node(DOOR)}_firmware": "1.5.0"}
+            # Only the firmware sensor, which does not expire, was set up again: for 1.4.2, then for 1.5.0.
+            set_up_again = {key: entity.set_up_again for key, entity in ha.entities.items() if entity.set_up_again}
+            assert set_up_again == {f"{node(DOOR)}_firmware": 2}
             assert ha.warnings == [] and ha.errors == []
 
 
