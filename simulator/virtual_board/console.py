@@ -26,6 +26,10 @@ _MAX_UNREAD = 1 << 16  # console output held for a slow reader, beyond which it 
 # shared/tinyusb/mp_usbd_cdc.c), whose size is CFG_TUD_CDC_TX_BUFSIZE, 256 at full speed (tusb_config.h).
 KEPT_WHILE_CLOSED = {"uart": 0, "usb": 256}
 RAW_REPL_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
+# A board still starting after a reset may take the interrupt before its firmware runs, then run it and
+# never answer: `exec` asks for the raw REPL again this often until it answers (a raw REPL that already
+# answered takes the request again harmlessly: Ctrl-C clears its line, Ctrl-A starts it afresh).
+_RAW_REPL_RETRY_S = 5.0
 
 
 class BoardExecError(Exception):
@@ -170,9 +174,20 @@ class Console:
                 raise TimeoutError(f"the board did not finish within {timeout} s; it printed: {printed!r}")
             return data[: -len(marker)]
 
+        def enter_raw_repl(console: serial.Serial) -> None:
+            printed = b""
+            while not printed.endswith(RAW_REPL_BANNER):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    console.write(b"\x02")
+                    shown = printed.decode(errors="replace")
+                    raise TimeoutError(f"the board did not answer within {timeout} s; it printed: {shown!r}")
+                console.write(b"\r\x03\x03\x01")  # interrupt the friendly REPL's input, enter the raw REPL
+                console.timeout = min(left, _RAW_REPL_RETRY_S)
+                printed += console.read_until(RAW_REPL_BANNER)
+
         with serial.Serial(str(self.port), 115200, timeout=timeout) as console:
-            console.write(b"\r\x03\x03\x01")  # interrupt the friendly REPL's input, enter the raw REPL
-            read_until(console, RAW_REPL_BANNER)
+            enter_raw_repl(console)
             if soft_reset:
                 console.write(b"\x04")
                 read_until(console, RAW_REPL_BANNER)
