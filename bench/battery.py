@@ -31,9 +31,8 @@ from boards.profiles import load_profile, profile_names
 from boards.provisioning import NodeOptions, build_config, firmware_files, secrets_from_master, stage
 from simulator.test_keys import TEST_MASTER_KEY
 from simulator.virtual_board import RadioMedium
-from simulator.virtual_board.board import VirtualBoard, radio_wiring
+from simulator.virtual_board.board import BME280_ADDRESS, VirtualBoard, radio_wiring
 
-BME280_ADDRESS = 0x76
 REPORT_S = 300  # a report every 5 minutes (the provisioning default, telemetry_s)
 STATUS_S = 3600  # and a status every hour (status_s), which opens a receive window
 CELL_MAH = 2600  # an 18650 cell

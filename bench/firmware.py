@@ -35,7 +35,7 @@ from boards.profiles import load_profile, profile_names
 from boards.provisioning import FIRMWARE_DIR, NodeOptions, build_config, firmware_files, secrets_from_master, stage
 from simulator.test_keys import TEST_MASTER_KEY
 from simulator.virtual_board import BoardExecError, RadioMedium
-from simulator.virtual_board.board import VirtualBoard, radio_wiring
+from simulator.virtual_board.board import BME280_ADDRESS, PN532_ADDRESS, VirtualBoard, radio_wiring
 
 FIRMWARE = FIRMWARE_DIR / "borne"
 ROUNDS = 200
@@ -152,8 +152,8 @@ def heap_after_boot() -> tuple[int, int, dict[str, int]]:
         (directory / "flash" / "main.py").unlink()  # the bench starts the node itself, from the REPL
         with VirtualBoard(directory / "tty", directory / "flash", medium=medium) as board:
             i2c = profile["i2c"]
-            board.wire_i2c("pn532", 0x24, sda=i2c["sda"], scl=i2c["scl"])
-            board.wire_i2c("bme280", 0x76, sda=i2c["sda"], scl=i2c["scl"])
+            board.wire_i2c("pn532", PN532_ADDRESS, sda=i2c["sda"], scl=i2c["scl"])
+            board.wire_i2c("bme280", BME280_ADDRESS, sda=i2c["sda"], scl=i2c["scl"])
             board.exec(COLLECT)
             bare = int(board.exec(HEAP_IN_USE).strip())
             qstrs_bare = qstr_info(board)

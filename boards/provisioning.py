@@ -256,6 +256,14 @@ def _intervals(options: NodeOptions) -> dict[str, int]:
     return intervals
 
 
+def _check_registry_exists(registry_file: Path) -> None:
+    if not registry_file.exists():
+        raise ProvisioningError(
+            f"{registry_file}: no such registry; give the site's device registry with --registry "
+            "(`borne site init` writes it beside the key file)"
+        )
+
+
 def _check_key_file(key_file: Path) -> None:
     if not key_file.exists():
         raise ProvisioningError(f"{key_file}: no such key file; give the site key file with --keys")
@@ -275,12 +283,8 @@ def registered_node(
     site_keys = load_site_keys(key_file)
     if pending is not None:
         device = pending
-    elif not registry_file.exists():
-        raise ProvisioningError(
-            f"{registry_file}: no such registry; give the site's device registry with --registry "
-            "(`borne site init` writes it beside the key file)"
-        )
     else:
+        _check_registry_exists(registry_file)
         device = Registry.load(registry_file).get(device_id)
     if device is None:
         raise ProvisioningError(
@@ -385,11 +389,7 @@ def register_device(
     exist (a device added to a registry no gateway reads would never be heard), a key file others can
     read or without a master key. With `save=False`, checks all that and writes nothing."""
     _check_device_id(device_id)  # before its keys are derived: the derivation packs it in 16 bits
-    if not registry_file.exists():
-        raise ProvisioningError(
-            f"{registry_file}: no such registry; give the site's device registry with --registry "
-            "(`borne site init` writes it beside the key file)"
-        )
+    _check_registry_exists(registry_file)
     _check_key_file(key_file)
     site_keys = load_site_keys(key_file)
     if site_keys.master_key is None:

@@ -13,13 +13,13 @@ from boards.installer import BoardFacts, EnrolledBadge, Installer, InstallError,
 from boards.profiles import BoardError, load_profile, profile_names, strapping_warnings, wiring
 from boards.provisioning import NodeOptions, ProvisioningError
 from boards.registry import Device
+from gateway_daemon.cli import DEFAULT_REGISTRY, REGISTRY_HELP
 from payload_codec.schema import DIRECTIONS
 from simulator.provision import DEFAULT_BOARD as SIM_DEFAULT_BOARD
 from simulator.provision import provision_virtual_board
 from simulator.virtual_board import __main__ as virtual_board
 from simulator.virtual_board.board import VirtualBoardError, install_vm
 
-DEFAULT_REGISTRY = Path("/etc/borne/devices.toml")  # as `borne device add`
 ENROL_TIMEOUT_S = 120
 CSV_HEADER = ("badge_token", "tag_type")  # badge_token as check-ins carry it on MQTT
 ERRORS = (BoardError, InstallError, ProvisioningError, VirtualBoardError)
@@ -52,9 +52,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     flash.add_argument("--device", type=_number, metavar="ID", help="a node's device id, as registered")
     flash.add_argument("--site", help="a bridge's site (a node's comes from the registry)")
     flash.add_argument("--keys", type=Path, metavar="SITE_KEYS_TOML", help="the site key file (a node needs it)")
-    flash.add_argument(
-        "--registry", type=Path, default=DEFAULT_REGISTRY, metavar="DEVICES_TOML", help="default: %(default)s"
-    )
+    flash.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY, metavar="DEVICES_TOML", help=REGISTRY_HELP)
     add_node_options(flash)
     flash.add_argument(
         "--register",

@@ -13,6 +13,7 @@ check-in is a `tag_scanned` event keyed by the badge token (never a UID).
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from boards.registry import Device
 
@@ -116,46 +117,31 @@ def discovery_messages(
                 }
             )
             messages.append(_config_message(discovery_prefix, "sensor", f"{node}/{field}", config))
+        status_topic = f"{base_topic}/status"
+        status_expiry = MISSED_REPORTS * device.status_interval_s
         for field, name in {**STATUS_SENSORS, **(READER_SENSORS if device.nfc else {})}.items():
-            config = {
-                "name": name,
-                "unique_id": f"{node}_{field}",
-                "state_topic": f"{base_topic}/status",
-                "value_template": field_template(field),
-                "entity_category": "diagnostic",
-                # The errors and drops count since the node's boot, from 0 again after a reboot, which is
-                # what total_increasing means to Home Assistant's statistics; the queue's depth goes up and down.
-                "state_class": "measurement" if field == "queue_depth" else "total_increasing",
-                "expire_after": MISSED_REPORTS * device.status_interval_s,
-                **common,
-            }
+            # The errors and drops count since the node's boot, from 0 again after a reboot, which is
+            # what total_increasing means to Home Assistant's statistics; the queue's depth goes up and down.
+            state_class = "measurement" if field == "queue_depth" else "total_increasing"
+            config = _status_sensor(
+                node, status_topic, field, name, field_template(field),
+                state_class=state_class, expire_after=status_expiry, **common,
+            )  # fmt: skip
             messages.append(_config_message(discovery_prefix, "sensor", f"{node}/{field}", config))
         for key, (name, device_class, unit) in SIGNAL_SENSORS.items():
-            config = {
-                "name": name,
-                "unique_id": f"{node}_{key}",
-                "state_topic": f"{base_topic}/status",
-                "value_template": best_reception_template(key),
-                "entity_category": "diagnostic",
-                "state_class": "measurement",
-                "unit_of_measurement": unit,
-                "expire_after": MISSED_REPORTS * device.status_interval_s,
-                **common,
-            }
-            if device_class:
-                config["device_class"] = device_class
+            config = _status_sensor(
+                node, status_topic, key, name, best_reception_template(key),
+                state_class="measurement", unit_of_measurement=unit, expire_after=status_expiry, **common,
+                **({"device_class": device_class} if device_class else {}),
+            )  # fmt: skip
             messages.append(_config_message(discovery_prefix, "sensor", f"{node}/{key}", config))
-        firmware_sensor = {
-            "name": "Firmware",
-            "unique_id": f"{node}_firmware",
-            "state_topic": f"{base_topic}/status",
-            "value_template": field_template("firmware"),
-            "entity_category": "diagnostic",
-            "icon": "mdi:chip",
-            **common,  # no expire_after: the one config a new firmware changes must not blank the sensor
-            "device": ha_device | ({"sw_version": firmware[device.device_id]} if device.device_id in firmware else {}),
-        }
-        messages.append(_config_message(discovery_prefix, "sensor", f"{node}/firmware", firmware_sensor))
+        # No expire_after: the one config a new firmware changes must not blank its sensor.
+        with_version = {"sw_version": firmware[device.device_id]} if device.device_id in firmware else {}
+        config = _status_sensor(
+            node, status_topic, "firmware", "Firmware", field_template("firmware"),
+            icon="mdi:chip", **(common | {"device": ha_device | with_version}),
+        )  # fmt: skip
+        messages.append(_config_message(discovery_prefix, "sensor", f"{node}/firmware", config))
         if device.nfc:
             tag = {
                 "topic": f"{base_topic}/checkin",
@@ -164,6 +150,18 @@ def discovery_messages(
             }
             messages.append(_config_message(discovery_prefix, "tag", node, tag))
     return messages
+
+
+def _status_sensor(node: str, status_topic: str, key: str, name: str, template: str, **fields: Any) -> dict:
+    """The config of one of a node's diagnostic sensors read from its status topic, `fields` added."""
+    return {
+        "name": name,
+        "unique_id": f"{node}_{key}",
+        "state_topic": status_topic,
+        "value_template": template,
+        "entity_category": "diagnostic",
+        **fields,
+    }
 
 
 def gateway_discovery_messages(
