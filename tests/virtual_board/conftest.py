@@ -51,3 +51,9 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 10) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def read_when_written(path: Path) -> bytes:
+    """What a board's program wrote to `path`: open() creates the file before its write() fills it."""
+    wait_for(lambda: path.exists() and path.stat().st_size > 0)
+    return path.read_bytes()

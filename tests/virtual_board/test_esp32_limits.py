@@ -13,7 +13,7 @@ import serial
 
 from simulator.virtual_board import BoardExecError, VirtualBoard
 from simulator.virtual_board.board import HARD_RESET
-from tests.virtual_board.conftest import run_mpremote, wait_for
+from tests.virtual_board.conftest import read_when_written, run_mpremote, wait_for
 
 HEAP_BYTES = {"esp32": 112 * 1024, "esp32s3": 128 * 1024}  # initial heap grown once (mcu.mjs)
 BARE_BYTES = 16 * 1024  # at most what the interpreter and the raw REPL hold before the program runs
@@ -161,8 +161,7 @@ def flood_console(board: VirtualBoard, main_py: str, flood: bytes) -> str:
     with serial.Serial(str(board.port), 115200, timeout=0.2) as console:
         board.reset()
         console.write(flood)
-        wait_for(lambda: (board.flash / "got.txt").exists())
-    return (board.flash / "got.txt").read_text()
+        return read_when_written(board.flash / "got.txt").decode()
 
 
 def test_a_console_flood_beyond_the_uart_buffer_loses_the_excess(board: VirtualBoard) -> None:
@@ -237,8 +236,7 @@ def read_a_burst(board: VirtualBoard) -> bytes:
         console.write(BURST)
         wait_for(lambda: (board.flash / "reading.txt").exists())
         console.write(b"\n")
-        wait_for(lambda: (board.flash / "got.txt").exists())
-    return (board.flash / "got.txt").read_bytes()
+        return read_when_written(board.flash / "got.txt")
 
 
 def test_a_burst_beyond_the_buffer_loses_its_excess_on_a_uart_console(board: VirtualBoard) -> None:

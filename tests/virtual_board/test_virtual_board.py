@@ -12,7 +12,7 @@ from mpremote.transport_serial import SerialTransport
 
 from simulator.virtual_board import VirtualBoard
 from simulator.virtual_board.board import HARD_RESET, PWRON_RESET, SOFT_RESET
-from tests.virtual_board.conftest import run_mpremote, wait_for
+from tests.virtual_board.conftest import read_when_written, run_mpremote, wait_for
 
 Mpremote = Callable[..., str]
 
@@ -86,8 +86,8 @@ def test_mpremote_reset_reboots_the_board_which_runs_main_py_over_the_same_files
     )
     mpremote("fs", "cp", str(tmp_path / "main.py"), ":main.py")
     mpremote("reset")
-    wait_for(lambda: (board.flash / "causes.txt").exists())
-    assert (board.flash / "causes.txt").read_text() == f"{HARD_RESET}\n"  # ESP32's cause after machine.reset()
+    causes = read_when_written(board.flash / "causes.txt").decode()
+    assert causes == f"{HARD_RESET}\n"  # ESP32's cause after machine.reset()
     assert "machine.reset_cause" in mpremote("fs", "cat", ":main.py")
 
 
