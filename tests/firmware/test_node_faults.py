@@ -183,6 +183,25 @@ def test_a_node_whose_dio0_never_reaches_the_board_goes_on_sending_and_says_so_o
         assert board.boots == boots
 
 
+def test_a_boot_status_lost_on_the_air_goes_out_again_within_the_minute(tmp_path: Path) -> None:
+    # Boards powered on together, at a power cut's end, may lose their boot statuses in a collision, and
+    # a status is not acknowledged: the node sends it again 30 to 60 s later, not an hour later.
+    require_vm("node fault tests")
+    stage(node_config("heltec_v2"), tmp_path / "flash")
+    with (
+        RadioMedium() as medium,
+        VirtualBoard(tmp_path / "tty", tmp_path / "flash", radio="sx1276", medium=medium) as board,
+    ):
+        heard = Heard(medium)
+        medium.set_one_way_loss(board, "listener", 1.0)  # main.py has not sent its status yet: it waits 3 s
+        wait_for(lambda: medium.stats["lost"] > 0, WAIT_S)
+        lost_at = time.monotonic()
+        medium.set_one_way_loss(board, "listener", 0.0)
+        status = heard.next_status(0)
+        assert time.monotonic() - lost_at >= 30  # the boot status's second, not the first heard late
+        assert status.reset_cause == "power_on"
+
+
 # Every part failing, boot after boot.
 
 
