@@ -147,7 +147,9 @@ def _status(args: argparse.Namespace) -> int:
             f"{seen.device_id:>6}  {name:<20} {ago:>10} {seen.rssi_dbm or 0:>6.0f} {seen.snr_db or 0:>6.1f} "
             f"{battery:>8} {seen.frames:>7} {seen.lost_frames:>5}"
         )
-    print(f"outbox: {state.depth()} events waiting for the broker; dropped: {state.dropped() or 'none'}")
+    held, _ = state.held()
+    refused = f" ({held} refused by the broker's access rules, tried again every minute)" if held else ""
+    print(f"outbox: {state.depth()} events waiting for the broker{refused}; dropped: {state.dropped() or 'none'}")
     pending = state.pending_configs()
     print(f"config downlinks pending: {len(pending) or 'none'}")
     for config in pending:

@@ -228,6 +228,12 @@ def load_config(path: Path) -> Config:
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file; `borne gateway config --example > {path}` writes one") from None
     config = parse_config(text, str(path))
+    ca_file = config.mqtt.ca_file
+    if config.mqtt.tls and ca_file and not Path(ca_file).is_file():
+        raise ConfigError(
+            f"{path}: mqtt.ca_file {ca_file}: no such file; give the certificate (PEM) of the authority that "
+            "signed the broker's, or leave ca_file empty to trust the system's authorities"
+        )
     if config.mqtt.password and path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH):
         log.warning("%s holds the MQTT password and other users can read it: chmod 600 %s", path, path)
     return config

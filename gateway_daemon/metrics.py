@@ -57,6 +57,11 @@ class GatewayCollector:
             "borne_mqtt_published", "Events the broker acknowledged", value=stats["mqtt_published"]
         )
         yield CounterMetricFamily(
+            "borne_mqtt_refused",
+            "Messages the broker acknowledged without taking them: refused events wait in the outbox",
+            value=stats["mqtt_refused"],
+        )
+        yield CounterMetricFamily(
             "borne_mqtt_reconnects",
             "Broker connections that failed to open or were lost: each is retried",
             value=stats["mqtt_reconnects"],

@@ -5,14 +5,17 @@ restart) reads each device's last state at once; check-ins are not, so no badge 
 is ever replayed. A clean stop says `offline` itself: the last will covers crashes only.
 
 The outbox is the source of truth: an event leaves it only when the broker's PUBACK
-came back, so a broker outage or a daemon crash costs nothing but a redelivery under
-the same event id. Each connection uses a fresh client: paho's in-memory session
-would only add a second, unbounded copy of what the outbox already keeps.
+came back and took it, so a broker outage or a daemon crash costs nothing but a
+redelivery under the same event id. The gateway speaks MQTT 5, whose PUBACK says when
+the broker refused a message (its access rules, a quota): such an event stays in the
+outbox, held a while and tried again. Each connection uses a fresh client: paho's
+in-memory session would only add a second, unbounded copy of what the outbox keeps.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import ssl
@@ -21,6 +24,10 @@ from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.client import MQTT_ERR_SUCCESS
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from boards.registry import Device, Registry
 
@@ -36,10 +43,59 @@ IN_FLIGHT = 20  # QoS 1 messages awaiting PUBACK at once (mosquitto's default wi
 PUBLISH_TIMEOUT_S = 10.0
 MAX_BACKOFF_S = 30.0
 RETAINED_KINDS = ("telemetry", "status")  # a device's latest state; a check-in is an event
+REFUSED_RETRY_S = 60.0  # an event the broker refused is tried again after this, or at the next connection
+BAD_CREDENTIALS = (0x86, 0x87)  # CONNACK: bad user name or password, not authorized (MQTT 5 section 3.2.2.2)
+
+
+class Refused(Exception):
+    """The broker acknowledged a message without taking it (an MQTT 5 PUBACK reason code of 0x80 or more)."""
+
+    def __init__(self, topic: str, reason: ReasonCode) -> None:
+        super().__init__(f"the broker refused {topic}: {reason} (0x{reason.value:02x})")
+        self.topic = topic
+        self.reason = reason
+
+
+class Client(aiomqtt.Client):
+    """aiomqtt's client, whose QoS 1 publish raises `Refused` when the broker's PUBACK refuses the message.
+
+    aiomqtt 2.5 returns from a publish at the PUBACK whatever its reason code, and gives no way to the
+    code: an event refused by an access rule would leave the outbox as if delivered. paho hands the
+    code to on_publish, by message id; `publish` does what aiomqtt's does, and keeps the message id to
+    look the code up by.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._refusals: dict[int, ReasonCode] = {}  # message id → the PUBACK's refusal, until its publish reads it
+
+    def _on_publish(
+        self, client: Any, userdata: Any, mid: int, reason_code: ReasonCode, properties: Properties
+    ) -> None:
+        if reason_code.is_failure:
+            self._refusals[mid] = reason_code
+        super()._on_publish(client, userdata, mid, reason_code, properties)
+
+    async def publish(  # type: ignore[override]
+        self, topic: str, payload: str, qos: int = 0, retain: bool = False, timeout: float | None = None
+    ) -> None:
+        info = self._client.publish(topic, payload, qos, retain)
+        if info.rc != MQTT_ERR_SUCCESS:
+            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        try:
+            if not info.is_published():  # on_publish may have come already (aiomqtt's publish says so too)
+                confirmation = asyncio.Event()
+                with self._pending_call(info.mid, confirmation, self._pending_publishes):
+                    await self._wait_for(confirmation.wait(), timeout=timeout)
+        finally:
+            refusal = self._refusals.pop(info.mid, None)
+        if refusal is not None:
+            raise Refused(topic, refusal)
 
 
 async def send(client: aiomqtt.Client, topic: str, payload: str, qos: int = 1, retain: bool = False) -> None:
-    """Publish; for QoS 1 this returns once the broker's PUBACK arrived."""
+    """Publish; for QoS 1 this returns once the broker's PUBACK arrived, and raises `Refused` if it
+    refused the message."""
     await client.publish(topic, payload, qos=qos, retain=retain, timeout=PUBLISH_TIMEOUT_S)
 
 
@@ -83,7 +139,9 @@ class Publisher:
         self.extra_stats = extra_stats
         self.connected = False
         self.published = 0
+        self.refused = 0  # messages the broker acknowledged without taking them
         self.reconnects = 0
+        self._refused_topics: set[str] = set()  # said once in the log, until the broker takes one again
         self.started = time.time()
         self._wake = asyncio.Event()
         self._registry_changed = asyncio.Event()
@@ -103,14 +161,15 @@ class Publisher:
         """The registry was reloaded: publish every device's discovery again (new devices, new intervals)."""
         self._registry_changed.set()
 
-    def _client(self) -> aiomqtt.Client:
+    def _client(self) -> Client:
         mqtt = self.config.mqtt
         tls_context = None
         if mqtt.tls:
             tls_context = ssl.create_default_context(cafile=mqtt.ca_file or None)
-        return aiomqtt.Client(
+        return Client(
             mqtt.host,
             mqtt.port,
+            protocol=aiomqtt.ProtocolVersion.V5,
             username=mqtt.username or None,
             password=mqtt.password or None,
             identifier=mqtt.client_id or f"borne-{self.config.gateway.name}",
@@ -136,19 +195,30 @@ class Publisher:
                         await self._say_offline(client)
                         raise
             except* aiomqtt.MqttError as errors:
-                log.warning(
-                    "MQTT broker %s:%s unreachable or lost (%s); retrying in %.0f s",
-                    self.config.mqtt.host,
-                    self.config.mqtt.port,
-                    errors.exceptions[0],
-                    backoff,
-                )
+                self._log_connection_error(errors.exceptions[0], backoff)
             except* Exception:  # a bug must not end publishing: the outbox keeps everything meanwhile
                 log.exception("MQTT publishing failed; reconnecting in %.0f s", backoff)
             self.connected = False
             self.reconnects += 1
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    def _log_connection_error(self, error: BaseException, backoff: float) -> None:
+        broker = f"{self.config.mqtt.host}:{self.config.mqtt.port}"
+        code = getattr(getattr(error, "rc", None), "value", None)
+        if isinstance(error, MqttConnectError) and code in BAD_CREDENTIALS:
+            log.error(
+                "MQTT broker %s refused the gateway's credentials (%s): check username and password in the "
+                "[mqtt] section of the gateway's configuration against the broker's password file; "
+                "nothing is lost meanwhile, retrying in %.0f s",
+                broker,
+                error,
+                backoff,
+            )
+        elif isinstance(error, MqttConnectError):
+            log.error("MQTT broker %s refused the connection (%s); retrying in %.0f s", broker, error, backoff)
+        else:
+            log.warning("MQTT broker %s unreachable or lost (%s); retrying in %.0f s", broker, error, backoff)
 
     async def _say_offline(self, client: aiomqtt.Client) -> None:
         """On a clean stop: leaving with a DISCONNECT cancels the last will, so say it ourselves."""
@@ -158,7 +228,8 @@ class Publisher:
             log.warning("could not publish offline before stopping (%s): the broker will not say it either", error)
 
     async def _session(self, client: aiomqtt.Client) -> None:
-        await send(client, f"{self.topic_base}/state", "online", retain=True)
+        self.state.release_held()  # the broker's rules may have changed: try what it refused again now
+        await self._send_or_log(client, f"{self.topic_base}/state", "online")
         ha = self.config.home_assistant
         if ha.enabled:
             await client.subscribe(f"{ha.discovery_prefix}/status")
@@ -179,7 +250,7 @@ class Publisher:
         for topic, payload in gateway_discovery_messages(
             gateway, mqtt.topic_prefix, ha.discovery_prefix, mqtt.stats_interval_s
         ):
-            await send(client, topic, payload, retain=True)
+            await self._send_or_log(client, topic, payload)
         await self._announce_devices(client, list(self.registry().devices.values()))
 
     async def _announce_on_reload(self, client: aiomqtt.Client) -> None:
@@ -194,7 +265,7 @@ class Publisher:
         for topic, payload in discovery_messages(
             devices, self.config.gateway.name, mqtt.topic_prefix, ha.discovery_prefix, self.firmware
         ):
-            await send(client, topic, payload, retain=True)
+            await self._send_or_log(client, topic, payload)
 
     async def _listen(self, client: aiomqtt.Client) -> None:
         home_assistant_status = f"{self.config.home_assistant.discovery_prefix}/status"
@@ -237,14 +308,57 @@ class Publisher:
                 continue
             self._wake.clear()
             if not self.state.pending(1) and not self.pipeline.diagnostics:
-                await self._wake.wait()
+                _, released_at = self.state.held()
+                with contextlib.suppress(TimeoutError):  # a held event is due again
+                    async with asyncio.timeout_at(None if released_at is None else self._loop_time(released_at)):
+                        await self._wake.wait()
+
+    @staticmethod
+    def _loop_time(unix_time: float) -> float:
+        return asyncio.get_running_loop().time() + max(0.0, unix_time - time.time())
 
     async def _publish(self, client: aiomqtt.Client, event: OutboxEvent) -> None:
         if event.kind == "status" and self.config.home_assistant.enabled:
             await self._note_firmware(client, event.topic, event.payload)
-        await send(client, event.topic, event.payload, retain=self._retains(event))
+        try:
+            await send(client, event.topic, event.payload, retain=self._retains(event))
+        except Refused as refused:
+            self.state.hold(event.seq, time.time() + REFUSED_RETRY_S)
+            self._note_refused(refused, f"{event.event_id} stays in the outbox, tried again in {REFUSED_RETRY_S:.0f} s")
+            return
+        self._note_taken(event.topic)
         self.state.delivered(event.seq)
         self.published += 1
+
+    async def _send_or_log(self, client: aiomqtt.Client, topic: str, payload: str) -> None:
+        """Publish a retained message of the gateway's own (its state, a discovery config): one the broker
+        refuses is said in the log and sent again at the next connection or announcement."""
+        try:
+            await send(client, topic, payload, retain=True)
+        except Refused as refused:
+            self._note_refused(refused, "sent again at the next connection")
+        else:
+            self._note_taken(topic)
+
+    def _note_refused(self, refused: Refused, then: str) -> None:
+        self.refused += 1
+        if refused.topic in self._refused_topics:
+            return  # said once per topic: an access rule that refuses a topic refuses each of its messages
+        self._refused_topics.add(refused.topic)
+        prefixes = [self.config.mqtt.topic_prefix]
+        if self.config.home_assistant.enabled:
+            prefixes.append(self.config.home_assistant.discovery_prefix)
+        log.error(
+            "%s: the broker's access rules must let this gateway's user publish on %s; %s",
+            refused,
+            " and ".join(f"{prefix}/#" for prefix in prefixes),
+            then,
+        )
+
+    def _note_taken(self, topic: str) -> None:
+        if topic in self._refused_topics:
+            self._refused_topics.discard(topic)
+            log.info("the broker takes %s again", topic)
 
     def _retains(self, event: OutboxEvent) -> bool:
         """Whether the broker should keep this event as its device's latest state.
@@ -286,6 +400,7 @@ class Publisher:
             "outbox_depth": self.state.depth(),
             "outbox_dropped": self.state.dropped(),
             "mqtt_published": self.published,
+            "mqtt_refused": self.refused,
             "mqtt_reconnects": self.reconnects,
             **self.extra_stats(),
         }

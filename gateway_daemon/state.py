@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +60,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     kind TEXT NOT NULL,
     topic TEXT NOT NULL,
     payload TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    held_until REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS outbox_kind ON outbox (kind, seq);
 CREATE TABLE IF NOT EXISTS dropped (
@@ -95,7 +97,8 @@ _ADDED_COLUMNS = {
         "seen_below": "INTEGER NOT NULL DEFAULT -1",
         "checkin_top": "INTEGER",
         "checkins_seen_below": "INTEGER NOT NULL DEFAULT -1",
-    }
+    },
+    "outbox": {"held_until": "REAL NOT NULL DEFAULT 0"},
 }
 
 
@@ -428,11 +431,26 @@ class GatewayState:
 
     # --- outbox ------------------------------------------------------------------------
     def pending(self, limit: int = 100) -> list[OutboxEvent]:
-        """The oldest events waiting for the broker, in the order they were accepted."""
+        """The oldest events waiting for the broker, in the order they were accepted, but those held
+        (`hold`) until later."""
         rows = self._db.execute(
-            "SELECT event_id, kind, topic, payload, seq FROM outbox ORDER BY seq LIMIT ?", (limit,)
+            "SELECT event_id, kind, topic, payload, seq FROM outbox WHERE held_until <= ? ORDER BY seq LIMIT ?",
+            (time.time(), limit),
         ).fetchall()
         return [OutboxEvent(*row) for row in rows]
+
+    def hold(self, seq: int, until: float) -> None:
+        """Keep an event the broker refused out of `pending` until `until` (a Unix time)."""
+        self._db.execute("UPDATE outbox SET held_until = ? WHERE seq = ?", (until, seq))
+
+    def release_held(self) -> None:
+        """Every held event is pending again: a new connection may find the broker's rules changed."""
+        self._db.execute("UPDATE outbox SET held_until = 0 WHERE held_until > 0")
+
+    def held(self) -> tuple[int, float | None]:
+        """How many events are held, and the earliest time one of them is pending again."""
+        count, until = self._db.execute("SELECT COUNT(*), MIN(held_until) FROM outbox WHERE held_until > 0").fetchone()
+        return count, until
 
     def delivered(self, seq: int) -> None:
         """Forget an event the broker acknowledged."""

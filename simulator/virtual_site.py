@@ -80,6 +80,7 @@ class VirtualSite:
     ) -> None:
         """`gateway=False`: the gateway's configuration is written but the daemon is left to whoever
         serves the site as a bench (`bench_site.py`), who starts it from that file."""
+        work = work.resolve()  # the boards and the gateway run in folders of their own: a relative path misses
         self.work = work
         self.specs = {spec.name: spec for spec in nodes}
         self.profiles = {spec.name: load_profile(spec.board) for spec in nodes}  # read once: pins are asked often

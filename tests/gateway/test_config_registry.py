@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from boards.registry import UNRECORDED_BOARD, Registry, RegistryError
-from gateway_daemon.config import EXAMPLE, ConfigError, parse_config
+from gateway_daemon.config import EXAMPLE, ConfigError, load_config, parse_config
 
 from .site import write_registry
 
@@ -31,6 +31,13 @@ def test_the_example_is_the_defaults():
 def test_config_errors_say_what_to_fix(text, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_config(text)
+
+
+def test_a_ca_file_that_is_not_there_is_named_at_start(tmp_path):
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[mqtt]\ntls = true\nca_file = "{tmp_path / "ca.pem"}"\n')
+    with pytest.raises(ConfigError, match=r"mqtt.ca_file .*ca.pem: no such file; give the certificate"):
+        load_config(config)
 
 
 def test_registry_round_trips_and_is_private(tmp_path):

@@ -6,11 +6,14 @@ import asyncio
 import dataclasses
 import datetime
 import ipaddress
+import json
+import logging
 import os
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 
 import aiomqtt
 from cryptography import x509
@@ -19,13 +22,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from boards.registry import Device, Registry
+from gateway_daemon import mqtt as gateway_mqtt
 from payload_codec import Telemetry, build_frame, derive_device_keys
 from payload_codec.vectorgen import DEVICE_ID, TEST_MASTER_KEY
 from simulator.broker import Broker, free_port
 from simulator.packet_forwarder import PacketForwarder
 
 from .conftest import Subscriber
-from .site import Site, config_text, write_registry
+from .site import Site, config_text, until, write_registry
+from .test_gateway import checkin
 from .test_udp_end_to_end import Daemon
 
 STATE = "borne/gateway/gw-test/state"
@@ -79,6 +84,84 @@ async def test_tls_and_a_password_are_configuration_not_code(tmp_path):
                 async for message in reader.messages:
                     assert message.payload == b"online"
                     break
+
+
+def _passwords(directory):
+    passwords = directory / "passwords"
+    passwords.touch()
+    for user, password in (("gateway", "s3cret"), ("reader", "r3ader")):
+        subprocess.run(["mosquitto_passwd", "-b", str(passwords), user, password], check=True, timeout=30)
+    return passwords
+
+
+GATEWAY_USER = 'username = "gateway"\npassword = "s3cret"\n'
+# What the gateway's user may do on a broker with access rules, but publish a device's check-ins.
+RULES = """user gateway
+topic write borne/gateway/#
+topic write homeassistant/#
+topic read homeassistant/status
+topic read borne/+/+/status
+topic write borne/ecole-jaures/door-258/telemetry
+topic write borne/ecole-jaures/door-258/status
+{more}
+user reader
+topic read #
+"""
+
+
+async def test_a_check_in_the_brokers_rules_refuse_waits_in_the_outbox_until_they_let_it_through(
+    tmp_path, monkeypatch, caplog
+):
+    # mosquitto acknowledges a PUBLISH its access rules deny: only MQTT 5's PUBACK reason code (0x87) says so.
+    monkeypatch.setattr(gateway_mqtt, "REFUSED_RETRY_S", 1.0)
+    caplog.set_level(logging.INFO, logger="gateway_daemon.mqtt")
+    rules = tmp_path / "acl"
+    rules.write_text(RULES.format(more=""))
+    with Broker(tmp_path, f"acl_file {rules}\n", _passwords(tmp_path)) as broker:
+        reader = aiomqtt.Client("127.0.0.1", broker.port, username="reader", password="r3ader")
+        async with reader, Site(tmp_path, broker.port, mqtt=GATEWAY_USER) as site:
+            await reader.subscribe("borne/+/+/checkin", qos=1)
+            site.radio.hear(checkin(7, ack=False))
+            await site.settle()
+            publisher = site.gateway.publisher
+            await until(lambda: publisher.refused >= 2)  # refused, held, and refused again a second later
+            assert site.gateway.state.depth() == 1 and publisher.published == 0
+            assert site.gateway.state.held()[0] == 1
+            refusals = [r.getMessage() for r in caplog.records if "refused borne/ecole-jaures" in r.getMessage()]
+            assert len(refusals) == 1, refusals  # once for the topic, however often it is tried
+            assert "Not authorized" in refusals[0] and "publish on borne/# and homeassistant/#" in refusals[0]
+            assert "258:checkin:7 stays in the outbox" in refusals[0]
+            config = tmp_path / "gateway.toml"
+            config.write_text(config_text(tmp_path, broker.port, mqtt=GATEWAY_USER))
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "borne", "gateway", "status", "--config", str(config), stdout=subprocess.PIPE
+            )
+            output = (await process.communicate())[0].decode()
+            assert "outbox: 1 events waiting for the broker (1 refused by the broker's access rules" in output
+
+            rules.write_text(RULES.format(more="topic write borne/#"))
+            broker.process.send_signal(signal.SIGHUP)  # mosquitto reads its access rules again
+            async with asyncio.timeout(15):
+                async for message in reader.messages:
+                    assert json.loads(message.payload)["event_id"] == "258:checkin:7"
+                    break
+            await until(lambda: site.gateway.state.depth() == 0)
+            assert publisher.stats()["mqtt_refused"] == publisher.refused and publisher.published == 1
+            taken_again = "the broker takes borne/ecole-jaures/door-258/checkin again"
+            assert any(taken_again in record.getMessage() for record in caplog.records)
+
+
+async def test_credentials_the_broker_refuses_are_an_error_naming_the_settings_and_lose_nothing(tmp_path, caplog):
+    with Broker(tmp_path, password_file=_passwords(tmp_path)) as broker:
+        async with Site(tmp_path, broker.port, mqtt='username = "gateway"\npassword = "wrong"\n') as site:
+            site.radio.hear(checkin(7, ack=False))
+            await site.settle()
+            await until(lambda: any("credentials" in r.getMessage() for r in caplog.records))
+            assert site.gateway.state.depth() == 1
+        (record,) = [r for r in caplog.records if "credentials" in r.getMessage()][:1]
+        assert record.levelname == "ERROR"
+        assert "check username and password in the [mqtt] section" in record.getMessage()
+        assert "nothing is lost meanwhile" in record.getMessage()
 
 
 async def test_systemd_readiness_watchdog_sighup_and_last_will(tmp_path, broker):
