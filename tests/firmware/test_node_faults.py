@@ -13,6 +13,7 @@ safe mode (`test_radio_faults.py`).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -104,6 +105,19 @@ FLASH_FAULTS: dict[str, Callable[[VirtualBoard], None]] = {
 }
 
 
+@contextlib.contextmanager
+def node_on_air(tmp_path: Path, profile: str) -> Iterator[tuple[VirtualBoard, RadioMedium, Heard]]:
+    """A node of `profile` flashed and powered on (its main.py runs), its frames heard on the air."""
+    require_vm("node fault tests")
+    stage(node_config(profile), tmp_path / "flash")
+    chip = load_profile(profile)["radio"]["chip"]
+    with (
+        RadioMedium() as medium,
+        VirtualBoard(tmp_path / "tty", tmp_path / "flash", radio=chip, medium=medium) as board,
+    ):
+        yield board, medium, Heard(medium)
+
+
 def send_status(board: VirtualBoard) -> None:
     """The node's status task's one step (a status, then its receive window), run to its end."""
     board.exec("task = asyncio.create_task(node._send_status())")
@@ -138,15 +152,8 @@ RADIO_FAULTS = {
 
 @pytest.mark.parametrize("case", RADIO_FAULTS)
 def test_a_modem_that_failed_is_set_up_again_and_counted_in_the_next_status(tmp_path: Path, case: str) -> None:
-    require_vm("node fault tests")
     profile, fail, end, set_up_at_once = RADIO_FAULTS[case]
-    stage(node_config(profile), tmp_path / "flash")
-    chip = load_profile(profile)["radio"]["chip"]
-    with (
-        RadioMedium() as medium,
-        VirtualBoard(tmp_path / "tty", tmp_path / "flash", radio=chip, medium=medium) as board,
-    ):
-        heard = Heard(medium)
+    with node_on_air(tmp_path, profile) as (board, _medium, heard):
         start_node(board)  # this one runs its status step alone
         fail(board)
         before = len(heard.statuses)
@@ -163,13 +170,7 @@ def test_a_modem_that_failed_is_set_up_again_and_counted_in_the_next_status(tmp_
 
 def test_a_node_whose_dio0_never_reaches_the_board_goes_on_sending_and_says_so_once(tmp_path: Path) -> None:
     # An SX1276 whose DIO0 never rises (a cold solder joint): TxDone goes unseen, the chip answers.
-    require_vm("node fault tests")
-    stage(node_config("heltec_v2"), tmp_path / "flash")
-    with (
-        RadioMedium() as medium,
-        VirtualBoard(tmp_path / "tty", tmp_path / "flash", radio="sx1276", medium=medium) as board,
-    ):
-        heard = Heard(medium)
+    with node_on_air(tmp_path, "heltec_v2") as (board, _medium, heard):
         start_node(board)
         board.break_radio("dio0_dead")
         boots = board.boots
@@ -186,13 +187,7 @@ def test_a_node_whose_dio0_never_reaches_the_board_goes_on_sending_and_says_so_o
 def test_a_boot_status_lost_on_the_air_goes_out_again_within_the_minute(tmp_path: Path) -> None:
     # Boards powered on together, at a power cut's end, may lose their boot statuses in a collision, and
     # a status is not acknowledged: the node sends it again 30 to 60 s later, not an hour later.
-    require_vm("node fault tests")
-    stage(node_config("heltec_v2"), tmp_path / "flash")
-    with (
-        RadioMedium() as medium,
-        VirtualBoard(tmp_path / "tty", tmp_path / "flash", radio="sx1276", medium=medium) as board,
-    ):
-        heard = Heard(medium)
+    with node_on_air(tmp_path, "heltec_v2") as (board, medium, heard):
         medium.set_one_way_loss(board, "listener", 1.0)  # main.py has not sent its status yet: it waits 3 s
         wait_for(lambda: medium.stats["lost"] > 0, WAIT_S)
         lost_at = time.monotonic()
