@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import stat
 import tomllib
 from dataclasses import dataclass
@@ -229,11 +230,19 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: no such file; `borne gateway config --example > {path}` writes one") from None
     config = parse_config(text, str(path))
     ca_file = config.mqtt.ca_file
-    if config.mqtt.tls and ca_file and not Path(ca_file).is_file():
-        raise ConfigError(
-            f"{path}: mqtt.ca_file {ca_file}: no such file; give the certificate (PEM) of the authority that "
-            "signed the broker's, or leave ca_file empty to trust the system's authorities"
-        )
+    if config.mqtt.tls and ca_file:
+        if not Path(ca_file).exists():
+            raise ConfigError(
+                f"{path}: mqtt.ca_file {ca_file}: no such file; give the certificate (PEM) of the authority that "
+                "signed the broker's, or leave ca_file empty to trust the system's authorities"
+            )
+        try:
+            ssl.create_default_context(cafile=ca_file)  # as the gateway reads it at each connection
+        except (OSError, ssl.SSLError) as error:
+            raise ConfigError(
+                f"{path}: mqtt.ca_file {ca_file}: not a certificate the gateway can read ({error}); give the "
+                "certificate (PEM) of the authority that signed the broker's"
+            ) from None
     if config.mqtt.password and path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH):
         log.warning("%s holds the MQTT password and other users can read it: chmod 600 %s", path, path)
     return config

@@ -142,6 +142,7 @@ class Publisher:
         self.refused = 0  # messages the broker acknowledged without taking them
         self.reconnects = 0
         self._refused_topics: set[str] = set()  # said once in the log, until the broker takes one again
+        self._own_message_refused = asyncio.Event()  # the state or a discovery config: all sent again soon
         self.started = time.time()
         self._wake = asyncio.Event()
         self._registry_changed = asyncio.Event()
@@ -239,9 +240,23 @@ class Publisher:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._drain(client))
             tasks.create_task(self._stats_loop(client))
+            tasks.create_task(self._send_own_messages_again(client))
             if ha.enabled:
                 tasks.create_task(self._listen(client))
                 tasks.create_task(self._announce_on_reload(client))
+
+    async def _send_own_messages_again(self, client: aiomqtt.Client) -> None:
+        """The gateway's state and discovery configs, sent again REFUSED_RETRY_S after the broker refused one of
+        them, until it takes them all: its access rules may have changed (Home Assistant ignores a config
+        it has already)."""
+        while True:
+            await self._own_message_refused.wait()
+            await asyncio.sleep(REFUSED_RETRY_S)
+            _raise_if_cancelled()
+            self._own_message_refused.clear()
+            await self._send_or_log(client, f"{self.topic_base}/state", "online")
+            if self.config.home_assistant.enabled:
+                await self._announce(client)
 
     async def _announce(self, client: aiomqtt.Client) -> None:
         """Every discovery config: the gateway's own device, then each registered device's."""
@@ -332,11 +347,12 @@ class Publisher:
 
     async def _send_or_log(self, client: aiomqtt.Client, topic: str, payload: str) -> None:
         """Publish a retained message of the gateway's own (its state, a discovery config): one the broker
-        refuses is said in the log and sent again at the next connection or announcement."""
+        refuses is said in the log and sent again (`_send_own_messages_again`)."""
         try:
             await send(client, topic, payload, retain=True)
         except Refused as refused:
-            self._note_refused(refused, "sent again at the next connection")
+            self._own_message_refused.set()
+            self._note_refused(refused, f"sent again in {REFUSED_RETRY_S:.0f} s")
         else:
             self._note_taken(topic)
 

@@ -33,10 +33,13 @@ def test_config_errors_say_what_to_fix(text, message):
         parse_config(text)
 
 
-def test_a_ca_file_that_is_not_there_is_named_at_start(tmp_path):
+def test_a_ca_file_that_is_not_there_or_no_certificate_is_named_at_start(tmp_path):
     config = tmp_path / "gateway.toml"
     config.write_text(f'[mqtt]\ntls = true\nca_file = "{tmp_path / "ca.pem"}"\n')
     with pytest.raises(ConfigError, match=r"mqtt.ca_file .*ca.pem: no such file; give the certificate"):
+        load_config(config)
+    (tmp_path / "ca.pem").write_text("junk\n")
+    with pytest.raises(ConfigError, match=r"ca.pem: not a certificate the gateway can read \(.*NO_CERTIFICATE"):
         load_config(config)
 
 

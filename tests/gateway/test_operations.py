@@ -109,6 +109,10 @@ topic read #
 """
 
 
+# The gateway's user may publish its events, not its discovery configs.
+NO_DISCOVERY = "user gateway\ntopic readwrite borne/#\ntopic read homeassistant/status\n\nuser reader\ntopic read #\n"
+
+
 async def test_a_check_in_the_brokers_rules_refuse_waits_in_the_outbox_until_they_let_it_through(
     tmp_path, monkeypatch, caplog
 ):
@@ -149,6 +153,27 @@ async def test_a_check_in_the_brokers_rules_refuse_waits_in_the_outbox_until_the
             assert publisher.stats()["mqtt_refused"] == publisher.refused and publisher.published == 1
             taken_again = "the broker takes borne/ecole-jaures/door-258/checkin again"
             assert any(taken_again in record.getMessage() for record in caplog.records)
+
+
+async def test_discovery_configs_the_brokers_rules_refuse_are_sent_again_once_they_let_them_through(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(gateway_mqtt, "REFUSED_RETRY_S", 1.0)
+    rules = tmp_path / "acl"
+    rules.write_text(NO_DISCOVERY)
+    with Broker(tmp_path, f"acl_file {rules}\n", _passwords(tmp_path)) as broker:
+        reader = aiomqtt.Client("127.0.0.1", broker.port, username="reader", password="r3ader")
+        async with reader, Site(tmp_path, broker.port, mqtt=GATEWAY_USER) as site:
+            await reader.subscribe("homeassistant/#", qos=1)
+            publisher = site.gateway.publisher
+            await until(lambda: publisher.refused >= 2)
+            rules.write_text(RULES.format(more="topic write borne/#"))
+            broker.process.send_signal(signal.SIGHUP)
+            async with asyncio.timeout(15):  # sent again within REFUSED_RETRY_S, without a new connection
+                async for message in reader.messages:
+                    assert str(message.topic).endswith("/config")
+                    break
+            assert publisher.reconnects == 0
 
 
 async def test_credentials_the_broker_refuses_are_an_error_naming_the_settings_and_lose_nothing(tmp_path, caplog):

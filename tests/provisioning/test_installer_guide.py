@@ -287,6 +287,9 @@ PROVOKED: dict[str, Callable[[Site, Path], str] | str] = {
     "mqtt.ca_file <file>: no such file": lambda site, tmp: gateway_configured(
         tmp, f'[mqtt]\ntls = true\nca_file = "{tmp / "ca.pem"}"\n'
     ),
+    "mqtt.ca_file <file>: not a certificate the gateway can read": lambda site, tmp: gateway_configured(
+        tmp, f'[mqtt]\ntls = true\nca_file = "{tmp}"\n'
+    ),
     # borne board flash
     "the site key file (--keys FILE)": lambda site, tmp: flash("--device", str(NODE_ID), "--registry", site.registry),
     "drop --site, or register it again": lambda site, tmp: node(site, "--site", "mairie"),
