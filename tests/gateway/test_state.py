@@ -195,3 +195,33 @@ def test_the_check_ins_before_a_devices_first_one_heard_are_still_published(tmp_
     accept(state, 2, checkin_event(0))
     assert [e.event_id for e in state.pending()] == ["1:checkin:1", "1:checkin:2", "1:checkin:0"]
     assert state.unpublished(1, [checkin_event(0)]) == []
+
+
+# The outbox as releases before MQTT 5's refusals created it, with an event waiting.
+OLD_OUTBOX = """
+CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+INSERT INTO outbox (event_id, kind, topic, payload, created_at) VALUES ('1:checkin:4', 'checkin', 't', '{}', 0);
+"""
+
+
+def test_an_event_the_broker_refused_is_held_until_its_time_or_released_and_an_old_outbox_holds_too(tmp_path):
+    old = sqlite3.connect(tmp_path / "state.db")
+    old.executescript(OLD_OUTBOX)
+    old.close()
+    state = GatewayState(tmp_path / "state.db")
+    (waiting,) = state.pending()
+    assert state.held() == (0, None)
+    state.hold(waiting.seq, until=4102444800.0)  # 2100: not pending again before it, or a release
+    assert state.pending() == [] and state.depth() == 1
+    assert state.held() == (1, 4102444800.0)
+    state.release_held()
+    assert [e.event_id for e in state.pending()] == ["1:checkin:4"]
+    state.hold(waiting.seq, until=1.0)  # a hold whose time has come
+    assert [e.event_id for e in state.pending()] == ["1:checkin:4"]
