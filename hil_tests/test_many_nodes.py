@@ -33,7 +33,7 @@ DOORS = [NodeSpec(601 + i, f"door-{i + 1}", nfc="pn532", direction=("in", "out")
 RADIO = {"sf": 7, "freq_khz": 868_100}  # one channel and one SF for all: their frames can collide
 HELD_S = 0.8
 BOOT_S = 90  # six VMs and a bridge boot on a shared 2-core machine
-STATUS_AGAIN_S = 90  # a node sends its boot status again 30 to 60 s after the first (firmware/borne/node.py)
+STATUS_AGAIN_S = 60  # a node sends its boot status again 10 to 30 s after the first (firmware/borne/node.py)
 PUBLISHED_S = 120  # the collided frames' retries back off with jitter: 2, 4, 8 s ceilings
 WINDOW_S = 60  # the burst and its aftermath, over which the air is measured: well past the retries it caused
 TRUE_TIME_S = 2.0  # how far a published time may be from the presentation (ages travel in whole seconds)
@@ -59,7 +59,7 @@ class Burst:
 
 def wait_until_the_doors_have_booted(site: Site) -> None:
     """A bench's boards are running; the virtual site's were just powered on: each door is up once it
-    has sent its boot status twice, the second 30 to 60 s after the first (on the air, whatever became
+    has sent its boot status twice, the second 10 to 30 s after the first (on the air, whatever became
     of them: six boot statuses may collide too), so that the burst's air is the check-ins' alone."""
     if site.simulated is None:
         return

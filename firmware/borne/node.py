@@ -8,7 +8,7 @@ Tasks, one job each, on one asyncio loop:
               oldest again), and the events' numbers, by which the gateway publishes each
               check-in once whichever frame carried it
   _telemetry  every telemetry_s, the sensors' readings (not acknowledged)
-  _status     at boot, again within a minute, then every status_s: uptime, reset cause, queue,
+  _status     at boot, again 10 to 30 s later, then every status_s: uptime, reset cause, queue,
               faults, counters, and the digest of the last config applied; a config downlink may
               follow in its receive window, and once one is applied the next status goes out soon
               to show it
@@ -53,11 +53,11 @@ _RX_EARLY_MS = const(200)  # the receive window opens this much before the ACK i
 _RX_LATE_MS = const(200)  # and stays open this much after its end
 _ACK_FRAME_SIZE = ENVELOPE_SIZE + ACK_TIME_SIZE  # the longest ACK on air: with the gateway's time
 _STATUS_AFTER_BOOT_MS = const(3000)  # plus up to as much again, at random
-# The boot status goes out a second time, this long after the first plus up to as much again: nodes
-# powered on together (a power cut's end) may have lost the first in a collision, and a status is not
-# acknowledged. Without it the gateway would know nothing of the node (firmware, reset cause) for an
-# hour, and Home Assistant would show its diagnostics unknown that long.
-_STATUS_AGAIN_AFTER_MS = const(30000)
+# The boot status goes out a second time, this long after the first plus up to twice as much again:
+# nodes powered on together (a power cut's end) may have lost the first in a collision, and a status
+# is not acknowledged. Without it the gateway would know nothing of the node (firmware, reset cause)
+# for an hour, and Home Assistant would show its diagnostics unknown that long.
+_STATUS_AGAIN_AFTER_MS = const(10000)
 _STATUS_AFTER_CONFIG_MS = const(3000)  # the status that shows the gateway a config was applied
 _TRIES_BEFORE_FULL = const(4)  # at least, before a queue filling at its pace evicts a check-in
 _JITTER_PCT = const(10)  # each report interval varies by up to this much, at random
@@ -320,7 +320,7 @@ class Node:
                 wait_ms = _STATUS_AFTER_CONFIG_MS
             elif booted:
                 booted = False
-                wait_ms = _STATUS_AGAIN_AFTER_MS + backoff.uniform_ms(_STATUS_AGAIN_AFTER_MS)
+                wait_ms = _STATUS_AGAIN_AFTER_MS + backoff.uniform_ms(2 * _STATUS_AGAIN_AFTER_MS)
             else:
                 wait_ms = _jittered(self.config["intervals"]["status_s"] * 1000)
 
