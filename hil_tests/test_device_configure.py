@@ -60,6 +60,12 @@ def test_a_report_interval_changed_over_the_air_shows_in_the_next_status_and_the
     mqtt.wait_for(lambda: statuses(site), BOOT_S, "the node's first status")
     assert statuses(site)[0]["config_digest"] == 0
 
+    def telemetry() -> list[dict]:
+        return mqtt.on(f"/{ROOM.name}/telemetry")
+
+    # Two reports at the old pace first: the change may go out 10 s after the first status (the boot
+    # status's second), before the second report.
+    mqtt.wait_for(lambda: len(telemetry()) >= 2, ROOM.telemetry_s * 1.1 + 10, "two reports at the old pace")
     queued = borne(site, "device", "configure", str(ROOM.device_id), "--report-interval", str(FASTER_S))
     assert queued.returncode == 0, queued.stderr
     assert Registry.load(site.registry_file).devices[ROOM.device_id].report_interval_s == FASTER_S  # Home Assistant's
@@ -76,9 +82,6 @@ def test_a_report_interval_changed_over_the_air_shows_in_the_next_status_and_the
     assert "config downlinks pending: none" in borne(site, "gateway", "status").stdout
     board_config = json.loads((site.work / "boards" / ROOM.name / "flash" / "config.json").read_text())
     assert board_config["intervals"]["telemetry_s"] == FASTER_S and board_config["config_digest"] == digest
-
-    def telemetry() -> list[dict]:
-        return mqtt.on(f"/{ROOM.name}/telemetry")
 
     # The sleep under way when the config came ends first: up to one old interval, then the new pace.
     wait_s = ROOM.telemetry_s * 1.1 + 4 * FASTER_S * 1.1 + 10
