@@ -324,13 +324,10 @@ class Publisher:
             self._wake.clear()
             if not self.state.pending(1) and not self.pipeline.diagnostics:
                 _, released_at = self.state.held()
+                due_in = None if released_at is None else max(0.0, released_at - time.time())
                 with contextlib.suppress(TimeoutError):  # a held event is due again
-                    async with asyncio.timeout_at(None if released_at is None else self._loop_time(released_at)):
+                    async with asyncio.timeout(due_in):
                         await self._wake.wait()
-
-    @staticmethod
-    def _loop_time(unix_time: float) -> float:
-        return asyncio.get_running_loop().time() + max(0.0, unix_time - time.time())
 
     async def _publish(self, client: aiomqtt.Client, event: OutboxEvent) -> None:
         if event.kind == "status" and self.config.home_assistant.enabled:
