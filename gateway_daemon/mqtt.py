@@ -62,7 +62,7 @@ class Client(aiomqtt.Client):
     aiomqtt 2.5 returns from a publish at the PUBACK whatever its reason code, and gives no way to the
     code: an event refused by an access rule would leave the outbox as if delivered. paho hands the
     code to on_publish, by message id; `publish` does what aiomqtt's does, and keeps the message id to
-    look the code up by.
+    look the code up by. It also registers the socket's writer only while the socket is open.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -75,6 +75,24 @@ class Client(aiomqtt.Client):
         if reason_code.is_failure:
             self._refusals[mid] = reason_code
         super()._on_publish(client, userdata, mid, reason_code, properties)
+
+    def _on_socket_register_write(self, client: Any, userdata: Any, sock: Any) -> None:
+        # aiomqtt registers the writer in a later callback (paho may call this from its connect thread),
+        # by the socket's number as it is now. A connection lost in between (a gateway stopped past its
+        # keepalive, then resumed) has closed the socket by then: the registration of its number logged
+        # an asyncio traceback ("Bad file descriptor"), or would watch a new socket that took the number.
+        def write() -> None:
+            try:
+                client.loop_write()
+            except Exception as error:  # a broken connection: aiomqtt's message loop ends with it
+                if not self._disconnected.done():
+                    self._disconnected.set_exception(error)
+
+        def register() -> None:
+            if sock.fileno() != -1:  # -1 once closed
+                self._loop.add_writer(sock.fileno(), write)
+
+        self._loop.call_soon_threadsafe(register)
 
     async def publish(  # type: ignore[override]
         self, topic: str, payload: str, qos: int = 0, retain: bool = False, timeout: float | None = None

@@ -189,6 +189,22 @@ async def test_credentials_the_broker_refuses_are_an_error_naming_the_settings_a
         assert "nothing is lost meanwhile" in record.getMessage()
 
 
+async def test_a_socket_closed_before_its_writer_is_registered_is_left_alone():
+    # A gateway stopped past its keepalive, then resumed: paho asks for the socket's writer, and the
+    # broker's closed connection closes the socket before the event loop registers it. The loop must
+    # neither log a "Bad file descriptor" traceback nor watch a new socket under the old number.
+    loop = asyncio.get_running_loop()
+    errors: list[dict] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    client = gateway_mqtt.Client(hostname="127.0.0.1")
+    mine, theirs = socket.socketpair()
+    with theirs:
+        client._on_socket_register_write(client._client, None, mine)
+        mine.close()
+        await asyncio.sleep(0.05)  # the registration's callback runs
+    assert errors == []
+
+
 async def test_systemd_readiness_watchdog_sighup_and_last_will(tmp_path, broker):
     write_registry(tmp_path / "devices.toml")
     udp_port = free_port()
