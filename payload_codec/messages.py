@@ -383,8 +383,14 @@ def _no_unknown(fields: Any, known: set[str], what: str) -> None:
 
 
 # --- check-in bytes ------------------------------------------------------------------------
+# The oldest age the field holds: minutes round to the nearest, a half minute up (as the node's integer
+# arithmetic does), so the last 29 s past AGE_MAX_S still round to raw 65535.
+AGE_ROUNDED_MAX_S = AGE_MAX_S + 29
+
+
 def age_to_raw(age_s: int) -> int:
-    """The 2-byte age code: seconds below 32768, then minutes (rounded); saturates at 23.1 days."""
+    """The 2-byte age code: seconds below 32768, then minutes, rounded to the nearest, a half minute
+    up; saturates at 23.1 days."""
     if age_s < AGE_SECONDS_LIMIT:
         return age_s
     return AGE_SECONDS_LIMIT + min((age_s - AGE_SECONDS_LIMIT + 30) // 60, 0x7FFF)
@@ -415,7 +421,7 @@ def _checkins_to_raw(batch: CheckinBatch) -> tuple[dict, int]:
             | _code_of(TAG_TYPES, event.tag_type, "tag_type") << 2
             | _code_of(UID_LENGTHS, event.uid_length, "uid_length")
         )
-        age_s = _whole(event.age_s, 0, AGE_MAX_S, "age_s")
+        age_s = _whole(event.age_s, 0, AGE_ROUNDED_MAX_S, "age_s")
         events.append({"tag": tag, "badge_token": token, "age": age_to_raw(age_s)})
     first = _whole(batch.first_number16, 0, 0xFFFF, "first_number16")
     return {"first_number16": first, "checkins": events}, CHECKIN_HEAD_SIZE + len(events) * CHECKIN_SIZE

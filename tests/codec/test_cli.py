@@ -49,6 +49,19 @@ def test_decode_without_keys_says_the_mic_was_not_checked():
     assert "MIC not checked" in result.stderr
 
 
+def test_decode_without_keys_prints_what_the_header_says_in_the_verified_frames_order(key_file):
+    case = next(c for c in load("uplink_checkin.json") if c["name"] == "checkin_batch_2")
+    verified = json.loads(borne("codec", "decode", case["frame_hex"], "--keys", str(key_file), check=True).stdout)
+    unverified = json.loads(borne("codec", "decode", case["frame_hex"], check=True).stdout)
+    assert list(unverified) == [
+        key.replace("counter", "counter16").replace("fields", "body_hex") for key in verified
+    ]  # the checked counter is the whole one, and the body is encrypted
+    for key in ("type", "direction", "device_id", "encrypted", "ack_requested", "time_requested", "size"):
+        assert unverified[key] == verified[key], key
+    assert unverified["counter16"] == verified["counter"] % 65536
+    assert unverified["verified"] is False and verified["verified"] is True
+
+
 def test_decode_checks_a_re_keyed_device_with_the_keys_of_its_epoch(key_file):
     case = next(c for c in load("uplink_status.json") if c["name"] == "status_of_a_re_keyed_device")
     result = borne("codec", "decode", case["frame_hex"], "--keys", str(key_file), "--key-epoch", "1", check=True)

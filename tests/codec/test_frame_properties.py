@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from payload_codec import (
+    AGE_MAX_S,
     DOWN,
     MESSAGE_TYPES,
     UP,
@@ -226,6 +227,30 @@ def test_builder_refuses_typed_values_the_contract_cannot_carry(message):
     with pytest.raises(CodecError) as refused:
         build_frame(message, 1, 1, KEYS)
     assert refused.value.reason == "bad_value"
+
+
+@pytest.mark.parametrize(
+    ("age_s", "raw"),
+    [
+        (32767, 0x7FFF),  # the last whole second
+        (32797, 0x8000),  # under half a minute past: down
+        (32798, 0x8001),  # half a minute: up, not to the even minute
+        (32918, 0x8003),  # two and a half minutes: up
+        (AGE_MAX_S, 0xFFFF),
+        (AGE_MAX_S + 29, 0xFFFF),  # rounds into the field
+    ],
+)
+def test_an_age_in_minutes_rounds_a_half_minute_up(age_s, raw):
+    batch = CheckinBatch(0, (Checkin(badge_token=TOKEN, uid_length=7, age_s=age_s),))
+    assert encode_body(batch)[-2:] == raw.to_bytes(2, "little")
+
+
+def test_an_age_past_what_rounds_into_the_field_is_refused():
+    batch = CheckinBatch(0, (Checkin(badge_token=TOKEN, uid_length=7, age_s=AGE_MAX_S + 30),))
+    with pytest.raises(CodecError) as refused:
+        encode_body(batch)
+    assert refused.value.reason == "bad_value"
+    assert f"from 0 to {AGE_MAX_S + 29}" in refused.value.detail
 
 
 def test_builder_refuses_what_is_not_a_message():
