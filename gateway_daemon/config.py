@@ -203,7 +203,19 @@ def parse_config(text: str, where: str = "configuration") -> Config:
     return _check(Config(**sections), where)
 
 
+# An ACK is sent once its frame's dedup window closed, and must reach the concentrator before its time:
+# lora_pkt_fwd's jitqueue.c takes a downlink only 42.5 ms ahead or more (TX_START_DELAY, TX_MARGIN_DELAY,
+# TX_JIT_DELAY); the rest is for the daemon and the forwarder's link.
+ACK_LEAD_MS = 100
+
+
 def _check(config: Config, where: str) -> Config:
+    latest = config.radio.ack_delay_ms - ACK_LEAD_MS
+    if not 0 <= config.gateway.dedup_window_ms <= latest:
+        raise ConfigError(
+            f"{where}: gateway.dedup_window_ms must be from 0 to {latest} (radio.ack_delay_ms − {ACK_LEAD_MS}): "
+            "a frame's ACK waits for its window to close, and a concentrator needs it 43 ms before it goes out"
+        )
     if not 0 < config.gateway.max_counter_gap <= 0x8000:
         raise ConfigError(f"{where}: gateway.max_counter_gap must be from 1 to 32768")
     if config.gateway.max_outbox_events < 1000:

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 
 from .sources import Source
+from .sources.semtech_udp import UdpStats
 
 if TYPE_CHECKING:
     from .daemon import Gateway
@@ -108,6 +109,16 @@ def source_metrics(sources: Iterable[Source]) -> Iterator[Metric]:
     heartbeat_age = GaugeMetricFamily(
         "borne_source_heartbeat_age_seconds", "Seconds since the bridge board's last heartbeat", labels=["source"]
     )
+    forwarder_heard = GaugeMetricFamily(
+        "borne_udp_forwarder_heard_age_seconds",
+        "Seconds since a packet forwarder's last PUSH_DATA or PULL_DATA",
+        labels=["source", "gateway_eui"],
+    )
+    forwarder_pushed = GaugeMetricFamily(
+        "borne_udp_forwarder_push_data_age_seconds",
+        "Seconds since a packet forwarder's last PUSH_DATA (frames, stat reports)",
+        labels=["source", "gateway_eui"],
+    )
     kind_counters: dict[str, CounterMetricFamily] = {}
     board_info = InfoMetricFamily("borne_bridge_board", "The bridge board's firmware and link", labels=["source"])
     board_gauges = {field: GaugeMetricFamily(name, text, labels=["source"]) for field, name, text in BOARD_GAUGES}
@@ -126,6 +137,12 @@ def source_metrics(sources: Iterable[Source]) -> Iterator[Metric]:
                 each.metric, CounterMetricFamily(each.metric, each.help, labels=["source"])
             )
             family.add_metric(label, each.value)
+        if isinstance(stats, UdpStats):
+            now = source.clock()
+            for eui, at in stats.heard_at.items():
+                forwarder_heard.add_metric([source.name, eui], max(0.0, now - at))
+            for eui, at in stats.pushed_at.items():
+                forwarder_pushed.add_metric([source.name, eui], max(0.0, now - at))
         age = stats.heartbeat_age_s(source.clock())
         if stats.heartbeat is not None and age is not None:
             heartbeat_age.add_metric(label, age)
@@ -136,7 +153,7 @@ def source_metrics(sources: Iterable[Source]) -> Iterator[Metric]:
             for field, board_metric in (board_gauges | board_counters).items():
                 if isinstance(beat.get(field), int):  # a scrape must not fail on another link version's heartbeat
                     board_metric.add_metric(label, beat[field])
-    yield from (received, rejected, transmits, reconnects, connected, heartbeat_age)
+    yield from (received, rejected, transmits, reconnects, connected, heartbeat_age, forwarder_heard, forwarder_pushed)
     yield from kind_counters.values()
     yield from (board_info, *board_gauges.values(), *board_counters.values())
 

@@ -39,8 +39,11 @@ RAW_BOUND = 512  # bytes of a refused input kept in its Rejected: enough to see 
 MAX_GATEWAYS = 64  # gateways whose downlink path and statistics we keep: bounded, whoever sends to the port
 MAX_WAITING = 1024  # receptions and rejections waiting for a slow pipeline; beyond that they are dropped
 REBIND_DELAY_S = 2.0
-# A forwarder sends a PULL_DATA every 10 s to keep its downlink path (lora_pkt_fwd's keepalive_interval):
-# one silent for a minute is gone, and the pipeline stops waiting for its copies of a frame.
+# A forwarder sends a PULL_DATA every 10 s to keep its downlink path (lora_pkt_fwd's keepalive_interval),
+# and a PUSH_DATA with its `stat` every 30 s (stat_interval): one silent for a minute is gone, and the
+# pipeline stops waiting for its copies of a frame. One that pulls for a minute without a PUSH_DATA
+# sends its frames elsewhere (its serv_port_up), and one whose keep-alives come from two addresses
+# in turn within a minute is two forwarders sharing a gateway_ID.
 FORWARDER_QUIET_S = 60.0
 
 
@@ -57,13 +60,18 @@ class UdpStats(SourceStats):
         "borne_udp_overloaded_total", "Receptions and rejections dropped because the pipeline fell behind"
     )
     heard_at: dict[str, float] = field(default_factory=dict)  # gateway EUI → its last PUSH_DATA or PULL_DATA
+    pushed_at: dict[str, float] = field(default_factory=dict)  # gateway EUI → its last PUSH_DATA
     gateway_stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # gateway EUI → its last `stat`
 
     def to_json(self, now: float) -> dict[str, Any]:
         """Every source's entry, and each forwarder heard: how long ago, and its last `stat` report."""
         message = super().to_json(now)
         message["forwarders"] = {
-            eui: {"heard_s_ago": round(max(0.0, now - at), 1), "stat": self.gateway_stats.get(eui)}
+            eui: {
+                "heard_s_ago": _age(now, at),
+                "push_data_s_ago": _age(now, self.pushed_at.get(eui)),
+                "stat": self.gateway_stats.get(eui),
+            }
             for eui, at in self.heard_at.items()
         }
         return message
@@ -122,6 +130,10 @@ class SemtechUdp(Source[_Endpoint]):
         self._listening = asyncio.Event()
         # gateway EUI → address of its last PULL_DATA, and the protocol version it speaks
         self._downlink_paths: dict[str, tuple[tuple, int]] = {}
+        # gateway EUI → the address its keep-alives came from before, and until when
+        self._former_paths: dict[str, tuple[tuple, float]] = {}
+        self._first_pulled_at: dict[str, float] = {}  # gateway EUI → its first PULL_DATA since the start
+        self._warned: set[tuple[str, str]] = set()  # (gateway EUI, what): each misconfiguration logged once
         self._pending: dict[tuple[str, int], asyncio.Future[TxAck]] = {}  # (gateway EUI, token) → its TX_ACK
 
     async def started(self) -> int:
@@ -176,10 +188,13 @@ class SemtechUdp(Source[_Endpoint]):
             return
         source = f"{self.name}:{packet.gateway_eui}"
         if isinstance(packet, PushData | PullData):
+            if packet.gateway_eui not in self.stats.heard_at:
+                log.info("udp: packet forwarder %s heard, from %s:%d", packet.gateway_eui, *sender[:2])
             _remember(self.stats.heard_at, packet.gateway_eui, self.clock())
         match packet:
             case PushData():
                 self.stats.push_data += 1
+                _remember(self.stats.pushed_at, packet.gateway_eui, self.clock())
                 self._send_datagram(PushAck(packet.token, packet.version).encode(), sender)
                 if isinstance(packet.stat, dict):
                     report = {**packet.stat, "received_at": self.clock()}
@@ -196,6 +211,7 @@ class SemtechUdp(Source[_Endpoint]):
                         self._enqueue(inbox, reception)
             case PullData():
                 self.stats.pull_data += 1
+                self._check_forwarder(packet.gateway_eui, sender)
                 # lora_pkt_fwd pulls from its own socket, not the one it pushes from: downlinks go here.
                 _remember(self._downlink_paths, packet.gateway_eui, (sender, packet.version))
                 self._send_datagram(PullAck(packet.token, packet.version).encode(), sender)
@@ -207,12 +223,57 @@ class SemtechUdp(Source[_Endpoint]):
                 else:
                     answer.set_result(packet)
 
+    def _check_forwarder(self, gateway_eui: str, sender: tuple) -> None:
+        """Warn, once each, of the two set-ups a PULL_DATA shows wrong: a forwarder that pulls but whose
+        PUSH_DATA never come (its frames go to another port), and two forwarders with one gateway_ID
+        (their keep-alives come from two addresses in turn: each takes the other's downlinks)."""
+        now = self.clock()
+        _remember(self._first_pulled_at, gateway_eui, self._first_pulled_at.get(gateway_eui, now))
+        pulling_s = now - self._first_pulled_at[gateway_eui]
+        if gateway_eui not in self.stats.pushed_at and pulling_s >= FORWARDER_QUIET_S:
+            self._warn_once(
+                gateway_eui,
+                "no_push_data",
+                "packet forwarder %s has kept its downlink path for %.0f s, but none of its PUSH_DATA came "
+                "(its frames and its stat reports, every 30 s): check that its serv_port_up is %d, as its "
+                "serv_port_down is",
+                gateway_eui,
+                pulling_s,
+                self.bound_port,
+            )
+        path = self._downlink_paths.get(gateway_eui)
+        if path is None or path[0] == sender:
+            return
+        former = self._former_paths.get(gateway_eui)
+        if former is not None and former[0] == sender and now - former[1] <= FORWARDER_QUIET_S:
+            self._warn_once(
+                gateway_eui,
+                "shared_gateway_id",
+                "two packet forwarders use gateway_ID %s (keep-alives from %s:%d and %s:%d in turn): each "
+                "gets downlinks meant for the other, on the wrong clock. Give each concentrator its own "
+                "gateway_ID in its global_conf.json",
+                gateway_eui,
+                *sender[:2],
+                *path[0][:2],
+            )
+        _remember(self._former_paths, gateway_eui, (path[0], now))
+
+    def _warn_once(self, gateway_eui: str, what: str, message: str, *args: Any) -> None:
+        if (gateway_eui, what) not in self._warned and len(self._warned) < 2 * MAX_GATEWAYS:
+            self._warned.add((gateway_eui, what))
+            log.warning("udp: " + message, *args)
+
     def receivers(self) -> set[str]:
-        """The forwarders heard from in the last FORWARDER_QUIET_S, as `udp:<gateway EUI>`."""
+        """The forwarders heard from in the last FORWARDER_QUIET_S, as `udp:<gateway EUI>`: those whose
+        PUSH_DATA reach this port (one that only pulls would never give its copy of a frame)."""
         if not self.connected:
             return set()
         now = self.clock()
-        return {f"{self.name}:{eui}" for eui, at in self.stats.heard_at.items() if now - at <= FORWARDER_QUIET_S}
+        return {
+            f"{self.name}:{eui}"
+            for eui, at in self.stats.heard_at.items()
+            if now - at <= FORWARDER_QUIET_S and eui in self.stats.pushed_at
+        }
 
     def _send_datagram(self, datagram: bytes, address: tuple) -> None:
         if self._transport is not None:
@@ -243,7 +304,8 @@ class SemtechUdp(Source[_Endpoint]):
         if path is None:
             raise TransmitError(
                 "no_downlink_path",
-                f"gateway {gateway_eui} has sent no PULL_DATA yet: check that its packet forwarder "
+                f"gateway {gateway_eui} has sent no PULL_DATA since the daemon started (a forwarder sends "
+                f"one every keepalive_interval, 10 s); if this lasts, check that its packet forwarder "
                 f"runs and that its serv_port_down is {self.bound_port}",
             )
         try:
@@ -282,6 +344,10 @@ def _rxpk_raw(rxpk: Any) -> bytes:
         return json.dumps(rxpk).encode()[:RAW_BOUND]
     except (TypeError, ValueError, RecursionError):
         return b""
+
+
+def _age(now: float, at: float | None) -> float | None:
+    return None if at is None else round(max(0.0, now - at), 1)
 
 
 def _remember(table: dict[str, Any], gateway_eui: str, value: Any) -> None:

@@ -42,14 +42,16 @@ def write_registry(path: Path, device_ids=(DEVICE_ID,), key_epoch: int = 0) -> R
     return registry
 
 
-def config_text(directory: Path, broker_port: int, metrics_port: int = 0, mqtt: str = "", **gateway) -> str:
+def config_text(
+    directory: Path, broker_port: int, metrics_port: int = 0, mqtt: str = "", radio: str = "", **gateway
+) -> str:
     gateway = {"dedup_window_ms": 100} | gateway
     extra = "".join(f"{key} = {json.dumps(value)}\n" for key, value in gateway.items())
     return (
         f'[gateway]\nname = "gw-test"\nstate_file = "{directory / "state.db"}"\n'
         f'registry_file = "{directory / "devices.toml"}"\n{extra}'
         f'[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\nstats_interval_s = 1\n{mqtt}'
-        f"[metrics]\nport = {metrics_port}\n"
+        f"[metrics]\nport = {metrics_port}\n[radio]\n{radio}"
     )
 
 
@@ -63,12 +65,18 @@ class Site:
     """A running gateway with two simulated receivers (`radio`, `radio2`)."""
 
     def __init__(
-        self, directory: Path, broker_port: int, extra_sources: tuple[Source, ...] = (), mqtt: str = "", **gateway
+        self,
+        directory: Path,
+        broker_port: int,
+        extra_sources: tuple[Source, ...] = (),
+        mqtt: str = "",
+        radio: str = "",
+        **gateway,
     ) -> None:
         self.directory = directory
         if not (directory / "devices.toml").exists():
             write_registry(directory / "devices.toml")
-        self.config = parse_config(config_text(directory, broker_port, mqtt=mqtt, **gateway))
+        self.config = parse_config(config_text(directory, broker_port, mqtt=mqtt, radio=radio, **gateway))
         self.radio = SimulatedRadio("sim")
         self.radio2 = SimulatedRadio("sim2")
         self.gateway = Gateway(self.config, sources=[self.radio, self.radio2, *extra_sources])

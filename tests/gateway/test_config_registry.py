@@ -33,6 +33,18 @@ def test_config_errors_say_what_to_fix(text, message):
         parse_config(text)
 
 
+def test_a_dedup_window_that_would_make_every_ack_late_is_refused():
+    # An ACK waits for its frame's window to close: past ack_delay_ms − 100 it reaches the
+    # concentrator too late (lora_pkt_fwd answers TOO_LATE).
+    assert parse_config("[gateway]\ndedup_window_ms = 900\n").gateway.dedup_window_ms == 900
+    with pytest.raises(ConfigError, match=r"dedup_window_ms must be from 0 to 900 \(radio.ack_delay_ms − 100\)"):
+        parse_config("[gateway]\ndedup_window_ms = 1000\n")
+    with pytest.raises(ConfigError, match="from 0 to 1900"):
+        parse_config("[gateway]\ndedup_window_ms = 2000\n[radio]\nack_delay_ms = 2000\n")
+    with pytest.raises(ConfigError, match="from 0 to 900"):
+        parse_config("[gateway]\ndedup_window_ms = -1\n")
+
+
 def test_a_ca_file_that_is_not_there_or_no_certificate_is_named_at_start(tmp_path):
     config = tmp_path / "gateway.toml"
     config.write_text(f'[mqtt]\ntls = true\nca_file = "{tmp_path / "ca.pem"}"\n')

@@ -170,8 +170,9 @@ async def test_an_ack_heard_back_by_the_gateways_other_receiver_is_no_rejection(
 
 
 async def test_a_frame_waits_for_the_copy_of_every_receiver_and_no_longer(tmp_path, broker):
-    # A window longer than the test may last: only the last receiver's copy can end it.
-    async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port, dedup_window_ms=600_000) as site:
+    # A window longer than the test may last (and ACKs later still): only the last receiver's copy can end it.
+    long_window = Site(tmp_path, broker.port, dedup_window_ms=600_000, radio="ack_delay_ms = 600100\n")
+    async with Subscriber(broker.port) as subscriber, long_window as site:
         await until(lambda: site.radio.connected and site.radio2.connected)
         frame = checkin(13)
         site.radio.hear(frame, snr_db=2.0)

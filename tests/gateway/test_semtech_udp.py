@@ -185,7 +185,7 @@ async def test_the_gateways_stat_report_is_kept_under_its_eui() -> None:
         await forwarder.heard_up()
     assert source.stats.gateway_stats == {EUI.hex(): report | {"received_at": NOW}}
     assert source.stats.to_json(NOW + 2.25)["forwarders"] == {
-        EUI.hex(): {"heard_s_ago": 2.2, "stat": report | {"received_at": NOW}}
+        EUI.hex(): {"heard_s_ago": 2.2, "push_data_s_ago": 2.2, "stat": report | {"received_at": NOW}}
     }
     assert source.stats.push_data == 1
 
@@ -383,6 +383,57 @@ async def test_the_receivers_a_copy_may_come_from_are_the_forwarders_heard_in_th
         assert source.receivers() == set()
         await forwarder.pull()
         assert source.receivers() == {SOURCE}
+
+
+async def test_a_forwarder_that_only_pulls_is_not_waited_for_and_its_serv_port_up_is_named(caplog) -> None:
+    # serv_port_up set to another port: its keep-alives come, its frames and stat reports do not.
+    now = NOW
+    async with running(clock=lambda: now) as (source, _, forwarder), asyncio.timeout(5):
+        await forwarder.pull()
+        assert source.receivers() == set()  # it would never give its copy of a frame
+        now += FORWARDER_QUIET_S - 1
+        await forwarder.pull()
+        assert not [r for r in caplog.records if r.levelname == "WARNING"]
+        now += 1
+        await forwarder.pull()
+        await forwarder.pull()
+        port = source.bound_port
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]  # once
+    assert "0016c001ff10a235" in warning.getMessage()
+    assert f"check that its serv_port_up is {port}" in warning.getMessage()
+
+
+async def test_two_forwarders_with_one_gateway_id_are_told_apart_by_their_keep_alives(caplog) -> None:
+    async with running() as (_, _, first), asyncio.timeout(5):
+        second = Forwarder(first.server[1])
+        try:
+            await first.pull()
+            await second.pull()  # alone, this could be the first forwarder restarted
+            assert not [r for r in caplog.records if r.levelname == "WARNING"]
+            await first.pull()  # back to the first address: two forwarders
+            await second.pull()
+        finally:
+            second.close()
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "two packet forwarders use gateway_ID 0016c001ff10a235" in warning.getMessage()
+    assert "Give each concentrator its own gateway_ID" in warning.getMessage()
+
+
+async def test_a_forwarder_restarted_on_new_ports_is_no_second_forwarder(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="gateway_daemon")
+    async with running() as (_, _, before), asyncio.timeout(5):
+        port = before.down.getsockname()[1]
+        await before.pull()
+        after = Forwarder(before.server[1])
+        try:
+            await after.pull()
+            await after.pull()
+        finally:
+            after.close()
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert [r.getMessage() for r in caplog.records if "heard" in r.getMessage()] == [
+        f"udp: packet forwarder 0016c001ff10a235 heard, from 127.0.0.1:{port}"
+    ]
 
 
 # --- downlinks -------------------------------------------------------------------------------

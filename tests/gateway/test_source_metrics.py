@@ -120,6 +120,9 @@ async def test_a_running_gateway_exports_each_sources_counters_to_prometheus_and
             }
             scraped = {key: value(samples, key[0], **udp, **dict(key[1])) for key in expected}
             assert scraped == expected
+            each_forwarder = {**udp, "gateway_eui": eui.hex()}
+            for name in ("borne_udp_forwarder_heard_age_seconds", "borne_udp_forwarder_push_data_age_seconds"):
+                assert 0 <= value(samples, name, **each_forwarder) < 60
             assert_documented(samples)
             assert not [key for key in samples if key[0] == "borne_source_transmits_total" and key != (
                 "borne_source_transmits_total", frozenset({"source": "udp", "result": "sent"}.items())

@@ -284,6 +284,9 @@ PROVOKED: dict[str, Callable[[Site, Path], str] | str] = {
         tmp, "[gateway]\nmax_counter_gap = 0\n"
     ),
     "cannot ride out a broker outage": lambda site, tmp: gateway_configured(tmp, "[gateway]\nmax_outbox_events = 10\n"),
+    "dedup_window_ms must be from 0 to <ms>": lambda site, tmp: gateway_configured(
+        tmp, "[gateway]\ndedup_window_ms = 1000\n"
+    ),
     "mqtt.ca_file <file>: no such file": lambda site, tmp: gateway_configured(
         tmp, f'[mqtt]\ntls = true\nca_file = "{tmp / "ca.pem"}"\n'
     ),
