@@ -394,7 +394,7 @@ def _advice_on(output: str, port: str) -> str:
     """What to do about an mpremote failure, from its words (a command's output, or a transport error)."""
     if "failed to access" in output or "no device found" in output or "No such file" in output:
         return (
-            f"Check the cable and the port name (`python -m mpremote connect list` lists the boards), that no other "
+            f"Check the cable and the port name (`mpremote connect list` lists the boards), that no other "
             f"program holds {port} (a serial monitor, another mpremote), and that you may open it (group dialout). "
             "A board on the ESP32-S3's own USB (the T3-S3) has no port while it deep sleeps: press its reset button, "
             "then run this again within a few seconds."
@@ -433,7 +433,7 @@ def _check_result(record: Mapping[str, Any], board: Mapping[str, Any], port: str
             False,
             found,
             f"the check-in queue needs {needed} KiB: list the board's files "
-            f"(`python -m mpremote connect {port} fs ls`) and remove those that are not Borne's",
+            f"(`mpremote connect {port} fs ls`) and remove those that are not Borne's",
         )
     if check == "counters":
         return CheckResult("counters", True, _counters(record))
@@ -598,7 +598,7 @@ def enroll_badges(
                 elif "reader_error" in record:
                     report(f"warning: the reader misread a badge ({record['reader_error']}): hold it flat and still")
             if time.monotonic() - said >= ENROL_PROGRESS_S:
-                report(f"waiting for badges: {len(badges)} so far, {deadline - time.monotonic():.0f} s left")
+                report(f"waiting for badges: {len(badges)} so far, {max(0.0, deadline - time.monotonic()):.0f} s left")
                 said = time.monotonic()
             time.sleep(ENROL_POLL_S)
     except TransportExecError as error:

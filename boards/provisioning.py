@@ -256,7 +256,7 @@ def _intervals(options: NodeOptions) -> dict[str, int]:
     return intervals
 
 
-def _check_registry_exists(registry_file: Path) -> None:
+def check_registry_exists(registry_file: Path) -> None:
     if not registry_file.exists():
         raise ProvisioningError(
             f"{registry_file}: no such registry; give the site's device registry with --registry "
@@ -284,7 +284,7 @@ def registered_node(
     if pending is not None:
         device = pending
     else:
-        _check_registry_exists(registry_file)
+        check_registry_exists(registry_file)
         device = Registry.load(registry_file).get(device_id)
     if device is None:
         raise ProvisioningError(
@@ -389,7 +389,7 @@ def register_device(
     exist (a device added to a registry no gateway reads would never be heard), a key file others can
     read or without a master key. With `save=False`, checks all that and writes nothing."""
     _check_device_id(device_id)  # before its keys are derived: the derivation packs it in 16 bits
-    _check_registry_exists(registry_file)
+    check_registry_exists(registry_file)
     _check_key_file(key_file)
     site_keys = load_site_keys(key_file)
     if site_keys.master_key is None:

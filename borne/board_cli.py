@@ -217,7 +217,7 @@ def _flash(args: argparse.Namespace) -> int:
     except InstallError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"done. Its console: python -m mpremote connect {args.port} repl (Ctrl-] to leave)")
+    print(f"done. Its console: mpremote connect {args.port} repl (Ctrl-] to leave)")
     return 0
 
 

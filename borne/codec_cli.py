@@ -92,7 +92,10 @@ def _decode(args: argparse.Namespace) -> int:
     direction = DOWN if args.downlink else UP
     envelope = read_envelope(raw, direction)
     if isinstance(envelope, CodecError):
-        return _refuse(envelope)
+        refused = _refuse(envelope)
+        if envelope.reason == "wrong_direction":
+            print(f"{'drop' if args.downlink else 'add'} --downlink to decode it", file=sys.stderr)
+        return refused
     keys = _load_keys(args.keys)
     if keys is None:
         return _print_unverified(envelope)

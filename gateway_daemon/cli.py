@@ -41,7 +41,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.add_argument("--log-json", action="store_true", help="one JSON object a line, for log shippers")
     run.set_defaults(run=_run)
-    config = actions.add_parser("config", help="print the configuration")
+    config = actions.add_parser("config", help="print an example configuration, every setting commented (--example)")
     config.add_argument("--example", action="store_true", required=True, help="a complete commented example")
     config.set_defaults(run=lambda args: print(EXAMPLE, end="") or 0)
     status = actions.add_parser("status", help="devices last seen, signal, battery, lost frames, outbox depth")
@@ -138,7 +138,8 @@ def _status(args: argparse.Namespace) -> int:
     print(
         f"{'device':>6}  {'name':<20} {'last seen':>10} {'RSSI':>6} {'SNR':>6} {'battery':>8} {'frames':>7} {'lost':>5}"
     )
-    for seen in state.devices():
+    heard = state.devices()
+    for seen in heard:
         device = registry.get(seen.device_id)
         name = f"{device.site}/{device.name}" if device else "(unregistered)"
         ago = "never" if seen.last_seen is None else f"{now - seen.last_seen:.0f} s ago"
@@ -147,6 +148,11 @@ def _status(args: argparse.Namespace) -> int:
             f"{seen.device_id:>6}  {name:<20} {ago:>10} {seen.rssi_dbm or 0:>6.0f} {seen.snr_db or 0:>6.1f} "
             f"{battery:>8} {seen.frames:>7} {seen.lost_frames:>5}"
         )
+    unheard = sorted(set(registry.devices) - {seen.device_id for seen in heard})
+    if unheard:
+        names = ", ".join(f"{registry.devices[id_].device_id} {registry.devices[id_].name}" for id_ in unheard[:10])
+        more = f" and {len(unheard) - 10} more" if len(unheard) > 10 else ""
+        print(f"registered, not heard yet: {names}{more} (each appears above with its first frame)")
     held, _ = state.held()
     refused = f" ({held} refused by the broker's access rules, tried again every minute)" if held else ""
     print(f"outbox: {state.depth()} events waiting for the broker{refused}; dropped: {state.dropped() or 'none'}")
@@ -264,6 +270,7 @@ def _device_add(args: argparse.Namespace) -> int:
 
 
 def _device_list(args: argparse.Namespace) -> int:
+    provisioning.check_registry_exists(args.registry)
     registry = Registry.load(args.registry)
     if not registry.devices:
         print(f"no device registered in {args.registry}")
@@ -277,6 +284,7 @@ def _device_list(args: argparse.Namespace) -> int:
 
 
 def _device_remove(args: argparse.Namespace) -> int:
+    provisioning.check_registry_exists(args.registry)
     registry = Registry.load(args.registry)
     if registry.devices.pop(args.device_id, None) is None:
         print(f"error: device {args.device_id} is not registered in {args.registry}", file=sys.stderr)

@@ -239,7 +239,10 @@ def load_config(path: Path) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file; `borne gateway config --example > {path}` writes one") from None
+        raise ConfigError(
+            f"{path}: no such file; give the gateway's configuration with --config (`borne site init` wrote one "
+            f"in the site's folder), or `borne gateway config --example > {path}` writes one"
+        ) from None
     config = parse_config(text, str(path))
     ca_file = config.mqtt.ca_file
     if config.mqtt.tls and ca_file:

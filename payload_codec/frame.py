@@ -170,7 +170,9 @@ def read_envelope(raw: bytes, direction: int = UP) -> SealedEnvelope | CodecErro
     if kind is None:
         return CodecError("unknown_type", f"message type code {code}")
     if kind.direction != direction:
-        return CodecError("wrong_direction", f"a {kind.name} frame travels {'down' if kind.direction else 'up'}")
+        article = "an" if kind.name[0] in "aeiou" else "a"
+        travels = "down" if kind.direction else "up"
+        return CodecError("wrong_direction", f"{article} {kind.name} frame travels {travels}")
     if kind.direction == DOWN and flags & UPLINK_ONLY_FLAGS:
         return CodecError("bad_value", f"downlink flags {flags:#x} set bits only uplinks use")
     if not kind.full_counter:

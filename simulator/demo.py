@@ -117,8 +117,13 @@ class Tally:
 
     def summary(self, medium: dict[str, int]) -> str:
         counts = ", ".join(f"{n} {kind}" for kind, n in self.published.items())
-        radio = ", ".join(f"{n} {what}" for what, n in medium.items())
-        return f"badges presented: {self.presented}; published: {counts}; radio: {radio}"
+        # A frame is received, lost or collided at each radio listening as it is sent (the bridge, a node
+        # in its receive window), so these do not add up to the frames sent.
+        heard = ", ".join(f"{medium[fate]} {fate}" for fate in ("delivered", "lost", "collided"))
+        return (
+            f"badges presented: {self.presented}; published: {counts}; "
+            f"radio: {medium['sent']} frames sent; at the radios listening: {heard}"
+        )
 
 
 async def _visitors(site: VirtualSite, rng: random.Random, options: DemoOptions, tally: Tally) -> None:

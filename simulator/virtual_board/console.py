@@ -48,6 +48,7 @@ class Console:
         self.port = port
         self.kind = kind  # the profile's console, "uart" or "usb"
         self._master = -1
+        self._pty = ""  # the pty's own name, which `port` links to
         self._to_mcu = bytearray()
         self._to_port = bytearray()
         self._port_closed_at: float | None = None  # when the port was last found with nobody holding it
@@ -56,12 +57,18 @@ class Console:
     def open(self) -> None:
         """Create the pty and link it at `port`."""
         if self.port.is_symlink() and os.readlink(self.port).startswith("/dev/pts/"):
+            if self.port.exists():  # its pty is open: another board runs there
+                raise VirtualBoardError(
+                    f"{self.port} is the port of a virtual board that is running ({os.readlink(self.port)}): "
+                    "stop that board, or choose another --pty path"
+                )
             self.port.unlink()  # left by a board that was not closed
         elif self.port.exists() or self.port.is_symlink():
             raise VirtualBoardError(f"{self.port} exists and is not a link to a pty: choose another --pty path")
         self._master, slave = os.openpty()
         tty.setraw(slave)  # no echo, no line editing: bytes pass as on a serial line
-        self.port.symlink_to(os.ttyname(slave))
+        self._pty = os.ttyname(slave)
+        self.port.symlink_to(self._pty)
         # Only clients hold the slave open, so the master sees when nobody listens (POLLHUP).
         os.close(slave)
         os.set_blocking(self._master, False)
@@ -72,8 +79,9 @@ class Console:
             os.close(self._master)
             self._master = -1
         self._unplugged = False
-        with contextlib.suppress(FileNotFoundError):
-            self.port.unlink()
+        with contextlib.suppress(FileNotFoundError, OSError):
+            if os.readlink(self.port) == self._pty:  # still ours: a board started after a crash may own it
+                self.port.unlink()
 
     def show(self, text: bytes) -> None:
         """Print what ESP-IDF prints (the VM never sees it), such as the watchdog's message: on UART0, its

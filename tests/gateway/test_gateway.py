@@ -508,6 +508,7 @@ async def test_prometheus_metrics_are_served_when_a_port_is_set(tmp_path, broker
 
 
 async def test_status_command_shows_devices_signal_battery_losses_and_outbox(tmp_path, broker):
+    write_registry(tmp_path / "devices.toml", (DEVICE_ID, 259))  # 259 is never heard
     async with Site(tmp_path, broker.port) as site:
         for counter in (1, 2, 5):  # frames 3 and 4 never arrive
             site.radio.hear(build_frame(Telemetry(battery_mv=3650), DEVICE_ID, counter, KEYS), rssi_dbm=-97, snr_db=4.5)
@@ -522,6 +523,7 @@ async def test_status_command_shows_devices_signal_battery_losses_and_outbox(tmp
     (line,) = [line for line in output.splitlines() if line.strip().startswith("258")]
     assert "ecole-jaures/door-258" in line and "-97" in line and "3650 mV" in line
     assert line.split()[-2:] == ["3", "2"]  # frames heard, frames lost
+    assert "registered, not heard yet: 259 door-259 (each appears above with its first frame)" in output
     assert "outbox:" in output
 
 

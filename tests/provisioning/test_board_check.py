@@ -167,7 +167,7 @@ def test_a_flash_too_full_for_the_check_in_queue_is_told_to_remove_files(tmp_pat
     assert done.returncode == 1, done.stdout + done.stderr
     assert [name for name, result in table(done).items() if result == "FAIL"] == ["flash"]
     assert (
-        f"the check-in queue needs 32 KiB: list the board's files (`python -m mpremote connect {board.port} fs ls`) "
+        f"the check-in queue needs 32 KiB: list the board's files (`mpremote connect {board.port} fs ls`) "
         "and remove those that are not Borne's"
     ) in done.stdout
 
@@ -213,7 +213,7 @@ def test_a_port_with_no_board_says_to_check_the_cable_and_the_port(tmp_path: Pat
     for done in (checked, enrolled):
         assert done.returncode == 1
         assert f"failed to access {port}" in done.stderr
-        assert "Check the cable and the port name (`python -m mpremote connect list` lists the boards)" in done.stderr
+        assert "Check the cable and the port name (`mpremote connect list` lists the boards)" in done.stderr
 
 
 # borne badge enroll
