@@ -160,7 +160,9 @@ def _run_demo(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()  # here, not at exit: a reader that stopped early (`| head`) is met below
+        return code
     except (
         KeyFileError,
         RigFileError,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,6 +64,29 @@ def test_a_node_needs_the_site_key_file(site: Site, capsys: pytest.CaptureFixtur
     command = ["board", "flash", "--port", NO_BOARD, "--board", "heltec_v2", "--role", "node", "--device", "258"]
     assert main(command) == 2
     assert "a node needs the site key file (--keys FILE)" in capsys.readouterr().err
+
+
+def test_a_registry_that_does_not_exist_is_an_error_not_an_empty_list(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for command in (["device", "list"], ["device", "remove", "258"]):
+        assert main([*command, "--registry", str(tmp_path / "devices.toml")]) == 2
+        assert "devices.toml: no such registry; give the site's device registry with --registry" in (
+            capsys.readouterr().err
+        )
+    assert not (tmp_path / "devices.toml").exists()
+
+
+def test_a_reader_that_stops_early_ends_the_command_without_a_traceback() -> None:
+    # `borne board profiles | head -1`: head may close the pipe before the command writes.
+    command = subprocess.Popen(
+        [sys.executable, "-m", "borne", "board", "profiles"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert command.stdout is not None and command.stderr is not None
+    command.stdout.close()  # before the interpreter has even started
+    errors = command.stderr.read().decode()
+    assert command.wait(timeout=60) == 1
+    assert errors == ""
 
 
 def test_sim_board_blank_refuses_what_it_would_not_install(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
