@@ -10,7 +10,7 @@ from pathlib import Path
 
 from boards import provisioning
 from boards.installer import BoardFacts, EnrolledBadge, Installer, InstallError, enroll_badges
-from boards.profiles import BoardError, load_profile, profile_names, strapping_warnings, wiring
+from boards.profiles import BoardError, for_board, load_profile, profile_names, strapping_warnings, wiring
 from boards.provisioning import NodeOptions, ProvisioningError
 from boards.registry import Device
 from gateway_daemon.cli import DEFAULT_REGISTRY, REGISTRY_HELP
@@ -18,14 +18,16 @@ from payload_codec.schema import DIRECTIONS
 from simulator.provision import DEFAULT_BOARD as SIM_DEFAULT_BOARD
 from simulator.provision import provision_virtual_board
 from simulator.virtual_board import __main__ as virtual_board
-from simulator.virtual_board.board import VirtualBoardError, install_vm
+from simulator.virtual_board.board import VirtualBoardError, install_vm, radio_wiring
 
 ENROL_TIMEOUT_S = 120
 CSV_HEADER = ("badge_token", "tag_type")  # badge_token as check-ins carry it on MQTT
 ERRORS = (BoardError, InstallError, ProvisioningError, VirtualBoardError)
 SIM_DESCRIPTION = (
     f"{virtual_board.DESCRIPTION} Unless --blank, the firmware and a test configuration (keys from the test "
-    f"master key, board {SIM_DEFAULT_BOARD} unless --board) are installed on it first."
+    f"master key, board {SIM_DEFAULT_BOARD} unless --board) are installed on it first. With --blank nothing is: "
+    "--board, --nfc and --sensors still say which board it is and which chips are wired to it, to practise "
+    "`borne board flash` and `borne board check` on."
 )
 
 
@@ -345,17 +347,20 @@ def _register(args: argparse.Namespace) -> Device:
     return device
 
 
-_PROVISIONING_OPTIONS = ("board", "role", "device", "nfc", "direction", "sf", "freq_khz", "telemetry_s")
+# What only an installation sets: a blank board takes its profile (--board) and the chips wired to it
+# (--nfc, --sensors), to practise `borne board flash` and `check` on, but none of these.
+_INSTALL_OPTIONS = ("role", "device", "direction", "sf", "freq_khz", "telemetry_s")
 
 
 def run_sim_board(args: argparse.Namespace) -> int:
     """`borne sim board`: install the firmware and a test configuration, unless --blank; then run the board."""
     if args.blank:
-        given = [name for name in _PROVISIONING_OPTIONS if getattr(args, name) is not None]
-        given += ["sensors"] * bool(args.sensors) + ["deep_sleep"] * args.deep_sleep
+        given = [name for name in _INSTALL_OPTIONS if getattr(args, name) is not None]
+        given += ["deep_sleep"] * args.deep_sleep
         if given:
             options = ", ".join("--" + name.replace("_", "-") for name in given)
             raise ProvisioningError(f"--blank leaves the board erased, with nothing installed: drop {options}")
+        profile = for_board(load_profile(args.board or SIM_DEFAULT_BOARD))
     else:
         installed = provision_virtual_board(
             args.flash,
@@ -365,11 +370,14 @@ def run_sim_board(args: argparse.Namespace) -> int:
             options=_options(args),
             radio=_radio(args),
         )
-        args.radio_chip = installed.radio_chip
-        args.radio_wiring = installed.radio_wiring
-        args.board_profile = installed.config["board"]
-        args.mcu = installed.mcu
-        args.console = installed.console
+        profile = installed.config["board"]
         print(f"installed in {args.flash}: {installed.summary()}", file=sys.stderr)
+    # The virtual board is built as the profile says: its radio chip on the same lines, its MCU's heap,
+    # its console (a UART, or native USB), its power chip.
+    args.radio_chip = str(profile["radio"]["chip"])
+    args.radio_wiring = radio_wiring(profile["radio"])
+    args.board_profile = profile
+    args.mcu = str(profile["mcu"])
+    args.console = str(profile["console"])
     install_vm()
     return virtual_board.run(args)

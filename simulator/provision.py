@@ -17,7 +17,6 @@ from boards import provisioning
 from boards.profiles import load_profile
 from boards.provisioning import NodeOptions
 from simulator.test_keys import TEST_MASTER_KEY, TEST_SITE
-from simulator.virtual_board.board import radio_wiring
 
 DEFAULT_BOARD = "heltec_v2"
 DEFAULT_NODE_ID = 1
@@ -29,26 +28,6 @@ class Installed:
 
     files: list[str]
     config: dict[str, Any]
-
-    @property
-    def radio_chip(self) -> str:
-        """The profile's radio: the virtual board gets the same chip."""
-        return str(self.config["board"]["radio"]["chip"])
-
-    @property
-    def radio_wiring(self) -> dict[str, Any]:
-        """Where the profile puts the radio's lines: the virtual board wires its chip the same way."""
-        return radio_wiring(self.config["board"]["radio"])
-
-    @property
-    def mcu(self) -> str:
-        """The profile's MCU: the virtual board gets its Python heap."""
-        return str(self.config["board"]["mcu"])
-
-    @property
-    def console(self) -> str:
-        """The profile's console: the virtual board's input is fed as a UART or native USB feeds it."""
-        return str(self.config["board"]["console"])
 
     def summary(self) -> str:
         keys = "; keys from the test master key" if "keys" in self.config else ""

@@ -91,8 +91,8 @@ def test_a_reader_that_stops_early_ends_the_command_without_a_traceback() -> Non
 
 def test_sim_board_blank_refuses_what_it_would_not_install(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     command = ["sim", "board", "--pty", str(tmp_path / "tty"), "--flash", str(tmp_path / "flash"), "--blank"]
-    assert main([*command, "--board", "heltec_v3", "--nfc", "pn532"]) == 2
-    assert "--blank leaves the board erased, with nothing installed: drop --board, --nfc" in capsys.readouterr().err
+    assert main([*command, "--board", "heltec_v3", "--nfc", "pn532", "--device", "7", "--sf", "9"]) == 2
+    assert "--blank leaves the board erased, with nothing installed: drop --device, --sf" in capsys.readouterr().err
     assert not (tmp_path / "flash").exists()
 
 

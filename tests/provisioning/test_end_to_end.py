@@ -158,6 +158,30 @@ def test_sim_board_wires_the_reader_and_sensors_it_is_given_and_the_self_test_pa
     assert {f"reader {reader}", "sensor bme280", "sensor scd4x"} <= passed, done.stdout
 
 
+def test_a_blank_board_with_its_reader_wired_is_flashed_and_passes_its_check(site: Site, tmp_path: Path) -> None:
+    # What a newcomer practises on before a real board: an erased board, its chips wired, then flash and check.
+    port, flash = tmp_path / "ttyBORNE0", tmp_path / "flash"
+    command = [sys.executable, "-m", "borne", "sim", "board", "--pty", str(port), "--flash", str(flash), "--blank"]
+    command += ["--board", "heltec_v3", "--nfc", "pn532"]
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            wait_for(port.exists)
+            assert not (flash / "main.py").exists()
+            flashed = borne(
+                "board", "flash", "--port", str(port), "--board", "heltec_v3", "--role", "node",
+                "--device", str(READER_ID), "--keys", str(site.keys), "--registry", str(site.registry),
+                "--nfc", "pn532",
+            )  # fmt: skip
+            checked = borne("board", "check", "--port", str(port))
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=10)
+    assert flashed.returncode == 0, flashed.stdout + flashed.stderr
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    passed = {line.split("  ")[0].strip() for line in checked.stdout.splitlines() if "  pass  " in line}
+    assert "reader pn532" in passed, checked.stdout
+
+
 def test_a_site_from_nothing_one_command_takes_a_board_to_registered_and_installed(tmp_path: Path) -> None:
     site = tmp_path / "site"
     done = borne("site", "init", "town-hall", "--dir", str(site))
