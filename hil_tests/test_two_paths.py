@@ -55,3 +55,15 @@ def test_a_node_only_the_concentrator_hears_gets_its_ack_over_udp(site):
         assert retransmissions(site) == before  # the node had its ACK the first time
     finally:
         simulated.medium.set_link(simulated.boards["entrance"], simulated.boards["bridge"], loss=0.0)
+
+
+def test_the_concentrators_statistics_reach_the_stats_topic(site):
+    # lora_pkt_fwd pushes its `stat` every stat_interval (30 s): the installer reads it there.
+    def reported() -> list[dict]:
+        stats = site.mqtt.on(f"/{site.gateway_name}/stats")
+        forwarders = stats[-1]["sources"].get("udp", {}).get("forwarders", {}) if stats else {}
+        return [each for each in forwarders.values() if each["stat"] is not None]
+
+    site.mqtt.wait_for(reported, 75, "a stat report of the concentrator")
+    (forwarder,) = reported()
+    assert forwarder["stat"]["rxnb"] >= 1 and forwarder["push_data_s_ago"] is not None

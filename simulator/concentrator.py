@@ -16,6 +16,7 @@ from simulator.packet_forwarder import PacketForwarder
 from simulator.virtual_board import RadioMedium
 
 PULL_EVERY_S = 5  # how often the forwarder keeps the downlink path open, as real ones do
+REPORT_EVERY_S = 30  # lora_pkt_fwd's stat_interval: its statistics, the first ones that long after it starts
 _WRAP = 1 << 32
 
 
@@ -65,9 +66,20 @@ class Concentrator:
 
     async def _keep_pulling(self) -> None:
         assert self._forwarder is not None
+        reported = time.monotonic()
         while True:
             self._forwarder.pull()
+            if time.monotonic() - reported >= REPORT_EVERY_S:
+                reported = time.monotonic()
+                self._forwarder.report(self._stat())
             await asyncio.sleep(PULL_EVERY_S)
+
+    def _stat(self) -> dict[str, object]:
+        """The `stat` object lora_pkt_fwd writes (its counters are of the last interval there; here, since
+        the start), without GPS."""
+        when = time.strftime("%Y-%m-%d %H:%M:%S GMT", time.gmtime())
+        heard, sent = self.heard, self.sent
+        return {"time": when, "rxnb": heard, "rxok": heard, "rxfw": heard, "ackr": 100.0, "dwnb": sent, "txnb": sent}
 
     def _heard(
         self, payload: bytes, frequency_hz: int, sf: int, bw_hz: int, rssi_dbm: float, snr_db: float, end: float

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
+from typing import Any
 
 from gateway_daemon.sources.semtech_protocol import (
     PullData,
@@ -81,6 +82,10 @@ class PacketForwarder(asyncio.DatagramProtocol):
         self.acks[token] = asyncio.Event()
         self.send_raw(PushData(token, self.gateway_eui.hex(), [rxpk]).encode())
         return token
+
+    def report(self, stat: dict[str, Any]) -> None:
+        """Push a statistics report alone, as lora_pkt_fwd does every stat_interval."""
+        self.send_raw(PushData(_token(), self.gateway_eui.hex(), [], stat).encode())
 
     def send_raw(self, datagram: bytes) -> None:
         assert self._transport is not None
