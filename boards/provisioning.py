@@ -439,6 +439,13 @@ def settle_with_registry(device: Device, options: NodeOptions) -> tuple[NodeOpti
         for field in device.sensors
         if field not in measured
     ]
+    unlisted = sorted(measured - set(device.sensors))
+    if unlisted:
+        warnings.append(
+            f"--sensors measures {', '.join(unlisted)} for device {device.device_id}, which the registry does not "
+            "list: published on MQTT, but Home Assistant gets no sensor for it (register the device again with "
+            "these --sensors to have one)"
+        )
     return options, warnings
 
 

@@ -241,14 +241,17 @@ def test_the_status_interval_is_the_registrys(site: Site) -> None:
     assert config["intervals"]["status_s"] == 120  # Home Assistant's status entity expires at 3 of them
 
 
-def test_a_registry_field_no_chosen_sensor_measures_is_a_warning(site: Site) -> None:
+def test_a_registry_field_no_chosen_sensor_measures_and_the_reverse_are_warnings(site: Site) -> None:
     device, _ = registered_node(NODE_ID, site.keys, site.registry)  # registered with temperature_c, co2_ppm
     _, warnings = settle_with_registry(device, NodeOptions(sensors=("bme280",)))
-    assert warnings == [
+    assert warnings[0] == (
         f"the registry lists co2_ppm for device {NODE_ID}, which none of its sensors measures "
         "(add scd4x to --sensors; else Home Assistant shows it unknown)"
+    )
+    assert settle_with_registry(device, NodeOptions(sensors=("scd4x",)))[1] == [
+        f"--sensors measures humidity_pct for device {NODE_ID}, which the registry does not list: published on "
+        "MQTT, but Home Assistant gets no sensor for it (register the device again with these --sensors to have one)"
     ]
-    assert settle_with_registry(device, NodeOptions(sensors=("scd4x",)))[1] == []
 
 
 def test_staging_writes_the_firmware_and_a_config_only_its_owner_may_read(tmp_path: Path) -> None:
