@@ -21,7 +21,7 @@ from . import logs
 from .config import EXAMPLE, ConfigError, load_config, site_config
 from .daemon import Gateway
 from .device_config import ConfigRefused, pending_changes, queue_config
-from .state import GatewayState
+from .state import GatewayState, StateError
 
 CONFIG_DIR = Path("/etc/borne")
 DEFAULT_CONFIG = CONFIG_DIR / "gateway.toml"
@@ -297,4 +297,4 @@ def _device_remove(args: argparse.Namespace) -> int:
     return 0
 
 
-ERRORS = (ConfigError, RegistryError, provisioning.ProvisioningError, ConfigRefused)
+ERRORS = (ConfigError, RegistryError, provisioning.ProvisioningError, ConfigRefused, StateError)

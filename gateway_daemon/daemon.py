@@ -65,6 +65,14 @@ class WatchedRegistry(Registry):
         if seen == self._seen and not force:
             return False
         self._seen = seen
+        if seen is None and self.devices:  # `Registry.save` replaces the file whole: it is never missing
+            log.error(
+                "the registry %s is gone: keeping the devices already loaded (%d) until it is back (its offline "
+                "copy, or `borne device add` for each device)",
+                self.path,
+                len(self.devices),
+            )
+            return False
         try:
             self.devices = Registry.load(self.path).devices
         except RegistryError as error:
@@ -89,6 +97,13 @@ class Gateway:
         self.config = config
         self.registry_path = Path(config.gateway.registry_file)
         self.registry = WatchedRegistry(self.registry_path, self._registry_reloaded)
+        if not self.registry_path.exists():
+            log.warning(
+                "no registry at %s: every frame is refused until devices are registered there (`borne device add "
+                "--registry %s`)",
+                self.registry_path,
+                self.registry_path,
+            )
         self.state = GatewayState(Path(config.gateway.state_file), config.gateway.max_outbox_events)
         self._follow_key_epochs()
         self.sources = sources_from(config) if sources is None else sources

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
 import ssl
 import time
 from collections.abc import Callable
@@ -44,6 +45,7 @@ PUBLISH_TIMEOUT_S = 10.0
 MAX_BACKOFF_S = 30.0
 RETAINED_KINDS = ("telemetry", "status")  # a device's latest state; a check-in is an event
 REFUSED_RETRY_S = 60.0  # an event the broker refused is tried again after this, or at the next connection
+STATE_RETRY_S = 5.0  # a delivery the state file could not record (a full disk) is recorded again after this
 BAD_CREDENTIALS = (0x86, 0x87)  # CONNACK: bad user name or password, not authorized (MQTT 5 section 3.2.2.2)
 
 
@@ -161,7 +163,8 @@ class Publisher:
         self.reconnects = 0
         self._refused_topics: set[str] = set()  # said once in the log, until the broker takes one again
         self._own_message_refused = asyncio.Event()  # the state or a discovery config: all sent again soon
-        self.started = time.time()
+        self._unrecorded: set[int] = set()  # outbox seqs the broker took whose delivery the state file refused
+        self.started = time.monotonic()  # the uptime holds through a step of the wall clock (NTP's first sync)
         self._wake = asyncio.Event()
         self._registry_changed = asyncio.Event()
         gateway = config.gateway.name
@@ -200,13 +203,15 @@ class Publisher:
         )
 
     async def run(self) -> None:
-        """Connect, publish, and reconnect with backoff forever; returns only when cancelled."""
+        """Connect, publish, and reconnect with backoff forever; returns only when cancelled. The backoff
+        starts over once a connection has lasted: one that fails at once again and again backs off."""
         backoff = 1.0
         while True:
+            connected_at: float | None = None
             try:
                 async with self._client() as client:
                     self.connected = True
-                    backoff = 1.0
+                    connected_at = time.monotonic()
                     log.info("connected to MQTT broker %s:%s", self.config.mqtt.host, self.config.mqtt.port)
                     try:
                         await self._session(client)
@@ -217,6 +222,8 @@ class Publisher:
                 self._log_connection_error(errors.exceptions[0], backoff)
             except* Exception:  # a bug must not end publishing: the outbox keeps everything meanwhile
                 log.exception("MQTT publishing failed; reconnecting in %.0f s", backoff)
+            if connected_at is not None and time.monotonic() - connected_at >= MAX_BACKOFF_S:
+                backoff = 1.0  # that connection lasted: its end is news, not the same failure again
             self.connected = False
             self.reconnects += 1
             await asyncio.sleep(backoff)
@@ -335,17 +342,35 @@ class Publisher:
         while True:
             _raise_if_cancelled()  # after a batch: what was published is marked delivered first
             await self._publish_diagnostics(client)
-            batch = self.state.pending(IN_FLIGHT)
+            self._record_deliveries()
+            batch = self._pending(IN_FLIGHT)
             if batch:
                 await asyncio.gather(*(self._publish(client, event) for event in batch))
                 continue
             self._wake.clear()
-            if not self.state.pending(1) and not self.pipeline.diagnostics:
+            if not self._pending(1) and not self.pipeline.diagnostics:
                 _, released_at = self.state.held()
                 due_in = None if released_at is None else max(0.0, released_at - time.time())
+                if self._unrecorded:  # try to record them again a while later
+                    due_in = STATE_RETRY_S if due_in is None else min(due_in, STATE_RETRY_S)
                 with contextlib.suppress(TimeoutError):  # a held event is due again
                     async with asyncio.timeout(due_in):
                         await self._wake.wait()
+
+    def _pending(self, limit: int) -> list[OutboxEvent]:
+        """The oldest events to publish, but those the broker took whose delivery is not recorded yet."""
+        events = self.state.pending(limit + len(self._unrecorded))
+        return [event for event in events if event.seq not in self._unrecorded][:limit]
+
+    def _record_deliveries(self) -> None:
+        """Record the deliveries the state file refused to (a full disk): in order, until one fails again."""
+        for seq in sorted(self._unrecorded):
+            try:
+                self.state.delivered(seq)
+            except sqlite3.Error:
+                return
+            self._unrecorded.discard(seq)
+            self.state.write_succeeded()
 
     async def _publish(self, client: aiomqtt.Client, event: OutboxEvent) -> None:
         if event.kind == "status" and self.config.home_assistant.enabled:
@@ -357,8 +382,17 @@ class Publisher:
             self._note_refused(refused, f"{event.event_id} stays in the outbox, tried again in {REFUSED_RETRY_S:.0f} s")
             return
         self._note_taken(event.topic)
-        self.state.delivered(event.seq)
         self.published += 1
+        try:
+            self.state.delivered(event.seq)
+        except sqlite3.Error as error:
+            # The broker has it: publishing it again on every reconnection would make consumers see it again
+            # and again (a tag scan in Home Assistant). Kept here until the state file takes the record; a
+            # restart meanwhile publishes it once more, under the same event id.
+            self._unrecorded.add(event.seq)
+            self.state.write_failed(error, "events the broker took are kept in memory until it can record them")
+        else:
+            self.state.write_succeeded()
 
     async def _send_or_log(self, client: aiomqtt.Client, topic: str, payload: str) -> None:
         """Publish a retained message of the gateway's own (its state, a discovery config): one the broker
@@ -425,7 +459,7 @@ class Publisher:
         """Every counter an operator needs at 3 a.m., as published on the stats topic."""
         return {
             "gateway": self.config.gateway.name,
-            "uptime_s": round(time.time() - self.started),
+            "uptime_s": round(time.monotonic() - self.started),
             "pipeline": dict(self.pipeline.counters),
             "rejected": dict(self.pipeline.rejected),
             "outbox_depth": self.state.depth(),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -225,9 +226,14 @@ class Pipeline:
         self._recent[key] = self.clock()
         try:
             await self._process(copies.envelope, copies.receptions)
+        except sqlite3.Error as error:  # a full disk, a read-only one: nothing was stored, nor acknowledged
+            self.counters["state_write_errors"] += 1
+            self.state.write_failed(error, "frames are not acknowledged meanwhile: their nodes send them again")
         except Exception:  # a bug here must cost one frame, never the daemon
             log.exception("processing a frame from %s failed", copies.receptions[0].source)
             self.counters["processing_errors"] += 1
+        else:
+            self.state.write_succeeded()
 
     async def _process(self, envelope: SealedEnvelope, receptions: list[Reception]) -> None:
         best = max(receptions, key=lambda r: r.snr_db)

@@ -15,12 +15,15 @@ thread needs no locking.
 from __future__ import annotations
 
 import hashlib
+import logging
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from payload_codec.counter import ALL_SEEN, WINDOW_SIZE, already_seen, slide_window
+
+log = logging.getLogger(__name__)
 
 # Accepted frames remembered per device, so that a node resending one it got no ACK for is
 # ACKed again rather than refused, even after it sent telemetry in between.
@@ -160,18 +163,60 @@ def frame_hash(frame: bytes) -> bytes:
     return hashlib.blake2b(frame, digest_size=16).digest()
 
 
+class StateError(Exception):
+    """The state file cannot be opened or read at start: what went wrong, and what to do."""
+
+
+def state_file_advice(path: Path, error: sqlite3.Error | OSError) -> str:
+    """What a person does about `error` on the state file at `path`, by what SQLite (or the system) said."""
+    said = str(error)
+    if "malformed" in said or "not a database" in said:
+        return (
+            f"the state file {path} is damaged ({said}): move it aside (`mv {path} {path}.damaged`) and start "
+            "the gateway again; it begins a new one and learns each device's counter from its next status (events "
+            f"still in the damaged outbox are not published: `sqlite3 {path}.damaged .recover` may save them)"
+        )
+    if isinstance(error, OSError) or "unable to open" in said or "readonly" in said or "read-only" in said:
+        return (
+            f"the state file {path} cannot be opened for writing ({said}): check that {path.parent} exists and "
+            "that the gateway's user may write there (the systemd unit's StateDirectory makes /var/lib/borne)"
+        )
+    return (
+        f"the state file {path} cannot be written ({said}): check the free space on its disk (`df -h "
+        f"{path.parent}`) and the disk itself (`dmesg`)"
+    )
+
+
 class GatewayState:
     """Counters and outbox; `max_outbox` bounds the outbox, dropping by DROP_ORDER."""
 
     def __init__(self, path: Path, max_outbox: int = 500_000) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.max_outbox = max_outbox
-        self._db = sqlite3.connect(path, isolation_level=None)  # transactions are explicit
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        self._migrate()
+        self._failing: str | None = None  # what SQLite said of the write that failed last, until one succeeds
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, isolation_level=None)  # transactions are explicit
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            self._migrate()
+            (verdict,) = self._db.execute("PRAGMA quick_check(1)").fetchone()  # said now, not at a page's first use
+            if verdict != "ok":
+                raise sqlite3.DatabaseError(f"database disk image is malformed: {verdict.splitlines()[-1]}")
+        except (sqlite3.Error, OSError) as error:
+            raise StateError(state_file_advice(path, error)) from None
+
+    def write_failed(self, error: sqlite3.Error, then: str) -> None:
+        """Say once, until a write succeeds again, that the state file refuses writes, and what follows."""
+        if self._failing is None:
+            log.error("%s; %s", state_file_advice(self.path, error), then)
+        self._failing = str(error)
+
+    def write_succeeded(self) -> None:
+        if self._failing is not None:
+            log.info("the state file %s takes writes again", self.path)
+            self._failing = None
 
     def close(self) -> None:
         self._db.close()
@@ -517,7 +562,20 @@ class _Transaction:
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, kind, error, trace) -> None:
-        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+        if kind is None:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                self._roll_back()
+                raise
+        else:
+            self._roll_back()
+
+    def _roll_back(self) -> None:
+        # SQLite has already rolled back after some errors (a full disk: SQLITE_FULL), and a ROLLBACK then
+        # would fail and hide the error that matters.
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
 
 def _publish_number(top: int | None, seen_below: int, number: int) -> tuple[int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import sys
 from dataclasses import replace
 
@@ -12,6 +13,7 @@ import jsonschema
 import pytest
 
 from boards.registry import Device
+from gateway_daemon import mqtt as gateway_mqtt
 from gateway_daemon.pipeline import replay_cause
 from gateway_daemon.sources.semtech_udp import SemtechUdp
 from payload_codec import (
@@ -470,6 +472,62 @@ async def test_broker_outage_loses_no_event(tmp_path, broker):
         await subscriber.wait_for(lambda: site.gateway.state.depth() == 0)
 
 
+async def test_a_state_file_that_cannot_record_deliveries_does_not_make_the_broker_take_them_again(
+    tmp_path, broker, caplog
+):
+    # A full disk: the broker takes each event, the state file cannot record it. Each used to tear the
+    # connection down and publish the whole outbox again at once, about once a second.
+    async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port) as site:
+        state = site.gateway.state
+        broker.stop()
+        for counter in range(1, 5):
+            site.radio.hear(checkin(counter, ack=False))
+        await site.settle()
+        assert state.depth() == 4
+        recorded = state.delivered
+        full: list[int] = []
+
+        def disk_full(seq: int) -> None:
+            full.append(seq)
+            raise sqlite3.OperationalError("database or disk is full")
+
+        state.delivered = disk_full  # type: ignore[method-assign]
+        broker.start()
+        await subscriber.wait_for(lambda: len(event_ids(subscriber, "checkin")) == 4)
+        await asyncio.sleep(3 * gateway_mqtt.STATE_RETRY_S)  # the state file still full
+        assert sorted(event_ids(subscriber, "checkin")) == [f"258:checkin:{c}" for c in range(1, 5)]  # once each
+        assert site.gateway.publisher.reconnects == 1  # the broker's restart only
+        (said,) = [r for r in caplog.records if "cannot be written" in r.getMessage()]
+        assert said.levelname == "ERROR" and str(state.path) in said.getMessage()
+        assert "kept in memory until it can record them" in said.getMessage()
+        state.delivered = recorded  # type: ignore[method-assign]
+        await until(lambda: state.depth() == 0, timeout=3 * gateway_mqtt.STATE_RETRY_S)
+    assert len(event_ids(subscriber, "checkin")) == 4
+    assert len(set(full)) == 4
+
+
+async def test_a_full_state_file_refuses_frames_unacknowledged_and_says_what_to_do(tmp_path, broker, caplog):
+    caplog.set_level(logging.INFO, logger="gateway_daemon")
+    async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port) as site:
+        state = site.gateway.state
+        pages = state._db.execute("PRAGMA page_count").fetchone()[0]
+        state._db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own "database or disk is full"
+        for counter in range(1, 80):  # enough events to need a page more
+            site.radio.hear(checkin(counter))
+        await site.settle()
+        refused = site.gateway.pipeline.counters["state_write_errors"]
+        assert refused >= 1 and site.gateway.pipeline.counters["processing_errors"] == 0
+        errors = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1  # said once, however many frames
+        assert f"the state file {state.path} cannot be written (database or disk is full)" in errors[0].getMessage()
+        assert "check the free space on its disk" in errors[0].getMessage()
+        state._db.execute("PRAGMA max_page_count = 1073741823")
+        site.radio.hear(checkin(80))
+        await site.settle()
+        assert any("takes writes again" in r.getMessage() for r in caplog.records)
+        await subscriber.wait_for(lambda: "258:checkin:80" in event_ids(subscriber, "checkin"))
+
+
 async def test_gateway_state_is_retained_online_and_discovery_is_published(tmp_path, broker):
     async with Subscriber(broker.port) as subscriber, Site(tmp_path, broker.port):
         await subscriber.wait_for(
@@ -605,3 +663,21 @@ async def test_a_new_key_epoch_in_the_reloaded_registry_starts_the_device_over(t
         assert site.gateway.pipeline.rejected == {"bad_mic": 1}
     async with Site(tmp_path, broker.port) as site:  # a restart keeps the new epoch's counters
         assert site.last_counter() == 0
+
+
+async def test_a_registry_file_gone_keeps_the_devices_loaded_and_says_so(tmp_path, broker, caplog):
+    async with Site(tmp_path, broker.port) as site:
+        site.radio.hear(telemetry(1))
+        await site.settle()
+        (tmp_path / "devices.toml").rename(tmp_path / "devices.away")  # a hand's slip
+        site.gateway.reload_registry()  # SIGHUP
+        site.radio.hear(telemetry(2))
+        site.radio.hear(telemetry(3))
+        await site.settle()
+        assert site.last_counter() == 3 and "unknown_device" not in site.gateway.pipeline.rejected
+        (said,) = [r for r in caplog.records if "is gone" in r.getMessage()]  # once
+        assert said.levelname == "ERROR" and "keeping the devices already loaded (1)" in said.getMessage()
+        (tmp_path / "devices.away").rename(tmp_path / "devices.toml")
+        site.radio.hear(telemetry(4))
+        await site.settle()
+        assert site.last_counter() == 4

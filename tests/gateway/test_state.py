@@ -2,7 +2,9 @@
 
 import sqlite3
 
-from gateway_daemon.state import GatewayState, OutboxEvent
+import pytest
+
+from gateway_daemon.state import GatewayState, OutboxEvent, StateError
 from payload_codec import ALL_SEEN
 
 
@@ -225,3 +227,23 @@ def test_an_event_the_broker_refused_is_held_until_its_time_or_released_and_an_o
     assert [e.event_id for e in state.pending()] == ["1:checkin:4"]
     state.hold(waiting.seq, until=1.0)  # a hold whose time has come
     assert [e.event_id for e in state.pending()] == ["1:checkin:4"]
+
+
+def test_a_state_file_damaged_on_its_disk_is_refused_at_start_with_what_to_do(tmp_path):
+    path = tmp_path / "state.db"
+    state = GatewayState(path)
+    for counter in range(1, 200):
+        accept(state, counter, event(counter, "checkin"))
+    state.close()
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4096] = bytes(range(256)) * 16  # a page the disk garbled, past the header
+    path.write_bytes(bytes(data))
+    with pytest.raises(StateError, match=rf"the state file {path} is damaged \(.*\): move it aside \(`mv {path} "):
+        GatewayState(path)
+
+
+def test_a_state_file_under_a_file_is_refused_at_start_with_what_to_do(tmp_path):
+    (tmp_path / "not-a-folder").write_text("")
+    with pytest.raises(StateError, match="cannot be opened for writing"):
+        GatewayState(tmp_path / "not-a-folder" / "state.db")

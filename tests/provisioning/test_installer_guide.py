@@ -56,6 +56,7 @@ SOURCES = [
     "boards/registry.py",
     "gateway_daemon/cli.py",
     "gateway_daemon/config.py",
+    "gateway_daemon/state.py",
     "gateway_daemon/daemon.py",
     "gateway_daemon/device_config.py",
 ]
@@ -200,6 +201,11 @@ def gateway_configured(tmp_path: Path, text: str) -> str:
     return borne("gateway", "status", "--config", tmp_path / "gateway.toml")
 
 
+def state_file_damaged(site: Site, tmp_path: Path) -> str:
+    (tmp_path / "state.db").write_bytes(bytes(range(256)) * 64)  # not SQLite's: a disk that lost it
+    return gateway_configured(tmp_path, f'[gateway]\nstate_file = "{tmp_path / "state.db"}"\n')
+
+
 def gateway(site: Site, tmp_path: Path, *command: str) -> str:
     """`borne COMMAND` against a gateway of the site with no source of frames configured."""
     config = tmp_path / "gateway.toml"
@@ -287,6 +293,13 @@ PROVOKED: dict[str, Callable[[Site, Path], str] | str] = {
     "dedup_window_ms must be from 0 to <ms>": lambda site, tmp: gateway_configured(
         tmp, "[gateway]\ndedup_window_ms = 1000\n"
     ),
+    "the state file <file> is damaged": state_file_damaged,
+    "the state file <file> cannot be opened for writing": lambda site, tmp: gateway_configured(
+        tmp,
+        f'[gateway]\nstate_file = "{tmp}"\n',  # a folder
+    ),
+    "the state file <file> cannot be written": "gateway/test_gateway.py::"
+    "test_a_full_state_file_refuses_frames_unacknowledged_and_says_what_to_do",
     "mqtt.ca_file <file>: no such file": lambda site, tmp: gateway_configured(
         tmp, f'[mqtt]\ntls = true\nca_file = "{tmp / "ca.pem"}"\n'
     ),
