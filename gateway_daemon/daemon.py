@@ -65,10 +65,11 @@ class WatchedRegistry(Registry):
         if seen == self._seen and not force:
             return False
         self._seen = seen
-        if seen is None and self.devices:  # `Registry.save` replaces the file whole: it is never missing
+        # `Registry.save` replaces the file whole, a header at least: never missing, never empty.
+        if (seen is None or seen[1] == 0) and self.devices:
             log.error(
-                "the registry %s is gone: keeping the devices already loaded (%d) until it is back (its offline "
-                "copy, or `borne device add` for each device)",
+                "the registry %s is gone or empty: keeping the devices already loaded (%d) until it is back (its "
+                "offline copy, or `borne device add` for each device)",
                 self.path,
                 len(self.devices),
             )

@@ -178,8 +178,8 @@ def state_file_advice(path: Path, error: sqlite3.Error | OSError) -> str:
         )
     if isinstance(error, OSError) or "unable to open" in said or "readonly" in said or "read-only" in said:
         return (
-            f"the state file {path} cannot be opened for writing ({said}): check that {path.parent} exists and "
-            "that the gateway's user may write there (the systemd unit's StateDirectory makes /var/lib/borne)"
+            f"the state file {path} cannot be opened for writing ({said}): check that {path.parent} is a folder "
+            "the gateway's user may write in (the systemd unit's StateDirectory makes /var/lib/borne)"
         )
     return (
         f"the state file {path} cannot be written ({said}): check the free space on its disk (`df -h "

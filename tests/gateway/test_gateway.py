@@ -675,9 +675,14 @@ async def test_a_registry_file_gone_keeps_the_devices_loaded_and_says_so(tmp_pat
         site.radio.hear(telemetry(3))
         await site.settle()
         assert site.last_counter() == 3 and "unknown_device" not in site.gateway.pipeline.rejected
-        (said,) = [r for r in caplog.records if "is gone" in r.getMessage()]  # once
+        (said,) = [r for r in caplog.records if "is gone or empty" in r.getMessage()]  # once
         assert said.levelname == "ERROR" and "keeping the devices already loaded (1)" in said.getMessage()
         (tmp_path / "devices.away").rename(tmp_path / "devices.toml")
         site.radio.hear(telemetry(4))
         await site.settle()
         assert site.last_counter() == 4
+        (tmp_path / "devices.toml").write_bytes(b"")  # an editor, a full disk: emptied, not saved by borne
+        site.radio.hear(telemetry(5))
+        await site.settle()
+        assert site.last_counter() == 5
+        assert len([r for r in caplog.records if "is gone or empty" in r.getMessage()]) == 2
