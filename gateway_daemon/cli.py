@@ -150,7 +150,7 @@ def _status(args: argparse.Namespace) -> int:
         )
     unheard = sorted(set(registry.devices) - {seen.device_id for seen in heard})
     if unheard:
-        names = ", ".join(f"{registry.devices[id_].device_id} {registry.devices[id_].name}" for id_ in unheard[:10])
+        names = ", ".join(f"{device_id} {registry.devices[device_id].name}" for device_id in unheard[:10])
         more = f" and {len(unheard) - 10} more" if len(unheard) > 10 else ""
         print(f"registered, not heard yet: {names}{more} (each appears above with its first frame)")
     held, _ = state.held()

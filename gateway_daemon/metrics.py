@@ -137,13 +137,13 @@ def source_metrics(sources: Iterable[Source]) -> Iterator[Metric]:
                 each.metric, CounterMetricFamily(each.metric, each.help, labels=["source"])
             )
             family.add_metric(label, each.value)
+        now = source.clock()
         if isinstance(stats, UdpStats):
-            now = source.clock()
             for eui, at in stats.heard_at.items():
                 forwarder_heard.add_metric([source.name, eui], max(0.0, now - at))
             for eui, at in stats.pushed_at.items():
                 forwarder_pushed.add_metric([source.name, eui], max(0.0, now - at))
-        age = stats.heartbeat_age_s(source.clock())
+        age = stats.heartbeat_age_s(now)
         if stats.heartbeat is not None and age is not None:
             heartbeat_age.add_metric(label, age)
             beat = stats.heartbeat

@@ -193,7 +193,7 @@ class GatewayState:
     def __init__(self, path: Path, max_outbox: int = 500_000) -> None:
         self.path = path
         self.max_outbox = max_outbox
-        self._failing: str | None = None  # what SQLite said of the write that failed last, until one succeeds
+        self._failing = False  # a write failed, and none has succeeded since
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None)  # transactions are explicit
@@ -209,14 +209,14 @@ class GatewayState:
 
     def write_failed(self, error: sqlite3.Error, then: str) -> None:
         """Say once, until a write succeeds again, that the state file refuses writes, and what follows."""
-        if self._failing is None:
+        if not self._failing:
             log.error("%s; %s", state_file_advice(self.path, error), then)
-        self._failing = str(error)
+        self._failing = True
 
     def write_succeeded(self) -> None:
-        if self._failing is not None:
+        if self._failing:
             log.info("the state file %s takes writes again", self.path)
-            self._failing = None
+            self._failing = False
 
     def close(self) -> None:
         self._db.close()

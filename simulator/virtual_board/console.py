@@ -79,7 +79,7 @@ class Console:
             os.close(self._master)
             self._master = -1
         self._unplugged = False
-        with contextlib.suppress(FileNotFoundError, OSError):
+        with contextlib.suppress(OSError):  # gone already, or not a link
             if os.readlink(self.port) == self._pty:  # still ours: a board started after a crash may own it
                 self.port.unlink()
 
