@@ -3,7 +3,7 @@
 Their wiring tables are the profiles' (`boards.profiles.wiring`). Their troubleshooting tables hold
 every message the installer's and operator's commands print on an error, and each message in them
 is one a command prints when provoked here, the way an installer provokes it (or when the test
-named provokes it on a board).
+named provokes it on a board). Their log tables hold every warning and error the running gateway logs.
 
 Every message: the error messages are read from the source (`messages_in_the_source`): the text
 of each error the `borne` command prints (`raise SomeError(...)`, with the classes its `main`
@@ -14,7 +14,9 @@ command prints before it exits with status 1. A table row matches a message when
 What it cannot see: a message kept in a variable or made by a helper before it reaches one of
 those places (keep a message's text where it is raised or printed), the firmware's own errors that
 board check and badge enroll pass on (`{}`: their advice is the row), argparse's own refusals (a
-missing option, a value not among the choices), warnings, and the running gateway's logs."""
+missing option, a value not among the choices) and warnings. The gateway's log lines are read from
+its logging calls the same way (`log_lines_in_the_source`); a line the running gateway logs is not
+provoked here: the gateway's tests provoke most of them."""
 
 from __future__ import annotations
 
@@ -439,6 +441,99 @@ def test_each_message_of_the_guides_that_needs_a_board_is_asserted_by_the_test_t
     assert f"def {name}(" in source
     body = source.split(f"def {name}(", 1)[1].split("\ndef ", 1)[0]
     assert pattern(message).search(body)
+
+
+# The running gateway's log: every warning and error it writes, with the advice its receivers give
+# (`_cannot_connect`, `_lost`) and the state file's (`state_file_advice`), which its lines pass on.
+LOG_SECTION = {
+    "installer.en.md": "## What the gateway's log says",
+    "installer.fr.md": "## Ce que dit le journal de la passerelle",
+}
+LOG_SOURCES = sorted((ROOT / "gateway_daemon").rglob("*.py"))
+LOG_LEVELS = {"warning", "error", "exception", "critical"}
+# Each line of the guides' log tables, in their order.
+LOGGED = (
+    "holds the MQTT password and other users can read it",
+    "the registry <file> is gone or empty",
+    "registry not reloaded, keeping the previous one",
+    "no registry at <file>",
+    "has new keys (key epoch <n>): its counters start over",
+    "allow_unencrypted_checkins is on",
+    "the broker's access rules must let this gateway's user publish on",
+    "refused the gateway's credentials",
+    "refused the connection",
+    "unreachable or lost",
+    "could not publish offline before stopping",
+    "MQTT publishing failed; reconnecting",
+    "<message> to device <id> via <receiver> failed: <reason>",
+    "processing a frame from <receiver> failed",
+    "handing on a <item> failed",
+    "retrying every <s> s",
+    "back after <s> s down",
+    "lost the port",
+    "lost the connection",
+    "cannot open the port",
+    "no socket on <host>:<port>",
+    "none of its PUSH_DATA came",
+    "two packet forwarders use gateway_ID",
+    "the bridge firmware speaks link version",
+    "the state file <file>",
+)
+# Log lines the tables leave out, and why an operator does not need them.
+LOG_NOT_LISTED = {
+    "udp: {}": "passes on the UDP source's warnings, each made where `_warn_once` is called",
+    "cannot connect ({})": "the advice of a receiver that gives none of its own: only the virtual rig's simulated ones",
+}
+
+
+def _logged_at(node: ast.AST) -> Iterator[ast.expr]:
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        if node.func.attr in LOG_LEVELS and node.args:
+            yield node.args[0]
+        if node.func.attr == "_warn_once" and len(node.args) >= 3:  # the UDP source's warnings
+            yield node.args[2]
+    if isinstance(node, ast.FunctionDef) and (node.name in {"_cannot_connect", "_lost"} or "advice" in node.name):
+        yield from (child.value for child in ast.walk(node) if isinstance(child, ast.Return) and child.value)
+
+
+def log_lines_in_the_source() -> dict[str, str]:
+    """Each warning and error the running gateway logs, as a template (`%s` as `{}`), and where it is made.
+    A line that only passes others on (`%s; %s`) is left out: those it passes on are made elsewhere."""
+    found: dict[str, str] = {}
+    for path in LOG_SOURCES:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            for made in _logged_at(node):
+                line = re.sub(r"%[-+ #0-9.]*[sdifgr]", "{}", _template(made))
+                if re.search(r"[A-Za-z]{3}", line.replace("{}", "")):
+                    found.setdefault(line, f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+LOG_LINES = log_lines_in_the_source()
+
+
+@pytest.mark.parametrize("guide", GUIDES, ids=lambda path: path.name)
+def test_the_guides_log_tables_hold_the_same_lines_in_this_order(guide: Path) -> None:
+    table = _table_rows(_section(guide, LOG_SECTION[guide.name]))
+    assert [re.sub(r"^(`+) ?(.*?) ?\1$", r"\2", row[0]) for row in table] == list(LOGGED)
+
+
+@pytest.mark.parametrize("line", LOG_LINES, ids=LOG_LINES.get)
+def test_every_warning_and_error_the_gateway_logs_is_in_the_guides_log_table_or_left_out_with_a_reason(
+    line: str,
+) -> None:
+    listed = any(pattern(row).search(line) for row in LOGGED) or line in LOG_NOT_LISTED
+    assert listed, f"{LOG_LINES[line]} logs {line!r}: add it to the guides' log tables and to LOGGED"
+
+
+@pytest.mark.parametrize("row", LOGGED)
+def test_each_line_of_the_guides_log_tables_is_one_the_gateway_logs(row: str) -> None:
+    assert any(pattern(row).search(line) for line in LOG_LINES), f"the gateway no longer logs {row!r}"
+
+
+@pytest.mark.parametrize("left_out", LOG_NOT_LISTED)
+def test_each_log_line_the_guides_leave_out_is_still_logged(left_out: str) -> None:
+    assert left_out in LOG_LINES
 
 
 @pytest.mark.parametrize("guide", GUIDES, ids=lambda path: path.name)
