@@ -21,7 +21,7 @@ class Presentations:
         self._gone_polls = gone_polls
         self._present = None  # the token of the badge on the reader
         self._missed = 0
-        self._recent = []  # [token, ticks_ms of its check-in], oldest first
+        self._recent = []  # (token, ticks_ms of its check-in), oldest first
 
     def seen(self, token, now_ms=None):
         """A poll found the badge `token` on the reader: True if it is a new check-in."""
@@ -38,7 +38,7 @@ class Presentations:
                 break
         if len(self._recent) >= _RECENT:
             self._recent.pop(0)
-        self._recent.append([token, now])
+        self._recent.append((token, now))  # a tuple: half the heap of a 2-item list
         return True
 
     def empty(self):

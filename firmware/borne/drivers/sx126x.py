@@ -142,13 +142,12 @@ class SX126x:
         self._busy = busy
         busy.init(Pin.IN)
         self._sx1261 = chip == "sx1261"
-        self._command_buf = bytearray(10)
+        self._command_buf = bytearray(9)  # the opcode and at most 8 parameters (SetDioIrqParams)
         # One view per command length: sending a command allocates nothing.
-        self._commands = [memoryview(self._command_buf)[:n] for n in range(11)]
+        self._commands = [memoryview(self._command_buf)[:n] for n in range(10)]
         self._answer = bytearray(4)
         self._answers = [memoryview(self._answer)[:n] for n in range(5)]
-        self._buffer = bytearray(256)  # the chip's 256-byte data buffer: the one receive buffer
-        self._view = memoryview(self._buffer)
+        self._view = memoryview(bytearray(256))  # the chip's 256-byte data buffer: the one receive buffer
         self.packet = self._view[:0]  # the frame the last recv that gave True received
         self._dio = DioWait(dio1, self._pending)  # a send or recv waits for DIO1; standby() ends it
         self.light_sleep = False  # nothing else runs on this board: sends and receives wait in light sleep

@@ -100,10 +100,8 @@ class SX127x:
         cs.init(Pin.OUT, value=1)
         self._pa_boost = pa_boost
         self._address = bytearray(1)
-        self._register = bytearray(2)
-        self._answer = bytearray(2)
-        self._buffer = bytearray(256)  # the FIFO's 256 bytes: the one receive buffer
-        self._view = memoryview(self._buffer)
+        self._register = bytearray(2)  # address and value out; a read's answer comes back into it
+        self._view = memoryview(bytearray(256))  # the FIFO's 256 bytes: the one receive buffer
         self.packet = self._view[:0]  # the frame the last recv that gave True received
         self._dio0_flag = _TX_DONE  # the IRQ flag that DIO0 shows now (RegDioMapping1)
         self._dio = DioWait(dio0, self._pending)  # a send or recv waits for DIO0; standby() ends it
@@ -153,9 +151,9 @@ class SX127x:
         self._register[0] = register
         self._register[1] = 0
         self._cs(0)
-        self._spi.write_readinto(self._register, self._answer)
+        self._spi.write_readinto(self._register, self._register)  # one buffer both ways: machine.SPI allows it
         self._cs(1)
-        return self._answer[1]
+        return self._register[1]
 
     def _write(self, register, value):
         self._register[0] = register | 0x80
