@@ -134,37 +134,21 @@ class Uplink:
         self.checkins = 0
         return self._seal(CHECKIN, _flags(encrypt, ack, time), counter, size)
 
-    def telemetry(self, counter, values, encrypt=False):
-        """The telemetry frame of `values`, indexed TEMPERATURE_C … BATTERY_MV, None when absent.
+    def telemetry(self, counter, raws, encrypt=False):
+        """The telemetry frame of `raws`, the fields' values on the wire (sensors.telemetry_raw) indexed
+        TEMPERATURE_C … BATTERY_MV, None when absent.
 
-        A reading beyond its wire range is sent at the range's bound rather than lost.
+        A value beyond its wire range is sent at the range's bound rather than lost.
         """
         buf = self._buf
         at = HEAD_SIZE + 1
         present = 0
         for bit in range(len(TELEMETRY_FIELDS)):
-            value = values[bit]
-            if value is None:
+            raw = raws[bit]
+            if raw is None:
                 continue
-            fmt, size, low, high, mul, step, offset = TELEMETRY_FIELDS[bit]
-            # payload_codec's arithmetic, step by step; a whole value stays whole (a float32
-            # cannot hold 2**32 - 1), and each skipped step is a float less on the heap.
-            if offset:
-                value -= offset
-            if mul != 1:
-                value *= mul
-            if step != 1:
-                if isinstance(value, int):  # rounded half to even as round() does, without a float
-                    whole = value // step
-                    rest = value - whole * step
-                    if 2 * rest > step or (2 * rest == step and whole & 1):
-                        whole += 1
-                    value = whole
-                else:
-                    value /= step
-            if isinstance(value, float):
-                value = round(value)
-            struct.pack_into(fmt, buf, at, _clamp(value, low, high))
+            fmt, size, low, high, _, _, _ = TELEMETRY_FIELDS[bit]
+            struct.pack_into(fmt, buf, at, _clamp(raw, low, high))
             present |= 1 << bit
             at += size
         if not present:

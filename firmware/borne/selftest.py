@@ -160,7 +160,7 @@ def _sht4x(board, i2c, result):
 
     result["address"] = ADDRESS
     t, h = SHT4x(i2c).read()
-    return {"temperature_c": t, "humidity_pct": h}
+    return {"temperature_c": t / 100, "humidity_pct": h / 100}
 
 
 def _battery(board, i2c, result):

@@ -28,6 +28,37 @@ _BIT_P = 1 << PRESSURE_HPA
 _QUANTITIES = len(TELEMETRY_FIELDS)  # TEMPERATURE_C … BATTERY_MV
 
 
+def telemetry_raw(field, value, per=1):
+    """Telemetry field `field`'s value on the wire, round((value - offset) * divisor / step) as its
+    TELEMETRY_FIELDS row says, for `value` in 1/`per` of the field's unit: 2153 with `per` 100 is 21.53 °C.
+
+    The drivers read whole numbers (0.01 °C, Pa, mV), and whole numbers stay whole here, rounded half
+    to even as payload_codec rounds: a reading reaches the frame without a float on the heap. A float
+    (the tests' values, in the field's unit) takes payload_codec's arithmetic, step by step. Not
+    clamped to the wire's range: Uplink.telemetry does that.
+    """
+    _, _, _, _, mul, step, offset = TELEMETRY_FIELDS[field]
+    if isinstance(value, float):
+        if per != 1:
+            value /= per
+        if offset:
+            value -= offset
+        if mul != 1:
+            value *= mul
+        if step != 1:
+            value /= step
+        return round(value)
+    if mul == step == per == 1 and not offset:
+        return value  # a count (CO2, pulses: up to 2**32 - 1, past a small int) goes as it is
+    numerator = (value - offset * per) * mul
+    divisor = step * per
+    whole = numerator // divisor
+    rest = numerator - whole * divisor
+    if 2 * rest > divisor or (2 * rest == divisor and whole & 1):
+        whole += 1
+    return whole
+
+
 def _bme280(bus):
     from borne.drivers.bme280 import BME280
 
@@ -111,7 +142,8 @@ class Sensors:
         return self.read()
 
     def read(self):
-        """Read every configured sensor: `values` (None where nothing was measured) and `faults`."""
+        """Read every configured sensor: `values`, each field's value on the wire (telemetry_raw; None where
+        nothing was measured), and `faults`."""
         values = self.values
         for i in range(_QUANTITIES):
             values[i] = None
@@ -131,20 +163,22 @@ class Sensors:
                 faults |= 1 << CO2_PPM
             if self._co2 is not None:
                 values[CO2_PPM] = self._co2[0]
-                values[TEMPERATURE_C] = self._co2[1] / 100
-                values[HUMIDITY_PCT] = self._co2[2] / 100
+                values[TEMPERATURE_C] = telemetry_raw(TEMPERATURE_C, self._co2[1], 100)
+                values[HUMIDITY_PCT] = telemetry_raw(HUMIDITY_PCT, self._co2[2], 100)
         if "bme280" in names:
             try:
-                t, h, p = self._driver("bme280", _bme280).read(self._deep_sleep)
-                values[TEMPERATURE_C] = t / 100
-                values[HUMIDITY_PCT] = h / 100
-                values[PRESSURE_HPA] = p / 100
+                t, h, p = self._driver("bme280", _bme280).read(self._deep_sleep)  # 0.01 °C, 0.01 %, Pa
+                values[TEMPERATURE_C] = telemetry_raw(TEMPERATURE_C, t, 100)
+                values[HUMIDITY_PCT] = telemetry_raw(HUMIDITY_PCT, h, 100)
+                values[PRESSURE_HPA] = telemetry_raw(PRESSURE_HPA, p, 100)
             except OSError:
                 self._drivers.pop("bme280", None)
                 faults |= _BIT_T | _BIT_H | _BIT_P
         if "sht4x" in names:
             try:
-                values[TEMPERATURE_C], values[HUMIDITY_PCT] = self._driver("sht4x", _sht4x).read()
+                t, h = self._driver("sht4x", _sht4x).read()  # 0.01 °C, 0.01 %
+                values[TEMPERATURE_C] = telemetry_raw(TEMPERATURE_C, t, 100)
+                values[HUMIDITY_PCT] = telemetry_raw(HUMIDITY_PCT, h, 100)
             except OSError:
                 self._drivers.pop("sht4x", None)
                 faults |= _BIT_T | _BIT_H
@@ -155,7 +189,7 @@ class Sensors:
             if driver is None:
                 faults |= 1 << bit  # the board profile has no such input
             elif name == "battery":
-                values[bit] = driver.millivolts()
+                values[bit] = telemetry_raw(BATTERY_MV, driver.millivolts())
             else:
                 values[bit] = driver.count
         # A quantity another sensor did measure is not a fault.

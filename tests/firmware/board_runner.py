@@ -6,7 +6,7 @@ import json
 import struct
 from binascii import hexlify, unhexlify
 
-from borne import airtime, badges, contract, crypto, frame, link, link_contract
+from borne import airtime, badges, contract, crypto, frame, link, link_contract, sensors
 
 _keys = {}
 
@@ -31,7 +31,12 @@ def checkin(call):
 
 def telemetry(call):
     up = frame.Uplink(call["device_id"], _device_keys(call))
-    return _hex(up.telemetry(call["counter"], call["values"], call["encrypt"]))
+    return _hex(up.telemetry(call["counter"], _raws(call["values"]), call["encrypt"]))
+
+
+def _raws(values):
+    # The vectors' values are in each field's unit: the node's conversion onto the wire, as for a reading.
+    return [None if value is None else sensors.telemetry_raw(bit, value) for bit, value in enumerate(values)]
 
 
 def status(call):
@@ -129,7 +134,8 @@ def _allocations(call, keys):
     up = frame.Uplink(call["device_id"], keys)
     down = frame.Downlink(call["device_id"], keys)
     token = unhexlify(call["token"])
-    values = call["values"]
+    raws = _raws(call["values"])
+    readings = [None] * len(raws)
     ack = unhexlify(call["ack_frame"])
     answers = {}
 
@@ -147,7 +153,17 @@ def _allocations(call, keys):
 
     measure("checkin_16", checkins)
     measure("checkin_1", lambda: up.add_checkin(0x41, token, 5) and up.seal_checkins(1002, 70001))
-    measure("telemetry", lambda: up.telemetry(3000, values))
+    measure("telemetry", lambda: up.telemetry(3000, raws))
+
+    def telemetry_from_readings():
+        # What the node does with its drivers' whole-number readings (0.01 °C, 0.01 %, Pa, mV).
+        readings[0] = sensors.telemetry_raw(0, 2153, 100)
+        readings[1] = sensors.telemetry_raw(1, 4550, 100)
+        readings[2] = sensors.telemetry_raw(2, 101325, 100)
+        readings[6] = sensors.telemetry_raw(6, 3700)
+        up.telemetry(3001, readings)
+
+    measure("telemetry_from_readings", telemetry_from_readings)
     measure("status", lambda: up.status(4000, (1, 2, 3), 3600, 1, 2, 0, 0, 1, 2, 3, 4))
     measure("ack_read", lambda: down.read(ack, None))
     measure("time_on_air", lambda: airtime.time_on_air_us(20, 9))

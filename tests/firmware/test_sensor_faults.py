@@ -31,6 +31,10 @@ SETUP = (
 import asyncio
 from machine import I2C, Pin
 from borne.sensors import Sensors
+from borne.contract import TELEMETRY_FIELDS
+def in_unit(bit, raw):  # a value on the wire back in its field's unit, to 0.1
+    _, _, _, _, divisor, step, offset = TELEMETRY_FIELDS[bit]
+    return round(raw * step / divisor + offset, 1)
 from borne.drivers import pn532
 i2c = I2C(0, scl=Pin({SCL}), sda=Pin({SDA}), freq=100000)
 sensors = None
@@ -39,7 +43,7 @@ def reading(names=None, deep_sleep=False):
     if names is not None:
         sensors = Sensors(names, {{}}, i2c, deep_sleep=deep_sleep)
     values = sensors.read()
-    return [None if v is None else round(v, 1) for v in values[:4]], sensors.faults
+    return [None if v is None else in_unit(i, v) for i, v in enumerate(values[:4])], sensors.faults
 reader_errors = 0
 def poll(reader=None):
     # What the node's badge task does at each poll: open the reader if needed, read, count an error.

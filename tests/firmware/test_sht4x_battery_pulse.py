@@ -55,9 +55,10 @@ def test_sht4x_reads_the_air_within_its_resolution(
     board: VirtualBoard, temperature_c: float, humidity_pct: float
 ) -> None:
     board.set_air(temperature_c=temperature_c, humidity_pct=humidity_pct)
-    temperature, humidity = run(board, "sht4x.SHT4x(i2c).read()")
-    assert abs(temperature - temperature_c) <= 0.01  # one step is 175/65535 °C
-    assert abs(humidity - humidity_pct) <= 0.01  # and 125/65535 %RH
+    centi_c, centi_pct = run(board, "sht4x.SHT4x(i2c).read()")  # whole numbers: 0.01 °C and 0.01 %RH
+    assert isinstance(centi_c, int) and isinstance(centi_pct, int)
+    assert abs(centi_c - temperature_c * 100) <= 1  # one step is 175/65535 °C, then rounded to 0.01
+    assert abs(centi_pct - humidity_pct * 100) <= 1  # and 125/65535 %RH
 
 
 def test_sht4x_reads_its_serial_number(board: VirtualBoard) -> None:
@@ -71,7 +72,7 @@ def test_sht4x_answer_with_a_bad_crc_raises_eio_and_the_next_one_reads(board: Vi
     board.corrupt_next_answer(SHT4X)
     reads = run(board, "[attempt(sensor.read) for _ in range(2)]")
     assert reads[0]["errno"] == EIO
-    assert abs(reads[1]["ok"][0] - 23.5) <= 0.01
+    assert abs(reads[1]["ok"][0] - 2350) <= 1
 
 
 def test_sht4x_that_does_not_answer_raises_enodev(board: VirtualBoard) -> None:

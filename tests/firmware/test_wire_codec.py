@@ -116,3 +116,5 @@ def test_building_a_frame_allocates_only_its_view(answer_of) -> None:
     print("firmware heap figures (bytes):", heap)
     own = heap["firmware_only"]
     assert own["checkin_16"] <= 64 and own["checkin_1"] <= 64 and own["status"] <= 64, own
+    # Whole-number readings reach the wire without a float: a telemetry frame allocates no more.
+    assert own["telemetry"] <= 64 and own["telemetry_from_readings"] <= 64, own

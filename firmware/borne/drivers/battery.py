@@ -11,10 +11,12 @@ class Battery:
 
     def __init__(self, pin, ratio, atten=ADC.ATTN_11DB):
         self._adc = ADC(pin if isinstance(pin, Pin) else Pin(pin), atten=atten)
-        self._ratio = ratio
+        self._ratio_per_mille = round(ratio * 1000)  # whole numbers from here on: a reading takes no float
 
     def millivolts(self):
         total = 0
         for _ in range(_SAMPLES):
             total += self._adc.read_uv()
-        return round(total * self._ratio / (_SAMPLES * 1000))
+        # The pin's voltage in 0.1 mV, then times the ratio: every product stays a small int (under 2**30).
+        tenths = (total + _SAMPLES * 50) // (_SAMPLES * 100)
+        return (tenths * self._ratio_per_mille + 5000) // 10000

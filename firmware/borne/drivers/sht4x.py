@@ -37,11 +37,15 @@ class SHT4x:
         return a
 
     def read(self):
-        """Measure once, with high precision: (temperature in °C, relative humidity in %, 0 to 100)."""
+        """Measure once, with high precision: (temperature in 0.01 °C, relative humidity in 0.01 %, 0 to 10000).
+
+        The datasheet's conversion (section 4.6), T = -45 + 175 * S / 65535 and RH = -6 + 125 * S / 65535,
+        in whole numbers rounded half up: 17500 / 65535 is 3500 / 13107, whose products with a 16-bit S
+        stay small ints, so a reading puts no float on the heap."""
         a = self._exchange(_CMD_MEASURE_HIGH_PRECISION, _MEASURE_MS)
-        temperature = -45 + 175 * (a[0] << 8 | a[1]) / 65535
-        humidity = -6 + 125 * (a[3] << 8 | a[4]) / 65535
-        return temperature, min(max(humidity, 0.0), 100.0)  # the datasheet says to crop it so
+        temperature = -4500 + (7000 * (a[0] << 8 | a[1]) + 13107) // 26214
+        humidity = -600 + (5000 * (a[3] << 8 | a[4]) + 13107) // 26214
+        return temperature, min(max(humidity, 0), 10000)  # the datasheet says to crop it so
 
     def serial_number(self):
         a = self._exchange(_CMD_SERIAL_NUMBER, _COMMAND_MS)
