@@ -31,6 +31,7 @@ test: $(INSTALLED) $(NODE_INSTALLED) lint
 lint: $(INSTALLED)
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy
 	$(VENV)/bin/borne codec export-mpy --check
 
 bench: $(INSTALLED)

@@ -281,6 +281,7 @@ def registered_node(
     registry's (the gateway would refuse every frame of the board)."""
     _check_key_file(key_file)
     site_keys = load_site_keys(key_file)
+    device: Device | None
     if pending is not None:
         device = pending
     else:

@@ -95,7 +95,7 @@ def add_bench_site_commands(sim_actions: argparse._SubParsersAction) -> None:
     badge.add_argument("--board", required=True, help="the board's name")
     badge.add_argument("--uid", type=bytes.fromhex, required=True, help="the badge's UID in hex, e.g. 04a1b2c3")
     badge.add_argument("--held", type=float, default=bench_site.HELD_S, help="seconds held (default %(default)s)")
-    badge.set_defaults(run=lambda args: bench_site.present_badge(args.control, args.board, args.uid, args.held) or 0)
+    badge.set_defaults(run=_present_badge)
     power = sim_actions.add_parser(
         "power",
         help="cut or restore a board's power on a bench site",
@@ -104,7 +104,7 @@ def add_bench_site_commands(sim_actions: argparse._SubParsersAction) -> None:
     power.add_argument("--control", type=Path, required=True, help="the bench site's control socket")
     power.add_argument("--board", required=True, help="the board's name")
     power.add_argument("state", choices=("on", "off"))
-    power.set_defaults(run=lambda args: bench_site.set_power(args.control, args.board, args.state == "on") or 0)
+    power.set_defaults(run=_set_power)
     broker = sim_actions.add_parser(
         "broker",
         help="stop or start the broker of a bench site",
@@ -112,7 +112,22 @@ def add_bench_site_commands(sim_actions: argparse._SubParsersAction) -> None:
     )
     broker.add_argument("--control", type=Path, required=True, help="the bench site's control socket")
     broker.add_argument("state", choices=("stop", "start"))
-    broker.set_defaults(run=lambda args: bench_site.set_broker(args.control, args.state == "start") or 0)
+    broker.set_defaults(run=_set_broker)
+
+
+def _present_badge(args: argparse.Namespace) -> int:
+    bench_site.present_badge(args.control, args.board, args.uid, args.held)
+    return 0
+
+
+def _set_power(args: argparse.Namespace) -> int:
+    bench_site.set_power(args.control, args.board, args.state == "on")
+    return 0
+
+
+def _set_broker(args: argparse.Namespace) -> int:
+    bench_site.set_broker(args.control, args.state == "start")
+    return 0
 
 
 def add_bench_commands(commands: argparse._SubParsersAction) -> None:

@@ -158,13 +158,13 @@ def _status(args: argparse.Namespace) -> int:
     print(f"outbox: {state.depth()} events waiting for the broker{refused}; dropped: {state.dropped() or 'none'}")
     pending = state.pending_configs()
     print(f"config downlinks pending: {len(pending) or 'none'}")
-    for config in pending:
-        device = registry.get(config.device_id)
+    for waiting in pending:
+        device = registry.get(waiting.device_id)
         name = f"{device.site}/{device.name}" if device else "(unregistered)"
-        tried = "not sent yet" if config.last_try_at is None else f"last sent {now - config.last_try_at:.0f} s ago"
+        tried = "not sent yet" if waiting.last_try_at is None else f"last sent {now - waiting.last_try_at:.0f} s ago"
         print(
-            f"{config.device_id:>6}  {name:<20} since {now - config.queued_at:.0f} s, tries {config.tries} ({tried}): "
-            f"{_changes_text(pending_changes(config))}"
+            f"{waiting.device_id:>6}  {name:<20} since {now - waiting.queued_at:.0f} s, tries {waiting.tries} "
+            f"({tried}): {_changes_text(pending_changes(waiting))}"
         )
     state.close()
     return 0
@@ -196,13 +196,13 @@ def _device_configure(args: argparse.Namespace) -> int:
     finally:
         state.close()
     # Home Assistant's expiry follows the registry's intervals: keep them as the node is told.
-    intervals = {
-        "report_interval_s": args.report_interval or device.report_interval_s,
-        "status_interval_s": args.status_interval or device.status_interval_s,
-    }
+    report_interval_s = args.report_interval or device.report_interval_s
+    status_interval_s = args.status_interval or device.status_interval_s
     registry_note = ""
-    if intervals != {"report_interval_s": device.report_interval_s, "status_interval_s": device.status_interval_s}:
-        registry.devices[device.device_id] = dataclasses.replace(device, **intervals)
+    if (report_interval_s, status_interval_s) != (device.report_interval_s, device.status_interval_s):
+        registry.devices[device.device_id] = dataclasses.replace(
+            device, report_interval_s=report_interval_s, status_interval_s=status_interval_s
+        )
         registry.save(registry_file)
         registry_note = f"; {registry_file} has the new intervals: running gateways read it at their next frame"
     print(

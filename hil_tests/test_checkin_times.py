@@ -51,9 +51,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VirtualSite]:
 
 @pytest.fixture(scope="module")
 def mqtt(site: VirtualSite) -> MqttLog:
-    assert site.mqtt is not None
-    site.mqtt.wait_for(lambda: site.mqtt.on("/entrance/status"), BOOT_S + 70, "the door's first status")
-    return site.mqtt
+    log = site.mqtt
+    assert log is not None
+    log.wait_for(lambda: log.on("/entrance/status"), BOOT_S + 70, "the door's first status")
+    return log
 
 
 def presented(site: VirtualSite, uid: bytes) -> float:

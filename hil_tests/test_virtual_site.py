@@ -26,7 +26,7 @@ from hil_tests.rig import (
     SIMULATOR,
     Site,
 )
-from payload_codec import read_envelope
+from payload_codec import SealedEnvelope, read_envelope
 from simulator.mqtt_log import MqttLog
 from simulator.virtual_board import VirtualBoard
 from simulator.virtual_site import NodeSpec
@@ -170,7 +170,11 @@ def test_a_frame_recorded_off_the_air_and_replayed_is_refused_as_a_replay(site, 
     def the_rooms_telemetry() -> tuple[bytes, int, int, int] | None:
         for frame in heard:
             envelope = read_envelope(frame[0])
-            if getattr(envelope, "device_id", None) == ROOM.device_id and envelope.msg_type.name == "telemetry":
+            if (
+                isinstance(envelope, SealedEnvelope)
+                and envelope.device_id == ROOM.device_id
+                and envelope.msg_type.name == "telemetry"
+            ):
                 return frame
         return None
 

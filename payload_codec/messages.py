@@ -447,6 +447,8 @@ def _checkins_from_raw(raw: Any) -> CheckinBatch:
 # --- presence-bitmap bytes (telemetry, config) ---------------------------------------------
 @functools.cache
 def field_range(field: BitmapField) -> tuple[int, int]:
+    if field.fmt is None:  # callers deal with flags before asking
+        raise ValueError(f"{field.name} is a flag: it carries no value, so it has no range")
     size = field.fmt.sizeof()
     signed = field.fmt.fmtstr[-1].islower()  # struct format: b/h/i signed, B/H/I unsigned
     low, high = (-(1 << (8 * size - 1)), (1 << (8 * size - 1)) - 1) if signed else (0, (1 << (8 * size)) - 1)

@@ -548,17 +548,17 @@ def _window_case(
     else:
         frame = build_frame(Telemetry.from_json({"co2_ppm": 600}), DEVICE_ID, counter, keys)
         resolved = resolve_counter(last_counter, counter & 0xFFFF, MAX_COUNTER_GAP, seen_below)
-    refused = not isinstance(resolved, int)
-    return {
+    case = {
         "name": name,
         "frame_hex": frame.hex(),
         "keys": _keys_json(DEVICE_ID),
         "max_gap": MAX_COUNTER_GAP,
         "window": _window_json(last_counter, seen_below),
-        "counter": None if refused else resolved,
-        "error": resolved.reason if refused else None,
-        "window_after": None if refused else _window_json(*slide_window(last_counter, seen_below, resolved)),
     }
+    if isinstance(resolved, int):
+        after = _window_json(*slide_window(last_counter, seen_below, resolved))
+        return {**case, "counter": resolved, "error": None, "window_after": after}
+    return {**case, "counter": None, "error": resolved.reason, "window_after": None}
 
 
 def window_cases() -> list[dict]:
@@ -590,7 +590,7 @@ def bridge_link_cases() -> list[dict]:
     keys = derive_device_keys(TEST_MASTER_KEY, DEVICE_ID)
     frame = build_frame(Telemetry.from_json({"temperature_c": 19.5, "co2_ppm": 840}), DEVICE_ID, 77, keys).hex()
     radio = {"frequency_hz": 868_100_000, "spreading_factor": 9, "bandwidth_hz": 125_000, "coding_rate": 5}
-    records = [
+    records: list[tuple[str, dict[str, Any]]] = [
         ("received", {**radio, "rssi_dbm": -97, "snr_db": 6.25, "timestamp_us": 4_000_123_456, "frame": frame}),
         ("received", {**radio, "rssi_dbm": -121, "snr_db": -14.75, "timestamp_us": 0, "frame": frame}),
         (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import threading
 import time
@@ -30,7 +31,7 @@ class MqttLog:
         self._done = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._task: asyncio.Future | None = None
+        self._task: concurrent.futures.Future[None] | None = None  # cancelling it cancels _listen() in the loop
 
     def start(self, timeout: float = 15) -> MqttLog:
         self._thread.start()
@@ -56,12 +57,17 @@ class MqttLog:
     async def _record(self) -> None:
         while True:  # rides out broker restarts, as a consumer should
             try:
-                persistent = {"identifier": self.session, "clean_session": False} if self.session else {}
-                async with aiomqtt.Client(self.host, self.port, **persistent) as client:
+                # With a session: its client id, and the broker keeps the session (None: aiomqtt's defaults).
+                async with aiomqtt.Client(
+                    self.host,
+                    self.port,
+                    identifier=self.session or None,
+                    clean_session=False if self.session else None,
+                ) as client:
                     await client.subscribe(self.topic, qos=1)
                     self._subscribed.set()
                     async for message in client.messages:
-                        text = bytes(message.payload).decode(errors="replace")  # type: ignore[arg-type]
+                        text = message.payload.decode(errors="replace")
                         try:
                             payload: object = json.loads(text)
                         except ValueError:

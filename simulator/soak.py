@@ -373,7 +373,7 @@ def _report(
     interrupted: signal.Signals | None = None,
 ) -> SoakReport:
     event_ids = Counter(message["event_id"] for message in published)
-    first_of = {}  # each event id's first delivery
+    first_of: dict[str, dict] = {}  # each event id's first delivery
     for message in published:
         first_of.setdefault(message["event_id"], message)
     by_token: dict[str, list[dict]] = {}

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +70,7 @@ class VirtualSite:
         nodes: Sequence[NodeSpec],
         *,
         site: str = "town-hall",
-        radio: dict[str, int | str] | None = None,
+        radio: Mapping[str, int | str] | None = None,
         seed: int = 1,
         bridge_board: str = "heltec_v2",
         gateway_log: Path | None = None,
@@ -226,8 +226,19 @@ class VirtualSite:
             return {"cs": self.profiles[node]["nfc_spi"]["cs"]}
         return {"address": PN532_ADDRESS}
 
-    def set_air(self, node: str, **air: float) -> None:
-        self.boards[node].set_air(**air)
+    def set_air(
+        self,
+        node: str,
+        *,
+        temperature_c: float | None = None,
+        humidity_pct: float | None = None,
+        pressure_hpa: float | None = None,
+        co2_ppm: int | None = None,
+    ) -> None:
+        """Set what the node's environmental sensors measure; None leaves a quantity as it is."""
+        self.boards[node].set_air(
+            temperature_c=temperature_c, humidity_pct=humidity_pct, pressure_hpa=pressure_hpa, co2_ppm=co2_ppm
+        )
 
     def cut_power(self, node: str) -> None:
         """Unplug the board: its VM stops and its serial port disappears, as a USB board's does."""

@@ -309,13 +309,16 @@ class VirtualBoard:
         its I2C sensors (`sensors`, as `borne board flash --sensors` names them) and its badge reader,
         "pn532" on the I2C bus or "mfrc522" on the profile's `nfc_spi`. Call it before power-on."""
         self.wire_power_chip(board_profile)
-        i2c = board_profile.get("i2c")
-        for sensor in sensors:
-            if sensor in I2C_SENSORS:
-                self.wire_i2c(sensor, I2C_SENSORS[sensor], sda=i2c["sda"], scl=i2c["scl"])
-        if nfc == "pn532":
-            self.wire_i2c("pn532", PN532_ADDRESS, sda=i2c["sda"], scl=i2c["scl"])
-        elif nfc == "mfrc522":
+        on_i2c = [(sensor, I2C_SENSORS[sensor]) for sensor in sensors if sensor in I2C_SENSORS]
+        on_i2c += [("pn532", PN532_ADDRESS)] if nfc == "pn532" else []
+        if on_i2c:
+            i2c = board_profile.get("i2c")
+            if i2c is None:
+                names = ", ".join(kind for kind, _ in on_i2c)
+                raise VirtualBoardError(f"the board profile has no I2C bus for the {names} wired to it")
+            for kind, address in on_i2c:
+                self.wire_i2c(kind, address, sda=i2c["sda"], scl=i2c["scl"])
+        if nfc == "mfrc522":
             spi = board_profile["nfc_spi"]
             self.wire_spi(
                 "mfrc522", cs=spi["cs"], sck=spi["sck"], mosi=spi["mosi"], miso=spi["miso"], reset=spi["reset"]

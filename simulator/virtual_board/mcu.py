@@ -203,8 +203,9 @@ class Mcu:
         self.process.kill()
         self.process.wait()
         for pipe in (self.process.stdin, self.process.stdout):
-            with contextlib.suppress(OSError):
-                pipe.close()
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
         for fd in (self.control, self.events):
             with contextlib.suppress(OSError):
                 os.close(fd)
