@@ -135,10 +135,11 @@ def run_mpremote(arguments: Sequence[str], timeout: float) -> subprocess.Complet
 
 SELFTEST_TIMEOUT_S = 90  # an SCD4x takes 5 s to its first sample; the rest is quick
 _CHECK_MARK = "BORNE-CHECK "
-# In two calls: importing the firmware's modules makes most of the test's garbage, and a virtual board's
-# VM collects garbage only between calls, where a board collects whenever it must.
+# In three calls: importing the firmware's modules makes much of the test's garbage, and so does each half
+# of the checks (selftest.run's parts); a virtual board's VM collects garbage only between calls, where a
+# board collects whenever it must.
 _SELFTEST_IMPORT = "import borne.node, borne.selftest"
-_SELFTEST = "borne.selftest.run()"
+_SELFTEST_PARTS = ("borne.selftest.run(0)", "borne.selftest.run(1)")
 _NOT_BORNE = "no module named 'borne"
 
 _I2C_CHIPS = {"bme280": "BME280", "scd4x": "SCD4x", "sht4x": "SHT4x", "pn532": "PN532"}
@@ -224,8 +225,7 @@ class Installer:
                 "running the self-test",
                 "exec",
                 _SELFTEST_IMPORT,
-                "exec",
-                _SELFTEST,
+                *(argument for part in _SELFTEST_PARTS for argument in ("exec", part)),
                 "reset",
                 timeout=SELFTEST_TIMEOUT_S,
             )
