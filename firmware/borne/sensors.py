@@ -32,7 +32,7 @@ def telemetry_raw(field, value, per=1):
     """Telemetry field `field`'s value on the wire, round((value - offset) * divisor / step) as its
     TELEMETRY_FIELDS row says, for `value` in 1/`per` of the field's unit: 2153 with `per` 100 is 21.53 °C.
 
-    The drivers read whole numbers (0.01 °C, Pa, mV), and whole numbers stay whole here, rounded half
+    The drivers read whole numbers (0.01 °C, 0.01 %, Pa, mV), which stay whole here, rounded half
     to even as payload_codec rounds: a reading reaches the frame without a float on the heap. A float
     (the tests' values, in the field's unit) takes payload_codec's arithmetic, step by step. Not
     clamped to the wire's range: Uplink.telemetry does that.
