@@ -48,6 +48,9 @@ from borne.frame import Uplink, checkin_tag
 keys = DeviceKeys(bytes(range(16)), bytes(range(16, 32)))
 up = Uplink(0x0102, keys)
 token = badge_token(bytes(16), b"\\x04\\xa1\\xb2\\xc3\\xd4\\xe5\\xf6")
+"""
+MEASURE = f"""
+import gc, json, time
 from borne.sensors import telemetry_raw
 raws = [None] * 7
 def readings():
@@ -58,9 +61,6 @@ def readings():
     raws[3] = 612
     raws[6] = telemetry_raw(6, 3700)
     return raws
-"""
-MEASURE = f"""
-import gc, json, time
 
 def cost(build):
     build(1)  # warm up
