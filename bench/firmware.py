@@ -198,6 +198,7 @@ def heap_table() -> str:
     used, text = running - bare, qstrs["n_str_data_bytes"]
     pools = qstrs["n_total_bytes"] - text
     least, most = board_qstr_pool_bytes(qstrs["n_qstr"])
+    on_board = (used - pools + least, used - pools + most)  # the door node's heap on a board, the VM's pools aside
     lines = [
         "## Firmware in the real MicroPython VM",
         "",
@@ -208,7 +209,7 @@ def heap_table() -> str:
         f"{pools:,} of qstr pools (the VM began {qstrs['n_pool']} more). The pools are the VM's: its chip models'",
         "qstrs filled its first ones, so the firmware's began a larger one. A board's start at 20 entries and double",
         f"(py/qstr.c): the same qstrs take {least:,} to {most:,} bytes of pools there, by how many the board",
-        f"interned before them; a door node on a board: {used - pools + least:,} to {used - pools + most:,} bytes.",
+        f"interned before them; a door node on a board: {on_board[0]:,} to {on_board[1]:,} bytes.",
         "",
         "| frame built | bytes allocated per frame | µs per frame |",
         "|---|---:|---:|",
@@ -219,8 +220,8 @@ def heap_table() -> str:
         f"| 0 bytes allocated per frame sent | {max(row[1] for row in rows):,} bytes at most, of the frames above "
         f"({'met' if all(row[1] == 0 for row in rows) else 'not met'}) |",
         f"| a door node's heap in use ≤ {DOOR_NODE_HEAP_GOAL // 1024} KB above a bare board | "
-        f"{used - pools + least:,} to {used - pools + most:,} bytes on a board "
-        f"({'met' if used - pools + most <= DOOR_NODE_HEAP_GOAL else 'not met'}): the modules' bytecode, loaded "
+        f"{on_board[0]:,} to {on_board[1]:,} bytes on a board "
+        f"({'met' if on_board[1] <= DOOR_NODE_HEAP_GOAL else 'not met'}): the modules' bytecode, loaded "
         "from .mpy files, lives in the heap; only frozen modules or a ROMFS partition keep it in flash, and "
         "MicroPython's ESP32 builds ship neither for an application's modules |",
     ]

@@ -30,24 +30,14 @@ _QUANTITIES = len(TELEMETRY_FIELDS)  # TEMPERATURE_C … BATTERY_MV
 
 def telemetry_raw(field, value, per=1):
     """Telemetry field `field`'s value on the wire, round((value - offset) * divisor / step) as its
-    TELEMETRY_FIELDS row says, for `value` in 1/`per` of the field's unit: 2153 with `per` 100 is 21.53 °C.
+    TELEMETRY_FIELDS row says, for `value`, a whole number in 1/`per` of the field's unit: 2153 with
+    `per` 100 is 21.53 °C.
 
-    The drivers read whole numbers (0.01 °C, 0.01 %, Pa, mV), which stay whole here, rounded half
-    to even as payload_codec rounds: a reading reaches the frame without a float on the heap. A float
-    (the tests' values, in the field's unit) takes payload_codec's arithmetic, step by step. Not
-    clamped to the wire's range: Uplink.telemetry does that.
+    The drivers read whole numbers (0.01 °C, 0.01 %, Pa, mV), which stay whole here, rounded half to
+    even as payload_codec rounds: a reading reaches the frame without a float on the heap. Not clamped
+    to the wire's range: Uplink.telemetry does that.
     """
     _, _, _, _, mul, step, offset = TELEMETRY_FIELDS[field]
-    if isinstance(value, float):
-        if per != 1:
-            value /= per
-        if offset:
-            value -= offset
-        if mul != 1:
-            value *= mul
-        if step != 1:
-            value /= step
-        return round(value)
     if mul == step == per == 1 and not offset:
         return value  # a count (CO2, pulses: up to 2**32 - 1, past a small int) goes as it is
     numerator = (value - offset * per) * mul

@@ -160,25 +160,11 @@ class Peripherals:
 
         self._link.tell(change)
 
-    def set_air(
-        self,
-        *,
-        temperature_c: float | None = None,
-        humidity_pct: float | None = None,
-        pressure_hpa: float | None = None,
-        co2_ppm: int | None = None,
-    ) -> None:
-        """None leaves a quantity as it is."""
+    def set_air(self, **given: Any) -> None:
+        """The quantities VirtualBoard.set_air names; None leaves one as it is."""
 
         def change() -> I2cChips:
-            air = self._air
-            self._air = replace(
-                air,
-                temperature_c=air.temperature_c if temperature_c is None else temperature_c,
-                humidity_pct=air.humidity_pct if humidity_pct is None else humidity_pct,
-                pressure_hpa=air.pressure_hpa if pressure_hpa is None else pressure_hpa,
-                co2_ppm=air.co2_ppm if co2_ppm is None else co2_ppm,
-            )
+            self._air = replace(self._air, **{name: value for name, value in given.items() if value is not None})
             return self._i2c_chips()
 
         self._link.tell(change)

@@ -35,8 +35,15 @@ def telemetry(call):
 
 
 def _raws(values):
-    # The vectors' values are in each field's unit: the node's conversion onto the wire, as for a reading.
-    return [None if value is None else sensors.telemetry_raw(bit, value) for bit, value in enumerate(values)]
+    # The vectors' values are in each field's unit. The node's drivers read whole numbers: a value with
+    # decimals goes as whole hundredths (every vector's value is exact in them), then onto the wire.
+    raws = []
+    for bit, value in enumerate(values):
+        if isinstance(value, float):
+            raws.append(sensors.telemetry_raw(bit, round(value * 100), 100))
+        else:
+            raws.append(None if value is None else sensors.telemetry_raw(bit, value))
+    return raws
 
 
 def status(call):
